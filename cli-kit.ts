@@ -1,0 +1,51 @@
+/**
+ * The small toolkit every `pdd` subcommand is written with: strict argument
+ * parsing whose mistakes are typed usage errors (exit status 2), never stack
+ * traces.
+ */
+import { fileURLToPath } from "node:url";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** The package root, whether running from sources or from dist/. */
+export const PACKAGE_ROOT: string = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../" : "./", import.meta.url));
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+export interface Command {
+  /** e.g. "decode" or "bench codec" */
+  readonly name: string;
+  readonly summary: string;
+  readonly usage: string;
+  run(argv: string[]): Promise<number>;
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** parseArgs in strict mode; its errors become UsageError. */
+type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: boolean }>>;
+
+export function parseFlags<O extends Options>(argv: string[], options: O, allowPositionals = false): Parsed<O> {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** Parses a flag as an integer in [min, max]. */
+export function intFlag(name: string, value: string | undefined, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} must be an integer, got "${value}"`);
+  const n = Number(value);
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+/** Parses a flag that must be one of `choices`. */
+export function choiceFlag<T extends string>(name: string, value: string | undefined, choices: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${choices.join(", ")}; got "${value}"`);
+  return value as T;
+}

@@ -1,0 +1,36 @@
+/**
+ * A frame codec turns one envelope (DeviceFrame or CloudFrame) into the bytes
+ * of one PDD frame and back (spec/09-codecs.md). Codecs know nothing about
+ * transports: the transport delimits frames, the codec fills them.
+ */
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { Codec } from "../gen/pdd/v1/pdd_pb.js";
+
+export type CodecName = "proto" | "msgpack";
+
+export interface FrameCodec {
+  readonly name: CodecName;
+  /** The Codec enum value announced in Hello/HelloAck. */
+  readonly wire: Codec;
+  /** Encodes a message; never fails for a well-typed message. */
+  encode<D extends DescMessage>(schema: D, message: MessageShape<D>): Uint8Array;
+  /**
+   * Decodes one frame. Throws only PddError: MALFORMED_FRAME for bytes that
+   * are not a valid frame, FRAME_TOO_LARGE when `bytes` exceeds the limit.
+   */
+  decode<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D>;
+}
+
+export interface CodecOptions {
+  /** Frames larger than this are refused before decoding. Default 16 MiB. */
+  maxFrameBytes?: number;
+}
+
+/** Spec default for max_frame_bytes (spec/11-limits.md, PDD-LIMIT-001). */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+export const CODEC_NAMES: readonly CodecName[] = ["proto", "msgpack"];
+
+export function codecFromWire(c: Codec): CodecName | undefined {
+  return c === Codec.PROTO ? "proto" : c === Codec.MSGPACK ? "msgpack" : undefined;
+}
