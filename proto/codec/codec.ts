@@ -22,12 +22,12 @@ export interface FrameCodec {
 }
 
 export interface CodecOptions {
-  /** Frames larger than this are refused before decoding. Default 16 MiB. */
+  /** Frames larger than this are refused before decoding. Default 4 MiB (spec §11). */
   maxFrameBytes?: number;
 }
 
-/** Spec default for max_frame_bytes (spec/11-limits.md, PDD-LIMIT-001). */
-export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** Spec default for max_frame_bytes (spec/11-limits.md). */
+export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
 export const CODEC_NAMES: readonly CodecName[] = ["proto", "msgpack"];
 
