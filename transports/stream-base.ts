@@ -1,0 +1,183 @@
+/**
+ * What every binding's MessageStream shares: encoding with the connection's
+ * codec, send-side accounting against the high-water mark, the receive queue,
+ * and close bookkeeping. A binding supplies only how bytes move.
+ * @internal
+ */
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { createCodec, ErrorCode, PddError, type CodecName, type FrameCodec } from "../proto/index.js";
+import { FrameQueue } from "./frame-queue.js";
+import { DEFAULTS, type CloseInfo, type MessageStream, type SendOptions, type TransportName } from "./message-stream.js";
+
+export interface StreamBaseInit {
+  transport: TransportName;
+  codec: CodecName;
+  inSchema: DescMessage;
+  outSchema: DescMessage;
+  maxFrameBytes?: number;
+  highWaterMark?: number;
+  authToken?: string;
+  remoteAddress?: string;
+  /** Called when the receive queue is full / drained again. */
+  pauseReading?: () => void;
+  resumeReading?: () => void;
+}
+
+export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
+  readonly transport: TransportName;
+  readonly codec: CodecName;
+  readonly authToken: string | undefined;
+  readonly remoteAddress: string | undefined;
+  readonly closed: Promise<CloseInfo>;
+  protected readonly frameCodec: FrameCodec;
+  protected readonly queue: FrameQueue<In>;
+  protected readonly highWaterMark: number;
+  private readonly inSchema: DescMessage;
+  private readonly outSchema: DescMessage;
+  private pending = 0;
+  private readPaused = false;
+  private readWaiters: (() => void)[] = [];
+  private drainWaiters: (() => void)[] = [];
+  private resolveClosed!: (info: CloseInfo) => void;
+  private closeInfo: CloseInfo | undefined;
+  private listeners: ((info: CloseInfo) => void)[] = [];
+
+  constructor(init: StreamBaseInit) {
+    this.transport = init.transport;
+    this.codec = init.codec;
+    this.authToken = init.authToken;
+    this.remoteAddress = init.remoteAddress;
+    this.inSchema = init.inSchema;
+    this.outSchema = init.outSchema;
+    this.highWaterMark = init.highWaterMark ?? DEFAULTS.highWaterMark;
+    this.frameCodec = createCodec(init.codec, { maxFrameBytes: init.maxFrameBytes });
+    this.queue = new FrameQueue<In>(
+      this.highWaterMark,
+      () => {
+        this.readPaused = true;
+        init.pauseReading?.();
+      },
+      () => {
+        this.readPaused = false;
+        const w = this.readWaiters;
+        this.readWaiters = [];
+        for (const r of w) r();
+        init.resumeReading?.();
+      },
+    );
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  get bufferedAmount(): number {
+    return this.pending;
+  }
+
+  get isClosed(): boolean {
+    return this.closeInfo !== undefined;
+  }
+
+  /** Writes one encoded frame; resolves when the bytes have left this process's buffers. */
+  protected abstract writeFrame(frame: Uint8Array, options: SendOptions | undefined): Promise<void>;
+  protected abstract closeTransport(code: ErrorCode, reason: string): Promise<void>;
+  protected abstract abortTransport(reason: string): void;
+
+  async send(message: Out, options?: SendOptions): Promise<void> {
+    return this.sendRaw(this.frameCodec.encode(this.outSchema, message as MessageShape<DescMessage>), options);
+  }
+
+  async sendRaw(frame: Uint8Array, options?: SendOptions): Promise<void> {
+    this.assertOpen();
+    return this.track(frame.length, () => this.writeFrame(frame, options));
+  }
+
+  protected assertOpen(): void {
+    if (this.closeInfo) throw new PddError(ErrorCode.UNAVAILABLE, `${this.transport} connection is closed`, { local: "ERR_CLOSED" });
+  }
+
+  /**
+   * Counts `size` bytes as buffered until `write` settles, and resolves once
+   * the buffered total is below the high-water mark.
+   */
+  protected async track(size: number, write: () => Promise<void>): Promise<void> {
+    this.pending += size;
+    write().then(
+      () => this.released(size),
+      () => this.released(size),
+    );
+    if (this.pending >= this.highWaterMark) {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    }
+  }
+
+  private released(size: number): void {
+    this.pending -= size;
+    if (this.pending < this.highWaterMark && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Resolves when the consumer wants more frames (bindings that pull call it before each read). */
+  protected readable(): Promise<void> {
+    if (!this.readPaused || this.closeInfo) return Promise.resolve();
+    return new Promise((resolve) => this.readWaiters.push(resolve));
+  }
+
+  /** Bindings call this with each received frame's bytes. */
+  protected receiveBytes(bytes: Uint8Array): void {
+    let message: In;
+    try {
+      message = this.frameCodec.decode(this.inSchema, bytes) as In;
+    } catch (e) {
+      this.queue.fail(PddError.from(e, ErrorCode.MALFORMED_FRAME));
+      return;
+    }
+    this.receiveMessage(message, bytes.length);
+  }
+
+  /** Bindings that decode themselves (gRPC) call this with the message's wire size. */
+  protected receiveMessage(message: In, size: number): void {
+    if ((message as { body?: { case?: string } }).body?.case === undefined) return; // PDD-VER-006
+    this.queue.push(message, size);
+  }
+
+  /** Bindings call this when receiving fails (oversize frame, decode error). */
+  protected receiveError(error: unknown): void {
+    this.queue.fail(PddError.from(error, ErrorCode.MALFORMED_FRAME));
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<In> {
+    return this.queue[Symbol.asyncIterator]();
+  }
+
+  async close(code: ErrorCode = ErrorCode.UNSPECIFIED, reason = ""): Promise<void> {
+    if (this.closeInfo) return;
+    await this.closeTransport(code, reason).catch(() => undefined);
+    this.finish({ initiator: "local", abrupt: false, code, reason });
+  }
+
+  abort(reason = "aborted"): void {
+    if (this.closeInfo) return;
+    this.abortTransport(reason);
+    this.finish({ initiator: "local", abrupt: true, code: ErrorCode.UNSPECIFIED, reason });
+  }
+
+  /** Records the end of the connection once; later calls are ignored. */
+  protected finish(info: CloseInfo): void {
+    if (this.closeInfo) return;
+    this.closeInfo = info;
+    this.queue.end();
+    for (const r of this.readWaiters.splice(0)) r();
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+    this.resolveClosed(info);
+    for (const l of this.listeners) l(info);
+  }
+
+  onClose(listener: (info: CloseInfo) => void): void {
+    if (this.closeInfo) listener(this.closeInfo);
+    else this.listeners.push(listener);
+  }
+}

@@ -1,0 +1,3 @@
+export { createWebSocketServer, type WebSocketServerOptions } from "./server.js";
+export { connectWebSocket } from "./client.js";
+export { SUBPROTOCOLS, subprotocolFor } from "./subprotocols.js";

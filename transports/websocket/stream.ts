@@ -1,0 +1,116 @@
+/** A MessageStream over one `ws` WebSocket (spec §10.2). @internal */
+import type { DescMessage } from "@bufbuild/protobuf";
+import type WebSocket from "ws";
+import { ErrorCode, PddError, type CodecName } from "../../proto/index.js";
+import { closeReason, fromWsCloseCode, wsCloseCode } from "../error-mapping.js";
+import { DEFAULTS, type SendOptions } from "../message-stream.js";
+import { StreamBase } from "../stream-base.js";
+
+export interface WsStreamInit {
+  ws: WebSocket;
+  codec: CodecName;
+  inSchema: DescMessage;
+  outSchema: DescMessage;
+  maxFrameBytes?: number;
+  highWaterMark?: number;
+  pingIntervalMs?: number;
+  deadPeerTimeoutMs?: number;
+  authToken?: string;
+  remoteAddress?: string;
+}
+
+export class WsStream<In, Out> extends StreamBase<In, Out> {
+  private readonly ws: WebSocket;
+  private closing = false;
+  private keepAlive: NodeJS.Timeout | undefined;
+  private lastHeard = Date.now();
+
+  constructor(init: WsStreamInit) {
+    super({
+      transport: "websocket",
+      codec: init.codec,
+      inSchema: init.inSchema,
+      outSchema: init.outSchema,
+      maxFrameBytes: init.maxFrameBytes,
+      highWaterMark: init.highWaterMark,
+      authToken: init.authToken,
+      remoteAddress: init.remoteAddress,
+      pauseReading: () => init.ws.pause(),
+      resumeReading: () => init.ws.resume(),
+    });
+    const ws = (this.ws = init.ws);
+    ws.binaryType = "nodebuffer";
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      this.lastHeard = Date.now();
+      if (!isBinary) {
+        this.receiveError(new PddError(ErrorCode.MALFORMED_FRAME, "PDD-WS-002: text WebSocket message", { local: "ERR_FRAME_DECODE" }));
+        return;
+      }
+      this.receiveBytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    });
+    ws.on("pong", () => (this.lastHeard = Date.now()));
+    ws.on("ping", () => (this.lastHeard = Date.now()));
+    ws.on("error", (err: Error & { code?: string }) => {
+      if (err.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
+        // ws has already started closing with 1009 (PDD-WS-003).
+        this.receiveError(new PddError(ErrorCode.FRAME_TOO_LARGE, `message over the ${init.maxFrameBytes ?? "default"}-byte limit`, { local: "ERR_FRAME_TOO_LARGE" }));
+      }
+    });
+    ws.on("close", (code: number, reason: Buffer) => {
+      this.stopKeepAlive();
+      this.finish({
+        initiator: this.closing ? "local" : "peer",
+        abrupt: code === 1006,
+        code: fromWsCloseCode(code),
+        reason: reason.toString("utf8"),
+      });
+    });
+    const interval = init.pingIntervalMs ?? DEFAULTS.pingIntervalMs;
+    const deadAfter = init.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs;
+    this.keepAlive = setInterval(() => {
+      if (Date.now() - this.lastHeard > deadAfter) {
+        this.stopKeepAlive();
+        ws.terminate();
+        this.finish({ initiator: "peer", abrupt: true, code: ErrorCode.TIMEOUT, reason: `no sign of the peer for ${deadAfter} ms` });
+        return;
+      }
+      if (ws.readyState === ws.OPEN) ws.ping();
+    }, Math.min(interval, Math.max(50, Math.floor(deadAfter / 2))));
+    this.keepAlive.unref();
+  }
+
+  private stopKeepAlive(): void {
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
+  }
+
+  protected writeFrame(frame: Uint8Array, _options: SendOptions | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.ws.readyState !== this.ws.OPEN) return resolve();
+      this.ws.send(frame, { binary: true, compress: false }, () => resolve());
+    });
+  }
+
+  protected closeTransport(code: ErrorCode, reason: string): Promise<void> {
+    this.closing = true;
+    this.stopKeepAlive();
+    return new Promise((resolve) => {
+      if (this.ws.readyState === this.ws.CLOSED) return resolve();
+      const timer = setTimeout(() => {
+        this.ws.terminate();
+        resolve();
+      }, 2_000);
+      this.ws.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.ws.close(wsCloseCode(code), closeReason(reason));
+    });
+  }
+
+  protected abortTransport(): void {
+    this.closing = true;
+    this.stopKeepAlive();
+    this.ws.terminate();
+  }
+}

@@ -1,0 +1,77 @@
+/** `connectWebTransport`: the WebTransport binding's client (spec §10.4). */
+import { CloudFrameSchema, DEFAULT_MAX_FRAME_BYTES, DeviceFrameSchema, ErrorCode, PddError, type CloudFrame, type DeviceFrame } from "../../proto/index.js";
+import type { Http2Session } from "node:http2";
+import type { ClientOptions, DeviceStream } from "../message-stream.js";
+import { certificateSha256 } from "../tls.js";
+import { loadWebTransport } from "./module.js";
+import { WtStream, type WtBidi, type WtSession } from "./stream.js";
+import { WT_WINDOWS } from "./windows.js";
+
+export interface WebTransportClientOptions extends ClientOptions {
+  /** Use HTTP/3 when available; default false (HTTP/2, always available). */
+  preferHttp3?: boolean;
+}
+
+/**
+ * Opens a PDD connection to an https:// WebTransport URL. The codec goes in
+ * the `codec` query parameter and the credential in `access_token`, since a
+ * WebTransport client cannot set request headers. A self-signed server is
+ * trusted through `serverCertificateHashes` or, equivalently, `ca` (its PEM).
+ */
+export async function connectWebTransport(url: string, options: WebTransportClientOptions = {}): Promise<DeviceStream> {
+  const { wt, http3Available } = await loadWebTransport();
+  const codec = options.codec ?? "proto";
+  const target = new URL(url);
+  target.searchParams.set("codec", codec);
+  if (options.authToken) target.searchParams.set("access_token", options.authToken);
+  const hashes = options.serverCertificateHashes ?? (options.ca ? [certificateSha256(options.ca)] : undefined);
+  const session = new wt.WebTransport(target.toString(), {
+    forceReliable: !(options.preferHttp3 && http3Available),
+    serverCertificateHashes: hashes?.map((value) => ({ algorithm: "sha-256", value })),
+    ...WT_WINDOWS,
+  } as never) as unknown as WtSession & { createBidirectionalStream(): Promise<WtBidi> };
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      session.ready,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no session within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (e) {
+    session.closed.catch(() => undefined);
+    try {
+      session.close();
+    } catch {
+      // never opened
+    }
+    const text = String((e as Error)?.message ?? e);
+    const code = /401/.test(text) ? ErrorCode.UNAUTHENTICATED : /400/.test(text) ? ErrorCode.UNSUPPORTED_CODEC : ErrorCode.UNAVAILABLE;
+    throw new PddError(code, `WebTransport session to ${url} failed: ${text}`, { retryable: code === ErrorCode.UNAVAILABLE, cause: e });
+  } finally {
+    clearTimeout(timer);
+  }
+  let control: WtBidi;
+  try {
+    control = await session.createBidirectionalStream();
+  } catch (e) {
+    // Refusals arrive as a session closed with a PDD code (PDD-WT-001/005).
+    const info = await Promise.race([session.closed.catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+    const code = ((info as { closeCode?: number } | undefined)?.closeCode ?? ErrorCode.UNAVAILABLE) as ErrorCode;
+    throw new PddError(code, `WebTransport session to ${url} closed: ${(info as { reason?: string } | undefined)?.reason ?? String(e)}`, { cause: e });
+  }
+  return new WtStream<CloudFrame, DeviceFrame>({
+    http2Session: (session as unknown as { sessionint?: { objint?: { stream?: { session?: Http2Session } } } }).sessionint?.objint?.stream?.session,
+    pingIntervalMs: options.pingIntervalMs,
+    deadPeerTimeoutMs: options.deadPeerTimeoutMs,
+    session,
+    control,
+    codec,
+    inSchema: CloudFrameSchema,
+    outSchema: DeviceFrameSchema,
+    maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    highWaterMark: options.highWaterMark,
+    remoteAddress: url,
+  });
+}

@@ -1,0 +1,181 @@
+/**
+ * A MessageStream over one WebTransport session (spec §10.4): a control
+ * bidirectional stream for every frame but KV chunks, and one unidirectional
+ * stream per request for KV chunks, so tokens never queue behind KV bytes.
+ * @internal
+ */
+import type { DescMessage } from "@bufbuild/protobuf";
+import { ErrorCode, FrameDecoder, frameHeader, PddError, type CodecName } from "../../proto/index.js";
+import { keepHttp2SessionAlive } from "../http2-keepalive.js";
+import { DEFAULTS, type SendOptions } from "../message-stream.js";
+import { StreamBase } from "../stream-base.js";
+import { applyBackpressureFix } from "./backpressure-fix.js";
+
+// Minimal structural types of the WebTransport API we use.
+interface Writer {
+  ready: Promise<void>;
+  write(chunk: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+  abort(reason?: unknown): Promise<void>;
+}
+interface Reader {
+  read(): Promise<{ value?: Uint8Array; done: boolean }>;
+  cancel(reason?: unknown): Promise<void>;
+  releaseLock(): void;
+}
+export interface WtBidi {
+  readable: { getReader(): Reader };
+  writable: { getWriter(): Writer };
+}
+export interface WtSession {
+  ready: Promise<void>;
+  closed: Promise<{ closeCode?: number; reason?: string }>;
+  close(info?: { closeCode?: number; reason?: string }): void;
+  createUnidirectionalStream(): Promise<{ getWriter(): Writer }>;
+  incomingUnidirectionalStreams: { getReader(): { read(): Promise<{ value?: { getReader(): Reader }; done: boolean }> } };
+}
+
+export interface WtStreamInit {
+  session: WtSession;
+  control: WtBidi;
+  codec: CodecName;
+  inSchema: DescMessage;
+  outSchema: DescMessage;
+  maxFrameBytes?: number;
+  highWaterMark?: number;
+  authToken?: string;
+  remoteAddress?: string;
+  /** The HTTP/2 session under the WebTransport session, for keep-alive. */
+  http2Session?: import("node:http2").Http2Session;
+  pingIntervalMs?: number;
+  deadPeerTimeoutMs?: number;
+}
+
+export class WtStream<In, Out> extends StreamBase<In, Out> {
+  private readonly session: WtSession;
+  private readonly control: Writer;
+  private readonly maxFrameBytes: number | undefined;
+  private readonly kvStreams = new Map<number, Promise<Writer>>();
+  private closingLocally = false;
+  private controlChain: Promise<void> = Promise.resolve();
+
+  private lost = false;
+
+  constructor(init: WtStreamInit) {
+    super({ transport: "webtransport", ...init });
+    applyBackpressureFix(init.control);
+    if (init.http2Session) {
+      // The library pings but never gives up on a silent peer; we do (PDD-TRANSPORT-002).
+      const interval = init.pingIntervalMs ?? DEFAULTS.pingIntervalMs;
+      const dead = init.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs;
+      keepHttp2SessionAlive(init.http2Session, interval, Math.max(1, dead - interval), () => {
+        this.lost = true;
+        this.finish({ initiator: "peer", abrupt: true, code: ErrorCode.TIMEOUT, reason: `no PING ACK within ${dead} ms` });
+      });
+    }
+    this.session = init.session;
+    this.maxFrameBytes = init.maxFrameBytes;
+    this.control = init.control.writable.getWriter();
+    void this.readFrames(init.control.readable.getReader(), true);
+    void this.acceptKvStreams();
+    init.session.closed.then(
+      (info) => this.sessionEnded(info?.closeCode ?? 0, info?.reason ?? "", false),
+      (err: unknown) => this.sessionEnded(0, String((err as Error)?.message ?? err), true),
+    );
+  }
+
+  private sessionEnded(code: number, reason: string, abrupt: boolean): void {
+    if (this.lost) return;
+    this.finish({ initiator: this.closingLocally ? "local" : "peer", abrupt, code: code as ErrorCode, reason });
+  }
+
+  /** Reads length-prefixed frames from one stream until it ends. */
+  private async readFrames(reader: Reader, isControl: boolean): Promise<void> {
+    const decoder = new FrameDecoder(this.maxFrameBytes);
+    try {
+      for (;;) {
+        // When the consumer falls behind, stop reading: the streams'
+        // flow-control windows then push back on the sender.
+        await this.readable();
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (!value) continue;
+        for (const frame of decoder.push(value)) this.receiveBytes(frame);
+      }
+      decoder.end();
+    } catch (e) {
+      // Only our own decoder's errors say something about the bytes; a read
+      // that fails because the stream was reset or the session closed is the
+      // end of the stream (a reset KV stream is a takeover or a cancel).
+      if (e instanceof PddError && !this.isClosed) this.receiveError(e);
+      else if (isControl) this.queue.end();
+    }
+  }
+
+  private async acceptKvStreams(): Promise<void> {
+    const incoming = this.session.incomingUnidirectionalStreams.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await incoming.read();
+        if (done || !value) return;
+        applyBackpressureFix(value);
+        void this.readFrames(value.getReader(), false);
+      }
+    } catch {
+      // the session ended
+    }
+  }
+
+  protected writeFrame(frame: Uint8Array, options: SendOptions | undefined): Promise<void> {
+    const bulk = options?.bulk;
+    if (!bulk) {
+      // Header and payload are written back to back on the one writer; the
+      // chain keeps concurrent sends from interleaving their parts.
+      const write = this.controlChain.then(() => writeFramed(this.control, frame));
+      this.controlChain = write.catch(() => undefined);
+      return write;
+    }
+    let writer = this.kvStreams.get(bulk.requestId);
+    if (!writer) {
+      writer = this.session.createUnidirectionalStream().then((s) => s.getWriter());
+      this.kvStreams.set(bulk.requestId, writer);
+    }
+    const done = writer.then(async (w) => {
+      await writeFramed(w, frame);
+      if (bulk.last) await w.close();
+    });
+    if (bulk.last) this.kvStreams.delete(bulk.requestId);
+    return done;
+  }
+
+  /** Ends a request's KV stream early (takeover, cancel): resets it with CANCELLED. */
+  abortBulk(requestId: number): void {
+    const writer = this.kvStreams.get(requestId);
+    this.kvStreams.delete(requestId);
+    void writer?.then((w) => w.abort(ErrorCode.CANCELLED)).catch(() => undefined);
+  }
+
+  protected async closeTransport(code: ErrorCode, reason: string): Promise<void> {
+    this.closingLocally = true;
+    await this.controlChain;
+    this.session.close({ closeCode: code, reason });
+    await Promise.race([this.session.closed.catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+  }
+
+  protected abortTransport(reason: string): void {
+    this.closingLocally = true;
+    void this.control.abort(reason).catch(() => undefined);
+    try {
+      this.session.close({ closeCode: ErrorCode.CANCELLED, reason });
+    } catch {
+      // already closed
+    }
+  }
+}
+
+async function writeFramed(w: Writer, frame: Uint8Array): Promise<void> {
+  await w.ready;
+  const header = w.write(frameHeader(frame.length));
+  const body = w.write(frame);
+  await Promise.all([header, body]);
+}
