@@ -23,6 +23,8 @@ export interface StreamBaseInit {
   resumeReading?: () => void;
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
   readonly transport: TransportName;
   readonly codec: CodecName;
@@ -81,32 +83,41 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
   protected abstract closeTransport(code: ErrorCode, reason: string): Promise<void>;
   protected abstract abortTransport(reason: string): void;
 
-  async send(message: Out, options?: SendOptions): Promise<void> {
-    return this.sendRaw(this.frameCodec.encode(this.outSchema, message as MessageShape<DescMessage>), options);
+  send(message: Out, options?: SendOptions): Promise<void> {
+    try {
+      return this.sendRaw(this.frameCodec.encode(this.outSchema, message as MessageShape<DescMessage>), options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
-  async sendRaw(frame: Uint8Array, options?: SendOptions): Promise<void> {
-    this.assertOpen();
+  sendRaw(frame: Uint8Array, options?: SendOptions): Promise<void> {
+    if (this.closeInfo) return Promise.reject(this.closedError());
     return this.track(frame.length, () => this.writeFrame(frame, options));
   }
 
   protected assertOpen(): void {
-    if (this.closeInfo) throw new PddError(ErrorCode.UNAVAILABLE, `${this.transport} connection is closed`, { local: "ERR_CLOSED" });
+    if (this.closeInfo) throw this.closedError();
+  }
+
+  protected closedError(): PddError {
+    return new PddError(ErrorCode.UNAVAILABLE, `${this.transport} connection is closed`, { local: "ERR_CLOSED" });
   }
 
   /**
    * Counts `size` bytes as buffered until `write` settles, and resolves once
-   * the buffered total is below the high-water mark.
+   * the buffered total is below the high-water mark. The common case, room
+   * under the mark, allocates no promise of its own (this is the per-token
+   * hot path).
    */
-  protected async track(size: number, write: () => Promise<void>): Promise<void> {
+  protected track(size: number, write: () => Promise<void>): Promise<void> {
     this.pending += size;
     write().then(
       () => this.released(size),
       () => this.released(size),
     );
-    if (this.pending >= this.highWaterMark) {
-      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
-    }
+    if (this.pending < this.highWaterMark) return RESOLVED;
+    return new Promise<void>((resolve) => this.drainWaiters.push(resolve));
   }
 
   private released(size: number): void {

@@ -4,7 +4,8 @@ import { Codec, CloudFrameSchema, type CloudFrame } from "../gen/pdd/v1/pdd_pb.j
 import { ErrorCode, PddError } from "../errors.js";
 import { DEFAULT_MAX_FRAME_BYTES, type CodecOptions, type FrameCodec } from "./codec.js";
 import { checkFrameSize } from "./limits.js";
-import { encodeTokenFrame } from "./token-fast-path.js";
+import { decodeTokenFrame } from "./hot-path-decode.js";
+import { encodeHotFrame } from "./hot-path-encode.js";
 
 export function createProtoCodec(options: CodecOptions = {}): FrameCodec {
   const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -13,13 +14,17 @@ export function createProtoCodec(options: CodecOptions = {}): FrameCodec {
     wire: Codec.PROTO,
     encode<D extends DescMessage>(schema: D, message: MessageShape<D>): Uint8Array {
       if (schema.typeName === CloudFrameSchema.typeName) {
-        const fast = encodeTokenFrame(message as CloudFrame);
+        const fast = encodeHotFrame(message as CloudFrame);
         if (fast !== undefined) return fast;
       }
       return toBinary(schema, message);
     },
     decode<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
       checkFrameSize(bytes.length, max);
+      if (schema.typeName === CloudFrameSchema.typeName) {
+        const fast = decodeTokenFrame(bytes);
+        if (fast !== undefined) return fast as unknown as MessageShape<D>;
+      }
       try {
         return fromBinary(schema, bytes);
       } catch (e) {

@@ -55,12 +55,12 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
         if (!(await admit(options.authenticate, token))) {
           const grpc = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
           if (grpc) {
-            res.writeHead(200, { "content-type": "application/grpc", "grpc-status": "16", "grpc-message": "Unauthorized" });
+            // A real trailers-only response: one HEADERS frame with END_STREAM.
+            req.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "16", "grpc-message": "Unauthorized" }, { endStream: true });
           } else {
             res.writeHead(401, { "content-type": "application/json" });
-            res.write(JSON.stringify({ code: "unauthenticated", message: "Unauthorized" }));
+            res.end(JSON.stringify({ code: "unauthenticated", message: "Unauthorized" }));
           }
-          res.end();
           return;
         }
       }

@@ -44,9 +44,13 @@ export class GrpcStream<In, O extends Out> extends StreamBase<In, O> {
     this.outSchemaRef = init.outSchema;
   }
 
-  override async send(message: O, _options?: SendOptions): Promise<void> {
-    this.assertOpen();
-    if (this.ending) throw new PddError(ErrorCode.UNAVAILABLE, "gRPC call is closing", { local: "ERR_CLOSED" });
+  override send(message: O, _options?: SendOptions): Promise<void> {
+    try {
+      this.assertOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.ending) return Promise.reject(new PddError(ErrorCode.UNAVAILABLE, "gRPC call is closing", { local: "ERR_CLOSED" }));
     return this.track(sizeOf(message), () => new Promise<void>((written) => this.enqueue({ message, written })));
   }
 

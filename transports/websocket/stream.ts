@@ -19,6 +19,9 @@ export interface WsStreamInit {
   remoteAddress?: string;
 }
 
+const SEND_OPTIONS = { binary: true, compress: false } as const;
+const RESOLVED: Promise<void> = Promise.resolve();
+
 export class WsStream<In, Out> extends StreamBase<In, Out> {
   private readonly ws: WebSocket;
   private closing = false;
@@ -82,6 +85,25 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
   private stopKeepAlive(): void {
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.keepAlive = undefined;
+  }
+
+  /** ws knows exactly what it has queued (its own queue and the socket's). */
+  override get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /**
+   * The per-token hot path: with room under the high-water mark the frame is
+   * handed to ws with no callback and no promise; over it, the returned
+   * promise waits until this frame (and so every earlier one) is written.
+   */
+  override sendRaw(frame: Uint8Array, _options?: SendOptions): Promise<void> {
+    if (this.isClosed || this.ws.readyState !== this.ws.OPEN) return Promise.reject(this.closedError());
+    if (this.ws.bufferedAmount + frame.length < this.highWaterMark) {
+      this.ws.send(frame, SEND_OPTIONS);
+      return RESOLVED;
+    }
+    return new Promise((resolve) => this.ws.send(frame, SEND_OPTIONS, () => resolve()));
   }
 
   protected writeFrame(frame: Uint8Array, _options: SendOptions | undefined): Promise<void> {

@@ -5,7 +5,7 @@
  * @internal
  */
 import type { DescMessage } from "@bufbuild/protobuf";
-import { ErrorCode, FrameDecoder, frameHeader, PddError, type CodecName } from "../../proto/index.js";
+import { ErrorCode, FrameDecoder, frameHeader, lengthPrefixed, PddError, type CodecName } from "../../proto/index.js";
 import { keepHttp2SessionAlive } from "../http2-keepalive.js";
 import { DEFAULTS, type SendOptions } from "../message-stream.js";
 import { StreamBase } from "../stream-base.js";
@@ -173,8 +173,12 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
   }
 }
 
+/** Frames up to this size go out as one write (one capsule); larger ones are not copied. */
+const COALESCE_BYTES = 64 * 1024;
+
 async function writeFramed(w: Writer, frame: Uint8Array): Promise<void> {
   await w.ready;
+  if (frame.length <= COALESCE_BYTES) return w.write(lengthPrefixed(frame));
   const header = w.write(frameHeader(frame.length));
   const body = w.write(frame);
   await Promise.all([header, body]);
