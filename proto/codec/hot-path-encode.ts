@@ -34,18 +34,21 @@ function tokenSize(t: Token): number {
   return n;
 }
 
+/** Writes a length-delimited bytes field: tag, length, bytes. */
+function writeBytes(buf: Uint8Array, pos: number, tag: number, bytes: Uint8Array): number {
+  buf[pos++] = tag;
+  pos = writeVarint(buf, pos, bytes.length);
+  buf.set(bytes, pos);
+  return pos + bytes.length;
+}
+
 function writeToken(buf: Uint8Array, pos: number, t: Token, size: number): number {
   pos = writeVarint(buf, pos, size);
   if (t.id !== 0) {
     buf[pos++] = 0x08;
     pos = writeVarint(buf, pos, t.id);
   }
-  if (t.piece.length > 0) {
-    buf[pos++] = 0x12;
-    pos = writeVarint(buf, pos, t.piece.length);
-    buf.set(t.piece, pos);
-    pos += t.piece.length;
-  }
+  if (t.piece.length > 0) pos = writeBytes(buf, pos, 0x12, t.piece);
   return pos;
 }
 
@@ -99,22 +102,13 @@ function encodeKvChunk(c: KvChunk): Uint8Array | undefined {
     buf[pos++] = 0x40;
     pos = writeVarint64(buf, pos, c.totalBytes);
   }
-  if (c.data.length > 0) {
-    buf[pos++] = 0x4a;
-    pos = writeVarint(buf, pos, c.data.length);
-    buf.set(c.data, pos);
-    pos += c.data.length;
-  }
+  if (c.data.length > 0) pos = writeBytes(buf, pos, 0x4a, c.data);
   if (c.crc32 !== 0) {
     buf[pos++] = 0x55; // field 10, fixed32
     new DataView(buf.buffer).setUint32(pos, c.crc32 >>> 0, true);
     pos += 4;
   }
-  if (c.imageSha256.length > 0) {
-    buf[pos++] = 0x5a;
-    pos = writeVarint(buf, pos, c.imageSha256.length);
-    buf.set(c.imageSha256, pos);
-  }
+  if (c.imageSha256.length > 0) writeBytes(buf, pos, 0x5a, c.imageSha256);
   return buf;
 }
 

@@ -4,11 +4,10 @@
  * stream per request for KV chunks, so tokens never queue behind KV bytes.
  * @internal
  */
-import type { DescMessage } from "@bufbuild/protobuf";
-import { ErrorCode, FrameDecoder, frameHeader, lengthPrefixed, PddError, type CodecName } from "../../proto/index.js";
+import { ErrorCode, FrameDecoder, frameHeader, lengthPrefixed, PddError } from "../../proto/index.js";
 import { keepHttp2SessionAlive } from "../http2-keepalive.js";
 import { DEFAULTS, type SendOptions } from "../message-stream.js";
-import { StreamBase } from "../stream-base.js";
+import { StreamBase, type StreamBaseInit } from "../stream-base.js";
 import { applyBackpressureFix } from "./backpressure-fix.js";
 
 // Minimal structural types of the WebTransport API we use.
@@ -35,16 +34,9 @@ export interface WtSession {
   incomingUnidirectionalStreams: { getReader(): { read(): Promise<{ value?: { getReader(): Reader }; done: boolean }> } };
 }
 
-export interface WtStreamInit {
+export interface WtStreamInit extends Omit<StreamBaseInit, "transport" | "pauseReading" | "resumeReading"> {
   session: WtSession;
   control: WtBidi;
-  codec: CodecName;
-  inSchema: DescMessage;
-  outSchema: DescMessage;
-  maxFrameBytes?: number;
-  highWaterMark?: number;
-  authToken?: string;
-  remoteAddress?: string;
   /** The HTTP/2 session under the WebTransport session, for keep-alive. */
   http2Session?: import("node:http2").Http2Session;
   pingIntervalMs?: number;
