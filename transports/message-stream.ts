@@ -41,6 +41,8 @@ export interface MessageStream<In, Out> {
    * Rejects with PddError(ERR_CLOSED) after close.
    */
   send(message: Out, options?: SendOptions): Promise<void>;
+  /** Abandons a request's bulk (KV) path early: WebTransport resets its KV stream; others do nothing. */
+  abortBulk(requestId: number): void;
   /** Sends pre-encoded bytes as one frame (test tools send malformed frames with it). */
   sendRaw(frame: Uint8Array, options?: SendOptions): Promise<void>;
   /** Bytes queued for sending and not yet handed to the operating system. */

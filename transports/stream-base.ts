@@ -135,6 +135,10 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
     return new Promise((resolve) => this.readWaiters.push(resolve));
   }
 
+  abortBulk(_requestId: number): void {
+    // Single-stream bindings: KV chunks share the one stream; nothing to reset.
+  }
+
   /** Bindings call this with each received frame's bytes. */
   protected receiveBytes(bytes: Uint8Array): void {
     let message: In;

@@ -141,7 +141,7 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
   }
 
   /** Ends a request's KV stream early (takeover, cancel): resets it with CANCELLED. */
-  abortBulk(requestId: number): void {
+  override abortBulk(requestId: number): void {
     const writer = this.kvStreams.get(requestId);
     this.kvStreams.delete(requestId);
     void writer?.then((w) => w.abort(ErrorCode.CANCELLED)).catch(() => undefined);

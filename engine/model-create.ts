@@ -1,0 +1,152 @@
+/**
+ * `pdd model create`: writes a deterministic llama-architecture GGUF.
+ *
+ * The weights are random (seeded) except for a "skeleton" in the output
+ * layer: each token of SKELETON_TEXT's tokenization points at the next one,
+ * so greedy decoding spells a known sentence — with multi-byte characters
+ * split across byte tokens — while small random attention and FFN weights
+ * keep the next token dependent on the context. Prefill costs what any llama
+ * of that shape costs.
+ */
+import { closeSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { prngNormal } from "./random.js";
+import { GgufType, writeGguf, type MetaEntry, type TensorSpec } from "./gguf.js";
+import { buildVocab, layoutTokens, SKELETON_TEXT, type VocabName } from "./vocab.js";
+
+export interface ModelShape {
+  vocab: VocabName;
+  embedding: number;
+  layers: number;
+  heads: number;
+  feedForward: number;
+  contextLength: number;
+  /** 0 = F32, 1 = F16 */
+  type: 0 | 1;
+  seed: number;
+  /** Strength of the sentence skeleton in the output layer (default 6). */
+  skeleton?: number;
+  /** Scale of the attention and FFN outputs added to the residual stream (default 0.5). */
+  mix?: number;
+}
+
+export const PRESETS = {
+  /** ~0.2M parameters, ~0.5 MB: the embedded default and the test model. */
+  tiny: { vocab: "a", embedding: 64, layers: 2, heads: 4, feedForward: 192, contextLength: 4096, type: 1, seed: 1 },
+  /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
+  small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
+  /** Another vocabulary and size: a device model whose tokenizer differs. */
+  "tiny-b": { vocab: "b", embedding: 48, layers: 2, heads: 4, feedForward: 128, contextLength: 4096, type: 1, seed: 3 },
+  /** ~86M parameters, ~175 MB: prefill has a real cost (benchmarks). */
+  bench: { vocab: "a", embedding: 768, layers: 12, heads: 12, feedForward: 2048, contextLength: 4096, type: 1, seed: 4 },
+} as const satisfies Record<string, ModelShape>;
+
+export type PresetName = keyof typeof PRESETS;
+
+export function parameterCount(shape: ModelShape): number {
+  const n = buildVocab(shape.vocab).length;
+  const d = shape.embedding;
+  return 2 * n * d + d + shape.layers * (2 * d + 4 * d * d + 3 * d * shape.feedForward);
+}
+
+/** Writes the model to `path` (atomically). `onProgress` gets the fraction done. */
+export function createModel(path: string, shape: ModelShape, onProgress?: (fraction: number) => void): void {
+  const vocab = buildVocab(shape.vocab);
+  const n = vocab.length;
+  const d = shape.embedding;
+  const ff = shape.feedForward;
+  const headDim = d / shape.heads;
+  if (!Number.isInteger(headDim)) throw new RangeError("embedding must be a multiple of heads");
+  const rand = prngNormal(shape.seed);
+  const ALPHA = shape.skeleton ?? 6;
+  const MIX = shape.mix ?? 0.5;
+
+  // Token embeddings, and the skeleton's successor of every token.
+  const embed = new Float32Array(n * d);
+  // Unit-variance entries: the residual stream (norm ≈ √d) stays dominated by
+  // the token embedding, so the skeleton decides most next tokens.
+  for (let i = 0; i < embed.length; i++) embed[i] = rand();
+  const cycle = layoutTokens(vocab, SKELETON_TEXT);
+  const next = new Int32Array(n).fill(-1);
+  cycle.forEach((t, i) => (next[t] = cycle[(i + 1) % cycle.length]!));
+
+  const meta: MetaEntry[] = [
+    ["general.architecture", GgufType.STRING, "llama"],
+    ["general.name", GgufType.STRING, `pdd-generated-${shape.vocab}-${d}x${shape.layers}`],
+    ["llama.context_length", GgufType.UINT32, shape.contextLength],
+    ["llama.embedding_length", GgufType.UINT32, d],
+    ["llama.block_count", GgufType.UINT32, shape.layers],
+    ["llama.feed_forward_length", GgufType.UINT32, ff],
+    ["llama.attention.head_count", GgufType.UINT32, shape.heads],
+    ["llama.attention.head_count_kv", GgufType.UINT32, shape.heads],
+    ["llama.attention.layer_norm_rms_epsilon", GgufType.FLOAT32, 1e-5],
+    ["llama.rope.dimension_count", GgufType.UINT32, headDim],
+    ["llama.rope.freq_base", GgufType.FLOAT32, 10000],
+    ["llama.vocab_size", GgufType.UINT32, n],
+    ["tokenizer.ggml.model", GgufType.STRING, "llama"],
+    ["tokenizer.ggml.tokens", GgufType.ARRAY, vocab.map((e) => e.piece), GgufType.STRING],
+    ["tokenizer.ggml.scores", GgufType.ARRAY, vocab.map((e) => e.score), GgufType.FLOAT32],
+    ["tokenizer.ggml.token_type", GgufType.ARRAY, vocab.map((e) => e.type), GgufType.INT32],
+    ["tokenizer.ggml.bos_token_id", GgufType.UINT32, 1],
+    ["tokenizer.ggml.eos_token_id", GgufType.UINT32, 2],
+    ["tokenizer.ggml.unknown_token_id", GgufType.UINT32, 0],
+    ["tokenizer.ggml.add_bos_token", GgufType.BOOL, true],
+    ["tokenizer.ggml.add_eos_token", GgufType.BOOL, false],
+  ];
+
+  const gaussian = (scale: number) => (out: Float32Array) => {
+    for (let i = 0; i < out.length; i++) out[i] = rand() * scale;
+  };
+  const ones = (out: Float32Array) => out.fill(1);
+  const tensors: TensorSpec[] = [
+    { name: "token_embd.weight", dims: [d, n], type: shape.type, fill: (out) => out.set(embed) },
+    { name: "output_norm.weight", dims: [d], type: 0, fill: ones },
+    {
+      name: "output.weight",
+      dims: [d, n],
+      type: shape.type,
+      fill: (out) => {
+        gaussian(0.02)(out);
+        // Row v of the output matrix scores token v; a token t of the sentence
+        // adds its own (normalised) embedding to the row of its successor. Only
+        // sentence tokens do: every extra direction summed into a row is noise
+        // against the intended one. Other tokens' successors are left to the
+        // random weights; "." is in the sentence, so a prompt ending in a full
+        // stop enters it at once.
+        const alpha = ALPHA;
+        for (let t = 0; t < n; t++) {
+          const s = next[t]!;
+          if (s < 0) continue;
+          let norm = 0;
+          for (let k = 0; k < d; k++) norm += embed[t * d + k]! ** 2;
+          norm = Math.sqrt(norm);
+          for (let k = 0; k < d; k++) out[s * d + k]! += (alpha * embed[t * d + k]!) / norm;
+        }
+      },
+    },
+  ];
+  for (let l = 0; l < shape.layers; l++) {
+    const p = `blk.${l}.`;
+    tensors.push(
+      { name: `${p}attn_norm.weight`, dims: [d], type: 0, fill: ones },
+      { name: `${p}attn_q.weight`, dims: [d, d], type: shape.type, fill: gaussian(1 / Math.sqrt(d)) },
+      { name: `${p}attn_k.weight`, dims: [d, d], type: shape.type, fill: gaussian(1 / Math.sqrt(d)) },
+      { name: `${p}attn_v.weight`, dims: [d, d], type: shape.type, fill: gaussian(1 / Math.sqrt(d)) },
+      { name: `${p}attn_output.weight`, dims: [d, d], type: shape.type, fill: gaussian(MIX / Math.sqrt(d)) },
+      { name: `${p}ffn_norm.weight`, dims: [d], type: 0, fill: ones },
+      { name: `${p}ffn_gate.weight`, dims: [d, ff], type: shape.type, fill: gaussian(1 / Math.sqrt(d)) },
+      { name: `${p}ffn_up.weight`, dims: [d, ff], type: shape.type, fill: gaussian(1 / Math.sqrt(d)) },
+      { name: `${p}ffn_down.weight`, dims: [ff, d], type: shape.type, fill: gaussian(MIX / Math.sqrt(ff)) },
+    );
+  }
+
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, "w");
+  try {
+    writeGguf((chunk) => writeSync(fd, chunk), meta, tensors, (i) => onProgress?.((i + 1) / tensors.length));
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}

@@ -1,0 +1,152 @@
+/**
+ * `startCloud`: the reference cloud peer — one engine, every configured
+ * transport, authentication, metrics, and a graceful drain on close.
+ */
+import { createServer, type Server } from "node:http";
+import { readFileSync } from "node:fs";
+import { timingSafeEqual } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { CloudFrameSchema, ErrorCode } from "../proto/index.js";
+import { Engine, ensureDefaultModel } from "../engine/index.js";
+import { createGrpcServer, createSelfSignedCertificate, createWebSocketServer, createWebTransportServer, type CloudStream, type PddServer, type SelfSignedCertificate } from "../transports/index.js";
+import { parseCloudConfig, type CloudConfig, type CloudConfigInput } from "./config.js";
+import { CloudConnection } from "./connection.js";
+import type { CloudContext } from "./context.js";
+import { createLogger, type Logger } from "./log.js";
+import { createCloudMetrics, type CloudMetrics } from "./metrics.js";
+import { Admission } from "./scheduler.js";
+
+export interface CloudPeer {
+  readonly config: CloudConfig;
+  readonly engine: Engine;
+  readonly metrics: CloudMetrics;
+  readonly urls: { ws?: string; grpc?: string; webtransport?: string; metrics?: string };
+  /** The certificate WebTransport (and any TLS listener without a configured one) uses. */
+  readonly certificate: SelfSignedCertificate | { cert: string; key: string };
+  /** Re-reads the keys file (the CLI calls this on SIGHUP). */
+  reloadKeys(): void;
+  /** Stops taking requests, lets running ones finish (up to drainSeconds), then stops. */
+  close(options?: { drainSeconds?: number }): Promise<void>;
+}
+
+function splitHostPort(hp: string): { host: string; port: number } {
+  const i = hp.lastIndexOf(":");
+  return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, "$1"), port: Number(hp.slice(i + 1)) };
+}
+
+/** Reads an API key file: one key per line, "#" comments, blank lines ignored. */
+export function readKeys(path: string): string[] {
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .map((l) => l.replace(/#.*/, "").trim().split(/\s+/)[0] ?? "")
+    .filter((k) => k.length > 0);
+}
+
+function constantTimeIncludes(keys: readonly string[], token: string): boolean {
+  let found = false;
+  const t = Buffer.from(token);
+  for (const k of keys) {
+    const kb = Buffer.from(k);
+    if (kb.length === t.length && timingSafeEqual(kb, t)) found = true; // no early exit (PDD-SEC-003)
+  }
+  return found;
+}
+
+export async function startCloud(input: CloudConfigInput, options: { engine?: Engine; log?: Logger } = {}): Promise<CloudPeer> {
+  const config = parseCloudConfig(input);
+  const log = options.log ?? createLogger(config.logLevel, { component: "pdd-cloud" });
+  const engine = options.engine ?? (await Engine.load({ modelPath: config.model ?? ensureDefaultModel("tiny"), sequences: config.sequences, threads: config.threads, contextSize: config.contextSize }));
+  const metrics = createCloudMetrics();
+  const admission = new Admission(engine.capacity, config.queueLimit, (active, queued) => {
+    metrics.activeSequences.set(active);
+    metrics.queueDepth.set(queued);
+  });
+  let keys: string[] | undefined = config.keysFile ? readKeys(config.keysFile) : undefined;
+  let draining = false;
+  const connections = new Set<CloudStream>();
+  const ctx: CloudContext = {
+    engine,
+    admission,
+    config,
+    metrics,
+    log,
+    authorize: config.keysFile ? (token) => token !== undefined && keys !== undefined && constantTimeIncludes(keys, token) : undefined,
+    draining: () => draining,
+    serverName: "pdd-cloud/0.1.0",
+  };
+  // A wrong transport credential is refused at the transport; a missing one
+  // may still come in the Hello (PDD-SEC-002).
+  const authenticate = config.keysFile ? (token: string | undefined) => token === undefined || ctx.authorize!(token) : undefined;
+  const onConnection = (stream: CloudStream) => {
+    if (draining) {
+      void stream.close(ErrorCode.UNAVAILABLE, "draining");
+      return;
+    }
+    connections.add(stream);
+    stream.onClose(() => connections.delete(stream));
+    void new CloudConnection(stream, ctx).serve();
+  };
+  const certificate = config.tls ?? (await createSelfSignedCertificate());
+  const common = { onConnection, authenticate, maxFrameBytes: config.limits.maxFrameBytes };
+  const servers: PddServer[] = [];
+  const urls: CloudPeer["urls"] = {};
+  try {
+    if (config.listen.ws) {
+      const s = await createWebSocketServer({ ...common, ...splitHostPort(config.listen.ws), tls: config.tls });
+      servers.push(s);
+      urls.ws = s.url;
+    }
+    if (config.listen.grpc) {
+      const s = await createGrpcServer({ ...common, ...splitHostPort(config.listen.grpc), tls: config.tls });
+      servers.push(s);
+      urls.grpc = s.url;
+    }
+    if (config.listen.webtransport) {
+      const s = await createWebTransportServer({ ...common, ...splitHostPort(config.listen.webtransport), tls: certificate });
+      servers.push(s);
+      urls.webtransport = s.url;
+    }
+  } catch (e) {
+    for (const s of servers) await s.close(0);
+    throw e;
+  }
+  let metricsServer: Server | undefined;
+  if (config.metricsPort !== undefined) {
+    metricsServer = createServer((req, res) => {
+      if (req.url !== "/metrics") return void res.writeHead(404).end();
+      void metrics.registry.metrics().then((text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text));
+    });
+    await new Promise<void>((r) => metricsServer!.listen(config.metricsPort, "127.0.0.1", () => r()));
+    const a = metricsServer.address();
+    urls.metrics = `http://127.0.0.1:${typeof a === "object" && a ? a.port : config.metricsPort}/metrics`;
+  }
+  log.info("cloud listening", { ...urls, model: engine.info.name, sequences: engine.capacity });
+
+  return {
+    config,
+    engine,
+    metrics,
+    urls,
+    certificate,
+    reloadKeys() {
+      if (!config.keysFile) return;
+      try {
+        keys = readKeys(config.keysFile);
+        log.info("keys reloaded", { count: keys.length });
+      } catch (e) {
+        log.error("keys reload failed; keeping the old keys", { error: (e as Error).message });
+      }
+    },
+    async close(opts = {}) {
+      draining = true;
+      const goodbye = create(CloudFrameSchema, { body: { case: "goodbye", value: { code: ErrorCode.UNAVAILABLE, reason: "draining" } } });
+      for (const c of connections) void c.send(goodbye).catch(() => undefined);
+      const deadline = Date.now() + 1000 * (opts.drainSeconds ?? config.drainSeconds);
+      while ((engine.busy > 0 || admission.queued > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const s of servers) await s.close(500);
+      if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
+      if (!options.engine) await engine.close();
+      log.info("cloud stopped");
+    },
+  };
+}

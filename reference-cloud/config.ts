@@ -1,0 +1,74 @@
+/**
+ * The reference cloud's settings, from flags or a JSON config file, validated
+ * with zod. Defaults follow spec §11.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$/, "expected HOST:PORT");
+
+export const CloudConfigSchema = z
+  .object({
+    model: z.string().min(1).optional(),
+    listen: z
+      .object({
+        ws: hostPort.optional(),
+        grpc: hostPort.optional(),
+        webtransport: hostPort.optional(),
+      })
+      .strict()
+      .default({ ws: "127.0.0.1:4100", grpc: "127.0.0.1:4101", webtransport: "127.0.0.1:4102" }),
+    tls: z.object({ cert: z.string(), key: z.string() }).strict().optional(),
+    threads: z.number().int().min(1).max(256).optional(),
+    /** Concurrent sequences: requests decoding at once. */
+    sequences: z.number().int().min(1).max(256).default(4),
+    /** Requests that may wait for a sequence; beyond that, RESOURCE_EXHAUSTED. */
+    queueLimit: z.number().int().min(0).max(100_000).default(64),
+    contextSize: z.number().int().min(64).max(1 << 20).optional(),
+    limits: z
+      .object({
+        maxFrameBytes: z.number().int().min(65_536).max(1 << 30).default(4 << 20),
+        maxPromptTokens: z.number().int().min(1).optional(),
+        maxConcurrentRequests: z.number().int().min(1).max(10_000).default(8),
+        maxCloudTokenBudget: z.number().int().min(1).default(256),
+        maxKvChunkBytes: z.number().int().min(1024).max(1 << 30).default(1 << 20),
+        handshakeTimeoutMs: z.number().int().min(100).default(10_000),
+        idleTimeoutMs: z.number().int().min(100).default(60_000),
+        maxRequestDurationMs: z.number().int().min(100).default(600_000),
+      })
+      .strict()
+      .prefault({}),
+    /** A file of API keys, one per line ("key" or "key max_concurrent"); reloaded on SIGHUP. */
+    keysFile: z.string().optional(),
+    metricsPort: z.number().int().min(0).max(65_535).optional(),
+    logLevel: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+    /** Seconds to let requests finish on shutdown before they are ended. */
+    drainSeconds: z.number().min(0).max(3600).default(30),
+  })
+  .strict();
+
+export type CloudConfig = z.infer<typeof CloudConfigSchema>;
+export type CloudConfigInput = z.input<typeof CloudConfigSchema>;
+
+export function parseCloudConfig(input: unknown, where = "config"): CloudConfig {
+  const r = CloudConfigSchema.safeParse(input);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new Error(`${where}: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  return r.data;
+}
+
+export function loadCloudConfigFile(path: string): CloudConfigInput {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new Error(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as CloudConfigInput;
+  } catch (e) {
+    throw new Error(`config file ${path} is not JSON: ${(e as Error).message}`);
+  }
+}

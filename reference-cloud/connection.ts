@@ -1,0 +1,203 @@
+/**
+ * One connection at the reference cloud (spec §2): the hello and version
+ * negotiation, authentication, request-ID rules, routing of device frames to
+ * their requests, pings, goodbye, and cleanup when the connection ends — every
+ * request of a lost connection is stopped and its sequence freed
+ * (PDD-CONN-017).
+ */
+import { create } from "@bufbuild/protobuf";
+import { CloudFrameSchema, Codec, DEFAULT_MAX_FRAME_BYTES, ErrorCode, negotiateVersion, PddError, PROTOCOL_MAJOR, PROTOCOL_MINOR, type CloudFrame, type DeviceFrame, type Hello, type ModelIdentity } from "../proto/index.js";
+import type { CloudStream } from "../transports/index.js";
+import type { CloudContext } from "./context.js";
+import { CloudRequest } from "./request.js";
+
+const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
+const PRE_HELLO_FRAME_BYTES = 64 * 1024; // PDD-LIMIT-002
+
+export class CloudConnection {
+  private hello: Hello | undefined;
+  private requests = new Map<number, CloudRequest>();
+  private maxRequestId = 0;
+  private goodbye = false;
+  private closed = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly stream: CloudStream,
+    private readonly ctx: CloudContext,
+  ) {}
+
+  private async send(frame: CloudFrame, bulk?: { requestId: number; last: boolean }): Promise<void> {
+    await this.stream.send(frame, bulk ? { bulk } : undefined);
+  }
+
+  /** A connection error (spec §2.6): Error with request_id 0, then close. */
+  private async fail(code: ErrorCode, message: string, extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {}): Promise<void> {
+    if (this.closed) return;
+    this.ctx.metrics.errors.inc({ code: ErrorCode[code] ?? String(code) });
+    this.ctx.log.info("connection error", { code: ErrorCode[code], message, peer: this.stream.remoteAddress });
+    await this.send(create(CloudFrameSchema, { body: { case: "error", value: { requestId: 0, code, message, retryable: code === ErrorCode.UNAVAILABLE, ...extra } } })).catch(() => undefined);
+    await this.close(code, message);
+  }
+
+  private async close(code: ErrorCode = ErrorCode.UNSPECIFIED, reason = ""): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    await this.stream.close(code, reason);
+  }
+
+  /** Serves the connection until it ends. Never throws. */
+  async serve(): Promise<void> {
+    const { ctx } = this;
+    ctx.metrics.connections.inc();
+    const handshake = setTimeout(() => void this.fail(ErrorCode.TIMEOUT, `no Hello within ${ctx.config.limits.handshakeTimeoutMs} ms (PDD-CONN-006)`), ctx.config.limits.handshakeTimeoutMs);
+    try {
+      for await (const frame of this.stream) {
+        if (this.closed) break;
+        this.touch();
+        if (!this.hello) {
+          clearTimeout(handshake);
+          await this.onHello(frame);
+          continue;
+        }
+        await this.onFrame(frame);
+      }
+    } catch (e) {
+      const err = PddError.from(e, ErrorCode.MALFORMED_FRAME);
+      // Undecodable or oversize input (PDD-CODEC-001, PDD-LIMIT-001): connection error.
+      await this.fail(err.code === ErrorCode.FRAME_TOO_LARGE ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME, err.rawMessage);
+    } finally {
+      clearTimeout(handshake);
+      clearTimeout(this.idleTimer);
+      this.closed = true;
+      // Stop and free everything this connection started (PDD-CONN-017).
+      for (const r of this.requests.values()) r.halt({ kind: "cancel" });
+      await Promise.all([...this.requests.values()].map((r) => r.done));
+      ctx.metrics.connections.dec();
+      await this.stream.close().catch(() => undefined);
+    }
+  }
+
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    const idle = this.ctx.config.limits.idleTimeoutMs;
+    this.idleTimer = setTimeout(() => {
+      if (this.live() === 0) {
+        void this.send(create(CloudFrameSchema, { body: { case: "goodbye", value: { code: ErrorCode.TIMEOUT, reason: `idle for ${idle} ms` } } }))
+          .catch(() => undefined)
+          .then(() => this.close(ErrorCode.TIMEOUT, "idle"));
+      } else this.touch();
+    }, idle);
+    this.idleTimer.unref();
+  }
+
+  private live(): number {
+    let n = 0;
+    for (const r of this.requests.values()) if (r.live) n++;
+    return n;
+  }
+
+  private async onHello(frame: DeviceFrame): Promise<void> {
+    const b = frame.body;
+    if (b.case !== "hello") return this.fail(ErrorCode.PROTOCOL_VIOLATION, `first frame was ${b.case}, not Hello (PDD-CONN-002)`);
+    const hello = b.value;
+    const version = negotiateVersion(hello.versions, SUPPORTED);
+    if (!version) return this.fail(ErrorCode.UNSUPPORTED_VERSION, `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`, { supportedVersions: SUPPORTED });
+    const codec = this.stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
+    if (!hello.codecs.includes(codec)) return this.fail(ErrorCode.UNSUPPORTED_CODEC, `Hello.codecs lacks this connection's codec (PDD-CONN-007)`);
+    const token = this.stream.authToken ?? (hello.authToken || undefined);
+    if (this.ctx.authorize && !this.ctx.authorize(token)) return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
+    this.hello = hello;
+    const e = this.ctx.engine;
+    const l = this.ctx.config.limits;
+    await this.send(
+      create(CloudFrameSchema, {
+        body: {
+          case: "helloAck",
+          value: {
+            version,
+            codec,
+            limits: {
+              maxFrameBytes: l.maxFrameBytes,
+              maxPromptTokens: Math.min(l.maxPromptTokens ?? e.contextSize - 1, e.contextSize - 1),
+              maxConcurrentRequests: l.maxConcurrentRequests,
+              maxCloudTokenBudget: l.maxCloudTokenBudget,
+              maxKvChunkBytes: l.maxKvChunkBytes,
+              idleTimeoutMs: l.idleTimeoutMs,
+              maxRequestDurationMs: l.maxRequestDurationMs,
+            },
+            cloudModel: { ...e.info },
+            capabilities: { kvChunks: true, kvFormats: [1], refinement: true, tokenIds: true },
+            serverName: this.ctx.serverName,
+          },
+        },
+      }),
+    );
+  }
+
+  private async onFrame(frame: DeviceFrame): Promise<void> {
+    const b = frame.body;
+    switch (b.case) {
+      case "hello":
+        return this.fail(ErrorCode.PROTOCOL_VIOLATION, "second Hello (PDD-CONN-004)");
+      case "prefillRequest":
+        return this.onRequest(b.value);
+      case "takeover":
+      case "cancel":
+      case "kvCredit":
+      case "progress": {
+        const id = b.value.requestId;
+        if (id > this.maxRequestId || id === 0) return this.fail(ErrorCode.PROTOCOL_VIOLATION, `${b.case} for request ${id}, which was never opened (PDD-SM-004)`);
+        const r = this.requests.get(id);
+        if (!r) return; // ended: crossed our End in flight (PDD-SM-003)
+        try {
+          r.onFrame(frame);
+        } catch (e) {
+          r.halt({ kind: "error", error: PddError.from(e) }); // PDD-TAKEOVER-006
+        }
+        return;
+      }
+      case "ping":
+        return this.send(create(CloudFrameSchema, { body: { case: "pong", value: { nonce: b.value.nonce, pingSentAtUs: b.value.sentAtUs, receivedAtUs: BigInt(Math.round(performance.timeOrigin * 1000 + performance.now() * 1000)) } } }));
+      case "goodbye":
+        this.goodbye = true;
+        if (this.live() === 0) await this.close();
+        return;
+      default:
+        return; // unknown body: ignored (PDD-VER-006)
+    }
+  }
+
+  private async onRequest(req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never): Promise<void> {
+    const id = req.requestId;
+    if (this.goodbye) return; // the device said goodbye; no new requests from it
+    if (id === 0 || id <= this.maxRequestId) {
+      // PDD-SM-005: connection-scope, non-fatal; the live owner of the ID is untouched.
+      this.ctx.metrics.errors.inc({ code: "DUPLICATE_REQUEST_ID" });
+      await this.send(create(CloudFrameSchema, { body: { case: "error", value: { requestId: 0, code: ErrorCode.DUPLICATE_REQUEST_ID, message: `request id ${id} is not above ${this.maxRequestId} (PDD-SM-005)` } } }));
+      return;
+    }
+    this.maxRequestId = id;
+    const host = {
+      send: (f: CloudFrame, bulk?: { last: boolean }) => this.send(f, bulk ? { requestId: id, last: bulk.last } : undefined),
+      abortBulk: (rid: number) => this.stream.abortBulk(rid),
+      deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
+      maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
+    };
+    const request = new CloudRequest(this.ctx, host, req);
+    if (this.live() >= this.ctx.config.limits.maxConcurrentRequests) {
+      // PDD-LIMIT-004/005: this request alone is refused.
+      this.requests.set(id, request);
+      void request.refuse(new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`, { retryable: true })).then(() => this.requests.delete(id));
+      return;
+    }
+    this.requests.set(id, request);
+    void request.run().then(() => {
+      this.requests.delete(id);
+      if (this.goodbye && this.live() === 0) void this.close();
+    });
+  }
+}
+
+export { PRE_HELLO_FRAME_BYTES };

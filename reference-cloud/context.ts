@@ -1,0 +1,19 @@
+/** What every connection of one cloud shares. @internal */
+import type { Engine } from "../engine/index.js";
+import type { CloudConfig } from "./config.js";
+import type { Logger } from "./log.js";
+import type { CloudMetrics } from "./metrics.js";
+import type { Admission } from "./scheduler.js";
+
+export interface CloudContext {
+  engine: Engine;
+  admission: Admission;
+  config: CloudConfig;
+  metrics: CloudMetrics;
+  log: Logger;
+  /** Whether a credential may use this cloud; undefined = no authentication configured. */
+  authorize?: (token: string | undefined) => boolean;
+  /** True once the cloud is shutting down: new requests get UNAVAILABLE. */
+  draining: () => boolean;
+  serverName: string;
+}

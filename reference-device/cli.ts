@@ -1,0 +1,76 @@
+/** `pdd device`: answers one prompt with the P/D-Device method (or alone with --local-only). */
+import { readFileSync } from "node:fs";
+import { intFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
+import { PdDevice } from "./device.js";
+
+export const deviceCommand: Command = {
+  name: "device",
+  summary: "answer a prompt with the reference device (P/D-Device with a cloud, or --local-only)",
+  usage:
+    "pdd device [--cloud URL] [--prompt TEXT | --prompt-file FILE] [--model PATH] [--max-tokens N] [--budget N] [--tpot-ms N]\n" +
+    "           [--no-kv] [--refine RATIO] [--local-only] [--token T] [--ca PEM] [--codec proto|msgpack] [--threads N] [--json]",
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      cloud: { type: "string" },
+      prompt: { type: "string" },
+      "prompt-file": { type: "string" },
+      model: { type: "string" },
+      "max-tokens": { type: "string" },
+      budget: { type: "string" },
+      "tpot-ms": { type: "string" },
+      "no-kv": { type: "boolean" },
+      refine: { type: "string" },
+      "local-only": { type: "boolean" },
+      token: { type: "string" },
+      ca: { type: "string" },
+      codec: { type: "string" },
+      threads: { type: "string" },
+      json: { type: "boolean" },
+    });
+    let prompt = values.prompt;
+    if (values["prompt-file"]) {
+      try {
+        prompt = readFileSync(values["prompt-file"], "utf8");
+      } catch (e) {
+        throw new UsageError(`cannot read --prompt-file: ${(e as Error).message}`);
+      }
+    }
+    if (prompt === undefined || prompt.length === 0) throw new UsageError("give --prompt TEXT or --prompt-file FILE");
+    if (!values.cloud && !values["local-only"]) throw new UsageError("give --cloud URL, or --local-only for the device alone");
+    const refine = values.refine === undefined ? undefined : Number(values.refine);
+    if (refine !== undefined && !(refine > 0 && refine <= 1)) throw new UsageError("--refine must be a ratio in (0, 1]");
+    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack") throw new UsageError("--codec must be proto or msgpack");
+    let ca: string | undefined;
+    if (values.ca) {
+      try {
+        ca = readFileSync(values.ca, "utf8");
+      } catch (e) {
+        throw new UsageError(`cannot read --ca: ${(e as Error).message}`);
+      }
+    }
+    const device = await PdDevice.create({
+      modelPath: values.model,
+      threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
+      cloud: values["local-only"] ? undefined : values.cloud,
+      client: { authToken: values.token, ca, codec: values.codec as "proto" | "msgpack" | undefined },
+      useKv: !values["no-kv"],
+      refineRatio: refine,
+    });
+    try {
+      const report = await device.generate(prompt, {
+        maxTokens: intFlag("max-tokens", values["max-tokens"], 64, 1, 1 << 20),
+        cloudBudget: values.budget ? intFlag("budget", values.budget, 32, 1, 1 << 20) : undefined,
+        targetTpotMs: values["tpot-ms"] ? intFlag("tpot-ms", values["tpot-ms"], 40, 0, 60_000) : undefined,
+        localOnly: values["local-only"],
+        onText: values.json ? undefined : (t) => process.stdout.write(t),
+      });
+      if (values.json) {
+        const { cloudTokenIds: _c, deviceTokenIds: _d, ...rest } = report;
+        console.log(JSON.stringify(rest));
+      } else process.stdout.write("\n");
+      return 0;
+    } finally {
+      await device.close();
+    }
+  },
+};

@@ -1,0 +1,151 @@
+/**
+ * The device's connection to a cloud: one multiplexed PDD connection. It
+ * sends Hello and pipelines requests behind it (PDD-CONN-005), routes cloud
+ * frames to the request they belong to, and tells every live request when the
+ * connection is lost so the device can finish locally (PDD-CONN-018).
+ */
+import { create } from "@bufbuild/protobuf";
+import { Codec, DeviceFrameSchema, ErrorCode, PddError, PROTOCOL_MAJOR, PROTOCOL_MINOR, type CloudFrame, type DeviceFrame, type HelloAck, type ModelIdentity } from "../proto/index.js";
+import { connect, type ClientOptions, type DeviceStream } from "../transports/index.js";
+
+export interface RequestSink {
+  onFrame(frame: CloudFrame): void;
+  /** The connection ended or failed; no more frames will come. */
+  onLost(error: PddError): void;
+}
+
+export class CloudLink {
+  private sinks = new Map<number, RequestSink>();
+  private nextId = 1;
+  private ackWaiters: { resolve: (a: HelloAck) => void; reject: (e: PddError) => void }[] = [];
+  private pongWaiters = new Map<bigint, (receivedAtMs: number) => void>();
+  ack: HelloAck | undefined;
+  lostWith: PddError | undefined;
+
+  private constructor(private readonly stream: DeviceStream) {}
+
+  /** Connects and sends Hello; resolves without waiting for HelloAck. */
+  static async open(url: string, deviceModel: ModelIdentity, options: ClientOptions & { kv?: boolean } = {}): Promise<CloudLink> {
+    const stream = await connect(url, options);
+    const link = new CloudLink(stream);
+    const codec = stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
+    await stream.send(
+      create(DeviceFrameSchema, {
+        body: {
+          case: "hello",
+          value: {
+            versions: [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }],
+            codecs: [codec],
+            capabilities: { kvChunks: options.kv !== false, kvFormats: [1], refinement: true },
+            deviceModel,
+            // Only over TLS or loopback (PDD-SEC-002); the transport header carries it otherwise.
+            authToken: options.authToken && isSafeForHello(url) ? options.authToken : "",
+            clientName: "pdd-device/0.1.0",
+            maxFrameBytes: options.maxFrameBytes ?? 0,
+          },
+        },
+      }),
+    );
+    void link.pump();
+    return link;
+  }
+
+  get live(): boolean {
+    return this.lostWith === undefined;
+  }
+
+  /** HelloAck, once it has come. */
+  helloAck(): Promise<HelloAck> {
+    if (this.ack) return Promise.resolve(this.ack);
+    if (this.lostWith) return Promise.reject(this.lostWith);
+    return new Promise((resolve, reject) => this.ackWaiters.push({ resolve, reject }));
+  }
+
+  /** Reserves the next request ID (strictly increasing, PDD-CONN-013) for `sink`. */
+  register(sink: RequestSink): number {
+    const id = this.nextId++;
+    this.sinks.set(id, sink);
+    if (this.lostWith) queueMicrotask(() => sink.onLost(this.lostWith!));
+    return id;
+  }
+
+  unregister(id: number): void {
+    this.sinks.delete(id);
+  }
+
+  async send(frame: DeviceFrame): Promise<void> {
+    if (this.lostWith) throw this.lostWith;
+    await this.stream.send(frame);
+  }
+
+  /** Measures one round trip with Ping/Pong, in ms. */
+  async ping(timeoutMs = 5_000): Promise<number> {
+    const nonce = BigInt(Math.floor(Math.random() * 2 ** 52));
+    const t0 = performance.now();
+    const done = new Promise<number>((resolve, reject) => {
+      this.pongWaiters.set(nonce, () => resolve(performance.now() - t0));
+      setTimeout(() => reject(new PddError(ErrorCode.TIMEOUT, "no Pong")), timeoutMs).unref();
+    });
+    await this.send(create(DeviceFrameSchema, { body: { case: "ping", value: { nonce, sentAtUs: BigInt(Math.round(t0 * 1000)) } } }));
+    return done.finally(() => this.pongWaiters.delete(nonce));
+  }
+
+  async close(): Promise<void> {
+    if (this.lostWith) return;
+    await this.stream.send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } })).catch(() => undefined);
+    await this.stream.close();
+    this.lose(new PddError(ErrorCode.UNAVAILABLE, "connection closed by the device", { local: "ERR_CLOSED" }));
+  }
+
+  private lose(error: PddError): void {
+    if (this.lostWith) return;
+    this.lostWith = error;
+    for (const w of this.ackWaiters.splice(0)) w.reject(error);
+    for (const s of [...this.sinks.values()]) s.onLost(error);
+    this.sinks.clear();
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      for await (const frame of this.stream) {
+        const b = frame.body;
+        switch (b.case) {
+          case "helloAck":
+            this.ack = b.value;
+            for (const w of this.ackWaiters.splice(0)) w.resolve(b.value);
+            break;
+          case "pong":
+            this.pongWaiters.get(b.value.nonce)?.(performance.now());
+            break;
+          case "goodbye":
+            // Draining: requests in progress still end normally; new ones go elsewhere.
+            this.draining = true;
+            break;
+          case "error":
+            if (b.value.requestId === 0 && b.value.code !== ErrorCode.DUPLICATE_REQUEST_ID) {
+              throw new PddError(b.value.code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
+            }
+            this.sinks.get(b.value.requestId)?.onFrame(frame);
+            break;
+          default: {
+            const id = (b.value as { requestId?: number } | undefined)?.requestId;
+            if (id !== undefined) this.sinks.get(id)?.onFrame(frame);
+          }
+        }
+      }
+      const info = await this.stream.closed;
+      this.lose(new PddError(info.code || ErrorCode.UNAVAILABLE, `connection closed: ${info.reason || (info.abrupt ? "lost" : "closed")}`, { local: "ERR_CLOSED" }));
+    } catch (e) {
+      this.lose(PddError.from(e));
+      await this.stream.close(ErrorCode.PROTOCOL_VIOLATION).catch(() => undefined);
+    }
+  }
+
+  /** Set when the cloud sent Goodbye: start no new requests here. */
+  draining = false;
+}
+
+function isSafeForHello(url: string): boolean {
+  const u = new URL(url);
+  return u.protocol === "wss:" || u.protocol === "grpcs:" || u.protocol === "https:" || ["127.0.0.1", "localhost", "[::1]"].includes(u.hostname);
+}

@@ -1,0 +1,158 @@
+/**
+ * `PdDevice`: the reference device as a library. It owns the local model and
+ * a connection to one cloud, and answers prompts with the P/D-Device method;
+ * with no cloud, or when the cloud is unreachable, it answers alone.
+ */
+import { create } from "@bufbuild/protobuf";
+import { ModelIdentitySchema } from "../proto/index.js";
+import { Engine, ensureDefaultModel, type Sampling } from "../engine/index.js";
+import type { ClientOptions } from "../transports/index.js";
+import { CloudLink } from "./cloud-link.js";
+import { DeviceRun, type Report } from "./run.js";
+
+export interface DeviceOptions {
+  /** A loaded engine, or a model path (default: the embedded tiny model). */
+  engine?: Engine;
+  modelPath?: string;
+  threads?: number;
+  /** Cloud URL (ws://, wss://, grpc://, grpcs://, https://). Absent: local only. */
+  cloud?: string;
+  client?: ClientOptions;
+  /** Target time per output token, ms. Default 40. */
+  targetTpotMs?: number;
+  /**
+   * Tokens the cloud may produce per request. Default "auto": enough tokens to
+   * cover the device's expected prefill and catch-up time at the target TPOT,
+   * from the device's calibrated rates.
+   */
+  cloudBudget?: number | "auto";
+  /** Ask for KV chunks when the models are identical. Default true. */
+  useKv?: boolean;
+  /** Ask for a refined prompt at this ratio (0, 1]. Default: off. */
+  refineRatio?: number;
+  /** Tokens per local prefill step (how often the device looks up from prefilling). Default 64. */
+  prefillChunk?: number;
+  /**
+   * Emulates a slower device (a phone) on a fast machine: extra milliseconds
+   * per token of local prefill and of local decoding. For demos, tests and
+   * benchmarks; 0 (the default) for real devices.
+   */
+  emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  sampling?: Sampling;
+  /** Run without the cloud, as the baseline. */
+  localOnly?: boolean;
+  onText?: (text: string) => void;
+  targetTpotMs?: number;
+  cloudBudget?: number | "auto";
+}
+
+export class PdDevice {
+  private link: CloudLink | undefined;
+  private connecting: Promise<CloudLink | undefined> | undefined;
+
+  private constructor(
+    readonly engine: Engine,
+    private readonly options: DeviceOptions,
+    private readonly ownsEngine: boolean,
+  ) {}
+
+  static async create(options: DeviceOptions = {}): Promise<PdDevice> {
+    // 4 sequences, as the reference cloud: KV images carry the stream count (spec §7.2).
+    const engine = options.engine ?? (await Engine.load({ modelPath: options.modelPath ?? ensureDefaultModel("tiny"), threads: options.threads, sequences: 4 }));
+    const device = new PdDevice(engine, options, options.engine === undefined);
+    await device.calibrate();
+    return device;
+  }
+
+  /** Measured local speed (emulation included): ms per prefill token and per decoded token. */
+  rates = { prefillMsPerToken: 1, decodeMsPerToken: 10 };
+
+  /** A short timed prefill and decode, so the cloud budget fits this device. */
+  private async calibrate(): Promise<void> {
+    const slot = await this.engine.acquire();
+    try {
+      const probe = Array.from({ length: 64 }, (_, i) => this.engine.tokenize(" calibrate")[1 + (i % 2)] ?? 1);
+      let t = performance.now();
+      await slot.prefill(probe);
+      const prefill = (performance.now() - t) / probe.length;
+      t = performance.now();
+      let n = 0;
+      for await (const _ of slot.generate({}, 4)) n++;
+      const decode = (performance.now() - t) / Math.max(1, n);
+      const e = this.options.emulate ?? {};
+      this.rates = { prefillMsPerToken: prefill + (e.prefillMsPerToken ?? 0), decodeMsPerToken: decode + (e.decodeMsPerToken ?? 0) };
+    } finally {
+      await slot.release();
+    }
+  }
+
+  /** The cloud budget for a prompt: cover local prefill + catch-up at the target pace, with margin. */
+  budgetFor(promptTokens: number, targetTpotMs: number): number {
+    const { prefillMsPerToken: p, decodeMsPerToken: d } = this.rates;
+    // n displayed tokens last n·T; the device needs (prompt + n)·p + d to emit its own.
+    // n·T ≥ (prompt + n)·p + d  ⇒  n ≥ (prompt·p + d) / (T − p)
+    const T = Math.max(targetTpotMs, d, 1);
+    const n = T > p ? (promptTokens * p + d) / (T - p) : 256;
+    return Math.max(4, Math.min(256, Math.ceil(n * 1.2) + 2));
+  }
+
+  /** The cloud link, (re)connecting when needed; undefined when the cloud cannot be reached. */
+  private async cloudLink(): Promise<CloudLink | undefined> {
+    const url = this.options.cloud;
+    if (!url) return undefined;
+    if (this.link?.live && !this.link.draining) return this.link;
+    this.connecting ??= (async () => {
+      try {
+        const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), { ...this.options.client, kv: this.options.useKv !== false });
+        // The first request waits for the HelloAck: it says which model the cloud runs.
+        await link.helloAck();
+        this.link = link;
+        return link;
+      } catch {
+        return undefined;
+      } finally {
+        this.connecting = undefined;
+      }
+    })();
+    return this.connecting;
+  }
+
+  /** Measured round-trip time to the cloud, ms (undefined without a cloud). */
+  async rtt(): Promise<number | undefined> {
+    const link = await this.cloudLink();
+    return link?.ping();
+  }
+
+  async generate(prompt: string, opts: GenerateOptions = {}): Promise<Report> {
+    const link = opts.localOnly ? undefined : await this.cloudLink();
+    const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? 40;
+    const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
+    const cloudBudget = budgetOpt === "auto" ? this.budgetFor(this.engine.tokenize(prompt).length, targetTpotMs) : budgetOpt;
+    const run = new DeviceRun(this.engine, prompt, link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined), {
+      maxTokens: opts.maxTokens ?? 64,
+      sampling: opts.sampling,
+      targetTpotMs,
+      cloudBudget,
+      useKv: this.options.useKv !== false,
+      refineRatio: this.options.refineRatio,
+      prefillChunk: this.options.prefillChunk ?? 64,
+      emulate: this.options.emulate,
+      onText: opts.onText,
+    });
+    return run.run();
+  }
+
+  async close(): Promise<void> {
+    await this.link?.close();
+    if (this.ownsEngine) await this.engine.close();
+  }
+}
+
+/** A stand-in link for a cloud that could not be reached: the run falls back at once. */
+function unreachable(): CloudLink {
+  return { live: false, lostWith: { message: "unreachable" } } as unknown as CloudLink;
+}
