@@ -163,8 +163,9 @@ export class Engine {
 
   /** @internal */
   async release(seq: LlamaContextSequence): Promise<void> {
-    await seq.clearHistory();
     this.inUse--;
+    if (this.closed) return; // the context is gone, and its sequences with it
+    await seq.clearHistory();
     const w = this.waiting.shift();
     if (w) {
       this.inUse++;
@@ -172,7 +173,11 @@ export class Engine {
     } else this.free.push(seq);
   }
 
+  private closed = false;
+
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.context.dispose();
     await this.model.dispose();
   }

@@ -36,7 +36,7 @@ export const PRESETS = {
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
-  "tiny-b": { vocab: "b", embedding: 48, layers: 2, heads: 4, feedForward: 128, contextLength: 4096, type: 1, seed: 3 },
+  "tiny-b": { vocab: "b", embedding: 48, layers: 2, heads: 4, feedForward: 128, contextLength: 4096, type: 1, seed: 3, skeleton: 10, mix: 0.25 },
   /** ~86M parameters, ~175 MB: prefill has a real cost (benchmarks). */
   bench: { vocab: "a", embedding: 768, layers: 12, heads: 12, feedForward: 2048, contextLength: 4096, type: 1, seed: 4 },
 } as const satisfies Record<string, ModelShape>;

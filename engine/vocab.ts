@@ -56,7 +56,9 @@ export function buildVocab(name: VocabName): VocabEntry[] {
   for (const p of pieces) {
     if (seen.has(p) || [...p].length < 2) continue;
     seen.add(p);
-    v.push({ piece: p, score: [...p].length * 10 - v.length * 1e-4, type: 1 });
+    // Word-initial pieces outrank word-internal ones, so SentencePiece merges
+    // run from the start of each word and agree with layoutTokens().
+    v.push({ piece: p, score: (p.startsWith("▁") ? 1000 : 0) + [...p].length * 10 - v.length * 1e-4, type: 1 });
   }
   return v;
 }

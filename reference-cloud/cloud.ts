@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import { readFileSync } from "node:fs";
 import { timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { CloudFrameSchema, ErrorCode } from "../proto/index.js";
+import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
 import { Engine, ensureDefaultModel } from "../engine/index.js";
 import { createGrpcServer, createSelfSignedCertificate, createWebSocketServer, createWebTransportServer, type CloudStream, type PddServer, type SelfSignedCertificate } from "../transports/index.js";
 import { parseCloudConfig, type CloudConfig, type CloudConfigInput } from "./config.js";
@@ -73,6 +73,7 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: En
     authorize: config.keysFile ? (token) => token !== undefined && keys !== undefined && constantTimeIncludes(keys, token) : undefined,
     draining: () => draining,
     serverName: "pdd-cloud/0.1.0",
+    requests: new Set(),
   };
   // A wrong transport credential is refused at the transport; a missing one
   // may still come in the Hello (PDD-SEC-002).
@@ -142,7 +143,11 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: En
       const goodbye = create(CloudFrameSchema, { body: { case: "goodbye", value: { code: ErrorCode.UNAVAILABLE, reason: "draining" } } });
       for (const c of connections) void c.send(goodbye).catch(() => undefined);
       const deadline = Date.now() + 1000 * (opts.drainSeconds ?? config.drainSeconds);
-      while ((engine.busy > 0 || admission.queued > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (ctx.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // Past the deadline: end what is left with UNAVAILABLE (PDD-CONN-015), then stop.
+      const left = [...ctx.requests];
+      for (const r of left) r.halt({ kind: "error", error: new PddError(ErrorCode.UNAVAILABLE, "cloud shutting down", { retryable: true }) });
+      await Promise.race([Promise.all(left.map((r) => r.done)), new Promise((r) => setTimeout(r, 2_000))]);
       for (const s of servers) await s.close(500);
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       if (!options.engine) await engine.close();

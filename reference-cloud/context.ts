@@ -16,4 +16,6 @@ export interface CloudContext {
   /** True once the cloud is shutting down: new requests get UNAVAILABLE. */
   draining: () => boolean;
   serverName: string;
+  /** Every request not yet ended, across connections (for shutdown). */
+  requests: Set<{ halt(reason: { kind: "error"; error: import("../proto/index.js").PddError }): void; done: Promise<void> }>;
 }

@@ -44,6 +44,8 @@ export class CloudRequest {
     this.id = req.requestId;
     this.state = new CloudRequestState(req.requestId, { maxTokens: req.maxTokens, kvCredit: req.kv?.initialCreditBytes ?? 0n });
     this.done = new Promise((r) => (this.resolveDone = r));
+    ctx.requests.add(this);
+    void this.done.then(() => ctx.requests.delete(this));
   }
 
   get live(): boolean {
@@ -130,7 +132,7 @@ export class CloudRequest {
       }
     } finally {
       if (slot) {
-        await slot.release();
+        await slot.release().catch(() => undefined);
         this.ctx.admission.release();
         this.ctx.metrics.sequencesFreed.inc({ reason: this.stop?.kind ?? "ended" });
       }
@@ -213,6 +215,7 @@ export class CloudRequest {
     let prefillUs = 0;
     let reason: EndReason = budget === req.maxTokens && req.maxTokens > 0 && budget < req.cloudTokenBudget ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED;
     let kvTransfer: Promise<number> | undefined;
+    let tFirstSent = 0;
     const tDecode = performance.now();
     try {
       for (;;) {
@@ -228,8 +231,18 @@ export class CloudRequest {
           break;
         }
         const wire = { id: token, piece: engine.pieces[token] ?? new Uint8Array() };
+        if (req.targetTpotUs > 0 && this.state.sent > 0) {
+          // Pace at twice the device's display rate (target_tpot_us is a hint):
+          // always ahead of the display, never burning compute on tokens a
+          // takeover would discard.
+          const due = tFirstSent + (this.state.sent * req.targetTpotUs) / 2000;
+          const wait = due - performance.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          if (this.stop) break;
+        }
         if (this.state.sent === 0) {
           prefillUs = us(t0);
+          tFirstSent = performance.now();
           await this.send(create(CloudFrameSchema, { body: { case: "firstToken", value: { requestId: this.id, token: wire, queueUs, prefillUs } } }));
           ctx.metrics.firstToken.observe((performance.now() - this.receivedAt) / 1000);
           if (kvGrant?.granted) kvTransfer = this.startKv(await slot.exportState(), prompt.length);

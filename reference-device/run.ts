@@ -46,6 +46,8 @@ export interface Report {
   takeoverIndex: number | null;
   prefillMs: { cloud: number | null; device: number | null };
   kvImported: boolean;
+  /** What the cloud said about KV: not asked, granted, or refused with a registry code. */
+  kv: { asked: boolean; granted: boolean; refusal?: string };
   refinement: { used: boolean; originalTokens: number; keptTokens: number } | null;
   /** Token IDs shown: the cloud's [0, k) then the device's. */
   cloudTokenIds: number[];
@@ -75,6 +77,10 @@ export class DeviceRun {
   private cloudPrefillMs: number | null = null;
   private grantedBudget = 0;
   private kvGranted = false;
+  private kvAsked = false;
+  private kvRefusal: string | undefined;
+  /** Bytes shown from the cloud that the device's context lacks (a partial UTF-8 character at the seam). */
+  private seamBytes: Uint8Array = new Uint8Array();
   private kvChunks: Uint8Array[] = [];
   private kvState: "none" | "receiving" | "ready" | "failed" = "none";
   private kvImage: Uint8Array | undefined;
@@ -160,7 +166,9 @@ export class DeviceRun {
     switch (ev.kind) {
       case "accepted":
         this.grantedBudget = ev.accepted.cloudTokenBudget;
+        this.kvAsked = ev.accepted.kv !== undefined;
         this.kvGranted = ev.accepted.kv?.granted === true;
+        if (ev.accepted.kv && !ev.accepted.kv.granted) this.kvRefusal = ErrorCode[ev.accepted.kv.refusal];
         if (this.kvGranted) this.kvState = "receiving";
         break;
       case "tokens": {
@@ -373,6 +381,11 @@ export class DeviceRun {
     // continue from there). Decided and applied to the display queue without
     // yielding, so the display cannot move past k in between.
     const k = Math.max(covered, this.shownCloud);
+    if (k > covered) {
+      // Shown but not in the device's context: a character cut at the seam.
+      // The device's own output will spell it again; those bytes are swallowed.
+      this.seamBytes = Buffer.concat(this.received.slice(covered, k).map((t) => t.piece));
+    }
     const eos = this.cloudEndReason === EndReason.EOS && !this.cloudFailed;
     this.takeoverSent = k;
     // Cloud tokens at or past k still waiting to be shown go (PDD-TAKEOVER-003).
@@ -400,7 +413,14 @@ export class DeviceRun {
       this.localTpotMs = this.localTpotMs === undefined ? now - last : 0.8 * this.localTpotMs + 0.2 * (now - last);
       last = now;
       this.deviceIds.push(t);
-      this.queue.push({ piece: this.engine.pieces[t] ?? new Uint8Array(), source: "device" });
+      let piece = this.engine.pieces[t] ?? new Uint8Array();
+      if (this.seamBytes.length > 0) {
+        let n = 0;
+        while (n < piece.length && n < this.seamBytes.length && piece[n] === this.seamBytes[n]) n++;
+        this.seamBytes = n === piece.length ? this.seamBytes.subarray(n) : new Uint8Array();
+        piece = piece.subarray(n);
+      }
+      this.queue.push({ piece, source: "device" });
       this.wakeDisplay?.();
     }
   }
@@ -448,6 +468,7 @@ export class DeviceRun {
       takeoverIndex: this.link && this.received.length > 0 ? k : null,
       prefillMs: { cloud: this.cloudPrefillMs, device: this.devicePrefillMs },
       kvImported: this.kvImported,
+      kv: { asked: this.kvAsked, granted: this.kvGranted, ...(this.kvRefusal ? { refusal: this.kvRefusal } : {}) },
       refinement: this.refinementUsed,
       cloudTokenIds: this.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: this.deviceIds,

@@ -1,0 +1,149 @@
+/**
+ * The P/D-Device method end to end, with llama.cpp on both sides: the
+ * device's answer equals the device-only answer token for token, on every
+ * transport, with and without KV, for short and long prompts.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createModel, Engine, PRESETS, SKELETON_TEXT } from "../engine/index.js";
+import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
+import { PdDevice } from "./device.js";
+
+const dir = mkdtempSync(join(tmpdir(), "pdd-e2e-"));
+const paths = { tiny: join(dir, "tiny.gguf"), small: join(dir, "small.gguf"), tinyB: join(dir, "tiny-b.gguf") };
+let cloud: CloudPeer;
+let engine: Engine;
+
+/** A prompt of about `n` tokens that ends with a full stop (the skeleton starts after it). */
+function promptOf(n: number): string {
+  const words = "the cloud prefills the prompt fast while the device decodes the answer on its own".split(" ");
+  const out: string[] = [];
+  while (engine.tokenize(out.join(" ") + ".").length < n) out.push(words[out.length % words.length]!);
+  return `${out.join(" ")}.`;
+}
+
+beforeAll(async () => {
+  createModel(paths.tiny, PRESETS.tiny);
+  engine = await Engine.load({ modelPath: paths.tiny, sequences: 4, threads: 1 });
+  cloud = await startCloud({ model: paths.tiny, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
+});
+afterAll(async () => {
+  await cloud.close({ drainSeconds: 0 });
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const ids = (r: { cloudTokenIds: number[]; deviceTokenIds: number[] }) => [...r.cloudTokenIds, ...r.deviceTokenIds];
+const transports = ["ws", "grpc", "webtransport"] as const;
+
+describe("interop: P/D-Device equals --local-only, token for token", () => {
+  const cases = transports.flatMap((t) => [16, 400, 1500].flatMap((n) => [false, true].map((kv) => [t, n, kv] as const)));
+  it.each(cases)("over %s, prompt of ~%i tokens, KV %s", async (transport, n, kv) => {
+    const prompt = promptOf(n);
+    const emulate = { prefillMsPerToken: 0.2, decodeMsPerToken: 0 };
+    const local = await PdDevice.create({ engine, emulate });
+    const baseline = await local.generate(prompt, { maxTokens: 60, localOnly: true, targetTpotMs: 0 });
+    const device = await PdDevice.create({ engine, emulate, cloud: cloud.urls[transport], client: { ca: cloud.certificate.cert }, useKv: kv });
+    const r = await device.generate(prompt, { maxTokens: 60, cloudBudget: 24, targetTpotMs: 0 });
+    await device.close();
+    expect(r.mode).toBe("pd");
+    expect(ids(r)).toEqual(baseline.deviceTokenIds);
+    expect(r.text).toBe(baseline.text);
+    expect(r.kv.asked).toBe(kv);
+    if (kv) expect(r.kv.granted).toBe(true);
+  });
+});
+
+describe("takeover", () => {
+  it("stops the cloud at once and frees its sequence", async () => {
+    const decodedBefore = (await cloud.metrics.decodedTokens.get()).values[0]?.value ?? 0;
+    const freed = async () => (await cloud.metrics.sequencesFreed.get()).values.find((v) => v.labels.reason === "takeover")?.value ?? 0;
+    const freedBefore = await freed();
+    // The cloud paces at twice the 10 ms display rate (5 ms a token); the
+    // device prefills 300 tokens at ~1 ms each and catches up in ~0.4 s, long
+    // before the 150-token budget (0.75 s of cloud decoding) is spent.
+    const device = await PdDevice.create({ engine, emulate: { prefillMsPerToken: 1 }, cloud: cloud.urls.ws, useKv: false });
+    const r = await device.generate(promptOf(300), { maxTokens: 150, cloudBudget: 150, targetTpotMs: 10 });
+    await device.close();
+    expect(r.endReason).toBe("TAKEN_OVER");
+    const k = r.takeoverIndex!;
+    expect(k).toBeGreaterThan(0);
+    expect(k).toBeLessThan(150);
+    const decoded = ((await cloud.metrics.decodedTokens.get()).values[0]?.value ?? 0) - decodedBefore;
+    // The cloud decoded what it sent before it saw the takeover, plus at most the one in progress.
+    console.log(`takeover at k=${k}: cloud decoded ${decoded} tokens (device discarded ${decoded - k} in flight)`);
+    expect(decoded).toBeGreaterThanOrEqual(k);
+    expect(decoded).toBeLessThanOrEqual(k + 2);
+    expect(await freed()).toBe(freedBefore + 1);
+    expect(cloud.engine.busy).toBe(0);
+  });
+});
+
+describe("different models on each side", () => {
+  let bigCloud: CloudPeer;
+  let deviceEngine: Engine;
+  beforeAll(async () => {
+    createModel(paths.small, PRESETS.small);
+    createModel(paths.tinyB, PRESETS["tiny-b"]);
+    bigCloud = await startCloud({ model: paths.small, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0" } });
+    deviceEngine = await Engine.load({ modelPath: paths.tinyB, sequences: 4, threads: 1 });
+  });
+  afterAll(async () => {
+    await bigCloud.close({ drainSeconds: 0 });
+    await deviceEngine.close();
+  });
+
+  it("hands over through text with no missing or doubled character, wherever the seam falls", async () => {
+    const sentence = SKELETON_TEXT.repeat(8);
+    // Budgets 1..26 put the seam after every token of the sentence, including
+    // inside "—", "ï" and "🙂", which the cloud spells in single bytes.
+    for (let budget = 1; budget <= 26; budget++) {
+      // A phone-speed device: the cloud's budget is all in before it can take over.
+      const device = await PdDevice.create({ engine: deviceEngine, cloud: bigCloud.urls.ws, emulate: { prefillMsPerToken: 10 } });
+      const r = await device.generate("Begin.", { maxTokens: 40, cloudBudget: budget, targetTpotMs: 0 });
+      await device.close();
+      expect(r.mode).toBe("pd");
+      expect(r.cloudTokens, `budget ${budget}`).toBeGreaterThan(0);
+      // The answer may stop (max_tokens) inside a character: that last one is not a seam.
+      const text = r.text.replace(/\uFFFD$/, "");
+      expect(sentence.startsWith(text), `budget ${budget}: ${JSON.stringify(r.text)}`).toBe(true);
+      expect(r.text.length).toBeGreaterThan(40);
+    }
+  });
+
+  it("never asks for KV across models, and the cloud refuses it with MODEL_MISMATCH", async () => {
+    const device = await PdDevice.create({ engine: deviceEngine, cloud: bigCloud.urls.ws });
+    const r = await device.generate("Begin.", { maxTokens: 20, targetTpotMs: 0 });
+    await device.close();
+    expect(r.kv.asked).toBe(false);
+    // Asked anyway (a device that ignores fingerprints): refused, request served.
+    const { rawRequest } = await import("./test/raw-client.js");
+    const accepted = await rawRequest(bigCloud.urls.ws!, deviceEngine.info, { kv: true });
+    expect(accepted.kv).toMatchObject({ granted: false, refusal: 14 /* MODEL_MISMATCH */ });
+  });
+});
+
+describe("prompt refinement", () => {
+  it("prefills a shorter prompt; reports agreement of the first 32 tokens and the tokens saved", async () => {
+    let agree = 0;
+    let saved = 0;
+    let total = 0;
+    const prompts = [200, 230, 260, 290, 320].map((n, i) => `${"Question " + i + ": "}${promptOf(n)}`);
+    for (const p of prompts) {
+      const base = await (await PdDevice.create({ engine })).generate(p, { maxTokens: 32, localOnly: true, targetTpotMs: 0 });
+      // A phone-class device, several times slower at prefill than the cloud:
+      // the refined prompt arrives while it still has most of its prefill ahead.
+      const device = await PdDevice.create({ engine, cloud: cloud.urls.ws, useKv: false, refineRatio: 0.5, emulate: { prefillMsPerToken: 4 } });
+      const r = await device.generate(p, { maxTokens: 32, cloudBudget: 8, targetTpotMs: 0 });
+      await device.close();
+      expect(r.refinement?.used).toBe(true);
+      expect(r.refinement!.keptTokens).toBeLessThan(r.refinement!.originalTokens);
+      saved += r.refinement!.originalTokens - r.refinement!.keptTokens;
+      total += r.refinement!.originalTokens;
+      if (JSON.stringify(ids(r)) === JSON.stringify(base.deviceTokenIds)) agree++;
+    }
+    console.log(`refinement at ratio 0.5: first 32 tokens agree with the unrefined answer in ${agree}/${prompts.length} prompts; prefill tokens saved ${saved}/${total} (${((100 * saved) / total).toFixed(0)}%)`);
+  });
+});
