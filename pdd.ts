@@ -7,10 +7,10 @@ import { join } from "node:path";
 import { PACKAGE_ROOT, UsageError, type Command } from "./cli-kit.js";
 import { decodeCommand } from "./proto/index.js";
 import { cloudCommand } from "./reference-cloud/index.js";
-import { demoCommand, deviceCommand } from "./reference-device/index.js";
+import { demoCommand, deviceCommand, deviceServeCommand } from "./reference-device/index.js";
 import { modelCommand } from "./engine/cli.js";
 
-const commands: Command[] = [demoCommand, cloudCommand, deviceCommand, modelCommand, decodeCommand];
+const commands: Command[] = [demoCommand, cloudCommand, deviceCommand, deviceServeCommand, modelCommand, decodeCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };

@@ -74,3 +74,46 @@ export const deviceCommand: Command = {
     }
   },
 };
+
+export const deviceServeCommand: Command = {
+  name: "device serve",
+  summary: "serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) backed by the reference device",
+  usage: "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--no-kv] [--threads N]",
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      cloud: { type: "string" },
+      model: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      token: { type: "string" },
+      ca: { type: "string" },
+      "no-kv": { type: "boolean" },
+      threads: { type: "string" },
+    });
+    let ca: string | undefined;
+    if (values.ca) {
+      try {
+        ca = readFileSync(values.ca, "utf8");
+      } catch (e) {
+        throw new UsageError(`cannot read --ca: ${(e as Error).message}`);
+      }
+    }
+    const { serveOpenAi } = await import("./openai.js");
+    const device = await PdDevice.create({
+      modelPath: values.model,
+      cloud: values.cloud,
+      client: { authToken: values.token, ca },
+      useKv: !values["no-kv"],
+      threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
+    });
+    const server = await serveOpenAi(device, { host: values.host, port: intFlag("port", values.port, 8080, 0, 65_535) });
+    console.log(JSON.stringify({ openai: server.url, cloud: values.cloud ?? null }));
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+    });
+    await server.close();
+    await device.close();
+    return 0;
+  },
+};

@@ -2,5 +2,6 @@
 export { PdDevice, type DeviceOptions, type GenerateOptions } from "./device.js";
 export type { Report, Mode } from "./run.js";
 export { SpeedController, type PaceInput } from "./speed-controller.js";
-export { deviceCommand } from "./cli.js";
+export { deviceCommand, deviceServeCommand } from "./cli.js";
+export { serveOpenAi, type OpenAiServer } from "./openai.js";
 export { demoCommand } from "./demo.js";
