@@ -6,6 +6,13 @@ const pdd = (...args: string[]) =>
   spawnSync(process.execPath, ["--import", "tsx", resolve(import.meta.dirname, "pdd.ts"), ...args], { encoding: "utf8" });
 
 describe("pdd CLI", () => {
+  it("refuses a file that is not a model with one typed line and exit status 1", () => {
+    const r = pdd("device", "--local-only", "--prompt", "hi", "--model", resolve(import.meta.dirname, "package.json"));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/\[invalid_argument\] .*package\.json is not a usable GGUF model: missing GGUF magic/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it("decodes a token-batch frame given as hex", () => {
     const r = pdd("decode", "--from", "cloud", "--hex", "220a0807100c1a04080512012e");
     expect(r.status).toBe(0);
@@ -24,6 +31,15 @@ describe("pdd CLI", () => {
     [["decode", "--from", "cloud", "--hex", "abc"], /even number of hex digits/],
     [["decode", "--from", "cloud", "--codec", "json", "--hex", "00"], /--codec must be one of proto, msgpack/],
     [["frobnicate"], /unknown command "frobnicate"/],
+    [["device", "--local-only"], /give --prompt TEXT or --prompt-file FILE/],
+    [["device", "--prompt", "hi"], /give --cloud URL, or --local-only/],
+    [["device", "--prompt", "hi", "--local-only", "--refine", "2"], /--refine must be a ratio in \(0, 1\]/],
+    [["device", "--prompt", "hi", "--local-only", "--max-tokens", "many"], /--max-tokens must be an integer/],
+    [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
+    [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
+    [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
+    [["model", "create", "--preset", "huge"], /--preset must be one of tiny, small, tiny-b, bench/],
+    [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
   ])("rejects bad arguments %j with exit status 2 and a one-line reason", (args, message) => {
     const r = pdd(...args);
     expect(r.status).toBe(2);

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PACKAGE_ROOT, UsageError, type Command } from "./cli-kit.js";
-import { decodeCommand } from "./proto/index.js";
+import { decodeCommand, PddError } from "./proto/index.js";
 import { cloudCommand } from "./reference-cloud/index.js";
 import { demoCommand, deviceCommand, deviceServeCommand } from "./reference-device/index.js";
 import { modelCommand } from "./engine/cli.js";
@@ -61,6 +61,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError) {
       console.error(`pdd ${match.name}: ${e.message}\nusage: ${match.usage}`);
       return 2;
+    }
+    if (e instanceof PddError) {
+      // Typed failures (a bad model file, an unreachable cloud) are one line, not a trace.
+      console.error(`pdd ${match.name}: ${e.message}`);
+      return 1;
     }
     throw e;
   }

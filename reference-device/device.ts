@@ -45,6 +45,8 @@ export interface GenerateOptions {
   sampling?: Sampling;
   /** Run without the cloud, as the baseline. */
   localOnly?: boolean;
+  /** Let the cloud decode the whole answer (the other baseline): no local model use. */
+  cloudOnly?: boolean;
   onText?: (text: string) => void;
   targetTpotMs?: number;
   cloudBudget?: number | "auto";
@@ -131,7 +133,7 @@ export class PdDevice {
     const link = opts.localOnly ? undefined : await this.cloudLink();
     const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? 40;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
-    const cloudBudget = budgetOpt === "auto" ? this.budgetFor(this.engine.tokenize(prompt).length, targetTpotMs) : budgetOpt;
+    const cloudBudget = opts.cloudOnly ? (opts.maxTokens ?? 64) : budgetOpt === "auto" ? this.budgetFor(this.engine.tokenize(prompt).length, targetTpotMs) : budgetOpt;
     const run = new DeviceRun(this.engine, prompt, link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined), {
       maxTokens: opts.maxTokens ?? 64,
       sampling: opts.sampling,
@@ -141,6 +143,7 @@ export class PdDevice {
       refineRatio: this.options.refineRatio,
       prefillChunk: this.options.prefillChunk ?? 64,
       emulate: this.options.emulate,
+      cloudOnly: opts.cloudOnly,
       onText: opts.onText,
     });
     return run.run();

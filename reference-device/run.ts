@@ -28,6 +28,8 @@ export interface RunOptions {
   refineRatio?: number;
   prefillChunk: number;
   emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
+  cloudOnly?: boolean;
   onText?: (text: string) => void;
 }
 
@@ -291,6 +293,11 @@ export class DeviceRun {
   }
 
   private async localWork(slot: Slot): Promise<void> {
+    if (this.opts.cloudOnly) {
+      await this.waitFor(() => this.cloudEnded);
+      this.takeoverSent = this.received.length;
+      return;
+    }
     const original = this.engine.tokenize(this.prompt);
     let promptTokens = original;
     const tPre = performance.now();
