@@ -61,11 +61,12 @@ describe("takeover", () => {
     const decodedBefore = (await cloud.metrics.decodedTokens.get()).values[0]?.value ?? 0;
     const freed = async () => (await cloud.metrics.sequencesFreed.get()).values.find((v) => v.labels.reason === "takeover")?.value ?? 0;
     const freedBefore = await freed();
-    // The cloud paces at twice the 10 ms display rate (5 ms a token); the
-    // device prefills 300 tokens at ~1 ms each and catches up in ~0.4 s, long
-    // before the 150-token budget (0.75 s of cloud decoding) is spent.
+    // The cloud paces at twice the 20 ms display rate (10 ms a token); the
+    // device prefills 300 tokens at ~1-2 ms each and catches up in well under
+    // a second, long before the 150-token budget (1.5 s of cloud decoding) is
+    // spent — with a 5× margin on catch-up speed for a loaded machine.
     const device = await PdDevice.create({ engine, emulate: { prefillMsPerToken: 1 }, cloud: cloud.urls.ws, useKv: false });
-    const r = await device.generate(promptOf(300), { maxTokens: 150, cloudBudget: 150, targetTpotMs: 10 });
+    const r = await device.generate(promptOf(300), { maxTokens: 150, cloudBudget: 150, targetTpotMs: 20 });
     await device.close();
     expect(r.endReason).toBe("TAKEN_OVER");
     const k = r.takeoverIndex!;
@@ -101,7 +102,7 @@ describe("different models on each side", () => {
     // inside "—", "ï" and "🙂", which the cloud spells in single bytes.
     for (let budget = 1; budget <= 26; budget++) {
       // A phone-speed device: the cloud's budget is all in before it can take over.
-      const device = await PdDevice.create({ engine: deviceEngine, cloud: bigCloud.urls.ws, emulate: { prefillMsPerToken: 10 } });
+      const device = await PdDevice.create({ engine: deviceEngine, cloud: bigCloud.urls.ws, emulate: { prefillMsPerToken: 20 } });
       const r = await device.generate("Begin.", { maxTokens: 40, cloudBudget: budget, targetTpotMs: 0 });
       await device.close();
       expect(r.mode).toBe("pd");
