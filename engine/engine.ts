@@ -5,7 +5,8 @@
  * surprisal, greedy or seeded decoding, catch-up over received tokens, and
  * export/import of a sequence's KV state guarded by fingerprints.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
@@ -63,6 +64,8 @@ export class Engine {
   readonly addBos: boolean;
   readonly contextSize: number;
   readonly capacity: number;
+  /** Bytes of f16 K and V cache per position (for estimating KV image sizes). */
+  readonly kvBytesPerToken: number;
   private readonly free: LlamaContextSequence[] = [];
   private waiting: ((s: LlamaContextSequence) => void)[] = [];
   private created = 0;
@@ -75,7 +78,9 @@ export class Engine {
     info: ModelInfo,
     pieces: Uint8Array[],
     addBos: boolean,
+    kvBytesPerToken: number,
   ) {
+    this.kvBytesPerToken = kvBytesPerToken;
     this.info = info;
     this.pieces = pieces;
     this.addBos = addBos;
@@ -106,6 +111,10 @@ export class Engine {
     const tokModel = String(m.get("tokenizer.ggml.model") ?? "");
     const addBos = m.has("tokenizer.ggml.add_bos_token") ? m.get("tokenizer.ggml.add_bos_token") === true : tokModel === "llama";
     const pieces = tokenPieces(header);
+    const num = (k: string, d: number) => Number(m.get(`${arch}.${k}`) ?? d);
+    const embd = num("embedding_length", 0);
+    const heads = num("attention.head_count", 1);
+    const kvBytesPerToken = num("block_count", 0) * 2 * (embd / heads) * num("attention.head_count_kv", heads) * 2;
     return new Engine(
       options.modelPath,
       model,
@@ -120,6 +129,7 @@ export class Engine {
       },
       pieces,
       addBos,
+      kvBytesPerToken,
     );
   }
 
@@ -287,7 +297,7 @@ export class Slot {
     try {
       const file = join(dir, "state.bin");
       await this.seq.saveStateToFile(file);
-      return new Uint8Array(readFileSync(file));
+      return new Uint8Array(await readFile(file));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -298,7 +308,12 @@ export class Slot {
    * MODEL_MISMATCH unless the exporting model's fingerprint is this model's
    * (PDD-KV-002): a foreign state can crash llama.cpp.
    */
-  async importState(image: Uint8Array, modelFingerprint: Uint8Array): Promise<void> {
+  /**
+   * `lastToken`, when given, is the last token the image covers: it is taken
+   * out of the cache again and held as the pending token, so decoding can
+   * continue from it exactly as after a prefill.
+   */
+  async importState(image: Uint8Array, modelFingerprint: Uint8Array, lastToken?: number): Promise<void> {
     this.assertUsable();
     if (!sameBytes(modelFingerprint, this.engine.info.modelFingerprint)) {
       throw new PddError(ErrorCode.MODEL_MISMATCH, "KV state comes from another model; it cannot be imported");
@@ -306,17 +321,21 @@ export class Slot {
     const dir = mkdtempSync(join(tmpdir(), "pdd-kv-"));
     try {
       const file = join(dir, "state.bin");
-      writeFileSync(file, image);
+      await writeFile(file, image);
       // The sequence may hold a partial local prefill; the image replaces it.
       await this.seq.clearHistory();
       this.pending = undefined;
       await this.seq.loadStateFromFile(file, { acceptRisk: true });
+      if (lastToken !== undefined && this.seq.nextTokenIndex > 0) {
+        const n = this.seq.nextTokenIndex;
+        await this.seq.eraseContextTokenRanges([{ start: n - 1, end: n }]);
+        this.pending = lastToken;
+      }
     } catch (e) {
       throw new PddError(ErrorCode.KV_INTEGRITY, `KV state could not be loaded: ${(e as Error).message}`, { cause: e });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    this.pending = undefined;
   }
 
   /** Empties the sequence (KV cache and pending token). */

@@ -84,8 +84,12 @@ export class DeviceRun {
   /** Bytes shown from the cloud that the device's context lacks (a partial UTF-8 character at the seam). */
   private seamBytes: Uint8Array = new Uint8Array();
   private kvChunks: Uint8Array[] = [];
+  private kvHash = createHash("sha256");
   private kvState: "none" | "receiving" | "ready" | "failed" = "none";
   private kvImage: Uint8Array | undefined;
+  /** Positions the KV image covers (prompt + answer tokens, PDD-KV-012). */
+  private kvPositions = 0;
+  private cloudPromptTokens = 0;
   private refined: RefinedPrompt | undefined;
   private takeoverSent: number | undefined;
   private takeoverOnWire = false;
@@ -168,6 +172,7 @@ export class DeviceRun {
     switch (ev.kind) {
       case "accepted":
         this.grantedBudget = ev.accepted.cloudTokenBudget;
+        this.cloudPromptTokens = ev.accepted.promptTokens;
         this.kvAsked = ev.accepted.kv !== undefined;
         this.kvGranted = ev.accepted.kv?.granted === true;
         if (ev.accepted.kv && !ev.accepted.kv.granted) this.kvRefusal = ErrorCode[ev.accepted.kv.refusal];
@@ -185,6 +190,7 @@ export class DeviceRun {
         break;
       }
       case "kv":
+        this.kvPositions = ev.chunk.tokenCount;
         this.onKvChunk(ev.chunk.data, ev.chunk.crc32, ev.last ? ev.chunk.imageSha256 : undefined, Number(ev.chunk.totalBytes));
         break;
       case "refined":
@@ -223,12 +229,13 @@ export class DeviceRun {
       return;
     }
     this.kvChunks.push(data);
+    this.kvHash.update(data); // as chunks come: no long pause at the end
     // Return the credit as chunks are consumed (PDD-KV-009).
     void this.sendToCloud(create(DeviceFrameSchema, { body: { case: "kvCredit", value: { requestId: this.requestId!, bytes: BigInt(data.length) } } }));
     if (sha) {
       const image = Buffer.concat(this.kvChunks);
       this.kvChunks = [];
-      if (image.length !== total || !createHash("sha256").update(image).digest().equals(Buffer.from(sha))) this.kvState = "failed";
+      if (image.length !== total || !this.kvHash.digest().equals(Buffer.from(sha))) this.kvState = "failed";
       else {
         this.kvImage = image;
         this.kvState = "ready";
@@ -304,15 +311,20 @@ export class DeviceRun {
     // 1. Prefill the prompt in chunks, watching for a KV grant or a refined prompt.
     let done = 0;
     let switched = false;
+    let coveredByKv = 0;
     const rate = () => (this.prefillRate = done / Math.max(1e-3, (performance.now() - tPre) / 1000));
     while (done < promptTokens.length) {
       if (this.kvState === "receiving") {
         await this.waitFor(() => this.kvState !== "receiving");
       }
       if (this.kvState === "ready" && this.kvImage) {
+        const answerCovered = this.kvPositions - this.cloudPromptTokens;
         try {
-          await slot.importState(this.kvImage, this.link!.ack!.cloudModel!.modelFingerprint);
+          if (answerCovered < 0 || answerCovered > this.received.length || this.cloudPromptTokens !== promptTokens.length) throw new Error("image does not fit");
+          const last = answerCovered > 0 ? this.received[answerCovered - 1]!.id : promptTokens[promptTokens.length - 1]!;
+          await slot.importState(this.kvImage, this.link!.ack!.cloudModel!.modelFingerprint, last);
           this.kvImported = true;
+          coveredByKv = answerCovered;
           done = promptTokens.length;
           break;
         } catch {
@@ -342,7 +354,7 @@ export class DeviceRun {
     if (this.refined && !this.refinementUsed) this.refinementUsed = { used: false, originalTokens: original.length, keptTokens: this.refined.keptTokens };
 
     // 2. Catch up over the cloud tokens received meanwhile (amortized prefill).
-    let covered = 0;
+    let covered = coveredByKv;
     const evalCloud = async (upTo: number) => {
       const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0));
       if (this.sameTokenizer) {
