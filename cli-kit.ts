@@ -3,6 +3,7 @@
  * parsing whose mistakes are typed usage errors (exit status 2), never stack
  * traces.
  */
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
@@ -48,4 +49,14 @@ export function choiceFlag<T extends string>(name: string, value: string | undef
   if (value === undefined) return fallback;
   if (!(choices as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${choices.join(", ")}; got "${value}"`);
   return value as T;
+}
+
+/** Reads the file a flag names; a missing or unreadable file is a UsageError. */
+export function readFileFlag(name: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new UsageError(`cannot read --${name}: ${(e as Error).message}`);
+  }
 }

@@ -1,5 +1,5 @@
 /** `pdd cloud`: runs the reference cloud until SIGINT/SIGTERM; SIGHUP reloads the keys file. */
-import { intFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
+import { intFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
 import { loadCloudConfigFile, type CloudConfigInput } from "./config.js";
 import { startCloud } from "./cloud.js";
 
@@ -43,19 +43,11 @@ export const cloudCommand: Command = {
     if (values["no-grpc"]) delete listen.grpc;
     if (values["no-webtransport"]) delete listen.webtransport;
     if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) throw new UsageError("--tls-cert and --tls-key go together");
-    const { readFileSync } = await import("node:fs");
-    const read = (p: string, what: string) => {
-      try {
-        return readFileSync(p, "utf8");
-      } catch (e) {
-        throw new UsageError(`cannot read ${what} ${p}: ${(e as Error).message}`);
-      }
-    };
     const input: CloudConfigInput = {
       ...cfg,
       listen,
       ...(values.model ? { model: values.model } : {}),
-      ...(values["tls-cert"] ? { tls: { cert: read(values["tls-cert"], "--tls-cert"), key: read(values["tls-key"]!, "--tls-key") } } : {}),
+      ...(values["tls-cert"] ? { tls: { cert: readFileFlag("tls-cert", values["tls-cert"])!, key: readFileFlag("tls-key", values["tls-key"])! } } : {}),
       ...(values.sequences ? { sequences: intFlag("sequences", values.sequences, 4, 1, 256) } : {}),
       ...(values.threads ? { threads: intFlag("threads", values.threads, 1, 1, 256) } : {}),
       ...(values.queue ? { queueLimit: intFlag("queue", values.queue, 64, 0, 100_000) } : {}),

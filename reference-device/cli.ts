@@ -1,6 +1,5 @@
 /** `pdd device`: answers one prompt with the P/D-Device method (or alone with --local-only). */
-import { readFileSync } from "node:fs";
-import { intFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
+import { intFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
 import { PdDevice } from "./device.js";
 
 export const deviceCommand: Command = {
@@ -27,27 +26,13 @@ export const deviceCommand: Command = {
       threads: { type: "string" },
       json: { type: "boolean" },
     });
-    let prompt = values.prompt;
-    if (values["prompt-file"]) {
-      try {
-        prompt = readFileSync(values["prompt-file"], "utf8");
-      } catch (e) {
-        throw new UsageError(`cannot read --prompt-file: ${(e as Error).message}`);
-      }
-    }
+    const prompt = readFileFlag("prompt-file", values["prompt-file"]) ?? values.prompt;
     if (prompt === undefined || prompt.length === 0) throw new UsageError("give --prompt TEXT or --prompt-file FILE");
     if (!values.cloud && !values["local-only"]) throw new UsageError("give --cloud URL, or --local-only for the device alone");
     const refine = values.refine === undefined ? undefined : Number(values.refine);
     if (refine !== undefined && !(refine > 0 && refine <= 1)) throw new UsageError("--refine must be a ratio in (0, 1]");
     if (values.codec && values.codec !== "proto" && values.codec !== "msgpack") throw new UsageError("--codec must be proto or msgpack");
-    let ca: string | undefined;
-    if (values.ca) {
-      try {
-        ca = readFileSync(values.ca, "utf8");
-      } catch (e) {
-        throw new UsageError(`cannot read --ca: ${(e as Error).message}`);
-      }
-    }
+    const ca = readFileFlag("ca", values.ca);
     const device = await PdDevice.create({
       modelPath: values.model,
       threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
@@ -90,14 +75,7 @@ export const deviceServeCommand: Command = {
       "no-kv": { type: "boolean" },
       threads: { type: "string" },
     });
-    let ca: string | undefined;
-    if (values.ca) {
-      try {
-        ca = readFileSync(values.ca, "utf8");
-      } catch (e) {
-        throw new UsageError(`cannot read --ca: ${(e as Error).message}`);
-      }
-    }
+    const ca = readFileFlag("ca", values.ca);
     const { serveOpenAi } = await import("./openai.js");
     const device = await PdDevice.create({
       modelPath: values.model,
