@@ -1,0 +1,89 @@
+/**
+ * Raw byte sessions to a cloud under test, one per binding, written for the
+ * suite: it must be able to send bytes no correct peer would send.
+ */
+import * as grpc from "@grpc/grpc-js";
+import WebSocket from "ws";
+import type { Codec } from "./wire.js";
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+export interface RawSession {
+  send(frame: Uint8Array): void;
+  /** The next frame's bytes, or the close of the session; undefined after `timeoutMs` of silence. */
+  next(timeoutMs: number): Promise<Uint8Array | CloseInfo | undefined>;
+  close(): void;
+}
+
+/** Frames and a close, queued as they arrive. */
+class Inbox {
+  private items: (Uint8Array | CloseInfo)[] = [];
+  private waiter: ((v: Uint8Array | CloseInfo) => void) | undefined;
+  private closed = false;
+  push(v: Uint8Array | CloseInfo): void {
+    if (this.closed) return;
+    if (!(v instanceof Uint8Array)) this.closed = true;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w(v);
+    } else this.items.push(v);
+  }
+  next(timeoutMs: number): Promise<Uint8Array | CloseInfo | undefined> {
+    const v = this.items.shift();
+    if (v !== undefined) return Promise.resolve(v);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.waiter = undefined;
+        resolve(undefined);
+      }, timeoutMs);
+      this.waiter = (x) => {
+        clearTimeout(t);
+        resolve(x);
+      };
+    });
+  }
+}
+
+export async function openWebSocket(url: string, codec: Codec, opts: { ca?: string; token?: string } = {}): Promise<RawSession> {
+  const ws = new WebSocket(url, [`pdd.v1.${codec}`], { ca: opts.ca, perMessageDeflate: false, headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {} });
+  const inbox = new Inbox();
+  ws.on("message", (d: Buffer) => inbox.push(new Uint8Array(d)));
+  ws.on("close", (code: number, reason: Buffer) => inbox.push({ code, reason: reason.toString() }));
+  ws.on("error", () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    ws.once("open", () => resolve());
+    ws.once("error", reject);
+  });
+  return { send: (f) => ws.send(f), next: (t) => inbox.next(t), close: () => ws.terminate() };
+}
+
+/** gRPC through @grpc/grpc-js with identity serializers: bytes in, bytes out. */
+export async function openGrpc(url: string, opts: { ca?: string; token?: string } = {}): Promise<RawSession> {
+  const u = new URL(url);
+  const creds = u.protocol === "grpcs:" ? grpc.credentials.createSsl(opts.ca ? Buffer.from(opts.ca) : undefined) : grpc.credentials.createInsecure();
+  const client = new grpc.Client(`${u.hostname}:${u.port}`, creds);
+  const md = new grpc.Metadata();
+  if (opts.token) md.set("authorization", `Bearer ${opts.token}`);
+  const call = client.makeBidiStreamRequest(
+    "/pdd.v1.PdDeviceService/Session",
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+    md,
+  );
+  const inbox = new Inbox();
+  call.on("data", (d: Buffer) => inbox.push(new Uint8Array(d)));
+  call.on("status", (s: grpc.StatusObject) => inbox.push({ code: s.code, reason: s.details }));
+  call.on("error", () => undefined);
+  return {
+    send: (f) => call.write(Buffer.from(f)),
+    next: (t) => inbox.next(t),
+    close: () => {
+      call.cancel();
+      client.close();
+    },
+  };
+}
