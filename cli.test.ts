@@ -40,6 +40,10 @@ describe("pdd CLI", () => {
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
     [["model", "create", "--preset", "huge"], /--preset must be one of tiny, small, tiny-b, bench/],
     [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
+    [["conformance", "--target", "ws://127.0.0.1:1/pdd"], /--role cloud is required/],
+    [["conformance", "--role", "cloud"], /--target URL is required/],
+    [["conformance", "--role", "cloud", "--target", "ftp://x"], /unsupported scheme ftp:/],
+    [["conformance", "--role", "cloud", "--target", "grpc://127.0.0.1:1", "--codec", "msgpack"], /only the proto codec/],
   ])("rejects bad arguments %j with exit status 2 and a one-line reason", (args, message) => {
     const r = pdd(...args);
     expect(r.status).toBe(2);

@@ -14,18 +14,22 @@ import { MUTANTS, startMutant } from "./test/mutants.js";
 
 let cloud: CloudPeer;
 beforeAll(async () => {
-  cloud = await startCloud({ model: ensureDefaultModel("tiny"), threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0" } });
+  cloud = await startCloud({ model: ensureDefaultModel("tiny"), threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
 });
 afterAll(async () => {
   await cloud.close({ drainSeconds: 0 });
 });
 
 describe("conformance suite against the reference cloud", () => {
+  // WebTransport targets run (`pdd conformance --target https://…`) but are not
+  // in this test yet: over WebTransport the reference cloud aborts with a
+  // native std::bad_alloc when cloud.refine follows cloud.kv.stream — a bug
+  // the suite found, recorded in conformance/README.md.
   it.each([
     ["websocket", "ws"],
     ["grpc", "grpc"],
   ] as const)("passes every case over %s, with every codec the binding carries", async (_name, key) => {
-    const results = await runConformance({ role: "cloud", target: cloud.urls[key]! });
+    const results = await runConformance({ role: "cloud", target: cloud.urls[key]!, ca: cloud.certificate.cert });
     const failed = results.filter((r) => r.status !== "pass").map((r) => `${r.id} [${r.codec}]: ${r.details}`);
     expect(failed).toEqual([]);
     expect(results.length).toBeGreaterThanOrEqual(25);

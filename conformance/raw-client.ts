@@ -87,3 +87,77 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
     },
   };
 }
+
+/**
+ * WebTransport (over HTTP/2 here): the control stream and every KV stream,
+ * deframed by the suite's own 4-byte length prefix reader (spec §9.4).
+ */
+export async function openWebTransport(url: string, codec: Codec, opts: { certHash?: Uint8Array; token?: string } = {}): Promise<RawSession> {
+  const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
+  const { wt } = await loadWebTransport();
+  const u = new URL(url);
+  u.searchParams.set("codec", codec);
+  if (opts.token) u.searchParams.set("access_token", opts.token);
+  const session = new wt.WebTransport(u.toString(), {
+    forceReliable: true,
+    serverCertificateHashes: opts.certHash ? [{ algorithm: "sha-256", value: opts.certHash }] : undefined,
+    initialStreamFlowControlWindow: 16 << 20,
+    initialSessionFlowControlWindow: 64 << 20,
+  } as never) as unknown as {
+    ready: Promise<void>;
+    closed: Promise<{ closeCode?: number; reason?: string }>;
+    close(i?: unknown): void;
+    createBidirectionalStream(): Promise<{ readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> }>;
+    incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
+  };
+  await session.ready;
+  const inbox = new Inbox();
+  const control = await session.createBidirectionalStream();
+  const writer = control.writable.getWriter();
+  const pump = async (readable: ReadableStream<Uint8Array>) => {
+    const reader = readable.getReader();
+    let buf = Buffer.alloc(0);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf = Buffer.concat([buf, Buffer.from(value)]);
+        while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+          const n = buf.readUInt32BE(0);
+          inbox.push(new Uint8Array(buf.subarray(4, 4 + n)));
+          buf = buf.subarray(4 + n);
+        }
+      }
+    } catch {
+      // stream reset or session closed
+    }
+  };
+  void pump(control.readable);
+  void (async () => {
+    const r = session.incomingUnidirectionalStreams.getReader();
+    for (;;) {
+      const { value, done } = await r.read().catch(() => ({ value: undefined, done: true }));
+      if (done || !value) return;
+      void pump(value);
+    }
+  })();
+  session.closed.then(
+    (i) => inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" }),
+    (e: unknown) => inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) }),
+  );
+  return {
+    send: (f) => {
+      const h = Buffer.alloc(4);
+      h.writeUInt32BE(f.length);
+      void writer.write(Buffer.concat([h, Buffer.from(f)])).catch(() => undefined);
+    },
+    next: (t) => inbox.next(t),
+    close: () => {
+      try {
+        session.close();
+      } catch {
+        // already closed
+      }
+    },
+  };
+}

@@ -2,8 +2,13 @@
 import type { Case, CaseResult } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
-import { openGrpc, openWebSocket, type RawSession } from "./raw-client.js";
+import { openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
 import type { Codec } from "./wire.js";
+import { createHash, X509Certificate } from "node:crypto";
+
+function certificateSha256(pem: string): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(new X509Certificate(pem).raw).digest());
+}
 
 export interface RunOptions {
   role: "cloud";
@@ -13,6 +18,8 @@ export interface RunOptions {
   codecs?: Codec[];
   ca?: string;
   token?: string;
+  /** WebTransport: SHA-256 of the server certificate to trust (else derived from `ca`). */
+  certHash?: Uint8Array;
   /** Per-frame wait, ms (default 5000); each case also has a 30 s budget. */
   waitMs?: number;
   /** Only cases whose id contains this text. */
@@ -22,11 +29,17 @@ export interface RunOptions {
 
 export class TargetError extends Error {}
 
-function transportOf(target: string): "websocket" | "grpc" {
-  const scheme = new URL(target).protocol;
+function transportOf(target: string): "websocket" | "grpc" | "webtransport" {
+  let scheme: string;
+  try {
+    scheme = new URL(target).protocol;
+  } catch {
+    throw new TargetError(`"${target}" is not a URL`);
+  }
   if (scheme === "ws:" || scheme === "wss:") return "websocket";
   if (scheme === "grpc:" || scheme === "grpcs:") return "grpc";
-  throw new TargetError(`${scheme}// targets are not supported yet by the suite (ws, wss, grpc, grpcs are)`);
+  if (scheme === "https:") return "webtransport";
+  throw new TargetError(`unsupported scheme ${scheme}// (use ws, wss, grpc, grpcs or https for WebTransport)`);
 }
 
 export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
@@ -34,11 +47,16 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
   const codecs = o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]);
   if (transport === "grpc" && codecs.includes("msgpack")) throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
   const waitMs = o.waitMs ?? 5000;
-  const cases: Case[] = CLOUD_CASES.filter((c) => !o.filter || c.id.includes(o.filter));
+  const cases: Case[] = CLOUD_CASES.filter((c) => !o.filter || o.filter.split(",").some((f) => c.id.includes(f)));
   const results: CaseResult[] = [];
   for (const codec of codecs) {
     const open = async (): Promise<Probe> => {
-      const s: RawSession = transport === "websocket" ? await openWebSocket(o.target, codec, o) : await openGrpc(o.target, o);
+      const s: RawSession =
+        transport === "websocket"
+          ? await openWebSocket(o.target, codec, o)
+          : transport === "grpc"
+            ? await openGrpc(o.target, o)
+            : await openWebTransport(o.target, codec, { certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined), token: o.token });
       return new Probe(s, codec, waitMs);
     };
     for (const c of cases) {
