@@ -22,9 +22,10 @@ afterAll(async () => {
 
 describe("conformance suite against the reference cloud", () => {
   // WebTransport targets run (`pdd conformance --target https://…`) but are not
-  // in this test yet: over WebTransport the reference cloud aborts with a
-  // native std::bad_alloc when cloud.refine follows cloud.kv.stream — a bug
-  // the suite found, recorded in conformance/README.md.
+  // in this test yet: over WebTransport the process aborts with a native
+  // std::bad_alloc in Node's HTTP/2 core (an outgoing buffer growing without
+  // bound) when cloud.refine follows cloud.kv.stream — a bug the suite found,
+  // recorded in conformance/README.md.
   it.each([
     ["websocket", "ws"],
     ["grpc", "grpc"],
