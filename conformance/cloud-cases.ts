@@ -81,6 +81,13 @@ async function expectConnectionError(p: Probe, code: string, codeNumber: number,
   }
 }
 
+/** Pings and expects the very next frame to be the Pong: nothing else was said, the connection lives. */
+async function expectOnlyPong(p: Probe, expected: string): Promise<void> {
+  p.send({ ping: { nonce: "7" } });
+  const f = await p.until(() => true, expected);
+  expectThat(f.body === "pong", expected, render(f));
+}
+
 function kvOffered(p: Probe): void {
   if (field(p.ack!, "helloAck.capabilities.kvChunks") !== true) throw new NotOffered("the cloud does not offer KV chunks");
 }
@@ -266,9 +273,7 @@ export const CLOUD_CASES: Case[] = [
       await p.collect(1);
       p.send({ takeover: { requestId: 1, index: 1 } });
       p.send({ cancel: { requestId: 1, code: "ERROR_CODE_CANCELLED" } });
-      p.send({ ping: { nonce: "7" } });
-      const f = await p.until(() => true, "only the Pong");
-      expectThat(f.body === "pong", "no error for frames that crossed End (PDD-SM-003)", render(f));
+      await expectOnlyPong(p, "no error for frames that crossed End (PDD-SM-003)");
     },
   },
   {
@@ -306,8 +311,7 @@ export const CLOUD_CASES: Case[] = [
       if (!dup) dup = await p.until((f) => f.body === "error", "a DUPLICATE_REQUEST_ID error", 1000);
       expectThat(field(dup, "error.code") === "ERROR_CODE_DUPLICATE_REQUEST_ID", "error DUPLICATE_REQUEST_ID with request_id 0 (PDD-SM-005)", render(dup));
       checkServed(frames, 5, 6);
-      p.send({ ping: { nonce: "1" } });
-      await p.until((f) => f.body === "pong", "the connection still open (PDD-SM-005)");
+      await expectOnlyPong(p, "the connection still open (PDD-SM-005)");
     },
   },
   {
@@ -385,9 +389,7 @@ export const CLOUD_CASES: Case[] = [
     async run(p) {
       await p.hello();
       p.sendBytes(p.codec === "proto" ? new Uint8Array(0) : new Packr({ useRecords: false }).pack({ messageFromTheFuture: { x: 1 } }), "an envelope with no known body");
-      p.send({ ping: { nonce: "3" } });
-      const f = await p.until(() => true, "the Pong, and no error");
-      expectThat(f.body === "pong", "the empty frame ignored (PDD-VER-006)", render(f));
+      await expectOnlyPong(p, "the empty frame ignored, no error (PDD-VER-006)");
     },
   },
   {
