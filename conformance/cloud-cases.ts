@@ -81,6 +81,16 @@ async function expectConnectionError(p: Probe, code: string, codeNumber: number,
   }
 }
 
+/**
+ * Starts request 1 with a large budget and a pacing hint, so the cloud is
+ * still streaming when the next frame arrives; returns at its FirstToken.
+ */
+async function startStreaming(p: Probe): Promise<void> {
+  await p.hello();
+  p.send(prefill(1, { cloudTokenBudget: 256, targetTpotUs: 20000 }));
+  await p.until((f) => f.body === "firstToken", "FirstToken");
+}
+
 /** Pings and expects the very next frame to be the Pong: nothing else was said, the connection lives. */
 async function expectOnlyPong(p: Probe, expected: string): Promise<void> {
   p.send({ ping: { nonce: "7" } });
@@ -221,9 +231,7 @@ export const CLOUD_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-TAKEOVER-004", "PDD-TAKEOVER-005"],
     async run(p) {
-      await p.hello();
-      p.send(prefill(1, { cloudTokenBudget: 256, targetTpotUs: 20000 }));
-      await p.until((f) => f.body === "firstToken", "FirstToken");
+      await startStreaming(p);
       p.send({ takeover: { requestId: 1, index: 1 } });
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
@@ -240,9 +248,7 @@ export const CLOUD_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-TAKEOVER-006"],
     async run(p) {
-      await p.hello();
-      p.send(prefill(1, { cloudTokenBudget: 256, targetTpotUs: 20000 }));
-      await p.until((f) => f.body === "firstToken", "FirstToken");
+      await startStreaming(p);
       p.send({ takeover: { requestId: 1, index: 100000 } });
       await expectRequestError(p, 1, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-TAKEOVER-006");
     },
@@ -282,9 +288,7 @@ export const CLOUD_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-CANCEL-001"],
     async run(p) {
-      await p.hello();
-      p.send(prefill(1, { cloudTokenBudget: 256, targetTpotUs: 20000 }));
-      await p.until((f) => f.body === "firstToken", "FirstToken");
+      await startStreaming(p);
       p.send({ cancel: { requestId: 1, code: "ERROR_CODE_CANCELLED", reason: "user stopped" } });
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
