@@ -12,6 +12,8 @@ export interface Case {
   requirements: string[];
   /** Optional features the case needs; the peer's HelloAck says whether it offers them. */
   needs?: Feature[];
+  /** The codecs the case is about (default: every codec). It does not run under the others. */
+  codecs?: ("proto" | "msgpack")[];
   run(probe: Probe, env: CaseEnv): Promise<void>;
 }
 

@@ -495,6 +495,83 @@ export const CLOUD_CASES: Case[] = [
       checkServed(frames.filter((f) => f.body !== "refinedPrompt"), 1, 4);
     },
   },
+  {
+    id: "cloud.request.prompt-too-long",
+    title: "refuses a prompt over max_prompt_tokens with PROMPT_TOO_LONG, before any prefill",
+    role: "cloud",
+    requirements: ["PDD-LIMIT-003", "PDD-CONN-009"],
+    async run(p) {
+      const ack = (await p.hello())!;
+      const max = field<number>(ack, "helloAck.limits.maxPromptTokens");
+      expectThat(max > 0, "HelloAck.limits.max_prompt_tokens set (PDD-CONN-009)", String(max));
+      // Every word is at least one token.
+      p.send(prefill(1, { text: Array.from({ length: max + 16 }, (_, i) => `w${i}`).join(" ") }));
+      await expectRequestError(p, 1, "ERROR_CODE_PROMPT_TOO_LONG", "PDD-LIMIT-003");
+    },
+  },
+  {
+    id: "cloud.request.token-ids-foreign",
+    title: "refuses a token-ID prompt from a device with another tokenizer with TOKENIZER_MISMATCH",
+    role: "cloud",
+    requirements: ["PDD-REQ-002"],
+    async run(p) {
+      await p.hello({ deviceModel: { name: "another", modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) } });
+      p.send({ prefillRequest: { requestId: 1, tokens: { ids: [1, 2, 3] }, cloudTokenBudget: 4 } });
+      await expectRequestError(p, 1, "ERROR_CODE_TOKENIZER_MISMATCH", "PDD-REQ-002");
+    },
+  },
+  {
+    id: "cloud.request.concurrency-limit",
+    title: "refuses the request over max_concurrent_requests alone, retryable, and serves the others",
+    role: "cloud",
+    requirements: ["PDD-LIMIT-004", "PDD-LIMIT-005", "PDD-ERR-002"],
+    async run(p) {
+      const ack = (await p.hello())!;
+      const max = field<number>(ack, "helloAck.limits.maxConcurrentRequests") || 8;
+      for (let id = 1; id <= max + 1; id++) p.send(prefill(id, { cloudTokenBudget: 256, targetTpotUs: 50000 }));
+      let refused: Frame | undefined;
+      let accepted = 0;
+      while (!refused || accepted < max) {
+        const f = await p.until((x) => x.body === "accepted" || x.body === "error", `${max} Accepted and one RESOURCE_EXHAUSTED`);
+        if (f.body === "accepted") accepted++;
+        else refused = f;
+      }
+      expectThat(field(refused, "error.code") === "ERROR_CODE_RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED for the request over the limit (PDD-LIMIT-004)", render(refused));
+      expectThat(field(refused, "error.retryable") === true, "retryable RESOURCE_EXHAUSTED (PDD-ERR-002)", render(refused));
+      expectThat(field<number>(refused, "error.requestId") === max + 1, `the refusal for request ${max + 1} alone (PDD-LIMIT-005)`, render(refused));
+      for (let id = 1; id <= max; id++) p.send({ cancel: { requestId: id, code: "ERROR_CODE_CANCELLED" } });
+    },
+  },
+  {
+    id: "cloud.codec.field-order",
+    title: "accepts a protobuf frame whose fields come in another order",
+    role: "cloud",
+    requirements: ["PDD-CODEC-003"],
+    codecs: ["proto"],
+    async run(p) {
+      await p.hello();
+      // PrefillRequest fields in descending number order: budget (6), text (2), request_id (1).
+      const text = Buffer.from("Tell me about the fox.");
+      const inner = Buffer.from([0x30, 4, 0x12, text.length, ...text, 0x08, 1]);
+      p.sendBytes(Uint8Array.from([0x12, inner.length, ...inner]), "a PrefillRequest with fields in reverse order");
+      checkServed(await p.collect(1), 1, 4);
+    },
+  },
+  {
+    id: "cloud.codec.msgpack-names",
+    title: "accepts MessagePack with proto field names and enums as integers",
+    role: "cloud",
+    requirements: ["PDD-CODEC-007", "PDD-CODEC-008", "PDD-CODEC-004"],
+    codecs: ["msgpack"],
+    async run(p) {
+      const packr = new Packr({ useRecords: false });
+      p.sendBytes(packr.pack({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [2] } }), "a Hello with codecs as integers");
+      const ack = await p.until(() => true, "HelloAck");
+      expectThat(ack.body === "helloAck", "HelloAck for a Hello with integer enums (PDD-CODEC-007)", render(ack));
+      p.sendBytes(packr.pack({ prefill_request: { request_id: 1, text: "Tell me about the fox.", cloud_token_budget: 4 } }), "a PrefillRequest with proto field names");
+      checkServed(await p.collect(1), 1, 4);
+    },
+  },
 ];
 
 export function sha256(b: Uint8Array): Buffer {

@@ -60,6 +60,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
       return new Probe(s, codec, waitMs);
     };
     for (const c of cases) {
+      if (c.codecs && !c.codecs.includes(codec)) continue;
       const t0 = performance.now();
       let probe: Probe | undefined;
       const opened: Probe[] = [];
