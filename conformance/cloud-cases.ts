@@ -574,7 +574,6 @@ export const CLOUD_CASES: Case[] = [
   },
 ];
 
-export function sha256(b: Uint8Array): Buffer {
+function sha256(b: Uint8Array): Buffer {
   return createHash("sha256").update(b).digest();
 }
-export { crc32 };

@@ -12,7 +12,6 @@ import type { CloudContext } from "./context.js";
 import { CloudRequest } from "./request.js";
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
-const PRE_HELLO_FRAME_BYTES = 64 * 1024; // PDD-LIMIT-002
 
 export class CloudConnection {
   private hello: Hello | undefined;
@@ -200,4 +199,3 @@ export class CloudConnection {
   }
 }
 
-export { PRE_HELLO_FRAME_BYTES };
