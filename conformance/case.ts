@@ -14,15 +14,32 @@ export interface Case {
   needs?: Feature[];
   /** The codecs the case is about (default: every codec). It does not run under the others. */
   codecs?: ("proto" | "msgpack")[];
+  /** The bindings the case is about (default: every binding). */
+  transports?: ("websocket" | "grpc" | "webtransport")[];
+  /** Device role: the case also checks the answer the device displayed (observable with --exec only). */
+  answer?: boolean;
   run(probe: Probe, env: CaseEnv): Promise<void>;
 }
 
-export interface CaseEnv {
-  /** A fresh, unrelated session to the same peer (for cases that need two). */
-  open(): Promise<Probe>;
+/** How a device run ended: its exit status and its displayed answer (stdout, one trailing newline removed). */
+export interface DeviceOutcome {
+  exitCode: number;
+  text: string;
+  stderr: string;
 }
 
-export type Status = "pass" | "fail" | "not-offered";
+export interface CaseEnv {
+  /** Cloud role: a fresh, unrelated session to the same peer (for cases that need two). */
+  open(): Promise<Probe>;
+  /** Device role: waits for the device run to end; undefined when its answer is not observable (--listen). */
+  outcome(): Promise<DeviceOutcome | undefined>;
+  /** Device role: another run of the device, on a new connection (for a baseline). */
+  again(): Promise<{ probe: Probe; outcome(): Promise<DeviceOutcome | undefined> }>;
+}
+export type DeviceCaseEnv = CaseEnv;
+
+/** "wire-only": a device case whose answer check could not run (--listen); its wire checks passed. */
+export type Status = "pass" | "fail" | "not-offered" | "wire-only";
 
 export interface CaseResult {
   id: string;

@@ -2,8 +2,9 @@
 import { loadRequirements } from "../spec/index.js";
 import type { Case } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
+import { DEVICE_CASES } from "./device-cases.js";
 
-export const ALL_CASES: Case[] = [...CLOUD_CASES];
+export const ALL_CASES: Case[] = [...CLOUD_CASES, ...DEVICE_CASES];
 
 export function coverage(cases: Case[] = ALL_CASES): { id: string; level: string; cases: string[] }[] {
   const reqs = loadRequirements();

@@ -1,6 +1,7 @@
 /** Public surface of conformance/: the suite, its reports and its coverage. */
-export { runConformance, type RunOptions } from "./runner.js";
+export { runConformance, runDeviceConformance, type RunOptions, type DeviceRunOptions, type DeviceLauncher } from "./runner.js";
+export { execLauncher } from "./launcher.js";
 export { table, junit } from "./report.js";
 export { coverage, renderCoverage, ALL_CASES } from "./coverage.js";
-export type { Case, CaseResult, Status } from "./case.js";
+export type { Case, CaseResult, Status, DeviceOutcome } from "./case.js";
 export { conformanceCommand } from "./cli.js";

@@ -3,7 +3,10 @@
  * helpers that fail with "expected … / observed …".
  */
 import type { CloseInfo, RawSession } from "./raw-client.js";
-import { decodeCloud, encodeDevice, render, type Codec, type Frame } from "./wire.js";
+import { Packr } from "msgpackr";
+import { decodeCloud, decodeDevice, encodeCloud, encodeDevice, render, type Codec, type Frame } from "./wire.js";
+
+const rawPackr = new Packr({ useRecords: false, moreTypes: false });
 
 export class CheckFailure extends Error {
   constructor(
@@ -29,11 +32,21 @@ export class Probe {
   /** HelloAck of this session, once received. */
   ack: Frame | undefined;
 
+  /** Bytes of every frame received, in order (for codec-level checks). */
+  readonly raw: Uint8Array[] = [];
+  private readonly encode: (f: Frame, c: Codec, unchecked?: boolean) => Uint8Array;
+  private readonly decode: (b: Uint8Array, c: Codec) => Frame;
+
+  /** `plays`: the role the suite plays on this session (the peer under test has the other). */
   constructor(
-    private readonly session: RawSession,
+    readonly session: RawSession,
     readonly codec: Codec,
     readonly waitMs: number,
-  ) {}
+    readonly plays: "device" | "cloud" = "device",
+  ) {
+    this.encode = plays === "device" ? encodeDevice : encodeCloud;
+    this.decode = plays === "device" ? decodeCloud : decodeDevice;
+  }
 
   private stamp(): string {
     return `${(performance.now() - this.t0).toFixed(0).padStart(5)} ms`;
@@ -41,7 +54,32 @@ export class Probe {
 
   send(frame: Frame): void {
     this.log.push(`${this.stamp()} → ${render(frame)}`);
-    this.session.send(encodeDevice(frame, this.codec));
+    this.session.send(this.encode(frame, this.codec));
+  }
+
+  /** Sends a frame the schema cannot hold (unknown enum values): encoded without validation. */
+  sendUnchecked(frame: Frame): void {
+    this.log.push(`${this.stamp()} → ${render(frame)} (unchecked)`);
+    this.session.send(this.encode(frame, this.codec, true));
+  }
+
+  /** Sends a MessagePack map as given (keys and values the schema may not know). */
+  sendRaw(map: Record<string, unknown>, what: string): void {
+    this.sendBytes(rawPackr.pack(map), what);
+  }
+
+  /** Cloud role: a KvChunk frame, on the request's KV stream where the binding has one (§10.4). */
+  sendKv(requestId: number, frame: Frame): void {
+    this.log.push(`${this.stamp()} → ${render(frame)}`);
+    const bytes = this.encode(frame, this.codec);
+    const s = this.session as RawSession & { sendKv?: (id: number, f: Uint8Array) => void };
+    if (s.sendKv) s.sendKv(requestId, bytes);
+    else this.session.send(bytes);
+  }
+
+  /** Cloud role: ends the request's KV stream (WebTransport). */
+  endKv(requestId: number): void {
+    (this.session as RawSession & { endKv?: (id: number) => void }).endKv?.(requestId);
   }
 
   sendBytes(bytes: Uint8Array, what: string): void {
@@ -57,8 +95,9 @@ export class Probe {
       this.log.push(`${this.stamp()} ← closed ${JSON.stringify(v)}`);
       return { closed: v };
     }
+    this.raw.push(v);
     try {
-      const f = decodeCloud(v, this.codec);
+      const f = this.decode(v, this.codec);
       this.log.push(`${this.stamp()} ← ${render(f)}`);
       return f;
     } catch (e) {

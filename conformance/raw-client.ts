@@ -15,11 +15,16 @@ export interface RawSession {
   send(frame: Uint8Array): void;
   /** The next frame's bytes, or the close of the session; undefined after `timeoutMs` of silence. */
   next(timeoutMs: number): Promise<Uint8Array | CloseInfo | undefined>;
-  close(): void;
+  /** Without a code: an abrupt close. With one: the binding's close (WebSocket close code, gRPC status, session code). */
+  close(code?: number, reason?: string): void;
+  /** WebTransport: whether these frame bytes arrived on a unidirectional (KV) stream. */
+  onUniStream?(frame: Uint8Array): boolean;
+  /** WebTransport: how many bidirectional streams the peer opened (a cloud must open none, PDD-WT-002). */
+  peerBidiStreams?(): number;
 }
 
 /** Frames and a close, queued as they arrive. */
-class Inbox {
+export class Inbox {
   private items: (Uint8Array | CloseInfo)[] = [];
   private waiter: ((v: Uint8Array | CloseInfo) => void) | undefined;
   private closed = false;
@@ -109,36 +114,33 @@ export async function openWebTransport(url: string, codec: Codec, opts: { certHa
     close(i?: unknown): void;
     createBidirectionalStream(): Promise<{ readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> }>;
     incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
+    incomingBidirectionalStreams: ReadableStream<unknown>;
   };
   await session.ready;
   const inbox = new Inbox();
   const control = await session.createBidirectionalStream();
   const writer = control.writable.getWriter();
-  const pump = async (readable: ReadableStream<Uint8Array>) => {
-    const reader = readable.getReader();
-    let buf = Buffer.alloc(0);
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        buf = Buffer.concat([buf, Buffer.from(value)]);
-        while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-          const n = buf.readUInt32BE(0);
-          inbox.push(new Uint8Array(buf.subarray(4, 4 + n)));
-          buf = buf.subarray(4 + n);
-        }
-      }
-    } catch {
-      // stream reset or session closed
-    }
-  };
-  void pump(control.readable);
+  const fromUni = new WeakSet<Uint8Array>();
+  let bidi = 0;
+  let closing = false;
+  void pumpFrames(control.readable, (f) => inbox.push(f));
   void (async () => {
     const r = session.incomingUnidirectionalStreams.getReader();
     for (;;) {
       const { value, done } = await r.read().catch(() => ({ value: undefined, done: true }));
       if (done || !value) return;
-      void pump(value);
+      void pumpFrames(value, (f) => {
+        fromUni.add(f);
+        inbox.push(f);
+      });
+    }
+  })();
+  void (async () => {
+    const r = session.incomingBidirectionalStreams.getReader();
+    for (;;) {
+      const { value, done } = await r.read().catch(() => ({ value: undefined, done: true }));
+      if (done || !value) return;
+      bidi++;
     }
   })();
   session.closed.then(
@@ -153,11 +155,38 @@ export async function openWebTransport(url: string, codec: Codec, opts: { certHa
     },
     next: (t) => inbox.next(t),
     close: () => {
+      if (closing) return; // a second close of a closed session makes the library loop (std::bad_alloc)
+      closing = true;
       try {
-        session.close();
+        session.close({ closeCode: 0, reason: "" });
       } catch {
         // already closed
       }
     },
+    onUniStream: (f) => fromUni.has(f),
+    peerBidiStreams: () => bidi,
   };
+}
+
+/** Reads 4-byte length-prefixed frames (spec §9.4) off a stream; reports a stream that ends inside a frame. */
+export async function pumpFrames(readable: ReadableStream<Uint8Array>, onFrame: (f: Uint8Array) => void, onBad?: (why: string) => void): Promise<void> {
+  const reader = readable.getReader();
+  let buf = Buffer.alloc(0);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) {
+        if (buf.length > 0) onBad?.(`the stream ended inside a frame (${buf.length} bytes left)`);
+        return;
+      }
+      buf = Buffer.concat([buf, Buffer.from(value)]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const n = buf.readUInt32BE(0);
+        onFrame(new Uint8Array(buf.subarray(4, 4 + n)));
+        buf = buf.subarray(4 + n);
+      }
+    }
+  } catch {
+    // stream reset or session closed
+  }
 }

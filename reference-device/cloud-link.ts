@@ -35,7 +35,8 @@ export class CloudLink {
           case: "hello",
           value: {
             versions: [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }],
-            codecs: [codec],
+            // Every codec this device implements, the connection's first (PDD-MSG-005).
+            codecs: codec === Codec.PROTO ? [Codec.PROTO, Codec.MSGPACK] : [Codec.MSGPACK, Codec.PROTO],
             capabilities: { kvChunks: options.kv !== false, kvFormats: [1], refinement: true },
             deviceModel,
             // Only over TLS or loopback (PDD-SEC-002); the transport header carries it otherwise.

@@ -152,14 +152,19 @@ export class DeviceRun {
 
   private async sendToCloud(frame: DeviceFrame): Promise<void> {
     if (!this.link || this.cloudEnded || this.cloudFailed) return;
-    this.state!.beforeSend(frame);
+    try {
+      this.state!.beforeSend(frame);
+    } catch {
+      return; // the state machine forbids this frame now (e.g. a Cancel after the request ended): it is not sent
+    }
     await this.link.send(frame).catch((e: unknown) => this.onCloudLost(PddError.from(e)));
   }
 
   // ---------------------------------------------------------------- cloud
 
   private onCloudFrame(frame: CloudFrame): void {
-    if (this.cloudEnded || this.cloudFailed) return;
+    // After a request Error only its End comes (PDD-ORD-004), and it must still end the request.
+    if (this.cloudEnded || (this.cloudFailed && frame.body.case !== "end")) return;
     let ev;
     try {
       ev = this.state!.receive(frame);
@@ -198,6 +203,7 @@ export class DeviceRun {
         break;
       case "error":
         this.cloudFailed = `cloud error: ${ev.error.message}`;
+        if (this.kvState === "receiving") this.kvState = "failed";
         break;
       case "end":
         this.cloudEnded = true;
@@ -301,7 +307,7 @@ export class DeviceRun {
 
   private async localWork(slot: Slot): Promise<void> {
     if (this.opts.cloudOnly) {
-      await this.waitFor(() => this.cloudEnded);
+      await this.waitFor(() => this.cloudEnded || this.cloudFailed !== undefined);
       this.takeoverSent = this.received.length;
       return;
     }
@@ -364,15 +370,13 @@ export class DeviceRun {
         return;
       }
       // Another tokenizer: re-tokenize the cloud's text, whole characters only.
-      const bytes = Buffer.concat(this.received.slice(covered, upTo).map((t) => t.piece));
+      // The longest run of tokens from `covered` whose bytes end on a character boundary.
+      const bytesTo = (e: number) => Buffer.concat(this.received.slice(covered, e).map((t) => t.piece));
       let end = upTo;
-      let cut = completeUtf8Prefix(bytes);
-      while (cut < bytes.length && end > covered) {
-        end--;
-        cut = completeUtf8Prefix(Buffer.concat(this.received.slice(covered, end).map((t) => t.piece)));
-      }
+      let bytes = bytesTo(end);
+      while (end > covered && completeUtf8Prefix(bytes) < bytes.length) bytes = bytesTo(--end);
       if (end === covered) return;
-      const text = Buffer.concat(this.received.slice(covered, end).map((t) => t.piece)).toString("utf8");
+      const text = bytes.toString("utf8");
       const ids = this.engine.tokenizeContinuation(text);
       await slot.prefill(ids);
       await emulated(ids.length);
@@ -390,8 +394,8 @@ export class DeviceRun {
       this.localEtaMs = this.prefillRate ? ((this.received.length - covered) / this.prefillRate) * 1000 : 0;
       if (covered === before) {
         // The cloud's text ends inside a UTF-8 character: wait for its last byte.
-        if (this.cloudEnded) break;
-        await this.waitFor(() => this.received.length > target || this.cloudEnded);
+        if (this.cloudEnded || this.cloudFailed) break;
+        await this.waitFor(() => this.received.length > target || this.cloudEnded || this.cloudFailed !== undefined);
       }
     }
     this.localEtaMs = undefined;
@@ -399,13 +403,15 @@ export class DeviceRun {
     // 3. Take over at k = covered (or, when the cloud already ended, simply
     // continue from there). Decided and applied to the display queue without
     // yielding, so the display cannot move past k in between.
-    const k = Math.max(covered, this.shownCloud);
+    // End EOS: the answer is complete after the cloud's tokens (PDD-IDX-005), even
+    // when the device's context stops short of them (a character cut at the end).
+    const eos = this.cloudEndReason === EndReason.EOS && !this.cloudFailed;
+    const k = eos ? this.received.length : Math.max(covered, this.shownCloud);
     if (k > covered) {
       // Shown but not in the device's context: a character cut at the seam.
       // The device's own output will spell it again; those bytes are swallowed.
       this.seamBytes = Buffer.concat(this.received.slice(covered, k).map((t) => t.piece));
     }
-    const eos = this.cloudEndReason === EndReason.EOS && !this.cloudFailed;
     this.takeoverSent = k;
     // Cloud tokens at or past k still waiting to be shown go (PDD-TAKEOVER-003).
     this.queue = this.queue.slice(0, Math.max(0, k - this.shownCloud));

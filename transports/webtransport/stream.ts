@@ -150,15 +150,28 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
   protected async closeTransport(code: ErrorCode, reason: string): Promise<void> {
     this.closingLocally = true;
     await this.controlChain;
-    this.session.close({ closeCode: code, reason });
+    this.closeSessionOnce(code, reason);
     await Promise.race([this.session.closed.catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
   }
 
   protected abortTransport(reason: string): void {
     this.closingLocally = true;
     void this.control.abort(reason).catch(() => undefined);
+    this.closeSessionOnce(ErrorCode.CANCELLED, reason);
+  }
+
+  private sessionCloseCalled = false;
+
+  /**
+   * @fails-components/webtransport 1.6.8 over HTTP/2: closing a session a
+   * second time makes Node's HTTP/2 core queue outgoing data without end
+   * until the process aborts with std::bad_alloc (measured). Close once.
+   */
+  private closeSessionOnce(code: ErrorCode, reason: string): void {
+    if (this.sessionCloseCalled) return;
+    this.sessionCloseCalled = true;
     try {
-      this.session.close({ closeCode: ErrorCode.CANCELLED, reason });
+      this.session.close({ closeCode: code, reason });
     } catch {
       // already closed
     }
