@@ -1,5 +1,6 @@
 /** A conformance case and its result (style: {requirement, status, details, frame log}). */
 import type { Probe } from "./probe.js";
+import type { RawSession } from "./raw-client.js";
 
 export type Role = "cloud" | "device";
 export type Feature = "kv" | "refinement" | "msgpack";
@@ -28,9 +29,24 @@ export interface DeviceOutcome {
   stderr: string;
 }
 
+/** The cloud under test, for cases about the binding itself. */
+export interface Target {
+  url: string;
+  transport: "websocket" | "grpc" | "webtransport";
+  codec: "proto" | "msgpack";
+  /** The credential the suite was given (--token), if any. */
+  token?: string;
+  /** Opens a raw session with other credentials, subprotocols or codec parameter; throws `Refused` on an HTTP refusal. */
+  raw(o: { token?: string | null; protocols?: string[]; codecParam?: string }): Promise<RawSession>;
+}
+
 export interface CaseEnv {
   /** Cloud role: a fresh, unrelated session to the same peer (for cases that need two). */
   open(): Promise<Probe>;
+  /** Cloud role: the target, for binding-level cases. */
+  target: Target;
+  /** The GGUF file the peer under test serves (--model), to check its fingerprints. */
+  modelFile?: string;
   /** Device role: waits for the device run to end; undefined when its answer is not observable (--listen). */
   outcome(): Promise<DeviceOutcome | undefined>;
   /** Device role: another run of the device, on a new connection (for a baseline). */

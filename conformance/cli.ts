@@ -1,5 +1,5 @@
 /** `pdd conformance`: runs the suite against a cloud or a device under test. */
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
 import type { CaseResult } from "./case.js";
 import { execLauncher } from "./launcher.js";
@@ -12,7 +12,8 @@ export const conformanceCommand: Command = {
   usage:
     "pdd conformance --role cloud --target URL [--codec proto|msgpack] [--ca PEM | --cert-sha256 HEX] [--token T] [options]\n" +
     "       pdd conformance --role device --listen URL [--exec COMMAND] [--codec proto|msgpack] [options]\n" +
-    "  options: [--case TEXT[,TEXT]] [--json FILE] [--junit FILE] [--verbose]\n" +
+    "  options: [--model GGUF] [--case TEXT[,TEXT]] [--json FILE] [--junit FILE] [--verbose]\n" +
+    "  --model GGUF: the peer's model file, to check the fingerprints it announces (Appendix B).\n" +
     "  --exec COMMAND runs the device once per case; {url}, {codec}, {ca} and {cert_sha256} are replaced,\n" +
     "  and the command must print the answer it displays on stdout.",
   async run(argv) {
@@ -24,6 +25,7 @@ export const conformanceCommand: Command = {
       codec: { type: "string" },
       case: { type: "string" },
       ca: { type: "string" },
+      model: { type: "string" },
       "cert-sha256": { type: "string" },
       token: { type: "string" },
       json: { type: "string" },
@@ -40,12 +42,12 @@ export const conformanceCommand: Command = {
         const hash = values["cert-sha256"];
         if (hash !== undefined && !/^[0-9a-fA-F]{64}$/.test(hash)) throw new UsageError("--cert-sha256 must be 64 hex digits (the SHA-256 of the server certificate)");
         const certHash = hash ? new Uint8Array(Buffer.from(hash, "hex")) : undefined;
-        results = await runConformance({ role: "cloud", target: values.target, codecs, ca: readFileFlag("ca", values.ca), certHash, token: values.token, filter: values.case, onResult: progress });
+        results = await runConformance({ role: "cloud", target: values.target, codecs, ca: readFileFlag("ca", values.ca), certHash, token: values.token, filter: values.case, modelFile: modelFlag(values.model), onResult: progress });
       } else if (values.role === "device") {
         if (!values.listen) throw new UsageError("--role device needs --listen URL (for example ws://127.0.0.1:7400)");
         if (values.target) throw new UsageError("--target is for --role cloud");
         if (!values.exec) console.error(`pdd conformance: listening on ${values.listen}; connect the device under test once per case`);
-        results = await runDeviceConformance({ role: "device", listen: values.listen, launcher: values.exec ? execLauncher(values.exec) : undefined, codecs, filter: values.case, onResult: progress });
+        results = await runDeviceConformance({ role: "device", listen: values.listen, launcher: values.exec ? execLauncher(values.exec) : undefined, codecs, filter: values.case, modelFile: modelFlag(values.model), onResult: progress });
       } else {
         throw new UsageError("--role must be cloud or device");
       }
@@ -62,6 +64,11 @@ export const conformanceCommand: Command = {
     return results.some((r) => r.status === "fail") ? 1 : 0;
   },
 };
+
+function modelFlag(path: string | undefined): string | undefined {
+  if (path !== undefined && !existsSync(path)) throw new UsageError(`--model: no such file: ${path}`);
+  return path;
+}
 
 function progress(r: CaseResult): void {
   if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${r.status === "fail" ? "FAIL" : "ok  "} ${r.id} [${r.transport}/${r.codec}]`);

@@ -6,14 +6,14 @@ import type { Case } from "./case.js";
 import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
 import { render, type Frame } from "./wire.js";
 
-const prefill = (id: number, extra: Record<string, unknown> = {}): Frame => ({ prefillRequest: { requestId: id, text: "Tell me about the fox.", cloudTokenBudget: 4, ...extra } });
+export const prefill = (id: number, extra: Record<string, unknown> = {}): Frame => ({ prefillRequest: { requestId: id, text: "Tell me about the fox.", cloudTokenBudget: 4, ...extra } });
 
-function expectThat(ok: boolean, expected: string, observed: string): void {
+export function expectThat(ok: boolean, expected: string, observed: string): void {
   if (!ok) throw new CheckFailure(expected, observed);
 }
 
 /** Checks a served request's frames against §6 (ordering, dense indices, budget, End). */
-function checkServed(frames: Frame[], id: number, asked: number): { tokens: number; granted: number } {
+export function checkServed(frames: Frame[], id: number, asked: number): { tokens: number; granted: number } {
   expectThat(frames[0]?.body === "accepted", "Accepted as the request's first frame (PDD-ORD-001)", render(frames[0]!));
   const granted = field<number>(frames[0]!, "accepted.cloudTokenBudget");
   expectThat(granted >= 1 && granted <= asked, `a granted budget in [1, ${asked}] (PDD-REQ-005)`, String(granted));
@@ -50,7 +50,7 @@ function checkServed(frames: Frame[], id: number, asked: number): { tokens: numb
 }
 
 /** Expects a request Error with `code` followed by End{ERROR} (PDD-ORD-004, PDD-MSG-011). */
-async function expectRequestError(p: Probe, id: number, code: string, rule: string): Promise<void> {
+export async function expectRequestError(p: Probe, id: number, code: string, rule: string): Promise<void> {
   const frames = await p.collect(id);
   const err = frames.find((f) => f.body === "error");
   expectThat(err !== undefined, `an Error for request ${id} with ${code} (${rule})`, frames.map((f) => f.body).join(", "));
@@ -59,23 +59,37 @@ async function expectRequestError(p: Probe, id: number, code: string, rule: stri
   expectThat(frames[i + 1]?.body === "end" && field(frames[i + 1]!, "end.reason") === "END_REASON_ERROR", "End with reason ERROR right after the request Error (PDD-ORD-004, PDD-MSG-011)", frames.slice(i + 1).map((f) => render(f)).join("; "));
 }
 
-/** Expects a connection error: an Error with request_id 0 and `code`, or a close carrying it. */
-async function expectConnectionError(p: Probe, code: string, codeNumber: number, rule: string): Promise<void> {
+/** Spec §13.3: the gRPC status of each connection error code (others: UNKNOWN). */
+const GRPC_STATUS: Record<number, number> = { 1: 3, 2: 8, 3: 12, 4: 12, 5: 9, 6: 16, 7: 7, 12: 14, 19: 4, 20: 13 };
+
+/** Whether a binding's close code carries PDD `codeNumber` (spec §13.3). */
+export function closeCarries(transport: string, close: number, codeNumber: number): boolean {
+  if (transport === "websocket") return close === 4000 + codeNumber || (codeNumber === 2 && close === 1009);
+  if (transport === "grpc") return close === (GRPC_STATUS[codeNumber] ?? 2);
+  return close === codeNumber;
+}
+
+/** Expects a connection error: an Error with request_id 0 and `code`, then a close carrying it (§2.6, §13.3). */
+export async function expectConnectionError(p: Probe, code: string, codeNumber: number, rule: string, transport = p.transport, waitMs = p.waitMs): Promise<void> {
+  let sawError = false;
   for (;;) {
-    const r = await p.recv();
-    if (r === undefined) throw new CheckFailure(`connection error ${code} (${rule})`, `nothing within ${p.waitMs} ms`);
+    const r = await p.recv(waitMs);
+    if (r === undefined) {
+      if (sawError) return; // the Error came; the close may take longer
+      throw new CheckFailure(`connection error ${code} (${rule})`, `nothing within ${waitMs} ms`);
+    }
     if (isClose(r)) {
       const c = r.closed.code;
-      // WebSocket 4000+code (or 1009 for size), gRPC status mapping, or the PDD code itself.
-      const ok = c === 4000 + codeNumber || c === codeNumber || (code === "ERROR_CODE_FRAME_TOO_LARGE" && (c === 1009 || c === 8)) || (code === "ERROR_CODE_MALFORMED_FRAME" && c === 3) || (code === "ERROR_CODE_PROTOCOL_VIOLATION" && c === 9) || (code === "ERROR_CODE_UNSUPPORTED_VERSION" && c === 12) || (code === "ERROR_CODE_UNSUPPORTED_CODEC" && c === 12);
-      expectThat(ok, `connection closed with ${code} (${rule}, §13.3)`, `close ${c} ${r.closed.reason}`);
+      const ok = transport ? closeCarries(transport, c, codeNumber) : ["websocket", "grpc", "webtransport"].some((t) => closeCarries(t, c, codeNumber));
+      expectThat(ok, `the connection closed with ${code} (${rule}, §13.3)`, `close ${c} ${r.closed.reason}`);
       return;
     }
     const f = r as Frame;
     if (f.body === "error") {
       expectThat(field(f, "error.requestId") === 0, "a connection-scope Error (request_id 0)", render(f));
       expectThat(field(f, "error.code") === code, `error code ${code} (${rule})`, String(field(f, "error.code")));
-      return;
+      sawError = true;
+      continue;
     }
     if (f.body === "helloAck") throw new CheckFailure(`no HelloAck; connection error ${code} (${rule})`, render(f));
   }
@@ -85,20 +99,20 @@ async function expectConnectionError(p: Probe, code: string, codeNumber: number,
  * Starts request 1 with a large budget and a pacing hint, so the cloud is
  * still streaming when the next frame arrives; returns at its FirstToken.
  */
-async function startStreaming(p: Probe): Promise<void> {
+export async function startStreaming(p: Probe): Promise<void> {
   await p.hello();
   p.send(prefill(1, { cloudTokenBudget: 256, targetTpotUs: 20000 }));
   await p.until((f) => f.body === "firstToken", "FirstToken");
 }
 
 /** Pings and expects the very next frame to be the Pong: nothing else was said, the connection lives. */
-async function expectOnlyPong(p: Probe, expected: string): Promise<void> {
+export async function expectOnlyPong(p: Probe, expected: string): Promise<void> {
   p.send({ ping: { nonce: "7" } });
   const f = await p.until(() => true, expected);
   expectThat(f.body === "pong", expected, render(f));
 }
 
-function kvOffered(p: Probe): void {
+export function kvOffered(p: Probe): void {
   if (field(p.ack!, "helloAck.capabilities.kvChunks") !== true) throw new NotOffered("the cloud does not offer KV chunks");
 }
 
@@ -107,7 +121,7 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.hello",
     title: "answers Hello with HelloAck at the negotiated version and the connection's codec",
     role: "cloud",
-    requirements: ["PDD-CONN-001", "PDD-CONN-003", "PDD-CONN-008", "PDD-CONN-010", "PDD-VER-001", "PDD-VER-002"],
+    requirements: ["PDD-CONN-001", "PDD-CONN-003", "PDD-CONN-008", "PDD-CONN-010", "PDD-VER-001", "PDD-VER-002", "PDD-GRPC-001", "PDD-CODEC-002"],
     async run(p) {
       const ack = (await p.hello({ versions: [{ major: 1, minor: 99 }, { major: 7, minor: 0 }] }))!;
       expectThat(field(ack, "helloAck.version.major") === 1, "version 1.x chosen (PDD-VER-002)", JSON.stringify(field(ack, "helloAck.version")));
@@ -180,7 +194,7 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.request.served",
     title: "serves a request: Accepted, the first token, dense batches, End last with usage",
     role: "cloud",
-    requirements: ["PDD-ORD-001", "PDD-ORD-002", "PDD-ORD-003", "PDD-IDX-001", "PDD-IDX-002", "PDD-IDX-003", "PDD-IDX-004", "PDD-IDX-006", "PDD-MSG-001", "PDD-MSG-002", "PDD-MSG-008", "PDD-REQ-001", "PDD-REQ-005"],
+    requirements: ["PDD-ORD-001", "PDD-ORD-002", "PDD-ORD-003", "PDD-IDX-001", "PDD-IDX-002", "PDD-IDX-003", "PDD-IDX-004", "PDD-IDX-006", "PDD-MSG-001", "PDD-MSG-002", "PDD-MSG-008", "PDD-REQ-001", "PDD-REQ-005", "PDD-VER-007"],
     async run(p) {
       await p.hello();
       p.send(prefill(3, { cloudTokenBudget: 12 }));
@@ -345,7 +359,7 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.malformed",
     title: "treats an undecodable frame as a MALFORMED_FRAME connection error",
     role: "cloud",
-    requirements: ["PDD-CODEC-001", "PDD-CONN-016", "PDD-SEC-005"],
+    requirements: ["PDD-CODEC-001", "PDD-CONN-016", "PDD-SEC-005", "PDD-WS-004", "PDD-GRPC-003", "PDD-WT-004"],
     async run(p) {
       await p.hello();
       p.sendBytes(p.codec === "proto" ? Uint8Array.of(0x12, 0xff, 0xff, 0xff) : Uint8Array.of(0xdc, 0xff), "a truncated frame");
@@ -356,7 +370,7 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.oversize",
     title: "refuses a frame over its maximum frame size with FRAME_TOO_LARGE",
     role: "cloud",
-    requirements: ["PDD-LIMIT-001"],
+    requirements: ["PDD-LIMIT-001", "PDD-WS-003", "PDD-GRPC-004"],
     async run(p) {
       const ack = (await p.hello())!;
       const max = field<number>(ack, "helloAck.limits.maxFrameBytes") || 4 << 20;

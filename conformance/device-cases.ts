@@ -9,6 +9,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import type { Case, DeviceCaseEnv, DeviceOutcome } from "./case.js";
 import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
+import { ggufFingerprints } from "./fingerprints.js";
 import { render, type Frame } from "./wire.js";
 
 function expectThat(ok: boolean, expected: string, observed: string): void {
@@ -314,6 +315,22 @@ function kvCase(id: string, title: string, requirements: string[], mangle: (fram
 
 export const DEVICE_CASES: Case[] = [
   {
+    id: "device.fingerprints",
+    title: "announces the Appendix B fingerprints of its model file",
+    role: "device",
+    requirements: ["PDD-FP-001", "PDD-FP-002", "PDD-MSG-005"],
+    async run(p, env) {
+      const hello = await p.until(() => true, "Hello");
+      if (!env.modelFile) throw new NotOffered("give the suite the device's model file (--model FILE) to check its fingerprints");
+      const want = ggufFingerprints(env.modelFile);
+      const m = field<Record<string, Uint8Array> | null>(hello, "hello.deviceModel");
+      if (!m) throw new NotOffered("the device does not announce its model");
+      expectThat(Buffer.from(m.tokenizerFingerprint ?? []).equals(want.tokenizer), `tokenizer_fingerprint ${want.tokenizer.toString("hex")} (PDD-FP-002)`, Buffer.from(m.tokenizerFingerprint ?? []).toString("hex"));
+      expectThat(Buffer.from(m.modelFingerprint ?? []).equals(want.model), `model_fingerprint ${want.model.toString("hex")} (PDD-FP-001)`, Buffer.from(m.modelFingerprint ?? []).toString("hex"));
+      p.session.close();
+    },
+  },
+  {
     id: "device.served",
     title: "says Hello first, asks a valid request, displays the cloud's tokens (split characters included) and finishes",
     role: "device",
@@ -402,7 +419,7 @@ export const DEVICE_CASES: Case[] = [
     id: "device.index.gap",
     title: "does not use a TokenBatch that skips an index, and keeps the tokens before it",
     role: "device",
-    requirements: ["PDD-SM-001"],
+    requirements: ["PDD-SM-001", "PDD-CANCEL-002"],
     answer: true,
     async run(p, env) {
       const s = await nextRequest(p, await greet(p));

@@ -2,6 +2,6 @@
 export { runConformance, runDeviceConformance, type RunOptions, type DeviceRunOptions, type DeviceLauncher } from "./runner.js";
 export { execLauncher } from "./launcher.js";
 export { table, junit } from "./report.js";
-export { coverage, renderCoverage, ALL_CASES } from "./coverage.js";
+export { coverage, coverageProblems, renderCoverage, ALL_CASES, NOT_BLACK_BOX } from "./coverage.js";
 export type { Case, CaseResult, Status, DeviceOutcome } from "./case.js";
 export { conformanceCommand } from "./cli.js";

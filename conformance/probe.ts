@@ -31,9 +31,15 @@ export class Probe {
   private readonly t0 = performance.now();
   /** HelloAck of this session, once received. */
   ack: Frame | undefined;
+  /** The binding of this session (set by the runner). */
+  transport: "websocket" | "grpc" | "webtransport" | undefined;
 
   /** Bytes of every frame received, in order (for codec-level checks). */
   readonly raw: Uint8Array[] = [];
+  /** The encoded size of each frame received. */
+  readonly sizes = new WeakMap<Frame, number>();
+  /** Frames that arrived on a WebTransport KV (unidirectional) stream. */
+  readonly fromUni = new WeakSet<Frame>();
   private readonly encode: (f: Frame, c: Codec, unchecked?: boolean) => Uint8Array;
   private readonly decode: (b: Uint8Array, c: Codec) => Frame;
 
@@ -96,14 +102,19 @@ export class Probe {
       return { closed: v };
     }
     this.raw.push(v);
+    let f: Frame;
     try {
-      const f = this.decode(v, this.codec);
-      this.log.push(`${this.stamp()} ← ${render(f)}`);
-      return f;
+      f = this.decode(v, this.codec);
     } catch (e) {
       this.log.push(`${this.stamp()} ← undecodable frame (${v.length} bytes): ${(e as Error).message}`);
       throw new CheckFailure("a frame that decodes under the connection's codec (PDD-CODEC-001)", `undecodable bytes: ${(e as Error).message}`);
     }
+    this.log.push(`${this.stamp()} ← ${render(f)}${this.session.onUniStream?.(v) ? " (KV stream)" : ""}`);
+    this.sizes.set(f, v.length);
+    if (this.session.onUniStream?.(v)) this.fromUni.add(f);
+    // Version 1.0 is negotiated: every frame of the peer has a body this schema knows (PDD-VER-007, PDD-MSG-001).
+    if (this.plays === "device" && !f.body) throw new CheckFailure("only message types of the negotiated version 1.0 (PDD-VER-007, PDD-MSG-001)", `a frame with no known body (${v.length} bytes)`);
+    return f;
   }
 
   /** Receives until `pred` matches a frame; fails on close or silence. */

@@ -21,6 +21,12 @@ export interface RawSession {
   onUniStream?(frame: Uint8Array): boolean;
   /** WebTransport: how many bidirectional streams the peer opened (a cloud must open none, PDD-WT-002). */
   peerBidiStreams?(): number;
+  /** WebSocket: sends a text message; the selected subprotocol. */
+  sendText?(text: string): void;
+  protocol?: string;
+  /** WebTransport: writes bytes on the control stream as they are (no length prefix), and ends it. */
+  sendUnframed?(bytes: Uint8Array): void;
+  endControl?(): void;
 }
 
 /** Frames and a close, queued as they arrive. */
@@ -53,8 +59,15 @@ export class Inbox {
   }
 }
 
-export async function openWebSocket(url: string, codec: Codec, opts: { ca?: string; token?: string } = {}): Promise<RawSession> {
-  const ws = new WebSocket(url, [`pdd.v1.${codec}`], { ca: opts.ca, perMessageDeflate: false, headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {} });
+/** An opening handshake the server refused, with its HTTP status. */
+export class Refused extends Error {
+  constructor(readonly status: number) {
+    super(`the server answered the upgrade with HTTP ${status}`);
+  }
+}
+
+export async function openWebSocket(url: string, codec: Codec, opts: { ca?: string; token?: string; protocols?: string[] } = {}): Promise<RawSession> {
+  const ws = new WebSocket(url, opts.protocols ?? [`pdd.v1.${codec}`], { ca: opts.ca, perMessageDeflate: false, headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {} });
   const inbox = new Inbox();
   ws.on("message", (d: Buffer) => inbox.push(new Uint8Array(d)));
   ws.on("close", (code: number, reason: Buffer) => inbox.push({ code, reason: reason.toString() }));
@@ -62,8 +75,13 @@ export async function openWebSocket(url: string, codec: Codec, opts: { ca?: stri
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
     ws.once("error", reject);
+    ws.once("unexpected-response", (_req, res) => {
+      reject(new Refused(res.statusCode ?? 0));
+      res.resume();
+      ws.terminate();
+    });
   });
-  return { send: (f) => ws.send(f), next: (t) => inbox.next(t), close: () => ws.terminate() };
+  return { send: (f) => ws.send(f), sendText: (t) => ws.send(t), protocol: ws.protocol, next: (t) => inbox.next(t), close: () => ws.terminate() };
 }
 
 /** gRPC through @grpc/grpc-js with identity serializers: bytes in, bytes out. */
@@ -97,11 +115,11 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
  * WebTransport (over HTTP/2 here): the control stream and every KV stream,
  * deframed by the suite's own 4-byte length prefix reader (spec §9.4).
  */
-export async function openWebTransport(url: string, codec: Codec, opts: { certHash?: Uint8Array; token?: string } = {}): Promise<RawSession> {
+export async function openWebTransport(url: string, codec: Codec, opts: { certHash?: Uint8Array; token?: string; codecParam?: string } = {}): Promise<RawSession> {
   const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
   const { wt } = await loadWebTransport();
   const u = new URL(url);
-  u.searchParams.set("codec", codec);
+  u.searchParams.set("codec", opts.codecParam ?? codec);
   if (opts.token) u.searchParams.set("access_token", opts.token);
   const session = new wt.WebTransport(u.toString(), {
     forceReliable: true,
@@ -123,7 +141,8 @@ export async function openWebTransport(url: string, codec: Codec, opts: { certHa
   const fromUni = new WeakSet<Uint8Array>();
   let bidi = 0;
   let closing = false;
-  void pumpFrames(control.readable, (f) => inbox.push(f));
+  // The session's close must not overtake frames still being read off the control stream.
+  const controlDone = pumpFrames(control.readable, (f) => inbox.push(f));
   void (async () => {
     const r = session.incomingUnidirectionalStreams.getReader();
     for (;;) {
@@ -143,9 +162,10 @@ export async function openWebTransport(url: string, codec: Codec, opts: { certHa
       bidi++;
     }
   })();
+  const settle = () => Promise.race([controlDone, new Promise((r) => setTimeout(r, 1000))]);
   session.closed.then(
-    (i) => inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" }),
-    (e: unknown) => inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) }),
+    async (i) => (await settle(), inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" })),
+    async (e: unknown) => (await settle(), inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) })),
   );
   return {
     send: (f) => {
@@ -163,6 +183,8 @@ export async function openWebTransport(url: string, codec: Codec, opts: { certHa
         // already closed
       }
     },
+    sendUnframed: (b) => void writer.write(Buffer.from(b)).catch(() => undefined),
+    endControl: () => void writer.close().catch(() => undefined),
     onUniStream: (f) => fromUni.has(f),
     peerBidiStreams: () => bidi,
   };

@@ -1,6 +1,7 @@
 /** Runs cases against a peer under test, each on a fresh connection, each with a timeout. */
-import type { Case, CaseResult, DeviceOutcome } from "./case.js";
+import type { Case, CaseResult, DeviceOutcome, Target } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
+import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
@@ -27,6 +28,8 @@ export interface RunOptions {
   waitMs?: number;
   /** Only cases whose id contains one of these comma-separated texts. */
   filter?: string;
+  /** The cloud's GGUF file, to check the fingerprints it announces (Appendix B). */
+  modelFile?: string;
   onResult?: (r: CaseResult) => void;
 }
 
@@ -54,16 +57,21 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
   const waitMs = o.waitMs ?? 5000;
   const results: CaseResult[] = [];
   for (const codec of codecs) {
-    const open = async (): Promise<Probe> => {
-      const s: RawSession =
-        transport === "websocket"
-          ? await openWebSocket(o.target, codec, o)
-          : transport === "grpc"
-            ? await openGrpc(o.target, o)
-            : await openWebTransport(o.target, codec, { certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined), token: o.token });
-      return new Probe(s, codec, waitMs);
+    const raw: Target["raw"] = (x) => {
+      const token = x.token === null ? undefined : (x.token ?? o.token);
+      return transport === "websocket"
+        ? openWebSocket(o.target, codec, { ca: o.ca, token, protocols: x.protocols })
+        : transport === "grpc"
+          ? openGrpc(o.target, { ca: o.ca, token })
+          : openWebTransport(o.target, codec, { certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined), token, codecParam: x.codecParam });
     };
-    for (const c of selectCases(CLOUD_CASES, transport, codec, o.filter)) {
+    const target: Target = { url: o.target, transport, codec, token: o.token, raw };
+    const open = async (): Promise<Probe> => {
+      const probe = new Probe(await raw({}), codec, waitMs);
+      probe.transport = transport;
+      return probe;
+    };
+    for (const c of selectCases([...CLOUD_CASES, ...MORE_CLOUD_CASES], transport, codec, o.filter)) {
       const opened: Probe[] = [];
       const openOne = async () => {
         const p = await open();
@@ -71,7 +79,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
         return p;
       };
       const unsupported = () => Promise.reject(new Error("a device-role helper in a cloud case"));
-      const r = await runCase(c, transport, codec, opened, async () => c.run(await openOne(), { open: openOne, outcome: unsupported, again: unsupported }));
+      const r = await runCase(c, transport, codec, opened, async () => c.run(await openOne(), { open: openOne, target, modelFile: o.modelFile, outcome: unsupported, again: unsupported }));
       results.push(r);
       o.onResult?.(r);
     }
@@ -137,6 +145,8 @@ export interface DeviceRunOptions {
   /** How long to wait for the device to connect, ms (default 30000). */
   connectMs?: number;
   filter?: string;
+  /** The device's GGUF file, to check the fingerprints it announces (Appendix B). */
+  modelFile?: string;
   onResult?: (r: CaseResult) => void;
 }
 
@@ -169,6 +179,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
           if (wanted && session.codec !== wanted) throw new CheckFailure(`a connection with the ${wanted} codec`, session.codec);
           codec = session.codec;
           const probe = new Probe(session, session.codec, waitMs, "cloud");
+          probe.transport = transport;
           probes.push(probe);
           let done: Promise<DeviceOutcome | undefined> | undefined;
           const outcome = () =>
@@ -189,7 +200,8 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
             probes,
             async () => {
               const first = await runDevice();
-              await c.run(first.probe, { open: () => Promise.reject(new Error("a cloud-role helper in a device case")), outcome: first.outcome, again: runDevice });
+              const cloudOnly = () => Promise.reject(new Error("a cloud-role helper in a device case"));
+              await c.run(first.probe, { open: cloudOnly, target: { url: server.url, transport, codec, raw: cloudOnly }, modelFile: o.modelFile, outcome: first.outcome, again: runDevice });
             },
             o.launcher !== undefined,
           );

@@ -249,6 +249,10 @@ export class CloudRequest {
           if (this.stop) break;
         }
         if (this.state.sent === 0) {
+          if (req.deadlineMs > 0 && performance.now() - this.receivedAt > req.deadlineMs) {
+            // Never a FirstToken past the deadline (PDD-REQ-006).
+            throw new PddError(ErrorCode.DEADLINE_EXCEEDED, `the first token was ready ${Math.round(performance.now() - this.receivedAt)} ms after receipt, past the ${req.deadlineMs} ms deadline (PDD-REQ-006)`, { retryable: true });
+          }
           prefillUs = us(t0);
           tFirstSent = performance.now();
           await this.send(create(CloudFrameSchema, { body: { case: "firstToken", value: { requestId: this.id, token: wire, queueUs, prefillUs } } }));

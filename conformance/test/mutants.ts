@@ -98,11 +98,11 @@ export const MUTANTS: Mutant[] = [
 ];
 
 /** Starts a proxy in front of `upstream` (a ws:// URL) applying `m`; proto codec only. */
-export async function startMutant(upstream: string, m: Mutant): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startMutant(upstream: string, m: Mutant, token?: string): Promise<{ url: string; close: () => Promise<void> }> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, maxPayload: 64 << 20, handleProtocols: (p) => (p.has("pdd.v1.proto") ? "pdd.v1.proto" : false) });
   wss.on("connection", (client) => {
     const state: Record<string, unknown> = {};
-    const server = new WebSocket(upstream, ["pdd.v1.proto"], { maxPayload: 64 << 20 });
+    const server = new WebSocket(upstream, ["pdd.v1.proto"], { maxPayload: 64 << 20, headers: token ? { authorization: `Bearer ${token}` } : {} });
     const pending: Buffer[] = [];
     server.on("open", () => pending.splice(0).forEach((b) => server.send(b)));
     client.on("message", (b: Buffer) => {

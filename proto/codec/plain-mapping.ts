@@ -42,9 +42,11 @@ function scalarToPlain(type: ScalarType, v: unknown): unknown {
     case ScalarType.FIXED64:
     case ScalarType.SFIXED64:
     case ScalarType.SINT64: {
-      // MessagePack carries 64-bit integers natively; small ones as numbers.
+      // MessagePack carries 64-bit integers natively (PDD-CODEC-006). Only
+      // 32-bit values may go as JS numbers: msgpackr writes larger numbers as
+      // float64 (a conformance case caught Pong.received_at_us as a float).
       const b = v as bigint;
-      return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+      return b >= -2147483648n && b <= 4294967295n ? Number(b) : b;
     }
     default:
       return v;

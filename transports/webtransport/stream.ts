@@ -150,6 +150,9 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
   protected async closeTransport(code: ErrorCode, reason: string): Promise<void> {
     this.closingLocally = true;
     await this.controlChain;
+    // Finish the control stream first: closing the session at once can drop
+    // frames still in flight on it (a conformance case lost the last End).
+    await Promise.race([this.control.close().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
     this.closeSessionOnce(code, reason);
     await Promise.race([this.session.closed.catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
   }

@@ -1,0 +1,137 @@
+/**
+ * The suite's own Appendix B fingerprints of a GGUF file: a GGUF reader
+ * written for the suite, so a case can check the fingerprints a peer
+ * announces without trusting the implementation's hashing (PDD-FP-001/002).
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+/** Bytes per block and elements per block of the GGML tensor types (ggml.c's type traits). */
+const GGML_TYPES: Record<number, [bytes: number, elements: number]> = {
+  0: [4, 1], // F32
+  1: [2, 1], // F16
+  2: [18, 32], // Q4_0
+  3: [20, 32], // Q4_1
+  6: [22, 32], // Q5_0
+  7: [24, 32], // Q5_1
+  8: [34, 32], // Q8_0
+  9: [36, 32], // Q8_1
+  10: [84, 256], // Q2_K
+  11: [110, 256], // Q3_K
+  12: [144, 256], // Q4_K
+  13: [176, 256], // Q5_K
+  14: [210, 256], // Q6_K
+  15: [292, 256], // Q8_K
+  24: [1, 1], // I8
+  25: [2, 1], // I16
+  26: [4, 1], // I32
+  27: [8, 1], // I64
+  28: [8, 1], // F64
+  30: [2, 1], // BF16
+};
+
+class Reader {
+  pos = 0;
+  constructor(readonly b: Buffer) {}
+  u8 = () => this.b.readUInt8(this.pos++);
+  u32 = () => ((this.pos += 4), this.b.readUInt32LE(this.pos - 4));
+  i32 = () => ((this.pos += 4), this.b.readInt32LE(this.pos - 4));
+  f32 = () => ((this.pos += 4), this.b.readFloatLE(this.pos - 4));
+  u64 = () => ((this.pos += 8), Number(this.b.readBigUInt64LE(this.pos - 8)));
+  bytes = (n: number) => ((this.pos += n), this.b.subarray(this.pos - n, this.pos));
+  str = () => this.bytes(this.u64());
+}
+
+type Value = number | boolean | Buffer | Value[];
+
+function readValue(r: Reader, type: number): Value {
+  switch (type) {
+    case 0: return r.u8();
+    case 1: return (r.pos++, r.b.readInt8(r.pos - 1));
+    case 2: return ((r.pos += 2), r.b.readUInt16LE(r.pos - 2));
+    case 3: return ((r.pos += 2), r.b.readInt16LE(r.pos - 2));
+    case 4: return r.u32();
+    case 5: return r.i32();
+    case 6: return r.f32();
+    case 7: return r.u8() !== 0;
+    case 8: return r.str();
+    case 9: {
+      const t = r.u32();
+      const n = r.u64();
+      return Array.from({ length: n }, () => readValue(r, t));
+    }
+    case 10: return r.u64();
+    case 11: return ((r.pos += 8), Number(r.b.readBigInt64LE(r.pos - 8)));
+    case 12: return ((r.pos += 8), r.b.readDoubleLE(r.pos - 8));
+    default: throw new Error(`GGUF value type ${type} is unknown`);
+  }
+}
+
+const u32le = (v: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+};
+const i32le = (v: number) => {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(v);
+  return b;
+};
+const u64le = (v: number) => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(v));
+  return b;
+};
+
+/** Appendix B.1 and B.2 fingerprints of a GGUF file. */
+export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buffer } {
+  const r = new Reader(readFileSync(path));
+  if (r.bytes(4).toString("latin1") !== "GGUF") throw new Error(`${path} is not a GGUF file`);
+  r.u32(); // version
+  const tensorCount = r.u64();
+  const kvCount = r.u64();
+  const kv = new Map<string, Value>();
+  for (let i = 0; i < kvCount; i++) {
+    const key = r.str().toString("utf8");
+    kv.set(key, readValue(r, r.u32()));
+  }
+  const tensors = Array.from({ length: tensorCount }, () => {
+    const name = r.str();
+    const dims = Array.from({ length: r.u32() }, () => r.u64());
+    return { name, dims, type: r.u32(), offset: r.u64() };
+  });
+  const align = Number(kv.get("general.alignment") ?? 32);
+  const dataStart = Math.ceil(r.pos / align) * align;
+
+  const t = createHash("sha256").update("pdd.v1/tokenizer\n");
+  t.update(Buffer.concat([(kv.get("tokenizer.ggml.model") as Buffer | undefined) ?? Buffer.alloc(0), Buffer.of(0)]));
+  const tokens = (kv.get("tokenizer.ggml.tokens") as Buffer[] | undefined) ?? [];
+  const scores = kv.get("tokenizer.ggml.scores") as number[] | undefined;
+  const types = kv.get("tokenizer.ggml.token_type") as number[] | undefined;
+  t.update(u32le(tokens.length));
+  tokens.forEach((tok, i) => {
+    const score = Buffer.alloc(4);
+    score.writeFloatLE(scores?.[i] ?? 0);
+    t.update(Buffer.concat([u32le(tok.length), tok, score, i32le(types?.[i] ?? 0)]));
+  });
+  const merges = (kv.get("tokenizer.ggml.merges") as Buffer[] | undefined) ?? [];
+  t.update(u32le(merges.length));
+  for (const m of merges) t.update(Buffer.concat([u32le(m.length), m]));
+  const id = (k: string) => u32le(kv.has(k) ? Number(kv.get(k)) : 0xffffffff);
+  t.update(Buffer.concat([id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), id("tokenizer.ggml.padding_token_id")]));
+  const arch = (kv.get("general.architecture") as Buffer | undefined)?.toString("utf8");
+  const addBos = kv.has("tokenizer.ggml.add_bos_token") ? kv.get("tokenizer.ggml.add_bos_token") === true : arch === "llama";
+  t.update(Buffer.of(addBos ? 1 : 0));
+  const tokenizer = t.digest();
+
+  const m = createHash("sha256").update("pdd.v1/model\n").update(tokenizer);
+  for (const x of tensors) {
+    const traits = GGML_TYPES[x.type];
+    if (!traits) throw new Error(`tensor ${x.name.toString("utf8")} has GGML type ${x.type}, which this reader does not size`);
+    const elements = x.dims.reduce((a, d) => a * d, 1);
+    const size = (elements / traits[1]) * traits[0];
+    m.update(Buffer.concat([x.name, Buffer.of(0), u32le(x.type), u64le(x.dims.length), ...x.dims.map(u64le)]));
+    m.update(r.b.subarray(dataStart + x.offset, dataStart + x.offset + size));
+  }
+  return { model: m.digest(), tokenizer };
+}
