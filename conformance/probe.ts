@@ -93,8 +93,20 @@ export class Probe {
     this.session.send(bytes);
   }
 
-  /** The next frame or close; undefined after `waitMs` of silence. */
+  /** The next frame or close; undefined after `waitMs` of silence. Playing the cloud, Pings are answered on the way (PDD-CONN-019). */
   async recv(waitMs = this.waitMs): Promise<Received> {
+    for (;;) {
+      const r = await this.recvOne(waitMs);
+      if (this.plays === "cloud" && r && !isClose(r) && (r as Frame).body === "ping") {
+        const ping = (r as Frame).ping as { nonce?: string; sentAtUs?: string };
+        this.send({ pong: { nonce: ping.nonce ?? "0", pingSentAtUs: ping.sentAtUs ?? "0", receivedAtUs: String(Math.round(performance.now() * 1000)) } });
+        continue;
+      }
+      return r;
+    }
+  }
+
+  private async recvOne(waitMs: number): Promise<Received> {
     const v = await this.session.next(waitMs);
     if (v === undefined) return undefined;
     if (!(v instanceof Uint8Array)) {

@@ -8,6 +8,7 @@ import { ModelIdentitySchema } from "../proto/index.js";
 import { Engine, ensureDefaultModel, type Sampling } from "../engine/index.js";
 import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
+import { plan, type Plan } from "./planner.js";
 import { DeviceRun, type Report } from "./run.js";
 
 export interface DeviceOptions {
@@ -92,14 +93,38 @@ export class PdDevice {
     }
   }
 
-  /** The cloud budget for a prompt: cover local prefill + catch-up at the target pace, with margin. */
-  budgetFor(promptTokens: number, targetTpotMs: number): number {
+  /** What the device has measured of its cloud: round trip and prefill rate (defaults until measured). */
+  observed: { rttMs?: number; cloudPrefillTokPerS?: number } = {};
+
+  /** The planner's choice for a prompt from the calibrated and observed rates (planner.ts). */
+  planFor(promptTokens: number, targetTpotMs: number, answerTokens = 256): Plan {
     const { prefillMsPerToken: p, decodeMsPerToken: d } = this.rates;
-    // n displayed tokens last n·T; the device needs (prompt + n)·p + d to emit its own.
-    // n·T ≥ (prompt + n)·p + d  ⇒  n ≥ (prompt·p + d) / (T − p)
-    const T = Math.max(targetTpotMs, d, 1);
-    const n = T > p ? (promptTokens * p + d) / (T - p) : 256;
-    return Math.max(4, Math.min(256, Math.ceil(n * 1.2) + 2));
+    return plan({
+      promptTokens: Math.max(1, promptTokens),
+      answerTokens,
+      rttMs: this.observed.rttMs ?? 20,
+      bandwidthMbps: 100,
+      // Until a FirstToken says otherwise, assume a cloud 10× the device's prefill.
+      cloud: { queueMs: 0, prefillTokPerS: this.observed.cloudPrefillTokPerS ?? 10_000 / Math.max(1e-3, p), decodeTokPerS: 50 },
+      device: { prefillTokPerS: 1000 / Math.max(1e-3, p), decodeTokPerS: 1000 / Math.max(1e-3, d) },
+      targetTpotMs: Math.max(1, targetTpotMs), // 0 = show as fast as possible
+      budget: { min: 4, max: this.link?.ack?.limits?.maxCloudTokenBudget || 256 },
+    });
+  }
+
+  /** The cloud budget for a prompt (the planner's). */
+  budgetFor(promptTokens: number, targetTpotMs: number, answerTokens = 256): number {
+    return this.planFor(promptTokens, targetTpotMs, answerTokens).chosen.budget;
+  }
+
+  /** Keeps the rates current from a finished request (exponential average). */
+  private learn(r: Report, promptTokens: number): void {
+    const avg = (old: number | undefined, x: number) => (old === undefined ? x : 0.7 * old + 0.3 * x);
+    if (r.prefillMs.device !== null && !r.kvImported && !r.refinement?.used && promptTokens >= 16) {
+      this.rates.prefillMsPerToken = avg(this.rates.prefillMsPerToken, r.prefillMs.device / promptTokens);
+    }
+    if (r.localDecodeMs !== undefined) this.rates.decodeMsPerToken = avg(this.rates.decodeMsPerToken, r.localDecodeMs);
+    if (r.prefillMs.cloud && r.cloudPromptTokens) this.observed.cloudPrefillTokPerS = avg(this.observed.cloudPrefillTokPerS, (1000 * r.cloudPromptTokens) / r.prefillMs.cloud);
   }
 
   /** The cloud link, (re)connecting when needed; undefined when the cloud cannot be reached. */
@@ -113,6 +138,8 @@ export class PdDevice {
         // The first request waits for the HelloAck: it says which model the cloud runs.
         await link.helloAck();
         this.link = link;
+        // Measure the round trip for the planner without delaying this first request.
+        void link.ping(2000).then((ms) => (this.observed.rttMs = ms), () => undefined);
         return link;
       } catch {
         return undefined;
@@ -133,7 +160,8 @@ export class PdDevice {
     const link = opts.localOnly ? undefined : await this.cloudLink();
     const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? 40;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
-    const cloudBudget = opts.cloudOnly ? (opts.maxTokens ?? 64) : budgetOpt === "auto" ? this.budgetFor(this.engine.tokenize(prompt).length, targetTpotMs) : budgetOpt;
+    const promptTokens = this.engine.tokenize(prompt).length;
+    const cloudBudget = opts.cloudOnly ? (opts.maxTokens ?? 64) : budgetOpt === "auto" ? this.budgetFor(promptTokens, targetTpotMs, opts.maxTokens ?? 64) : budgetOpt;
     const run = new DeviceRun(this.engine, prompt, link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined), {
       maxTokens: opts.maxTokens ?? 64,
       sampling: opts.sampling,
@@ -141,12 +169,15 @@ export class PdDevice {
       cloudBudget,
       useKv: this.options.useKv !== false,
       refineRatio: this.options.refineRatio,
+      decodeMsPerToken: this.rates.decodeMsPerToken,
       prefillChunk: this.options.prefillChunk ?? 64,
       emulate: this.options.emulate,
       cloudOnly: opts.cloudOnly,
       onText: opts.onText,
     });
-    return run.run();
+    const report = await run.run();
+    this.learn(report, promptTokens);
+    return report;
   }
 
   async close(): Promise<void> {

@@ -26,6 +26,8 @@ export interface RunOptions {
   cloudBudget: number;
   useKv: boolean;
   refineRatio?: number;
+  /** The device's calibrated ms per decoded token (reported in DeviceProgress). */
+  decodeMsPerToken?: number;
   prefillChunk: number;
   emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
@@ -57,6 +59,10 @@ export interface Report {
   /** Why the cloud was not (fully) used, for fallback runs. */
   fallbackReason?: string;
   endReason?: string;
+  /** Measured ms per locally decoded token, when the device decoded. */
+  localDecodeMs?: number;
+  /** The cloud's prompt tokens (Accepted.prompt_tokens), for its prefill rate. */
+  cloudPromptTokens?: number;
 }
 
 interface Shown {
@@ -279,7 +285,8 @@ export class DeviceRun {
       const delay = this.controller.nextDelay({
         buffered: this.queue.length,
         cloudRemaining: this.cloudEnded || this.takeoverSent !== undefined ? 0 : Math.max(0, this.grantedBudget - this.received.length),
-        localEtaMs: this.localEtaMs,
+        // A budget that covers the whole answer needs no handover: nothing to stretch for.
+        localEtaMs: this.grantedBudget >= this.opts.maxTokens ? undefined : this.localEtaMs,
         localTpotMs: this.localTpotMs,
         local: item.source === "device",
       });
@@ -357,6 +364,11 @@ export class DeviceRun {
       this.localEtaMs = this.prefillRate ? ((promptTokens.length - done) / this.prefillRate) * 1000 + (this.localTpotMs ?? 0) : undefined;
     }
     this.devicePrefillMs = performance.now() - tPre;
+    if (this.requestId !== undefined) {
+      // Tell the cloud how this device is doing (informative, PDD-MSG-007): once per request.
+      const decodeTokensPerS = 1000 / Math.max(1e-3, this.opts.decodeMsPerToken ?? 10);
+      void this.sendToCloud(create(DeviceFrameSchema, { body: { case: "progress", value: { requestId: this.requestId, prefilledTokens: done, coveredIndex: Math.max(0, coveredByKv), displayedIndex: this.shownCloud, prefillTokensPerS: this.prefillRate ?? 0, decodeTokensPerS } } }));
+    }
     if (this.refined && !this.refinementUsed) this.refinementUsed = { used: false, originalTokens: original.length, keptTokens: this.refined.keptTokens };
 
     // 2. Catch up over the cloud tokens received meanwhile (amortized prefill).
@@ -498,6 +510,8 @@ export class DeviceRun {
       cloudTokenIds: this.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: this.deviceIds,
       ...(this.cloudFailed ? { fallbackReason: this.cloudFailed } : {}),
+      ...(this.localTpotMs !== undefined ? { localDecodeMs: this.localTpotMs } : {}),
+      ...(this.cloudPromptTokens ? { cloudPromptTokens: this.cloudPromptTokens } : {}),
       ...(this.cloudEndReason !== undefined ? { endReason: EndReason[this.cloudEndReason] } : {}),
     };
   }

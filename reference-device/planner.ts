@@ -1,0 +1,195 @@
+/**
+ * The planner (paper §4; the spec leaves it to implementations): from the
+ * measured network, cloud and device speeds and the prompt length, it
+ * predicts each way of serving a request — KV transfer or recompute, each
+ * refinement ratio — and picks the cheapest for the cloud that keeps the
+ * display at the target pace without a stall. Pure and deterministic.
+ *
+ * The model, per candidate (all times in ms from the request's start):
+ * - TTFT = RTT + cloud queue + P / cloud prefill rate + one cloud decode step.
+ * - The display shows cloud token i at TTFT + i·I, I = max(target TPOT,
+ *   cloud decode interval).
+ * - The device's own context covers the prompt at `ready`: its own prefill
+ *   (P / device prefill rate), or the refined prompt's (arriving with the
+ *   first token), or the KV image's arrival (export + size / bandwidth +
+ *   import), whichever is first.
+ * - It then catches up over the cloud tokens shown meanwhile at its prefill
+ *   rate: takeover k solves k = 1 + (ready + k/dp − TTFT) / I.
+ * - The cloud budget covers k with a margin; a budget below k leaves a gap
+ *   in the display (a stall), which the prediction reports as max TPOT.
+ * - Cloud cost = the time a cloud sequence is held: prefill plus the tokens
+ *   it decodes (plus the KV export).
+ */
+export interface PlanInput {
+  /** Prompt tokens. */
+  promptTokens: number;
+  /** Tokens the answer will have (or its limit); bounds what the cloud decodes. */
+  answerTokens: number;
+  rttMs: number;
+  /** Downlink bandwidth, megabits per second. */
+  bandwidthMbps: number;
+  cloud: { queueMs: number; prefillTokPerS: number; decodeTokPerS: number };
+  device: { prefillTokPerS: number; decodeTokPerS: number };
+  targetTpotMs: number;
+  /** Limits on the cloud budget (the cloud's max_cloud_token_budget, for one). */
+  budget?: { min?: number; max?: number };
+  /** KV transfer possible (same model, cloud offers it); bytes per token of the image. */
+  kv?: { allowed: boolean; bytesPerToken: number; exportMBps?: number; importMBps?: number };
+  /** Refinement possible; ratios below `minRatio` are not considered (answer quality). */
+  refine?: { allowed: boolean; minRatio?: number };
+}
+
+export interface Candidate {
+  kv: boolean;
+  /** Refinement ratio (1 = the whole prompt). */
+  ratio: number;
+  budget: number;
+  takeoverIndex: number;
+  ttftMs: number;
+  /** When the device's context covers the prompt. */
+  readyMs: number;
+  displayIntervalMs: number;
+  maxTpotMs: number;
+  stall: boolean;
+  /** Cloud sequence time for this request, ms. */
+  cloudCostMs: number;
+}
+
+export interface Plan {
+  mode: "pd" | "local";
+  chosen: Candidate;
+  candidates: Candidate[];
+  /** The same request served by the cloud alone and by the device alone. */
+  cloudOnly: { ttftMs: number; cloudCostMs: number };
+  deviceOnly: { ttftMs: number; maxTpotMs: number };
+  /** Display times (ms from start) of the first cloud tokens and at the handover. */
+  pacing: { intervalMs: number; takeoverIndex: number; firstTokensMs: number[] };
+  explanation: string[];
+}
+
+const REFINE_RATIOS = [1, 0.75, 0.5, 0.35, 0.25];
+
+export function plan(i: PlanInput): Plan {
+  validate(i);
+  const P = i.promptTokens;
+  const T = i.targetTpotMs;
+  const cloudStep = 1000 / i.cloud.decodeTokPerS;
+  const ttft = i.rttMs + i.cloud.queueMs + (1000 * P) / i.cloud.prefillTokPerS + cloudStep;
+  const I = Math.max(T, cloudStep);
+  const devPrefillMs = (1000 * P) / i.device.prefillTokPerS;
+  const devStep = 1000 / i.device.decodeTokPerS;
+  const bMin = Math.max(1, i.budget?.min ?? 1);
+  const bMax = Math.max(bMin, i.budget?.max ?? 256);
+  const N = Math.max(1, i.answerTokens);
+
+  const candidates: Candidate[] = [];
+  const ratios = i.refine?.allowed ? REFINE_RATIOS.filter((r) => r >= (i.refine?.minRatio ?? 0.5)) : [1];
+  const kvOptions = i.kv?.allowed && i.kv.bytesPerToken > 0 ? [false, true] : [false];
+  for (const kv of kvOptions) {
+    for (const ratio of kv ? [1] : ratios) {
+      // A refined prompt arrives with the first token; a KV image after it.
+      let ready = devPrefillMs;
+      if (ratio < 1) ready = Math.min(ready, ttft - cloudStep + (1000 * ratio * P) / i.device.prefillTokPerS);
+      let kvExtraCost = 0;
+      if (kv) {
+        const bytes = P * i.kv!.bytesPerToken;
+        const exportMs = bytes / ((i.kv!.exportMBps ?? 1000) * 1000);
+        const transferMs = (bytes * 8) / (i.bandwidthMbps * 1000) + i.rttMs / 2;
+        const importMs = bytes / ((i.kv!.importMBps ?? 1000) * 1000);
+        ready = Math.min(ready, ttft + exportMs + transferMs + importMs);
+        kvExtraCost = exportMs;
+      }
+      candidates.push(candidate({ kv, ratio, ttft, ready, I, T, devStep, prefillRate: i.device.prefillTokPerS, cloudPrefillMs: (1000 * P) / i.cloud.prefillTokPerS, cloudStep, bMin, bMax, N, kvExtraCost }));
+    }
+  }
+
+  const ok = candidates.filter((c) => !c.stall && c.maxTpotMs <= T + 1e-9);
+  const pool = ok.length > 0 ? ok : candidates;
+  const chosen = [...pool].sort((a, b) => (ok.length > 0 ? a.cloudCostMs - b.cloudCostMs : a.maxTpotMs - b.maxTpotMs) || b.ratio - a.ratio || a.ttftMs - b.ttftMs)[0]!;
+  const deviceOnly = { ttftMs: devPrefillMs + devStep, maxTpotMs: Math.max(T, devStep) };
+  const cloudOnly = { ttftMs: ttft, cloudCostMs: (1000 * P) / i.cloud.prefillTokPerS + N * cloudStep };
+  const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : "pd";
+
+  const explanation = [
+    `TTFT through the cloud ${ms(ttft)} (RTT ${ms(i.rttMs)} + queue ${ms(i.cloud.queueMs)} + prefill ${ms((1000 * P) / i.cloud.prefillTokPerS)} + one decode step ${ms(cloudStep)}); device alone ${ms(deviceOnly.ttftMs)}.`,
+    `Display pace ${ms(I)} per token (target ${ms(T)}${I > T ? `, limited by the cloud's decode rate` : ""}); the device decodes at ${ms(devStep)} per token${devStep > T ? `, slower than the target: after the handover TPOT is ${ms(devStep)}` : ""}.`,
+    ...candidates.map(
+      (c) =>
+        `${c === chosen ? "→" : " "} ${c.kv ? "KV transfer" : c.ratio < 1 ? `refine to ${c.ratio}` : "recompute"}: device ready at ${ms(c.readyMs)}, takeover at token ${c.takeoverIndex}, budget ${c.budget}, max TPOT ${ms(c.maxTpotMs)}${c.stall ? " (stall: budget below the takeover)" : ""}, cloud time ${ms(c.cloudCostMs)} (${(cloudOnly.cloudCostMs / c.cloudCostMs).toFixed(1)}× less than cloud-only)`,
+    ),
+    ok.length > 0
+      ? `Chosen: the lowest cloud time among the ${ok.length} candidate(s) that keep TPOT at the target without a stall${chosen.ratio < 1 ? "; a refined prompt trades answer fidelity for it" : ""}.`
+      : `No candidate keeps the target without a stall; chosen: the lowest max TPOT.`,
+    mode === "local" ? `The device alone reaches its first token first: serve locally.` : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${(100 * (1 - chosen.ttftMs / deviceOnly.ttftMs)).toFixed(0)}% lower).`,
+  ];
+  const firstTokensMs = Array.from({ length: Math.min(chosen.takeoverIndex + 1, 8) }, (_, k) => round(chosen.ttftMs + k * I));
+  return { mode, chosen, candidates, cloudOnly, deviceOnly, pacing: { intervalMs: round(I), takeoverIndex: chosen.takeoverIndex, firstTokensMs }, explanation };
+}
+
+function candidate(a: {
+  kv: boolean;
+  ratio: number;
+  ttft: number;
+  ready: number;
+  I: number;
+  T: number;
+  devStep: number;
+  prefillRate: number;
+  cloudPrefillMs: number;
+  cloudStep: number;
+  bMin: number;
+  bMax: number;
+  N: number;
+  kvExtraCost: number;
+}): Candidate {
+  const perToken = 1000 / a.prefillRate; // device ms to prefill one received token
+  let k: number;
+  if (a.ready <= a.ttft) k = 1;
+  else if (perToken >= a.I) k = a.N; // never catches up with the display
+  else k = Math.ceil((1 + (a.ready - a.ttft) / a.I) / (1 - perToken / a.I));
+  k = Math.min(Math.max(1, k), a.N);
+  const budget = Math.min(a.bMax, Math.max(a.bMin, Math.min(a.N, Math.ceil(k * 1.15) + 2)));
+  const covered = Math.min(k, budget);
+  let maxTpot = Math.max(a.I, a.devStep);
+  let stall = false;
+  if (budget < k) {
+    // The display shows the last cloud token, then waits for the device to
+    // cover the budget and decode its first token.
+    const lastShown = a.ttft + (budget - 1) * a.I;
+    const firstOwn = a.ready + budget * perToken + a.devStep;
+    const gap = firstOwn - lastShown;
+    if (gap > maxTpot) maxTpot = gap;
+    stall = gap > 2 * a.T;
+  }
+  const decoded = Math.min(a.N, covered === a.N ? a.N : budget);
+  return {
+    kv: a.kv,
+    ratio: a.ratio,
+    budget,
+    takeoverIndex: covered,
+    ttftMs: round(a.ttft),
+    readyMs: round(a.ready),
+    displayIntervalMs: round(a.I),
+    maxTpotMs: round(maxTpot),
+    stall,
+    cloudCostMs: round(a.cloudPrefillMs + decoded * a.cloudStep + a.kvExtraCost),
+  };
+}
+
+function validate(i: PlanInput): void {
+  const positive: [string, number][] = [
+    ["promptTokens", i.promptTokens],
+    ["answerTokens", i.answerTokens],
+    ["bandwidthMbps", i.bandwidthMbps],
+    ["cloud.prefillTokPerS", i.cloud.prefillTokPerS],
+    ["cloud.decodeTokPerS", i.cloud.decodeTokPerS],
+    ["device.prefillTokPerS", i.device.prefillTokPerS],
+    ["device.decodeTokPerS", i.device.decodeTokPerS],
+    ["targetTpotMs", i.targetTpotMs],
+  ];
+  for (const [name, v] of positive) if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`${name} must be a positive number, not ${v}`);
+  for (const [name, v] of [["rttMs", i.rttMs], ["cloud.queueMs", i.cloud.queueMs]] as const) if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`${name} must be ≥ 0, not ${v}`);
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;
+const ms = (x: number) => `${x < 10 ? x.toFixed(1) : Math.round(x)} ms`;

@@ -1,0 +1,155 @@
+/** `pdd bench trace`: device-only, cloud-only and P/D-Device side by side over a trace, at several RTTs. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { simulate, type Mode, type RequestResult, type SimConfig } from "./simulate.js";
+import type { TraceRequest } from "./trace.js";
+
+export interface Row {
+  rttMs: number;
+  mode: string;
+  ttft: { p50: number; p90: number; p99: number };
+  tpot: { max: number; p99: number };
+  stalls: number;
+  stalledRequests: number;
+  cloudMsPerRequest: number;
+  cloudTokensPerRequest: number;
+  /** Requests per second the cloud sustains at saturation: capacity / mean sequence time. */
+  saturationRps: number;
+}
+
+export const MODES: [string, Mode][] = [
+  ["device-only", { kind: "device-only" }],
+  ["cloud-only", { kind: "cloud-only" }],
+  ["P/D planner", { kind: "pd", budget: "planner", controller: true }],
+  ["P/D planner, no speed controller", { kind: "pd", budget: "planner", controller: false }],
+  ["P/D fixed budget 8", { kind: "pd", budget: 8, controller: true }],
+  ["P/D fixed budget 32", { kind: "pd", budget: 32, controller: true }],
+  ["P/D fixed budget 128", { kind: "pd", budget: 128, controller: true }],
+];
+
+function q(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * (sorted.length - 1)))]!;
+}
+
+function summarize(rttMs: number, mode: string, rs: RequestResult[], c: SimConfig): Row {
+  const ttft = rs.map((r) => r.ttftMs).sort((a, b) => a - b);
+  const gaps = rs.flatMap((r) => r.gaps).sort((a, b) => a - b);
+  const stallAt = 2 * c.targetTpotMs;
+  const stalls = rs.reduce((n, r) => n + r.gaps.filter((g) => g > stallAt).length, 0);
+  const cloudMs = rs.reduce((n, r) => n + r.cloudMs, 0) / rs.length;
+  return {
+    rttMs,
+    mode,
+    ttft: { p50: round(q(ttft, 0.5)), p90: round(q(ttft, 0.9)), p99: round(q(ttft, 0.99)) },
+    tpot: { max: round(gaps[gaps.length - 1] ?? 0), p99: round(q(gaps, 0.99)) },
+    stalls,
+    stalledRequests: rs.filter((r) => r.gaps.some((g) => g > stallAt)).length,
+    cloudMsPerRequest: round(cloudMs),
+    cloudTokensPerRequest: round(rs.reduce((n, r) => n + r.cloudTokens, 0) / rs.length),
+    saturationRps: cloudMs > 0 ? round((1000 * c.capacity) / cloudMs) : Infinity,
+  };
+}
+
+export function runTraceBench(trace: TraceRequest[], base: Omit<SimConfig, "rttMs">, rtts: number[], onProgress?: (done: number, total: number) => void): Row[] {
+  const rows: Row[] = [];
+  const total = rtts.length * MODES.length;
+  let done = 0;
+  for (const rttMs of rtts) {
+    for (const [name, mode] of MODES) {
+      const c = { ...base, rttMs };
+      rows.push(summarize(rttMs, name, simulate(trace, mode, c, (n) => onProgress?.(done + n / trace.length, total)), c));
+      onProgress?.(++done, total);
+    }
+  }
+  return rows;
+}
+
+export function markdown(rows: Row[]): string {
+  const out: string[] = [];
+  for (const rtt of [...new Set(rows.map((r) => r.rttMs))]) {
+    const rs = rows.filter((r) => r.rttMs === rtt);
+    const dev = rs.find((r) => r.mode === "device-only")!;
+    const cloud = rs.find((r) => r.mode === "cloud-only")!;
+    out.push(`### RTT ${rtt} ms`, "");
+    out.push("| mode | TTFT p50 ms | p90 | p99 | TTFT p50 vs device-only | TPOT max ms | TPOT p99 | stalls (requests) | cloud ms/req | cloud tokens/req | saturation req/s | vs cloud-only |");
+    out.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (const r of rs) {
+      const ttftCut = r.mode === "device-only" ? "—" : `${pct(1 - r.ttft.p50 / dev.ttft.p50)} lower`;
+      const gain = r.mode === "device-only" ? "—" : `${(r.saturationRps / cloud.saturationRps).toFixed(2)}×`;
+      out.push(`| ${r.mode} | ${r.ttft.p50} | ${r.ttft.p90} | ${r.ttft.p99} | ${ttftCut} | ${r.tpot.max} | ${r.tpot.p99} | ${r.stalls} (${r.stalledRequests}) | ${r.mode === "device-only" ? "0" : r.cloudMsPerRequest} | ${r.cloudTokensPerRequest} | ${r.mode === "device-only" ? "—" : r.saturationRps} | ${gain} |`);
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+/** SVG plots: TTFT CDF at one RTT, throughput against RTT, and one request's display timeline around the handover. */
+export function writePlots(dir: string, trace: TraceRequest[], rows: Row[], base: Omit<SimConfig, "rttMs">, rtt: number): string[] {
+  mkdirSync(dir, { recursive: true });
+  const files: string[] = [];
+  const c = { ...base, rttMs: rtt };
+  // 1. TTFT CDF.
+  const series = (["device-only", "cloud-only", "P/D planner"] as const).map((name) => {
+    const mode = MODES.find(([n]) => n === name)![1];
+    const ttft = simulate(trace, mode, c).map((r) => r.ttftMs).sort((a, b) => a - b);
+    return { name, points: ttft.map((t, i) => [Math.log10(Math.max(1, t)), (i + 1) / ttft.length] as [number, number]) };
+  });
+  files.push(save(dir, "ttft-cdf.svg", svgPlot(`TTFT CDF, RTT ${rtt} ms (x: log10 ms)`, series, "log10 TTFT (ms)", "fraction of requests")));
+  // 2. Throughput against RTT.
+  const modes = ["cloud-only", "P/D planner", "P/D fixed budget 32"];
+  files.push(
+    save(dir, "throughput-vs-rtt.svg", svgPlot("Cloud throughput at saturation", modes.map((m) => ({ name: m, points: rows.filter((r) => r.mode === m).map((r) => [r.rttMs, r.saturationRps] as [number, number]) })), "RTT (ms)", "requests/s")),
+  );
+  // 3. A request's TPOT timeline around the handover, with and without the controller.
+  const median = [...trace].sort((a, b) => a.promptTokens - b.promptTokens)[Math.floor(trace.length / 2)]!;
+  const one = [{ ...median, atMs: 0 }];
+  const timeline = (["P/D planner", "P/D planner, no speed controller"] as const).map((name) => {
+    const r = simulate(one, MODES.find(([n]) => n === name)![1], c)[0]!;
+    return { name: `${name} (takeover at ${r.takeover})`, points: r.gaps.map((g, i) => [i + 1, g] as [number, number]) };
+  });
+  files.push(save(dir, "tpot-timeline.svg", svgPlot(`TPOT per token, one request (${median.promptTokens} prompt tokens), RTT ${rtt} ms`, timeline, "token index", "gap before the token (ms)")));
+  return files;
+}
+
+function save(dir: string, name: string, svg: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, svg);
+  return path;
+}
+
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+function svgPlot(title: string, series: { name: string; points: [number, number][] }[], xLabel: string, yLabel: string): string {
+  const W = 720;
+  const H = 420;
+  const m = { l: 70, r: 20, t: 40, b: 50 };
+  const all = series.flatMap((s) => s.points);
+  const [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
+  const [y0, y1] = [Math.min(0, ...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
+  const sx = (x: number) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
+  const sy = (y: number) => H - m.b - ((y - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
+  const ticks = (a: number, b: number) => Array.from({ length: 5 }, (_, i) => a + ((b - a) * i) / 4);
+  const lines = series.map((s, i) => {
+    const step = Math.max(1, Math.floor(s.points.length / 600)); // at most ~600 points a line
+    const d = s.points.filter((_, j) => j % step === 0 || j === s.points.length - 1).map((p, j) => `${j === 0 ? "M" : "L"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
+    return `<path d="${d}" fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="2"/><text x="${m.l + 10}" y="${m.t + 16 + 16 * i}" fill="${COLORS[i % COLORS.length]}" font-size="12">${esc(s.name)}</text>`;
+  });
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(title)}</text>`,
+    `<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="black"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="black"/>`,
+    ...ticks(x0, x1).map((x) => `<text x="${sx(x)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${fmt(x)}</text>`),
+    ...ticks(y0, y1).map((y) => `<text x="${m.l - 6}" y="${sy(y) + 4}" text-anchor="end" font-size="11">${fmt(y)}</text>`),
+    `<text x="${W / 2}" y="${H - 12}" text-anchor="middle" font-size="12">${esc(xLabel)}</text>`,
+    `<text x="16" y="${H / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 16 ${H / 2})">${esc(yLabel)}</text>`,
+    ...lines,
+    `</svg>`,
+  ].join("\n");
+}
+
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+const fmt = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2));
+const round = (x: number) => Math.round(x * 10) / 10;
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

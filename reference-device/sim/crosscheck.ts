@@ -1,0 +1,87 @@
+/**
+ * The simulation against the real stack: a slice of the trace through the
+ * llama.cpp reference cloud and device over WebSocket, and the same requests
+ * through the simulation with the rates measured on those engines. Prompts
+ * and answers are clipped to what the test model and this machine serve in
+ * seconds; the device emulates a phone-class slowdown.
+ */
+import { Engine, ensureDefaultModel, SKELETON_TEXT } from "../../engine/index.js";
+import { startCloud } from "../../reference-cloud/index.js";
+import { PdDevice } from "../device.js";
+import { simulate } from "./simulate.js";
+import type { TraceRequest } from "./trace.js";
+
+export interface CrossRow {
+  promptTokens: number;
+  answerTokens: number;
+  measured: { ttftMs: number; tpotP50Ms: number; cloudTokens: number };
+  predicted: { ttftMs: number; tpotP50Ms: number; cloudTokens: number };
+}
+
+export interface CrossOptions {
+  requests: number;
+  maxPromptTokens: number;
+  maxAnswerTokens: number;
+  targetTpotMs: number;
+  /** Device slowdown, ms per token (a phone on this machine). */
+  emulate: { prefillMsPerToken: number; decodeMsPerToken: number };
+  onProgress?: (done: number, total: number) => void;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : 0;
+};
+
+export async function crossCheck(trace: TraceRequest[], o: CrossOptions): Promise<{ rows: CrossRow[]; rates: Record<string, number> }> {
+  const model = ensureDefaultModel("tiny");
+  const cloud = await startCloud({ model, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0" } });
+  const engine = await Engine.load({ modelPath: model, threads: 1, sequences: 4 });
+  const device = await PdDevice.create({ engine, cloud: cloud.urls.ws!, useKv: false, emulate: o.emulate, targetTpotMs: o.targetTpotMs });
+  try {
+    // The cloud's rates, measured on its engine's twin: a prefill and a decode run.
+    const slot = await engine.acquire();
+    const probe = engine.tokenize(SKELETON_TEXT.repeat(20)).slice(0, 512);
+    let t = performance.now();
+    await slot.prefill(probe);
+    const cloudPrefill = (1000 * probe.length) / (performance.now() - t);
+    t = performance.now();
+    let n = 0;
+    for await (const _ of slot.generate({}, 32)) n++;
+    const cloudDecode = (1000 * n) / (performance.now() - t);
+    await slot.release();
+    const rtt = (await device.rtt()) ?? 1;
+
+    const slice = trace.slice(0, o.requests).map((r) => ({ ...r, promptTokens: Math.min(r.promptTokens, o.maxPromptTokens), answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens) }));
+    const rows: CrossRow[] = [];
+    for (const [i, r] of slice.entries()) {
+      const ids = engine.tokenize(SKELETON_TEXT.repeat(Math.ceil(r.promptTokens / 8) + 1)).slice(1, r.promptTokens);
+      const prompt = Buffer.concat(ids.map((id) => engine.pieces[id] ?? new Uint8Array())).toString("utf8");
+      const rep = await device.generate(prompt, { maxTokens: r.answerTokens, targetTpotMs: o.targetTpotMs });
+      const gaps = simulate([{ atMs: 0, promptTokens: engine.tokenize(prompt).length, answerTokens: r.answerTokens }], { kind: "pd", budget: "planner", controller: true }, {
+        rttMs: rtt,
+        bandwidthMbps: 1000,
+        cloud: { name: "measured", source: "this machine", prefillTokPerS: cloudPrefill, decodeTokPerS: cloudDecode },
+        device: { name: "measured", source: "this machine", prefillTokPerS: 1000 / device.rates.prefillMsPerToken, decodeTokPerS: 1000 / device.rates.decodeMsPerToken },
+        capacity: 4,
+        targetTpotMs: o.targetTpotMs,
+        timeScale: 1,
+        minRefineRatio: 1,
+        jitter: 0,
+        seed: 1,
+      })[0]!;
+      rows.push({
+        promptTokens: r.promptTokens,
+        answerTokens: r.answerTokens,
+        measured: { ttftMs: rep.ttftMs, tpotP50Ms: rep.tpotMs.p50, cloudTokens: rep.cloudTokens },
+        predicted: { ttftMs: gaps.ttftMs, tpotP50Ms: median(gaps.gaps), cloudTokens: gaps.cloudTokens },
+      });
+      o.onProgress?.(i + 1, slice.length);
+    }
+    return { rows, rates: { cloudPrefill, cloudDecode, devicePrefill: 1000 / device.rates.prefillMsPerToken, deviceDecode: 1000 / device.rates.decodeMsPerToken, rttMs: rtt } };
+  } finally {
+    await device.close();
+    await engine.close();
+    await cloud.close({ drainSeconds: 0 });
+  }
+}

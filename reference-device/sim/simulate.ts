@@ -1,0 +1,173 @@
+/**
+ * A deterministic, token-level simulation of serving a trace: one cloud with
+ * a fixed number of concurrent sequences (FIFO), devices with a timing
+ * profile, a network with an RTT and a bandwidth. Each request's display is
+ * driven by the reference device's own SpeedController and its budget and
+ * path by the reference planner, so the simulation measures those, not a
+ * model of them. Engines are timing profiles, not llama.cpp.
+ */
+import { plan, type PlanInput } from "../planner.js";
+import { SpeedController } from "../speed-controller.js";
+import type { Profile } from "./profiles.js";
+import type { TraceRequest } from "./trace.js";
+
+export type Mode = { kind: "device-only" } | { kind: "cloud-only" } | { kind: "pd"; budget: "planner" | number; controller: boolean };
+
+export interface SimConfig {
+  rttMs: number;
+  bandwidthMbps: number;
+  cloud: Profile;
+  device: Profile;
+  /** Concurrent sequences of the cloud. */
+  capacity: number;
+  targetTpotMs: number;
+  /** Multiplies inter-arrival times (0.5 = twice the load). */
+  timeScale: number;
+  /** Refinement ratios the planner may use (its quality floor); 1 = none. */
+  minRefineRatio: number;
+  /** ±fraction of RTT jitter per request, from `seed`. */
+  jitter: number;
+  seed: number;
+}
+
+export interface RequestResult {
+  ttftMs: number;
+  /** Gaps between consecutive displayed tokens, ms. */
+  gaps: number[];
+  /** Cloud sequence time, ms. */
+  cloudMs: number;
+  cloudTokens: number;
+  takeover: number | undefined;
+}
+
+/** mulberry32: a small seeded PRNG, so a seed gives the same table. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProgress?: (done: number) => void): RequestResult[] {
+  const free = new Array<number>(c.capacity).fill(0); // when each cloud sequence is next free
+  const rand = rng(c.seed);
+  const out: RequestResult[] = [];
+  const cloudStep = 1000 / c.cloud.decodeTokPerS;
+  const devStep = 1000 / c.device.decodeTokPerS;
+  const devPer = 1000 / c.device.prefillTokPerS;
+  for (const [n, r] of trace.entries()) {
+    const A = r.atMs * c.timeScale;
+    const rtt = c.rttMs * (1 + c.jitter * (2 * rand() - 1));
+    const P = r.promptTokens;
+    const N = r.answerTokens;
+    if (mode.kind === "device-only") {
+      const avail = Array.from({ length: N }, (_, i) => A + P * devPer + (i + 1) * devStep);
+      out.push(display(A, avail, { k: 0, B: 0, received: [], localEta: () => undefined, devStep }, c.targetTpotMs, true, 0, 0, undefined));
+      continue;
+    }
+    // The cloud: FIFO over `capacity` sequences.
+    const atCloud = A + rtt / 2;
+    let slot = 0;
+    for (let s = 1; s < free.length; s++) if (free[s]! < free[slot]!) slot = s;
+    const start = Math.max(atCloud, free[slot]!);
+    const queueMs = start - atCloud;
+    const prefillMs = (1000 * P) / c.cloud.prefillTokPerS;
+
+    let B = N;
+    let ratio = 1;
+    if (mode.kind === "pd") {
+      const input: PlanInput = {
+        promptTokens: P,
+        answerTokens: N,
+        rttMs: rtt,
+        bandwidthMbps: c.bandwidthMbps,
+        cloud: { queueMs, prefillTokPerS: c.cloud.prefillTokPerS, decodeTokPerS: c.cloud.decodeTokPerS },
+        device: { prefillTokPerS: c.device.prefillTokPerS, decodeTokPerS: c.device.decodeTokPerS },
+        targetTpotMs: c.targetTpotMs,
+        budget: { min: 1, max: 256 },
+        refine: { allowed: c.minRefineRatio < 1, minRatio: c.minRefineRatio },
+      };
+      if (mode.budget === "planner") {
+        const p = plan(input);
+        B = Math.min(N, p.chosen.budget);
+        ratio = p.chosen.ratio;
+      } else B = Math.min(N, mode.budget);
+    }
+    // Cloud tokens reach the device as they are decoded.
+    const received = Array.from({ length: B }, (_, i) => start + prefillMs + (i + 1) * cloudStep + rtt / 2);
+    if (mode.kind === "cloud-only") {
+      free[slot] = start + prefillMs + N * cloudStep;
+      const res = display(A, received, { k: N, B: N, received, localEta: () => undefined, devStep }, c.targetTpotMs, true, 0, 0, undefined);
+      out.push({ ...res, cloudMs: prefillMs + N * cloudStep, cloudTokens: N, takeover: undefined });
+      continue;
+    }
+    // The device: its own prefill (or the refined prompt's, which comes with
+    // the first token), then catch-up over what it received, then takeover.
+    let ready = A + P * devPer;
+    if (ratio < 1) ready = Math.min(ready, received[0]! + ratio * P * devPer);
+    let t = ready;
+    let covered = 0;
+    let got = 0;
+    while (covered < B) {
+      while (got < B && received[got]! <= t) got++;
+      if (covered >= got) break; // caught up with all it received: take over here
+      t = Math.max(t, received[covered]!) + devPer;
+      covered++;
+    }
+    const k = Math.min(covered, N);
+    const takeoverAt = t;
+    // The cloud stops at the takeover (or its budget), then frees the sequence.
+    const cloudTokens = Math.min(B, Math.max(k, received.filter((x) => x - rtt / 2 <= takeoverAt + rtt / 2).length));
+    const cloudMs = prefillMs + cloudTokens * cloudStep;
+    free[slot] = start + cloudMs;
+    const avail = [...received.slice(0, k), ...Array.from({ length: N - k }, (_, j) => takeoverAt + (j + 1) * devStep)];
+    // When the cloud's tokens are the whole answer, no handover is coming: nothing to stretch for.
+    const handover = k < N;
+    const res = display(A, avail, { k, B, received, localEta: (now) => (handover && now < takeoverAt + devStep ? takeoverAt + devStep - now : undefined), devStep }, c.targetTpotMs, mode.controller, cloudMs, cloudTokens, k);
+    out.push(res);
+    if (onProgress && n % 500 === 0) onProgress(n);
+  }
+  return out;
+}
+
+/** Shows the tokens as the device would: paced by the SpeedController, or as they come. */
+function display(
+  A: number,
+  avail: number[],
+  s: { k: number; B: number; received: number[]; localEta: (now: number) => number | undefined; devStep: number },
+  target: number,
+  controller: boolean,
+  cloudMs: number,
+  cloudTokens: number,
+  takeover: number | undefined,
+): RequestResult {
+  const ctl = new SpeedController(target);
+  const shown: number[] = [];
+  let now = avail[0]!;
+  let ready = 0; // avail is ascending: tokens [0, ready) are available at `now`
+  let got = 0; // cloud tokens received by `now`
+  for (let i = 0; i < avail.length; i++) {
+    if (i > 0 && controller) {
+      while (ready < avail.length && avail[ready]! <= now) ready++;
+      while (got < s.received.length && s.received[got]! <= now) got++;
+      const local = i >= s.k;
+      const delay = ctl.nextDelay({
+        buffered: Math.max(0, ready - i),
+        cloudRemaining: i < s.k ? Math.max(0, s.B - got) : 0,
+        localEtaMs: local ? undefined : s.localEta(now),
+        localTpotMs: s.devStep,
+        local,
+      });
+      now = Math.max(now + delay, avail[i]!);
+    } else {
+      now = Math.max(now, avail[i]!);
+    }
+    shown.push(now);
+  }
+  const gaps = shown.slice(1).map((x, i) => x - shown[i]!);
+  return { ttftMs: shown[0]! - A, gaps, cloudMs, cloudTokens, takeover };
+}
