@@ -85,10 +85,18 @@ export async function openWebSocket(url: string, codec: Codec, opts: { ca?: stri
 }
 
 /** gRPC through @grpc/grpc-js with identity serializers: bytes in, bytes out. */
+/** One channel per target: each session is a call on it, as gRPC clients do (a channel per call leaks channels). */
+const channels = new Map<string, grpc.Client>();
+
 export async function openGrpc(url: string, opts: { ca?: string; token?: string } = {}): Promise<RawSession> {
   const u = new URL(url);
-  const creds = u.protocol === "grpcs:" ? grpc.credentials.createSsl(opts.ca ? Buffer.from(opts.ca) : undefined) : grpc.credentials.createInsecure();
-  const client = new grpc.Client(`${u.hostname}:${u.port}`, creds);
+  const key = `${u.protocol}//${u.host}|${opts.ca ?? ""}`;
+  let client = channels.get(key);
+  if (!client) {
+    const creds = u.protocol === "grpcs:" ? grpc.credentials.createSsl(opts.ca ? Buffer.from(opts.ca) : undefined) : grpc.credentials.createInsecure();
+    client = new grpc.Client(`${u.hostname}:${u.port}`, creds);
+    channels.set(key, client);
+  }
   const md = new grpc.Metadata();
   if (opts.token) md.set("authorization", `Bearer ${opts.token}`);
   const call = client.makeBidiStreamRequest(
@@ -104,10 +112,7 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
   return {
     send: (f) => call.write(Buffer.from(f)),
     next: (t) => inbox.next(t),
-    close: () => {
-      call.cancel();
-      client.close();
-    },
+    close: () => call.cancel(),
   };
 }
 

@@ -35,11 +35,17 @@ function splitHostPort(hp: string): { host: string; port: number } {
 }
 
 /** Reads an API key file: one key per line, "#" comments, blank lines ignored. */
-export function readKeys(path: string): string[] {
+/** A keys file: one key per line, optionally followed by its limit of concurrent requests; # starts a comment. */
+export function readKeys(path: string): { key: string; maxConcurrent?: number }[] {
   return readFileSync(path, "utf8")
     .split("\n")
-    .map((l) => l.replace(/#.*/, "").trim().split(/\s+/)[0] ?? "")
-    .filter((k) => k.length > 0);
+    .map((l, i) => {
+      const [key = "", limit, extra] = l.replace(/#.*/, "").trim().split(/\s+/);
+      if (key.length === 0) return undefined;
+      if (extra !== undefined || (limit !== undefined && !/^[1-9]\d{0,5}$/.test(limit))) throw new Error(`${path}:${i + 1}: expected "key" or "key max_concurrent" (a positive integer)`);
+      return { key, ...(limit ? { maxConcurrent: Number(limit) } : {}) };
+    })
+    .filter((k): k is { key: string; maxConcurrent?: number } => k !== undefined);
 }
 
 function constantTimeIncludes(keys: readonly string[], token: string): boolean {
@@ -61,7 +67,8 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: En
     metrics.activeSequences.set(active);
     metrics.queueDepth.set(queued);
   });
-  let keys: string[] | undefined = config.keysFile ? readKeys(config.keysFile) : undefined;
+  let keyList = config.keysFile ? readKeys(config.keysFile) : undefined;
+  let keys: string[] | undefined = keyList?.map((k) => k.key);
   let draining = false;
   const connections = new Set<CloudStream>();
   const ctx: CloudContext = {
@@ -71,6 +78,8 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: En
     metrics,
     log,
     authorize: config.keysFile ? (token) => token !== undefined && keys !== undefined && constantTimeIncludes(keys, token) : undefined,
+    keyLimit: (token) => (token === undefined ? undefined : keyList?.find((k) => k.key === token)?.maxConcurrent),
+    liveByKey: new Map(),
     draining: () => draining,
     serverName: "pdd-cloud/0.1.0",
     requests: new Set(),
@@ -132,7 +141,8 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: En
     reloadKeys() {
       if (!config.keysFile) return;
       try {
-        keys = readKeys(config.keysFile);
+        keyList = readKeys(config.keysFile);
+        keys = keyList.map((k) => k.key);
         log.info("keys reloaded", { count: keys.length });
       } catch (e) {
         log.error("keys reload failed; keeping the old keys", { error: (e as Error).message });

@@ -14,6 +14,8 @@ import { CloudRequest } from "./request.js";
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
 
 export class CloudConnection {
+  /** The credential this connection authenticated with (when the cloud requires one). */
+  private credential: string | undefined;
   private hello: Hello | undefined;
   private requests = new Map<number, CloudRequest>();
   private maxRequestId = 0;
@@ -107,6 +109,7 @@ export class CloudConnection {
     if (!hello.codecs.includes(codec)) return this.fail(ErrorCode.UNSUPPORTED_CODEC, `Hello.codecs lacks this connection's codec (PDD-CONN-007)`);
     const token = this.stream.authToken ?? (hello.authToken || undefined);
     if (this.ctx.authorize && !this.ctx.authorize(token)) return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
+    this.credential = this.ctx.authorize ? token : undefined;
     this.hello = hello;
     const e = this.ctx.engine;
     const l = this.ctx.config.limits;
@@ -191,8 +194,22 @@ export class CloudConnection {
       void request.refuse(new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`, { retryable: true })).then(() => this.requests.delete(id));
       return;
     }
+    const key = this.credential;
+    const keyLimit = this.ctx.keyLimit(key);
+    if (key !== undefined && keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit) {
+      // A per-credential limit, across connections: this request alone is refused.
+      this.requests.set(id, request);
+      void request.refuse(new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, { retryable: true })).then(() => this.requests.delete(id));
+      return;
+    }
+    if (key !== undefined) this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
     this.requests.set(id, request);
     void request.run().then(() => {
+      if (key !== undefined) {
+        const n = (this.ctx.liveByKey.get(key) ?? 1) - 1;
+        if (n > 0) this.ctx.liveByKey.set(key, n);
+        else this.ctx.liveByKey.delete(key);
+      }
       this.requests.delete(id);
       if (this.goodbye && this.live() === 0) void this.close();
     });

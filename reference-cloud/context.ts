@@ -13,6 +13,10 @@ export interface CloudContext {
   log: Logger;
   /** Whether a credential may use this cloud; undefined = no authentication configured. */
   authorize?: (token: string | undefined) => boolean;
+  /** The concurrent-request limit of an authorized credential, if its key has one. */
+  keyLimit: (token: string | undefined) => number | undefined;
+  /** Live requests per credential, across connections. */
+  liveByKey: Map<string, number>;
   /** True once the cloud is shutting down: new requests get UNAVAILABLE. */
   draining: () => boolean;
   serverName: string;

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { CloudFrameSchema, DeviceFrameSchema } from "../gen/pdd/v1/pdd_pb.js";
 import { ErrorCode, PddError } from "../errors.js";
 import { FrameDecoder } from "../framing.js";
-import { mutator, prng } from "../test/prng.js";
+import { mutator, prng } from "../fuzzing.js";
 import { cloudSamples, deviceSamples } from "../test/samples.js";
 import { createCodec, CODEC_NAMES } from "./index.js";
 

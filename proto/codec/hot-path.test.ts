@@ -1,7 +1,7 @@
 import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { CloudFrameSchema, type CloudFrame } from "../gen/pdd/v1/pdd_pb.js";
-import { mutator, prng } from "../test/prng.js";
+import { mutator, prng } from "../fuzzing.js";
 import { decodeTokenFrame } from "./hot-path-decode.js";
 import { encodeHotFrame } from "./hot-path-encode.js";
 

@@ -6,6 +6,7 @@
  * path by the reference planner, so the simulation measures those, not a
  * model of them. Engines are timing profiles, not llama.cpp.
  */
+import { prng } from "../../proto/index.js";
 import { plan, type PlanInput } from "../planner.js";
 import { SpeedController } from "../speed-controller.js";
 import type { Profile } from "./profiles.js";
@@ -40,21 +41,9 @@ export interface RequestResult {
   takeover: number | undefined;
 }
 
-/** mulberry32: a small seeded PRNG, so a seed gives the same table. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProgress?: (done: number) => void): RequestResult[] {
   const free = new Array<number>(c.capacity).fill(0); // when each cloud sequence is next free
-  const rand = rng(c.seed);
+  const rand = prng(c.seed);
   const out: RequestResult[] = [];
   const cloudStep = 1000 / c.cloud.decodeTokPerS;
   const devStep = 1000 / c.device.decodeTokPerS;

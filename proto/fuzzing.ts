@@ -1,4 +1,4 @@
-/** Deterministic PRNG (mulberry32) for fuzzers and simulations. @internal */
+/** Deterministic PRNG (mulberry32) for fuzzers and simulations: a seed gives the same sequence. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
