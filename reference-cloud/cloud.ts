@@ -25,6 +25,8 @@ export interface CloudPeer {
   readonly certificate: SelfSignedCertificate | { cert: string; key: string };
   /** Re-reads the keys file (the CLI calls this on SIGHUP). */
   reloadKeys(): void;
+  /** Connections open now. */
+  readonly connections: number;
   /** Stops taking requests, lets running ones finish (up to drainSeconds), then stops. */
   close(options?: { drainSeconds?: number }): Promise<void>;
 }
@@ -138,6 +140,9 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: En
     metrics,
     urls,
     certificate,
+    get connections() {
+      return connections.size;
+    },
     reloadKeys() {
       if (!config.keysFile) return;
       try {

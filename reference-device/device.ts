@@ -33,6 +33,8 @@ export interface DeviceOptions {
   refineRatio?: number;
   /** Tokens per local prefill step (how often the device looks up from prefilling). Default 64. */
   prefillChunk?: number;
+  /** Reconnection backoff after a failed connection attempt, ms. Default 500, doubling to 30,000. */
+  reconnect?: { initialMs?: number; maxMs?: number };
   /**
    * Emulates a slower device (a phone) on a fast machine: extra milliseconds
    * per token of local prefill and of local decoding. For demos, tests and
@@ -132,22 +134,37 @@ export class PdDevice {
     const url = this.options.cloud;
     if (!url) return undefined;
     if (this.link?.live && !this.link.draining) return this.link;
+    // After a failed attempt, requests run locally until the backoff has passed.
+    if (performance.now() < this.retryAt) return undefined;
     this.connecting ??= (async () => {
       try {
         const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), { ...this.options.client, kv: this.options.useKv !== false });
         // The first request waits for the HelloAck: it says which model the cloud runs.
         await link.helloAck();
         this.link = link;
+        this.backoffMs = 0;
+        this.retryAt = 0;
         // Measure the round trip for the planner without delaying this first request.
         void link.ping(2000).then((ms) => (this.observed.rttMs = ms), () => undefined);
         return link;
       } catch {
+        // Exponential backoff with jitter: initial, ×2 per failure, capped.
+        const { initialMs, maxMs } = { initialMs: 500, maxMs: 30_000, ...this.options.reconnect };
+        this.backoffMs = Math.min(maxMs, this.backoffMs ? this.backoffMs * 2 : initialMs);
+        this.retryAt = performance.now() + this.backoffMs * (0.8 + 0.4 * Math.random());
         return undefined;
       } finally {
         this.connecting = undefined;
       }
     })();
     return this.connecting;
+  }
+
+  private backoffMs = 0;
+  private retryAt = 0;
+  /** The current reconnection backoff, ms (0 when connected or never failed). */
+  get reconnectBackoffMs(): number {
+    return this.backoffMs;
   }
 
   /** Measured round-trip time to the cloud, ms (undefined without a cloud). */
