@@ -9,11 +9,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, ensureDefaultModel } from "../engine/index.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
-import { PdDevice } from "../reference-device/index.js";
 import type { CaseResult } from "./case.js";
 import { coverage, coverageProblems, renderCoverage } from "./coverage.js";
 import { execLauncher } from "./launcher.js";
-import { runConformance, runDeviceConformance, type DeviceLauncher } from "./runner.js";
+import { runConformance, runDeviceConformance } from "./runner.js";
+import { inProcessDevice } from "./test/in-process-device.js";
 import { MUTANTS, startMutant } from "./test/mutants.js";
 
 const KEY = "conformance-test-key";
@@ -53,32 +53,9 @@ describe("conformance suite against the reference cloud", () => {
   });
 });
 
-/** The reference device in this process, one run per connection: what `--exec` does, without a process per run. */
-function inProcessDevice(): DeviceLauncher {
-  return {
-    start(o) {
-      let text = "";
-      let device: PdDevice | undefined;
-      const outcome = (async () => {
-        try {
-          // A device a little slower than the suite's cloud (3 ms per prompt token), so cloud tokens are used.
-          device = await PdDevice.create({ engine, cloud: o.url, client: { ca: o.caPem, codec: o.codec }, refineRatio: 0.5, emulate: { prefillMsPerToken: 3 } });
-          await device.generate("Tell me about the quick brown fox and the lazy dog, and why the naive owls smile.", { maxTokens: 12, targetTpotMs: 5, onText: (t) => (text += t) });
-          return { exitCode: 0, text, stderr: "" };
-        } catch (e) {
-          return { exitCode: 1, text, stderr: String((e as Error)?.stack ?? e) };
-        } finally {
-          await device?.close();
-        }
-      })();
-      return { outcome, stop: () => undefined };
-    },
-  };
-}
-
 describe("conformance suite against the reference device", () => {
   it.each(["ws://127.0.0.1:0", "grpc://127.0.0.1:0", "https://127.0.0.1:0/pdd/v1"])("passes every case listening on %s, with every codec", async (listen) => {
-    const results = await runDeviceConformance({ role: "device", listen, launcher: inProcessDevice(), modelFile: model });
+    const results = await runDeviceConformance({ role: "device", listen, launcher: inProcessDevice(engine), modelFile: model });
     expect(problems(results, [])).toEqual([]);
     expect(results.length).toBeGreaterThanOrEqual(14);
   });

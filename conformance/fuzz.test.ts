@@ -9,21 +9,27 @@ import { readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureDefaultModel } from "../engine/index.js";
+import { Engine, ensureDefaultModel } from "../engine/index.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
 import { certificateSha256 } from "../transports/index.js";
 import { CORPUS_FILE } from "./fuzz-cli.js";
-import { fuzzCloud, replayInput } from "./fuzz.js";
+import { fuzzCloud, fuzzDevice, replayInput } from "./fuzz.js";
+import { inProcessDevice } from "./test/in-process-device.js";
 import type { Codec } from "./wire.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
 let cloud: CloudPeer;
+let engine: Engine;
 beforeAll(async () => {
+  engine = await Engine.load({ modelPath: ensureDefaultModel("tiny"), threads: 1, sequences: 4 });
   cloud = await startCloud({ model: ensureDefaultModel("tiny"), threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
 });
-afterAll(() => cloud.close({ drainSeconds: 0 }));
+afterAll(async () => {
+  await cloud.close({ drainSeconds: 0 });
+  await engine.close();
+});
 
 const settle = async () => {
   await new Promise((r) => setTimeout(r, 300));
@@ -60,4 +66,12 @@ describe("fuzzing the reference cloud", () => {
       }
     }
   });
+});
+
+describe("fuzzing the reference device", () => {
+  it.each(["ws://127.0.0.1:0", "grpc://127.0.0.1:0", "https://127.0.0.1:0/pdd/v1"])("listening on %s: 20,000 mutated cloud frames, every run ends with an answer", async (listen) => {
+    const r = await fuzzDevice({ listen, launcher: inProcessDevice(engine), cases: 20_000, seed: 20261129, framesPerRun: 100 });
+    expect(r.cases).toBe(20_000);
+    expect(r.runs).toBe(200);
+  }, 300_000);
 });

@@ -8,7 +8,10 @@
  */
 import { mutator, prng } from "../proto/index.js"; // a PRNG and byte mutator only: no codec of the peer under test
 import { openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
-import { decodeCloud, encodeDevice, type Codec, type Frame } from "./wire.js";
+import { createSelfSignedCertificate } from "../transports/index.js"; // a test certificate only
+import { listen } from "./raw-server.js";
+import type { DeviceLauncher } from "./runner.js";
+import { decodeCloud, decodeDevice, encodeCloud, encodeDevice, type Codec, type Frame } from "./wire.js";
 
 export interface FuzzOptions {
   target: string;
@@ -184,4 +187,84 @@ export async function replayInput(o: Omit<FuzzOptions, "cases" | "seed">, input:
   } finally {
     s.close();
   }
+}
+
+/**
+ * Structured fuzzing of a live device: the suite plays the cloud, answers the
+ * device's Hello and request with a valid stream in which frames are mutated
+ * (object and byte level), then ends the request. Each mutated frame is a
+ * case. Every device run must still end — exit 0, with an answer — within
+ * the wait: no crash, no hang.
+ */
+export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; cases: number; seed: number; framesPerRun?: number; waitMs?: number; onProgress?: (done: number) => void }): Promise<{ cases: number; runs: number; ms: number }> {
+  const r = prng(o.seed);
+  const mutateBytes = mutator(r);
+  const waitMs = o.waitMs ?? 10_000;
+  const perRun = o.framesPerRun ?? 50;
+  const tls = o.listen.startsWith("https:") ? await createSelfSignedCertificate() : undefined;
+  const server = await listen({ url: o.listen, tls });
+  const t0 = performance.now();
+  let cases = 0;
+  let runs = 0;
+  try {
+    while (cases < o.cases) {
+      const run = o.launcher.start({ url: server.url, codec: "proto", caPem: tls?.cert });
+      runs++;
+      const s = await server.accept(waitMs);
+      if (!s) throw new FuzzFailure(`run ${runs}: the device did not connect`, { hex: [], note: `seed ${o.seed}` });
+      const send = (f: Frame) => s.send(encodeCloud(f, s.codec, true));
+      const sent: string[] = [];
+      try {
+        const helloBytes = await s.next(waitMs);
+        if (!(helloBytes instanceof Uint8Array)) throw new Error("no Hello");
+        send({ helloAck: { version: { major: 1, minor: 0 }, codec: s.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK", cloudModel: { modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) }, capabilities: { kvChunks: true, refinement: true } } });
+        let id = 1;
+        for (;;) {
+          const v = await s.next(waitMs);
+          if (!(v instanceof Uint8Array)) throw new Error("no PrefillRequest");
+          const f = decodeDevice(v, s.codec);
+          if (f.body === "prefillRequest") {
+            id = (f.prefillRequest as { requestId: number }).requestId;
+            break;
+          }
+        }
+        const piece = (i: number) => Buffer.from(` t${i}`);
+        const valid: Frame[] = [
+          { accepted: { requestId: id, promptTokens: 5, cloudTokenBudget: 8, kvFormat: "KV_FORMAT_LLAMA_SEQ_STATE", kvTotalBytes: "16" } },
+          { firstToken: { requestId: id, token: { id: 1, piece: piece(0) } } },
+          ...Array.from({ length: 6 }, (_, i) => ({ tokenBatch: { requestId: id, startIndex: i + 1, tokens: [{ id: i + 2, piece: piece(i + 1) }] } })),
+          { kvChunk: { requestId: id, format: "KV_FORMAT_LLAMA_SEQ_STATE", offset: "0", totalBytes: "16", data: Buffer.alloc(16, 3), crc32: 0 } },
+          { refinedPrompt: { requestId: id, kept: [{ start: 0, end: 2 }], text: "The fox", originalTokens: 5, keptTokens: 2, ratio: 0.4 } },
+          { pong: { nonce: "1" } },
+          { error: { requestId: id, code: "ERROR_CODE_INTERNAL", message: "x" } },
+          { goodbye: {} },
+        ];
+        for (let k = 0; k < perRun && cases < o.cases; k++, cases++) {
+          const f = structuredClone(valid[Math.floor(r() * valid.length)]!);
+          const m = r();
+          let bytes: Uint8Array;
+          try {
+            bytes = encodeCloud(m < 0.6 ? (mutateObject(f, r) as Frame) : f, s.codec, true);
+          } catch {
+            bytes = Uint8Array.of();
+          }
+          if (m >= 0.6) bytes = mutateBytes(bytes, [bytes]);
+          sent.push(Buffer.from(bytes).toString("hex"));
+          s.send(bytes);
+        }
+        send({ end: { requestId: id, reason: "END_REASON_BUDGET_EXHAUSTED", tokenCount: 8 } });
+      } catch {
+        // the device closed the connection on a bad frame: its right
+      }
+      const out = await Promise.race([run.outcome, new Promise<undefined>((res) => setTimeout(() => res(undefined), waitMs))]);
+      run.stop();
+      s.close();
+      if (!out) throw new FuzzFailure(`run ${runs}: the device did not finish within ${waitMs} ms`, { hex: sent, note: `device run ${runs}, seed ${o.seed}` });
+      if (out.exitCode !== 0) throw new FuzzFailure(`run ${runs}: the device failed (exit ${out.exitCode}): ${out.stderr.slice(-300)}`, { hex: sent, note: `device run ${runs}, seed ${o.seed}` });
+      o.onProgress?.(cases);
+    }
+  } finally {
+    await server.close();
+  }
+  return { cases, runs, ms: Math.round(performance.now() - t0) };
 }
