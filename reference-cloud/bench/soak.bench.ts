@@ -109,6 +109,42 @@ for (let i = 0; i < 20; i++) {
 }
 freeMs.sort((a, b) => a - b);
 
+// A slow reader: one device asks for a long answer and a KV image, then stops reading.
+// Measured: the TPOT of eight other devices meanwhile, against the same eight alone.
+async function pacedGaps(): Promise<number[]> {
+  const gaps: number[] = [];
+  await Promise.all(
+    Array.from({ length: 8 }, async (_, i) => {
+      const s = await connect(url);
+      await s.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } } }));
+      await s.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: 1, prompt: { case: "text", value: `Reader ${i}: the fox.` }, cloudTokenBudget: 48, targetTpotUs: 20_000 } } }));
+      let last: number | undefined;
+      for await (const f of s) {
+        if (f.body.case === "firstToken" || f.body.case === "tokenBatch") {
+          const now = performance.now();
+          if (last !== undefined) gaps.push(now - last);
+          last = now;
+        } else if (f.body.case === "end") break;
+      }
+      await s.close();
+    }),
+  );
+  return gaps.sort((a, b) => a - b);
+}
+const p99 = (xs: number[]) => xs[Math.floor(0.99 * (xs.length - 1))]!;
+const alone = await pacedGaps();
+gc();
+const rssSlowBefore = process.memoryUsage().rss;
+const slow = await connect(url, { highWaterMark: 64 * 1024 });
+await slow.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO], deviceModel: { ...cloud.engine.info } } } }));
+await slow.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: 1, prompt: { case: "text", value: "The quick brown fox jumps over the lazy dog. ".repeat(150) }, cloudTokenBudget: 256, kv: { format: 1, maxChunkBytes: 65_536, initialCreditBytes: 1n << 30n } } } }));
+// It never reads.
+await new Promise((r) => setTimeout(r, 1000));
+const withSlow = await pacedGaps();
+const rssSlow = process.memoryUsage().rss;
+slow.abort();
+console.log(`\nSlow reader: other devices' TPOT p99 ${p99(withSlow).toFixed(1)} ms with it, ${p99(alone).toFixed(1)} ms without (target pace 10 ms sent, 20 ms shown); RSS ${((rssSlow - rssSlowBefore) / 2 ** 20).toFixed(1)} MiB higher while it held its answer and KV image.`);
+
 await new Promise((r) => setTimeout(r, 500));
 gc();
 const rssAfter = process.memoryUsage().rss;
