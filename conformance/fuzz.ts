@@ -196,7 +196,7 @@ export async function replayInput(o: Omit<FuzzOptions, "cases" | "seed">, input:
  * case. Every device run must still end — exit 0, with an answer — within
  * the wait: no crash, no hang.
  */
-export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; cases: number; seed: number; framesPerRun?: number; waitMs?: number; onProgress?: (done: number) => void }): Promise<{ cases: number; runs: number; ms: number }> {
+export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; cases: number; seed: number; codec?: Codec; framesPerRun?: number; waitMs?: number; onProgress?: (done: number) => void }): Promise<{ cases: number; runs: number; ms: number }> {
   const r = prng(o.seed);
   const mutateBytes = mutator(r);
   const waitMs = o.waitMs ?? 10_000;
@@ -208,7 +208,7 @@ export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; 
   let runs = 0;
   try {
     while (cases < o.cases) {
-      const run = o.launcher.start({ url: server.url, codec: "proto", caPem: tls?.cert });
+      const run = o.launcher.start({ url: server.url, codec: o.codec ?? "proto", caPem: tls?.cert });
       runs++;
       const s = await server.accept(waitMs);
       if (!s) throw new FuzzFailure(`run ${runs}: the device did not connect`, { hex: [], note: `seed ${o.seed}` });
