@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { ModelIdentitySchema } from "../proto/index.js";
-import { Engine, ensureDefaultModel, type Sampling } from "../engine/index.js";
+import { Engine, ensureDefaultModel, sameBytes, type Sampling } from "../engine/index.js";
 import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
 import { plan, type Plan } from "./planner.js";
@@ -99,9 +99,10 @@ export class PdDevice {
   observed: { rttMs?: number; cloudPrefillTokPerS?: number } = {};
 
   /** The planner's choice for a prompt from the calibrated and observed rates (planner.ts). */
-  planFor(promptTokens: number, targetTpotMs: number, answerTokens = 256): Plan {
+  planFor(promptTokens: number, targetTpotMs: number, answerTokens = 256, kvBytesPerToken = 0): Plan {
     const { prefillMsPerToken: p, decodeMsPerToken: d } = this.rates;
     return plan({
+      kv: { allowed: kvBytesPerToken > 0, bytesPerToken: kvBytesPerToken },
       promptTokens: Math.max(1, promptTokens),
       answerTokens,
       rttMs: this.observed.rttMs ?? 20,
@@ -178,13 +179,18 @@ export class PdDevice {
     const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? 40;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
     const promptTokens = this.engine.tokenize(prompt).length;
-    const cloudBudget = opts.cloudOnly ? (opts.maxTokens ?? 64) : budgetOpt === "auto" ? this.budgetFor(promptTokens, targetTpotMs, opts.maxTokens ?? 64) : budgetOpt;
+    // KV is possible with the cloud's own model; the planner then says whether it beats recomputing.
+    const ack = link?.ack;
+    const kvPossible = this.options.useKv !== false && ack?.capabilities?.kvChunks === true && ack.cloudModel !== undefined && sameBytes(ack.cloudModel.modelFingerprint, this.engine.info.modelFingerprint);
+    const planned = budgetOpt === "auto" && !opts.cloudOnly ? this.planFor(promptTokens, targetTpotMs, opts.maxTokens ?? 64, kvPossible ? this.engine.kvBytesPerToken : 0) : undefined;
+    const cloudBudget = opts.cloudOnly ? (opts.maxTokens ?? 64) : planned ? planned.chosen.budget : (budgetOpt as number);
+    const useKv = this.options.useKv !== false && (planned ? !kvPossible || planned.chosen.kv : true);
     const run = new DeviceRun(this.engine, prompt, link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined), {
       maxTokens: opts.maxTokens ?? 64,
       sampling: opts.sampling,
       targetTpotMs,
       cloudBudget,
-      useKv: this.options.useKv !== false,
+      useKv,
       refineRatio: this.options.refineRatio,
       decodeMsPerToken: this.rates.decodeMsPerToken,
       prefillChunk: this.options.prefillChunk ?? 64,
