@@ -116,6 +116,13 @@ export function kvOffered(p: Probe): void {
   if (field(p.ack!, "helloAck.capabilities.kvChunks") !== true) throw new NotOffered("the cloud does not offer KV chunks");
 }
 
+/** Says Hello, requires KV, and returns the cloud's model: a session that claims it may be granted KV (PDD-KV-001). */
+export async function kvModel(p: Probe): Promise<Record<string, unknown>> {
+  await p.hello();
+  kvOffered(p);
+  return field<Record<string, unknown>>(p.ack!, "helloAck.cloudModel");
+}
+
 export const CLOUD_CASES: Case[] = [
   {
     id: "cloud.hello",
@@ -433,9 +440,7 @@ export const CLOUD_CASES: Case[] = [
     requirements: ["PDD-KV-004", "PDD-KV-005", "PDD-KV-006", "PDD-KV-008", "PDD-KV-010", "PDD-KV-012"],
     needs: ["kv"],
     async run(p, env) {
-      await p.hello();
-      kvOffered(p);
-      const model = field<Record<string, unknown>>(p.ack!, "helloAck.cloudModel");
+      const model = await kvModel(p);
       p.close();
       // A session that claims the cloud's own model, so KV may be granted (PDD-KV-001).
       const q = await env.open();

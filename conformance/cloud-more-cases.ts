@@ -5,7 +5,7 @@
  */
 import { Unpackr } from "msgpackr";
 import type { Case } from "./case.js";
-import { checkServed, closeCarries, expectConnectionError, expectRequestError, expectThat, kvOffered, prefill, startStreaming } from "./cloud-cases.js";
+import { checkServed, closeCarries, expectConnectionError, expectRequestError, expectThat, kvModel, prefill } from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
 import { ggufFingerprints } from "./fingerprints.js";
 import { Refused, type RawSession } from "./raw-client.js";
@@ -252,9 +252,7 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-WT-002", "PDD-WT-003"],
     needs: ["kv"],
     async run(p, env) {
-      await p.hello();
-      kvOffered(p);
-      const model = field<Record<string, unknown>>(p.ack!, "helloAck.cloudModel");
+      const model = await kvModel(p);
       const q = await env.open();
       await q.hello({ deviceModel: model });
       q.send(prefill(1, { text: "The quick brown fox jumps over the lazy dog. ".repeat(8), cloudTokenBudget: 8, kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 4096, initialCreditBytes: String(64 << 20) } }));
@@ -372,9 +370,7 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-MSG-006", "PDD-LIMIT-006"],
     needs: ["kv"],
     async run(p, env) {
-      await p.hello();
-      kvOffered(p);
-      const model = field<Record<string, unknown>>(p.ack!, "helloAck.cloudModel");
+      const model = await kvModel(p);
       const q = await env.open();
       const LIMIT = 65_536; // the smallest a device may state (§11)
       q.send({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [q.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"], capabilities: { kvChunks: true, kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"] }, deviceModel: model, maxFrameBytes: LIMIT } });

@@ -404,7 +404,7 @@ export const DEVICE_CASES: Case[] = [
       accept(p, s, { budget: 6 });
       sendTokens(p, s, 2);
       if (p.codec === "proto") {
-        // field 15 (unknown body), and a TokenBatch whose token carries unknown field 9.
+        // Field 15 of the envelope: a body from a later version (length 2, holding varint field 1 = 1).
         p.sendBytes(Uint8Array.of(0x7a, 0x02, 0x08, 0x01), "an envelope with unknown body field 15");
       } else {
         p.sendRaw({ bodyFromTheFuture: { x: 1 } }, "an envelope with an unknown key");

@@ -29,23 +29,20 @@ export interface RawSession {
   endControl?(): void;
 }
 
-/** Frames and a close, queued as they arrive. */
-export class Inbox {
-  private items: (Uint8Array | CloseInfo)[] = [];
-  private waiter: ((v: Uint8Array | CloseInfo) => void) | undefined;
-  private closed = false;
-  push(v: Uint8Array | CloseInfo): void {
-    if (this.closed) return;
-    if (!(v instanceof Uint8Array)) this.closed = true;
+/** Items queued as they arrive, for one consumer that waits with a timeout. */
+export class WaitQueue<T> {
+  private items: T[] = [];
+  private waiter: ((v: T) => void) | undefined;
+  push(v: T): void {
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
       w(v);
     } else this.items.push(v);
   }
-  next(timeoutMs: number): Promise<Uint8Array | CloseInfo | undefined> {
-    const v = this.items.shift();
-    if (v !== undefined) return Promise.resolve(v);
+  /** The next item; undefined after `timeoutMs` without one. */
+  next(timeoutMs: number): Promise<T | undefined> {
+    if (this.items.length > 0) return Promise.resolve(this.items.shift());
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.waiter = undefined;
@@ -56,6 +53,16 @@ export class Inbox {
         resolve(x);
       };
     });
+  }
+}
+
+/** Frames and a close, queued as they arrive; nothing after the close. */
+export class Inbox extends WaitQueue<Uint8Array | CloseInfo> {
+  private closed = false;
+  override push(v: Uint8Array | CloseInfo): void {
+    if (this.closed) return;
+    if (!(v instanceof Uint8Array)) this.closed = true;
+    super.push(v);
   }
 }
 

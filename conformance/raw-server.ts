@@ -6,7 +6,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import { WebSocketServer, type WebSocket } from "ws";
-import { Inbox, pumpFrames, type RawSession } from "./raw-client.js";
+import { Inbox, pumpFrames, WaitQueue, type RawSession } from "./raw-client.js";
 import type { Codec } from "./wire.js";
 
 export type ListenTransport = "websocket" | "grpc" | "webtransport";
@@ -36,32 +36,6 @@ export interface ListenOptions {
   tls?: { cert: string; key: string };
 }
 
-class SessionQueue {
-  private readonly items: AcceptedSession[] = [];
-  private waiter: ((s: AcceptedSession) => void) | undefined;
-  push(s: AcceptedSession): void {
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w(s);
-    } else this.items.push(s);
-  }
-  next(timeoutMs: number): Promise<AcceptedSession | undefined> {
-    const s = this.items.shift();
-    if (s) return Promise.resolve(s);
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.waiter = undefined;
-        resolve(undefined);
-      }, timeoutMs);
-      this.waiter = (x) => {
-        clearTimeout(t);
-        resolve(x);
-      };
-    });
-  }
-}
-
 export async function listen(o: ListenOptions): Promise<RawServer> {
   const u = new URL(o.url);
   const host = u.hostname.replace(/^\[|\]$/g, "");
@@ -76,7 +50,7 @@ export async function listen(o: ListenOptions): Promise<RawServer> {
 }
 
 function listenWebSocket(host: string, port: number): Promise<RawServer> {
-  const queue = new SessionQueue();
+  const queue = new WaitQueue<AcceptedSession>();
   const wss = new WebSocketServer({
     host,
     port,
@@ -117,7 +91,7 @@ function listenWebSocket(host: string, port: number): Promise<RawServer> {
 }
 
 async function listenGrpc(host: string, port: number): Promise<RawServer> {
-  const queue = new SessionQueue();
+  const queue = new WaitQueue<AcceptedSession>();
   const server = new grpc.Server({ "grpc.max_receive_message_length": 256 << 20, "grpc.max_send_message_length": 256 << 20 });
   const handler = (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
     const inbox = new Inbox();
@@ -160,7 +134,7 @@ interface WtStreamLike {
 async function listenWebTransport(host: string, port: number, path: string, tls: { cert: string; key: string }): Promise<RawServer> {
   const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
   const { wt } = await loadWebTransport();
-  const queue = new SessionQueue();
+  const queue = new WaitQueue<AcceptedSession>();
   const server = new wt.Http2Server({
     port,
     host,
