@@ -44,6 +44,16 @@ export function intFlag(name: string, value: string | undefined, fallback: numbe
   return n;
 }
 
+/** Parses a flag as a finite number in [min, max]; `exclusiveMin` refuses min itself. */
+export function numberFlag(name: string, value: string | undefined, fallback: number, min = 0, max = Number.POSITIVE_INFINITY, exclusiveMin = false): number {
+  if (value === undefined) return fallback;
+  const n = value.trim() === "" ? Number.NaN : Number(value);
+  if (!Number.isFinite(n) || n < min || n > max || (exclusiveMin && n === min)) {
+    throw new UsageError(`--${name} must be a number ${exclusiveMin ? "above" : "from"} ${min}${Number.isFinite(max) ? ` up to ${max}` : ""}, got "${value}"`);
+  }
+  return n;
+}
+
 /** Parses a flag that must be one of `choices`. */
 export function choiceFlag<T extends string>(name: string, value: string | undefined, choices: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;

@@ -14,6 +14,7 @@ import { ErrorCode, PddError } from "../proto/index.js";
 import { fingerprints } from "./fingerprint.js";
 import { readGgufHeader } from "./gguf.js";
 import { tokenPieces } from "./pieces.js";
+import type { InferenceEngine, InferenceSlot } from "./inference.js";
 
 let shared: Promise<Llama> | undefined;
 /** The process's llama.cpp binding: CPU, prebuilt binary, never builds. */
@@ -57,7 +58,7 @@ export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
 }
 
-export class Engine {
+export class Engine implements InferenceEngine {
   readonly info: ModelInfo;
   /** Bytes of every token (spec PDD-MSG-004). */
   readonly pieces: Uint8Array[];
@@ -198,7 +199,7 @@ export class Engine {
  * because llama.cpp produces the next token while it evaluates one: prefill
  * evaluates all tokens but the last, and decoding starts from the pending one.
  */
-export class Slot {
+export class Slot implements InferenceSlot {
   private pending: number | undefined;
   private released = false;
   private generating = false;

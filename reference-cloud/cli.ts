@@ -1,5 +1,5 @@
 /** `pdd cloud`: runs the reference cloud until SIGINT/SIGTERM; SIGHUP reloads the keys file. */
-import { intFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
+import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
 import { loadCloudConfigFile, type CloudConfigInput } from "./config.js";
 import { startCloud } from "./cloud.js";
 
@@ -8,7 +8,7 @@ export const cloudCommand: Command = {
   summary: "run the reference cloud peer (WebSocket, gRPC and WebTransport at once)",
   usage:
     "pdd cloud [--model PATH] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
-    "          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget N] [--keys FILE] [--metrics-port N] [--log-level LEVEL]",
+    "          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]",
   async run(argv) {
     const { values } = parseFlags(argv, {
       model: { type: "string" },
@@ -25,6 +25,7 @@ export const cloudCommand: Command = {
       threads: { type: "string" },
       queue: { type: "string" },
       "max-budget": { type: "string" },
+      pace: { type: "string" },
       keys: { type: "string" },
       "metrics-port": { type: "string" },
       "log-level": { type: "string" },
@@ -52,6 +53,7 @@ export const cloudCommand: Command = {
       ...(values.threads ? { threads: intFlag("threads", values.threads, 1, 1, 256) } : {}),
       ...(values.queue ? { queueLimit: intFlag("queue", values.queue, 64, 0, 100_000) } : {}),
       ...(values.keys ? { keysFile: values.keys } : {}),
+      ...(values.pace !== undefined ? { decodePace: numberFlag("pace", values.pace, 2, 0, 100) } : {}),
       ...(values["metrics-port"] ? { metricsPort: intFlag("metrics-port", values["metrics-port"], 0, 0, 65_535) } : {}),
       ...(values["log-level"] ? { logLevel: values["log-level"] as never } : {}),
     };

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
-import { Engine, ensureDefaultModel } from "../engine/index.js";
+import { ensureDefaultModel, loadEngine, type InferenceEngine } from "../engine/index.js";
 import { createGrpcServer, createSelfSignedCertificate, createWebSocketServer, createWebTransportServer, type CloudStream, type PddServer, type SelfSignedCertificate } from "../transports/index.js";
 import { parseCloudConfig, type CloudConfig, type CloudConfigInput } from "./config.js";
 import { CloudConnection } from "./connection.js";
@@ -18,7 +18,7 @@ import { Admission } from "./scheduler.js";
 
 export interface CloudPeer {
   readonly config: CloudConfig;
-  readonly engine: Engine;
+  readonly engine: InferenceEngine;
   readonly metrics: CloudMetrics;
   readonly urls: { ws?: string; grpc?: string; webtransport?: string; metrics?: string };
   /** The certificate WebTransport (and any TLS listener without a configured one) uses. */
@@ -60,10 +60,10 @@ function constantTimeIncludes(keys: readonly string[], token: string): boolean {
   return found;
 }
 
-export async function startCloud(input: CloudConfigInput, options: { engine?: Engine; log?: Logger } = {}): Promise<CloudPeer> {
+export async function startCloud(input: CloudConfigInput, options: { engine?: InferenceEngine; log?: Logger } = {}): Promise<CloudPeer> {
   const config = parseCloudConfig(input);
   const log = options.log ?? createLogger(config.logLevel, { component: "pdd-cloud" });
-  const engine = options.engine ?? (await Engine.load({ modelPath: config.model ?? ensureDefaultModel("tiny"), sequences: config.sequences, threads: config.threads, contextSize: config.contextSize }));
+  const engine = options.engine ?? (await loadEngine({ modelPath: config.model ?? ensureDefaultModel("tiny"), sequences: config.sequences, threads: config.threads, contextSize: config.contextSize }));
   const metrics = createCloudMetrics();
   const admission = new Admission(engine.capacity, config.queueLimit, (active, queued) => {
     metrics.activeSequences.set(active);

@@ -25,6 +25,14 @@ export const CloudConfigSchema = z
     /** Requests that may wait for a sequence; beyond that, RESOURCE_EXHAUSTED. */
     queueLimit: z.number().int().min(0).max(100_000).default(64),
     contextSize: z.number().int().min(64).max(1 << 20).optional(),
+    /**
+     * How fast the cloud sends answer tokens, in multiples of the device's
+     * display rate (target_tpot_us). 2: ahead of the display without decoding
+     * tokens a takeover would discard — right when decoding competes for a CPU.
+     * 0: as fast as it decodes, freeing the sequence soonest — right for a
+     * batching GPU, and what the planner's cloud-cost model assumes.
+     */
+    decodePace: z.number().min(0).max(100).default(2),
     limits: z
       .object({
         maxFrameBytes: z.number().int().min(65_536).max(1 << 30).default(4 << 20),

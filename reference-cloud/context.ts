@@ -1,12 +1,12 @@
 /** What every connection of one cloud shares. @internal */
-import type { Engine } from "../engine/index.js";
+import type { InferenceEngine } from "../engine/index.js";
 import type { CloudConfig } from "./config.js";
 import type { Logger } from "./log.js";
 import type { CloudMetrics } from "./metrics.js";
 import type { Admission } from "./scheduler.js";
 
 export interface CloudContext {
-  engine: Engine;
+  engine: InferenceEngine;
   admission: Admission;
   config: CloudConfig;
   metrics: CloudMetrics;

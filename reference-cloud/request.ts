@@ -6,7 +6,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, CloudRequestState, EndReason, ErrorCode, KvFormat, PddError, RefineMethod, type CloudFrame, type ModelIdentity, type PrefillRequest } from "../proto/index.js";
-import { sameBytes, type Slot } from "../engine/index.js";
+import { sameBytes, type InferenceSlot as Slot } from "../engine/index.js";
 import type { CloudContext } from "./context.js";
 import { sendKvImage } from "./kv-sender.js";
 import { surprisalDrop } from "./refine.js";
@@ -239,11 +239,11 @@ export class CloudRequest {
           break;
         }
         const wire = { id: token, piece: engine.pieces[token] ?? new Uint8Array() };
-        if (req.targetTpotUs > 0 && this.state.sent > 0) {
+        if (req.targetTpotUs > 0 && config.decodePace > 0 && this.state.sent > 0) {
           // Pace at twice the device's display rate (target_tpot_us is a hint):
           // always ahead of the display, never burning compute on tokens a
           // takeover would discard.
-          const due = tFirstSent + (this.state.sent * req.targetTpotUs) / 2000;
+          const due = tFirstSent + (this.state.sent * req.targetTpotUs) / (1000 * config.decodePace);
           const wait = due - performance.now();
           if (wait > 0) await new Promise((r) => setTimeout(r, wait));
           if (this.stop) break;

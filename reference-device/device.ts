@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { ModelIdentitySchema } from "../proto/index.js";
-import { Engine, ensureDefaultModel, sameBytes, type Sampling } from "../engine/index.js";
+import { ensureDefaultModel, loadEngine, sameBytes, type InferenceEngine, type Sampling } from "../engine/index.js";
 import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
 import { plan, type Plan } from "./planner.js";
@@ -13,7 +13,7 @@ import { DeviceRun, type Report } from "./run.js";
 
 export interface DeviceOptions {
   /** A loaded engine, or a model path (default: the embedded tiny model). */
-  engine?: Engine;
+  engine?: InferenceEngine;
   modelPath?: string;
   threads?: number;
   /** Cloud URL (ws://, wss://, grpc://, grpcs://, https://). Absent: local only. */
@@ -60,14 +60,14 @@ export class PdDevice {
   private connecting: Promise<CloudLink | undefined> | undefined;
 
   private constructor(
-    readonly engine: Engine,
+    readonly engine: InferenceEngine,
     private readonly options: DeviceOptions,
     private readonly ownsEngine: boolean,
   ) {}
 
   static async create(options: DeviceOptions = {}): Promise<PdDevice> {
     // 4 sequences, as the reference cloud: KV images carry the stream count (spec §7.2).
-    const engine = options.engine ?? (await Engine.load({ modelPath: options.modelPath ?? ensureDefaultModel("tiny"), threads: options.threads, sequences: 4 }));
+    const engine = options.engine ?? (await loadEngine({ modelPath: options.modelPath ?? ensureDefaultModel("tiny"), threads: options.threads, sequences: 4 }));
     const device = new PdDevice(engine, options, options.engine === undefined);
     await device.calibrate();
     return device;

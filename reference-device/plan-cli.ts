@@ -1,6 +1,6 @@
 /** `pdd plan` and `pdd bench trace`: the planner, and the trace simulation that compares it with fixed choices. */
 import { writeFileSync } from "node:fs";
-import { intFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
+import { intFlag, numberFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
 import { plan } from "./planner.js";
 import { markdown, runTraceBench, writePlots } from "./sim/bench.js";
 import { crossCheck } from "./sim/crosscheck.js";
@@ -8,12 +8,8 @@ import { CLOUD_GPU, PHONE } from "./sim/profiles.js";
 import { readTrace, TraceError } from "./sim/trace.js";
 
 /** A positive (or ≥ 0 with `zero`) number flag. */
-function numFlag(name: string, value: string | undefined, fallback: number, zero = false): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || (!zero && n === 0)) throw new UsageError(`--${name} must be a ${zero ? "non-negative" : "positive"} number, got "${value}"`);
-  return n;
-}
+/** A non-negative number flag; positive unless `zero`. */
+const numFlag = (name: string, value: string | undefined, fallback: number, zero = false) => numberFlag(name, value, fallback, 0, Number.POSITIVE_INFINITY, !zero);
 
 export const planCommand: Command = {
   name: "plan",

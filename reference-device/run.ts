@@ -14,7 +14,7 @@ import { create } from "@bufbuild/protobuf";
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { DeviceFrameSchema, DeviceRequestState, EndReason, ErrorCode, KvFormat, PddError, RefineMethod, type CloudFrame, type DeviceFrame, type RefinedPrompt } from "../proto/index.js";
-import { sameBytes, type Engine, type Sampling, type Slot } from "../engine/index.js";
+import { sameBytes, type InferenceEngine as Engine, type InferenceSlot as Slot, type Sampling } from "../engine/index.js";
 import type { CloudLink } from "./cloud-link.js";
 import { SpeedController } from "./speed-controller.js";
 import { completeUtf8Prefix } from "./utf8.js";

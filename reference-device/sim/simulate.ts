@@ -14,11 +14,14 @@ import type { TraceRequest } from "./trace.js";
 
 export type Mode = { kind: "device-only" } | { kind: "cloud-only" } | { kind: "pd"; budget: "planner" | number; controller: boolean };
 
+/** What the simulation needs of a profile. */
+export type Rates = Pick<Profile, "name" | "source" | "prefillTokPerS" | "decodeTokPerS">;
+
 export interface SimConfig {
   rttMs: number;
   bandwidthMbps: number;
-  cloud: Profile;
-  device: Profile;
+  cloud: Rates;
+  device: Rates;
   /** Concurrent sequences of the cloud. */
   capacity: number;
   targetTpotMs: number;
@@ -29,6 +32,11 @@ export interface SimConfig {
   /** ±fraction of RTT jitter per request, from `seed`. */
   jitter: number;
   seed: number;
+  /**
+   * The reference cloud's decodePace: it sends token i no earlier than
+   * i·target/pace after the first (0, the default: as fast as it decodes).
+   */
+  cloudPace?: number;
 }
 
 export interface RequestResult {
@@ -86,12 +94,14 @@ export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProg
         ratio = p.chosen.ratio;
       } else B = Math.min(N, mode.budget);
     }
-    // Cloud tokens reach the device as they are decoded.
-    const received = Array.from({ length: B }, (_, i) => start + prefillMs + (i + 1) * cloudStep + rtt / 2);
+    // Cloud token i leaves when it is decoded (and, with a pace, when it is due).
+    const pace = c.cloudPace ?? 0;
+    const sentAt = (i: number) => Math.max(start + prefillMs + (i + 1) * cloudStep, pace > 0 ? start + prefillMs + cloudStep + (i * c.targetTpotMs) / pace : 0);
+    const received = Array.from({ length: B }, (_, i) => sentAt(i) + rtt / 2);
     if (mode.kind === "cloud-only") {
-      free[slot] = start + prefillMs + N * cloudStep;
+      free[slot] = sentAt(N - 1);
       const res = display(A, received, { k: N, B: N, received, localEta: () => undefined, devStep }, c.targetTpotMs, true, 0, 0, undefined);
-      out.push({ ...res, cloudMs: prefillMs + N * cloudStep, cloudTokens: N, takeover: undefined });
+      out.push({ ...res, cloudMs: sentAt(N - 1) - start, cloudTokens: N, takeover: undefined });
       continue;
     }
     // The device: its own prefill (or the refined prompt's, which comes with
@@ -111,7 +121,7 @@ export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProg
     const takeoverAt = t;
     // The cloud stops at the takeover (or its budget), then frees the sequence.
     const cloudTokens = Math.min(B, Math.max(k, received.filter((x) => x - rtt / 2 <= takeoverAt + rtt / 2).length));
-    const cloudMs = prefillMs + cloudTokens * cloudStep;
+    const cloudMs = sentAt(Math.max(0, cloudTokens - 1)) - start;
     free[slot] = start + cloudMs;
     const avail = [...received.slice(0, k), ...Array.from({ length: N - k }, (_, j) => takeoverAt + (j + 1) * devStep)];
     // When the cloud's tokens are the whole answer, no handover is coming: nothing to stretch for.

@@ -1,0 +1,57 @@
+/**
+ * What the reference peers need from an inference engine. Two implement it:
+ * `Engine` (llama.cpp through node-llama-cpp) and `SimEngine` (deterministic
+ * tokens with the timing of a published measurement, for benchmarks and soak
+ * runs that need thousands of devices on one machine).
+ */
+import type { ModelInfo, Sampling } from "./engine.js";
+
+export interface InferenceEngine {
+  readonly info: ModelInfo;
+  /** Bytes of every token (spec PDD-MSG-004). */
+  readonly pieces: Uint8Array[];
+  /** Positions per sequence. */
+  readonly contextSize: number;
+  /** Concurrent sequences. */
+  readonly capacity: number;
+  /** Bytes of KV image per position (for the planner's transfer estimate). */
+  readonly kvBytesPerToken: number;
+  /** Sequences in use. */
+  readonly busy: number;
+  /** Tokenizes a prompt: BOS when the model asks for it, no chat template (PDD-REQ-001). */
+  tokenize(text: string): number[];
+  /** Tokenizes text that continues earlier text: no BOS, no added space prefix. */
+  tokenizeContinuation(text: string): number[];
+  /** The bytes of `ids`, concatenated. */
+  bytes(ids: readonly number[]): Uint8Array;
+  isEndOfGeneration(id: number): boolean;
+  /** Waits for a free sequence. */
+  acquire(): Promise<InferenceSlot>;
+  close(): Promise<void>;
+}
+
+/**
+ * One sequence. It keeps the last token it was given un-evaluated ("pending"):
+ * prefill evaluates all tokens but the last, and decoding starts from it.
+ */
+export interface InferenceSlot {
+  /** Tokens in the KV cache. */
+  readonly evaluated: number;
+  /** Tokens in the KV cache plus the pending one. */
+  readonly position: number;
+  /**
+   * Evaluates `tokens` after what the sequence holds, in chunks; `onChunk`
+   * returns false to stop early (`done` then says how many are held). With
+   * `surprisal`, -ln p(token i | tokens before i) for every token but the first.
+   */
+  prefill(tokens: readonly number[], opts?: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void }): Promise<{ surprisal?: Float64Array; done: number }>;
+  /** Decodes up to `maxTokens` from the pending token; stops when the consumer stops. */
+  generate(sampling?: Sampling, maxTokens?: number): AsyncGenerator<number>;
+  /** The KV state (the tokens evaluated so far) as an opaque image. */
+  exportState(): Promise<Uint8Array>;
+  /** Replaces the state with an image: MODEL_MISMATCH from another model, KV_INTEGRITY when unloadable. */
+  importState(image: Uint8Array, modelFingerprint: Uint8Array, lastToken?: number): Promise<void>;
+  reset(): Promise<void>;
+  /** Frees the sequence for another request; idempotent. */
+  release(): Promise<void>;
+}
