@@ -38,6 +38,8 @@ export interface Target {
   token?: string;
   /** Opens a raw session with other credentials, subprotocols or codec parameter; throws `Refused` on an HTTP refusal. */
   raw(o: { token?: string | null; protocols?: string[]; codecParam?: string }): Promise<RawSession>;
+  /** gRPC: the response headers of a Session call that sends `frame` with this grpc-accept-encoding. */
+  grpcHeaders?(frame: Uint8Array, acceptEncoding: string): Promise<Record<string, string | string[] | undefined>>;
 }
 
 export interface CaseEnv {

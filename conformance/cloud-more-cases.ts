@@ -227,6 +227,20 @@ export const MORE_CLOUD_CASES: Case[] = [
     },
   },
   {
+    id: "cloud.grpc.identity",
+    title: "does not compress gRPC messages, though the client accepts gzip",
+    role: "cloud",
+    transports: ["grpc"],
+    requirements: ["PDD-GRPC-005"],
+    async run(p, env) {
+      p.close();
+      const hello = encodeDevice({ hello: { versions: [{ major: 1, minor: 0 }], codecs: ["CODEC_PROTO"], clientName: "pdd-conformance/0.1.0" } }, "proto");
+      const h = await env.target.grpcHeaders!(hello, "gzip, identity");
+      const enc = h["grpc-encoding"];
+      expectThat(enc === undefined || enc === "identity", "grpc-encoding identity or absent for a client that accepts gzip (PDD-GRPC-005)", String(enc));
+    },
+  },
+  {
     id: "cloud.wt.codec-param",
     title: "closes a WebTransport session with an unknown codec parameter with UNSUPPORTED_CODEC",
     role: "cloud",

@@ -124,6 +124,39 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
 }
 
 /**
+ * gRPC's response headers, read with node:http2 (gRPC libraries hide
+ * grpc-encoding): one Session call that sends `frame` with the given
+ * grpc-accept-encoding, closed once the headers came.
+ */
+export async function grpcResponseHeaders(url: string, frame: Uint8Array, opts: { ca?: string; token?: string; acceptEncoding: string }): Promise<Record<string, string | string[] | undefined>> {
+  const { connect } = await import("node:http2");
+  const u = new URL(url);
+  const session = connect(`${u.protocol === "grpcs:" ? "https" : "http"}://${u.host}`, opts.ca ? { ca: opts.ca } : {});
+  session.on("error", () => undefined);
+  try {
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/pdd.v1.PdDeviceService/Session",
+      "content-type": "application/grpc+proto",
+      te: "trailers",
+      "grpc-accept-encoding": opts.acceptEncoding,
+      ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+    });
+    req.on("error", () => undefined);
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(frame.length, 1);
+    req.write(Buffer.concat([prefix, frame]));
+    return await new Promise((resolve, reject) => {
+      req.once("response", (h) => resolve(h as Record<string, string>));
+      req.once("close", () => reject(new Error("the call closed without response headers")));
+      setTimeout(() => reject(new Error("no response headers within 5 s")), 5000).unref();
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
+/**
  * WebTransport (over HTTP/2 here): the control stream and every KV stream,
  * deframed by the suite's own 4-byte length prefix reader (spec §9.4).
  */

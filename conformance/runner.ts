@@ -6,7 +6,7 @@ import { DEVICE_CASES } from "./device-cases.js";
 import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
-import { openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
+import { grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
 import type { Codec } from "./wire.js";
 import { createHash, X509Certificate } from "node:crypto";
 
@@ -66,6 +66,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
           : openWebTransport(o.target, codec, { certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined), token, codecParam: x.codecParam });
     };
     const target: Target = { url: o.target, transport, codec, token: o.token, raw };
+    if (transport === "grpc") target.grpcHeaders = (frame, acceptEncoding) => grpcResponseHeaders(o.target, frame, { ca: o.ca, token: o.token, acceptEncoding });
     const open = async (): Promise<Probe> => {
       const probe = new Probe(await raw({}), codec, waitMs);
       probe.transport = transport;

@@ -18,6 +18,7 @@ export { createLinkedPair } from "./memory/linked-pair.js";
 export { parseEndpoint, URL_SCHEMES, type Endpoint } from "./url.js";
 export { createSelfSignedCertificate, certificateSha256, type SelfSignedCertificate } from "./tls.js";
 export { wsCloseCode, grpcStatus, fromWsCloseCode, fromGrpcStatus } from "./error-mapping.js";
+export { startNetem, type Netem, type NetemOptions } from "./netem.js";
 
 /** Connects to a cloud; the URL's scheme picks the binding (spec §10.1). */
 export async function connect(url: string, options: ClientOptions = {}): Promise<DeviceStream> {

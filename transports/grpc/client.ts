@@ -24,6 +24,7 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
   const transportOptions = {
     baseUrl,
     httpVersion: "2" as const,
+    acceptCompression: [], // PDD-GRPC-005
     nodeOptions: { ...(options.ca ? { ca: options.ca } : {}) },
     readMaxBytes: maxFrameBytes,
     writeMaxBytes: Math.max(maxFrameBytes, 64 << 20),

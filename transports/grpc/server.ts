@@ -24,6 +24,8 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
     grpc: true,
     connect: true,
     grpcWeb: false,
+    // Identity only (PDD-GRPC-005): KV bytes do not compress, and gzip next to secrets leaks lengths.
+    acceptCompression: [],
     readMaxBytes: maxFrameBytes,
     writeMaxBytes: Math.max(maxFrameBytes, 64 << 20),
     routes(router) {
