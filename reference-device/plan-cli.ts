@@ -1,10 +1,11 @@
 /** `pdd plan` and `pdd bench trace`: the planner, and the trace simulation that compares it with fixed choices. */
-import { writeFileSync } from "node:fs";
-import { intFlag, numberFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { choiceFlag, intFlag, numberFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
 import { plan } from "./planner.js";
-import { markdown, runTraceBench, writePlots } from "./sim/bench.js";
+import { liveMarkdown, markdown, runTraceBench, writePlots } from "./sim/bench.js";
+import { DEFAULT_LIVE, replayLive } from "./sim/live.js";
 import { crossCheck } from "./sim/crosscheck.js";
-import { CLOUD_GPU, PHONE } from "./sim/profiles.js";
+import { CLOUD_GPU, PHONE, PROFILES } from "./sim/profiles.js";
 import { readTrace, TraceError } from "./sim/trace.js";
 
 /** A positive (or ≥ 0 with `zero`) number flag. */
@@ -71,8 +72,12 @@ export const benchTraceCommand: Command = {
   usage:
     "pdd bench trace --trace FILE [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
     "                [--bandwidth-mbps M] [--refine-min-ratio R] [--jitter F] [--seed N] [--json FILE] [--plots DIR] [--real N]\n" +
-    "                [--device-prefill T/S] [--device-decode T/S]\n" +
+    "                [--device-prefill T/S] [--device-decode T/S] [--device-profile phone|phone-npu]\n" +
+    "                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n" +
     "  --real N: also run the first N requests through the llama.cpp peers and compare with the simulation.\n" +
+    "  --live N: also replay the first N requests through the real cloud, devices, binding and an emulated network,\n" +
+    "            with simulated engines on the same profiles, at the trace's arrival times (× --time-scale),\n" +
+    "            and compare each request with the model. Prompts and answers are clipped to --max-prompt/--max-answer.\n" +
     "  FILE: Azure LLM inference CSV (TIMESTAMP,ContextTokens,GeneratedTokens).",
   async run(argv) {
     const { values } = parseFlags(argv, {
@@ -91,6 +96,13 @@ export const benchTraceCommand: Command = {
       real: { type: "string" },
       "device-prefill": { type: "string" },
       "device-decode": { type: "string" },
+      "device-profile": { type: "string" },
+      live: { type: "string" },
+      transport: { type: "string" },
+      "live-rtt-ms": { type: "string" },
+      "live-modes": { type: "string" },
+      "max-prompt": { type: "string" },
+      "max-answer": { type: "string" },
     });
     if (!values.trace) throw new UsageError("--trace FILE is required (an Azure LLM inference CSV trace)");
     const real = values.real === undefined ? 0 : intFlag("real", values.real, 20, 1, 1000);
@@ -106,13 +118,17 @@ export const benchTraceCommand: Command = {
       if (e instanceof TraceError) throw new UsageError(e.message);
       throw e;
     }
+    const profile = PROFILES[choiceFlag("device-profile", values["device-profile"], ["phone", "phone-npu"] as const, "phone")]!;
+    const live = values.live === undefined ? 0 : intFlag("live", values.live, 200, 1, 100_000);
+    const liveModes = (values["live-modes"] ?? "device-only,cloud-only,pd").split(",").map((m) => choiceFlag("live-modes", m, ["device-only", "cloud-only", "pd"] as const, "pd"));
+    const transport = choiceFlag("transport", values.transport, ["ws", "grpc", "webtransport"] as const, "ws");
     const base = {
       bandwidthMbps: numFlag("bandwidth-mbps", values["bandwidth-mbps"], 100),
       cloud: CLOUD_GPU,
       device:
         values["device-prefill"] || values["device-decode"]
-          ? { name: "device (rates from flags)", source: "--device-prefill/--device-decode", prefillTokPerS: numFlag("device-prefill", values["device-prefill"], PHONE.prefillTokPerS), decodeTokPerS: numFlag("device-decode", values["device-decode"], PHONE.decodeTokPerS) }
-          : PHONE,
+          ? { ...profile, name: "device (rates from flags)", source: "--device-prefill/--device-decode", prefillTokPerS: numFlag("device-prefill", values["device-prefill"], profile.prefillTokPerS), decodeTokPerS: numFlag("device-decode", values["device-decode"], profile.decodeTokPerS) }
+          : profile,
       capacity: intFlag("capacity", values.capacity, 64, 1, 100_000),
       targetTpotMs: numFlag("tpot-ms", values["tpot-ms"], 50),
       timeScale: numFlag("time-scale", values["time-scale"], 1),
@@ -137,6 +153,21 @@ export const benchTraceCommand: Command = {
     if (values.json) writeFileSync(values.json, JSON.stringify({ config: { ...base, rtts, requests: trace.length }, rows }, null, 2));
     if (values.plots) for (const f of writePlots(values.plots, trace, rows, base, rtts.includes(50) ? 50 : rtts[0]!)) console.log(`wrote ${f}`);
     if (real > 0) await printCrossCheck(trace, real, bar);
+    if (live > 0) {
+      const slice = trace.slice(0, live).map((r) => ({ ...r, promptTokens: Math.min(r.promptTokens, intFlag("max-prompt", values["max-prompt"], 4096, 2, 131_072)), answerTokens: Math.min(r.answerTokens, intFlag("max-answer", values["max-answer"], 512, 1, 1 << 20)) }));
+      const c = { ...DEFAULT_LIVE, transport, rttMs: numFlag("live-rtt-ms", values["live-rtt-ms"], 50, true), bandwidthMbps: base.bandwidthMbps, capacity: base.capacity, targetTpotMs: base.targetTpotMs, arrivalScale: base.timeScale, device: base.device, onProgress: bar };
+      const runs = [];
+      const t1 = performance.now();
+      for (const mode of liveModes) runs.push(await replayLive(slice, mode, c));
+      if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+      console.log(`\n## Live replay: ${slice.length} trace requests through the real stack (${(slice.at(-1)!.atMs * c.arrivalScale / 1000).toFixed(0)} s of arrivals, ${((performance.now() - t1) / 1000).toFixed(0)} s in all)\n`);
+      console.log(`Reference cloud (${c.capacity} sequences, simulated ${c.cloud.name}) and one reference device per phone (simulated ${c.device.name}), ${transport} through the network emulator (RTT ${c.rttMs} ms, ${c.bandwidthMbps} Mbit/s); prompts ≤ ${values["max-prompt"] ?? 4096}, answers ≤ ${values["max-answer"] ?? 512} tokens. "model" is the token-level simulation of the same requests.\n`);
+      console.log(liveMarkdown(runs, c));
+      if (values.json) {
+        const prev = JSON.parse(readFileSync(values.json, "utf8")) as object;
+        writeFileSync(values.json, JSON.stringify({ ...prev, live: runs.map((r) => ({ mode: r.mode, cloud: r.cloud, errors: r.errors, fallbacks: r.fallbacks, devices: r.devices, wallMs: r.wallMs, measured: r.measured.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })), predicted: r.predicted.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })) })) }, null, 2));
+      }
+    }
     return 0;
   },
 };

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { simulate, type Mode, type RequestResult, type SimConfig } from "./simulate.js";
+import type { LiveRun } from "./live.js";
 import type { TraceRequest } from "./trace.js";
 
 export interface Row {
@@ -32,7 +33,7 @@ function q(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * (sorted.length - 1)))]!;
 }
 
-function summarize(rttMs: number, mode: string, rs: RequestResult[], c: SimConfig): Row {
+export function summarize(rttMs: number, mode: string, rs: RequestResult[], c: SimConfig): Row {
   const ttft = rs.map((r) => r.ttftMs).sort((a, b) => a - b);
   const gaps = rs.flatMap((r) => r.gaps).sort((a, b) => a - b);
   const stallAt = 2 * c.targetTpotMs;
@@ -153,3 +154,37 @@ const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
 const fmt = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2));
 const round = (x: number) => Math.round(x * 10) / 10;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** The live replay (live.ts): each mode measured through the real stack beside the model's prediction for the same requests. */
+export function liveMarkdown(runs: LiveRun[], c: { targetTpotMs: number; capacity: number; rttMs: number }): string {
+  const out: string[] = [];
+  const rows = runs.map((r) => ({ run: r, live: summarize(c.rttMs, r.mode, r.measured, c as SimConfig), model: summarize(c.rttMs, r.mode, r.predicted, c as SimConfig) }));
+  out.push("| mode | source | TTFT p50 ms | p90 | p99 | TPOT p99 ms | max | stalls (requests) | cloud tokens/req | cloud ms/req | saturation req/s | errors |");
+  out.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
+  for (const { run, live, model } of rows) {
+    for (const [src, r] of [["live", live], ["model", model]] as const) {
+      const cloud = run.mode === "device-only";
+      out.push(`| ${run.mode} | ${src} | ${r.ttft.p50} | ${r.ttft.p90} | ${r.ttft.p99} | ${r.tpot.p99} | ${r.tpot.max} | ${r.stalls} (${r.stalledRequests}) | ${cloud ? "—" : r.cloudTokensPerRequest} | ${cloud ? "—" : r.cloudMsPerRequest} | ${cloud ? "—" : r.saturationRps} | ${src === "live" ? run.errors.length + run.fallbacks : ""} |`);
+    }
+  }
+  out.push("");
+  for (const { run } of rows) {
+    const ttftErr = run.measured.map((m, i) => relErr(m.ttftMs, run.predicted[i]!.ttftMs));
+    const tpotErr = run.measured.map((m, i) => relErr(median(m.gaps), median(run.predicted[i]!.gaps))).filter(Number.isFinite);
+    out.push(
+      `- ${run.mode}: per request, TTFT median error ${pct(median(ttftErr))} (${ttftErr.filter((e) => e <= 0.25).length}/${ttftErr.length} within 25%), TPOT p50 median error ${pct(median(tpotErr))} (${tpotErr.filter((e) => e <= 0.25).length}/${tpotErr.length} within 25%); ${run.devices} devices, ${(run.wallMs / 1000).toFixed(0)} s${run.errors.length ? `; errors: ${run.errors.slice(0, 3).join("; ")}` : ""}.`,
+    );
+  }
+  const get = (m: string) => rows.find((r) => r.run.mode === m)?.live;
+  const [dev, cloud, pd] = [get("device-only"), get("cloud-only"), get("pd")];
+  if (dev && pd) out.push(`- Live TTFT with P/D: ${pct(1 - pd.ttft.p50 / dev.ttft.p50)} lower than device-only at p50, ${pct(1 - pd.ttft.p99 / dev.ttft.p99)} at p99.`);
+  if (cloud && pd) out.push(`- Live cloud throughput at saturation with P/D: ${(pd.saturationRps / cloud.saturationRps).toFixed(2)}× cloud-only (${pd.cloudMsPerRequest} vs ${cloud.cloudMsPerRequest} sequence-ms per request).`);
+  if (pd) out.push(`- Live P/D max TPOT ${pd.tpot.max} ms, ${pd.stalls} stalls (gaps over ${2 * c.targetTpotMs} ms).`);
+  return out.join("\n");
+}
+
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : Number.NaN;
+};
+const relErr = (measured: number, predicted: number) => Math.abs(measured - predicted) / Math.max(1e-9, Math.abs(predicted));

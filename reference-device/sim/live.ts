@@ -1,0 +1,171 @@
+/**
+ * The trace through the real stack: the reference cloud and one reference
+ * device (PdDevice) per phone, with simulated engines on the published timing
+ * profiles, over a real binding behind the network emulator, requests
+ * arriving at the trace's timestamps (× a scale). The same requests go
+ * through the token-level model (simulate.ts) so the two can be compared
+ * request by request: the model is then a claim the real code checks.
+ */
+import { CLOUD_GPU, PHONE, SimEngine, type Profile } from "../../engine/index.js";
+import { startCloud } from "../../reference-cloud/index.js";
+import { startNetem } from "../../transports/index.js";
+import { PdDevice } from "../device.js";
+import { simulate, type Mode, type RequestResult, type SimConfig } from "./simulate.js";
+import type { TraceRequest } from "./trace.js";
+
+export type LiveMode = "device-only" | "cloud-only" | "pd";
+export const LIVE_MODES: [LiveMode, Mode][] = [
+  ["device-only", { kind: "device-only" }],
+  ["cloud-only", { kind: "cloud-only" }],
+  ["pd", { kind: "pd", budget: "planner", controller: true }],
+];
+
+export interface LiveConfig {
+  transport: "ws" | "grpc" | "webtransport";
+  rttMs: number;
+  bandwidthMbps: number;
+  /** Concurrent sequences of the cloud. */
+  capacity: number;
+  targetTpotMs: number;
+  /** Multiplies inter-arrival times (0.25 = four times the trace's load). */
+  arrivalScale: number;
+  device: Profile;
+  cloud: Profile;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface LiveRun {
+  mode: LiveMode;
+  /** Measured on the devices' displays. */
+  measured: RequestResult[];
+  /** The token-level model's prediction for the same requests. */
+  predicted: RequestResult[];
+  /** The cloud engine's sequence time and tokens over the run. */
+  cloud: { heldMs: number; prefilled: number; decoded: number; requests: number };
+  errors: string[];
+  /** Requests a device answered alone because the cloud failed it. */
+  fallbacks: number;
+  devices: number;
+  wallMs: number;
+}
+
+export const DEFAULT_LIVE: Omit<LiveConfig, "onProgress"> = { transport: "ws", rttMs: 50, bandwidthMbps: 100, capacity: 64, targetTpotMs: 50, arrivalScale: 1, device: PHONE, cloud: CLOUD_GPU };
+
+/** A prompt of exactly `tokens` tokens for the simulated engine's byte tokenizer (BOS + ASCII). */
+export function promptOf(tokens: number): string {
+  const words = "the device shows the first token while it prefills the prompt and the cloud decodes a few more ";
+  return words.repeat(Math.ceil(tokens / words.length) + 1).slice(0, Math.max(0, tokens - 1));
+}
+
+/** The model's configuration for what a live run does. */
+export function modelConfig(c: Omit<LiveConfig, "onProgress">): SimConfig {
+  return { rttMs: c.rttMs, bandwidthMbps: c.bandwidthMbps, cloud: c.cloud, device: c.device, capacity: c.capacity, targetTpotMs: c.targetTpotMs, timeScale: c.arrivalScale, minRefineRatio: 1, jitter: 0, seed: 1, cloudPace: 0 };
+}
+
+export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveConfig): Promise<LiveRun> {
+  const predicted = simulate(trace, LIVE_MODES.find(([m]) => m === mode)![1], modelConfig(c));
+  const engine = new SimEngine({ profile: c.cloud, sequences: c.capacity });
+  const key = c.transport;
+  const cloud = await startCloud(
+    {
+      logLevel: "silent",
+      listen: { [key]: "127.0.0.1:0" },
+      queueLimit: 100_000,
+      decodePace: 0, // a batching GPU frees a sequence soonest by decoding at full speed (the planner's cost model)
+      drainSeconds: 0,
+      // Cloud-only decodes whole answers; P/D budgets stay within the planner's 256 (as in the model).
+      limits: { maxConcurrentRequests: 64, maxCloudTokenBudget: mode === "cloud-only" ? 1 << 20 : 256, maxRequestDurationMs: 3_600_000, idleTimeoutMs: 3_600_000, handshakeTimeoutMs: 60_000 },
+    },
+    { engine },
+  );
+  const direct = cloud.urls[key]!;
+  const path = await startNetem({ target: { port: Number(new URL(direct).port) }, rttMs: c.rttMs, bandwidthMbps: c.bandwidthMbps });
+  const url = path.via(direct);
+  const idle: PdDevice[] = [];
+  const all: PdDevice[] = [];
+  const newDevice = async () => {
+    const d = await PdDevice.create({
+      engine: new SimEngine({ profile: c.device }),
+      cloud: mode === "device-only" ? undefined : url,
+      client: { ca: cloud.certificate.cert },
+      useKv: false, // the profiles' models differ: KV images are not exchangeable (PDD-KV-002)
+      targetTpotMs: c.targetTpotMs,
+    });
+    if (mode !== "device-only") await d.rtt(); // connected and measured, as a phone that has used the service
+    all.push(d);
+    return d;
+  };
+  try {
+    // The phones a run needs at once (from the model), connected before the first arrival.
+    await Promise.all(Array.from({ length: Math.min(trace.length, peakConcurrency(trace, predicted, c.arrivalScale) + 4) }, async () => idle.push(await newDevice())));
+    const before = { ...engine.usage };
+    const measured: RequestResult[] = new Array(trace.length);
+    const errors: string[] = [];
+    let fallbacks = 0;
+    let done = 0;
+    const t0 = performance.now() + 50;
+    const runs = trace.map(async (r, i) => {
+      const at = t0 + r.atMs * c.arrivalScale;
+      await new Promise((res) => setTimeout(res, Math.max(0, at - performance.now())));
+      const device = idle.pop() ?? (await newDevice());
+      const shown: number[] = [];
+      try {
+        const rep = await device.generate(promptOf(r.promptTokens), {
+          maxTokens: r.answerTokens,
+          localOnly: mode === "device-only",
+          cloudOnly: mode === "cloud-only",
+          targetTpotMs: c.targetTpotMs,
+          onText: (t) => {
+            const now = performance.now();
+            for (let k = 0; k < t.length; k++) shown.push(now);
+          },
+        });
+        if (rep.mode === "fallback") fallbacks++;
+        if (shown.length !== r.answerTokens) errors.push(`request ${i}: ${shown.length} of ${r.answerTokens} tokens shown`);
+      } catch (e) {
+        errors.push(`request ${i}: ${(e as Error).message}`);
+      } finally {
+        idle.push(device);
+      }
+      measured[i] = {
+        ttftMs: (shown[0] ?? Number.NaN) - at,
+        gaps: shown.slice(1).map((x, j) => x - shown[j]!),
+        cloudMs: 0,
+        cloudTokens: 0,
+        takeover: undefined,
+      };
+      c.onProgress?.(++done, trace.length);
+    });
+    await Promise.all(runs);
+    const wallMs = performance.now() - t0;
+    const u = engine.usage;
+    const usage = { heldMs: u.heldMs - before.heldMs, prefilled: u.prefilled - before.prefilled, decoded: u.decoded - before.decoded, requests: u.acquired - before.acquired };
+    // Sequence time is measured by the engine in total; each request gets the mean.
+    for (const m of measured) {
+      m.cloudMs = usage.heldMs / trace.length;
+      m.cloudTokens = usage.decoded / trace.length;
+    }
+    return { mode, measured, predicted, cloud: usage, errors, fallbacks, devices: all.length, wallMs };
+  } finally {
+    await Promise.all(all.map((d) => d.close().catch(() => undefined)));
+    await path.close();
+    await cloud.close({ drainSeconds: 0 });
+  }
+}
+
+/** The most requests the model has in flight at once. */
+function peakConcurrency(trace: TraceRequest[], predicted: RequestResult[], scale: number): number {
+  const events = trace.flatMap((r, i) => {
+    const p = predicted[i]!;
+    const start = r.atMs * scale;
+    return [
+      [start, 1],
+      [start + p.ttftMs + p.gaps.reduce((a, b) => a + b, 0), -1],
+    ] as [number, number][];
+  });
+  events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let n = 0;
+  let peak = 0;
+  for (const [, d] of events) peak = Math.max(peak, (n += d));
+  return peak;
+}
