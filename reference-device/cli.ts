@@ -1,5 +1,5 @@
 /** `pdd device`: answers one prompt with the P/D-Device method (or alone with --local-only). */
-import { intFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
+import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
 import { PdDevice } from "./device.js";
 
 export const deviceCommand: Command = {
@@ -7,7 +7,7 @@ export const deviceCommand: Command = {
   summary: "answer a prompt with the reference device (P/D-Device with a cloud, or --local-only)",
   usage:
     "pdd device [--cloud URL] [--prompt TEXT | --prompt-file FILE] [--model PATH] [--max-tokens N] [--budget N] [--tpot-ms N]\n" +
-    "           [--no-kv] [--refine RATIO] [--local-only] [--token T] [--ca PEM] [--codec proto|msgpack] [--threads N] [--json]",
+    "           [--no-kv] [--refine RATIO | --refine-min RATIO] [--local-only] [--token T] [--ca PEM] [--codec proto|msgpack] [--threads N] [--json]",
   async run(argv) {
     const { values } = parseFlags(argv, {
       cloud: { type: "string" },
@@ -19,6 +19,7 @@ export const deviceCommand: Command = {
       "tpot-ms": { type: "string" },
       "no-kv": { type: "boolean" },
       refine: { type: "string" },
+      "refine-min": { type: "string" },
       "local-only": { type: "boolean" },
       token: { type: "string" },
       ca: { type: "string" },
@@ -31,6 +32,8 @@ export const deviceCommand: Command = {
     if (!values.cloud && !values["local-only"]) throw new UsageError("give --cloud URL, or --local-only for the device alone");
     const refine = values.refine === undefined ? undefined : Number(values.refine);
     if (refine !== undefined && !(refine > 0 && refine <= 1)) throw new UsageError("--refine must be a ratio in (0, 1]");
+    if (refine !== undefined && values["refine-min"] !== undefined) throw new UsageError("--refine fixes the ratio; --refine-min lets the planner choose one: give one of them");
+    const refineMin = numberFlag("refine-min", values["refine-min"], 1, 0, 1, true);
     if (values.codec && values.codec !== "proto" && values.codec !== "msgpack") throw new UsageError("--codec must be proto or msgpack");
     const ca = readFileFlag("ca", values.ca);
     const device = await PdDevice.create({
@@ -40,6 +43,7 @@ export const deviceCommand: Command = {
       client: { authToken: values.token, ca, codec: values.codec as "proto" | "msgpack" | undefined },
       useKv: !values["no-kv"],
       refineRatio: refine,
+      refineMinRatio: refineMin,
     });
     try {
       const report = await device.generate(prompt, {

@@ -29,8 +29,15 @@ export interface DeviceOptions {
   cloudBudget?: number | "auto";
   /** Ask for KV chunks when the models are identical. Default true. */
   useKv?: boolean;
-  /** Ask for a refined prompt at this ratio (0, 1]. Default: off. */
+  /** Ask for a refined prompt at this ratio (0, 1], always. Default: off. */
   refineRatio?: number;
+  /**
+   * Let the planner choose a refinement ratio no lower than this (0, 1] when
+   * the cloud offers refinement and it lowers the cloud's cost at the target
+   * pace: the answer quality floor the user accepts. Default 1 (never).
+   * Ignored when `refineRatio` is set.
+   */
+  refineMinRatio?: number;
   /** Tokens per local prefill step (how often the device looks up from prefilling). Default 64. */
   prefillChunk?: number;
   /** Reconnection backoff after a failed connection attempt, ms. Default 500, doubling to 30,000. */
@@ -95,20 +102,21 @@ export class PdDevice {
     }
   }
 
-  /** What the device has measured of its cloud: round trip and prefill rate (defaults until measured). */
-  observed: { rttMs?: number; cloudPrefillTokPerS?: number } = {};
+  /** What the device has measured of its cloud: round trip, prefill and decode rates (defaults until measured). */
+  observed: { rttMs?: number; cloudPrefillTokPerS?: number; cloudDecodeTokPerS?: number } = {};
 
   /** The planner's choice for a prompt from the calibrated and observed rates (planner.ts). */
-  planFor(promptTokens: number, targetTpotMs: number, answerTokens = 256, kvBytesPerToken = 0): Plan {
+  planFor(promptTokens: number, targetTpotMs: number, answerTokens = 256, kvBytesPerToken = 0, refineMinRatio = 1): Plan {
     const { prefillMsPerToken: p, decodeMsPerToken: d } = this.rates;
     return plan({
       kv: { allowed: kvBytesPerToken > 0, bytesPerToken: kvBytesPerToken },
+      refine: { allowed: refineMinRatio < 1, minRatio: refineMinRatio },
       promptTokens: Math.max(1, promptTokens),
       answerTokens,
       rttMs: this.observed.rttMs ?? 20,
       bandwidthMbps: 100,
       // Until a FirstToken says otherwise, assume a cloud 10× the device's prefill.
-      cloud: { queueMs: 0, prefillTokPerS: this.observed.cloudPrefillTokPerS ?? 10_000 / Math.max(1e-3, p), decodeTokPerS: 50 },
+      cloud: { queueMs: 0, prefillTokPerS: this.observed.cloudPrefillTokPerS ?? 10_000 / Math.max(1e-3, p), decodeTokPerS: this.observed.cloudDecodeTokPerS ?? 50 },
       device: { prefillTokPerS: 1000 / Math.max(1e-3, p), decodeTokPerS: 1000 / Math.max(1e-3, d) },
       targetTpotMs: Math.max(1, targetTpotMs), // 0 = show as fast as possible
       budget: { min: 4, max: this.link?.ack?.limits?.maxCloudTokenBudget || 256 },
@@ -128,6 +136,7 @@ export class PdDevice {
     }
     if (r.localDecodeMs !== undefined) this.rates.decodeMsPerToken = avg(this.rates.decodeMsPerToken, r.localDecodeMs);
     if (r.prefillMs.cloud && r.cloudPromptTokens) this.observed.cloudPrefillTokPerS = avg(this.observed.cloudPrefillTokPerS, (1000 * r.cloudPromptTokens) / r.prefillMs.cloud);
+    if (r.cloudDecodeTokPerS) this.observed.cloudDecodeTokPerS = avg(this.observed.cloudDecodeTokPerS, r.cloudDecodeTokPerS);
   }
 
   /** The cloud link, (re)connecting when needed; undefined when the cloud cannot be reached. */
@@ -182,16 +191,19 @@ export class PdDevice {
     // KV is possible with the cloud's own model; the planner then says whether it beats recomputing.
     const ack = link?.ack;
     const kvPossible = this.options.useKv !== false && ack?.capabilities?.kvChunks === true && ack.cloudModel !== undefined && sameBytes(ack.cloudModel.modelFingerprint, this.engine.info.modelFingerprint);
-    const planned = budgetOpt === "auto" && !opts.cloudOnly ? this.planFor(promptTokens, targetTpotMs, opts.maxTokens ?? 64, kvPossible ? this.engine.kvBytesPerToken : 0) : undefined;
+    // Refinement is the planner's to choose within the user's floor, when the cloud can refine.
+    const refineFloor = this.options.refineRatio === undefined && ack?.capabilities?.refinement === true ? (this.options.refineMinRatio ?? 1) : 1;
+    const planned = budgetOpt === "auto" && !opts.cloudOnly ? this.planFor(promptTokens, targetTpotMs, opts.maxTokens ?? 64, kvPossible ? this.engine.kvBytesPerToken : 0, refineFloor) : undefined;
     const cloudBudget = opts.cloudOnly ? (opts.maxTokens ?? 64) : planned ? planned.chosen.budget : (budgetOpt as number);
     const useKv = this.options.useKv !== false && (planned ? !kvPossible || planned.chosen.kv : true);
+    const refineRatio = this.options.refineRatio ?? (planned && planned.chosen.ratio < 1 ? planned.chosen.ratio : undefined);
     const run = new DeviceRun(this.engine, prompt, link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined), {
       maxTokens: opts.maxTokens ?? 64,
       sampling: opts.sampling,
       targetTpotMs,
       cloudBudget,
       useKv,
-      refineRatio: this.options.refineRatio,
+      refineRatio,
       decodeMsPerToken: this.rates.decodeMsPerToken,
       prefillChunk: this.options.prefillChunk ?? 64,
       emulate: this.options.emulate,

@@ -63,6 +63,8 @@ export interface Report {
   localDecodeMs?: number;
   /** The cloud's prompt tokens (Accepted.prompt_tokens), for its prefill rate. */
   cloudPromptTokens?: number;
+  /** The rate the cloud decoded (and sent) at: End.usage decoded_tokens / decode_us. */
+  cloudDecodeTokPerS?: number;
 }
 
 interface Shown {
@@ -96,6 +98,7 @@ export class DeviceRun {
   /** Positions the KV image covers (prompt + answer tokens, PDD-KV-012). */
   private kvPositions = 0;
   private cloudPromptTokens = 0;
+  private cloudDecodeTokPerS: number | undefined;
   private refined: RefinedPrompt | undefined;
   private takeoverSent: number | undefined;
   private takeoverOnWire = false;
@@ -211,13 +214,16 @@ export class DeviceRun {
         this.cloudFailed = `cloud error: ${ev.error.message}`;
         if (this.kvState === "receiving") this.kvState = "failed";
         break;
-      case "end":
+      case "end": {
+        const u = ev.end.usage;
+        if (u && u.decodeUs > 0 && u.decodedTokens >= 4) this.cloudDecodeTokPerS = (1e6 * u.decodedTokens) / u.decodeUs;
         this.cloudEnded = true;
         this.cloudEndReason = ev.end.reason;
         if (ev.end.reason === EndReason.ERROR && !this.cloudFailed) this.cloudFailed = "cloud ended the request with an error";
         if (this.kvState === "receiving") this.kvState = "failed";
         this.link?.unregister(this.requestId!);
         break;
+      }
       default:
         break;
     }
@@ -512,6 +518,7 @@ export class DeviceRun {
       ...(this.cloudFailed ? { fallbackReason: this.cloudFailed } : {}),
       ...(this.localTpotMs !== undefined ? { localDecodeMs: this.localTpotMs } : {}),
       ...(this.cloudPromptTokens ? { cloudPromptTokens: this.cloudPromptTokens } : {}),
+      ...(this.cloudDecodeTokPerS ? { cloudDecodeTokPerS: this.cloudDecodeTokPerS } : {}),
       ...(this.cloudEndReason !== undefined ? { endReason: EndReason[this.cloudEndReason] } : {}),
     };
   }
