@@ -13,6 +13,18 @@ describe("pdd CLI", () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it("refuses an unknown simulated-engine profile with one typed line and exit status 1", () => {
+    const r = pdd("device", "--local-only", "--prompt", "hi", "--model", "sim:mainframe");
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/\[invalid_argument\] no simulated-engine profile "mainframe"; there are sim:phone, sim:phone-npu, sim:cloud-gpu, sim:instant/);
+  });
+
+  it("answers a prompt on the simulated engine", () => {
+    const r = pdd("device", "--local-only", "--prompt", "hi", "--model", "sim:instant", "--max-tokens", "12", "--json");
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ mode: "local", deviceTokens: 12 });
+  });
+
   it("decodes a token-batch frame given as hex", () => {
     const r = pdd("decode", "--from", "cloud", "--hex", "220a0807100c1a04080512012e");
     expect(r.status).toBe(0);
@@ -35,6 +47,10 @@ describe("pdd CLI", () => {
     [["device", "--prompt", "hi"], /give --cloud URL, or --local-only/],
     [["device", "--prompt", "hi", "--local-only", "--refine", "2"], /--refine must be a ratio in \(0, 1\]/],
     [["device", "--prompt", "hi", "--local-only", "--max-tokens", "many"], /--max-tokens must be an integer/],
+    [["device", "--prompt", "hi", "--local-only", "--refine", "0.5", "--refine-min", "0.5"], /give one of them/],
+    [["device", "--prompt", "hi", "--local-only", "--refine-min", "0"], /--refine-min must be a number above 0 up to 1/],
+    [["cloud", "--pace", "fast"], /--pace must be a number from 0 up to 100/],
+    [["bench", "trace", "--trace", "/nonexistent.csv", "--device-profile", "desktop"], /--device-profile must be one of phone, phone-npu/],
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],

@@ -16,6 +16,12 @@ export interface Row {
   cloudTokensPerRequest: number;
   /** Requests per second the cloud sustains at saturation: capacity / mean sequence time. */
   saturationRps: number;
+  /**
+   * P/D rows: the cloud-time gain per request against cloud-only (quantiles,
+   * and the share of requests at 15× or more), and its ceiling: cloud-only
+   * time over the cloud's prefill alone (a P/D cloud that decoded nothing).
+   */
+  perRequestGain?: { p50: number; p90: number; max: number; atLeast15: number; ceilingP50: number };
 }
 
 export const MODES: [string, Mode][] = [
@@ -57,9 +63,19 @@ export function runTraceBench(trace: TraceRequest[], base: Omit<SimConfig, "rttM
   const total = rtts.length * MODES.length;
   let done = 0;
   for (const rttMs of rtts) {
+    let cloudOnly: RequestResult[] | undefined;
     for (const [name, mode] of MODES) {
       const c = { ...base, rttMs };
-      rows.push(summarize(rttMs, name, simulate(trace, mode, c, (n) => onProgress?.(done + n / trace.length, total)), c));
+      const results = simulate(trace, mode, c, (n) => onProgress?.(done + n / trace.length, total));
+      const row = summarize(rttMs, name, results, c);
+      if (mode.kind === "cloud-only") cloudOnly = results;
+      if (mode.kind === "pd" && cloudOnly) {
+        const only = cloudOnly;
+        const gains = results.map((r, i) => only[i]!.cloudMs / Math.max(1e-9, r.cloudMs)).sort((a, b) => a - b);
+        const ceiling = trace.map((r, i) => only[i]!.cloudMs / ((1000 * r.promptTokens) / c.cloud.prefillTokPerS)).sort((a, b) => a - b);
+        row.perRequestGain = { p50: round(q(gains, 0.5)), p90: round(q(gains, 0.9)), max: round(gains[gains.length - 1] ?? 0), atLeast15: gains.filter((g) => g >= 15).length / gains.length, ceilingP50: round(q(ceiling, 0.5)) };
+      }
+      rows.push(row);
       onProgress?.(++done, total);
     }
   }
@@ -81,6 +97,13 @@ export function markdown(rows: Row[]): string {
       out.push(`| ${r.mode} | ${r.ttft.p50} | ${r.ttft.p90} | ${r.ttft.p99} | ${ttftCut} | ${r.tpot.max} | ${r.tpot.p99} | ${r.stalls} (${r.stalledRequests}) | ${r.mode === "device-only" ? "0" : r.cloudMsPerRequest} | ${r.cloudTokensPerRequest} | ${r.mode === "device-only" ? "—" : r.saturationRps} | ${gain} |`);
     }
     out.push("");
+    const pd = rs.find((r) => r.mode === "P/D planner")?.perRequestGain;
+    if (pd) {
+      out.push(
+        `Per request, P/D planner against cloud-only: cloud time ${pd.p50}× lower at the median, ${pd.p90}× at p90, ${pd.max}× at most; ${pct(pd.atLeast15)} of requests at 15× or more. Ceiling at the median, for a cloud that only prefilled: ${pd.ceilingP50}×.`,
+        "",
+      );
+    }
   }
   return out.join("\n");
 }
