@@ -111,6 +111,10 @@ export const benchTraceCommand: Command = {
     if (minRatio > 1) throw new UsageError("--refine-min-ratio must be in (0, 1]");
     const jitter = numFlag("jitter", values.jitter, 0.1, true);
     if (jitter >= 1) throw new UsageError("--jitter must be below 1");
+    const profile = PROFILES[choiceFlag("device-profile", values["device-profile"], ["phone", "phone-npu"] as const, "phone")]!;
+    const live = values.live === undefined ? 0 : intFlag("live", values.live, 200, 1, 100_000);
+    const liveModes = (values["live-modes"] ?? "device-only,cloud-only,pd").split(",").map((m) => choiceFlag("live-modes", m, ["device-only", "cloud-only", "pd"] as const, "pd"));
+    const transport = choiceFlag("transport", values.transport, ["ws", "grpc", "webtransport"] as const, "ws");
     let trace;
     try {
       trace = readTrace(values.trace, intFlag("limit", values.limit, 5000, 1, 10_000_000));
@@ -118,10 +122,6 @@ export const benchTraceCommand: Command = {
       if (e instanceof TraceError) throw new UsageError(e.message);
       throw e;
     }
-    const profile = PROFILES[choiceFlag("device-profile", values["device-profile"], ["phone", "phone-npu"] as const, "phone")]!;
-    const live = values.live === undefined ? 0 : intFlag("live", values.live, 200, 1, 100_000);
-    const liveModes = (values["live-modes"] ?? "device-only,cloud-only,pd").split(",").map((m) => choiceFlag("live-modes", m, ["device-only", "cloud-only", "pd"] as const, "pd"));
-    const transport = choiceFlag("transport", values.transport, ["ws", "grpc", "webtransport"] as const, "ws");
     const base = {
       bandwidthMbps: numFlag("bandwidth-mbps", values["bandwidth-mbps"], 100),
       cloud: CLOUD_GPU,
