@@ -165,7 +165,7 @@ export const benchTraceCommand: Command = {
       console.log(liveMarkdown(runs, c));
       if (values.json) {
         const prev = JSON.parse(readFileSync(values.json, "utf8")) as object;
-        writeFileSync(values.json, JSON.stringify({ ...prev, live: runs.map((r) => ({ mode: r.mode, cloud: r.cloud, errors: r.errors, fallbacks: r.fallbacks, devices: r.devices, wallMs: r.wallMs, measured: r.measured.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })), predicted: r.predicted.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })) })) }, null, 2));
+        writeFileSync(values.json, JSON.stringify({ ...prev, live: runs.map((r) => ({ mode: r.mode, cloud: r.cloud, errors: r.errors, fallbacks: r.fallbacks, fallbackReasons: r.fallbackReasons, devices: r.devices, wallMs: r.wallMs, measured: r.measured.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })), predicted: r.predicted.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })) })) }, null, 2));
       }
     }
     return 0;
@@ -181,7 +181,7 @@ async function printCrossCheck(trace: Parameters<typeof crossCheck>[0], n: numbe
   const within = (f: (r: (typeof rows)[number]) => number) => rows.filter((r) => f(r) <= 0.25).length;
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? 0;
   console.log(`\n## Cross-check: ${rows.length} trace requests through the llama.cpp peers (embedded model, WebSocket, prompts ≤ ${o.maxPromptTokens} and answers ≤ ${o.maxAnswerTokens} tokens, device emulating +${o.emulate.prefillMsPerToken} ms/prefill token and +${o.emulate.decodeMsPerToken} ms/decoded token, target TPOT ${o.targetTpotMs} ms)\n`);
-  console.log(`Measured rates fed to the simulation: cloud prefill ${rates.cloudPrefill!.toFixed(0)} tok/s, decode ${rates.cloudDecode!.toFixed(0)} tok/s; device prefill ${rates.devicePrefill!.toFixed(0)} tok/s, decode ${rates.deviceDecode!.toFixed(1)} tok/s; RTT ${rates.rttMs!.toFixed(2)} ms.\n`);
+  console.log(`Measured rates fed to the simulation: cloud prefill ${rates.cloudPrefillContended!.toFixed(0)} tok/s beside the device's prefill (${rates.cloudPrefill!.toFixed(0)} alone), decode ${rates.cloudDecode!.toFixed(0)} tok/s; device prefill ${rates.devicePrefill!.toFixed(0)} tok/s, decode ${rates.deviceDecode!.toFixed(1)} tok/s; RTT ${rates.rttMs!.toFixed(2)} ms plus ${rates.overheadMs!.toFixed(2)} ms of fixed per-request cost (from a two-token prompt). All measured before the slice, on other requests.\n`);
   console.log("| prompt | answer | TTFT measured ms | predicted | error | TPOT p50 measured ms | predicted | error | cloud tokens measured | predicted |");
   console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {

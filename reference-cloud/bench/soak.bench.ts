@@ -1,5 +1,5 @@
 /**
- * `npm run bench:soak`: many device sessions against one reference cloud
+ * `npm run bench:soak:protocol`: many device sessions against one reference cloud
  * (the embedded model, so the protocol and the server are what is measured).
  * Phase 1: SOAK_CONCURRENT sessions at once; phase 2: SOAK_SEQUENTIAL
  * sessions one after another. Each session connects over WebSocket, says

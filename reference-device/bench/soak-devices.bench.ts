@@ -1,5 +1,5 @@
 /**
- * `npm run bench:soak:devices`: real reference devices (PdDevice: planner,
+ * `npm run bench:soak`: real reference devices (PdDevice: planner,
  * speed controller, catch-up, takeover) against one reference cloud, both on
  * the simulated engine, so thousands of peers fit on this machine.
  *

@@ -43,8 +43,9 @@ export interface LiveRun {
   /** The cloud engine's sequence time and tokens over the run. */
   cloud: { heldMs: number; prefilled: number; decoded: number; requests: number };
   errors: string[];
-  /** Requests a device answered alone because the cloud failed it. */
+  /** Requests a device answered alone because the cloud failed it, and why. */
   fallbacks: number;
+  fallbackReasons: string[];
   devices: number;
   wallMs: number;
 }
@@ -102,6 +103,7 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
     const measured: RequestResult[] = new Array(trace.length);
     const errors: string[] = [];
     let fallbacks = 0;
+    const fallbackReasons: string[] = [];
     let done = 0;
     const t0 = performance.now() + 50;
     const runs = trace.map(async (r, i) => {
@@ -120,7 +122,10 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
             for (let k = 0; k < t.length; k++) shown.push(now);
           },
         });
-        if (rep.mode === "fallback") fallbacks++;
+        if (rep.mode === "fallback") {
+          fallbacks++;
+          fallbackReasons.push(`request ${i}: ${rep.fallbackReason ?? "?"}`);
+        }
         if (shown.length !== r.answerTokens) errors.push(`request ${i}: ${shown.length} of ${r.answerTokens} tokens shown`);
       } catch (e) {
         errors.push(`request ${i}: ${(e as Error).message}`);
@@ -145,7 +150,7 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
       m.cloudMs = usage.heldMs / trace.length;
       m.cloudTokens = usage.decoded / trace.length;
     }
-    return { mode, measured, predicted, cloud: usage, errors, fallbacks, devices: all.length, wallMs };
+    return { mode, measured, predicted, cloud: usage, errors, fallbacks, fallbackReasons, devices: all.length, wallMs };
   } finally {
     await Promise.all(all.map((d) => d.close().catch(() => undefined)));
     await path.close();
