@@ -117,6 +117,13 @@ export class DeviceRequestState {
         const e = b.value;
         if (this.phase === "requested") throw violation("PDD-ORD-001", "End before Accepted or Error", id);
         if (this.phase === "failed" && e.reason !== 6) throw violation("PDD-ORD-004", "End after Error must have reason ERROR", id);
+        // After its Cancel the device ignored the cloud's frames (PDD-CANCEL-002), so
+        // it cannot check their count: the cloud may have sent its whole budget
+        // and End before it read the Cancel (End then has that count and reason).
+        if (this.cancelled) {
+          this.phase = "closed";
+          return { kind: "end", end: e, keep: Math.min(this.received, this.keepLimit) };
+        }
         if (e.usage && e.usage.sentTokens < this.received) {
           throw violation("PDD-IDX-006", `usage.sent_tokens ${e.usage.sentTokens} < ${this.received} received`, id);
         }

@@ -81,6 +81,18 @@ describe("device request state machine", () => {
     expect(s.receive(end(1, 3))).toMatchObject({ kind: "end", keep: 2 });
   });
 
+  it("accepts the cloud's budget End that crossed its Cancel, whatever tokens it ignored (PDD-CANCEL-002)", () => {
+    // Found by the live trace replay: a device that finished before the cloud's first token cancelled,
+    // and the cloud, already done, ended with BUDGET_EXHAUSTED and 4 tokens the device had ignored.
+    const s = newState();
+    s.receive(accepted(4));
+    s.beforeSend(device({ case: "cancel", value: { requestId: 1 } } as never));
+    expect(s.receive(first())).toMatchObject({ kind: "ignored" });
+    expect(s.receive(batch(1, 3))).toMatchObject({ kind: "ignored" });
+    expect(s.receive(end(1, 4))).toMatchObject({ kind: "end", keep: 0 });
+    expect(s.phase).toBe("closed");
+  });
+
   it("ignores frames after End and rejects frames before Accepted", () => {
     const s = newState();
     expect(violationOf(() => s.receive(first()))).toMatch(/PDD-ORD-001/);

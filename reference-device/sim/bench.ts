@@ -195,7 +195,7 @@ export function liveMarkdown(runs: LiveRun[], c: { targetTpotMs: number; capacit
     const ttftErr = run.measured.map((m, i) => relErr(m.ttftMs, run.predicted[i]!.ttftMs));
     const tpotErr = run.measured.map((m, i) => relErr(median(m.gaps), median(run.predicted[i]!.gaps))).filter(Number.isFinite);
     out.push(
-      `- ${run.mode}: per request, TTFT median error ${pct(median(ttftErr))} (${ttftErr.filter((e) => e <= 0.25).length}/${ttftErr.length} within 25%), TPOT p50 median error ${pct(median(tpotErr))} (${tpotErr.filter((e) => e <= 0.25).length}/${tpotErr.length} within 25%); ${run.devices} devices, ${(run.wallMs / 1000).toFixed(0)} s${run.errors.length ? `; errors: ${run.errors.slice(0, 3).join("; ")}` : ""}${run.fallbacks ? `; answered alone after a cloud failure: ${run.fallbackReasons.slice(0, 3).join("; ")}` : ""}.`,
+      `- ${run.mode}: per request, TTFT median error ${pct(median(ttftErr))} (${ttftErr.filter((e) => e <= 0.25).length}/${ttftErr.length} within 25%), TPOT p50 median error ${pct(median(tpotErr))} (${tpotErr.filter((e) => e <= 0.25).length}/${tpotErr.length} within 25%); ${run.devices} devices, ${(run.wallMs / 1000).toFixed(0)} s, event loop delay p99 ${run.loop.p99DelayMs.toFixed(1)} ms / max ${run.loop.maxDelayMs.toFixed(0)} ms, longest GC pause ${run.loop.maxGcMs.toFixed(0)} ms${run.errors.length ? `; errors: ${run.errors.slice(0, 3).join("; ")}` : ""}${run.fallbacks ? `; answered alone after a cloud failure: ${run.fallbackReasons.slice(0, 3).join("; ")}` : ""}.`,
     );
   }
   const get = (m: string) => rows.find((r) => r.run.mode === m)?.live;

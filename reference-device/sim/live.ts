@@ -6,6 +6,7 @@
  * through the token-level model (simulate.ts) so the two can be compared
  * request by request: the model is then a claim the real code checks.
  */
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { CLOUD_GPU, PHONE, SimEngine, type Profile } from "../../engine/index.js";
 import { startCloud } from "../../reference-cloud/index.js";
 import { startNetem } from "../../transports/index.js";
@@ -48,6 +49,8 @@ export interface LiveRun {
   fallbackReasons: string[];
   devices: number;
   wallMs: number;
+  /** This process's event loop over the run: its longest delay and longest GC pause, ms (one machine runs every peer). */
+  loop: { maxDelayMs: number; p99DelayMs: number; maxGcMs: number };
 }
 
 export const DEFAULT_LIVE: Omit<LiveConfig, "onProgress"> = { transport: "ws", rttMs: 50, bandwidthMbps: 100, capacity: 64, targetTpotMs: 50, arrivalScale: 1, device: PHONE, cloud: CLOUD_GPU };
@@ -105,6 +108,13 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
     let fallbacks = 0;
     const fallbackReasons: string[] = [];
     let done = 0;
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    let maxGcMs = 0;
+    const gcs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) maxGcMs = Math.max(maxGcMs, e.duration);
+    });
+    gcs.observe({ entryTypes: ["gc"] });
+    delay.enable();
     const t0 = performance.now() + 50;
     const runs = trace.map(async (r, i) => {
       const at = t0 + r.atMs * c.arrivalScale;
@@ -143,6 +153,9 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
     });
     await Promise.all(runs);
     const wallMs = performance.now() - t0;
+    delay.disable();
+    gcs.disconnect();
+    const loop = { maxDelayMs: delay.max / 1e6, p99DelayMs: delay.percentile(99) / 1e6, maxGcMs };
     const u = engine.usage;
     const usage = { heldMs: u.heldMs - before.heldMs, prefilled: u.prefilled - before.prefilled, decoded: u.decoded - before.decoded, requests: u.acquired - before.acquired };
     // Sequence time is measured by the engine in total; each request gets the mean.
@@ -150,7 +163,7 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
       m.cloudMs = usage.heldMs / trace.length;
       m.cloudTokens = usage.decoded / trace.length;
     }
-    return { mode, measured, predicted, cloud: usage, errors, fallbacks, fallbackReasons, devices: all.length, wallMs };
+    return { mode, measured, predicted, cloud: usage, errors, fallbacks, fallbackReasons, devices: all.length, wallMs, loop };
   } finally {
     await Promise.all(all.map((d) => d.close().catch(() => undefined)));
     await path.close();
