@@ -205,6 +205,7 @@ export class PdDevice {
       useKv,
       refineRatio,
       decodeMsPerToken: this.rates.decodeMsPerToken,
+      prefillMsPerToken: this.rates.prefillMsPerToken,
       prefillChunk: this.options.prefillChunk ?? 64,
       emulate: this.options.emulate,
       cloudOnly: opts.cloudOnly,

@@ -28,6 +28,8 @@ export interface RunOptions {
   refineRatio?: number;
   /** The device's calibrated ms per decoded token (reported in DeviceProgress). */
   decodeMsPerToken?: number;
+  /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
+  prefillMsPerToken?: number;
   prefillChunk: number;
   emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
@@ -113,7 +115,8 @@ export class DeviceRun {
   private wakeWorker: (() => void) | undefined;
   private localDone = false;
   // Local side
-  private localEtaMs: number | undefined = undefined;
+  /** When the local model is expected to emit its first own token (performance.now() ms); a time, not a duration, so it never goes stale. */
+  private localReadyAt: number | undefined = undefined;
   private localTpotMs: number | undefined;
   private prefillRate: number | undefined;
   private devicePrefillMs: number | null = null;
@@ -292,7 +295,7 @@ export class DeviceRun {
         buffered: this.queue.length,
         cloudRemaining: this.cloudEnded || this.takeoverSent !== undefined ? 0 : Math.max(0, this.grantedBudget - this.received.length),
         // A budget that covers the whole answer needs no handover: nothing to stretch for.
-        localEtaMs: this.grantedBudget >= this.opts.maxTokens ? undefined : this.localEtaMs,
+        localEtaMs: this.grantedBudget >= this.opts.maxTokens || this.localReadyAt === undefined ? undefined : Math.max(0, this.localReadyAt - performance.now()),
         localTpotMs: this.localTpotMs,
         local: item.source === "device",
       });
@@ -316,6 +319,15 @@ export class DeviceRun {
     const tokens = this.sameTokenizer ? r.kept.flatMap((s) => original.slice(s.start, s.end)) : this.engine.tokenize(r.text);
     // Worth it only when the refined prompt is shorter than what is left to prefill.
     return tokens.length < original.length - progressed ? tokens : undefined;
+  }
+
+  /**
+   * Ms per prefilled token for the display's estimate: the calibrated rate
+   * (kept current across requests), else this prefill's own so far — which
+   * early on counts the first chunk's start-up and overestimates.
+   */
+  private prefillMsPerToken(): number | undefined {
+    return this.opts.prefillMsPerToken ?? (this.prefillRate ? 1000 / this.prefillRate : undefined);
   }
 
   private async localWork(slot: Slot): Promise<void> {
@@ -367,7 +379,11 @@ export class DeviceRun {
       await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0));
       done += res.done;
       rate();
-      this.localEtaMs = this.prefillRate ? ((promptTokens.length - done) / this.prefillRate) * 1000 + (this.localTpotMs ?? 0) : undefined;
+      // Ready means the prompt and then the cloud's tokens (at most its budget) covered:
+      // leaving the catch-up out let a long prompt's display run dry (1.2 s, found by the live replay).
+      const catchUp = Math.min(this.grantedBudget, this.opts.maxTokens);
+      const perToken = this.prefillMsPerToken();
+      this.localReadyAt = perToken !== undefined ? performance.now() + (promptTokens.length - done + catchUp) * perToken + (this.localTpotMs ?? 0) : undefined;
     }
     this.devicePrefillMs = performance.now() - tPre;
     if (this.requestId !== undefined) {
@@ -409,14 +425,14 @@ export class DeviceRun {
       }
       const before = covered;
       await evalCloud(target);
-      this.localEtaMs = this.prefillRate ? ((this.received.length - covered) / this.prefillRate) * 1000 : 0;
+      this.localReadyAt = performance.now() + (this.received.length - covered) * (this.prefillMsPerToken() ?? 0) + (this.localTpotMs ?? 0);
       if (covered === before) {
         // The cloud's text ends inside a UTF-8 character: wait for its last byte.
         if (this.cloudEnded || this.cloudFailed) break;
         await this.waitFor(() => this.received.length > target || this.cloudEnded || this.cloudFailed !== undefined);
       }
     }
-    this.localEtaMs = undefined;
+    this.localReadyAt = undefined;
 
     // 3. Take over at k = covered (or, when the cloud already ended, simply
     // continue from there). Decided and applied to the display queue without

@@ -100,8 +100,10 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
     return d;
   };
   try {
-    // The phones a run needs at once (from the model), connected before the first arrival.
-    await Promise.all(Array.from({ length: Math.min(trace.length, peakConcurrency(trace, predicted, c.arrivalScale) + 4) }, async () => idle.push(await newDevice())));
+    // The phones a run needs at once (the model's peak, with room for the live run's), calibrated and
+    // connected before the first arrival: a phone calibrates when its app starts, not when asked.
+    const phones = Math.min(trace.length, Math.ceil(1.5 * peakConcurrency(trace, predicted, c.arrivalScale)) + 8);
+    await Promise.all(Array.from({ length: phones }, async () => idle.push(await newDevice())));
     const before = { ...engine.usage };
     const measured: RequestResult[] = new Array(trace.length);
     const errors: string[] = [];
