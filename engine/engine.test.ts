@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, PddError } from "../proto/index.js";
 import { createModel, Engine, fingerprints, PRESETS, SKELETON_TEXT } from "./index.js";
+import { greedy } from "./test/greedy.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-engine-"));
 const tiny = join(dir, "tiny.gguf");
@@ -22,17 +23,7 @@ afterAll(async () => {
 
 const text = (ids: number[]) => Buffer.from(engine.bytes(ids)).toString("utf8");
 
-async function decode(prompt: number[], n: number): Promise<number[]> {
-  const s = await engine.acquire();
-  try {
-    await s.prefill(prompt);
-    const out: number[] = [];
-    for await (const t of s.generate({}, n)) out.push(t);
-    return out;
-  } finally {
-    await s.release();
-  }
-}
+const decode = (prompt: number[], n: number) => greedy(engine, prompt, n);
 
 describe("generated models", () => {
   it("are byte-for-byte deterministic, and fingerprinted by content, not path", () => {

@@ -7,20 +7,11 @@
 import { describe, expect, it } from "vitest";
 import { ErrorCode } from "../proto/index.js";
 import { CLOUD_GPU, INSTANT, PHONE, SimEngine, loadEngine } from "./index.js";
+import { greedy } from "./test/greedy.js";
 
 const fast = (profile = INSTANT, sequences = 2) => new SimEngine({ profile, sequences });
 
-async function decode(engine: SimEngine, prompt: number[], n: number): Promise<number[]> {
-  const slot = await engine.acquire();
-  try {
-    await slot.prefill(prompt);
-    const out: number[] = [];
-    for await (const t of slot.generate({}, n)) out.push(t);
-    return out;
-  } finally {
-    await slot.release();
-  }
-}
+const decode = greedy;
 
 describe("simulated engine", () => {
   it("tokenizes bytes with a BOS and gives every token its byte", () => {

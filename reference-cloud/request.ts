@@ -240,9 +240,9 @@ export class CloudRequest {
         }
         const wire = { id: token, piece: engine.pieces[token] ?? new Uint8Array() };
         if (req.targetTpotUs > 0 && config.decodePace > 0 && this.state.sent > 0) {
-          // Pace at twice the device's display rate (target_tpot_us is a hint):
-          // always ahead of the display, never burning compute on tokens a
-          // takeover would discard.
+          // Pace at decodePace × the device's display rate (target_tpot_us is a
+          // hint): ahead of the display, never burning compute on tokens a
+          // takeover would discard (decodePace 0: no pacing, config.ts).
           const due = tFirstSent + (this.state.sent * req.targetTpotUs) / (1000 * config.decodePace);
           const wait = due - performance.now();
           if (wait > 0) await new Promise((r) => setTimeout(r, wait));

@@ -1,8 +1,8 @@
 /** `pdd plan` and `pdd bench trace`: the planner, and the trace simulation that compares it with fixed choices. */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { choiceFlag, intFlag, numberFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
 import { plan } from "./planner.js";
-import { liveMarkdown, markdown, runTraceBench, writePlots } from "./sim/bench.js";
+import { liveMarkdown, markdown, median, runTraceBench, writePlots } from "./sim/bench.js";
 import { DEFAULT_LIVE, replayLive } from "./sim/live.js";
 import { crossCheck } from "./sim/crosscheck.js";
 import { CLOUD_GPU, PHONE, PROFILES } from "./sim/profiles.js";
@@ -150,7 +150,8 @@ export const benchTraceCommand: Command = {
     console.log(`Target TPOT ${base.targetTpotMs} ms (a stall is a gap over ${2 * base.targetTpotMs} ms); ${base.bandwidthMbps} Mbit/s; RTT jitter ±${base.jitter * 100}% (seed ${base.seed}); arrivals × ${base.timeScale}; refinement ratio ≥ ${minRatio}.\n`);
     console.log(markdown(rows));
     console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s)`);
-    if (values.json) writeFileSync(values.json, JSON.stringify({ config: { ...base, rtts, requests: trace.length }, rows }, null, 2));
+    const json: Record<string, unknown> = { config: { ...base, rtts, requests: trace.length }, rows };
+    if (values.json) writeFileSync(values.json, JSON.stringify(json, null, 2));
     if (values.plots) for (const f of writePlots(values.plots, trace, rows, base, rtts.includes(50) ? 50 : rtts[0]!)) console.log(`wrote ${f}`);
     if (real > 0) await printCrossCheck(trace, real, bar);
     if (live > 0) {
@@ -164,8 +165,8 @@ export const benchTraceCommand: Command = {
       console.log(`Reference cloud (${c.capacity} sequences, simulated ${c.cloud.name}) and one reference device per phone (simulated ${c.device.name}), ${transport} through the network emulator (RTT ${c.rttMs} ms, ${c.bandwidthMbps} Mbit/s); prompts ≤ ${values["max-prompt"] ?? 4096}, answers ≤ ${values["max-answer"] ?? 512} tokens. "model" is the token-level simulation of the same requests.\n`);
       console.log(liveMarkdown(runs, c));
       if (values.json) {
-        const prev = JSON.parse(readFileSync(values.json, "utf8")) as object;
-        writeFileSync(values.json, JSON.stringify({ ...prev, live: runs.map((r) => ({ mode: r.mode, cloud: r.cloud, errors: r.errors, fallbacks: r.fallbacks, fallbackReasons: r.fallbackReasons, devices: r.devices, wallMs: r.wallMs, measured: r.measured.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })), predicted: r.predicted.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })) })) }, null, 2));
+        json.live = runs.map((r) => ({ mode: r.mode, cloud: r.cloud, errors: r.errors, fallbacks: r.fallbacks, fallbackReasons: r.fallbackReasons, devices: r.devices, wallMs: r.wallMs, measured: r.measured.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })), predicted: r.predicted.map((m) => ({ ttftMs: m.ttftMs, maxGapMs: Math.max(0, ...m.gaps) })) }));
+        writeFileSync(values.json, JSON.stringify(json, null, 2));
       }
     }
     return 0;
@@ -179,7 +180,7 @@ async function printCrossCheck(trace: Parameters<typeof crossCheck>[0], n: numbe
   if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
   const err = (m: number, p: number) => Math.abs(p - m) / Math.max(1e-9, m);
   const within = (f: (r: (typeof rows)[number]) => number) => rows.filter((r) => f(r) <= 0.25).length;
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? 0;
+  const med = (xs: number[]) => median(xs, 0);
   console.log(`\n## Cross-check: ${rows.length} trace requests through the llama.cpp peers (embedded model, WebSocket, prompts ≤ ${o.maxPromptTokens} and answers ≤ ${o.maxAnswerTokens} tokens, device emulating +${o.emulate.prefillMsPerToken} ms/prefill token and +${o.emulate.decodeMsPerToken} ms/decoded token, target TPOT ${o.targetTpotMs} ms)\n`);
   console.log(`Measured rates fed to the simulation: cloud prefill ${rates.cloudPrefillContended!.toFixed(0)} tok/s beside the device's prefill (${rates.cloudPrefill!.toFixed(0)} alone), decode ${rates.cloudDecode!.toFixed(0)} tok/s; device prefill ${rates.devicePrefill!.toFixed(0)} tok/s, decode ${rates.deviceDecode!.toFixed(1)} tok/s; RTT ${rates.rttMs!.toFixed(2)} ms plus ${rates.overheadMs!.toFixed(2)} ms of fixed per-request cost (from a two-token prompt). All measured before the slice, on other requests.\n`);
   console.log("| prompt | answer | TTFT measured ms | predicted | error | TPOT p50 measured ms | predicted | error | cloud tokens measured | predicted |");

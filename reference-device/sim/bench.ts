@@ -206,8 +206,9 @@ export function liveMarkdown(runs: LiveRun[], c: { targetTpotMs: number; capacit
   return out.join("\n");
 }
 
-const median = (xs: number[]) => {
+/** The lower median of the numbers that are not NaN; `ifEmpty` when there are none. */
+export function median(xs: readonly number[], ifEmpty = Number.NaN): number {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : Number.NaN;
-};
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : ifEmpty;
+}
 const relErr = (measured: number, predicted: number) => Math.abs(measured - predicted) / Math.max(1e-9, Math.abs(predicted));

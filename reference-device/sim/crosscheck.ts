@@ -8,6 +8,7 @@
 import { Engine, ensureDefaultModel, SKELETON_TEXT } from "../../engine/index.js";
 import { startCloud } from "../../reference-cloud/index.js";
 import { PdDevice } from "../device.js";
+import { median } from "./bench.js";
 import { simulate } from "./simulate.js";
 import type { TraceRequest } from "./trace.js";
 
@@ -27,11 +28,6 @@ export interface CrossOptions {
   emulate: { prefillMsPerToken: number; decodeMsPerToken: number };
   onProgress?: (done: number, total: number) => void;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : 0;
-};
 
 export async function crossCheck(trace: TraceRequest[], o: CrossOptions): Promise<{ rows: CrossRow[]; rates: Record<string, number> }> {
   const model = ensureDefaultModel("tiny");
@@ -61,7 +57,7 @@ export async function crossCheck(trace: TraceRequest[], o: CrossOptions): Promis
     const contended = device.observed.cloudPrefillTokPerS ?? cloudPrefill;
     const tiny: number[] = [];
     for (let i = 0; i < 5; i++) tiny.push((await device.generate("Hi", { maxTokens: 2, targetTpotMs: o.targetTpotMs })).ttftMs);
-    const overheadMs = Math.max(0, median(tiny) - rtt - 1000 / cloudDecode);
+    const overheadMs = Math.max(0, median(tiny, 0) - rtt - 1000 / cloudDecode);
 
     const slice = trace.slice(0, o.requests).map((r) => ({ ...r, promptTokens: Math.min(r.promptTokens, o.maxPromptTokens), answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens) }));
     const rows: CrossRow[] = [];
@@ -85,7 +81,7 @@ export async function crossCheck(trace: TraceRequest[], o: CrossOptions): Promis
         promptTokens: r.promptTokens,
         answerTokens: r.answerTokens,
         measured: { ttftMs: rep.ttftMs, tpotP50Ms: rep.tpotMs.p50, cloudTokens: rep.cloudTokens },
-        predicted: { ttftMs: gaps.ttftMs, tpotP50Ms: median(gaps.gaps), cloudTokens: gaps.cloudTokens },
+        predicted: { ttftMs: gaps.ttftMs, tpotP50Ms: median(gaps.gaps, 0), cloudTokens: gaps.cloudTokens },
       });
       o.onProgress?.(i + 1, slice.length);
     }
