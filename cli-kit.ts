@@ -8,7 +8,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** The package root, whether running from sources or from dist/. */
-export const PACKAGE_ROOT: string = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../" : "./", import.meta.url));
+export const PACKAGE_ROOT: string = fileURLToPath(
+  new URL(import.meta.url.includes("/dist/") ? "../" : "./", import.meta.url),
+);
 
 export class UsageError extends Error {
   override readonly name = "UsageError";
@@ -25,7 +27,9 @@ export interface Command {
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** parseArgs in strict mode; its errors become UsageError. */
-type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: boolean }>>;
+type Parsed<O extends Options> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: boolean }>
+>;
 
 export function parseFlags<O extends Options>(argv: string[], options: O, allowPositionals = false): Parsed<O> {
   try {
@@ -36,7 +40,13 @@ export function parseFlags<O extends Options>(argv: string[], options: O, allowP
 }
 
 /** Parses a flag as an integer in [min, max]. */
-export function intFlag(name: string, value: string | undefined, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+export function intFlag(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
   if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} must be an integer, got "${value}"`);
   const n = Number(value);
@@ -45,19 +55,34 @@ export function intFlag(name: string, value: string | undefined, fallback: numbe
 }
 
 /** Parses a flag as a finite number in [min, max]; `exclusiveMin` refuses min itself. */
-export function numberFlag(name: string, value: string | undefined, fallback: number, min = 0, max = Number.POSITIVE_INFINITY, exclusiveMin = false): number {
+export function numberFlag(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min = 0,
+  max = Number.POSITIVE_INFINITY,
+  exclusiveMin = false,
+): number {
   if (value === undefined) return fallback;
   const n = value.trim() === "" ? Number.NaN : Number(value);
   if (!Number.isFinite(n) || n < min || n > max || (exclusiveMin && n === min)) {
-    throw new UsageError(`--${name} must be a number ${exclusiveMin ? "above" : "from"} ${min}${Number.isFinite(max) ? ` up to ${max}` : ""}, got "${value}"`);
+    throw new UsageError(
+      `--${name} must be a number ${exclusiveMin ? "above" : "from"} ${min}${Number.isFinite(max) ? ` up to ${max}` : ""}, got "${value}"`,
+    );
   }
   return n;
 }
 
 /** Parses a flag that must be one of `choices`. */
-export function choiceFlag<T extends string>(name: string, value: string | undefined, choices: readonly T[], fallback: T): T {
+export function choiceFlag<T extends string>(
+  name: string,
+  value: string | undefined,
+  choices: readonly T[],
+  fallback: T,
+): T {
   if (value === undefined) return fallback;
-  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${choices.join(", ")}; got "${value}"`);
+  if (!(choices as readonly string[]).includes(value))
+    throw new UsageError(`--${name} must be one of ${choices.join(", ")}; got "${value}"`);
   return value as T;
 }
 

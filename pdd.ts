@@ -7,11 +7,28 @@ import { join } from "node:path";
 import { PACKAGE_ROOT, UsageError, type Command } from "./cli-kit.js";
 import { decodeCommand, PddError } from "./proto/index.js";
 import { cloudCommand } from "./reference-cloud/index.js";
-import { benchTraceCommand, demoCommand, deviceCommand, deviceServeCommand, planCommand } from "./reference-device/index.js";
+import {
+  benchTraceCommand,
+  demoCommand,
+  deviceCommand,
+  deviceServeCommand,
+  planCommand,
+} from "./reference-device/index.js";
 import { modelCommand } from "./engine/cli.js";
 import { conformanceCommand, fuzzCommand } from "./conformance/index.js";
 
-const commands: Command[] = [demoCommand, cloudCommand, deviceCommand, deviceServeCommand, conformanceCommand, fuzzCommand, planCommand, benchTraceCommand, modelCommand, decodeCommand];
+const commands: Command[] = [
+  demoCommand,
+  cloudCommand,
+  deviceCommand,
+  deviceServeCommand,
+  conformanceCommand,
+  fuzzCommand,
+  planCommand,
+  benchTraceCommand,
+  modelCommand,
+  decodeCommand,
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };

@@ -8,7 +8,8 @@ import { runConformance, runDeviceConformance, TargetError } from "./runner.js";
 
 export const conformanceCommand: Command = {
   name: "conformance",
-  summary: "run the conformance suite against a cloud (the suite plays the device) or a device (the suite plays the cloud)",
+  summary:
+    "run the conformance suite against a cloud (the suite plays the device) or a device (the suite plays the cloud)",
   usage:
     "pdd conformance --role cloud --target URL [--codec proto|msgpack] [--ca PEM | --cert-sha256 HEX] [--token T] [options]\n" +
     "       pdd conformance --role device --listen URL [--exec COMMAND] [--codec proto|msgpack] [options]\n" +
@@ -32,7 +33,8 @@ export const conformanceCommand: Command = {
       junit: { type: "string" },
       verbose: { type: "boolean" },
     });
-    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack") throw new UsageError("--codec must be proto or msgpack");
+    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
+      throw new UsageError("--codec must be proto or msgpack");
     const codecs = values.codec ? [values.codec as "proto" | "msgpack"] : undefined;
     let results: CaseResult[];
     try {
@@ -40,14 +42,34 @@ export const conformanceCommand: Command = {
         if (!values.target) throw new UsageError("--role cloud needs --target URL");
         if (values.listen || values.exec) throw new UsageError("--listen and --exec are for --role device");
         const hash = values["cert-sha256"];
-        if (hash !== undefined && !/^[0-9a-fA-F]{64}$/.test(hash)) throw new UsageError("--cert-sha256 must be 64 hex digits (the SHA-256 of the server certificate)");
+        if (hash !== undefined && !/^[0-9a-fA-F]{64}$/.test(hash))
+          throw new UsageError("--cert-sha256 must be 64 hex digits (the SHA-256 of the server certificate)");
         const certHash = hash ? new Uint8Array(Buffer.from(hash, "hex")) : undefined;
-        results = await runConformance({ role: "cloud", target: values.target, codecs, ca: readFileFlag("ca", values.ca), certHash, token: values.token, filter: values.case, modelFile: modelFlag(values.model), onResult: progress });
+        results = await runConformance({
+          role: "cloud",
+          target: values.target,
+          codecs,
+          ca: readFileFlag("ca", values.ca),
+          certHash,
+          token: values.token,
+          filter: values.case,
+          modelFile: modelFlag(values.model),
+          onResult: progress,
+        });
       } else if (values.role === "device") {
         if (!values.listen) throw new UsageError("--role device needs --listen URL (for example ws://127.0.0.1:7400)");
         if (values.target) throw new UsageError("--target is for --role cloud");
-        if (!values.exec) console.error(`pdd conformance: listening on ${values.listen}; connect the device under test once per case`);
-        results = await runDeviceConformance({ role: "device", listen: values.listen, launcher: values.exec ? execLauncher(values.exec) : undefined, codecs, filter: values.case, modelFile: modelFlag(values.model), onResult: progress });
+        if (!values.exec)
+          console.error(`pdd conformance: listening on ${values.listen}; connect the device under test once per case`);
+        results = await runDeviceConformance({
+          role: "device",
+          listen: values.listen,
+          launcher: values.exec ? execLauncher(values.exec) : undefined,
+          codecs,
+          filter: values.case,
+          modelFile: modelFlag(values.model),
+          onResult: progress,
+        });
       } else {
         throw new UsageError("--role must be cloud or device");
       }
@@ -58,7 +80,9 @@ export const conformanceCommand: Command = {
       return 1;
     }
     console.log(table(results));
-    if (values.verbose) for (const r of results.filter((x) => x.status === "fail")) console.log(`\n${r.id} [${r.transport}/${r.codec}]\n  ${r.details}\n${r.log.map((l) => `  ${l}`).join("\n")}`);
+    if (values.verbose)
+      for (const r of results.filter((x) => x.status === "fail"))
+        console.log(`\n${r.id} [${r.transport}/${r.codec}]\n  ${r.details}\n${r.log.map((l) => `  ${l}`).join("\n")}`);
     if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));
     if (values.junit) writeFileSync(values.junit, junit(results));
     return results.some((r) => r.status === "fail") ? 1 : 0;
@@ -71,5 +95,6 @@ function modelFlag(path: string | undefined): string | undefined {
 }
 
 function progress(r: CaseResult): void {
-  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${r.status === "fail" ? "FAIL" : "ok  "} ${r.id} [${r.transport}/${r.codec}]`);
+  if (process.stderr.isTTY)
+    process.stderr.write(`\r\x1b[K${r.status === "fail" ? "FAIL" : "ok  "} ${r.id} [${r.transport}/${r.codec}]`);
 }

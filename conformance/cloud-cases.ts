@@ -6,7 +6,9 @@ import type { Case } from "./case.js";
 import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
 import { render, type Frame } from "./wire.js";
 
-export const prefill = (id: number, extra: Record<string, unknown> = {}): Frame => ({ prefillRequest: { requestId: id, text: "Tell me about the fox.", cloudTokenBudget: 4, ...extra } });
+export const prefill = (id: number, extra: Record<string, unknown> = {}): Frame => ({
+  prefillRequest: { requestId: id, text: "Tell me about the fox.", cloudTokenBudget: 4, ...extra },
+});
 
 export function expectThat(ok: boolean, expected: string, observed: string): void {
   if (!ok) throw new CheckFailure(expected, observed);
@@ -21,8 +23,16 @@ export function checkServed(frames: Frame[], id: number, asked: number): { token
   for (const f of frames.slice(1, -1)) {
     expectThat(requestIdOf(f) === id, `request_id ${id} on every frame of the request (PDD-MSG-002)`, render(f));
     if (f.body === "firstToken") {
-      expectThat(sent === 0, "FirstToken once, before every TokenBatch (PDD-ORD-002)", `FirstToken after ${sent} tokens`);
-      expectThat(field(f, "firstToken.token") !== null && field(f, "firstToken.token") !== undefined, "FirstToken carrying token 0", render(f));
+      expectThat(
+        sent === 0,
+        "FirstToken once, before every TokenBatch (PDD-ORD-002)",
+        `FirstToken after ${sent} tokens`,
+      );
+      expectThat(
+        field(f, "firstToken.token") !== null && field(f, "firstToken.token") !== undefined,
+        "FirstToken carrying token 0",
+        render(f),
+      );
       sent = 1;
     } else if (f.body === "tokenBatch") {
       expectThat(sent > 0, "FirstToken before every TokenBatch (PDD-ORD-002)", "a TokenBatch first");
@@ -38,13 +48,30 @@ export function checkServed(frames: Frame[], id: number, asked: number): { token
   expectThat(end.body === "end", "End as the last frame (PDD-ORD-003)", render(end));
   const reason = field<string>(end, "end.reason");
   if (reason === "END_REASON_BUDGET_EXHAUSTED" || reason === "END_REASON_MAX_TOKENS" || reason === "END_REASON_EOS") {
-    expectThat(field<number>(end, "end.tokenCount") === sent, `End.token_count = ${sent} tokens sent (PDD-IDX-004)`, String(field(end, "end.tokenCount")));
+    expectThat(
+      field<number>(end, "end.tokenCount") === sent,
+      `End.token_count = ${sent} tokens sent (PDD-IDX-004)`,
+      String(field(end, "end.tokenCount")),
+    );
   }
-  if (reason === "END_REASON_BUDGET_EXHAUSTED") expectThat(sent === granted, `the whole granted budget sent before BUDGET_EXHAUSTED (PDD-IDX-004)`, `${sent} of ${granted}`);
+  if (reason === "END_REASON_BUDGET_EXHAUSTED")
+    expectThat(
+      sent === granted,
+      `the whole granted budget sent before BUDGET_EXHAUSTED (PDD-IDX-004)`,
+      `${sent} of ${granted}`,
+    );
   const usage = field<Record<string, unknown> | null>(end, "end.usage");
   if (usage) {
-    expectThat(Number(usage.sentTokens) === sent, `usage.sent_tokens = ${sent} (PDD-IDX-006)`, String(usage.sentTokens));
-    expectThat(Number(usage.decodedTokens) >= sent, `usage.decoded_tokens >= ${sent} (PDD-IDX-006)`, String(usage.decodedTokens));
+    expectThat(
+      Number(usage.sentTokens) === sent,
+      `usage.sent_tokens = ${sent} (PDD-IDX-006)`,
+      String(usage.sentTokens),
+    );
+    expectThat(
+      Number(usage.decodedTokens) >= sent,
+      `usage.decoded_tokens >= ${sent} (PDD-IDX-006)`,
+      String(usage.decodedTokens),
+    );
   }
   return { tokens: sent, granted };
 }
@@ -53,10 +80,21 @@ export function checkServed(frames: Frame[], id: number, asked: number): { token
 export async function expectRequestError(p: Probe, id: number, code: string, rule: string): Promise<void> {
   const frames = await p.collect(id);
   const err = frames.find((f) => f.body === "error");
-  expectThat(err !== undefined, `an Error for request ${id} with ${code} (${rule})`, frames.map((f) => f.body).join(", "));
+  expectThat(
+    err !== undefined,
+    `an Error for request ${id} with ${code} (${rule})`,
+    frames.map((f) => f.body).join(", "),
+  );
   expectThat(field(err!, "error.code") === code, `error code ${code} (${rule})`, String(field(err!, "error.code")));
   const i = frames.indexOf(err!);
-  expectThat(frames[i + 1]?.body === "end" && field(frames[i + 1]!, "end.reason") === "END_REASON_ERROR", "End with reason ERROR right after the request Error (PDD-ORD-004, PDD-MSG-011)", frames.slice(i + 1).map((f) => render(f)).join("; "));
+  expectThat(
+    frames[i + 1]?.body === "end" && field(frames[i + 1]!, "end.reason") === "END_REASON_ERROR",
+    "End with reason ERROR right after the request Error (PDD-ORD-004, PDD-MSG-011)",
+    frames
+      .slice(i + 1)
+      .map((f) => render(f))
+      .join("; "),
+  );
 }
 
 /** Spec §13.3: the gRPC status of each connection error code (others: UNKNOWN). */
@@ -70,7 +108,14 @@ export function closeCarries(transport: string, close: number, codeNumber: numbe
 }
 
 /** Expects a connection error: an Error with request_id 0 and `code`, then a close carrying it (§2.6, §13.3). */
-export async function expectConnectionError(p: Probe, code: string, codeNumber: number, rule: string, transport = p.transport, waitMs = p.waitMs): Promise<void> {
+export async function expectConnectionError(
+  p: Probe,
+  code: string,
+  codeNumber: number,
+  rule: string,
+  transport = p.transport,
+  waitMs = p.waitMs,
+): Promise<void> {
   let sawError = false;
   for (;;) {
     const r = await p.recv(waitMs);
@@ -80,7 +125,9 @@ export async function expectConnectionError(p: Probe, code: string, codeNumber: 
     }
     if (isClose(r)) {
       const c = r.closed.code;
-      const ok = transport ? closeCarries(transport, c, codeNumber) : ["websocket", "grpc", "webtransport"].some((t) => closeCarries(t, c, codeNumber));
+      const ok = transport
+        ? closeCarries(transport, c, codeNumber)
+        : ["websocket", "grpc", "webtransport"].some((t) => closeCarries(t, c, codeNumber));
       expectThat(ok, `the connection closed with ${code} (${rule}, §13.3)`, `close ${c} ${r.closed.reason}`);
       return;
     }
@@ -113,7 +160,8 @@ export async function expectOnlyPong(p: Probe, expected: string): Promise<void> 
 }
 
 export function kvOffered(p: Probe): void {
-  if (field(p.ack!, "helloAck.capabilities.kvChunks") !== true) throw new NotOffered("the cloud does not offer KV chunks");
+  if (field(p.ack!, "helloAck.capabilities.kvChunks") !== true)
+    throw new NotOffered("the cloud does not offer KV chunks");
 }
 
 /** Says Hello, requires KV, and returns the cloud's model: a session that claims it may be granted KV (PDD-KV-001). */
@@ -128,12 +176,38 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.hello",
     title: "answers Hello with HelloAck at the negotiated version and the connection's codec",
     role: "cloud",
-    requirements: ["PDD-CONN-001", "PDD-CONN-003", "PDD-CONN-008", "PDD-CONN-010", "PDD-VER-001", "PDD-VER-002", "PDD-GRPC-001", "PDD-CODEC-002"],
+    requirements: [
+      "PDD-CONN-001",
+      "PDD-CONN-003",
+      "PDD-CONN-008",
+      "PDD-CONN-010",
+      "PDD-VER-001",
+      "PDD-VER-002",
+      "PDD-GRPC-001",
+      "PDD-CODEC-002",
+    ],
     async run(p) {
-      const ack = (await p.hello({ versions: [{ major: 1, minor: 99 }, { major: 7, minor: 0 }] }))!;
-      expectThat(field(ack, "helloAck.version.major") === 1, "version 1.x chosen (PDD-VER-002)", JSON.stringify(field(ack, "helloAck.version")));
-      expectThat(field<number>(ack, "helloAck.version.minor") <= 99, "minor = min(device, cloud) (PDD-VER-002)", JSON.stringify(field(ack, "helloAck.version")));
-      expectThat(field(ack, "helloAck.codec") === (p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"), "the connection's codec in HelloAck (PDD-CONN-008)", String(field(ack, "helloAck.codec")));
+      const ack = (await p.hello({
+        versions: [
+          { major: 1, minor: 99 },
+          { major: 7, minor: 0 },
+        ],
+      }))!;
+      expectThat(
+        field(ack, "helloAck.version.major") === 1,
+        "version 1.x chosen (PDD-VER-002)",
+        JSON.stringify(field(ack, "helloAck.version")),
+      );
+      expectThat(
+        field<number>(ack, "helloAck.version.minor") <= 99,
+        "minor = min(device, cloud) (PDD-VER-002)",
+        JSON.stringify(field(ack, "helloAck.version")),
+      );
+      expectThat(
+        field(ack, "helloAck.codec") === (p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"),
+        "the connection's codec in HelloAck (PDD-CONN-008)",
+        String(field(ack, "helloAck.codec")),
+      );
       const fp = field<Uint8Array>(ack, "helloAck.cloudModel.modelFingerprint");
       expectThat(fp?.length === 32, "a 32-byte model fingerprint (PDD-CONN-010)", String(fp?.length));
     },
@@ -144,13 +218,27 @@ export const CLOUD_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-VER-003", "PDD-CONN-016", "PDD-ERR-001"],
     async run(p) {
-      p.send({ hello: { versions: [{ major: 2, minor: 0 }], codecs: [p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"] } });
+      p.send({
+        hello: { versions: [{ major: 2, minor: 0 }], codecs: [p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"] },
+      });
       const f = await p.until(() => true, "an Error UNSUPPORTED_VERSION, no HelloAck (PDD-VER-003)");
-      expectThat(f.body === "error" && field(f, "error.code") === "ERROR_CODE_UNSUPPORTED_VERSION", "Error UNSUPPORTED_VERSION (PDD-VER-003)", render(f));
+      expectThat(
+        f.body === "error" && field(f, "error.code") === "ERROR_CODE_UNSUPPORTED_VERSION",
+        "Error UNSUPPORTED_VERSION (PDD-VER-003)",
+        render(f),
+      );
       const sv = field<{ major: number }[]>(f, "error.supportedVersions");
-      expectThat(sv.some((v) => v.major === 1), "supported_versions listing 1.x (PDD-VER-003)", JSON.stringify(sv));
+      expectThat(
+        sv.some((v) => v.major === 1),
+        "supported_versions listing 1.x (PDD-VER-003)",
+        JSON.stringify(sv),
+      );
       const after = await p.recv(2000);
-      expectThat(after === undefined || isClose(after), "the connection closed, no further frame (PDD-CONN-016)", after ? render(after as Frame) : "");
+      expectThat(
+        after === undefined || isClose(after),
+        "the connection closed, no further frame (PDD-CONN-016)",
+        after ? render(after as Frame) : "",
+      );
     },
   },
   {
@@ -201,13 +289,32 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.request.served",
     title: "serves a request: Accepted, the first token, dense batches, End last with usage",
     role: "cloud",
-    requirements: ["PDD-ORD-001", "PDD-ORD-002", "PDD-ORD-003", "PDD-IDX-001", "PDD-IDX-002", "PDD-IDX-003", "PDD-IDX-004", "PDD-IDX-006", "PDD-MSG-001", "PDD-MSG-002", "PDD-MSG-008", "PDD-REQ-001", "PDD-REQ-005", "PDD-VER-007"],
+    requirements: [
+      "PDD-ORD-001",
+      "PDD-ORD-002",
+      "PDD-ORD-003",
+      "PDD-IDX-001",
+      "PDD-IDX-002",
+      "PDD-IDX-003",
+      "PDD-IDX-004",
+      "PDD-IDX-006",
+      "PDD-MSG-001",
+      "PDD-MSG-002",
+      "PDD-MSG-008",
+      "PDD-REQ-001",
+      "PDD-REQ-005",
+      "PDD-VER-007",
+    ],
     async run(p) {
       await p.hello();
       p.send(prefill(3, { cloudTokenBudget: 12 }));
       const frames = await p.collect(3);
       const accepted = frames[0]!;
-      expectThat(field(accepted, "accepted.kv") === null && field(accepted, "accepted.refine") === null, "no kv/refine grant when not asked (PDD-MSG-008)", render(accepted));
+      expectThat(
+        field(accepted, "accepted.kv") === null && field(accepted, "accepted.refine") === null,
+        "no kv/refine grant when not asked (PDD-MSG-008)",
+        render(accepted),
+      );
       checkServed(frames, 3, 12);
       await p.quietFor(3, 300);
     },
@@ -256,10 +363,24 @@ export const CLOUD_CASES: Case[] = [
       p.send({ takeover: { requestId: 1, index: 1 } });
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
-      expectThat(field(end, "end.reason") === "END_REASON_TAKEN_OVER", "End TAKEN_OVER (PDD-TAKEOVER-005)", render(end));
-      expectThat(field(end, "end.tokenCount") === 1, "End.token_count = k = 1 (PDD-TAKEOVER-005)", String(field(end, "end.tokenCount")));
-      const inFlight = rest.filter((f) => f.body === "tokenBatch").reduce((a, f) => a + field<unknown[]>(f, "tokenBatch.tokens").length, 0);
-      expectThat(inFlight < 250, "the cloud stopped after the takeover, not at the budget (PDD-TAKEOVER-004)", `${inFlight} more tokens`);
+      expectThat(
+        field(end, "end.reason") === "END_REASON_TAKEN_OVER",
+        "End TAKEN_OVER (PDD-TAKEOVER-005)",
+        render(end),
+      );
+      expectThat(
+        field(end, "end.tokenCount") === 1,
+        "End.token_count = k = 1 (PDD-TAKEOVER-005)",
+        String(field(end, "end.tokenCount")),
+      );
+      const inFlight = rest
+        .filter((f) => f.body === "tokenBatch")
+        .reduce((a, f) => a + field<unknown[]>(f, "tokenBatch.tokens").length, 0);
+      expectThat(
+        inFlight < 250,
+        "the cloud stopped after the takeover, not at the budget (PDD-TAKEOVER-004)",
+        `${inFlight} more tokens`,
+      );
       await p.quietFor(1, 300);
     },
   },
@@ -286,7 +407,11 @@ export const CLOUD_CASES: Case[] = [
       p.send({ takeover: { requestId: 1, index: 0 } });
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
-      expectThat(field(end, "end.reason") === "END_REASON_TAKEN_OVER" && field(end, "end.tokenCount") === 0, "End TAKEN_OVER with token_count 0 (PDD-TAKEOVER-008)", render(end));
+      expectThat(
+        field(end, "end.reason") === "END_REASON_TAKEN_OVER" && field(end, "end.tokenCount") === 0,
+        "End TAKEN_OVER with token_count 0 (PDD-TAKEOVER-008)",
+        render(end),
+      );
     },
   },
   {
@@ -334,7 +459,11 @@ export const CLOUD_CASES: Case[] = [
         if (frames.length > 0 && frames[frames.length - 1]!.body === "end") break;
       }
       if (!dup) dup = await p.until((f) => f.body === "error", "a DUPLICATE_REQUEST_ID error", 1000);
-      expectThat(field(dup, "error.code") === "ERROR_CODE_DUPLICATE_REQUEST_ID", "error DUPLICATE_REQUEST_ID with request_id 0 (PDD-SM-005)", render(dup));
+      expectThat(
+        field(dup, "error.code") === "ERROR_CODE_DUPLICATE_REQUEST_ID",
+        "error DUPLICATE_REQUEST_ID with request_id 0 (PDD-SM-005)",
+        render(dup),
+      );
       checkServed(frames, 5, 6);
       await expectOnlyPong(p, "the connection still open (PDD-SM-005)");
     },
@@ -359,7 +488,11 @@ export const CLOUD_CASES: Case[] = [
       await p.hello();
       p.send({ ping: { nonce: "18446744073709551615", sentAtUs: "123456789" } });
       const f = await p.until((x) => x.body === "pong", "a Pong");
-      expectThat(field(f, "pong.nonce") === "18446744073709551615" && field(f, "pong.pingSentAtUs") === "123456789", "nonce and sent_at_us echoed (PDD-CONN-019)", render(f));
+      expectThat(
+        field(f, "pong.nonce") === "18446744073709551615" && field(f, "pong.pingSentAtUs") === "123456789",
+        "nonce and sent_at_us echoed (PDD-CONN-019)",
+        render(f),
+      );
     },
   },
   {
@@ -369,7 +502,10 @@ export const CLOUD_CASES: Case[] = [
     requirements: ["PDD-CODEC-001", "PDD-CONN-016", "PDD-SEC-005", "PDD-WS-004", "PDD-GRPC-003", "PDD-WT-004"],
     async run(p) {
       await p.hello();
-      p.sendBytes(p.codec === "proto" ? Uint8Array.of(0x12, 0xff, 0xff, 0xff) : Uint8Array.of(0xdc, 0xff), "a truncated frame");
+      p.sendBytes(
+        p.codec === "proto" ? Uint8Array.of(0x12, 0xff, 0xff, 0xff) : Uint8Array.of(0xdc, 0xff),
+        "a truncated frame",
+      );
       await expectConnectionError(p, "ERROR_CODE_MALFORMED_FRAME", 1, "PDD-CODEC-001");
     },
   },
@@ -401,7 +537,17 @@ export const CLOUD_CASES: Case[] = [
         const body = Uint8Array.from([...inner, ...extra]);
         p.sendBytes(Uint8Array.from([0x12, body.length, ...body]), "a PrefillRequest with unknown field 1000");
       } else {
-        p.sendBytes(new Packr({ useRecords: false }).pack({ prefillRequest: { requestId: 1, text: "Tell me about the fox.", cloudTokenBudget: 4, fieldFromTheFuture: [1, 2] } }), "a PrefillRequest with an unknown key");
+        p.sendBytes(
+          new Packr({ useRecords: false }).pack({
+            prefillRequest: {
+              requestId: 1,
+              text: "Tell me about the fox.",
+              cloudTokenBudget: 4,
+              fieldFromTheFuture: [1, 2],
+            },
+          }),
+          "a PrefillRequest with an unknown key",
+        );
       }
       checkServed(await p.collect(1), 1, 4);
     },
@@ -413,7 +559,12 @@ export const CLOUD_CASES: Case[] = [
     requirements: ["PDD-VER-006"],
     async run(p) {
       await p.hello();
-      p.sendBytes(p.codec === "proto" ? new Uint8Array(0) : new Packr({ useRecords: false }).pack({ messageFromTheFuture: { x: 1 } }), "an envelope with no known body");
+      p.sendBytes(
+        p.codec === "proto"
+          ? new Uint8Array(0)
+          : new Packr({ useRecords: false }).pack({ messageFromTheFuture: { x: 1 } }),
+        "an envelope with no known body",
+      );
       await expectOnlyPong(p, "the empty frame ignored, no error (PDD-VER-006)");
     },
   },
@@ -424,11 +575,22 @@ export const CLOUD_CASES: Case[] = [
     requirements: ["PDD-KV-001", "PDD-MSG-008"],
     needs: ["kv"],
     async run(p) {
-      await p.hello({ deviceModel: { name: "another", modelFingerprint: Buffer.alloc(32, 7), tokenizerFingerprint: Buffer.alloc(32, 8) } });
+      await p.hello({
+        deviceModel: {
+          name: "another",
+          modelFingerprint: Buffer.alloc(32, 7),
+          tokenizerFingerprint: Buffer.alloc(32, 8),
+        },
+      });
       kvOffered(p);
       p.send(prefill(1, { kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: "1048576" } }));
       const frames = await p.collect(1);
-      expectThat(field(frames[0]!, "accepted.kv.granted") === false && field(frames[0]!, "accepted.kv.refusal") === "ERROR_CODE_MODEL_MISMATCH", "Accepted.kv refused with MODEL_MISMATCH (PDD-KV-001)", render(frames[0]!));
+      expectThat(
+        field(frames[0]!, "accepted.kv.granted") === false &&
+          field(frames[0]!, "accepted.kv.refusal") === "ERROR_CODE_MODEL_MISMATCH",
+        "Accepted.kv refused with MODEL_MISMATCH (PDD-KV-001)",
+        render(frames[0]!),
+      );
       expectThat(!frames.some((f) => f.body === "kvChunk"), "no KvChunk after a refusal", "KV chunks");
       checkServed(frames, 1, 4);
     },
@@ -447,9 +609,19 @@ export const CLOUD_CASES: Case[] = [
       await q.hello({ deviceModel: model });
       const CHUNK = 1024;
       let credit = 4096;
-      q.send(prefill(1, { text: "The quick brown fox jumps over the lazy dog. ".repeat(20), cloudTokenBudget: 24, kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: CHUNK, initialCreditBytes: String(credit) } }));
+      q.send(
+        prefill(1, {
+          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          cloudTokenBudget: 24,
+          kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: CHUNK, initialCreditBytes: String(credit) },
+        }),
+      );
       const accepted = await q.until((f) => requestIdOf(f) === 1, "Accepted");
-      expectThat(accepted.body === "accepted" && field(accepted, "accepted.kv.granted") === true, "KV granted for the same model (PDD-KV-001)", render(accepted));
+      expectThat(
+        accepted.body === "accepted" && field(accepted, "accepted.kv.granted") === true,
+        "KV granted for the same model (PDD-KV-001)",
+        render(accepted),
+      );
       const promptTokens = field<number>(accepted, "accepted.promptTokens");
       const parts: Uint8Array[] = [];
       let received = 0;
@@ -463,11 +635,32 @@ export const CLOUD_CASES: Case[] = [
         const c = f.kvChunk as Record<string, unknown>;
         const data = c.data as Uint8Array;
         expectThat(Number(c.offset) === received, `chunk at offset ${received} (PDD-KV-004)`, String(c.offset));
-        expectThat(data.length > 0 && data.length <= CHUNK, `a non-empty chunk of at most ${CHUNK} bytes (PDD-KV-005)`, String(data.length));
-        expectThat(crc32(data) === Number(c.crc32), "CRC-32 of the chunk's data (PDD-KV-006)", `${c.crc32} vs ${crc32(data)}`);
-        expectThat(received + data.length <= credit, `no more than the ${credit} bytes of credit granted (PDD-KV-008)`, String(received + data.length));
-        expectThat(Number(c.tokenCount) >= promptTokens, "token_count covering at least the prompt (PDD-KV-012)", `${c.tokenCount} < ${promptTokens}`);
-        if (total >= 0) expectThat(Number(c.totalBytes) === total, "the same total_bytes on every chunk (PDD-KV-004)", String(c.totalBytes));
+        expectThat(
+          data.length > 0 && data.length <= CHUNK,
+          `a non-empty chunk of at most ${CHUNK} bytes (PDD-KV-005)`,
+          String(data.length),
+        );
+        expectThat(
+          crc32(data) === Number(c.crc32),
+          "CRC-32 of the chunk's data (PDD-KV-006)",
+          `${c.crc32} vs ${crc32(data)}`,
+        );
+        expectThat(
+          received + data.length <= credit,
+          `no more than the ${credit} bytes of credit granted (PDD-KV-008)`,
+          String(received + data.length),
+        );
+        expectThat(
+          Number(c.tokenCount) >= promptTokens,
+          "token_count covering at least the prompt (PDD-KV-012)",
+          `${c.tokenCount} < ${promptTokens}`,
+        );
+        if (total >= 0)
+          expectThat(
+            Number(c.totalBytes) === total,
+            "the same total_bytes on every chunk (PDD-KV-004)",
+            String(c.totalBytes),
+          );
         total = Number(c.totalBytes);
         parts.push(data);
         received += data.length;
@@ -482,8 +675,17 @@ export const CLOUD_CASES: Case[] = [
       expectThat(total > 0, "a KV image announced by its total_bytes (PDD-KV-004)", String(total));
       // A cloud may abandon a transfer (§4.2: "finished or abandoned"), for one
       // an image too big to send within its grace; End then says what was sent.
-      if (received === total) expectThat(sha !== undefined && sha256(Buffer.concat(parts)).equals(Buffer.from(sha)), "the image's SHA-256 on the last chunk (PDD-KV-006)", "a different digest");
-      expectThat(Number(field(end, "end.usage.kvBytesSent")) === received, `usage.kv_bytes_sent = ${received} (PDD-KV-010)`, String(field(end, "end.usage.kvBytesSent")));
+      if (received === total)
+        expectThat(
+          sha !== undefined && sha256(Buffer.concat(parts)).equals(Buffer.from(sha)),
+          "the image's SHA-256 on the last chunk (PDD-KV-006)",
+          "a different digest",
+        );
+      expectThat(
+        Number(field(end, "end.usage.kvBytesSent")) === received,
+        `usage.kv_bytes_sent = ${received} (PDD-KV-010)`,
+        String(field(end, "end.usage.kvBytesSent")),
+      );
       q.close();
     },
   },
@@ -495,8 +697,14 @@ export const CLOUD_CASES: Case[] = [
     needs: ["refinement"],
     async run(p) {
       await p.hello();
-      if (field(p.ack!, "helloAck.capabilities.refinement") !== true) throw new NotOffered("the cloud does not offer refinement");
-      p.send(prefill(1, { text: "The quick brown fox jumps over the lazy dog and the owls smile at every visitor.", refine: { method: "REFINE_METHOD_SURPRISAL_DROP", targetRatio: 0.5 } }));
+      if (field(p.ack!, "helloAck.capabilities.refinement") !== true)
+        throw new NotOffered("the cloud does not offer refinement");
+      p.send(
+        prefill(1, {
+          text: "The quick brown fox jumps over the lazy dog and the owls smile at every visitor.",
+          refine: { method: "REFINE_METHOD_SURPRISAL_DROP", targetRatio: 0.5 },
+        }),
+      );
       const frames = await p.collect(1);
       const refined = frames.filter((f) => f.body === "refinedPrompt");
       expectThat(field(frames[0]!, "accepted.refine.granted") === true, "refinement granted", render(frames[0]!));
@@ -507,13 +715,29 @@ export const CLOUD_CASES: Case[] = [
       let sum = 0;
       let last = -1;
       for (const s of kept) {
-        expectThat(s.start > last && s.end > s.start && s.end <= original, "ascending, disjoint, non-adjacent, non-empty spans within the prompt (PDD-REF-002)", JSON.stringify(kept));
+        expectThat(
+          s.start > last && s.end > s.start && s.end <= original,
+          "ascending, disjoint, non-adjacent, non-empty spans within the prompt (PDD-REF-002)",
+          JSON.stringify(kept),
+        );
         last = s.end;
         sum += s.end - s.start;
       }
-      expectThat(sum === field<number>(r, "refinedPrompt.keptTokens"), "kept_tokens = the sum of the spans (PDD-REF-002)", `${sum} vs ${field(r, "refinedPrompt.keptTokens")}`);
-      expectThat(Math.abs(field<number>(r, "refinedPrompt.ratio") - sum / original) < 1e-6, "ratio = kept/original (PDD-REF-002)", String(field(r, "refinedPrompt.ratio")));
-      checkServed(frames.filter((f) => f.body !== "refinedPrompt"), 1, 4);
+      expectThat(
+        sum === field<number>(r, "refinedPrompt.keptTokens"),
+        "kept_tokens = the sum of the spans (PDD-REF-002)",
+        `${sum} vs ${field(r, "refinedPrompt.keptTokens")}`,
+      );
+      expectThat(
+        Math.abs(field<number>(r, "refinedPrompt.ratio") - sum / original) < 1e-6,
+        "ratio = kept/original (PDD-REF-002)",
+        String(field(r, "refinedPrompt.ratio")),
+      );
+      checkServed(
+        frames.filter((f) => f.body !== "refinedPrompt"),
+        1,
+        4,
+      );
     },
   },
   {
@@ -536,7 +760,13 @@ export const CLOUD_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-REQ-002"],
     async run(p) {
-      await p.hello({ deviceModel: { name: "another", modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) } });
+      await p.hello({
+        deviceModel: {
+          name: "another",
+          modelFingerprint: Buffer.alloc(32, 1),
+          tokenizerFingerprint: Buffer.alloc(32, 2),
+        },
+      });
       p.send({ prefillRequest: { requestId: 1, tokens: { ids: [1, 2, 3] }, cloudTokenBudget: 4 } });
       await expectRequestError(p, 1, "ERROR_CODE_TOKENIZER_MISMATCH", "PDD-REQ-002");
     },
@@ -553,13 +783,28 @@ export const CLOUD_CASES: Case[] = [
       let refused: Frame | undefined;
       let accepted = 0;
       while (!refused || accepted < max) {
-        const f = await p.until((x) => x.body === "accepted" || x.body === "error", `${max} Accepted and one RESOURCE_EXHAUSTED`);
+        const f = await p.until(
+          (x) => x.body === "accepted" || x.body === "error",
+          `${max} Accepted and one RESOURCE_EXHAUSTED`,
+        );
         if (f.body === "accepted") accepted++;
         else refused = f;
       }
-      expectThat(field(refused, "error.code") === "ERROR_CODE_RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED for the request over the limit (PDD-LIMIT-004)", render(refused));
-      expectThat(field(refused, "error.retryable") === true, "retryable RESOURCE_EXHAUSTED (PDD-ERR-002)", render(refused));
-      expectThat(field<number>(refused, "error.requestId") === max + 1, `the refusal for request ${max + 1} alone (PDD-LIMIT-005)`, render(refused));
+      expectThat(
+        field(refused, "error.code") === "ERROR_CODE_RESOURCE_EXHAUSTED",
+        "RESOURCE_EXHAUSTED for the request over the limit (PDD-LIMIT-004)",
+        render(refused),
+      );
+      expectThat(
+        field(refused, "error.retryable") === true,
+        "retryable RESOURCE_EXHAUSTED (PDD-ERR-002)",
+        render(refused),
+      );
+      expectThat(
+        field<number>(refused, "error.requestId") === max + 1,
+        `the refusal for request ${max + 1} alone (PDD-LIMIT-005)`,
+        render(refused),
+      );
       for (let id = 1; id <= max; id++) p.send({ cancel: { requestId: id, code: "ERROR_CODE_CANCELLED" } });
     },
   },
@@ -586,10 +831,16 @@ export const CLOUD_CASES: Case[] = [
     codecs: ["msgpack"],
     async run(p) {
       const packr = new Packr({ useRecords: false });
-      p.sendBytes(packr.pack({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [2] } }), "a Hello with codecs as integers");
+      p.sendBytes(
+        packr.pack({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [2] } }),
+        "a Hello with codecs as integers",
+      );
       const ack = await p.until(() => true, "HelloAck");
       expectThat(ack.body === "helloAck", "HelloAck for a Hello with integer enums (PDD-CODEC-007)", render(ack));
-      p.sendBytes(packr.pack({ prefill_request: { request_id: 1, text: "Tell me about the fox.", cloud_token_budget: 4 } }), "a PrefillRequest with proto field names");
+      p.sendBytes(
+        packr.pack({ prefill_request: { request_id: 1, text: "Tell me about the fox.", cloud_token_budget: 4 } }),
+        "a PrefillRequest with proto field names",
+      );
       checkServed(await p.collect(1), 1, 4);
     },
   },

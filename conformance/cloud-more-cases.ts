@@ -5,7 +5,15 @@
  */
 import { Unpackr } from "msgpackr";
 import type { Case } from "./case.js";
-import { checkServed, closeCarries, expectConnectionError, expectRequestError, expectThat, kvModel, prefill } from "./cloud-cases.js";
+import {
+  checkServed,
+  closeCarries,
+  expectConnectionError,
+  expectRequestError,
+  expectThat,
+  kvModel,
+  prefill,
+} from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
 import { ggufFingerprints } from "./fingerprints.js";
 import { Refused, type RawSession } from "./raw-client.js";
@@ -18,14 +26,23 @@ async function answerIds(p: Probe, ...ids: number[]): Promise<number[][]> {
   const frames = new Map<number, Frame[]>(ids.map((id) => [id, []]));
   let open = ids.length;
   while (open > 0) {
-    const f = await p.until((x) => frames.has(requestIdOf(x) ?? -1), `frames of requests ${ids.join(", ")} up to their End (PDD-ORD-003)`);
+    const f = await p.until(
+      (x) => frames.has(requestIdOf(x) ?? -1),
+      `frames of requests ${ids.join(", ")} up to their End (PDD-ORD-003)`,
+    );
     frames.get(requestIdOf(f)!)!.push(f);
     if (f.body === "end") open--;
   }
   return ids.map((id) => {
     const fs = frames.get(id)!;
     checkServed(fs, id, 1 << 20);
-    return fs.flatMap((f) => (f.body === "firstToken" ? [field<number>(f, "firstToken.token.id")] : f.body === "tokenBatch" ? field<{ id: number }[]>(f, "tokenBatch.tokens").map((t) => t.id) : []));
+    return fs.flatMap((f) =>
+      f.body === "firstToken"
+        ? [field<number>(f, "firstToken.token.id")]
+        : f.body === "tokenBatch"
+          ? field<{ id: number }[]>(f, "tokenBatch.tokens").map((t) => t.id)
+          : [],
+    );
   });
 }
 
@@ -66,24 +83,47 @@ function walkMsgpack(b: Uint8Array): { ext: string | undefined; types: Map<strin
     if (t >= 0x90 && t <= 0x9f) return arr(path, t & 0x0f);
     if (t >= 0xa0 && t <= 0xbf) return (note("str"), str(t & 0x1f));
     switch (t) {
-      case 0xc0: return note("nil");
-      case 0xc2: case 0xc3: return note("bool");
-      case 0xc4: return (note("bin"), skip(be(1)));
-      case 0xc5: return (note("bin"), skip(be(2)));
-      case 0xc6: return (note("bin"), skip(be(4)));
-      case 0xca: return (note("float"), skip(4));
-      case 0xcb: return (note("float"), skip(8));
-      case 0xcc: case 0xd0: return (note("int"), skip(1));
-      case 0xcd: case 0xd1: return (note("int"), skip(2));
-      case 0xce: case 0xd2: return (note("int"), skip(4));
-      case 0xcf: case 0xd3: return (note("int"), skip(8));
-      case 0xd9: return (note("str"), str(be(1)));
-      case 0xda: return (note("str"), str(be(2)));
-      case 0xdb: return (note("str"), str(be(4)));
-      case 0xdc: return arr(path, be(2));
-      case 0xdd: return arr(path, be(4));
-      case 0xde: return map(path, be(2));
-      case 0xdf: return map(path, be(4));
+      case 0xc0:
+        return note("nil");
+      case 0xc2:
+      case 0xc3:
+        return note("bool");
+      case 0xc4:
+        return (note("bin"), skip(be(1)));
+      case 0xc5:
+        return (note("bin"), skip(be(2)));
+      case 0xc6:
+        return (note("bin"), skip(be(4)));
+      case 0xca:
+        return (note("float"), skip(4));
+      case 0xcb:
+        return (note("float"), skip(8));
+      case 0xcc:
+      case 0xd0:
+        return (note("int"), skip(1));
+      case 0xcd:
+      case 0xd1:
+        return (note("int"), skip(2));
+      case 0xce:
+      case 0xd2:
+        return (note("int"), skip(4));
+      case 0xcf:
+      case 0xd3:
+        return (note("int"), skip(8));
+      case 0xd9:
+        return (note("str"), str(be(1)));
+      case 0xda:
+        return (note("str"), str(be(2)));
+      case 0xdb:
+        return (note("str"), str(be(4)));
+      case 0xdc:
+        return arr(path, be(2));
+      case 0xdd:
+        return arr(path, be(4));
+      case 0xde:
+        return map(path, be(2));
+      case 0xdf:
+        return map(path, be(4));
       default:
         ext ??= `type byte 0x${t.toString(16)} at ${path || "the top"}`;
         throw new Error("extension");
@@ -92,7 +132,12 @@ function walkMsgpack(b: Uint8Array): { ext: string | undefined; types: Map<strin
   const map = (path: string, n: number) => {
     for (let k = 0; k < n; k++) {
       const keyType = b[i]!;
-      const key = keyType >= 0xa0 && keyType <= 0xbf ? (i++, str(keyType & 0x1f)) : keyType === 0xd9 ? (i++, str(be(1))) : String(value(`${path}.<key>`));
+      const key =
+        keyType >= 0xa0 && keyType <= 0xbf
+          ? (i++, str(keyType & 0x1f))
+          : keyType === 0xd9
+            ? (i++, str(be(1)))
+            : String(value(`${path}.<key>`));
       value(path ? `${path}.${key}` : key);
     }
   };
@@ -114,12 +159,21 @@ export const MORE_CLOUD_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-FP-001", "PDD-FP-002", "PDD-CONN-010"],
     async run(p, env) {
-      if (!env.modelFile) throw new NotOffered("give the suite the cloud's model file (--model FILE) to check its fingerprints");
+      if (!env.modelFile)
+        throw new NotOffered("give the suite the cloud's model file (--model FILE) to check its fingerprints");
       const want = ggufFingerprints(env.modelFile);
       await p.hello();
       const m = field<Record<string, Uint8Array>>(p.ack!, "helloAck.cloudModel");
-      expectThat(Buffer.from(m.tokenizerFingerprint ?? []).equals(want.tokenizer), `tokenizer_fingerprint ${want.tokenizer.toString("hex")} (PDD-FP-002)`, Buffer.from(m.tokenizerFingerprint ?? []).toString("hex"));
-      expectThat(Buffer.from(m.modelFingerprint ?? []).equals(want.model), `model_fingerprint ${want.model.toString("hex")} (PDD-FP-001)`, Buffer.from(m.modelFingerprint ?? []).toString("hex"));
+      expectThat(
+        Buffer.from(m.tokenizerFingerprint ?? []).equals(want.tokenizer),
+        `tokenizer_fingerprint ${want.tokenizer.toString("hex")} (PDD-FP-002)`,
+        Buffer.from(m.tokenizerFingerprint ?? []).toString("hex"),
+      );
+      expectThat(
+        Buffer.from(m.modelFingerprint ?? []).equals(want.model),
+        `model_fingerprint ${want.model.toString("hex")} (PDD-FP-001)`,
+        Buffer.from(m.modelFingerprint ?? []).toString("hex"),
+      );
     },
   },
   // ------------------------------------------------------------ handshake, credentials
@@ -140,7 +194,8 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-CONN-011", "PDD-SEC-003", "PDD-WS-006", "PDD-WT-005"],
     async run(p, env) {
       p.close();
-      if (!env.target.token) throw new NotOffered("give the suite a credential (--token) to test a cloud that requires one");
+      if (!env.target.token)
+        throw new NotOffered("give the suite a credential (--token) to test a cloud that requires one");
       const refusals: string[] = [];
       for (const token of [null, `${env.target.token}x`, "pdd-conformance-no-such-key"] as const) {
         let s: RawSession;
@@ -148,7 +203,11 @@ export const MORE_CLOUD_CASES: Case[] = [
           s = await env.target.raw({ token });
         } catch (e) {
           if (e instanceof Refused) {
-            expectThat(env.target.transport === "websocket" && e.status === 401, "HTTP 401 for a refused WebSocket upgrade (PDD-WS-006)", `HTTP ${e.status} on ${env.target.transport}`);
+            expectThat(
+              env.target.transport === "websocket" && e.status === 401,
+              "HTTP 401 for a refused WebSocket upgrade (PDD-WS-006)",
+              `HTTP ${e.status} on ${env.target.transport}`,
+            );
             refusals.push(`HTTP ${e.status}`);
             continue;
           }
@@ -156,20 +215,43 @@ export const MORE_CLOUD_CASES: Case[] = [
         }
         try {
           // A Hello that also carries the credential in the frame, as a browser would.
-          s.send(encodeDevice({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [env.target.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"], authToken: token ?? "" } }, env.target.codec));
+          s.send(
+            encodeDevice(
+              {
+                hello: {
+                  versions: [{ major: 1, minor: 0 }],
+                  codecs: [env.target.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"],
+                  authToken: token ?? "",
+                },
+              },
+              env.target.codec,
+            ),
+          );
           for (;;) {
             const v = await s.next(5000);
-            if (v === undefined) throw new CheckFailure("the connection refused with UNAUTHENTICATED (PDD-CONN-011)", `nothing within 5 s (token ${token === null ? "missing" : "wrong"})`);
+            if (v === undefined)
+              throw new CheckFailure(
+                "the connection refused with UNAUTHENTICATED (PDD-CONN-011)",
+                `nothing within 5 s (token ${token === null ? "missing" : "wrong"})`,
+              );
             if (v instanceof Uint8Array) {
               const f = decodeCloud(v, env.target.codec);
               expectThat(f.body !== "helloAck", "no HelloAck for a refused credential (PDD-CONN-011)", render(f));
               if (f.body === "error") {
-                expectThat(field(f, "error.code") === "ERROR_CODE_UNAUTHENTICATED", "UNAUTHENTICATED (PDD-CONN-011)", render(f));
+                expectThat(
+                  field(f, "error.code") === "ERROR_CODE_UNAUTHENTICATED",
+                  "UNAUTHENTICATED (PDD-CONN-011)",
+                  render(f),
+                );
                 refusals.push(`Error ${field(f, "error.message")}`);
               }
               continue;
             }
-            expectThat(closeCarries(env.target.transport, v.code, 6), `a close carrying UNAUTHENTICATED (PDD-CONN-011${env.target.transport === "webtransport" ? ", PDD-WT-005" : ""})`, `close ${v.code} ${v.reason}`);
+            expectThat(
+              closeCarries(env.target.transport, v.code, 6),
+              `a close carrying UNAUTHENTICATED (PDD-CONN-011${env.target.transport === "webtransport" ? ", PDD-WT-005" : ""})`,
+              `close ${v.code} ${v.reason}`,
+            );
             refusals.push(`close ${v.code} ${v.reason}`);
             break;
           }
@@ -179,7 +261,11 @@ export const MORE_CLOUD_CASES: Case[] = [
       }
       // A near miss and an unknown token must look alike: nothing tells whether a token exists (PDD-SEC-003).
       const [, nearMiss, unknown] = refusals.filter((x) => !x.startsWith("Error"));
-      expectThat(nearMiss === unknown, "the same refusal for a near-miss and an unknown credential (PDD-SEC-003)", `${nearMiss} | ${unknown}`);
+      expectThat(
+        nearMiss === unknown,
+        "the same refusal for a near-miss and an unknown credential (PDD-SEC-003)",
+        `${nearMiss} | ${unknown}`,
+      );
     },
   },
   {
@@ -188,7 +274,13 @@ export const MORE_CLOUD_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-LIMIT-002"],
     async run(p) {
-      p.send({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"], clientName: "x".repeat(60 * 1024) } });
+      p.send({
+        hello: {
+          versions: [{ major: 1, minor: 0 }],
+          codecs: [p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"],
+          clientName: "x".repeat(60 * 1024),
+        },
+      });
       const f = await p.until(() => true, "HelloAck to a 60 KiB Hello (PDD-LIMIT-002)");
       expectThat(f.body === "helloAck", "HelloAck to a 60 KiB Hello (PDD-LIMIT-002)", render(f));
     },
@@ -201,15 +293,26 @@ export const MORE_CLOUD_CASES: Case[] = [
     transports: ["websocket"],
     requirements: ["PDD-WS-001"],
     async run(p, env) {
-      expectThat(p.session.protocol === `pdd.v1.${p.codec}`, `the offered subprotocol pdd.v1.${p.codec} selected (PDD-WS-001)`, String(p.session.protocol));
+      expectThat(
+        p.session.protocol === `pdd.v1.${p.codec}`,
+        `the offered subprotocol pdd.v1.${p.codec} selected (PDD-WS-001)`,
+        String(p.session.protocol),
+      );
       for (const protocols of [[], ["chat", "pdd.v2.proto"]]) {
         try {
           const s = await env.target.raw({ protocols });
           s.close();
-          throw new CheckFailure(`a refused upgrade for subprotocols ${JSON.stringify(protocols)} (PDD-WS-001)`, `accepted with "${s.protocol}"`);
+          throw new CheckFailure(
+            `a refused upgrade for subprotocols ${JSON.stringify(protocols)} (PDD-WS-001)`,
+            `accepted with "${s.protocol}"`,
+          );
         } catch (e) {
           if (e instanceof CheckFailure) throw e;
-          expectThat(e instanceof Refused && e.status === 400, `HTTP 400 for subprotocols ${JSON.stringify(protocols)} (PDD-WS-001)`, (e as Error).message);
+          expectThat(
+            e instanceof Refused && e.status === 400,
+            `HTTP 400 for subprotocols ${JSON.stringify(protocols)} (PDD-WS-001)`,
+            (e as Error).message,
+          );
         }
       }
     },
@@ -222,7 +325,7 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-WS-002", "PDD-WS-004"],
     async run(p) {
       await p.hello();
-      p.session.sendText!("{\"ping\":{}}");
+      p.session.sendText!('{"ping":{}}');
       await expectConnectionError(p, "ERROR_CODE_MALFORMED_FRAME", 1, "PDD-WS-002");
     },
   },
@@ -234,10 +337,17 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-GRPC-005"],
     async run(p, env) {
       p.close();
-      const hello = encodeDevice({ hello: { versions: [{ major: 1, minor: 0 }], codecs: ["CODEC_PROTO"], clientName: "pdd-conformance/0.1.0" } }, "proto");
+      const hello = encodeDevice(
+        { hello: { versions: [{ major: 1, minor: 0 }], codecs: ["CODEC_PROTO"], clientName: "pdd-conformance/0.1.0" } },
+        "proto",
+      );
       const h = await env.target.grpcHeaders!(hello, "gzip, identity");
       const enc = h["grpc-encoding"];
-      expectThat(enc === undefined || enc === "identity", "grpc-encoding identity or absent for a client that accepts gzip (PDD-GRPC-005)", String(enc));
+      expectThat(
+        enc === undefined || enc === "identity",
+        "grpc-encoding identity or absent for a client that accepts gzip (PDD-GRPC-005)",
+        String(enc),
+      );
     },
   },
   {
@@ -252,7 +362,11 @@ export const MORE_CLOUD_CASES: Case[] = [
       const s = await env.target.raw({ codecParam: "json" });
       try {
         const r = await rawClose(s, 5000);
-        expectThat(r !== undefined && r !== "frame" && r.code === 4, "the session closed with code 4 UNSUPPORTED_CODEC (PDD-WT-001)", JSON.stringify(r));
+        expectThat(
+          r !== undefined && r !== "frame" && r.code === 4,
+          "the session closed with code 4 UNSUPPORTED_CODEC (PDD-WT-001)",
+          JSON.stringify(r),
+        );
       } finally {
         s.close();
       }
@@ -269,12 +383,22 @@ export const MORE_CLOUD_CASES: Case[] = [
       const model = await kvModel(p);
       const q = await env.open();
       await q.hello({ deviceModel: model });
-      q.send(prefill(1, { text: "The quick brown fox jumps over the lazy dog. ".repeat(8), cloudTokenBudget: 8, kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 4096, initialCreditBytes: String(64 << 20) } }));
+      q.send(
+        prefill(1, {
+          text: "The quick brown fox jumps over the lazy dog. ".repeat(8),
+          cloudTokenBudget: 8,
+          kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 4096, initialCreditBytes: String(64 << 20) },
+        }),
+      );
       let chunks = 0;
       for (;;) {
         const f = await q.until((x) => requestIdOf(x) === 1, "the request's frames");
         const uni = q.fromUni.has(f);
-        expectThat(uni === (f.body === "kvChunk"), "KvChunk frames on the KV stream and every other frame on the control stream (PDD-WT-002, PDD-WT-003)", `${f.body} on the ${uni ? "KV" : "control"} stream`);
+        expectThat(
+          uni === (f.body === "kvChunk"),
+          "KvChunk frames on the KV stream and every other frame on the control stream (PDD-WT-002, PDD-WT-003)",
+          `${f.body} on the ${uni ? "KV" : "control"} stream`,
+        );
         if (f.body === "kvChunk") chunks++;
         if (f.body === "end") {
           const bytes = Number(field(f, "end.usage.kvBytesSent"));
@@ -293,7 +417,11 @@ export const MORE_CLOUD_CASES: Case[] = [
         }
       }
       expectThat(chunks > 0, "a KV image for a granted request", "no KvChunk");
-      expectThat((q.session.peerBidiStreams?.() ?? 0) === 0, "no bidirectional stream opened by the cloud (PDD-WT-002)", `${q.session.peerBidiStreams?.()} streams`);
+      expectThat(
+        (q.session.peerBidiStreams?.() ?? 0) === 0,
+        "no bidirectional stream opened by the cloud (PDD-WT-002)",
+        `${q.session.peerBidiStreams?.()} streams`,
+      );
     },
   },
   {
@@ -335,7 +463,11 @@ export const MORE_CLOUD_CASES: Case[] = [
       for (let n = 1; n <= 300; n++) p.send({ ping: { nonce: String(n), sentAtUs: String(n * 1000) } });
       for (let n = 1; n <= 300; n++) {
         const f = await p.until(() => true, `Pong ${n}`);
-        expectThat(f.body === "pong" && field(f, "pong.nonce") === String(n), `Pong ${n}, in order (PDD-TRANSPORT-001)`, render(f));
+        expectThat(
+          f.body === "pong" && field(f, "pong.nonce") === String(n),
+          `Pong ${n}, in order (PDD-TRANSPORT-001)`,
+          render(f),
+        );
       }
     },
   },
@@ -357,11 +489,18 @@ export const MORE_CLOUD_CASES: Case[] = [
         const { ext, types } = walkMsgpack(raw);
         expectThat(ext === undefined, "no MessagePack extension types (PDD-CODEC-009)", String(ext));
         for (const [path, kind] of types) {
-          if (/(Fingerprint|piece|data|imageSha256)$/.test(path)) expectThat(kind === "bin", `bytes at ${path} written as bin (PDD-CODEC-005)`, kind);
-          if (/(nonce|pingSentAtUs|receivedAtUs|kvBytesSent|kvTotalBytes|offset|totalBytes)$/.test(path)) expectThat(kind === "int", `the 64-bit ${path} written as an integer (PDD-CODEC-006)`, kind);
+          if (/(Fingerprint|piece|data|imageSha256)$/.test(path))
+            expectThat(kind === "bin", `bytes at ${path} written as bin (PDD-CODEC-005)`, kind);
+          if (/(nonce|pingSentAtUs|receivedAtUs|kvBytesSent|kvTotalBytes|offset|totalBytes)$/.test(path))
+            expectThat(kind === "int", `the 64-bit ${path} written as an integer (PDD-CODEC-006)`, kind);
         }
         const v = unpack.unpack(raw) as { pong?: { nonce?: bigint | number } };
-        if (v.pong) expectThat(BigInt(v.pong.nonce ?? 0) === 9007199254740993n, "the nonce 2^53+1 echoed exactly (PDD-CODEC-006)", String(v.pong.nonce));
+        if (v.pong)
+          expectThat(
+            BigInt(v.pong.nonce ?? 0) === 9007199254740993n,
+            "the nonce 2^53+1 echoed exactly (PDD-CODEC-006)",
+            String(v.pong.nonce),
+          );
       }
     },
   },
@@ -387,10 +526,24 @@ export const MORE_CLOUD_CASES: Case[] = [
       const model = await kvModel(p);
       const q = await env.open();
       const LIMIT = 65_536; // the smallest a device may state (§11)
-      q.send({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [q.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"], capabilities: { kvChunks: true, kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"] }, deviceModel: model, maxFrameBytes: LIMIT } });
+      q.send({
+        hello: {
+          versions: [{ major: 1, minor: 0 }],
+          codecs: [q.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"],
+          capabilities: { kvChunks: true, kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"] },
+          deviceModel: model,
+          maxFrameBytes: LIMIT,
+        },
+      });
       await q.until((f) => f.body === "helloAck", "HelloAck");
       // No max_chunk_bytes: only the frame limit bounds the chunks.
-      q.send(prefill(1, { text: "The quick brown fox jumps over the lazy dog. ".repeat(30), cloudTokenBudget: 6, kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: String(256 << 20) } }));
+      q.send(
+        prefill(1, {
+          text: "The quick brown fox jumps over the lazy dog. ".repeat(30),
+          cloudTokenBudget: 6,
+          kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: String(256 << 20) },
+        }),
+      );
       let big = 0;
       let chunks = 0;
       for (;;) {
@@ -399,9 +552,14 @@ export const MORE_CLOUD_CASES: Case[] = [
         const f = r as Frame;
         big = Math.max(big, q.sizes.get(f) ?? 0);
         if (f.body === "kvChunk") chunks++;
-        if (f.body === "end" && !(Number(field(f, "end.usage.kvBytesSent")) > 0 && q.transport === "webtransport")) break;
+        if (f.body === "end" && !(Number(field(f, "end.usage.kvBytesSent")) > 0 && q.transport === "webtransport"))
+          break;
       }
-      expectThat(big <= LIMIT, `every frame ≤ the device's ${LIMIT} bytes (PDD-MSG-006, PDD-LIMIT-006)`, `a frame of ${big} bytes`);
+      expectThat(
+        big <= LIMIT,
+        `every frame ≤ the device's ${LIMIT} bytes (PDD-MSG-006, PDD-LIMIT-006)`,
+        `a frame of ${big} bytes`,
+      );
       if (chunks === 0) throw new NotOffered("the cloud sent no KV image for this prompt");
     },
   },
@@ -421,7 +579,11 @@ export const MORE_CLOUD_CASES: Case[] = [
       await q.hello();
       q.send(prefill(5, { text, cloudTokenBudget: 24 }));
       const [c] = await answerIds(q, 5);
-      expectThat(JSON.stringify(a) === JSON.stringify(b) && JSON.stringify(a) === JSON.stringify(c), "identical greedy answers (PDD-MSG-003)", `${JSON.stringify(a)} / ${JSON.stringify(b)} / ${JSON.stringify(c)}`);
+      expectThat(
+        JSON.stringify(a) === JSON.stringify(b) && JSON.stringify(a) === JSON.stringify(c),
+        "identical greedy answers (PDD-MSG-003)",
+        `${JSON.stringify(a)} / ${JSON.stringify(b)} / ${JSON.stringify(c)}`,
+      );
     },
   },
   {
@@ -443,7 +605,11 @@ export const MORE_CLOUD_CASES: Case[] = [
       p.send(prefill(21, { text: prompts[1], cloudTokenBudget: 12 }));
       q.send(prefill(20, { text: prompts[2], cloudTokenBudget: 12 }));
       const [[x, y], [z]] = await Promise.all([answerIds(p, 20, 21), answerIds(q, 20)]);
-      expectThat(JSON.stringify([x, y, z]) === JSON.stringify(alone), "each concurrent request's answer equal to its answer alone (PDD-SEC-004)", `${JSON.stringify([x, y, z])} vs ${JSON.stringify(alone)}`);
+      expectThat(
+        JSON.stringify([x, y, z]) === JSON.stringify(alone),
+        "each concurrent request's answer equal to its answer alone (PDD-SEC-004)",
+        `${JSON.stringify([x, y, z])} vs ${JSON.stringify(alone)}`,
+      );
     },
   },
   {
@@ -458,10 +624,18 @@ export const MORE_CLOUD_CASES: Case[] = [
       const ft = frames.find((f) => f.body === "firstToken");
       if (ft) {
         const us = field<number>(ft, "firstToken.queueUs") + field<number>(ft, "firstToken.prefillUs");
-        expectThat(us <= 1000, "FirstToken within the 1 ms deadline by the cloud's own queue_us + prefill_us, or a refusal (PDD-REQ-006)", `${us} µs`);
+        expectThat(
+          us <= 1000,
+          "FirstToken within the 1 ms deadline by the cloud's own queue_us + prefill_us, or a refusal (PDD-REQ-006)",
+          `${us} µs`,
+        );
       } else {
         const err = frames.find((f) => f.body === "error");
-        expectThat(err !== undefined && field(err, "error.code") === "ERROR_CODE_DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED for a deadline that cannot be met (PDD-REQ-006)", frames.map((f) => render(f)).join("; "));
+        expectThat(
+          err !== undefined && field(err, "error.code") === "ERROR_CODE_DEADLINE_EXCEEDED",
+          "DEADLINE_EXCEEDED for a deadline that cannot be met (PDD-REQ-006)",
+          frames.map((f) => render(f)).join("; "),
+        );
       }
     },
   },
@@ -474,12 +648,25 @@ export const MORE_CLOUD_CASES: Case[] = [
       await p.hello();
       p.send(prefill(1, { cloudTokenBudget: 16, targetTpotUs: 5000 }));
       await p.until((f) => f.body === "firstToken", "FirstToken");
-      for (const v of [{ prefilledTokens: 3, coveredIndex: 0, displayedIndex: 1 }, { prefilledTokens: 4_000_000_000, coveredIndex: 999, displayedIndex: 999, prefillTokensPerS: -1, decodeTokensPerS: 1e30 }]) {
+      for (const v of [
+        { prefilledTokens: 3, coveredIndex: 0, displayedIndex: 1 },
+        {
+          prefilledTokens: 4_000_000_000,
+          coveredIndex: 999,
+          displayedIndex: 999,
+          prefillTokensPerS: -1,
+          decodeTokensPerS: 1e30,
+        },
+      ]) {
         p.send({ progress: { requestId: 1, ...v } });
       }
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
-      expectThat(field(end, "end.reason") === "END_REASON_BUDGET_EXHAUSTED" && field(end, "end.tokenCount") === 16, "the request served to its whole budget (PDD-MSG-007)", render(end));
+      expectThat(
+        field(end, "end.reason") === "END_REASON_BUDGET_EXHAUSTED" && field(end, "end.tokenCount") === 16,
+        "the request served to its whole budget (PDD-MSG-007)",
+        render(end),
+      );
     },
   },
   {
@@ -494,7 +681,11 @@ export const MORE_CLOUD_CASES: Case[] = [
       p.send({ goodbye: {} });
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
-      expectThat(field(end, "end.reason") === "END_REASON_BUDGET_EXHAUSTED", "the started request run to its End (PDD-CONN-015)", render(end));
+      expectThat(
+        field(end, "end.reason") === "END_REASON_BUDGET_EXHAUSTED",
+        "the started request run to its End (PDD-CONN-015)",
+        render(end),
+      );
     },
   },
   {
@@ -528,14 +719,27 @@ export const MORE_CLOUD_CASES: Case[] = [
           if (a.body === "accepted" && field<number>(a, "accepted.queuePosition") > 0) {
             q.send({ cancel: { requestId: 1, code: "ERROR_CODE_CANCELLED" } });
             const frames = await q.collect(1);
-            expectThat(!frames.some((f) => f.body === "firstToken" || f.body === "tokenBatch"), "no token for a request cancelled in the queue (PDD-CANCEL-003)", frames.map((f) => f.body).join(", "));
+            expectThat(
+              !frames.some((f) => f.body === "firstToken" || f.body === "tokenBatch"),
+              "no token for a request cancelled in the queue (PDD-CANCEL-003)",
+              frames.map((f) => f.body).join(", "),
+            );
             const end = frames[frames.length - 1]!;
-            expectThat(field(end, "end.reason") === "END_REASON_CANCELLED", "End CANCELLED (PDD-CANCEL-003)", render(end));
+            expectThat(
+              field(end, "end.reason") === "END_REASON_CANCELLED",
+              "End CANCELLED (PDD-CANCEL-003)",
+              render(end),
+            );
             const usage = field<Record<string, unknown> | null>(end, "end.usage");
-            expectThat(!usage || (Number(usage.promptTokens ?? 0) === 0 && Number(usage.prefillUs ?? 0) === 0), "no prefill for it: usage.prompt_tokens and prefill_us 0 (PDD-CANCEL-003)", JSON.stringify(usage));
+            expectThat(
+              !usage || (Number(usage.promptTokens ?? 0) === 0 && Number(usage.prefillUs ?? 0) === 0),
+              "no prefill for it: usage.prompt_tokens and prefill_us 0 (PDD-CANCEL-003)",
+              JSON.stringify(usage),
+            );
             return;
           }
-          if (a.body !== "accepted") throw new NotOffered(`the cloud refused request ${n + 1} instead of queueing it (${render(a)})`);
+          if (a.body !== "accepted")
+            throw new NotOffered(`the cloud refused request ${n + 1} instead of queueing it (${render(a)})`);
         }
         throw new NotOffered("the cloud queued none of 24 concurrent requests");
       } finally {
@@ -562,14 +766,19 @@ export const MORE_CLOUD_CASES: Case[] = [
         queued = field<number>(a, "accepted.queuePosition") > 0;
       }
       for (const q of held) q.close();
-      if (!queued) throw new NotOffered("the cloud queued none of 24 concurrent requests, so freeing is not observable");
+      if (!queued)
+        throw new NotOffered("the cloud queued none of 24 concurrent requests, so freeing is not observable");
       await sleep(1500); // PDD-CONN-017: SHOULD within 1 s of the loss
       p.close();
       const fresh = await env.open();
       await fresh.hello();
       fresh.send(prefill(1, { cloudTokenBudget: 2 }));
       const a = await fresh.until((f) => requestIdOf(f) === 1, "Accepted");
-      expectThat(a.body === "accepted" && field<number>(a, "accepted.queuePosition") === 0, "the new request running at once: the dropped ones were freed (PDD-CONN-017)", render(a));
+      expectThat(
+        a.body === "accepted" && field<number>(a, "accepted.queuePosition") === 0,
+        "the new request running at once: the dropped ones were freed (PDD-CONN-017)",
+        render(a),
+      );
     },
   },
   {
@@ -583,11 +792,20 @@ export const MORE_CLOUD_CASES: Case[] = [
       const frames = await p.collect(1, 30_000);
       const { tokens } = checkServed(frames, 1, 256);
       const end = frames[frames.length - 1]!;
-      if (field(end, "end.reason") !== "END_REASON_EOS") throw new NotOffered(`the model did not end its answer within ${tokens} tokens`);
-      expectThat(field(end, "end.tokenCount") === tokens, `End EOS with token_count = the ${tokens} tokens sent (PDD-IDX-005)`, render(end));
+      if (field(end, "end.reason") !== "END_REASON_EOS")
+        throw new NotOffered(`the model did not end its answer within ${tokens} tokens`);
+      expectThat(
+        field(end, "end.tokenCount") === tokens,
+        `End EOS with token_count = the ${tokens} tokens sent (PDD-IDX-005)`,
+        render(end),
+      );
       const last = frames.filter((f) => f.body === "tokenBatch").pop();
       const pieces = last ? field<{ piece: Uint8Array }[]>(last, "tokenBatch.tokens") : [];
-      expectThat(pieces.every((t) => t.piece.length > 0), "no empty-piece (end-of-generation) token sent (PDD-MSG-010)", "an empty piece");
+      expectThat(
+        pieces.every((t) => t.piece.length > 0),
+        "no empty-piece (end-of-generation) token sent (PDD-MSG-010)",
+        "an empty piece",
+      );
     },
   },
   {
@@ -598,15 +816,24 @@ export const MORE_CLOUD_CASES: Case[] = [
     needs: ["refinement"],
     async run(p) {
       await p.hello();
-      if (field(p.ack!, "helloAck.capabilities.refinement") !== true) throw new NotOffered("the cloud does not offer refinement");
+      if (field(p.ack!, "helloAck.capabilities.refinement") !== true)
+        throw new NotOffered("the cloud does not offer refinement");
       const text = "Naïve owls smile 🙂 at the quick brown fox.";
       p.send(prefill(1, { text, refine: { method: "REFINE_METHOD_SURPRISAL_DROP", targetRatio: 1 } }));
       const frames = await p.collect(1);
       const r = frames.find((f) => f.body === "refinedPrompt");
       if (!r) throw new NotOffered("no RefinedPrompt for ratio 1");
-      expectThat(field(r, "refinedPrompt.keptTokens") === field(r, "refinedPrompt.originalTokens"), "every token kept at ratio 1", render(r));
+      expectThat(
+        field(r, "refinedPrompt.keptTokens") === field(r, "refinedPrompt.originalTokens"),
+        "every token kept at ratio 1",
+        render(r),
+      );
       const got = field<string>(r, "refinedPrompt.text");
-      expectThat(got.trim() === text.trim(), `the text of all the prompt's tokens: ${JSON.stringify(text)} (PDD-REF-003)`, JSON.stringify(got));
+      expectThat(
+        got.trim() === text.trim(),
+        `the text of all the prompt's tokens: ${JSON.stringify(text)} (PDD-REF-003)`,
+        JSON.stringify(got),
+      );
     },
   },
 ];

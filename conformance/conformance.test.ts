@@ -41,31 +41,58 @@ afterAll(async () => {
 
 /** Failures, and "not offered" outside the features the reference legitimately lacks. */
 function problems(results: CaseResult[], mayBeNotOffered: string[]): string[] {
-  return results.filter((r) => r.status === "fail" || (r.status === "not-offered" && !mayBeNotOffered.includes(r.id))).map((r) => `${r.id} [${r.transport}/${r.codec}] ${r.status}: ${r.details}`);
+  return results
+    .filter((r) => r.status === "fail" || (r.status === "not-offered" && !mayBeNotOffered.includes(r.id)))
+    .map((r) => `${r.id} [${r.transport}/${r.codec}] ${r.status}: ${r.details}`);
 }
 
 describe("conformance suite against the reference cloud", () => {
-  it.each(["ws", "grpc", "webtransport"] as const)("passes every case over %s, with every codec the binding carries", async (key) => {
-    const results = await runConformance({ role: "cloud", target: cloud.urls[key]!, ca: cloud.certificate.cert, token: KEY, modelFile: model });
-    // The generated model never produces end-of-generation, so cloud.eos cannot run.
-    expect(problems(results, ["cloud.eos"])).toEqual([]);
-    expect(results.length).toBeGreaterThanOrEqual(40);
-  });
+  it.each(["ws", "grpc", "webtransport"] as const)(
+    "passes every case over %s, with every codec the binding carries",
+    async (key) => {
+      const results = await runConformance({
+        role: "cloud",
+        target: cloud.urls[key]!,
+        ca: cloud.certificate.cert,
+        token: KEY,
+        modelFile: model,
+      });
+      // The generated model never produces end-of-generation, so cloud.eos cannot run.
+      expect(problems(results, ["cloud.eos"])).toEqual([]);
+      expect(results.length).toBeGreaterThanOrEqual(40);
+    },
+  );
 });
 
 describe("conformance suite against the reference device", () => {
-  it.each(["ws://127.0.0.1:0", "grpc://127.0.0.1:0", "https://127.0.0.1:0/pdd/v1"])("passes every case listening on %s, with every codec", async (listen) => {
-    const results = await runDeviceConformance({ role: "device", listen, launcher: inProcessDevice(engine), modelFile: model });
-    expect(problems(results, [])).toEqual([]);
-    expect(results.length).toBeGreaterThanOrEqual(14);
-  });
+  it.each(["ws://127.0.0.1:0", "grpc://127.0.0.1:0", "https://127.0.0.1:0/pdd/v1"])(
+    "passes every case listening on %s, with every codec",
+    async (listen) => {
+      const results = await runDeviceConformance({
+        role: "device",
+        listen,
+        launcher: inProcessDevice(engine),
+        modelFile: model,
+      });
+      expect(problems(results, [])).toEqual([]);
+      expect(results.length).toBeGreaterThanOrEqual(14);
+    },
+  );
 
   it("drives `pdd device` through --exec and reads the answer from its stdout", async () => {
     const prompt = join(mkdtempSync(join(tmpdir(), "pdd-conf-")), "prompt.txt");
     writeFileSync(prompt, "The quick brown fox jumps over the lazy dog. ".repeat(60));
     const bin = join(import.meta.dirname, "..", "bin", "pdd.js");
-    const launcher = execLauncher(`node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 16 --threads 1`);
-    const results = await runDeviceConformance({ role: "device", listen: "ws://127.0.0.1:0", launcher, codecs: ["proto"], filter: "device.served,device.takeover,device.connection.lost" });
+    const launcher = execLauncher(
+      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 16 --threads 1`,
+    );
+    const results = await runDeviceConformance({
+      role: "device",
+      listen: "ws://127.0.0.1:0",
+      launcher,
+      codecs: ["proto"],
+      filter: "device.served,device.takeover,device.connection.lost",
+    });
     expect(problems(results, [])).toEqual([]);
     expect(results.map((r) => r.id)).toEqual(["device.served", "device.takeover.in-flight", "device.connection.lost"]);
   });
@@ -75,7 +102,13 @@ describe("the suite catches broken clouds", () => {
   it.each(MUTANTS.map((m) => [m.name, m] as const))("a cloud that %s fails the named case", async (_name, mutant) => {
     const proxy = await startMutant(cloud.urls.ws!, mutant, KEY);
     try {
-      const results = await runConformance({ role: "cloud", target: proxy.url, codecs: ["proto"], waitMs: 2000, filter: mutant.mustFail });
+      const results = await runConformance({
+        role: "cloud",
+        target: proxy.url,
+        codecs: ["proto"],
+        waitMs: 2000,
+        filter: mutant.mustFail,
+      });
       const failed = results.filter((r) => r.status === "fail").map((r) => r.id);
       expect(failed).toContain(mutant.mustFail);
     } finally {

@@ -13,19 +13,29 @@ export const ALL_CASES: Case[] = [...CLOUD_CASES, ...MORE_CLOUD_CASES, ...DEVICE
  * entry here that has gained a case.
  */
 export const NOT_BLACK_BOX: Record<string, string> = {
-  "PDD-VER-004": "a rule for the authors of later minor versions of this specification, not for peers; this repository's tests run `buf breaking` (WIRE_JSON) against the v1 baseline",
-  "PDD-FP-003": "a rule for implementations whose models are not GGUF; the suite checks GGUF fingerprints (PDD-FP-001/002)",
-  "PDD-CONN-014": "a cloud's Goodbye starts with its operator (a drain), and a device's next request after one needs a device that makes two; neither is within the suite's reach",
-  "PDD-KV-009": "a device returns credit as it reads, so the suite cannot make a chunk exceed what the device has granted when it arrives",
+  "PDD-VER-004":
+    "a rule for the authors of later minor versions of this specification, not for peers; this repository's tests run `buf breaking` (WIRE_JSON) against the v1 baseline",
+  "PDD-FP-003":
+    "a rule for implementations whose models are not GGUF; the suite checks GGUF fingerprints (PDD-FP-001/002)",
+  "PDD-CONN-014":
+    "a cloud's Goodbye starts with its operator (a drain), and a device's next request after one needs a device that makes two; neither is within the suite's reach",
+  "PDD-KV-009":
+    "a device returns credit as it reads, so the suite cannot make a chunk exceed what the device has granted when it arrives",
   "PDD-REF-004": "the kept set follows from the cloud model's per-token probabilities, which the suite does not have",
-  "PDD-REF-006": "combining a refined prompt with a KV image is visible only with a loadable image of the device's own model, which the suite cannot make",
-  "PDD-TRANSPORT-002": "a dead peer is detected after the keep-alive timeout (30 s by default); transports/transports.test.ts checks the reference bindings with a black-holing proxy",
+  "PDD-REF-006":
+    "combining a refined prompt with a KV image is visible only with a loadable image of the device's own model, which the suite cannot make",
+  "PDD-TRANSPORT-002":
+    "a dead peer is detected after the keep-alive timeout (30 s by default); transports/transports.test.ts checks the reference bindings with a black-holing proxy",
   "PDD-SEC-002": "the rule is about connections to non-loopback addresses without TLS; the suite listens on loopback",
 };
 
 export function coverage(cases: Case[] = ALL_CASES): { id: string; level: string; cases: string[] }[] {
   const reqs = loadRequirements();
-  return reqs.map((r) => ({ id: r.id, level: r.level, cases: cases.filter((c) => c.requirements.includes(r.id)).map((c) => c.id) }));
+  return reqs.map((r) => ({
+    id: r.id,
+    level: r.level,
+    cases: cases.filter((c) => c.requirements.includes(r.id)).map((c) => c.id),
+  }));
 }
 
 /** MUSTs with no case and no reason in NOT_BLACK_BOX, and reasons for MUSTs that have a case. */
@@ -52,7 +62,10 @@ export function renderCoverage(rows: ReturnType<typeof coverage>): string {
     "",
     "| requirement | level | cases |",
     "|---|---|---|",
-    ...rows.map((r) => `| ${r.id} | ${r.level} | ${r.cases.join(", ") || (NOT_BLACK_BOX[r.id] ? "not black-box testable (below)" : "—")} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.id} | ${r.level} | ${r.cases.join(", ") || (NOT_BLACK_BOX[r.id] ? "not black-box testable (below)" : "—")} |`,
+    ),
     "",
     "## MUSTs a black-box suite cannot observe",
     "",

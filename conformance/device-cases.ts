@@ -35,7 +35,10 @@ const MARK = "⟪";
 const tokenAt = (i: number) => ({ id: 40_000 + i, piece: PIECES[i % PIECES.length]! });
 
 /** Fingerprints of a model nobody has. */
-const FOREIGN = { model: createHash("sha256").update("pdd-conformance model").digest(), tokenizer: createHash("sha256").update("pdd-conformance tokenizer").digest() };
+const FOREIGN = {
+  model: createHash("sha256").update("pdd-conformance model").digest(),
+  tokenizer: createHash("sha256").update("pdd-conformance tokenizer").digest(),
+};
 
 interface Served {
   hello: Frame;
@@ -55,7 +58,11 @@ function observe(s: Served, f: Frame): void {
   expectThat(!s.cancelled, `no frame for request ${id} after its Cancel (PDD-CANCEL-002)`, render(f));
   if (f.body === "takeover") {
     const k = field<number>(f, "takeover.index");
-    expectThat(s.takeover === undefined, "at most one Takeover per request (PDD-TAKEOVER-002)", `a second Takeover at ${k}`);
+    expectThat(
+      s.takeover === undefined,
+      "at most one Takeover per request (PDD-TAKEOVER-002)",
+      `a second Takeover at ${k}`,
+    );
     expectThat(k <= s.sent, `a Takeover index ≤ the ${s.sent} tokens received (PDD-TAKEOVER-001)`, String(k));
     s.takeover = k;
   }
@@ -63,27 +70,59 @@ function observe(s: Served, f: Frame): void {
 }
 
 /** Waits for the device's Hello, checks it, and answers HelloAck. */
-async function greet(p: Probe, o: { model?: "device" | "foreign"; kv?: boolean; refinement?: boolean } = {}): Promise<Frame> {
+async function greet(
+  p: Probe,
+  o: { model?: "device" | "foreign"; kv?: boolean; refinement?: boolean } = {},
+): Promise<Frame> {
   const hello = await p.until(() => true, "Hello as the device's first frame (PDD-CONN-001)");
   expectThat(hello.body === "hello", "Hello as the device's first frame (PDD-CONN-001)", render(hello));
   const versions = field<{ major: number; minor: number }[]>(hello, "hello.versions");
-  expectThat(versions.length > 0 && new Set(versions.map((v) => v.major)).size === versions.length, "one or more versions, at most one per major (PDD-VER-001)", JSON.stringify(versions));
-  expectThat(versions.some((v) => v.major === 1), "version 1 offered", JSON.stringify(versions));
+  expectThat(
+    versions.length > 0 && new Set(versions.map((v) => v.major)).size === versions.length,
+    "one or more versions, at most one per major (PDD-VER-001)",
+    JSON.stringify(versions),
+  );
+  expectThat(
+    versions.some((v) => v.major === 1),
+    "version 1 offered",
+    JSON.stringify(versions),
+  );
   const codecs = field<string[]>(hello, "hello.codecs");
   const mine = p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK";
-  expectThat(codecs.includes(mine), `Hello.codecs containing the connection's ${mine} (PDD-CONN-007)`, JSON.stringify(codecs));
-  expectThat(codecs.includes("CODEC_PROTO"), "CODEC_PROTO among the device's codecs (PDD-CODEC-002)", JSON.stringify(codecs));
+  expectThat(
+    codecs.includes(mine),
+    `Hello.codecs containing the connection's ${mine} (PDD-CONN-007)`,
+    JSON.stringify(codecs),
+  );
+  expectThat(
+    codecs.includes("CODEC_PROTO"),
+    "CODEC_PROTO among the device's codecs (PDD-CODEC-002)",
+    JSON.stringify(codecs),
+  );
   const dm = field<Record<string, Uint8Array> | null>(hello, "hello.deviceModel");
   if (field(hello, "hello.capabilities.kvChunks") === true) {
-    expectThat(dm?.modelFingerprint?.length === 32 && dm?.tokenizerFingerprint?.length === 32, "device_model with both fingerprints from a device that imports KV (PDD-MSG-005)", JSON.stringify(dm && { model: dm.modelFingerprint?.length, tokenizer: dm.tokenizerFingerprint?.length }));
+    expectThat(
+      dm?.modelFingerprint?.length === 32 && dm?.tokenizerFingerprint?.length === 32,
+      "device_model with both fingerprints from a device that imports KV (PDD-MSG-005)",
+      JSON.stringify(dm && { model: dm.modelFingerprint?.length, tokenizer: dm.tokenizerFingerprint?.length }),
+    );
   }
   const own = o.model === "device" && dm?.modelFingerprint?.length === 32;
-  if (o.model === "device" && !own) throw new NotOffered("the device does not announce its model, so it cannot take KV");
+  if (o.model === "device" && !own)
+    throw new NotOffered("the device does not announce its model, so it cannot take KV");
   p.send({
     helloAck: {
       version: { major: 1, minor: 0 },
       codec: mine,
-      limits: { maxFrameBytes: 16 << 20, maxPromptTokens: 8192, maxConcurrentRequests: 4, maxCloudTokenBudget: 256, maxKvChunkBytes: 1 << 20, idleTimeoutMs: 60_000, maxRequestDurationMs: 300_000 },
+      limits: {
+        maxFrameBytes: 16 << 20,
+        maxPromptTokens: 8192,
+        maxConcurrentRequests: 4,
+        maxCloudTokenBudget: 256,
+        maxKvChunkBytes: 1 << 20,
+        idleTimeoutMs: 60_000,
+        maxRequestDurationMs: 300_000,
+      },
       cloudModel: {
         name: "pdd-conformance",
         modelFingerprint: own ? dm!.modelFingerprint : FOREIGN.model,
@@ -92,7 +131,12 @@ async function greet(p: Probe, o: { model?: "device" | "foreign"; kv?: boolean; 
         contextLength: 8192,
         architecture: "llama",
       },
-      capabilities: { kvChunks: o.kv ?? false, kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"], refinement: o.refinement ?? false, tokenIds: false },
+      capabilities: {
+        kvChunks: o.kv ?? false,
+        kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"],
+        refinement: o.refinement ?? false,
+        tokenIds: false,
+      },
       serverName: "pdd-conformance",
     },
   });
@@ -104,24 +148,50 @@ async function nextRequest(p: Probe, hello: Frame): Promise<Served> {
   const request = await p.until((f) => f.body === "prefillRequest", "a PrefillRequest");
   const id = field<number>(request, "prefillRequest.requestId");
   expectThat(id > 0, "a non-zero request_id (PDD-CONN-013)", String(id));
-  expectThat(field(request, "prefillRequest.tokens") === null || field(request, "prefillRequest.tokens") === undefined, "a text prompt: the tokenizers differ (PDD-REQ-002)", render(request));
-  expectThat(typeof field(request, "prefillRequest.text") === "string" && field<string>(request, "prefillRequest.text").length > 0, "a non-empty prompt (PDD-REQ-003)", render(request));
-  expectThat(field<number>(request, "prefillRequest.cloudTokenBudget") >= 1, "cloud_token_budget ≥ 1 (PDD-REQ-004)", String(field(request, "prefillRequest.cloudTokenBudget")));
+  expectThat(
+    field(request, "prefillRequest.tokens") === null || field(request, "prefillRequest.tokens") === undefined,
+    "a text prompt: the tokenizers differ (PDD-REQ-002)",
+    render(request),
+  );
+  expectThat(
+    typeof field(request, "prefillRequest.text") === "string" &&
+      field<string>(request, "prefillRequest.text").length > 0,
+    "a non-empty prompt (PDD-REQ-003)",
+    render(request),
+  );
+  expectThat(
+    field<number>(request, "prefillRequest.cloudTokenBudget") >= 1,
+    "cloud_token_budget ≥ 1 (PDD-REQ-004)",
+    String(field(request, "prefillRequest.cloudTokenBudget")),
+  );
   return { hello, request, id, sent: 0 };
 }
 
-function accept(p: Probe, s: Served, o: { budget?: number; kv?: { granted: boolean; totalBytes?: number }; refine?: boolean } = {}): number {
+function accept(
+  p: Probe,
+  s: Served,
+  o: { budget?: number; kv?: { granted: boolean; totalBytes?: number }; refine?: boolean } = {},
+): number {
   const asked = field<number>(s.request, "prefillRequest.cloudTokenBudget");
   const budget = Math.min(asked, o.budget ?? asked);
   const askedKv = field(s.request, "prefillRequest.kv") !== null && field(s.request, "prefillRequest.kv") !== undefined;
-  const askedRefine = field(s.request, "prefillRequest.refine") !== null && field(s.request, "prefillRequest.refine") !== undefined;
+  const askedRefine =
+    field(s.request, "prefillRequest.refine") !== null && field(s.request, "prefillRequest.refine") !== undefined;
   p.send({
     accepted: {
       requestId: s.id,
       promptTokens: 16,
       cloudTokenBudget: budget,
-      kv: o.kv ? { granted: o.kv.granted, refusal: o.kv.granted ? "ERROR_CODE_UNSPECIFIED" : "ERROR_CODE_MODEL_MISMATCH" } : askedKv ? { granted: false, refusal: "ERROR_CODE_MODEL_MISMATCH", detail: "not offered by this case" } : undefined,
-      refine: askedRefine ? (o.refine ? { granted: true } : { granted: false, refusal: "ERROR_CODE_UNSUPPORTED_FEATURE" }) : undefined,
+      kv: o.kv
+        ? { granted: o.kv.granted, refusal: o.kv.granted ? "ERROR_CODE_UNSPECIFIED" : "ERROR_CODE_MODEL_MISMATCH" }
+        : askedKv
+          ? { granted: false, refusal: "ERROR_CODE_MODEL_MISMATCH", detail: "not offered by this case" }
+          : undefined,
+      refine: askedRefine
+        ? o.refine
+          ? { granted: true }
+          : { granted: false, refusal: "ERROR_CODE_UNSUPPORTED_FEATURE" }
+        : undefined,
       kvFormat: o.kv?.granted ? "KV_FORMAT_LLAMA_SEQ_STATE" : undefined,
       kvTotalBytes: o.kv?.totalBytes ? String(o.kv.totalBytes) : undefined,
     },
@@ -138,13 +208,26 @@ function sendTokens(p: Probe, s: Served, to: number, batch = 1): void {
       continue;
     }
     const n = Math.min(batch, to - s.sent);
-    p.send({ tokenBatch: { requestId: s.id, startIndex: s.sent, tokens: Array.from({ length: n }, (_, i) => tokenAt(s.sent + i)) } });
+    p.send({
+      tokenBatch: {
+        requestId: s.id,
+        startIndex: s.sent,
+        tokens: Array.from({ length: n }, (_, i) => tokenAt(s.sent + i)),
+      },
+    });
     s.sent += n;
   }
 }
 
 function end(p: Probe, s: Served, reason: string, tokenCount = s.sent, usage: Record<string, unknown> = {}): void {
-  p.send({ end: { requestId: s.id, reason, tokenCount, usage: { promptTokens: 16, decodedTokens: s.sent, sentTokens: s.sent, ...usage } } });
+  p.send({
+    end: {
+      requestId: s.id,
+      reason,
+      tokenCount,
+      usage: { promptTokens: 16, decodedTokens: s.sent, sentTokens: s.sent, ...usage },
+    },
+  });
 }
 
 /**
@@ -153,7 +236,12 @@ function end(p: Probe, s: Served, reason: string, tokenCount = s.sent, usage: Re
  * With `inFlight`, tokens keep coming for that many more steps after the
  * Takeover, as they would from a cloud that had them on the wire.
  */
-async function stream(p: Probe, s: Served, budget: number, o: { paceMs?: number; inFlight?: number } = {}): Promise<void> {
+async function stream(
+  p: Probe,
+  s: Served,
+  budget: number,
+  o: { paceMs?: number; inFlight?: number } = {},
+): Promise<void> {
   const pace = o.paceMs ?? 15;
   sendTokens(p, s, 1);
   while (s.sent < budget) {
@@ -203,10 +291,19 @@ const cloudText = (k: number) => Buffer.concat(PIECES.slice(0, k).map((_, i) => 
  * Takeover index when it sent one, else `bound` — unless it cancelled, when
  * it may have shown any j ≤ bound of them.
  */
-async function expectAnswer(env: DeviceCaseEnv, s: Served, bound: number, rule: string): Promise<DeviceOutcome | undefined> {
+async function expectAnswer(
+  env: DeviceCaseEnv,
+  s: Served,
+  bound: number,
+  rule: string,
+): Promise<DeviceOutcome | undefined> {
   const out = await env.outcome();
   if (!out) return undefined;
-  expectThat(out.exitCode === 0, `the device to finish its answer and exit 0 (${rule})`, `exit ${out.exitCode}: ${out.stderr.slice(-300)}`);
+  expectThat(
+    out.exitCode === 0,
+    `the device to finish its answer and exit 0 (${rule})`,
+    `exit ${out.exitCode}: ${out.stderr.slice(-300)}`,
+  );
   let k = s.cancelled ? undefined : Math.min(s.takeover ?? bound, bound);
   if (k === undefined) {
     k = 0;
@@ -218,14 +315,23 @@ async function expectAnswer(env: DeviceCaseEnv, s: Served, bound: number, rule: 
     }
   }
   const prefix = wholeChars(cloudText(k));
-  expectThat(out.text.startsWith(prefix), `the answer to start with the cloud's tokens [0, ${k}): ${JSON.stringify(prefix)} (${rule}, PDD-MSG-004)`, JSON.stringify(out.text.slice(0, prefix.length + 40)));
+  expectThat(
+    out.text.startsWith(prefix),
+    `the answer to start with the cloud's tokens [0, ${k}): ${JSON.stringify(prefix)} (${rule}, PDD-MSG-004)`,
+    JSON.stringify(out.text.slice(0, prefix.length + 40)),
+  );
   const own = out.text.slice(prefix.length);
-  expectThat(!own.includes(MARK), `no cloud token at index ≥ ${k} in the answer (${rule})`, JSON.stringify(own.slice(Math.max(0, own.indexOf(MARK) - 20), own.indexOf(MARK) + 20)));
+  expectThat(
+    !own.includes(MARK),
+    `no cloud token at index ≥ ${k} in the answer (${rule})`,
+    JSON.stringify(own.slice(Math.max(0, own.indexOf(MARK) - 20), own.indexOf(MARK) + 20)),
+  );
   return out;
 }
 
 function needsKv(hello: Frame): void {
-  if (field(hello, "hello.capabilities.kvChunks") !== true) throw new NotOffered("the device does not import KV chunks");
+  if (field(hello, "hello.capabilities.kvChunks") !== true)
+    throw new NotOffered("the device does not import KV chunks");
 }
 
 /**
@@ -233,7 +339,18 @@ function needsKv(hello: Frame): void {
  * function of the prompt, token 0 and the device's model — the baseline that
  * a run with a bad KV image or a refinement must reproduce.
  */
-async function oneTokenRun(p: Probe, o: { model?: "device" | "foreign"; kv?: boolean; during?: (s: Served) => Promise<void> | void; endUsage?: Record<string, unknown>; afterEnd?: (s: Served) => void; refinement?: boolean; acceptWith?: Parameters<typeof accept>[2] }): Promise<Served> {
+async function oneTokenRun(
+  p: Probe,
+  o: {
+    model?: "device" | "foreign";
+    kv?: boolean;
+    during?: (s: Served) => Promise<void> | void;
+    endUsage?: Record<string, unknown>;
+    afterEnd?: (s: Served) => void;
+    refinement?: boolean;
+    acceptWith?: Parameters<typeof accept>[2];
+  },
+): Promise<Served> {
   const hello = await greet(p, { model: o.model, kv: o.kv, refinement: o.refinement });
   const s = await nextRequest(p, hello);
   accept(p, s, { budget: 1, ...o.acceptWith });
@@ -256,7 +373,14 @@ async function baselineAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
 async function localAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
   const run = await env.again();
   const s = await nextRequest(run.probe, await greet(run.probe));
-  run.probe.send({ error: { requestId: s.id, code: "ERROR_CODE_UNAVAILABLE", message: "the suite asks for a local answer", retryable: true } });
+  run.probe.send({
+    error: {
+      requestId: s.id,
+      code: "ERROR_CODE_UNAVAILABLE",
+      message: "the suite asks for a local answer",
+      retryable: true,
+    },
+  });
   end(run.probe, s, "END_REASON_ERROR", 0);
   await drain(run.probe, s);
   const out = await run.outcome();
@@ -270,7 +394,19 @@ function chunksOf(id: number, image: Buffer, chunk = 4096): Frame[] {
   for (let off = 0; off < image.length; off += chunk) {
     const data = image.subarray(off, off + chunk);
     const last = off + chunk >= image.length;
-    out.push({ kvChunk: { requestId: id, format: "KV_FORMAT_LLAMA_SEQ_STATE", tokenStart: 0, tokenCount: 17, offset: String(off), totalBytes: String(image.length), data, crc32: crc32(data) >>> 0, imageSha256: last ? sha : undefined } });
+    out.push({
+      kvChunk: {
+        requestId: id,
+        format: "KV_FORMAT_LLAMA_SEQ_STATE",
+        tokenStart: 0,
+        tokenCount: 17,
+        offset: String(off),
+        totalBytes: String(image.length),
+        data,
+        crc32: crc32(data) >>> 0,
+        imageSha256: last ? sha : undefined,
+      },
+    });
   }
   return out;
 }
@@ -281,7 +417,13 @@ function sendKv(p: Probe, s: Served, frames: Frame[]): void {
 }
 
 /** A KV case: a run that receives `image` (mangled by `mangle`) must answer exactly as the baseline. */
-function kvCase(id: string, title: string, requirements: string[], mangle: (frames: Frame[], image: Buffer) => Frame[], o: { model?: "device" | "foreign"; transports?: Case["transports"]; endFirst?: boolean } = {}): Case {
+function kvCase(
+  id: string,
+  title: string,
+  requirements: string[],
+  mangle: (frames: Frame[], image: Buffer) => Frame[],
+  o: { model?: "device" | "foreign"; transports?: Case["transports"]; endFirst?: boolean } = {},
+): Case {
   return {
     id,
     title,
@@ -308,7 +450,12 @@ function kvCase(id: string, title: string, requirements: string[], mangle: (fram
       // A device that rejected the request's frames (PDD-SM-001) answers alone; else as with no KV.
       const want = s.cancelled ? await localAnswer(env as DeviceCaseEnv) : expected;
       const what = s.cancelled ? "its own answer (it cancelled)" : "the same answer as without KV";
-      if (out && want !== undefined) expectThat(out.text === want, `${what}: ${JSON.stringify(want.slice(0, 60))} (${requirements[0]})`, JSON.stringify(out.text.slice(0, 60)));
+      if (out && want !== undefined)
+        expectThat(
+          out.text === want,
+          `${what}: ${JSON.stringify(want.slice(0, 60))} (${requirements[0]})`,
+          JSON.stringify(out.text.slice(0, 60)),
+        );
     },
   };
 }
@@ -321,20 +468,45 @@ export const DEVICE_CASES: Case[] = [
     requirements: ["PDD-FP-001", "PDD-FP-002", "PDD-MSG-005"],
     async run(p, env) {
       const hello = await p.until(() => true, "Hello");
-      if (!env.modelFile) throw new NotOffered("give the suite the device's model file (--model FILE) to check its fingerprints");
+      if (!env.modelFile)
+        throw new NotOffered("give the suite the device's model file (--model FILE) to check its fingerprints");
       const want = ggufFingerprints(env.modelFile);
       const m = field<Record<string, Uint8Array> | null>(hello, "hello.deviceModel");
       if (!m) throw new NotOffered("the device does not announce its model");
-      expectThat(Buffer.from(m.tokenizerFingerprint ?? []).equals(want.tokenizer), `tokenizer_fingerprint ${want.tokenizer.toString("hex")} (PDD-FP-002)`, Buffer.from(m.tokenizerFingerprint ?? []).toString("hex"));
-      expectThat(Buffer.from(m.modelFingerprint ?? []).equals(want.model), `model_fingerprint ${want.model.toString("hex")} (PDD-FP-001)`, Buffer.from(m.modelFingerprint ?? []).toString("hex"));
+      expectThat(
+        Buffer.from(m.tokenizerFingerprint ?? []).equals(want.tokenizer),
+        `tokenizer_fingerprint ${want.tokenizer.toString("hex")} (PDD-FP-002)`,
+        Buffer.from(m.tokenizerFingerprint ?? []).toString("hex"),
+      );
+      expectThat(
+        Buffer.from(m.modelFingerprint ?? []).equals(want.model),
+        `model_fingerprint ${want.model.toString("hex")} (PDD-FP-001)`,
+        Buffer.from(m.modelFingerprint ?? []).toString("hex"),
+      );
       p.session.close();
     },
   },
   {
     id: "device.served",
-    title: "says Hello first, asks a valid request, displays the cloud's tokens (split characters included) and finishes",
+    title:
+      "says Hello first, asks a valid request, displays the cloud's tokens (split characters included) and finishes",
     role: "device",
-    requirements: ["PDD-CONN-001", "PDD-VER-001", "PDD-CONN-007", "PDD-CODEC-002", "PDD-MSG-005", "PDD-CONN-013", "PDD-REQ-002", "PDD-REQ-003", "PDD-REQ-004", "PDD-MSG-001", "PDD-MSG-009", "PDD-MSG-004", "PDD-TAKEOVER-001", "PDD-TAKEOVER-002"],
+    requirements: [
+      "PDD-CONN-001",
+      "PDD-VER-001",
+      "PDD-CONN-007",
+      "PDD-CODEC-002",
+      "PDD-MSG-005",
+      "PDD-CONN-013",
+      "PDD-REQ-002",
+      "PDD-REQ-003",
+      "PDD-REQ-004",
+      "PDD-MSG-001",
+      "PDD-MSG-009",
+      "PDD-MSG-004",
+      "PDD-TAKEOVER-001",
+      "PDD-TAKEOVER-002",
+    ],
     answer: true,
     async run(p, env) {
       const hello = await greet(p);
@@ -356,7 +528,8 @@ export const DEVICE_CASES: Case[] = [
       const budget = accept(p, s);
       await stream(p, s, budget, { paceMs: 40, inFlight: 6 });
       await drain(p, s);
-      if (s.takeover === undefined) throw new NotOffered(`the device never took over within its budget of ${budget} tokens`);
+      if (s.takeover === undefined)
+        throw new NotOffered(`the device never took over within its budget of ${budget} tokens`);
       await expectAnswer(env, s, s.takeover, "PDD-TAKEOVER-003");
     },
   },
@@ -374,7 +547,12 @@ export const DEVICE_CASES: Case[] = [
       await drain(p, s);
       const out = await expectAnswer(env, s, 6, "PDD-IDX-005");
       const all = cloudText(6).toString("utf8");
-      if (out && s.takeover === undefined && !s.cancelled) expectThat(out.text === all, `exactly the 6 cloud tokens ${JSON.stringify(all)}, nothing after EOS (PDD-IDX-005)`, JSON.stringify(out.text));
+      if (out && s.takeover === undefined && !s.cancelled)
+        expectThat(
+          out.text === all,
+          `exactly the 6 cloud tokens ${JSON.stringify(all)}, nothing after EOS (PDD-IDX-005)`,
+          JSON.stringify(out.text),
+        );
     },
   },
   {
@@ -494,27 +672,65 @@ export const DEVICE_CASES: Case[] = [
         refinement: true,
         acceptWith: { refine: true },
         during: (s) => {
-          if (field(s.request, "prefillRequest.refine") === null) throw new NotOffered("the device does not ask for refinement");
+          if (field(s.request, "prefillRequest.refine") === null)
+            throw new NotOffered("the device does not ask for refinement");
           // The spans keep one token; the text keeps the whole prompt. Only `text` is right here.
           const text = field<string>(s.request, "prefillRequest.text");
-          p.send({ refinedPrompt: { requestId: s.id, method: "REFINE_METHOD_SURPRISAL_DROP", kept: [{ start: 0, end: 1 }], text, originalTokens: 400, keptTokens: 1, ratio: 0.0025 } });
+          p.send({
+            refinedPrompt: {
+              requestId: s.id,
+              method: "REFINE_METHOD_SURPRISAL_DROP",
+              kept: [{ start: 0, end: 1 }],
+              text,
+              originalTokens: 400,
+              keptTokens: 1,
+              ratio: 0.0025,
+            },
+          });
         },
       });
       const out = await expectAnswer(env, s, 1, "PDD-REF-007");
-      if (out && expected !== undefined) expectThat(out.text === expected, `the answer of the full prompt (the refined text is the prompt): ${JSON.stringify(expected.slice(0, 60))} (PDD-REF-007)`, JSON.stringify(out.text.slice(0, 60)));
+      if (out && expected !== undefined)
+        expectThat(
+          out.text === expected,
+          `the answer of the full prompt (the refined text is the prompt): ${JSON.stringify(expected.slice(0, 60))} (PDD-REF-007)`,
+          JSON.stringify(out.text.slice(0, 60)),
+        );
     },
   },
-  kvCase("device.kv.bad-crc", "discards a KV image with a wrong chunk CRC and computes the prefill; the answer is unaffected", ["PDD-KV-007", "PDD-SEC-006"], (frames) => {
-    const f = frames[1]!.kvChunk as { crc32: number };
-    f.crc32 = (f.crc32 ^ 1) >>> 0;
-    return frames;
-  }),
+  kvCase(
+    "device.kv.bad-crc",
+    "discards a KV image with a wrong chunk CRC and computes the prefill; the answer is unaffected",
+    ["PDD-KV-007", "PDD-SEC-006"],
+    (frames) => {
+      const f = frames[1]!.kvChunk as { crc32: number };
+      f.crc32 = (f.crc32 ^ 1) >>> 0;
+      return frames;
+    },
+  ),
   kvCase("device.kv.bad-sha", "discards a KV image whose SHA-256 does not match", ["PDD-KV-007"], (frames) => {
     const f = frames[frames.length - 1]!.kvChunk as { imageSha256: Buffer };
     f.imageSha256 = Buffer.alloc(32, 7);
     return frames;
   }),
-  kvCase("device.kv.unloadable", "falls back to its own prefill when an intact image does not load", ["PDD-KV-003"], (frames) => frames),
-  kvCase("device.kv.foreign-model", "never imports an image from another model, whatever the cloud grants", ["PDD-KV-002"], (frames) => frames, { model: "foreign" }),
-  kvCase("device.kv.end-first", "on WebTransport, takes End.usage.kv_bytes_sent as the bytes still to come", ["PDD-KV-011"], (frames) => frames, { transports: ["webtransport"], endFirst: true }),
+  kvCase(
+    "device.kv.unloadable",
+    "falls back to its own prefill when an intact image does not load",
+    ["PDD-KV-003"],
+    (frames) => frames,
+  ),
+  kvCase(
+    "device.kv.foreign-model",
+    "never imports an image from another model, whatever the cloud grants",
+    ["PDD-KV-002"],
+    (frames) => frames,
+    { model: "foreign" },
+  ),
+  kvCase(
+    "device.kv.end-first",
+    "on WebTransport, takes End.usage.kv_bytes_sent as the bytes still to come",
+    ["PDD-KV-011"],
+    (frames) => frames,
+    { transports: ["webtransport"], endFirst: true },
+  ),
 ];

@@ -46,24 +46,37 @@ type Value = number | boolean | Buffer | Value[];
 
 function readValue(r: Reader, type: number): Value {
   switch (type) {
-    case 0: return r.u8();
-    case 1: return (r.pos++, r.b.readInt8(r.pos - 1));
-    case 2: return ((r.pos += 2), r.b.readUInt16LE(r.pos - 2));
-    case 3: return ((r.pos += 2), r.b.readInt16LE(r.pos - 2));
-    case 4: return r.u32();
-    case 5: return r.i32();
-    case 6: return r.f32();
-    case 7: return r.u8() !== 0;
-    case 8: return r.str();
+    case 0:
+      return r.u8();
+    case 1:
+      return (r.pos++, r.b.readInt8(r.pos - 1));
+    case 2:
+      return ((r.pos += 2), r.b.readUInt16LE(r.pos - 2));
+    case 3:
+      return ((r.pos += 2), r.b.readInt16LE(r.pos - 2));
+    case 4:
+      return r.u32();
+    case 5:
+      return r.i32();
+    case 6:
+      return r.f32();
+    case 7:
+      return r.u8() !== 0;
+    case 8:
+      return r.str();
     case 9: {
       const t = r.u32();
       const n = r.u64();
       return Array.from({ length: n }, () => readValue(r, t));
     }
-    case 10: return r.u64();
-    case 11: return ((r.pos += 8), Number(r.b.readBigInt64LE(r.pos - 8)));
-    case 12: return ((r.pos += 8), r.b.readDoubleLE(r.pos - 8));
-    default: throw new Error(`GGUF value type ${type} is unknown`);
+    case 10:
+      return r.u64();
+    case 11:
+      return ((r.pos += 8), Number(r.b.readBigInt64LE(r.pos - 8)));
+    case 12:
+      return ((r.pos += 8), r.b.readDoubleLE(r.pos - 8));
+    default:
+      throw new Error(`GGUF value type ${type} is unknown`);
   }
 }
 
@@ -118,16 +131,25 @@ export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buff
   t.update(u32le(merges.length));
   for (const m of merges) t.update(Buffer.concat([u32le(m.length), m]));
   const id = (k: string) => u32le(kv.has(k) ? Number(kv.get(k)) : 0xffffffff);
-  t.update(Buffer.concat([id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), id("tokenizer.ggml.padding_token_id")]));
+  t.update(
+    Buffer.concat([
+      id("tokenizer.ggml.bos_token_id"),
+      id("tokenizer.ggml.eos_token_id"),
+      id("tokenizer.ggml.padding_token_id"),
+    ]),
+  );
   const arch = (kv.get("general.architecture") as Buffer | undefined)?.toString("utf8");
-  const addBos = kv.has("tokenizer.ggml.add_bos_token") ? kv.get("tokenizer.ggml.add_bos_token") === true : arch === "llama";
+  const addBos = kv.has("tokenizer.ggml.add_bos_token")
+    ? kv.get("tokenizer.ggml.add_bos_token") === true
+    : arch === "llama";
   t.update(Buffer.of(addBos ? 1 : 0));
   const tokenizer = t.digest();
 
   const m = createHash("sha256").update("pdd.v1/model\n").update(tokenizer);
   for (const x of tensors) {
     const traits = GGML_TYPES[x.type];
-    if (!traits) throw new Error(`tensor ${x.name.toString("utf8")} has GGML type ${x.type}, which this reader does not size`);
+    if (!traits)
+      throw new Error(`tensor ${x.name.toString("utf8")} has GGML type ${x.type}, which this reader does not size`);
     const elements = x.dims.reduce((a, d) => a * d, 1);
     const size = (elements / traits[1]) * traits[0];
     m.update(Buffer.concat([x.name, Buffer.of(0), u32le(x.type), u64le(x.dims.length), ...x.dims.map(u64le)]));

@@ -10,13 +10,23 @@ export const CORPUS_FILE = join(import.meta.dirname, "fuzz-corpus", "cloud.json"
 
 export const fuzzCommand: Command = {
   name: "fuzz",
-  summary: "fuzz a live cloud with mutated frame sequences over every binding (an in-process reference cloud by default)",
-  usage: "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n  Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n  A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
+  summary:
+    "fuzz a live cloud with mutated frame sequences over every binding (an in-process reference cloud by default)",
+  usage:
+    "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n  Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n  A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
   async run(argv) {
-    const { values } = parseFlags(argv, { target: { type: "string" }, codec: { type: "string" }, cases: { type: "string" }, seed: { type: "string" }, token: { type: "string" }, ca: { type: "string" } });
+    const { values } = parseFlags(argv, {
+      target: { type: "string" },
+      codec: { type: "string" },
+      cases: { type: "string" },
+      seed: { type: "string" },
+      token: { type: "string" },
+      ca: { type: "string" },
+    });
     const cases = intFlag("cases", values.cases, 20_000, 1, 100_000_000);
     const seed = intFlag("seed", values.seed, 1, 0, 2 ** 31);
-    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack") throw new UsageError("--codec must be proto or msgpack");
+    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
+      throw new UsageError("--codec must be proto or msgpack");
     const ca = readFileFlag("ca", values.ca);
     let targets: { url: string; codec: Codec }[];
     let stop = async () => {};
@@ -25,7 +35,11 @@ export const fuzzCommand: Command = {
       targets = [{ url: values.target, codec: (values.codec as Codec | undefined) ?? "proto" }];
     } else {
       const { startCloud } = await import("../reference-cloud/index.js");
-      const cloud = await startCloud({ threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
+      const cloud = await startCloud({
+        threads: 1,
+        logLevel: "silent",
+        listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+      });
       stop = () => cloud.close({ drainSeconds: 0 });
       certPem = cloud.certificate.cert;
       targets = [
@@ -35,14 +49,27 @@ export const fuzzCommand: Command = {
         { url: cloud.urls.webtransport!, codec: "proto" },
       ].filter((t) => !values.codec || t.codec === values.codec) as { url: string; codec: Codec }[];
     }
-    const certHash = certPem ? new Uint8Array(createHash("sha256").update(new X509Certificate(certPem).raw).digest()) : undefined;
+    const certHash = certPem
+      ? new Uint8Array(createHash("sha256").update(new X509Certificate(certPem).raw).digest())
+      : undefined;
     let failed = false;
     try {
       for (const t of targets) {
         try {
-          const r = await fuzzCloud({ target: t.url, codec: t.codec, cases, seed, token: values.token, ca: certPem, certHash, onProgress: (n) => process.stderr.isTTY && process.stderr.write(`\r${t.url} ${t.codec}: ${n}/${cases}`) });
+          const r = await fuzzCloud({
+            target: t.url,
+            codec: t.codec,
+            cases,
+            seed,
+            token: values.token,
+            ca: certPem,
+            certHash,
+            onProgress: (n) => process.stderr.isTTY && process.stderr.write(`\r${t.url} ${t.codec}: ${n}/${cases}`),
+          });
           if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
-          console.log(`${t.url} [${t.codec}]: ${r.cases} cases survived in ${(r.ms / 1000).toFixed(1)} s on ${r.connections} connections; closes ${JSON.stringify(r.closes)}; request errors ${JSON.stringify(r.errors)}`);
+          console.log(
+            `${t.url} [${t.codec}]: ${r.cases} cases survived in ${(r.ms / 1000).toFixed(1)} s on ${r.connections} connections; closes ${JSON.stringify(r.closes)}; request errors ${JSON.stringify(r.errors)}`,
+          );
         } catch (e) {
           if (!(e instanceof FuzzFailure)) throw e;
           failed = true;

@@ -24,7 +24,12 @@ let cloud: CloudPeer;
 let engine: Engine;
 beforeAll(async () => {
   engine = await Engine.load({ modelPath: ensureDefaultModel("tiny"), threads: 1, sequences: 4 });
-  cloud = await startCloud({ model: ensureDefaultModel("tiny"), threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
+  cloud = await startCloud({
+    model: ensureDefaultModel("tiny"),
+    threads: 1,
+    logLevel: "silent",
+    listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+  });
 });
 afterAll(async () => {
   await cloud.close({ drainSeconds: 0 });
@@ -44,17 +49,28 @@ describe("fuzzing the reference cloud", () => {
     ["ws", "msgpack", 5_000],
     ["grpc", "proto", 20_000],
     ["webtransport", "proto", 20_000],
-  ] as const)("over %s (%s): %i cases, no crash or hang, heap back to its baseline", async (key, codec, cases) => {
-    const before = await settle();
-    const r = await fuzzCloud({ target: cloud.urls[key]!, codec: codec as Codec, cases, seed: 20261129, ca: cloud.certificate.cert, certHash: certificateSha256(cloud.certificate.cert) });
-    expect(r.cases).toBe(cases);
-    // Every close carried a typed code, and connections were both refused and kept.
-    expect(Object.keys(r.closes).every((c) => Number(c) > 0)).toBe(true);
-    expect(r.connections).toBeGreaterThan(1);
-    expect(r.connections).toBeLessThan(cases);
-    const after = await settle();
-    expect(after - before, `heap grew from ${before} to ${after} bytes`).toBeLessThan(32 << 20);
-  }, 300_000);
+  ] as const)(
+    "over %s (%s): %i cases, no crash or hang, heap back to its baseline",
+    async (key, codec, cases) => {
+      const before = await settle();
+      const r = await fuzzCloud({
+        target: cloud.urls[key]!,
+        codec: codec as Codec,
+        cases,
+        seed: 20261129,
+        ca: cloud.certificate.cert,
+        certHash: certificateSha256(cloud.certificate.cert),
+      });
+      expect(r.cases).toBe(cases);
+      // Every close carried a typed code, and connections were both refused and kept.
+      expect(Object.keys(r.closes).every((c) => Number(c) > 0)).toBe(true);
+      expect(r.connections).toBeGreaterThan(1);
+      expect(r.connections).toBeLessThan(cases);
+      const after = await settle();
+      expect(after - before, `heap grew from ${before} to ${after} bytes`).toBeLessThan(32 << 20);
+    },
+    300_000,
+  );
 
   it("survives every input in the corpus", async () => {
     const corpus = JSON.parse(readFileSync(CORPUS_FILE, "utf8")) as { codec: Codec; hex: string[]; note: string }[];
@@ -62,7 +78,15 @@ describe("fuzzing the reference cloud", () => {
     for (const key of ["ws", "grpc", "webtransport"] as const) {
       for (const input of corpus) {
         if (key === "grpc" && input.codec !== "proto") continue;
-        await replayInput({ target: cloud.urls[key]!, codec: input.codec, ca: cloud.certificate.cert, certHash: certificateSha256(cloud.certificate.cert) }, input);
+        await replayInput(
+          {
+            target: cloud.urls[key]!,
+            codec: input.codec,
+            ca: cloud.certificate.cert,
+            certHash: certificateSha256(cloud.certificate.cert),
+          },
+          input,
+        );
       }
     }
   });
@@ -74,9 +98,20 @@ describe("fuzzing the reference device", () => {
     ["ws://127.0.0.1:0", "msgpack", 5_000],
     ["grpc://127.0.0.1:0", "proto", 20_000],
     ["https://127.0.0.1:0/pdd/v1", "proto", 20_000],
-  ] as const)("listening on %s (%s): %i mutated cloud frames, every run ends with an answer", async (listen, codec, cases) => {
-    const r = await fuzzDevice({ listen, codec: codec as Codec, launcher: inProcessDevice(engine), cases, seed: 20261129, framesPerRun: 100 });
-    expect(r.cases).toBe(cases);
-    expect(r.runs).toBe(cases / 100);
-  }, 300_000);
+  ] as const)(
+    "listening on %s (%s): %i mutated cloud frames, every run ends with an answer",
+    async (listen, codec, cases) => {
+      const r = await fuzzDevice({
+        listen,
+        codec: codec as Codec,
+        launcher: inProcessDevice(engine),
+        cases,
+        seed: 20261129,
+        framesPerRun: 100,
+      });
+      expect(r.cases).toBe(cases);
+      expect(r.runs).toBe(cases / 100);
+    },
+    300_000,
+  );
 });

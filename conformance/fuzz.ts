@@ -51,12 +51,17 @@ const ENUMS = [0, 1, 2, 3, 5, 18, 21, 99, 2 ** 31 - 1];
 
 /** Templates: the frames a device sends after its Hello, with `ID` as the request ID. */
 function templates(id: number): Frame[][] {
-  const pre = (extra: Record<string, unknown> = {}) => ({ prefillRequest: { requestId: id, text: "The quick brown fox.", cloudTokenBudget: 3, ...extra } });
+  const pre = (extra: Record<string, unknown> = {}) => ({
+    prefillRequest: { requestId: id, text: "The quick brown fox.", cloudTokenBudget: 3, ...extra },
+  });
   return [
     [pre()],
     [pre({ targetTpotUs: 5000, cloudTokenBudget: 8 }), { takeover: { requestId: id, index: 1 } }],
     [pre(), { cancel: { requestId: id, code: "ERROR_CODE_CANCELLED" } }],
-    [pre({ kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 1024, initialCreditBytes: "4096" } }), { kvCredit: { requestId: id, bytes: "4096" } }],
+    [
+      pre({ kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 1024, initialCreditBytes: "4096" } }),
+      { kvCredit: { requestId: id, bytes: "4096" } },
+    ],
     [pre({ refine: { method: "REFINE_METHOD_SURPRISAL_DROP", targetRatio: 0.5 } })],
     [pre(), { progress: { requestId: id, prefilledTokens: 3, coveredIndex: 1, displayedIndex: 1 } }],
     [pre({ tokens: { ids: [1, 2, 3] }, text: undefined })],
@@ -67,15 +72,24 @@ function templates(id: number): Frame[][] {
 
 /** Replaces one scalar somewhere in `v` with an edge value. */
 function mutateObject(v: unknown, r: () => number): unknown {
-  if (Array.isArray(v)) return v.length === 0 ? v : v.map((x, i) => (i === Math.floor(r() * v.length) ? mutateObject(x, r) : x));
+  if (Array.isArray(v))
+    return v.length === 0 ? v : v.map((x, i) => (i === Math.floor(r() * v.length) ? mutateObject(x, r) : x));
   if (v && typeof v === "object") {
     const keys = Object.keys(v);
     const k = keys[Math.floor(r() * keys.length)]!;
     return { ...(v as Record<string, unknown>), [k]: mutateObject((v as Record<string, unknown>)[k], r) };
   }
-  if (typeof v === "number") return r() < 0.5 ? INTS[Math.floor(r() * INTS.length)] : ENUMS[Math.floor(r() * ENUMS.length)];
+  if (typeof v === "number")
+    return r() < 0.5 ? INTS[Math.floor(r() * INTS.length)] : ENUMS[Math.floor(r() * ENUMS.length)];
   if (typeof v === "string") {
-    const choices = ["", "x".repeat(1 + Math.floor(r() * 5000)), "\u0000\uFFFF🙂", "18446744073709551615", "-1", "ERROR_CODE_NOPE"];
+    const choices = [
+      "",
+      "x".repeat(1 + Math.floor(r() * 5000)),
+      "\u0000\uFFFF🙂",
+      "18446744073709551615",
+      "-1",
+      "ERROR_CODE_NOPE",
+    ];
     return /^\d+$/.test(v) ? String(INTS[Math.floor(r() * INTS.length)]) : choices[Math.floor(r() * choices.length)];
   }
   return v;
@@ -88,7 +102,9 @@ async function open(o: FuzzOptions): Promise<RawSession> {
   return openWebTransport(o.target, o.codec, { certHash: o.certHash, token: o.token });
 }
 
-const hello = (codec: Codec): Frame => ({ hello: { versions: [{ major: 1, minor: 0 }], codecs: [codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"] } });
+const hello = (codec: Codec): Frame => ({
+  hello: { versions: [{ major: 1, minor: 0 }], codecs: [codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"] },
+});
 
 export async function fuzzCloud(o: FuzzOptions): Promise<FuzzReport> {
   const r = prng(o.seed);
@@ -124,7 +140,10 @@ export async function fuzzCloud(o: FuzzOptions): Promise<FuzzReport> {
       bytes = frames.map(() => Uint8Array.of());
     }
     if (kind >= 0.5 && kind < 0.8) bytes = bytes.map((b) => (r() < 0.7 ? mutateBytes(b, bytes) : b));
-    const input = { hex: bytes.map((b) => Buffer.from(b).toString("hex")), note: `case ${c}, seed ${o.seed}, ${o.codec}` };
+    const input = {
+      hex: bytes.map((b) => Buffer.from(b).toString("hex")),
+      note: `case ${c}, seed ${o.seed}, ${o.codec}`,
+    };
     for (const b of bytes) s!.send(b);
     // Liveness: a Ping must be answered, or the connection closed with a code.
     const n = nonce++;
@@ -160,7 +179,11 @@ export async function fuzzCloud(o: FuzzOptions): Promise<FuzzReport> {
     check.send(encodeDevice({ ping: { nonce: "99" } }, o.codec));
     for (;;) {
       const v = await check.next(waitMs);
-      if (!(v instanceof Uint8Array)) throw new FuzzFailure("the cloud no longer serves a fresh connection after the run", { hex: [], note: "final liveness check" });
+      if (!(v instanceof Uint8Array))
+        throw new FuzzFailure("the cloud no longer serves a fresh connection after the run", {
+          hex: [],
+          note: "final liveness check",
+        });
       if (decodeCloud(v, o.codec).body === "pong") break;
     }
   } finally {
@@ -171,7 +194,10 @@ export async function fuzzCloud(o: FuzzOptions): Promise<FuzzReport> {
 }
 
 /** Replays one saved input (a corpus entry) on a fresh connection; throws FuzzFailure when the cloud does not survive it. */
-export async function replayInput(o: Omit<FuzzOptions, "cases" | "seed">, input: { hex: string[]; note: string }): Promise<void> {
+export async function replayInput(
+  o: Omit<FuzzOptions, "cases" | "seed">,
+  input: { hex: string[]; note: string },
+): Promise<void> {
   const s = await open({ ...o, cases: 0, seed: 0 });
   try {
     s.send(encodeDevice(hello(o.codec), o.codec));
@@ -196,7 +222,16 @@ export async function replayInput(o: Omit<FuzzOptions, "cases" | "seed">, input:
  * case. Every device run must still end — exit 0, with an answer — within
  * the wait: no crash, no hang.
  */
-export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; cases: number; seed: number; codec?: Codec; framesPerRun?: number; waitMs?: number; onProgress?: (done: number) => void }): Promise<{ cases: number; runs: number; ms: number }> {
+export async function fuzzDevice(o: {
+  listen: string;
+  launcher: DeviceLauncher;
+  cases: number;
+  seed: number;
+  codec?: Codec;
+  framesPerRun?: number;
+  waitMs?: number;
+  onProgress?: (done: number) => void;
+}): Promise<{ cases: number; runs: number; ms: number }> {
   const r = prng(o.seed);
   const mutateBytes = mutator(r);
   const waitMs = o.waitMs ?? 10_000;
@@ -217,7 +252,14 @@ export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; 
       try {
         const helloBytes = await s.next(waitMs);
         if (!(helloBytes instanceof Uint8Array)) throw new Error("no Hello");
-        send({ helloAck: { version: { major: 1, minor: 0 }, codec: s.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK", cloudModel: { modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) }, capabilities: { kvChunks: true, refinement: true } } });
+        send({
+          helloAck: {
+            version: { major: 1, minor: 0 },
+            codec: s.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK",
+            cloudModel: { modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) },
+            capabilities: { kvChunks: true, refinement: true },
+          },
+        });
         let id = 1;
         for (;;) {
           const v = await s.next(waitMs);
@@ -230,11 +272,39 @@ export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; 
         }
         const piece = (i: number) => Buffer.from(` t${i}`);
         const valid: Frame[] = [
-          { accepted: { requestId: id, promptTokens: 5, cloudTokenBudget: 8, kvFormat: "KV_FORMAT_LLAMA_SEQ_STATE", kvTotalBytes: "16" } },
+          {
+            accepted: {
+              requestId: id,
+              promptTokens: 5,
+              cloudTokenBudget: 8,
+              kvFormat: "KV_FORMAT_LLAMA_SEQ_STATE",
+              kvTotalBytes: "16",
+            },
+          },
           { firstToken: { requestId: id, token: { id: 1, piece: piece(0) } } },
-          ...Array.from({ length: 6 }, (_, i) => ({ tokenBatch: { requestId: id, startIndex: i + 1, tokens: [{ id: i + 2, piece: piece(i + 1) }] } })),
-          { kvChunk: { requestId: id, format: "KV_FORMAT_LLAMA_SEQ_STATE", offset: "0", totalBytes: "16", data: Buffer.alloc(16, 3), crc32: 0 } },
-          { refinedPrompt: { requestId: id, kept: [{ start: 0, end: 2 }], text: "The fox", originalTokens: 5, keptTokens: 2, ratio: 0.4 } },
+          ...Array.from({ length: 6 }, (_, i) => ({
+            tokenBatch: { requestId: id, startIndex: i + 1, tokens: [{ id: i + 2, piece: piece(i + 1) }] },
+          })),
+          {
+            kvChunk: {
+              requestId: id,
+              format: "KV_FORMAT_LLAMA_SEQ_STATE",
+              offset: "0",
+              totalBytes: "16",
+              data: Buffer.alloc(16, 3),
+              crc32: 0,
+            },
+          },
+          {
+            refinedPrompt: {
+              requestId: id,
+              kept: [{ start: 0, end: 2 }],
+              text: "The fox",
+              originalTokens: 5,
+              keptTokens: 2,
+              ratio: 0.4,
+            },
+          },
           { pong: { nonce: "1" } },
           { error: { requestId: id, code: "ERROR_CODE_INTERNAL", message: "x" } },
           { goodbye: {} },
@@ -256,11 +326,22 @@ export async function fuzzDevice(o: { listen: string; launcher: DeviceLauncher; 
       } catch {
         // the device closed the connection on a bad frame: its right
       }
-      const out = await Promise.race([run.outcome, new Promise<undefined>((res) => setTimeout(() => res(undefined), waitMs))]);
+      const out = await Promise.race([
+        run.outcome,
+        new Promise<undefined>((res) => setTimeout(() => res(undefined), waitMs)),
+      ]);
       run.stop();
       s.close();
-      if (!out) throw new FuzzFailure(`run ${runs}: the device did not finish within ${waitMs} ms`, { hex: sent, note: `device run ${runs}, seed ${o.seed}` });
-      if (out.exitCode !== 0) throw new FuzzFailure(`run ${runs}: the device failed (exit ${out.exitCode}): ${out.stderr.slice(-300)}`, { hex: sent, note: `device run ${runs}, seed ${o.seed}` });
+      if (!out)
+        throw new FuzzFailure(`run ${runs}: the device did not finish within ${waitMs} ms`, {
+          hex: sent,
+          note: `device run ${runs}, seed ${o.seed}`,
+        });
+      if (out.exitCode !== 0)
+        throw new FuzzFailure(`run ${runs}: the device failed (exit ${out.exitCode}): ${out.stderr.slice(-300)}`, {
+          hex: sent,
+          note: `device run ${runs}, seed ${o.seed}`,
+        });
       o.onProgress?.(cases);
     }
   } finally {

@@ -1,5 +1,11 @@
 /** Public surface of conformance/: the suite, its reports and its coverage. */
-export { runConformance, runDeviceConformance, type RunOptions, type DeviceRunOptions, type DeviceLauncher } from "./runner.js";
+export {
+  runConformance,
+  runDeviceConformance,
+  type RunOptions,
+  type DeviceRunOptions,
+  type DeviceLauncher,
+} from "./runner.js";
 export { execLauncher } from "./launcher.js";
 export { table, junit } from "./report.js";
 export { coverage, coverageProblems, renderCoverage, ALL_CASES, NOT_BLACK_BOX } from "./coverage.js";

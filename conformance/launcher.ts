@@ -20,13 +20,24 @@ export function execLauncher(command: string): DeviceLauncher {
         caFile = join(mkdtempSync(join(tmpdir(), "pdd-conformance-")), "ca.pem");
         writeFileSync(caFile, o.caPem);
       }
-      const vars: Record<string, string> = { url: o.url, codec: o.codec, ca: caFile ?? "", cert_sha256: o.certSha256 ?? "" };
+      const vars: Record<string, string> = {
+        url: o.url,
+        codec: o.codec,
+        ca: caFile ?? "",
+        cert_sha256: o.certSha256 ?? "",
+      };
       const line = command.replace(/\{(url|codec|ca|cert_sha256)\}/g, (_m, k: string) => vars[k]!);
       const child = spawn(line, {
         shell: true,
         detached: true, // its own process group, so stop() reaches the whole tree
         stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, PDD_CONFORMANCE_URL: o.url, PDD_CONFORMANCE_CODEC: o.codec, PDD_CONFORMANCE_CA: caFile ?? "", PDD_CONFORMANCE_CERT_SHA256: o.certSha256 ?? "" },
+        env: {
+          ...process.env,
+          PDD_CONFORMANCE_URL: o.url,
+          PDD_CONFORMANCE_CODEC: o.codec,
+          PDD_CONFORMANCE_CA: caFile ?? "",
+          PDD_CONFORMANCE_CERT_SHA256: o.certSha256 ?? "",
+        },
       });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
@@ -36,7 +47,11 @@ export function execLauncher(command: string): DeviceLauncher {
         child.once("error", (e) => resolve({ exitCode: 127, text: "", stderr: e.message }));
         child.once("close", (code, signal) => {
           const text = Buffer.concat(out).toString("utf8");
-          resolve({ exitCode: code ?? (signal ? 128 : 1), text: text.endsWith("\n") ? text.slice(0, -1) : text, stderr: Buffer.concat(err).toString("utf8") });
+          resolve({
+            exitCode: code ?? (signal ? 128 : 1),
+            text: text.endsWith("\n") ? text.slice(0, -1) : text,
+            stderr: Buffer.concat(err).toString("utf8"),
+          });
         });
       });
       return {

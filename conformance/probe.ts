@@ -23,7 +23,11 @@ export class NotOffered extends Error {}
 export type Received = Frame | { closed: CloseInfo } | undefined;
 
 export function isClose(r: Received): r is { closed: CloseInfo } {
-  return r !== undefined && (r as { closed?: unknown }).closed !== undefined && typeof (r as { body?: unknown }).body !== "string";
+  return (
+    r !== undefined &&
+    (r as { closed?: unknown }).closed !== undefined &&
+    typeof (r as { body?: unknown }).body !== "string"
+  );
 }
 
 export class Probe {
@@ -99,7 +103,13 @@ export class Probe {
       const r = await this.recvOne(waitMs);
       if (this.plays === "cloud" && r && !isClose(r) && (r as Frame).body === "ping") {
         const ping = (r as Frame).ping as { nonce?: string; sentAtUs?: string };
-        this.send({ pong: { nonce: ping.nonce ?? "0", pingSentAtUs: ping.sentAtUs ?? "0", receivedAtUs: String(Math.round(performance.now() * 1000)) } });
+        this.send({
+          pong: {
+            nonce: ping.nonce ?? "0",
+            pingSentAtUs: ping.sentAtUs ?? "0",
+            receivedAtUs: String(Math.round(performance.now() * 1000)),
+          },
+        });
         continue;
       }
       return r;
@@ -119,13 +129,20 @@ export class Probe {
       f = this.decode(v, this.codec);
     } catch (e) {
       this.log.push(`${this.stamp()} ← undecodable frame (${v.length} bytes): ${(e as Error).message}`);
-      throw new CheckFailure("a frame that decodes under the connection's codec (PDD-CODEC-001)", `undecodable bytes: ${(e as Error).message}`);
+      throw new CheckFailure(
+        "a frame that decodes under the connection's codec (PDD-CODEC-001)",
+        `undecodable bytes: ${(e as Error).message}`,
+      );
     }
     this.log.push(`${this.stamp()} ← ${render(f)}${this.session.onUniStream?.(v) ? " (KV stream)" : ""}`);
     this.sizes.set(f, v.length);
     if (this.session.onUniStream?.(v)) this.fromUni.add(f);
     // Version 1.0 is negotiated: every frame of the peer has a body this schema knows (PDD-VER-007, PDD-MSG-001).
-    if (this.plays === "device" && !f.body) throw new CheckFailure("only message types of the negotiated version 1.0 (PDD-VER-007, PDD-MSG-001)", `a frame with no known body (${v.length} bytes)`);
+    if (this.plays === "device" && !f.body)
+      throw new CheckFailure(
+        "only message types of the negotiated version 1.0 (PDD-VER-007, PDD-MSG-001)",
+        `a frame with no known body (${v.length} bytes)`,
+      );
     return f;
   }
 
@@ -140,7 +157,14 @@ export class Probe {
   }
 
   /** Sends a valid Hello; with `await`, waits for and checks HelloAck. */
-  async hello(opts: { await?: boolean; versions?: { major: number; minor: number }[]; codecs?: string[]; deviceModel?: Record<string, unknown> } = {}): Promise<Frame | undefined> {
+  async hello(
+    opts: {
+      await?: boolean;
+      versions?: { major: number; minor: number }[];
+      codecs?: string[];
+      deviceModel?: Record<string, unknown>;
+    } = {},
+  ): Promise<Frame | undefined> {
     this.send({
       hello: {
         versions: opts.versions ?? [{ major: 1, minor: 0 }],
@@ -161,7 +185,11 @@ export class Probe {
   async collect(id: number, waitMs = this.waitMs): Promise<Frame[]> {
     const out: Frame[] = [];
     for (;;) {
-      const f = await this.until((x) => requestIdOf(x) === id, `frames of request ${id} up to its End (PDD-ORD-003)`, waitMs);
+      const f = await this.until(
+        (x) => requestIdOf(x) === id,
+        `frames of request ${id} up to its End (PDD-ORD-003)`,
+        waitMs,
+      );
       out.push(f);
       if (f.body === "end") return out;
     }
@@ -173,7 +201,8 @@ export class Probe {
     while (performance.now() < deadline) {
       const r = await this.recv(Math.max(1, deadline - performance.now()));
       if (r === undefined || isClose(r)) return;
-      if (requestIdOf(r as Frame) === id) throw new CheckFailure(`no frame for request ${id} after its End (PDD-ORD-003)`, render(r as Frame));
+      if (requestIdOf(r as Frame) === id)
+        throw new CheckFailure(`no frame for request ${id} after its End (PDD-ORD-003)`, render(r as Frame));
     }
   }
 

@@ -73,8 +73,16 @@ export class Refused extends Error {
   }
 }
 
-export async function openWebSocket(url: string, codec: Codec, opts: { ca?: string; token?: string; protocols?: string[] } = {}): Promise<RawSession> {
-  const ws = new WebSocket(url, opts.protocols ?? [`pdd.v1.${codec}`], { ca: opts.ca, perMessageDeflate: false, headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {} });
+export async function openWebSocket(
+  url: string,
+  codec: Codec,
+  opts: { ca?: string; token?: string; protocols?: string[] } = {},
+): Promise<RawSession> {
+  const ws = new WebSocket(url, opts.protocols ?? [`pdd.v1.${codec}`], {
+    ca: opts.ca,
+    perMessageDeflate: false,
+    headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {},
+  });
   const inbox = new Inbox();
   ws.on("message", (d: Buffer) => inbox.push(new Uint8Array(d)));
   ws.on("close", (code: number, reason: Buffer) => inbox.push({ code, reason: reason.toString() }));
@@ -88,7 +96,13 @@ export async function openWebSocket(url: string, codec: Codec, opts: { ca?: stri
       ws.terminate();
     });
   });
-  return { send: (f) => ws.send(f), sendText: (t) => ws.send(t), protocol: ws.protocol, next: (t) => inbox.next(t), close: () => ws.terminate() };
+  return {
+    send: (f) => ws.send(f),
+    sendText: (t) => ws.send(t),
+    protocol: ws.protocol,
+    next: (t) => inbox.next(t),
+    close: () => ws.terminate(),
+  };
 }
 
 /** gRPC through @grpc/grpc-js with identity serializers: bytes in, bytes out. */
@@ -100,7 +114,10 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
   const key = `${u.protocol}//${u.host}|${opts.ca ?? ""}`;
   let client = channels.get(key);
   if (!client) {
-    const creds = u.protocol === "grpcs:" ? grpc.credentials.createSsl(opts.ca ? Buffer.from(opts.ca) : undefined) : grpc.credentials.createInsecure();
+    const creds =
+      u.protocol === "grpcs:"
+        ? grpc.credentials.createSsl(opts.ca ? Buffer.from(opts.ca) : undefined)
+        : grpc.credentials.createInsecure();
     client = new grpc.Client(`${u.hostname}:${u.port}`, creds);
     channels.set(key, client);
   }
@@ -128,7 +145,11 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
  * grpc-encoding): one Session call that sends `frame` with the given
  * grpc-accept-encoding, closed once the headers came.
  */
-export async function grpcResponseHeaders(url: string, frame: Uint8Array, opts: { ca?: string; token?: string; acceptEncoding: string }): Promise<Record<string, string | string[] | undefined>> {
+export async function grpcResponseHeaders(
+  url: string,
+  frame: Uint8Array,
+  opts: { ca?: string; token?: string; acceptEncoding: string },
+): Promise<Record<string, string | string[] | undefined>> {
   const { connect } = await import("node:http2");
   const u = new URL(url);
   const session = connect(`${u.protocol === "grpcs:" ? "https" : "http"}://${u.host}`, opts.ca ? { ca: opts.ca } : {});
@@ -160,7 +181,11 @@ export async function grpcResponseHeaders(url: string, frame: Uint8Array, opts: 
  * WebTransport (over HTTP/2 here): the control stream and every KV stream,
  * deframed by the suite's own 4-byte length prefix reader (spec §9.4).
  */
-export async function openWebTransport(url: string, codec: Codec, opts: { certHash?: Uint8Array; token?: string; codecParam?: string } = {}): Promise<RawSession> {
+export async function openWebTransport(
+  url: string,
+  codec: Codec,
+  opts: { certHash?: Uint8Array; token?: string; codecParam?: string } = {},
+): Promise<RawSession> {
   const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
   const { wt } = await loadWebTransport();
   const u = new URL(url);
@@ -175,7 +200,10 @@ export async function openWebTransport(url: string, codec: Codec, opts: { certHa
     ready: Promise<void>;
     closed: Promise<{ closeCode?: number; reason?: string }>;
     close(i?: unknown): void;
-    createBidirectionalStream(): Promise<{ readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> }>;
+    createBidirectionalStream(): Promise<{
+      readable: ReadableStream<Uint8Array>;
+      writable: WritableStream<Uint8Array>;
+    }>;
     incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
     incomingBidirectionalStreams: ReadableStream<unknown>;
   };
@@ -236,7 +264,11 @@ export async function openWebTransport(url: string, codec: Codec, opts: { certHa
 }
 
 /** Reads 4-byte length-prefixed frames (spec §9.4) off a stream; reports a stream that ends inside a frame. */
-export async function pumpFrames(readable: ReadableStream<Uint8Array>, onFrame: (f: Uint8Array) => void, onBad?: (why: string) => void): Promise<void> {
+export async function pumpFrames(
+  readable: ReadableStream<Uint8Array>,
+  onFrame: (f: Uint8Array) => void,
+  onBad?: (why: string) => void,
+): Promise<void> {
   const reader = readable.getReader();
   let buf = Buffer.alloc(0);
   try {

@@ -56,11 +56,14 @@ function listenWebSocket(host: string, port: number): Promise<RawServer> {
     port,
     perMessageDeflate: false,
     maxPayload: 256 << 20,
-    handleProtocols: (offered) => (offered.has("pdd.v1.proto") ? "pdd.v1.proto" : offered.has("pdd.v1.msgpack") ? "pdd.v1.msgpack" : false),
+    handleProtocols: (offered) =>
+      offered.has("pdd.v1.proto") ? "pdd.v1.proto" : offered.has("pdd.v1.msgpack") ? "pdd.v1.msgpack" : false,
   });
   wss.on("connection", (ws: WebSocket) => {
     const inbox = new Inbox();
-    ws.on("message", (d: Buffer, isBinary: boolean) => inbox.push(isBinary ? new Uint8Array(d) : { code: -1, reason: `a text message (${d.length} bytes)` }));
+    ws.on("message", (d: Buffer, isBinary: boolean) =>
+      inbox.push(isBinary ? new Uint8Array(d) : { code: -1, reason: `a text message (${d.length} bytes)` }),
+    );
     ws.on("close", (code: number, reason: Buffer) => inbox.push({ code, reason: reason.toString() }));
     ws.on("error", () => undefined);
     queue.push({
@@ -92,7 +95,10 @@ function listenWebSocket(host: string, port: number): Promise<RawServer> {
 
 async function listenGrpc(host: string, port: number): Promise<RawServer> {
   const queue = new WaitQueue<AcceptedSession>();
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 256 << 20, "grpc.max_send_message_length": 256 << 20 });
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": 256 << 20,
+    "grpc.max_send_message_length": 256 << 20,
+  });
   const handler = (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
     const inbox = new Inbox();
     call.on("data", (d: Buffer) => inbox.push(new Uint8Array(d)));
@@ -114,9 +120,17 @@ async function listenGrpc(host: string, port: number): Promise<RawServer> {
       },
     });
   };
-  server.register("/pdd.v1.PdDeviceService/Session", handler as never, (b: Buffer) => b, (b: Buffer) => b, "bidi");
+  server.register(
+    "/pdd.v1.PdDeviceService/Session",
+    handler as never,
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+    "bidi",
+  );
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${fmtHost(host)}:${port}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    server.bindAsync(`${fmtHost(host)}:${port}`, grpc.ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
   );
   return {
     url: `grpc://${fmtHost(host)}:${bound}`,
@@ -131,7 +145,12 @@ interface WtStreamLike {
   writable: WritableStream<Uint8Array>;
 }
 
-async function listenWebTransport(host: string, port: number, path: string, tls: { cert: string; key: string }): Promise<RawServer> {
+async function listenWebTransport(
+  host: string,
+  port: number,
+  path: string,
+  tls: { cert: string; key: string },
+): Promise<RawServer> {
   const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
   const { wt } = await loadWebTransport();
   const queue = new WaitQueue<AcceptedSession>();
@@ -185,7 +204,11 @@ async function listenWebTransport(host: string, port: number, path: string, tls:
       const { value: control } = await session.incomingBidirectionalStreams.getReader().read();
       if (!control) return;
       const inbox = new Inbox();
-      void pumpFrames(control.readable, (f) => inbox.push(f), (why) => inbox.push({ code: -2, reason: why }));
+      void pumpFrames(
+        control.readable,
+        (f) => inbox.push(f),
+        (why) => inbox.push({ code: -2, reason: why }),
+      );
       session.closed.then(
         (i) => inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" }),
         (e: unknown) => inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) }),
@@ -204,8 +227,15 @@ async function listenWebTransport(host: string, port: number, path: string, tls:
       queue.push({
         codec,
         send: (f) => void writer.write(prefixed(f)).catch(() => undefined),
-        sendKv: (id, f) => void kvWriter(id).then((w) => w.write(prefixed(f))).catch(() => undefined),
-        endKv: (id) => void kv.get(id)?.then((w) => w.close()).catch(() => undefined),
+        sendKv: (id, f) =>
+          void kvWriter(id)
+            .then((w) => w.write(prefixed(f)))
+            .catch(() => undefined),
+        endKv: (id) =>
+          void kv
+            .get(id)
+            ?.then((w) => w.close())
+            .catch(() => undefined),
         next: (t) => inbox.next(t),
         close: (code?: number, reason?: string) => {
           if (closing) return; // closing twice makes the library loop until std::bad_alloc

@@ -3,14 +3,29 @@ import type { CaseResult } from "./case.js";
 
 export function table(results: CaseResult[]): string {
   const label = { pass: "PASS", fail: "FAIL", "not-offered": "n/o", "wire-only": "WIRE" } as const;
-  const rows = results.map((r) => [label[r.status], `${r.transport}/${r.codec}`, r.id, r.requirements.join(" "), r.status === "pass" ? "" : r.details]);
+  const rows = results.map((r) => [
+    label[r.status],
+    `${r.transport}/${r.codec}`,
+    r.id,
+    r.requirements.join(" "),
+    r.status === "pass" ? "" : r.details,
+  ]);
   const header = ["result", "binding", "case", "requirements", "details"];
-  const widths = header.map((h, i) => Math.min(i === 4 ? 120 : 80, Math.max(h.length, ...rows.map((r) => r[i]!.length))));
+  const widths = header.map((h, i) =>
+    Math.min(i === 4 ? 120 : 80, Math.max(h.length, ...rows.map((r) => r[i]!.length))),
+  );
   const line = (c: string[]) => c.map((x, i) => x.slice(0, widths[i]).padEnd(widths[i]!)).join("  ");
   const counts = { pass: 0, fail: 0, "not-offered": 0, "wire-only": 0 };
   for (const r of results) counts[r.status]++;
-  const wire = counts["wire-only"] ? `, ${counts["wire-only"]} checked on the wire only (the answer is observable with --exec)` : "";
-  return [line(header), ...rows.map(line), "", `${counts.pass} passed, ${counts.fail} failed, ${counts["not-offered"]} not offered${wire}`].join("\n");
+  const wire = counts["wire-only"]
+    ? `, ${counts["wire-only"]} checked on the wire only (the answer is observable with --exec)`
+    : "";
+  return [
+    line(header),
+    ...rows.map(line),
+    "",
+    `${counts.pass} passed, ${counts.fail} failed, ${counts["not-offered"]} not offered${wire}`,
+  ].join("\n");
 }
 
 const xml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");

@@ -53,7 +53,8 @@ function transportOf(target: string): Transport {
 export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
   const transport = transportOf(o.target);
   const codecs = o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]);
-  if (transport === "grpc" && codecs.includes("msgpack")) throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
+  if (transport === "grpc" && codecs.includes("msgpack"))
+    throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
   const waitMs = o.waitMs ?? 5000;
   const results: CaseResult[] = [];
   for (const codec of codecs) {
@@ -63,10 +64,16 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
         ? openWebSocket(o.target, codec, { ca: o.ca, token, protocols: x.protocols })
         : transport === "grpc"
           ? openGrpc(o.target, { ca: o.ca, token })
-          : openWebTransport(o.target, codec, { certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined), token, codecParam: x.codecParam });
+          : openWebTransport(o.target, codec, {
+              certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined),
+              token,
+              codecParam: x.codecParam,
+            });
     };
     const target: Target = { url: o.target, transport, codec, token: o.token, raw };
-    if (transport === "grpc") target.grpcHeaders = (frame, acceptEncoding) => grpcResponseHeaders(o.target, frame, { ca: o.ca, token: o.token, acceptEncoding });
+    if (transport === "grpc")
+      target.grpcHeaders = (frame, acceptEncoding) =>
+        grpcResponseHeaders(o.target, frame, { ca: o.ca, token: o.token, acceptEncoding });
     const open = async (): Promise<Probe> => {
       const probe = new Probe(await raw({}), codec, waitMs);
       probe.transport = transport;
@@ -80,7 +87,15 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
         return p;
       };
       const unsupported = () => Promise.reject(new Error("a device-role helper in a cloud case"));
-      const r = await runCase(c, transport, codec, opened, async () => c.run(await openOne(), { open: openOne, target, modelFile: o.modelFile, outcome: unsupported, again: unsupported }));
+      const r = await runCase(c, transport, codec, opened, async () =>
+        c.run(await openOne(), {
+          open: openOne,
+          target,
+          modelFile: o.modelFile,
+          outcome: unsupported,
+          again: unsupported,
+        }),
+      );
       results.push(r);
       o.onResult?.(r);
     }
@@ -90,12 +105,22 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
 
 function selectCases(cases: Case[], transport: Transport, codec: Codec, filter: string | undefined): Case[] {
   return cases.filter(
-    (c) => (!filter || filter.split(",").some((f) => c.id.includes(f))) && (!c.codecs || c.codecs.includes(codec)) && (!c.transports || c.transports.includes(transport)),
+    (c) =>
+      (!filter || filter.split(",").some((f) => c.id.includes(f))) &&
+      (!c.codecs || c.codecs.includes(codec)) &&
+      (!c.transports || c.transports.includes(transport)),
   );
 }
 
 /** Runs one case with its 30 s budget and turns what happened into a result with the frame log. */
-async function runCase(c: Case, transport: Transport, codec: Codec, probes: Probe[], body: () => Promise<void>, answerObserved = true): Promise<CaseResult> {
+async function runCase(
+  c: Case,
+  transport: Transport,
+  codec: Codec,
+  probes: Probe[],
+  body: () => Promise<void>,
+  answerObserved = true,
+): Promise<CaseResult> {
   const t0 = performance.now();
   let status: CaseResult["status"] = "pass";
   let details = "";
@@ -104,7 +129,10 @@ async function runCase(c: Case, transport: Transport, codec: Codec, probes: Prob
     await Promise.race([
       body(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new CheckFailure("the case to finish within 30 s", "a timeout")), CASE_BUDGET_MS);
+        timer = setTimeout(
+          () => reject(new CheckFailure("the case to finish within 30 s", "a timeout")),
+          CASE_BUDGET_MS,
+        );
       }),
     ]);
     if (c.answer && !answerObserved) {
@@ -117,20 +145,34 @@ async function runCase(c: Case, transport: Transport, codec: Codec, probes: Prob
       details = e.message;
     } else {
       status = "fail";
-      details = e instanceof CheckFailure ? `expected ${e.expected}; observed ${e.observed}` : `error: ${(e as Error).message}`;
+      details =
+        e instanceof CheckFailure ? `expected ${e.expected}; observed ${e.observed}` : `error: ${(e as Error).message}`;
     }
   } finally {
     clearTimeout(timer);
     for (const p of probes) p.close();
   }
-  return { id: c.id, title: c.title, requirements: c.requirements, transport, codec, status, details, ms: Math.round(performance.now() - t0), log: probes.flatMap((p) => p.log) };
+  return {
+    id: c.id,
+    title: c.title,
+    requirements: c.requirements,
+    transport,
+    codec,
+    status,
+    details,
+    ms: Math.round(performance.now() - t0),
+    log: probes.flatMap((p) => p.log),
+  };
 }
 
 const CASE_BUDGET_MS = 30_000;
 
 /** Starts the device under test, once per case (and again for a baseline). */
 export interface DeviceLauncher {
-  start(o: { url: string; codec: Codec; caPem?: string; certSha256?: string }): { outcome: Promise<DeviceOutcome>; stop(): void };
+  start(o: { url: string; codec: Codec; caPem?: string; certSha256?: string }): {
+    outcome: Promise<DeviceOutcome>;
+    stop(): void;
+  };
 }
 
 export interface DeviceRunOptions {
@@ -153,12 +195,15 @@ export interface DeviceRunOptions {
 
 export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseResult[]> {
   const transport = transportOf(o.listen);
-  if (transport === "grpc" && o.codecs?.includes("msgpack")) throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
+  if (transport === "grpc" && o.codecs?.includes("msgpack"))
+    throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
   const tls = transport === "webtransport" ? await createSelfSignedCertificate() : undefined;
   const server = await listen({ url: o.listen, tls });
   const waitMs = o.waitMs ?? 5000;
   const connectMs = o.connectMs ?? 30_000;
-  const codecs: (Codec | undefined)[] = o.launcher ? (o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"])) : [undefined];
+  const codecs: (Codec | undefined)[] = o.launcher
+    ? (o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]))
+    : [undefined];
   const results: CaseResult[] = [];
   try {
     for (const wanted of codecs) {
@@ -168,16 +213,25 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
         let codec: Codec = wanted ?? "proto";
         /** One device run: start it (or wait for it) and take its connection. */
         const runDevice = async () => {
-          const launched = o.launcher?.start({ url: server.url, codec: wanted ?? "proto", caPem: tls?.cert, certSha256: tls ? Buffer.from(certificateSha256(tls.cert)).toString("hex") : undefined });
+          const launched = o.launcher?.start({
+            url: server.url,
+            codec: wanted ?? "proto",
+            caPem: tls?.cert,
+            certSha256: tls ? Buffer.from(certificateSha256(tls.cert)).toString("hex") : undefined,
+          });
           if (launched) stops.push(launched.stop);
           const session = await Promise.race([
             server.accept(connectMs),
             launched?.outcome.then((out) => {
-              throw new CheckFailure("the device to connect", `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`);
+              throw new CheckFailure(
+                "the device to connect",
+                `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`,
+              );
             }),
           ]);
           if (!session) throw new CheckFailure("the device to connect", `no connection within ${connectMs} ms`);
-          if (wanted && session.codec !== wanted) throw new CheckFailure(`a connection with the ${wanted} codec`, session.codec);
+          if (wanted && session.codec !== wanted)
+            throw new CheckFailure(`a connection with the ${wanted} codec`, session.codec);
           codec = session.codec;
           const probe = new Probe(session, session.codec, waitMs, "cloud");
           probe.transport = transport;
@@ -187,7 +241,12 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
             (done ??= launched
               ? Promise.race([
                   launched.outcome,
-                  new Promise<never>((_, reject) => setTimeout(() => reject(new CheckFailure("the device run to end", `still running after ${waitMs * 3} ms`)), waitMs * 3).unref()),
+                  new Promise<never>((_, reject) =>
+                    setTimeout(
+                      () => reject(new CheckFailure("the device run to end", `still running after ${waitMs * 3} ms`)),
+                      waitMs * 3,
+                    ).unref(),
+                  ),
                 ])
               : Promise.resolve(undefined));
           return { probe, outcome };
@@ -202,7 +261,13 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
             async () => {
               const first = await runDevice();
               const cloudOnly = () => Promise.reject(new Error("a cloud-role helper in a device case"));
-              await c.run(first.probe, { open: cloudOnly, target: { url: server.url, transport, codec, raw: cloudOnly }, modelFile: o.modelFile, outcome: first.outcome, again: runDevice });
+              await c.run(first.probe, {
+                open: cloudOnly,
+                target: { url: server.url, transport, codec, raw: cloudOnly },
+                modelFile: o.modelFile,
+                outcome: first.outcome,
+                again: runDevice,
+              });
             },
             o.launcher !== undefined,
           );

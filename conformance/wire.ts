@@ -15,7 +15,13 @@ export type Codec = "proto" | "msgpack";
 /** A frame as plain data: `{ body: "hello", hello: {...} }`, enums by name, 64-bit integers as strings. */
 export type Frame = Record<string, unknown> & { body?: string };
 
-const toObject: protobuf.IConversionOptions = { enums: String, longs: String, bytes: Buffer as never, defaults: true, oneofs: true };
+const toObject: protobuf.IConversionOptions = {
+  enums: String,
+  longs: String,
+  bytes: Buffer as never,
+  defaults: true,
+  oneofs: true,
+};
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "string" });
 
@@ -24,21 +30,30 @@ function encodeAs(type: protobuf.Type, frame: Frame, codec: Codec, unchecked = f
   const err = unchecked ? null : type.verify(message);
   if (err) throw new Error(`test bug: invalid ${type.name}: ${err}`);
   if (codec === "proto") return type.encode(message).finish();
-  const plain = type.toObject(message, { enums: String, longs: String, bytes: Buffer as never, defaults: false, oneofs: false });
+  const plain = type.toObject(message, {
+    enums: String,
+    longs: String,
+    bytes: Buffer as never,
+    defaults: false,
+    oneofs: false,
+  });
   return packr.pack(int64sAsBigInt(type, plain));
 }
 
 function decodeAs(type: protobuf.Type, bytes: Uint8Array, codec: Codec): Frame {
   if (codec === "proto") return type.toObject(type.decode(bytes), toObject) as Frame;
   const plain = unpackr.unpack(bytes) as Record<string, unknown>;
-  if (plain === null || typeof plain !== "object" || Array.isArray(plain)) throw new Error("MessagePack frame is not a map");
+  if (plain === null || typeof plain !== "object" || Array.isArray(plain))
+    throw new Error("MessagePack frame is not a map");
   return type.toObject(type.fromObject(plain), toObject) as Frame;
 }
 
 /** Encodes a device frame given as plain data. Throws on a value the schema cannot hold. */
-export const encodeDevice = (frame: Frame, codec: Codec, unchecked = false): Uint8Array => encodeAs(DeviceFrameType, frame, codec, unchecked);
+export const encodeDevice = (frame: Frame, codec: Codec, unchecked = false): Uint8Array =>
+  encodeAs(DeviceFrameType, frame, codec, unchecked);
 /** Encodes a cloud frame (the suite playing the cloud). */
-export const encodeCloud = (frame: Frame, codec: Codec, unchecked = false): Uint8Array => encodeAs(CloudFrameType, frame, codec, unchecked);
+export const encodeCloud = (frame: Frame, codec: Codec, unchecked = false): Uint8Array =>
+  encodeAs(CloudFrameType, frame, codec, unchecked);
 
 const LONGS = new Set(["int64", "uint64", "sint64", "fixed64", "sfixed64"]);
 
@@ -50,7 +65,9 @@ function int64sAsBigInt(type: protobuf.Type, obj: Record<string, unknown>): Reco
     f.resolve();
     if (f.resolvedType instanceof protobuf.Type) {
       const t = f.resolvedType;
-      obj[f.name] = Array.isArray(v) ? v.map((x) => int64sAsBigInt(t, x as Record<string, unknown>)) : int64sAsBigInt(t, v as Record<string, unknown>);
+      obj[f.name] = Array.isArray(v)
+        ? v.map((x) => int64sAsBigInt(t, x as Record<string, unknown>))
+        : int64sAsBigInt(t, v as Record<string, unknown>);
     } else if (LONGS.has(f.type)) {
       obj[f.name] = Array.isArray(v) ? v.map((x) => BigInt(x as string)) : BigInt(v as string);
     }

@@ -62,12 +62,18 @@ describe("bad model files", () => {
   });
 
   it("refuses a missing file with INVALID_ARGUMENT", async () => {
-    await expect(Engine.load({ modelPath: join(dir, "nope.gguf") })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    await expect(Engine.load({ modelPath: join(dir, "nope.gguf") })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+    });
   });
 });
 
 describe("the P/D-Device invariants of the engine", () => {
-  const prompts = ["Tell me about the fox.", "What did the owls do? Answer plainly, please", "a b c d e f g h i j k l m n o p q r s t u v w x y z."];
+  const prompts = [
+    "Tell me about the fox.",
+    "What did the owls do? Answer plainly, please",
+    "a b c d e f g h i j k l m n o p q r s t u v w x y z.",
+  ];
 
   it("prefilling prompt + k received tokens continues exactly like decoding throughout", async () => {
     for (const p of prompts) {
@@ -88,7 +94,9 @@ describe("the P/D-Device invariants of the engine", () => {
             return -r.surprisal![context.length]!;
           };
           const gap = Math.abs((await logp(full[k + i]!)) - (await logp(rest[i]!)));
-          throw new Error(`diverged for ${JSON.stringify(p)} at k=${k}, answer index ${k + i}: log-probability gap ${gap.toExponential(2)}`);
+          throw new Error(
+            `diverged for ${JSON.stringify(p)} at k=${k}, answer index ${k + i}: log-probability gap ${gap.toExponential(2)}`,
+          );
         }
       }
     }
@@ -107,7 +115,9 @@ describe("the P/D-Device invariants of the engine", () => {
     expect(first).toBe(full[0]);
 
     const device = await engine.acquire();
-    await expect(device.importState(image, fingerprints(tinyB).model)).rejects.toMatchObject({ code: ErrorCode.MODEL_MISMATCH });
+    await expect(device.importState(image, fingerprints(tinyB).model)).rejects.toMatchObject({
+      code: ErrorCode.MODEL_MISMATCH,
+    });
     await device.prefill(prompt.slice(0, 5)); // a partial local prefill that the image replaces
     await device.importState(image, engine.info.modelFingerprint);
     expect(device.evaluated).toBe(prompt.length);

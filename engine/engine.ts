@@ -9,7 +9,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from "node-llama-cpp";
+import {
+  getLlama,
+  LlamaLogLevel,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
 import { ErrorCode, PddError } from "../proto/index.js";
 import { fingerprints } from "./fingerprint.js";
 import { readGgufHeader } from "./gguf.js";
@@ -98,7 +106,11 @@ export class Engine implements InferenceEngine {
     try {
       model = await llama.loadModel({ modelPath: options.modelPath });
     } catch (e) {
-      throw new PddError(ErrorCode.INVALID_ARGUMENT, `llama.cpp cannot load ${options.modelPath}: ${(e as Error).message}`, { cause: e });
+      throw new PddError(
+        ErrorCode.INVALID_ARGUMENT,
+        `llama.cpp cannot load ${options.modelPath}: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
     const trained = model.trainContextSize;
     const context = await model.createContext({
@@ -110,7 +122,9 @@ export class Engine implements InferenceEngine {
     const m = header.metadata;
     const arch = String(m.get("general.architecture") ?? "unknown");
     const tokModel = String(m.get("tokenizer.ggml.model") ?? "");
-    const addBos = m.has("tokenizer.ggml.add_bos_token") ? m.get("tokenizer.ggml.add_bos_token") === true : tokModel === "llama";
+    const addBos = m.has("tokenizer.ggml.add_bos_token")
+      ? m.get("tokenizer.ggml.add_bos_token") === true
+      : tokModel === "llama";
     const pieces = tokenPieces(header);
     const num = (k: string, d: number) => Number(m.get(`${arch}.${k}`) ?? d);
     const embd = num("embedding_length", 0);
@@ -225,7 +239,10 @@ export class Slot implements InferenceSlot {
    * -ln p(token i | tokens before i) for every token but the first (index 0
    * of the result is NaN), from the logits the prefill computes anyway.
    */
-  async prefill(tokens: readonly number[], opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {}): Promise<{ surprisal?: Float64Array; done: number }> {
+  async prefill(
+    tokens: readonly number[],
+    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {},
+  ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
     const offset = this.pending === undefined ? 0 : 1; // a pending token leads `tokens`
     const all = this.pending === undefined ? [...tokens] : [this.pending, ...tokens];
@@ -238,7 +255,9 @@ export class Slot implements InferenceSlot {
     for (let start = 0; start < toEval.length; start += chunk) {
       const part = toEval.slice(start, start + chunk);
       if (surprisal) {
-        const out = await this.seq.controlledEvaluate(part.map((t) => [t as Token, { generateNext: { probabilities: true } }]));
+        const out = await this.seq.controlledEvaluate(
+          part.map((t) => [t as Token, { generateNext: { probabilities: true } }]),
+        );
         for (let i = 0; i < part.length; i++) {
           const nextIndex = start + i + 1 - offset; // index in `tokens` of the token this position predicts
           if (nextIndex < 0 || nextIndex >= tokens.length) continue;

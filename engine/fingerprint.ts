@@ -53,7 +53,9 @@ export function tokenizerFingerprint(h: GgufHeader): Uint8Array {
   hash.update(id("tokenizer.ggml.bos_token_id"));
   hash.update(id("tokenizer.ggml.eos_token_id"));
   hash.update(id("tokenizer.ggml.padding_token_id"));
-  const addBos = m.has("tokenizer.ggml.add_bos_token") ? m.get("tokenizer.ggml.add_bos_token") === true : model === "llama";
+  const addBos = m.has("tokenizer.ggml.add_bos_token")
+    ? m.get("tokenizer.ggml.add_bos_token") === true
+    : model === "llama";
   hash.update(Buffer.from([addBos ? 1 : 0]));
   return new Uint8Array(hash.digest());
 }

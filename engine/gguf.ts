@@ -47,7 +47,9 @@ export interface GgufHeader {
 const TYPE_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
 
 function badModel(path: string, why: string): PddError {
-  return new PddError(ErrorCode.INVALID_ARGUMENT, `${path} is not a usable GGUF model: ${why}`, { local: "ERR_INTERNAL" });
+  return new PddError(ErrorCode.INVALID_ARGUMENT, `${path} is not a usable GGUF model: ${why}`, {
+    local: "ERR_INTERNAL",
+  });
 }
 
 /** Reads the header of a GGUF file. Throws INVALID_ARGUMENT for anything that is not GGUF v2/v3. */
@@ -243,7 +245,12 @@ export function toHalf(v: number): number {
  * Writes a GGUF v3 file: header, metadata, tensor infos, aligned data.
  * `write` receives the file in order, piece by piece.
  */
-export function writeGguf(write: (chunk: Buffer) => void, meta: MetaEntry[], tensors: TensorSpec[], onTensor?: (i: number) => void): void {
+export function writeGguf(
+  write: (chunk: Buffer) => void,
+  meta: MetaEntry[],
+  tensors: TensorSpec[],
+  onTensor?: (i: number) => void,
+): void {
   const alignment = 32;
   const head: Buffer[] = [];
   const h = Buffer.alloc(24);

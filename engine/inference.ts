@@ -44,7 +44,10 @@ export interface InferenceSlot {
    * returns false to stop early (`done` then says how many are held). With
    * `surprisal`, -ln p(token i | tokens before i) for every token but the first.
    */
-  prefill(tokens: readonly number[], opts?: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void }): Promise<{ surprisal?: Float64Array; done: number }>;
+  prefill(
+    tokens: readonly number[],
+    opts?: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void },
+  ): Promise<{ surprisal?: Float64Array; done: number }>;
   /** Decodes up to `maxTokens` from the pending token; stops when the consumer stops. */
   generate(sampling?: Sampling, maxTokens?: number): AsyncGenerator<number>;
   /** The KV state (the tokens evaluated so far) as an opaque image. */

@@ -11,6 +11,12 @@ export async function loadEngine(options: EngineOptions): Promise<InferenceEngin
   if (!options.modelPath.startsWith(SIM_PREFIX)) return Engine.load(options);
   const name = options.modelPath.slice(SIM_PREFIX.length);
   const profile = PROFILES[name];
-  if (!profile) throw new PddError(ErrorCode.INVALID_ARGUMENT, `no simulated-engine profile "${name}"; there are ${Object.keys(PROFILES).map((p) => SIM_PREFIX + p).join(", ")}`);
+  if (!profile)
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      `no simulated-engine profile "${name}"; there are ${Object.keys(PROFILES)
+        .map((p) => SIM_PREFIX + p)
+        .join(", ")}`,
+    );
   return new SimEngine({ profile, sequences: options.sequences, contextSize: options.contextSize });
 }

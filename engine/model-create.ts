@@ -36,9 +36,29 @@ export const PRESETS = {
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
-  "tiny-b": { vocab: "b", embedding: 48, layers: 2, heads: 4, feedForward: 128, contextLength: 4096, type: 1, seed: 3, skeleton: 10, mix: 0.25 },
+  "tiny-b": {
+    vocab: "b",
+    embedding: 48,
+    layers: 2,
+    heads: 4,
+    feedForward: 128,
+    contextLength: 4096,
+    type: 1,
+    seed: 3,
+    skeleton: 10,
+    mix: 0.25,
+  },
   /** ~86M parameters, ~175 MB: prefill has a real cost (benchmarks). */
-  bench: { vocab: "a", embedding: 768, layers: 12, heads: 12, feedForward: 2048, contextLength: 4096, type: 1, seed: 4 },
+  bench: {
+    vocab: "a",
+    embedding: 768,
+    layers: 12,
+    heads: 12,
+    feedForward: 2048,
+    contextLength: 4096,
+    type: 1,
+    seed: 4,
+  },
 } as const satisfies Record<string, ModelShape>;
 
 export type PresetName = keyof typeof PRESETS;
@@ -144,7 +164,12 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, "w");
   try {
-    writeGguf((chunk) => writeSync(fd, chunk), meta, tensors, (i) => onProgress?.((i + 1) / tensors.length));
+    writeGguf(
+      (chunk) => writeSync(fd, chunk),
+      meta,
+      tensors,
+      (i) => onProgress?.((i + 1) / tensors.length),
+    );
   } finally {
     closeSync(fd);
   }

@@ -71,4 +71,9 @@ export const INSTANT: Profile = {
   source: "synthetic",
 };
 
-export const PROFILES: Record<string, Profile> = { phone: PHONE, "phone-npu": PHONE_NPU, "cloud-gpu": CLOUD_GPU, instant: INSTANT };
+export const PROFILES: Record<string, Profile> = {
+  phone: PHONE,
+  "phone-npu": PHONE_NPU,
+  "cloud-gpu": CLOUD_GPU,
+  instant: INSTANT,
+};

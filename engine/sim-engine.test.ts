@@ -26,7 +26,8 @@ describe("simulated engine", () => {
     const e = fast();
     const prompt = e.tokenize("The quick brown fox");
     const whole = await decode(e, prompt, 40);
-    for (const k of [1, 7, 20]) expect(await decode(e, [...prompt, ...whole.slice(0, k)], 40 - k)).toEqual(whole.slice(k));
+    for (const k of [1, 7, 20])
+      expect(await decode(e, [...prompt, ...whole.slice(0, k)], 40 - k)).toEqual(whole.slice(k));
     expect(new Set(whole).size).toBeGreaterThan(3); // not one repeated token
   });
 
@@ -60,11 +61,19 @@ describe("simulated engine", () => {
     expect(phone.info.tokenizerFingerprint).toEqual(gpu.info.tokenizerFingerprint);
     const image = gpu.image([256, 1, 2]);
     const slot = await phone.acquire();
-    await expect(slot.importState(image, gpu.info.modelFingerprint)).rejects.toMatchObject({ code: ErrorCode.MODEL_MISMATCH });
-    await expect(slot.importState(image, phone.info.modelFingerprint)).rejects.toMatchObject({ code: ErrorCode.KV_INTEGRITY });
+    await expect(slot.importState(image, gpu.info.modelFingerprint)).rejects.toMatchObject({
+      code: ErrorCode.MODEL_MISMATCH,
+    });
+    await expect(slot.importState(image, phone.info.modelFingerprint)).rejects.toMatchObject({
+      code: ErrorCode.KV_INTEGRITY,
+    });
     const own = phone.image([256, 1, 2]);
-    await expect(slot.importState(own.subarray(0, own.length - 1), phone.info.modelFingerprint)).rejects.toMatchObject({ code: ErrorCode.KV_INTEGRITY });
-    await expect(slot.importState(new Uint8Array(64), phone.info.modelFingerprint)).rejects.toMatchObject({ code: ErrorCode.KV_INTEGRITY });
+    await expect(slot.importState(own.subarray(0, own.length - 1), phone.info.modelFingerprint)).rejects.toMatchObject({
+      code: ErrorCode.KV_INTEGRITY,
+    });
+    await expect(slot.importState(new Uint8Array(64), phone.info.modelFingerprint)).rejects.toMatchObject({
+      code: ErrorCode.KV_INTEGRITY,
+    });
     await slot.importState(own, phone.info.modelFingerprint);
     expect(slot.evaluated).toBe(3);
     await slot.release();

@@ -138,10 +138,13 @@ export class SimEngine implements InferenceEngine {
   parseImage(image: Uint8Array): number[] {
     const b = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
     const bad = (why: string) => new PddError(ErrorCode.KV_INTEGRITY, `KV state could not be loaded: ${why}`);
-    if (b.length < MAGIC.length + 36 || !b.subarray(0, MAGIC.length).equals(MAGIC)) throw bad("not a simulated-engine image");
-    if (!sameBytes(b.subarray(MAGIC.length, MAGIC.length + 32), this.info.modelFingerprint)) throw bad("image of another model");
+    if (b.length < MAGIC.length + 36 || !b.subarray(0, MAGIC.length).equals(MAGIC))
+      throw bad("not a simulated-engine image");
+    if (!sameBytes(b.subarray(MAGIC.length, MAGIC.length + 32), this.info.modelFingerprint))
+      throw bad("image of another model");
     const n = b.readUInt32LE(MAGIC.length + 32);
-    if (n > this.contextSize || b.length !== Math.max(MAGIC.length + 36 + 4 * n, n * this.kvBytesPerToken)) throw bad("truncated or oversize image");
+    if (n > this.contextSize || b.length !== Math.max(MAGIC.length + 36 + 4 * n, n * this.kvBytesPerToken))
+      throw bad("truncated or oversize image");
     const tokens = Array.from({ length: n }, (_, i) => b.readUInt32LE(MAGIC.length + 36 + 4 * i));
     if (tokens.some((t) => t >= this.pieces.length)) throw bad("token outside the vocabulary");
     return tokens;
@@ -172,9 +175,13 @@ class SimSlot implements InferenceSlot {
     this.hash = mix(this.hash, t);
   }
 
-  async prefill(tokens: readonly number[], opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {}): Promise<{ surprisal?: Float64Array; done: number }> {
+  async prefill(
+    tokens: readonly number[],
+    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {},
+  ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
-    if (this.tokens.length + tokens.length > this.engine.contextSize) throw new PddError(ErrorCode.INVALID_ARGUMENT, "context full");
+    if (this.tokens.length + tokens.length > this.engine.contextSize)
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "context full");
     const surprisal = opts.surprisal ? new Float64Array(tokens.length).fill(Number.NaN) : undefined;
     const chunk = Math.max(1, opts.chunk ?? 512);
     for (let start = 0; start < tokens.length; start += chunk) {
@@ -183,7 +190,8 @@ class SimSlot implements InferenceSlot {
       if (this.released) throw new PddError(ErrorCode.INTERNAL, "sequence released during prefill");
       for (const [i, t] of part.entries()) {
         // How unexpected t was: 0 when it is what the model would have said.
-        if (surprisal && start + i > 0) surprisal[start + i] = t === next(this.hash) ? 0 : 1 + (mix(this.hash, t) % 1000) / 125;
+        if (surprisal && start + i > 0)
+          surprisal[start + i] = t === next(this.hash) ? 0 : 1 + (mix(this.hash, t) % 1000) / 125;
         this.push(t);
       }
       this.engine.usage.prefilled += part.length;

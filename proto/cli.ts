@@ -23,7 +23,8 @@ export const decodeCommand: Command = {
       file: { type: "string" },
     });
     const from = choiceFlag("from", values.from, ["device", "cloud"] as const, "device");
-    if (values.from === undefined) throw new UsageError("--from device|cloud is required: it says which envelope the frame is");
+    if (values.from === undefined)
+      throw new UsageError("--from device|cloud is required: it says which envelope the frame is");
     const codec = createCodec(choiceFlag("codec", values.codec, CODEC_NAMES, "proto"));
     const given = [values.hex, values.base64, values.file].filter((v) => v !== undefined);
     if (given.length !== 1) throw new UsageError("give exactly one of --hex, --base64, --file");

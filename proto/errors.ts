@@ -33,11 +33,7 @@ const DEFAULT_LOCAL: Record<number, LocalCode> = {
 };
 
 /** Codes a client may retry without changing the request (spec §13.2). */
-const RETRYABLE = new Set<ErrorCode>([
-  ErrorCode.RESOURCE_EXHAUSTED,
-  ErrorCode.UNAVAILABLE,
-  ErrorCode.TIMEOUT,
-]);
+const RETRYABLE = new Set<ErrorCode>([ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT]);
 
 /** Lower-case wire name of a code, e.g. `malformed_frame`. */
 export function errorCodeName(code: ErrorCode): string {

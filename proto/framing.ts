@@ -64,9 +64,13 @@ export class FrameDecoder {
         const length = new DataView(header.buffer, header.byteOffset, LENGTH_PREFIX_BYTES).getUint32(0, false);
         if (length > this.maxFrameBytes) {
           this.reset();
-          throw new PddError(ErrorCode.FRAME_TOO_LARGE, `frame header announces ${length} bytes; the limit is ${this.maxFrameBytes}`, {
-            local: "ERR_FRAME_TOO_LARGE",
-          });
+          throw new PddError(
+            ErrorCode.FRAME_TOO_LARGE,
+            `frame header announces ${length} bytes; the limit is ${this.maxFrameBytes}`,
+            {
+              local: "ERR_FRAME_TOO_LARGE",
+            },
+          );
         }
         this.need = length;
       }

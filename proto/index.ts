@@ -12,7 +12,10 @@ export { FrameDecoder, frameHeader, lengthPrefixed, LENGTH_PREFIX_BYTES } from "
 export * from "./version.js";
 
 /** Absolute path of the directory that holds `pdd/v1/pdd.proto` (for runtime loaders). */
-export const PROTO_ROOT: string = fileURLToPath(new URL(".", import.meta.url)).replace(/[/\\]dist[/\\]proto[/\\]?$/, "/proto/");
+export const PROTO_ROOT: string = fileURLToPath(new URL(".", import.meta.url)).replace(
+  /[/\\]dist[/\\]proto[/\\]?$/,
+  "/proto/",
+);
 /** Absolute path of `pdd.proto`. */
 export const PROTO_FILE: string = `${PROTO_ROOT.replace(/[/\\]$/, "")}/pdd/v1/pdd.proto`;
 export { decodeCommand } from "./cli.js";

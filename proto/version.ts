@@ -15,7 +15,10 @@ export interface VersionPair {
  * sides offer, at the lower of the two minors. Returns undefined when the
  * sides share no major, which the cloud answers with UNSUPPORTED_VERSION.
  */
-export function negotiateVersion(offered: readonly VersionPair[] | readonly Version[], supported: readonly VersionPair[]): VersionPair | undefined {
+export function negotiateVersion(
+  offered: readonly VersionPair[] | readonly Version[],
+  supported: readonly VersionPair[],
+): VersionPair | undefined {
   let best: VersionPair | undefined;
   for (const s of supported) {
     for (const o of offered) {

@@ -36,19 +36,32 @@ export const cloudCommand: Command = {
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
-    const listen = { ws: "127.0.0.1:4100", grpc: "127.0.0.1:4101", webtransport: "127.0.0.1:4102", ...(cfg.listen ?? {}) } as Record<string, string | undefined>;
+    const listen = {
+      ws: "127.0.0.1:4100",
+      grpc: "127.0.0.1:4101",
+      webtransport: "127.0.0.1:4102",
+      ...(cfg.listen ?? {}),
+    } as Record<string, string | undefined>;
     if (values.ws) listen.ws = values.ws;
     if (values.grpc) listen.grpc = values.grpc;
     if (values.webtransport) listen.webtransport = values.webtransport;
     if (values["no-ws"]) delete listen.ws;
     if (values["no-grpc"]) delete listen.grpc;
     if (values["no-webtransport"]) delete listen.webtransport;
-    if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) throw new UsageError("--tls-cert and --tls-key go together");
+    if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined))
+      throw new UsageError("--tls-cert and --tls-key go together");
     const input: CloudConfigInput = {
       ...cfg,
       listen,
       ...(values.model ? { model: values.model } : {}),
-      ...(values["tls-cert"] ? { tls: { cert: readFileFlag("tls-cert", values["tls-cert"])!, key: readFileFlag("tls-key", values["tls-key"])! } } : {}),
+      ...(values["tls-cert"]
+        ? {
+            tls: {
+              cert: readFileFlag("tls-cert", values["tls-cert"])!,
+              key: readFileFlag("tls-key", values["tls-key"])!,
+            },
+          }
+        : {}),
       ...(values.sequences ? { sequences: intFlag("sequences", values.sequences, 4, 1, 256) } : {}),
       ...(values.threads ? { threads: intFlag("threads", values.threads, 1, 1, 256) } : {}),
       ...(values.queue ? { queueLimit: intFlag("queue", values.queue, 64, 0, 100_000) } : {}),
@@ -57,19 +70,33 @@ export const cloudCommand: Command = {
       ...(values["metrics-port"] ? { metricsPort: intFlag("metrics-port", values["metrics-port"], 0, 0, 65_535) } : {}),
       ...(values["log-level"] ? { logLevel: values["log-level"] as never } : {}),
     };
-    if (values["max-budget"]) input.limits = { ...(cfg.limits ?? {}), maxCloudTokenBudget: intFlag("max-budget", values["max-budget"], 256, 1, 1 << 20) };
+    if (values["max-budget"])
+      input.limits = {
+        ...(cfg.limits ?? {}),
+        maxCloudTokenBudget: intFlag("max-budget", values["max-budget"], 256, 1, 1 << 20),
+      };
     let cloud;
     try {
       cloud = await startCloud(input);
     } catch (e) {
       const msg = (e as Error).message;
-      if (/^config|expected|keys|cannot|not a usable|cannot load/.test(msg) || (e as { code?: unknown }).code !== undefined) {
+      if (
+        /^config|expected|keys|cannot|not a usable|cannot load/.test(msg) ||
+        (e as { code?: unknown }).code !== undefined
+      ) {
         console.error(`pdd cloud: ${msg}`);
         return 1;
       }
       throw e;
     }
-    console.log(JSON.stringify({ listening: cloud.urls, model: cloud.engine.info.name, webtransportCertSha256: Buffer.from((cloud.certificate as { sha256?: Uint8Array }).sha256 ?? []).toString("hex") || undefined }));
+    console.log(
+      JSON.stringify({
+        listening: cloud.urls,
+        model: cloud.engine.info.name,
+        webtransportCertSha256:
+          Buffer.from((cloud.certificate as { sha256?: Uint8Array }).sha256 ?? []).toString("hex") || undefined,
+      }),
+    );
     process.on("SIGHUP", () => cloud.reloadKeys());
     await new Promise<void>((resolve) => {
       const stop = () => resolve();

@@ -8,7 +8,15 @@ import { timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
 import { ensureDefaultModel, loadEngine, type InferenceEngine } from "../engine/index.js";
-import { createGrpcServer, createSelfSignedCertificate, createWebSocketServer, createWebTransportServer, type CloudStream, type PddServer, type SelfSignedCertificate } from "../transports/index.js";
+import {
+  createGrpcServer,
+  createSelfSignedCertificate,
+  createWebSocketServer,
+  createWebTransportServer,
+  type CloudStream,
+  type PddServer,
+  type SelfSignedCertificate,
+} from "../transports/index.js";
 import { parseCloudConfig, type CloudConfig, type CloudConfigInput } from "./config.js";
 import { CloudConnection } from "./connection.js";
 import type { CloudContext } from "./context.js";
@@ -44,7 +52,8 @@ export function readKeys(path: string): { key: string; maxConcurrent?: number }[
     .map((l, i) => {
       const [key = "", limit, extra] = l.replace(/#.*/, "").trim().split(/\s+/);
       if (key.length === 0) return undefined;
-      if (extra !== undefined || (limit !== undefined && !/^[1-9]\d{0,5}$/.test(limit))) throw new Error(`${path}:${i + 1}: expected "key" or "key max_concurrent" (a positive integer)`);
+      if (extra !== undefined || (limit !== undefined && !/^[1-9]\d{0,5}$/.test(limit)))
+        throw new Error(`${path}:${i + 1}: expected "key" or "key max_concurrent" (a positive integer)`);
       return { key, ...(limit ? { maxConcurrent: Number(limit) } : {}) };
     })
     .filter((k): k is { key: string; maxConcurrent?: number } => k !== undefined);
@@ -60,10 +69,20 @@ function constantTimeIncludes(keys: readonly string[], token: string): boolean {
   return found;
 }
 
-export async function startCloud(input: CloudConfigInput, options: { engine?: InferenceEngine; log?: Logger } = {}): Promise<CloudPeer> {
+export async function startCloud(
+  input: CloudConfigInput,
+  options: { engine?: InferenceEngine; log?: Logger } = {},
+): Promise<CloudPeer> {
   const config = parseCloudConfig(input);
   const log = options.log ?? createLogger(config.logLevel, { component: "pdd-cloud" });
-  const engine = options.engine ?? (await loadEngine({ modelPath: config.model ?? ensureDefaultModel("tiny"), sequences: config.sequences, threads: config.threads, contextSize: config.contextSize }));
+  const engine =
+    options.engine ??
+    (await loadEngine({
+      modelPath: config.model ?? ensureDefaultModel("tiny"),
+      sequences: config.sequences,
+      threads: config.threads,
+      contextSize: config.contextSize,
+    }));
   const metrics = createCloudMetrics();
   const admission = new Admission(engine.capacity, config.queueLimit, (active, queued) => {
     metrics.activeSequences.set(active);
@@ -79,7 +98,9 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: In
     config,
     metrics,
     log,
-    authorize: config.keysFile ? (token) => token !== undefined && keys !== undefined && constantTimeIncludes(keys, token) : undefined,
+    authorize: config.keysFile
+      ? (token) => token !== undefined && keys !== undefined && constantTimeIncludes(keys, token)
+      : undefined,
     keyLimit: (token) => (token === undefined ? undefined : keyList?.find((k) => k.key === token)?.maxConcurrent),
     liveByKey: new Map(),
     draining: () => draining,
@@ -88,7 +109,9 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: In
   };
   // A wrong transport credential is refused at the transport; a missing one
   // may still come in the Hello (PDD-SEC-002).
-  const authenticate = config.keysFile ? (token: string | undefined) => token === undefined || ctx.authorize!(token) : undefined;
+  const authenticate = config.keysFile
+    ? (token: string | undefined) => token === undefined || ctx.authorize!(token)
+    : undefined;
   const onConnection = (stream: CloudStream) => {
     if (draining) {
       void stream.close(ErrorCode.UNAVAILABLE, "draining");
@@ -114,7 +137,11 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: In
       urls.grpc = s.url;
     }
     if (config.listen.webtransport) {
-      const s = await createWebTransportServer({ ...common, ...splitHostPort(config.listen.webtransport), tls: certificate });
+      const s = await createWebTransportServer({
+        ...common,
+        ...splitHostPort(config.listen.webtransport),
+        tls: certificate,
+      });
       servers.push(s);
       urls.webtransport = s.url;
     }
@@ -126,7 +153,9 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: In
   if (config.metricsPort !== undefined) {
     metricsServer = createServer((req, res) => {
       if (req.url !== "/metrics") return void res.writeHead(404).end();
-      void metrics.registry.metrics().then((text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text));
+      void metrics.registry
+        .metrics()
+        .then((text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text));
     });
     await new Promise<void>((r) => metricsServer!.listen(config.metricsPort, "127.0.0.1", () => r()));
     const a = metricsServer.address();
@@ -155,13 +184,19 @@ export async function startCloud(input: CloudConfigInput, options: { engine?: In
     },
     async close(opts = {}) {
       draining = true;
-      const goodbye = create(CloudFrameSchema, { body: { case: "goodbye", value: { code: ErrorCode.UNAVAILABLE, reason: "draining" } } });
+      const goodbye = create(CloudFrameSchema, {
+        body: { case: "goodbye", value: { code: ErrorCode.UNAVAILABLE, reason: "draining" } },
+      });
       for (const c of connections) void c.send(goodbye).catch(() => undefined);
       const deadline = Date.now() + 1000 * (opts.drainSeconds ?? config.drainSeconds);
       while (ctx.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       // Past the deadline: end what is left with UNAVAILABLE (PDD-CONN-015), then stop.
       const left = [...ctx.requests];
-      for (const r of left) r.halt({ kind: "error", error: new PddError(ErrorCode.UNAVAILABLE, "cloud shutting down", { retryable: true }) });
+      for (const r of left)
+        r.halt({
+          kind: "error",
+          error: new PddError(ErrorCode.UNAVAILABLE, "cloud shutting down", { retryable: true }),
+        });
       await Promise.race([Promise.all(left.map((r) => r.done)), new Promise((r) => setTimeout(r, 2_000))]);
       for (const s of servers) await s.close(500);
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));

@@ -24,7 +24,12 @@ export const CloudConfigSchema = z
     sequences: z.number().int().min(1).max(256).default(4),
     /** Requests that may wait for a sequence; beyond that, RESOURCE_EXHAUSTED. */
     queueLimit: z.number().int().min(0).max(100_000).default(64),
-    contextSize: z.number().int().min(64).max(1 << 20).optional(),
+    contextSize: z
+      .number()
+      .int()
+      .min(64)
+      .max(1 << 20)
+      .optional(),
     /**
      * How fast the cloud sends answer tokens, in multiples of the device's
      * display rate (target_tpot_us). 2: ahead of the display without decoding
@@ -35,11 +40,21 @@ export const CloudConfigSchema = z
     decodePace: z.number().min(0).max(100).default(2),
     limits: z
       .object({
-        maxFrameBytes: z.number().int().min(65_536).max(1 << 30).default(4 << 20),
+        maxFrameBytes: z
+          .number()
+          .int()
+          .min(65_536)
+          .max(1 << 30)
+          .default(4 << 20),
         maxPromptTokens: z.number().int().min(1).optional(),
         maxConcurrentRequests: z.number().int().min(1).max(10_000).default(8),
         maxCloudTokenBudget: z.number().int().min(1).default(256),
-        maxKvChunkBytes: z.number().int().min(1024).max(1 << 30).default(1 << 20),
+        maxKvChunkBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1 << 30)
+          .default(1 << 20),
         handshakeTimeoutMs: z.number().int().min(100).default(10_000),
         idleTimeoutMs: z.number().int().min(100).default(60_000),
         maxRequestDurationMs: z.number().int().min(100).default(600_000),

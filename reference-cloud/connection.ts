@@ -6,7 +6,20 @@
  * (PDD-CONN-017).
  */
 import { create } from "@bufbuild/protobuf";
-import { CloudFrameSchema, Codec, DEFAULT_MAX_FRAME_BYTES, ErrorCode, negotiateVersion, PddError, PROTOCOL_MAJOR, PROTOCOL_MINOR, type CloudFrame, type DeviceFrame, type Hello, type ModelIdentity } from "../proto/index.js";
+import {
+  CloudFrameSchema,
+  Codec,
+  DEFAULT_MAX_FRAME_BYTES,
+  ErrorCode,
+  negotiateVersion,
+  PddError,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
+  type CloudFrame,
+  type DeviceFrame,
+  type Hello,
+  type ModelIdentity,
+} from "../proto/index.js";
 import type { CloudStream } from "../transports/index.js";
 import type { CloudContext } from "./context.js";
 import { CloudRequest } from "./request.js";
@@ -33,11 +46,22 @@ export class CloudConnection {
   }
 
   /** A connection error (spec §2.6): Error with request_id 0, then close. */
-  private async fail(code: ErrorCode, message: string, extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {}): Promise<void> {
+  private async fail(
+    code: ErrorCode,
+    message: string,
+    extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {},
+  ): Promise<void> {
     if (this.closed) return;
     this.ctx.metrics.errors.inc({ code: ErrorCode[code] ?? String(code) });
     this.ctx.log.info("connection error", { code: ErrorCode[code], message, peer: this.stream.remoteAddress });
-    await this.send(create(CloudFrameSchema, { body: { case: "error", value: { requestId: 0, code, message, retryable: code === ErrorCode.UNAVAILABLE, ...extra } } })).catch(() => undefined);
+    await this.send(
+      create(CloudFrameSchema, {
+        body: {
+          case: "error",
+          value: { requestId: 0, code, message, retryable: code === ErrorCode.UNAVAILABLE, ...extra },
+        },
+      }),
+    ).catch(() => undefined);
     await this.close(code, message);
   }
 
@@ -52,7 +76,11 @@ export class CloudConnection {
   async serve(): Promise<void> {
     const { ctx } = this;
     ctx.metrics.connections.inc();
-    const handshake = setTimeout(() => void this.fail(ErrorCode.TIMEOUT, `no Hello within ${ctx.config.limits.handshakeTimeoutMs} ms (PDD-CONN-006)`), ctx.config.limits.handshakeTimeoutMs);
+    const handshake = setTimeout(
+      () =>
+        void this.fail(ErrorCode.TIMEOUT, `no Hello within ${ctx.config.limits.handshakeTimeoutMs} ms (PDD-CONN-006)`),
+      ctx.config.limits.handshakeTimeoutMs,
+    );
     try {
       for await (const frame of this.stream) {
         if (this.closed) break;
@@ -67,7 +95,10 @@ export class CloudConnection {
     } catch (e) {
       const err = PddError.from(e, ErrorCode.MALFORMED_FRAME);
       // Undecodable or oversize input (PDD-CODEC-001, PDD-LIMIT-001): connection error.
-      await this.fail(err.code === ErrorCode.FRAME_TOO_LARGE ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME, err.rawMessage);
+      await this.fail(
+        err.code === ErrorCode.FRAME_TOO_LARGE ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME,
+        err.rawMessage,
+      );
     } finally {
       clearTimeout(handshake);
       clearTimeout(this.idleTimer);
@@ -85,7 +116,11 @@ export class CloudConnection {
     const idle = this.ctx.config.limits.idleTimeoutMs;
     this.idleTimer = setTimeout(() => {
       if (this.live() === 0) {
-        void this.send(create(CloudFrameSchema, { body: { case: "goodbye", value: { code: ErrorCode.TIMEOUT, reason: `idle for ${idle} ms` } } }))
+        void this.send(
+          create(CloudFrameSchema, {
+            body: { case: "goodbye", value: { code: ErrorCode.TIMEOUT, reason: `idle for ${idle} ms` } },
+          }),
+        )
           .catch(() => undefined)
           .then(() => this.close(ErrorCode.TIMEOUT, "idle"));
       } else this.touch();
@@ -101,14 +136,22 @@ export class CloudConnection {
 
   private async onHello(frame: DeviceFrame): Promise<void> {
     const b = frame.body;
-    if (b.case !== "hello") return this.fail(ErrorCode.PROTOCOL_VIOLATION, `first frame was ${b.case}, not Hello (PDD-CONN-002)`);
+    if (b.case !== "hello")
+      return this.fail(ErrorCode.PROTOCOL_VIOLATION, `first frame was ${b.case}, not Hello (PDD-CONN-002)`);
     const hello = b.value;
     const version = negotiateVersion(hello.versions, SUPPORTED);
-    if (!version) return this.fail(ErrorCode.UNSUPPORTED_VERSION, `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`, { supportedVersions: SUPPORTED });
+    if (!version)
+      return this.fail(
+        ErrorCode.UNSUPPORTED_VERSION,
+        `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`,
+        { supportedVersions: SUPPORTED },
+      );
     const codec = this.stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
-    if (!hello.codecs.includes(codec)) return this.fail(ErrorCode.UNSUPPORTED_CODEC, `Hello.codecs lacks this connection's codec (PDD-CONN-007)`);
+    if (!hello.codecs.includes(codec))
+      return this.fail(ErrorCode.UNSUPPORTED_CODEC, `Hello.codecs lacks this connection's codec (PDD-CONN-007)`);
     const token = this.stream.authToken ?? (hello.authToken || undefined);
-    if (this.ctx.authorize && !this.ctx.authorize(token)) return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
+    if (this.ctx.authorize && !this.ctx.authorize(token))
+      return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
     this.credential = this.ctx.authorize ? token : undefined;
     this.hello = hello;
     const e = this.ctx.engine;
@@ -150,7 +193,11 @@ export class CloudConnection {
       case "kvCredit":
       case "progress": {
         const id = b.value.requestId;
-        if (id > this.maxRequestId || id === 0) return this.fail(ErrorCode.PROTOCOL_VIOLATION, `${b.case} for request ${id}, which was never opened (PDD-SM-004)`);
+        if (id > this.maxRequestId || id === 0)
+          return this.fail(
+            ErrorCode.PROTOCOL_VIOLATION,
+            `${b.case} for request ${id}, which was never opened (PDD-SM-004)`,
+          );
         const r = this.requests.get(id);
         if (!r) return; // ended: crossed our End in flight (PDD-SM-003)
         try {
@@ -161,7 +208,18 @@ export class CloudConnection {
         return;
       }
       case "ping":
-        return this.send(create(CloudFrameSchema, { body: { case: "pong", value: { nonce: b.value.nonce, pingSentAtUs: b.value.sentAtUs, receivedAtUs: BigInt(Math.round(performance.timeOrigin * 1000 + performance.now() * 1000)) } } }));
+        return this.send(
+          create(CloudFrameSchema, {
+            body: {
+              case: "pong",
+              value: {
+                nonce: b.value.nonce,
+                pingSentAtUs: b.value.sentAtUs,
+                receivedAtUs: BigInt(Math.round(performance.timeOrigin * 1000 + performance.now() * 1000)),
+              },
+            },
+          }),
+        );
       case "goodbye":
         this.goodbye = true;
         if (this.live() === 0) await this.close();
@@ -171,18 +229,32 @@ export class CloudConnection {
     }
   }
 
-  private async onRequest(req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never): Promise<void> {
+  private async onRequest(
+    req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never,
+  ): Promise<void> {
     const id = req.requestId;
     if (this.goodbye) return; // the device said goodbye; no new requests from it
     if (id === 0 || id <= this.maxRequestId) {
       // PDD-SM-005: connection-scope, non-fatal; the live owner of the ID is untouched.
       this.ctx.metrics.errors.inc({ code: "DUPLICATE_REQUEST_ID" });
-      await this.send(create(CloudFrameSchema, { body: { case: "error", value: { requestId: 0, code: ErrorCode.DUPLICATE_REQUEST_ID, message: `request id ${id} is not above ${this.maxRequestId} (PDD-SM-005)` } } }));
+      await this.send(
+        create(CloudFrameSchema, {
+          body: {
+            case: "error",
+            value: {
+              requestId: 0,
+              code: ErrorCode.DUPLICATE_REQUEST_ID,
+              message: `request id ${id} is not above ${this.maxRequestId} (PDD-SM-005)`,
+            },
+          },
+        }),
+      );
       return;
     }
     this.maxRequestId = id;
     const host = {
-      send: (f: CloudFrame, bulk?: { last: boolean }) => this.send(f, bulk ? { requestId: id, last: bulk.last } : undefined),
+      send: (f: CloudFrame, bulk?: { last: boolean }) =>
+        this.send(f, bulk ? { requestId: id, last: bulk.last } : undefined),
       abortBulk: (rid: number) => this.stream.abortBulk(rid),
       deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
@@ -191,7 +263,15 @@ export class CloudConnection {
     if (this.live() >= this.ctx.config.limits.maxConcurrentRequests) {
       // PDD-LIMIT-004/005: this request alone is refused.
       this.requests.set(id, request);
-      void request.refuse(new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`, { retryable: true })).then(() => this.requests.delete(id));
+      void request
+        .refuse(
+          new PddError(
+            ErrorCode.RESOURCE_EXHAUSTED,
+            `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`,
+            { retryable: true },
+          ),
+        )
+        .then(() => this.requests.delete(id));
       return;
     }
     const key = this.credential;
@@ -199,7 +279,13 @@ export class CloudConnection {
     if (key !== undefined && keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit) {
       // A per-credential limit, across connections: this request alone is refused.
       this.requests.set(id, request);
-      void request.refuse(new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, { retryable: true })).then(() => this.requests.delete(id));
+      void request
+        .refuse(
+          new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, {
+            retryable: true,
+          }),
+        )
+        .then(() => this.requests.delete(id));
       return;
     }
     if (key !== undefined) this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
@@ -215,4 +301,3 @@ export class CloudConnection {
     });
   }
 }
-

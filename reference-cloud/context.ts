@@ -21,5 +21,8 @@ export interface CloudContext {
   draining: () => boolean;
   serverName: string;
   /** Every request not yet ended, across connections (for shutdown). */
-  requests: Set<{ halt(reason: { kind: "error"; error: import("../proto/index.js").PddError }): void; done: Promise<void> }>;
+  requests: Set<{
+    halt(reason: { kind: "error"; error: import("../proto/index.js").PddError }): void;
+    done: Promise<void>;
+  }>;
 }

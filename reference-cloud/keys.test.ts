@@ -19,11 +19,20 @@ const keysFile = join(dir, "keys");
 let cloud: CloudPeer;
 beforeAll(async () => {
   writeFileSync(keysFile, "# test keys\nalpha 1\nbeta\n");
-  cloud = await startCloud({ model: ensureDefaultModel("tiny"), threads: 1, logLevel: "silent", keysFile, listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
+  cloud = await startCloud({
+    model: ensureDefaultModel("tiny"),
+    threads: 1,
+    logLevel: "silent",
+    keysFile,
+    listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+  });
 });
 afterAll(() => cloud.close({ drainSeconds: 0 }));
 
-async function session(url: string, token: string): Promise<{ s: DeviceStream; next: () => Promise<CloudFrame | undefined> }> {
+async function session(
+  url: string,
+  token: string,
+): Promise<{ s: DeviceStream; next: () => Promise<CloudFrame | undefined> }> {
   const s = await connect(url, { authToken: token, ca: cloud.certificate.cert });
   const it = s[Symbol.asyncIterator]();
   const next = async () => {
@@ -34,13 +43,29 @@ async function session(url: string, token: string): Promise<{ s: DeviceStream; n
       return undefined;
     }
   };
-  await s.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } } }));
+  await s.send(
+    create(DeviceFrameSchema, {
+      body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } },
+    }),
+  );
   return { s, next };
 }
 
 /** Starts a long, slowly paced request and returns its first frame (Accepted, or Error when refused). */
 async function start(x: Awaited<ReturnType<typeof session>>, id: number): Promise<CloudFrame> {
-  await x.s.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: id, prompt: { case: "text", value: "The fox." }, cloudTokenBudget: 200, targetTpotUs: 500_000 } } }));
+  await x.s.send(
+    create(DeviceFrameSchema, {
+      body: {
+        case: "prefillRequest",
+        value: {
+          requestId: id,
+          prompt: { case: "text", value: "The fox." },
+          cloudTokenBudget: 200,
+          targetTpotUs: 500_000,
+        },
+      },
+    }),
+  );
   for (;;) {
     const f = await x.next();
     if (!f) throw new Error("connection ended");
@@ -57,36 +82,41 @@ describe("keys file", () => {
     expect(() => readKeys(bad)).toThrow(/bad:1: expected "key" or "key max_concurrent"/);
   });
 
-  it.each(["ws", "grpc", "webtransport"] as const)("over %s: a wrong key gets UNAUTHENTICATED, and a key's limit refuses only the request over it", async (t) => {
-    const url = cloud.urls[t]!;
-    const wrong = await session(url, "gamma").catch((e: Error) => e);
-    if (!(wrong instanceof Error)) {
-      // An Error frame where the binding can carry one, else the close's code.
-      const f = await wrong.next();
-      const code = f?.body.case === "error" ? f.body.value.code : (await wrong.s.closed).code;
-      expect(code).toBe(ErrorCode.UNAUTHENTICATED);
-      expect(f?.body.case).not.toBe("helloAck");
-      wrong.s.abort();
-    } else expect(wrong.message).toMatch(/unauth|401|refused|6/i);
+  it.each(["ws", "grpc", "webtransport"] as const)(
+    "over %s: a wrong key gets UNAUTHENTICATED, and a key's limit refuses only the request over it",
+    async (t) => {
+      const url = cloud.urls[t]!;
+      const wrong = await session(url, "gamma").catch((e: Error) => e);
+      if (!(wrong instanceof Error)) {
+        // An Error frame where the binding can carry one, else the close's code.
+        const f = await wrong.next();
+        const code = f?.body.case === "error" ? f.body.value.code : (await wrong.s.closed).code;
+        expect(code).toBe(ErrorCode.UNAUTHENTICATED);
+        expect(f?.body.case).not.toBe("helloAck");
+        wrong.s.abort();
+      } else expect(wrong.message).toMatch(/unauth|401|refused|6/i);
 
-    const a1 = await session(url, "alpha");
-    const a2 = await session(url, "alpha");
-    const b = await session(url, "beta");
-    try {
-      expect((await start(a1, 1)).body.case).toBe("accepted");
-      const over = await start(a2, 1);
-      expect(over.body.case).toBe("error");
-      expect(over.body.case === "error" && over.body.value.code).toBe(ErrorCode.RESOURCE_EXHAUSTED);
-      expect((await start(b, 1)).body.case).toBe("accepted"); // another key is not affected
-      // The refused connection carries on: its next request is served once alpha's first ends.
-      await a1.s.send(create(DeviceFrameSchema, { body: { case: "cancel", value: { requestId: 1, code: ErrorCode.CANCELLED } } }));
-      let served: CloudFrame | undefined;
-      for (let n = 2; n < 40 && served?.body.case !== "accepted"; n++) served = await start(a2, n);
-      expect(served?.body.case).toBe("accepted");
-    } finally {
-      for (const x of [a1, a2, b]) x.s.abort();
-    }
-  });
+      const a1 = await session(url, "alpha");
+      const a2 = await session(url, "alpha");
+      const b = await session(url, "beta");
+      try {
+        expect((await start(a1, 1)).body.case).toBe("accepted");
+        const over = await start(a2, 1);
+        expect(over.body.case).toBe("error");
+        expect(over.body.case === "error" && over.body.value.code).toBe(ErrorCode.RESOURCE_EXHAUSTED);
+        expect((await start(b, 1)).body.case).toBe("accepted"); // another key is not affected
+        // The refused connection carries on: its next request is served once alpha's first ends.
+        await a1.s.send(
+          create(DeviceFrameSchema, { body: { case: "cancel", value: { requestId: 1, code: ErrorCode.CANCELLED } } }),
+        );
+        let served: CloudFrame | undefined;
+        for (let n = 2; n < 40 && served?.body.case !== "accepted"; n++) served = await start(a2, n);
+        expect(served?.body.case).toBe("accepted");
+      } finally {
+        for (const x of [a1, a2, b]) x.s.abort();
+      }
+    },
+  );
 
   it("applies new limits on reload (SIGHUP)", async () => {
     writeFileSync(keysFile, "alpha 2\nbeta\n");

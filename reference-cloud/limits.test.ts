@@ -13,11 +13,23 @@ import { startCloud, type CloudPeer } from "./index.js";
 let cloud: CloudPeer;
 beforeAll(async () => {
   // One sequence and a queue of one: the third concurrent request is over capacity.
-  cloud = await startCloud({ model: ensureDefaultModel("tiny"), threads: 1, sequences: 1, queueLimit: 1, logLevel: "silent", limits: { idleTimeoutMs: 400 }, listen: { ws: "127.0.0.1:0" } });
+  cloud = await startCloud({
+    model: ensureDefaultModel("tiny"),
+    threads: 1,
+    sequences: 1,
+    queueLimit: 1,
+    logLevel: "silent",
+    limits: { idleTimeoutMs: 400 },
+    listen: { ws: "127.0.0.1:0" },
+  });
 });
 afterAll(() => cloud.close({ drainSeconds: 0 }));
 
-async function open(): Promise<{ s: DeviceStream; frames: CloudFrame[]; wait: (p: (f: CloudFrame) => boolean) => Promise<CloudFrame> }> {
+async function open(): Promise<{
+  s: DeviceStream;
+  frames: CloudFrame[];
+  wait: (p: (f: CloudFrame) => boolean) => Promise<CloudFrame>;
+}> {
   const s = await connect(cloud.urls.ws!);
   const frames: CloudFrame[] = [];
   const waiters: { p: (f: CloudFrame) => boolean; r: (f: CloudFrame) => void }[] = [];
@@ -25,13 +37,17 @@ async function open(): Promise<{ s: DeviceStream; frames: CloudFrame[]; wait: (p
     try {
       for await (const f of s) {
         frames.push(f);
-        for (const w of waiters.splice(0)) (w.p(f) ? w.r(f) : waiters.push(w));
+        for (const w of waiters.splice(0)) w.p(f) ? w.r(f) : waiters.push(w);
       }
     } catch {
       // closed
     }
   })();
-  await s.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } } }));
+  await s.send(
+    create(DeviceFrameSchema, {
+      body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } },
+    }),
+  );
   const wait = (p: (f: CloudFrame) => boolean) => {
     const hit = frames.find(p);
     return hit ? Promise.resolve(hit) : new Promise<CloudFrame>((r) => waiters.push({ p, r }));
@@ -40,8 +56,16 @@ async function open(): Promise<{ s: DeviceStream; frames: CloudFrame[]; wait: (p
 }
 
 const ask = (s: DeviceStream, id: number, extra: Record<string, unknown> = {}) =>
-  s.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: id, prompt: { case: "text", value: "The fox." }, cloudTokenBudget: 6, ...extra } } }));
-const of = (id: number, kind: string) => (f: CloudFrame) => f.body.case === kind && (f.body.value as { requestId?: number }).requestId === id;
+  s.send(
+    create(DeviceFrameSchema, {
+      body: {
+        case: "prefillRequest",
+        value: { requestId: id, prompt: { case: "text", value: "The fox." }, cloudTokenBudget: 6, ...extra },
+      },
+    }),
+  );
+const of = (id: number, kind: string) => (f: CloudFrame) =>
+  f.body.case === kind && (f.body.value as { requestId?: number }).requestId === id;
 
 describe("cloud limits", () => {
   it("over total capacity, only the request over it is refused (RESOURCE_EXHAUSTED, retryable); the others finish", async () => {

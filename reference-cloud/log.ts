@@ -9,10 +9,16 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-export function createLogger(level: LogLevel, base: Record<string, unknown> = {}, out: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Logger {
-  const at = (lvl: Exclude<LogLevel, "silent">) => (msg: string, fields: Record<string, unknown> = {}) => {
-    if (ORDER[lvl] < ORDER[level]) return;
-    out(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...fields }));
-  };
+export function createLogger(
+  level: LogLevel,
+  base: Record<string, unknown> = {},
+  out: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): Logger {
+  const at =
+    (lvl: Exclude<LogLevel, "silent">) =>
+    (msg: string, fields: Record<string, unknown> = {}) => {
+      if (ORDER[lvl] < ORDER[level]) return;
+      out(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...fields }));
+    };
   return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
 }

@@ -6,15 +6,42 @@ export function createCloudMetrics() {
   const m = {
     registry,
     connections: new Gauge({ name: "pdd_connections", help: "Open PDD connections", registers: [registry] }),
-    requests: new Counter({ name: "pdd_requests_total", help: "Requests by how they ended", labelNames: ["end"] as const, registers: [registry] }),
-    activeSequences: new Gauge({ name: "pdd_sequences_active", help: "Sequences holding a request", registers: [registry] }),
-    sequencesFreed: new Counter({ name: "pdd_sequences_freed_total", help: "Sequences released, by reason", labelNames: ["reason"] as const, registers: [registry] }),
+    requests: new Counter({
+      name: "pdd_requests_total",
+      help: "Requests by how they ended",
+      labelNames: ["end"] as const,
+      registers: [registry],
+    }),
+    activeSequences: new Gauge({
+      name: "pdd_sequences_active",
+      help: "Sequences holding a request",
+      registers: [registry],
+    }),
+    sequencesFreed: new Counter({
+      name: "pdd_sequences_freed_total",
+      help: "Sequences released, by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
     queueDepth: new Gauge({ name: "pdd_queue_depth", help: "Requests waiting for a sequence", registers: [registry] }),
-    promptTokens: new Counter({ name: "pdd_prompt_tokens_total", help: "Prompt tokens prefilled", registers: [registry] }),
-    decodedTokens: new Counter({ name: "pdd_decoded_tokens_total", help: "Tokens decoded by the cloud", registers: [registry] }),
+    promptTokens: new Counter({
+      name: "pdd_prompt_tokens_total",
+      help: "Prompt tokens prefilled",
+      registers: [registry],
+    }),
+    decodedTokens: new Counter({
+      name: "pdd_decoded_tokens_total",
+      help: "Tokens decoded by the cloud",
+      registers: [registry],
+    }),
     sentTokens: new Counter({ name: "pdd_sent_tokens_total", help: "Tokens sent to devices", registers: [registry] }),
     kvBytes: new Counter({ name: "pdd_kv_bytes_sent_total", help: "KV bytes sent", registers: [registry] }),
-    errors: new Counter({ name: "pdd_errors_total", help: "Errors sent, by code", labelNames: ["code"] as const, registers: [registry] }),
+    errors: new Counter({
+      name: "pdd_errors_total",
+      help: "Errors sent, by code",
+      labelNames: ["code"] as const,
+      registers: [registry],
+    }),
     firstToken: new Histogram({
       name: "pdd_first_token_seconds",
       help: "Time from PrefillRequest to FirstToken at the cloud",

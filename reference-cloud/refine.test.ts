@@ -28,6 +28,8 @@ describe("surprisal-drop refinement", () => {
   });
 
   it("keeps everything at ratio 1 as one span", () => {
-    expect(surprisalDrop(tokens, s, { targetRatio: 1, minKeepTokens: 0, keepTailTokens: 0 }).kept).toEqual([{ start: 0, end: 10 }]);
+    expect(surprisalDrop(tokens, s, { targetRatio: 1, minKeepTokens: 0, keepTailTokens: 0 }).kept).toEqual([
+      { start: 0, end: 10 },
+    ]);
   });
 });

@@ -5,7 +5,18 @@
  * Every frame passes the cloud state machine before it is sent.
  */
 import { create } from "@bufbuild/protobuf";
-import { CloudFrameSchema, CloudRequestState, EndReason, ErrorCode, KvFormat, PddError, RefineMethod, type CloudFrame, type ModelIdentity, type PrefillRequest } from "../proto/index.js";
+import {
+  CloudFrameSchema,
+  CloudRequestState,
+  EndReason,
+  ErrorCode,
+  KvFormat,
+  PddError,
+  RefineMethod,
+  type CloudFrame,
+  type ModelIdentity,
+  type PrefillRequest,
+} from "../proto/index.js";
 import { sameBytes, type InferenceSlot as Slot } from "../engine/index.js";
 import type { CloudContext } from "./context.js";
 import { sendKvImage } from "./kv-sender.js";
@@ -31,7 +42,11 @@ export interface RequestHost {
 export class CloudRequest {
   readonly id: number;
   readonly state: CloudRequestState;
-  private stop: { kind: "takeover"; index: number } | { kind: "cancel" } | { kind: "error"; error: PddError } | undefined;
+  private stop:
+    | { kind: "takeover"; index: number }
+    | { kind: "cancel" }
+    | { kind: "error"; error: PddError }
+    | undefined;
   private wake: (() => void) | undefined;
   private cancelQueued: (() => void) | undefined;
   private readonly receivedAt = performance.now();
@@ -47,7 +62,10 @@ export class CloudRequest {
     private readonly req: PrefillRequest,
   ) {
     this.id = req.requestId;
-    this.state = new CloudRequestState(req.requestId, { maxTokens: req.maxTokens, kvCredit: req.kv?.initialCreditBytes ?? 0n });
+    this.state = new CloudRequestState(req.requestId, {
+      maxTokens: req.maxTokens,
+      kvCredit: req.kv?.initialCreditBytes ?? 0n,
+    });
     this.done = new Promise((r) => (this.resolveDone = r));
     ctx.requests.add(this);
     void this.done.then(() => ctx.requests.delete(this));
@@ -81,11 +99,22 @@ export class CloudRequest {
 
   private async fail(error: PddError): Promise<void> {
     this.ctx.metrics.errors.inc({ code: ErrorCode[error.code] ?? String(error.code) });
-    await this.send(create(CloudFrameSchema, { body: { case: "error", value: { requestId: this.id, code: error.code, message: error.rawMessage, retryable: error.retryable } } }));
+    await this.send(
+      create(CloudFrameSchema, {
+        body: {
+          case: "error",
+          value: { requestId: this.id, code: error.code, message: error.rawMessage, retryable: error.retryable },
+        },
+      }),
+    );
     await this.finish(EndReason.ERROR, 0, {});
   }
 
-  private async finish(reason: EndReason, tokenCount: number, usage: { promptTokens?: number; decoded?: number; queueUs?: number; prefillUs?: number; decodeUs?: number }): Promise<void> {
+  private async finish(
+    reason: EndReason,
+    tokenCount: number,
+    usage: { promptTokens?: number; decoded?: number; queueUs?: number; prefillUs?: number; decodeUs?: number },
+  ): Promise<void> {
     if (this.ended) return;
     this.ended = true;
     this.ctx.metrics.requests.inc({ end: EndReason[reason] ?? String(reason) });
@@ -151,7 +180,8 @@ export class CloudRequest {
     const limits = config.limits;
     // Validation (PDD-REQ-*): refused requests get Error + End, nothing else.
     if (ctx.draining()) throw new PddError(ErrorCode.UNAVAILABLE, "cloud is draining", { retryable: true });
-    if (req.cloudTokenBudget < 1) throw new PddError(ErrorCode.INVALID_ARGUMENT, "cloud_token_budget must be at least 1 (PDD-REQ-004)");
+    if (req.cloudTokenBudget < 1)
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "cloud_token_budget must be at least 1 (PDD-REQ-004)");
     let prompt: number[];
     if (req.prompt.case === "text") {
       if (req.prompt.value.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
@@ -163,12 +193,17 @@ export class CloudRequest {
       }
       prompt = [...req.prompt.value.ids];
       if (prompt.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
-      if (prompt.some((t) => t >= engine.info.vocabSize)) throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary");
+      if (prompt.some((t) => t >= engine.info.vocabSize))
+        throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary");
     } else {
       throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt (PDD-REQ-003)");
     }
     const maxPrompt = Math.min(limits.maxPromptTokens ?? engine.contextSize, engine.contextSize - 1);
-    if (prompt.length > maxPrompt) throw new PddError(ErrorCode.PROMPT_TOO_LONG, `prompt has ${prompt.length} tokens; the limit is ${maxPrompt} (PDD-LIMIT-003)`);
+    if (prompt.length > maxPrompt)
+      throw new PddError(
+        ErrorCode.PROMPT_TOO_LONG,
+        `prompt has ${prompt.length} tokens; the limit is ${maxPrompt} (PDD-LIMIT-003)`,
+      );
 
     let budget = Math.min(req.cloudTokenBudget, limits.maxCloudTokenBudget, engine.contextSize - prompt.length);
     if (req.maxTokens > 0) budget = Math.min(budget, req.maxTokens);
@@ -203,7 +238,11 @@ export class CloudRequest {
     ctx.metrics.activeSequences.set(engine.busy);
     const queueUs = us(this.receivedAt);
     if (req.deadlineMs > 0 && queueUs / 1000 > req.deadlineMs) {
-      throw new PddError(ErrorCode.DEADLINE_EXCEEDED, `queued ${Math.round(queueUs / 1000)} ms, past the ${req.deadlineMs} ms deadline (PDD-REQ-006)`, { retryable: true });
+      throw new PddError(
+        ErrorCode.DEADLINE_EXCEEDED,
+        `queued ${Math.round(queueUs / 1000)} ms, past the ${req.deadlineMs} ms deadline (PDD-REQ-006)`,
+        { retryable: true },
+      );
     }
     if (this.stop) return this.finish(this.stopReason(), 0, { queueUs });
 
@@ -214,16 +253,30 @@ export class CloudRequest {
     if (this.stop) return this.finish(this.stopReason(), 0, { promptTokens: pre.done, queueUs, prefillUs: us(t0) });
     if (refineGrant?.granted && pre.surprisal) await this.sendRefinement(prompt, pre.surprisal);
 
-    const sampling = { temperature: req.sampling?.temperature ?? 0, topK: req.sampling?.topK, topP: req.sampling?.topP, seed: req.sampling ? Number(req.sampling.seed) : undefined };
+    const sampling = {
+      temperature: req.sampling?.temperature ?? 0,
+      topK: req.sampling?.topK,
+      topP: req.sampling?.topP,
+      seed: req.sampling ? Number(req.sampling.seed) : undefined,
+    };
     const gen = slot.generate(sampling, budget);
     let decoded = 0;
     let prefillUs = 0;
-    let reason: EndReason = budget === req.maxTokens && req.maxTokens > 0 && budget < req.cloudTokenBudget ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED;
+    let reason: EndReason =
+      budget === req.maxTokens && req.maxTokens > 0 && budget < req.cloudTokenBudget
+        ? EndReason.MAX_TOKENS
+        : EndReason.BUDGET_EXHAUSTED;
     let kvTransfer: Promise<number> | undefined;
     let tFirstSent = 0;
     // Saving a KV image pauses decoding (~10 ms per MB measured on CPU); export
     // once the device holds enough tokens to cover twice that pause.
-    const kvAfter = Math.max(0, Math.min(budget - 1, Math.ceil((2 * estimateKvMs(engine, prompt.length)) / Math.max(1, req.targetTpotUs / 1000 || 40))));
+    const kvAfter = Math.max(
+      0,
+      Math.min(
+        budget - 1,
+        Math.ceil((2 * estimateKvMs(engine, prompt.length)) / Math.max(1, req.targetTpotUs / 1000 || 40)),
+      ),
+    );
     const tDecode = performance.now();
     try {
       for (;;) {
@@ -251,14 +304,26 @@ export class CloudRequest {
         if (this.state.sent === 0) {
           if (req.deadlineMs > 0 && performance.now() - this.receivedAt > req.deadlineMs) {
             // Never a FirstToken past the deadline (PDD-REQ-006).
-            throw new PddError(ErrorCode.DEADLINE_EXCEEDED, `the first token was ready ${Math.round(performance.now() - this.receivedAt)} ms after receipt, past the ${req.deadlineMs} ms deadline (PDD-REQ-006)`, { retryable: true });
+            throw new PddError(
+              ErrorCode.DEADLINE_EXCEEDED,
+              `the first token was ready ${Math.round(performance.now() - this.receivedAt)} ms after receipt, past the ${req.deadlineMs} ms deadline (PDD-REQ-006)`,
+              { retryable: true },
+            );
           }
           prefillUs = us(t0);
           tFirstSent = performance.now();
-          await this.send(create(CloudFrameSchema, { body: { case: "firstToken", value: { requestId: this.id, token: wire, queueUs, prefillUs } } }));
+          await this.send(
+            create(CloudFrameSchema, {
+              body: { case: "firstToken", value: { requestId: this.id, token: wire, queueUs, prefillUs } },
+            }),
+          );
           ctx.metrics.firstToken.observe((performance.now() - this.receivedAt) / 1000);
         } else {
-          await this.send(create(CloudFrameSchema, { body: { case: "tokenBatch", value: { requestId: this.id, startIndex: this.state.sent, tokens: [wire] } } }));
+          await this.send(
+            create(CloudFrameSchema, {
+              body: { case: "tokenBatch", value: { requestId: this.id, startIndex: this.state.sent, tokens: [wire] } },
+            }),
+          );
         }
         ctx.metrics.sentTokens.inc();
         if (kvGrant?.granted && !kvTransfer && this.state.sent - 1 >= kvAfter) {
@@ -268,7 +333,14 @@ export class CloudRequest {
           kvTransfer = this.startKv(await slot.exportState(), prompt.length + covered);
         }
         if (performance.now() - this.receivedAt > config.limits.maxRequestDurationMs) {
-          this.halt({ kind: "error", error: new PddError(ErrorCode.TIMEOUT, `request ran past ${config.limits.maxRequestDurationMs} ms (PDD-ORD-006)`, { retryable: true }) });
+          this.halt({
+            kind: "error",
+            error: new PddError(
+              ErrorCode.TIMEOUT,
+              `request ran past ${config.limits.maxRequestDurationMs} ms (PDD-ORD-006)`,
+              { retryable: true },
+            ),
+          });
         }
       }
     } finally {
@@ -291,7 +363,14 @@ export class CloudRequest {
     if (stop?.kind === "error") {
       const err = stop.error;
       ctx.metrics.errors.inc({ code: ErrorCode[err.code] ?? String(err.code) });
-      await this.send(create(CloudFrameSchema, { body: { case: "error", value: { requestId: this.id, code: err.code, message: err.rawMessage, retryable: err.retryable } } }));
+      await this.send(
+        create(CloudFrameSchema, {
+          body: {
+            case: "error",
+            value: { requestId: this.id, code: err.code, message: err.rawMessage, retryable: err.retryable },
+          },
+        }),
+      );
       return this.finish(EndReason.ERROR, this.state.sent, usage);
     }
     if (stop?.kind === "takeover") return this.finish(EndReason.TAKEN_OVER, stop.index, usage);
@@ -306,7 +385,12 @@ export class CloudRequest {
   private kvGrant() {
     const kv = this.req.kv!;
     const dm = this.host.deviceModel;
-    if (kv.format !== KvFormat.LLAMA_SEQ_STATE) return { granted: false, refusal: ErrorCode.UNSUPPORTED_FEATURE, detail: "only KV_FORMAT_LLAMA_SEQ_STATE is implemented" };
+    if (kv.format !== KvFormat.LLAMA_SEQ_STATE)
+      return {
+        granted: false,
+        refusal: ErrorCode.UNSUPPORTED_FEATURE,
+        detail: "only KV_FORMAT_LLAMA_SEQ_STATE is implemented",
+      };
     if (!dm || !sameBytes(dm.modelFingerprint, this.ctx.engine.info.modelFingerprint)) {
       return { granted: false, refusal: ErrorCode.MODEL_MISMATCH, detail: "model fingerprints differ (PDD-KV-001)" };
     }
@@ -315,19 +399,40 @@ export class CloudRequest {
 
   private refineGrant() {
     const r = this.req.refine!;
-    if (r.method !== RefineMethod.SURPRISAL_DROP) return { granted: false, refusal: ErrorCode.UNSUPPORTED_FEATURE, detail: "only REFINE_METHOD_SURPRISAL_DROP is implemented" };
-    if (!(r.targetRatio > 0 && r.targetRatio <= 1)) return { granted: false, refusal: ErrorCode.INVALID_ARGUMENT, detail: "target_ratio must be in (0, 1]" };
+    if (r.method !== RefineMethod.SURPRISAL_DROP)
+      return {
+        granted: false,
+        refusal: ErrorCode.UNSUPPORTED_FEATURE,
+        detail: "only REFINE_METHOD_SURPRISAL_DROP is implemented",
+      };
+    if (!(r.targetRatio > 0 && r.targetRatio <= 1))
+      return { granted: false, refusal: ErrorCode.INVALID_ARGUMENT, detail: "target_ratio must be in (0, 1]" };
     return { granted: true, refusal: ErrorCode.UNSPECIFIED, detail: "" };
   }
 
   private async sendRefinement(prompt: number[], surprisal: Float64Array): Promise<void> {
     const r = this.req.refine!;
-    const ref = surprisalDrop(prompt, surprisal, { targetRatio: r.targetRatio, minKeepTokens: r.minKeepTokens, keepTailTokens: r.keepTailTokens });
+    const ref = surprisalDrop(prompt, surprisal, {
+      targetRatio: r.targetRatio,
+      minKeepTokens: r.minKeepTokens,
+      keepTailTokens: r.keepTailTokens,
+    });
     const keptIds = ref.kept.flatMap((s) => prompt.slice(s.start, s.end));
     const text = Buffer.from(this.ctx.engine.bytes(keptIds)).toString("utf8");
     await this.send(
       create(CloudFrameSchema, {
-        body: { case: "refinedPrompt", value: { requestId: this.id, method: RefineMethod.SURPRISAL_DROP, kept: ref.kept, text, originalTokens: prompt.length, keptTokens: ref.keptTokens, ratio: ref.ratio } },
+        body: {
+          case: "refinedPrompt",
+          value: {
+            requestId: this.id,
+            method: RefineMethod.SURPRISAL_DROP,
+            kept: ref.kept,
+            text,
+            originalTokens: prompt.length,
+            keptTokens: ref.keptTokens,
+            ratio: ref.ratio,
+          },
+        },
       }),
     );
   }
@@ -336,7 +441,10 @@ export class CloudRequest {
     const limits = this.ctx.config.limits;
     const asked = this.req.kv!.maxChunkBytes;
     // Room for the frame's other fields within the device's frame limit (PDD-LIMIT-006).
-    const chunkBytes = Math.max(1024, Math.min(asked > 0 ? asked : limits.maxKvChunkBytes, limits.maxKvChunkBytes, this.host.maxFrameBytes - 256));
+    const chunkBytes = Math.max(
+      1024,
+      Math.min(asked > 0 ? asked : limits.maxKvChunkBytes, limits.maxKvChunkBytes, this.host.maxFrameBytes - 256),
+    );
     return sendKvImage({
       requestId: this.id,
       image,

@@ -35,7 +35,11 @@ export class Admission {
       return { position: 0, granted: Promise.resolve(), cancel: () => {} };
     }
     if (this.waiting.length >= this.queueLimit) {
-      throw new PddError(ErrorCode.RESOURCE_EXHAUSTED, `cloud at capacity (${this.capacity} running, ${this.waiting.length} queued)`, { retryable: true });
+      throw new PddError(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `cloud at capacity (${this.capacity} running, ${this.waiting.length} queued)`,
+        { retryable: true },
+      );
     }
     let waiter!: Waiter;
     const granted = new Promise<void>((grant, reject) => {

@@ -29,12 +29,16 @@ export const deviceCommand: Command = {
     });
     const prompt = readFileFlag("prompt-file", values["prompt-file"]) ?? values.prompt;
     if (prompt === undefined || prompt.length === 0) throw new UsageError("give --prompt TEXT or --prompt-file FILE");
-    if (!values.cloud && !values["local-only"]) throw new UsageError("give --cloud URL, or --local-only for the device alone");
+    if (!values.cloud && !values["local-only"])
+      throw new UsageError("give --cloud URL, or --local-only for the device alone");
     const refine = values.refine === undefined ? undefined : Number(values.refine);
-    if (refine !== undefined && !(refine > 0 && refine <= 1)) throw new UsageError("--refine must be a ratio in (0, 1]");
-    if (refine !== undefined && values["refine-min"] !== undefined) throw new UsageError("--refine fixes the ratio; --refine-min lets the planner choose one: give one of them");
+    if (refine !== undefined && !(refine > 0 && refine <= 1))
+      throw new UsageError("--refine must be a ratio in (0, 1]");
+    if (refine !== undefined && values["refine-min"] !== undefined)
+      throw new UsageError("--refine fixes the ratio; --refine-min lets the planner choose one: give one of them");
     const refineMin = numberFlag("refine-min", values["refine-min"], 1, 0, 1, true);
-    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack") throw new UsageError("--codec must be proto or msgpack");
+    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
+      throw new UsageError("--codec must be proto or msgpack");
     const ca = readFileFlag("ca", values.ca);
     const device = await PdDevice.create({
       modelPath: values.model,
@@ -67,7 +71,8 @@ export const deviceCommand: Command = {
 export const deviceServeCommand: Command = {
   name: "device serve",
   summary: "serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) backed by the reference device",
-  usage: "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--no-kv] [--threads N]",
+  usage:
+    "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--no-kv] [--threads N]",
   async run(argv) {
     const { values } = parseFlags(argv, {
       cloud: { type: "string" },
@@ -88,7 +93,10 @@ export const deviceServeCommand: Command = {
       useKv: !values["no-kv"],
       threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
     });
-    const server = await serveOpenAi(device, { host: values.host, port: intFlag("port", values.port, 8080, 0, 65_535) });
+    const server = await serveOpenAi(device, {
+      host: values.host,
+      port: intFlag("port", values.port, 8080, 0, 65_535),
+    });
     console.log(JSON.stringify({ openai: server.url, cloud: values.cloud ?? null }));
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);

@@ -5,7 +5,18 @@
  * connection is lost so the device can finish locally (PDD-CONN-018).
  */
 import { create } from "@bufbuild/protobuf";
-import { Codec, DeviceFrameSchema, ErrorCode, PddError, PROTOCOL_MAJOR, PROTOCOL_MINOR, type CloudFrame, type DeviceFrame, type HelloAck, type ModelIdentity } from "../proto/index.js";
+import {
+  Codec,
+  DeviceFrameSchema,
+  ErrorCode,
+  PddError,
+  PROTOCOL_MAJOR,
+  PROTOCOL_MINOR,
+  type CloudFrame,
+  type DeviceFrame,
+  type HelloAck,
+  type ModelIdentity,
+} from "../proto/index.js";
 import { connect, type ClientOptions, type DeviceStream } from "../transports/index.js";
 
 export interface RequestSink {
@@ -25,7 +36,11 @@ export class CloudLink {
   private constructor(private readonly stream: DeviceStream) {}
 
   /** Connects and sends Hello; resolves without waiting for HelloAck. */
-  static async open(url: string, deviceModel: ModelIdentity, options: ClientOptions & { kv?: boolean } = {}): Promise<CloudLink> {
+  static async open(
+    url: string,
+    deviceModel: ModelIdentity,
+    options: ClientOptions & { kv?: boolean } = {},
+  ): Promise<CloudLink> {
     const stream = await connect(url, options);
     const link = new CloudLink(stream);
     const codec = stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
@@ -87,13 +102,17 @@ export class CloudLink {
       this.pongWaiters.set(nonce, () => resolve(performance.now() - t0));
       setTimeout(() => reject(new PddError(ErrorCode.TIMEOUT, "no Pong")), timeoutMs).unref();
     });
-    await this.send(create(DeviceFrameSchema, { body: { case: "ping", value: { nonce, sentAtUs: BigInt(Math.round(t0 * 1000)) } } }));
+    await this.send(
+      create(DeviceFrameSchema, { body: { case: "ping", value: { nonce, sentAtUs: BigInt(Math.round(t0 * 1000)) } } }),
+    );
     return done.finally(() => this.pongWaiters.delete(nonce));
   }
 
   async close(): Promise<void> {
     if (this.lostWith) return;
-    await this.stream.send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } })).catch(() => undefined);
+    await this.stream
+      .send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }))
+      .catch(() => undefined);
     await this.stream.close();
     this.lose(new PddError(ErrorCode.UNAVAILABLE, "connection closed by the device", { local: "ERR_CLOSED" }));
   }
@@ -135,7 +154,13 @@ export class CloudLink {
         }
       }
       const info = await this.stream.closed;
-      this.lose(new PddError(info.code || ErrorCode.UNAVAILABLE, `connection closed: ${info.reason || (info.abrupt ? "lost" : "closed")}`, { local: "ERR_CLOSED" }));
+      this.lose(
+        new PddError(
+          info.code || ErrorCode.UNAVAILABLE,
+          `connection closed: ${info.reason || (info.abrupt ? "lost" : "closed")}`,
+          { local: "ERR_CLOSED" },
+        ),
+      );
     } catch (e) {
       this.lose(PddError.from(e));
       await this.stream.close(ErrorCode.PROTOCOL_VIOLATION).catch(() => undefined);
@@ -148,5 +173,10 @@ export class CloudLink {
 
 function isSafeForHello(url: string): boolean {
   const u = new URL(url);
-  return u.protocol === "wss:" || u.protocol === "grpcs:" || u.protocol === "https:" || ["127.0.0.1", "localhost", "[::1]"].includes(u.hostname);
+  return (
+    u.protocol === "wss:" ||
+    u.protocol === "grpcs:" ||
+    u.protocol === "https:" ||
+    ["127.0.0.1", "localhost", "[::1]"].includes(u.hostname)
+  );
 }

@@ -16,7 +16,8 @@ const PROMPT = (n: number) =>
 export const demoCommand: Command = {
   name: "demo",
   summary: "start a cloud and a device on loopback and answer prompts over every transport",
-  usage: "pdd demo [--notes N] [--max-tokens N] [--budget N] [--device-ms-per-token N] [--codec proto|msgpack] [--json]",
+  usage:
+    "pdd demo [--notes N] [--max-tokens N] [--budget N] [--device-ms-per-token N] [--codec proto|msgpack] [--json]",
   async run(argv) {
     const { values } = parseFlags(argv, {
       notes: { type: "string" },
@@ -35,7 +36,11 @@ export const demoCommand: Command = {
 
     log("generating or loading the embedded model …");
     const modelPath = ensureDefaultModel("tiny");
-    const cloud = await startCloud({ model: modelPath, logLevel: "warn", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
+    const cloud = await startCloud({
+      model: modelPath,
+      logLevel: "warn",
+      listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+    });
     const engine = await Engine.load({ modelPath, sequences: 4 });
     const prompt = PROMPT(notes);
     const promptTokens = engine.tokenize(prompt).length;
@@ -53,7 +58,12 @@ export const demoCommand: Command = {
         ["webtransport", cloud.urls.webtransport!],
       ];
       for (const [name, url] of urls) {
-        const device = await PdDevice.create({ engine, cloud: url, client: { ca: cloud.certificate.cert, codec: name === "grpc" ? "proto" : codec }, emulate });
+        const device = await PdDevice.create({
+          engine,
+          cloud: url,
+          client: { ca: cloud.certificate.cert, codec: name === "grpc" ? "proto" : codec },
+          emulate,
+        });
         rows.push({ transport: name, report: await device.generate(prompt, { maxTokens, cloudBudget: planned }) });
         await device.close();
       }
@@ -62,11 +72,25 @@ export const demoCommand: Command = {
       await engine.close();
     }
     if (values.json) {
-      for (const r of rows) console.log(JSON.stringify({ transport: r.transport, ...r.report, cloudTokenIds: undefined, deviceTokenIds: undefined }));
+      for (const r of rows)
+        console.log(
+          JSON.stringify({ transport: r.transport, ...r.report, cloudTokenIds: undefined, deviceTokenIds: undefined }),
+        );
       return 0;
     }
     const base = rows[0]!.report;
-    const header = ["transport", "mode", "TTFT ms", "TTFT vs device-only", "TPOT p50 ms", "TPOT max ms", "cloud tokens", "takeover k", "device prefill", "same text"];
+    const header = [
+      "transport",
+      "mode",
+      "TTFT ms",
+      "TTFT vs device-only",
+      "TPOT p50 ms",
+      "TPOT max ms",
+      "cloud tokens",
+      "takeover k",
+      "device prefill",
+      "same text",
+    ];
     const table = rows.map(({ transport, report: r }) => [
       transport,
       r.mode,
@@ -82,7 +106,9 @@ export const demoCommand: Command = {
     table[0]![3] = "baseline";
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
     const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-    console.log(`\nprompt: ${promptTokens} tokens; answer: ${maxTokens} tokens; cloud budget ${plannedBudget} (${budget === "auto" ? "sized to the device's calibrated speed" : "--budget"}); device emulates ${slow} ms per token\n`);
+    console.log(
+      `\nprompt: ${promptTokens} tokens; answer: ${maxTokens} tokens; cloud budget ${plannedBudget} (${budget === "auto" ? "sized to the device's calibrated speed" : "--budget"}); device emulates ${slow} ms per token\n`,
+    );
     console.log(line(header));
     console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
     for (const r of table) console.log(line(r));

@@ -74,7 +74,13 @@ export class PdDevice {
 
   static async create(options: DeviceOptions = {}): Promise<PdDevice> {
     // 4 sequences, as the reference cloud: KV images carry the stream count (spec §7.2).
-    const engine = options.engine ?? (await loadEngine({ modelPath: options.modelPath ?? ensureDefaultModel("tiny"), threads: options.threads, sequences: 4 }));
+    const engine =
+      options.engine ??
+      (await loadEngine({
+        modelPath: options.modelPath ?? ensureDefaultModel("tiny"),
+        threads: options.threads,
+        sequences: 4,
+      }));
     const device = new PdDevice(engine, options, options.engine === undefined);
     await device.calibrate();
     return device;
@@ -96,7 +102,10 @@ export class PdDevice {
       for await (const _ of slot.generate({}, 4)) n++;
       const decode = (performance.now() - t) / Math.max(1, n);
       const e = this.options.emulate ?? {};
-      this.rates = { prefillMsPerToken: prefill + (e.prefillMsPerToken ?? 0), decodeMsPerToken: decode + (e.decodeMsPerToken ?? 0) };
+      this.rates = {
+        prefillMsPerToken: prefill + (e.prefillMsPerToken ?? 0),
+        decodeMsPerToken: decode + (e.decodeMsPerToken ?? 0),
+      };
     } finally {
       await slot.release();
     }
@@ -106,7 +115,13 @@ export class PdDevice {
   observed: { rttMs?: number; cloudPrefillTokPerS?: number; cloudDecodeTokPerS?: number } = {};
 
   /** The planner's choice for a prompt from the calibrated and observed rates (planner.ts). */
-  planFor(promptTokens: number, targetTpotMs: number, answerTokens = 256, kvBytesPerToken = 0, refineMinRatio = 1): Plan {
+  planFor(
+    promptTokens: number,
+    targetTpotMs: number,
+    answerTokens = 256,
+    kvBytesPerToken = 0,
+    refineMinRatio = 1,
+  ): Plan {
     const { prefillMsPerToken: p, decodeMsPerToken: d } = this.rates;
     return plan({
       kv: { allowed: kvBytesPerToken > 0, bytesPerToken: kvBytesPerToken },
@@ -116,7 +131,11 @@ export class PdDevice {
       rttMs: this.observed.rttMs ?? 20,
       bandwidthMbps: 100,
       // Until a FirstToken says otherwise, assume a cloud 10× the device's prefill.
-      cloud: { queueMs: 0, prefillTokPerS: this.observed.cloudPrefillTokPerS ?? 10_000 / Math.max(1e-3, p), decodeTokPerS: this.observed.cloudDecodeTokPerS ?? 50 },
+      cloud: {
+        queueMs: 0,
+        prefillTokPerS: this.observed.cloudPrefillTokPerS ?? 10_000 / Math.max(1e-3, p),
+        decodeTokPerS: this.observed.cloudDecodeTokPerS ?? 50,
+      },
       device: { prefillTokPerS: 1000 / Math.max(1e-3, p), decodeTokPerS: 1000 / Math.max(1e-3, d) },
       targetTpotMs: Math.max(1, targetTpotMs), // 0 = show as fast as possible
       budget: { min: 4, max: this.link?.ack?.limits?.maxCloudTokenBudget || 256 },
@@ -135,8 +154,13 @@ export class PdDevice {
       this.rates.prefillMsPerToken = avg(this.rates.prefillMsPerToken, r.prefillMs.device / promptTokens);
     }
     if (r.localDecodeMs !== undefined) this.rates.decodeMsPerToken = avg(this.rates.decodeMsPerToken, r.localDecodeMs);
-    if (r.prefillMs.cloud && r.cloudPromptTokens) this.observed.cloudPrefillTokPerS = avg(this.observed.cloudPrefillTokPerS, (1000 * r.cloudPromptTokens) / r.prefillMs.cloud);
-    if (r.cloudDecodeTokPerS) this.observed.cloudDecodeTokPerS = avg(this.observed.cloudDecodeTokPerS, r.cloudDecodeTokPerS);
+    if (r.prefillMs.cloud && r.cloudPromptTokens)
+      this.observed.cloudPrefillTokPerS = avg(
+        this.observed.cloudPrefillTokPerS,
+        (1000 * r.cloudPromptTokens) / r.prefillMs.cloud,
+      );
+    if (r.cloudDecodeTokPerS)
+      this.observed.cloudDecodeTokPerS = avg(this.observed.cloudDecodeTokPerS, r.cloudDecodeTokPerS);
   }
 
   /** The cloud link, (re)connecting when needed; undefined when the cloud cannot be reached. */
@@ -148,14 +172,20 @@ export class PdDevice {
     if (performance.now() < this.retryAt) return undefined;
     this.connecting ??= (async () => {
       try {
-        const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), { ...this.options.client, kv: this.options.useKv !== false });
+        const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), {
+          ...this.options.client,
+          kv: this.options.useKv !== false,
+        });
         // The first request waits for the HelloAck: it says which model the cloud runs.
         await link.helloAck();
         this.link = link;
         this.backoffMs = 0;
         this.retryAt = 0;
         // Measure the round trip for the planner without delaying this first request.
-        void link.ping(2000).then((ms) => (this.observed.rttMs = ms), () => undefined);
+        void link.ping(2000).then(
+          (ms) => (this.observed.rttMs = ms),
+          () => undefined,
+        );
         return link;
       } catch {
         // Exponential backoff with jitter: initial, ×2 per failure, capped.
@@ -190,27 +220,53 @@ export class PdDevice {
     const promptTokens = this.engine.tokenize(prompt).length;
     // KV is possible with the cloud's own model; the planner then says whether it beats recomputing.
     const ack = link?.ack;
-    const kvPossible = this.options.useKv !== false && ack?.capabilities?.kvChunks === true && ack.cloudModel !== undefined && sameBytes(ack.cloudModel.modelFingerprint, this.engine.info.modelFingerprint);
+    const kvPossible =
+      this.options.useKv !== false &&
+      ack?.capabilities?.kvChunks === true &&
+      ack.cloudModel !== undefined &&
+      sameBytes(ack.cloudModel.modelFingerprint, this.engine.info.modelFingerprint);
     // Refinement is the planner's to choose within the user's floor, when the cloud can refine.
-    const refineFloor = this.options.refineRatio === undefined && ack?.capabilities?.refinement === true ? (this.options.refineMinRatio ?? 1) : 1;
-    const planned = budgetOpt === "auto" && !opts.cloudOnly ? this.planFor(promptTokens, targetTpotMs, opts.maxTokens ?? 64, kvPossible ? this.engine.kvBytesPerToken : 0, refineFloor) : undefined;
-    const cloudBudget = opts.cloudOnly ? (opts.maxTokens ?? 64) : planned ? planned.chosen.budget : (budgetOpt as number);
+    const refineFloor =
+      this.options.refineRatio === undefined && ack?.capabilities?.refinement === true
+        ? (this.options.refineMinRatio ?? 1)
+        : 1;
+    const planned =
+      budgetOpt === "auto" && !opts.cloudOnly
+        ? this.planFor(
+            promptTokens,
+            targetTpotMs,
+            opts.maxTokens ?? 64,
+            kvPossible ? this.engine.kvBytesPerToken : 0,
+            refineFloor,
+          )
+        : undefined;
+    const cloudBudget = opts.cloudOnly
+      ? (opts.maxTokens ?? 64)
+      : planned
+        ? planned.chosen.budget
+        : (budgetOpt as number);
     const useKv = this.options.useKv !== false && (planned ? !kvPossible || planned.chosen.kv : true);
-    const refineRatio = this.options.refineRatio ?? (planned && planned.chosen.ratio < 1 ? planned.chosen.ratio : undefined);
-    const run = new DeviceRun(this.engine, prompt, link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined), {
-      maxTokens: opts.maxTokens ?? 64,
-      sampling: opts.sampling,
-      targetTpotMs,
-      cloudBudget,
-      useKv,
-      refineRatio,
-      decodeMsPerToken: this.rates.decodeMsPerToken,
-      prefillMsPerToken: this.rates.prefillMsPerToken,
-      prefillChunk: this.options.prefillChunk ?? 64,
-      emulate: this.options.emulate,
-      cloudOnly: opts.cloudOnly,
-      onText: opts.onText,
-    });
+    const refineRatio =
+      this.options.refineRatio ?? (planned && planned.chosen.ratio < 1 ? planned.chosen.ratio : undefined);
+    const run = new DeviceRun(
+      this.engine,
+      prompt,
+      link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined),
+      {
+        maxTokens: opts.maxTokens ?? 64,
+        sampling: opts.sampling,
+        targetTpotMs,
+        cloudBudget,
+        useKv,
+        refineRatio,
+        decodeMsPerToken: this.rates.decodeMsPerToken,
+        prefillMsPerToken: this.rates.prefillMsPerToken,
+        prefillChunk: this.options.prefillChunk ?? 64,
+        emulate: this.options.emulate,
+        cloudOnly: opts.cloudOnly,
+        onText: opts.onText,
+      },
+    );
     const report = await run.run();
     this.learn(report, promptTokens);
     return report;

@@ -28,9 +28,29 @@ afterAll(async () => {
 
 /** Starts `pdd cloud` in its own process; resolves with its URLs. */
 async function spawnCloud(): Promise<{ child: ChildProcess; urls: Record<string, string> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "pdd.ts"), "cloud", "--model", model, "--ws", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--no-webtransport", "--threads", "1", "--log-level", "warn"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(root, "pdd.ts"),
+      "cloud",
+      "--model",
+      model,
+      "--ws",
+      "127.0.0.1:0",
+      "--grpc",
+      "127.0.0.1:0",
+      "--no-webtransport",
+      "--threads",
+      "1",
+      "--log-level",
+      "warn",
+    ],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const line = await new Promise<string>((res, rej) => {
     createInterface({ input: child.stdout! }).once("line", res);
     child.once("exit", (code) => rej(new Error(`pdd cloud exited with ${code}`)));
@@ -39,35 +59,47 @@ async function spawnCloud(): Promise<{ child: ChildProcess; urls: Record<string,
 }
 
 describe("fallback", () => {
-  it.each(["ws", "grpc"])("over %s, the device completes the greedy answer when the cloud process is killed after the first token", async (transport) => {
-    const prompt = "Tell me everything about the quick fox, in detail, from the beginning to the end.";
-    const baseline = await (await PdDevice.create({ engine })).generate(prompt, { maxTokens: 80, localOnly: true, targetTpotMs: 0 });
-    const { child, urls } = await spawnCloud();
-    try {
-      // Slow local prefill and a paced cloud: the answer is mid-stream when the cloud dies.
-      const device = await PdDevice.create({ engine, cloud: urls[transport], useKv: false, emulate: { prefillMsPerToken: 20 } });
-      let killed = false;
-      const r = await device.generate(prompt, {
+  it.each(["ws", "grpc"])(
+    "over %s, the device completes the greedy answer when the cloud process is killed after the first token",
+    async (transport) => {
+      const prompt = "Tell me everything about the quick fox, in detail, from the beginning to the end.";
+      const baseline = await (await PdDevice.create({ engine })).generate(prompt, {
         maxTokens: 80,
-        cloudBudget: 60,
-        targetTpotMs: 10,
-        onText: () => {
-          if (!killed) {
-            killed = true;
-            child.kill("SIGKILL");
-          }
-        },
+        localOnly: true,
+        targetTpotMs: 0,
       });
-      await device.close();
-      expect(killed).toBe(true);
-      expect(r.mode).toBe("fallback");
-      expect(r.cloudTokens).toBeGreaterThan(0);
-      expect([...r.cloudTokenIds, ...r.deviceTokenIds]).toEqual(baseline.deviceTokenIds);
-      expect(r.text).toBe(baseline.text);
-    } finally {
-      child.kill("SIGKILL");
-    }
-  });
+      const { child, urls } = await spawnCloud();
+      try {
+        // Slow local prefill and a paced cloud: the answer is mid-stream when the cloud dies.
+        const device = await PdDevice.create({
+          engine,
+          cloud: urls[transport],
+          useKv: false,
+          emulate: { prefillMsPerToken: 20 },
+        });
+        let killed = false;
+        const r = await device.generate(prompt, {
+          maxTokens: 80,
+          cloudBudget: 60,
+          targetTpotMs: 10,
+          onText: () => {
+            if (!killed) {
+              killed = true;
+              child.kill("SIGKILL");
+            }
+          },
+        });
+        await device.close();
+        expect(killed).toBe(true);
+        expect(r.mode).toBe("fallback");
+        expect(r.cloudTokens).toBeGreaterThan(0);
+        expect([...r.cloudTokenIds, ...r.deviceTokenIds]).toEqual(baseline.deviceTokenIds);
+        expect(r.text).toBe(baseline.text);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+  );
 
   it("answers alone when the cloud cannot be reached at all", async () => {
     const device = await PdDevice.create({ engine, cloud: "ws://127.0.0.1:9/pdd" });

@@ -31,7 +31,9 @@ async function cutOnKv(upstream: string): Promise<{ url: string; cuts: () => num
   let cuts = 0;
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, handleProtocols: (p) => [...p][0] ?? false });
   wss.on("connection", (client, req) => {
-    const server = new WebSocket(upstream, [client.protocol], { headers: { authorization: req.headers.authorization ?? "" } });
+    const server = new WebSocket(upstream, [client.protocol], {
+      headers: { authorization: req.headers.authorization ?? "" },
+    });
     const pending: Buffer[] = [];
     server.on("open", () => pending.splice(0).forEach((b) => server.send(b)));
     client.on("message", (b: Buffer) => (server.readyState === WebSocket.OPEN ? server.send(b) : pending.push(b)));
@@ -51,29 +53,61 @@ async function cutOnKv(upstream: string): Promise<{ url: string; cuts: () => num
     server.on("error", () => client.terminate());
   });
   await new Promise((r) => wss.once("listening", r));
-  return { url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}/pdd`, cuts: () => cuts, close: () => new Promise((r) => wss.close(() => r())) };
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}/pdd`,
+    cuts: () => cuts,
+    close: () => new Promise((r) => wss.close(() => r())),
+  };
 }
 
 describe("faults", () => {
   let cloud: CloudPeer;
   beforeAll(async () => {
-    cloud = await startCloud({ model, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
+    cloud = await startCloud({
+      model,
+      threads: 1,
+      logLevel: "silent",
+      listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+    });
   });
   afterAll(() => cloud.close({ drainSeconds: 0 }));
 
-  it.each(["ws", "grpc", "webtransport"] as const)("over %s, a device that vanishes mid-stream has its sequence freed", async (t) => {
-    const s = await connect(cloud.urls[t]!, { ca: cloud.certificate.cert });
-    await s.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } } }));
-    await s.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: 1, prompt: { case: "text", value: "The fox." }, cloudTokenBudget: 200, targetTpotUs: 200_000 } } }));
-    for await (const f of s) if (f.body.case === "firstToken") break;
-    expect(cloud.engine.busy).toBe(1);
-    s.abort(); // no Cancel, no Goodbye: gone
-    expect(await until(() => cloud.engine.busy === 0 && cloud.connections === 0)).toBe(true);
-  });
+  it.each(["ws", "grpc", "webtransport"] as const)(
+    "over %s, a device that vanishes mid-stream has its sequence freed",
+    async (t) => {
+      const s = await connect(cloud.urls[t]!, { ca: cloud.certificate.cert });
+      await s.send(
+        create(DeviceFrameSchema, {
+          body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } },
+        }),
+      );
+      await s.send(
+        create(DeviceFrameSchema, {
+          body: {
+            case: "prefillRequest",
+            value: {
+              requestId: 1,
+              prompt: { case: "text", value: "The fox." },
+              cloudTokenBudget: 200,
+              targetTpotUs: 200_000,
+            },
+          },
+        }),
+      );
+      for await (const f of s) if (f.body.case === "firstToken") break;
+      expect(cloud.engine.busy).toBe(1);
+      s.abort(); // no Cancel, no Goodbye: gone
+      expect(await until(() => cloud.engine.busy === 0 && cloud.connections === 0)).toBe(true);
+    },
+  );
 
   it("a connection cut during the KV transfer: the device recomputes and gives the greedy answer", async () => {
     const prompt = "The quick brown fox jumps over the lazy dog. ".repeat(30);
-    const local = await (await PdDevice.create({ engine })).generate(prompt, { maxTokens: 40, localOnly: true, targetTpotMs: 0 });
+    const local = await (await PdDevice.create({ engine })).generate(prompt, {
+      maxTokens: 40,
+      localOnly: true,
+      targetTpotMs: 0,
+    });
     const proxy = await cutOnKv(cloud.urls.ws!);
     try {
       const device = await PdDevice.create({ engine, cloud: proxy.url, emulate: { prefillMsPerToken: 2 } });

@@ -42,8 +42,18 @@ async function sse(res: Response): Promise<string[]> {
 
 describe("OpenAI-compatible endpoint", () => {
   it("streams a chat completion over SSE with usage last, and the text equals the non-streamed one", async () => {
-    const body = { model: "pdd-device", messages: [{ role: "user", content: "Tell me about the fox." }], max_tokens: 30 };
-    const plain = (await (await fetch(`${api.url}/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json()) as {
+    const body = {
+      model: "pdd-device",
+      messages: [{ role: "user", content: "Tell me about the fox." }],
+      max_tokens: 30,
+    };
+    const plain = (await (
+      await fetch(`${api.url}/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      })
+    ).json()) as {
       choices: { message: { content: string }; finish_reason: string }[];
       usage: { completion_tokens: number };
       pdd: { mode: string };
@@ -51,11 +61,23 @@ describe("OpenAI-compatible endpoint", () => {
     expect(plain.choices[0]!.finish_reason).toBe("length");
     expect(plain.usage.completion_tokens).toBe(30);
     expect(plain.pdd.mode).toBe("pd");
-    const res = await fetch(`${api.url}/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }) });
+    const res = await fetch(`${api.url}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+    });
     expect(res.headers.get("content-type")).toBe("text/event-stream");
     const events = await sse(res);
     expect(events[events.length - 1]).toBe("[DONE]");
-    const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as { choices: { delta: { content?: string; role?: string }; finish_reason: string | null }[]; usage?: { completion_tokens: number } });
+    const chunks = events
+      .slice(0, -1)
+      .map(
+        (e) =>
+          JSON.parse(e) as {
+            choices: { delta: { content?: string; role?: string }; finish_reason: string | null }[];
+            usage?: { completion_tokens: number };
+          },
+      );
     expect(chunks[0]!.choices[0]!.delta.role).toBe("assistant");
     const streamed = chunks.flatMap((c) => c.choices.map((ch) => ch.delta.content ?? "")).join("");
     expect(streamed).toBe(plain.choices[0]!.message.content);
@@ -65,10 +87,18 @@ describe("OpenAI-compatible endpoint", () => {
   });
 
   it("serves /v1/completions and refuses a bad body with a 400 and an OpenAI error", async () => {
-    const ok = (await (await fetch(`${api.url}/completions`, { method: "POST", body: JSON.stringify({ prompt: "Go on.", max_tokens: 8 }) })).json()) as { object: string; choices: { text: string }[] };
+    const ok = (await (
+      await fetch(`${api.url}/completions`, {
+        method: "POST",
+        body: JSON.stringify({ prompt: "Go on.", max_tokens: 8 }),
+      })
+    ).json()) as { object: string; choices: { text: string }[] };
     expect(ok.object).toBe("text_completion");
     expect(ok.choices[0]!.text.length).toBeGreaterThan(0);
-    const bad = await fetch(`${api.url}/chat/completions`, { method: "POST", body: JSON.stringify({ messages: "nope" }) });
+    const bad = await fetch(`${api.url}/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ messages: "nope" }),
+    });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/messages/);
     expect((await fetch(`${api.url}/chat/completions`, { method: "POST", body: "{not json" })).status).toBe(400);
@@ -76,9 +106,19 @@ describe("OpenAI-compatible endpoint", () => {
 
   it("works unchanged with the official openai client, streaming and not", async () => {
     const client = new OpenAI({ baseURL: api.url, apiKey: "unused" });
-    const c = await client.chat.completions.create({ model: "pdd-device", messages: [{ role: "user", content: "Hello" }], max_tokens: 12 });
+    const c = await client.chat.completions.create({
+      model: "pdd-device",
+      messages: [{ role: "user", content: "Hello" }],
+      max_tokens: 12,
+    });
     expect(c.choices[0]!.message.content!.length).toBeGreaterThan(0);
-    const stream = await client.chat.completions.create({ model: "pdd-device", messages: [{ role: "user", content: "Hello" }], max_tokens: 12, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      model: "pdd-device",
+      messages: [{ role: "user", content: "Hello" }],
+      max_tokens: 12,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let text = "";
     let usage: number | undefined;
     for await (const chunk of stream) {

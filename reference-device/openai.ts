@@ -12,8 +12,18 @@ import type { Report } from "./run.js";
 
 const Common = {
   model: z.string().optional(),
-  max_tokens: z.number().int().min(1).max(1 << 16).optional(),
-  max_completion_tokens: z.number().int().min(1).max(1 << 16).optional(),
+  max_tokens: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 16)
+    .optional(),
+  max_completion_tokens: z
+    .number()
+    .int()
+    .min(1)
+    .max(1 << 16)
+    .optional(),
   temperature: z.number().min(0).max(2).optional(),
   top_p: z.number().min(0).max(1).optional(),
   seed: z.number().int().optional(),
@@ -23,7 +33,12 @@ const Common = {
 const ChatRequest = z.object({
   ...Common,
   messages: z
-    .array(z.object({ role: z.string(), content: z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }))]).nullable() }))
+    .array(
+      z.object({
+        role: z.string(),
+        content: z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }))]).nullable(),
+      }),
+    )
     .min(1),
 });
 const CompletionRequest = z.object({ ...Common, prompt: z.union([z.string(), z.array(z.string()).length(1)]) });
@@ -49,7 +64,8 @@ async function readJson(req: IncomingMessage, limit = 8 << 20): Promise<unknown>
 
 /** The prompt for a chat: no template (the spec forbids one in the protocol); roles as plain text. */
 export function chatPrompt(messages: z.infer<typeof ChatRequest>["messages"]): string {
-  const text = (c: (typeof messages)[number]["content"]) => (typeof c === "string" ? c : (c ?? []).map((p) => p.text ?? "").join(""));
+  const text = (c: (typeof messages)[number]["content"]) =>
+    typeof c === "string" ? c : (c ?? []).map((p) => p.text ?? "").join("");
   return `${messages.map((m) => `${m.role}: ${text(m.content)}`).join("\n")}\nassistant:`;
 }
 
@@ -58,17 +74,24 @@ export interface OpenAiServer {
   close(): Promise<void>;
 }
 
-export async function serveOpenAi(device: PdDevice, options: { host?: string; port?: number; modelName?: string } = {}): Promise<OpenAiServer> {
+export async function serveOpenAi(
+  device: PdDevice,
+  options: { host?: string; port?: number; modelName?: string } = {},
+): Promise<OpenAiServer> {
   const modelName = options.modelName ?? "pdd-device";
   let queue: Promise<unknown> = Promise.resolve();
   const server: Server = createServer((req, res) => {
     void (async () => {
       const path = (req.url ?? "/").split("?")[0];
       if (req.method === "GET" && path === "/v1/models") {
-        return send(res, 200, { object: "list", data: [{ id: modelName, object: "model", created: 0, owned_by: "pd-device" }] });
+        return send(res, 200, {
+          object: "list",
+          data: [{ id: modelName, object: "model", created: 0, owned_by: "pd-device" }],
+        });
       }
       const chat = path === "/v1/chat/completions";
-      if (req.method !== "POST" || (!chat && path !== "/v1/completions")) return error(res, 404, `no route for ${req.method} ${path}`, "not_found_error");
+      if (req.method !== "POST" || (!chat && path !== "/v1/completions"))
+        return error(res, 404, `no route for ${req.method} ${path}`, "not_found_error");
       let body: unknown;
       try {
         body = await readJson(req);
@@ -87,7 +110,11 @@ export async function serveOpenAi(device: PdDevice, options: { host?: string; po
       const created = Math.floor(Date.now() / 1000);
       const object = chat ? "chat.completion" : "text_completion";
       const sampling = r.temperature ? { temperature: r.temperature, topP: r.top_p, seed: r.seed } : undefined;
-      const usage = (rep: Report, promptTokens: number) => ({ prompt_tokens: promptTokens, completion_tokens: rep.cloudTokens + rep.deviceTokens, total_tokens: promptTokens + rep.cloudTokens + rep.deviceTokens });
+      const usage = (rep: Report, promptTokens: number) => ({
+        prompt_tokens: promptTokens,
+        completion_tokens: rep.cloudTokens + rep.deviceTokens,
+        total_tokens: promptTokens + rep.cloudTokens + rep.deviceTokens,
+      });
       const promptTokens = device.engine.tokenize(prompt).length;
       const finish = (rep: Report) => (rep.cloudTokens + rep.deviceTokens >= maxTokens ? "length" : "stop");
       const pdd = (rep: Report) => {
@@ -99,14 +126,40 @@ export async function serveOpenAi(device: PdDevice, options: { host?: string; po
       const run = queue.then(async () => {
         if (!r.stream) {
           const rep = await device.generate(prompt, { maxTokens, sampling });
-          const choice = chat ? { index: 0, message: { role: "assistant", content: rep.text }, finish_reason: finish(rep), logprobs: null } : { index: 0, text: rep.text, finish_reason: finish(rep), logprobs: null };
-          return send(res, 200, { id, object, created, model: modelName, choices: [choice], usage: usage(rep, promptTokens), pdd: pdd(rep) });
+          const choice = chat
+            ? {
+                index: 0,
+                message: { role: "assistant", content: rep.text },
+                finish_reason: finish(rep),
+                logprobs: null,
+              }
+            : { index: 0, text: rep.text, finish_reason: finish(rep), logprobs: null };
+          return send(res, 200, {
+            id,
+            object,
+            created,
+            model: modelName,
+            choices: [choice],
+            usage: usage(rep, promptTokens),
+            pdd: pdd(rep),
+          });
         }
-        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+        res.writeHead(200, {
+          "content-type": "text/event-stream",
+          "cache-control": "no-cache",
+          connection: "keep-alive",
+        });
         const chunkObject = chat ? "chat.completion.chunk" : "text_completion";
         const event = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
         const delta = (text: string, first: boolean) =>
-          chat ? { index: 0, delta: first ? { role: "assistant", content: text } : { content: text }, finish_reason: null, logprobs: null } : { index: 0, text, finish_reason: null, logprobs: null };
+          chat
+            ? {
+                index: 0,
+                delta: first ? { role: "assistant", content: text } : { content: text },
+                finish_reason: null,
+                logprobs: null,
+              }
+            : { index: 0, text, finish_reason: null, logprobs: null };
         let first = true;
         const rep = await device.generate(prompt, {
           maxTokens,
@@ -116,9 +169,12 @@ export async function serveOpenAi(device: PdDevice, options: { host?: string; po
             first = false;
           },
         });
-        const last = chat ? { index: 0, delta: {}, finish_reason: finish(rep), logprobs: null } : { index: 0, text: "", finish_reason: finish(rep), logprobs: null };
+        const last = chat
+          ? { index: 0, delta: {}, finish_reason: finish(rep), logprobs: null }
+          : { index: 0, text: "", finish_reason: finish(rep), logprobs: null };
         event({ id, object: chunkObject, created, model: modelName, choices: [last], pdd: pdd(rep) });
-        if (r.stream_options?.include_usage) event({ id, object: chunkObject, created, model: modelName, choices: [], usage: usage(rep, promptTokens) });
+        if (r.stream_options?.include_usage)
+          event({ id, object: chunkObject, created, model: modelName, choices: [], usage: usage(rep, promptTokens) });
         res.end("data: [DONE]\n\n");
       });
       queue = run.catch(() => undefined);

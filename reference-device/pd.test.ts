@@ -27,7 +27,12 @@ function promptOf(n: number): string {
 beforeAll(async () => {
   createModel(paths.tiny, PRESETS.tiny);
   engine = await Engine.load({ modelPath: paths.tiny, sequences: 4, threads: 1 });
-  cloud = await startCloud({ model: paths.tiny, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } });
+  cloud = await startCloud({
+    model: paths.tiny,
+    threads: 1,
+    logLevel: "silent",
+    listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+  });
 });
 afterAll(async () => {
   await cloud.close({ drainSeconds: 0 });
@@ -39,13 +44,21 @@ const ids = (r: { cloudTokenIds: number[]; deviceTokenIds: number[] }) => [...r.
 const transports = ["ws", "grpc", "webtransport"] as const;
 
 describe("interop: P/D-Device equals --local-only, token for token", () => {
-  const cases = transports.flatMap((t) => [16, 400, 1500].flatMap((n) => [false, true].map((kv) => [t, n, kv] as const)));
+  const cases = transports.flatMap((t) =>
+    [16, 400, 1500].flatMap((n) => [false, true].map((kv) => [t, n, kv] as const)),
+  );
   it.each(cases)("over %s, prompt of ~%i tokens, KV %s", async (transport, n, kv) => {
     const prompt = promptOf(n);
     const emulate = { prefillMsPerToken: 0.2, decodeMsPerToken: 0 };
     const local = await PdDevice.create({ engine, emulate });
     const baseline = await local.generate(prompt, { maxTokens: 60, localOnly: true, targetTpotMs: 0 });
-    const device = await PdDevice.create({ engine, emulate, cloud: cloud.urls[transport], client: { ca: cloud.certificate.cert }, useKv: kv });
+    const device = await PdDevice.create({
+      engine,
+      emulate,
+      cloud: cloud.urls[transport],
+      client: { ca: cloud.certificate.cert },
+      useKv: kv,
+    });
     const r = await device.generate(prompt, { maxTokens: 60, cloudBudget: 24, targetTpotMs: 0 });
     await device.close();
     expect(r.mode).toBe("pd");
@@ -59,13 +72,19 @@ describe("interop: P/D-Device equals --local-only, token for token", () => {
 describe("takeover", () => {
   it("stops the cloud at once and frees its sequence", async () => {
     const decodedBefore = (await cloud.metrics.decodedTokens.get()).values[0]?.value ?? 0;
-    const freed = async () => (await cloud.metrics.sequencesFreed.get()).values.find((v) => v.labels.reason === "takeover")?.value ?? 0;
+    const freed = async () =>
+      (await cloud.metrics.sequencesFreed.get()).values.find((v) => v.labels.reason === "takeover")?.value ?? 0;
     const freedBefore = await freed();
     // The cloud paces at twice the 20 ms display rate (10 ms a token); the
     // device prefills 300 tokens at ~1-2 ms each and catches up in well under
     // a second, long before the 150-token budget (1.5 s of cloud decoding) is
     // spent — with a 5× margin on catch-up speed for a loaded machine.
-    const device = await PdDevice.create({ engine, emulate: { prefillMsPerToken: 1 }, cloud: cloud.urls.ws, useKv: false });
+    const device = await PdDevice.create({
+      engine,
+      emulate: { prefillMsPerToken: 1 },
+      cloud: cloud.urls.ws,
+      useKv: false,
+    });
     const r = await device.generate(promptOf(300), { maxTokens: 150, cloudBudget: 150, targetTpotMs: 20 });
     await device.close();
     expect(r.endReason).toBe("TAKEN_OVER");
@@ -102,7 +121,11 @@ describe("different models on each side", () => {
     // inside "—", "ï" and "🙂", which the cloud spells in single bytes.
     for (let budget = 1; budget <= 26; budget++) {
       // A phone-speed device: the cloud's budget is all in before it can take over.
-      const device = await PdDevice.create({ engine: deviceEngine, cloud: bigCloud.urls.ws, emulate: { prefillMsPerToken: 20 } });
+      const device = await PdDevice.create({
+        engine: deviceEngine,
+        cloud: bigCloud.urls.ws,
+        emulate: { prefillMsPerToken: 20 },
+      });
       const r = await device.generate("Begin.", { maxTokens: 40, cloudBudget: budget, targetTpotMs: 0 });
       await device.close();
       expect(r.mode).toBe("pd");
@@ -133,10 +156,20 @@ describe("prompt refinement", () => {
     let total = 0;
     const prompts = [200, 230, 260, 290, 320].map((n, i) => `${"Question " + i + ": "}${promptOf(n)}`);
     for (const p of prompts) {
-      const base = await (await PdDevice.create({ engine })).generate(p, { maxTokens: 32, localOnly: true, targetTpotMs: 0 });
+      const base = await (await PdDevice.create({ engine })).generate(p, {
+        maxTokens: 32,
+        localOnly: true,
+        targetTpotMs: 0,
+      });
       // A phone-class device, several times slower at prefill than the cloud:
       // the refined prompt arrives while it still has most of its prefill ahead.
-      const device = await PdDevice.create({ engine, cloud: cloud.urls.ws, useKv: false, refineRatio: 0.5, emulate: { prefillMsPerToken: 4 } });
+      const device = await PdDevice.create({
+        engine,
+        cloud: cloud.urls.ws,
+        useKv: false,
+        refineRatio: 0.5,
+        emulate: { prefillMsPerToken: 4 },
+      });
       const r = await device.generate(p, { maxTokens: 32, cloudBudget: 8, targetTpotMs: 0 });
       await device.close();
       expect(r.refinement?.used).toBe(true);
@@ -145,6 +178,8 @@ describe("prompt refinement", () => {
       total += r.refinement!.originalTokens;
       if (JSON.stringify(ids(r)) === JSON.stringify(base.deviceTokenIds)) agree++;
     }
-    console.log(`refinement at ratio 0.5: first 32 tokens agree with the unrefined answer in ${agree}/${prompts.length} prompts; prefill tokens saved ${saved}/${total} (${((100 * saved) / total).toFixed(0)}%)`);
+    console.log(
+      `refinement at ratio 0.5: first 32 tokens agree with the unrefined answer in ${agree}/${prompts.length} prompts; prefill tokens saved ${saved}/${total} (${((100 * saved) / total).toFixed(0)}%)`,
+    );
   });
 });

@@ -69,6 +69,8 @@ describe("planner", () => {
   it("refuses nonsense inputs with a clear error", () => {
     expect(() => plan({ ...base, promptTokens: 0 })).toThrow(/promptTokens must be a positive number/);
     expect(() => plan({ ...base, rttMs: -1 })).toThrow(/rttMs must be ≥ 0/);
-    expect(() => plan({ ...base, device: { prefillTokPerS: Number.NaN, decodeTokPerS: 1 } })).toThrow(/device.prefillTokPerS/);
+    expect(() => plan({ ...base, device: { prefillTokPerS: Number.NaN, decodeTokPerS: 1 } })).toThrow(
+      /device.prefillTokPerS/,
+    );
   });
 });

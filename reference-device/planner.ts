@@ -99,13 +99,35 @@ export function plan(i: PlanInput): Plan {
         ready = Math.min(ready, ttft + exportMs + transferMs + importMs);
         kvExtraCost = exportMs;
       }
-      candidates.push(candidate({ kv, ratio, ttft, ready, I, T, devStep, prefillRate: i.device.prefillTokPerS, cloudPrefillMs: (1000 * P) / i.cloud.prefillTokPerS, cloudStep, bMin, bMax, N, kvExtraCost }));
+      candidates.push(
+        candidate({
+          kv,
+          ratio,
+          ttft,
+          ready,
+          I,
+          T,
+          devStep,
+          prefillRate: i.device.prefillTokPerS,
+          cloudPrefillMs: (1000 * P) / i.cloud.prefillTokPerS,
+          cloudStep,
+          bMin,
+          bMax,
+          N,
+          kvExtraCost,
+        }),
+      );
     }
   }
 
   const ok = candidates.filter((c) => !c.stall && c.maxTpotMs <= T + 1e-9);
   const pool = ok.length > 0 ? ok : candidates;
-  const chosen = [...pool].sort((a, b) => (ok.length > 0 ? a.cloudCostMs - b.cloudCostMs : a.maxTpotMs - b.maxTpotMs) || b.ratio - a.ratio || a.ttftMs - b.ttftMs)[0]!;
+  const chosen = [...pool].sort(
+    (a, b) =>
+      (ok.length > 0 ? a.cloudCostMs - b.cloudCostMs : a.maxTpotMs - b.maxTpotMs) ||
+      b.ratio - a.ratio ||
+      a.ttftMs - b.ttftMs,
+  )[0]!;
   const deviceOnly = { ttftMs: devPrefillMs + devStep, maxTpotMs: Math.max(T, devStep) };
   const cloudOnly = { ttftMs: ttft, cloudCostMs: (1000 * P) / i.cloud.prefillTokPerS + N * cloudStep };
   const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : "pd";
@@ -120,10 +142,22 @@ export function plan(i: PlanInput): Plan {
     ok.length > 0
       ? `Chosen: the lowest cloud time among the ${ok.length} candidate(s) that keep TPOT at the target without a stall${chosen.ratio < 1 ? "; a refined prompt trades answer fidelity for it" : ""}.`
       : `No candidate keeps the target without a stall; chosen: the lowest max TPOT.`,
-    mode === "local" ? `The device alone reaches its first token first: serve locally.` : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${(100 * (1 - chosen.ttftMs / deviceOnly.ttftMs)).toFixed(0)}% lower).`,
+    mode === "local"
+      ? `The device alone reaches its first token first: serve locally.`
+      : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${(100 * (1 - chosen.ttftMs / deviceOnly.ttftMs)).toFixed(0)}% lower).`,
   ];
-  const firstTokensMs = Array.from({ length: Math.min(chosen.takeoverIndex + 1, 8) }, (_, k) => round(chosen.ttftMs + k * I));
-  return { mode, chosen, candidates, cloudOnly, deviceOnly, pacing: { intervalMs: round(I), takeoverIndex: chosen.takeoverIndex, firstTokensMs }, explanation };
+  const firstTokensMs = Array.from({ length: Math.min(chosen.takeoverIndex + 1, 8) }, (_, k) =>
+    round(chosen.ttftMs + k * I),
+  );
+  return {
+    mode,
+    chosen,
+    candidates,
+    cloudOnly,
+    deviceOnly,
+    pacing: { intervalMs: round(I), takeoverIndex: chosen.takeoverIndex, firstTokensMs },
+    explanation,
+  };
 }
 
 function candidate(a: {
@@ -145,7 +179,8 @@ function candidate(a: {
   const perToken = 1000 / a.prefillRate; // device ms to prefill one received token
   let k: number;
   if (a.ready <= a.ttft) k = 1;
-  else if (perToken >= a.I) k = a.N; // never catches up with the display
+  else if (perToken >= a.I)
+    k = a.N; // never catches up with the display
   else k = Math.ceil((1 + (a.ready - a.ttft) / a.I) / (1 - perToken / a.I));
   k = Math.min(Math.max(1, k), a.N);
   const budget = Math.min(a.bMax, Math.max(a.bMin, Math.min(a.N, Math.ceil(k * 1.15) + 2)));
@@ -187,8 +222,13 @@ function validate(i: PlanInput): void {
     ["device.decodeTokPerS", i.device.decodeTokPerS],
     ["targetTpotMs", i.targetTpotMs],
   ];
-  for (const [name, v] of positive) if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`${name} must be a positive number, not ${v}`);
-  for (const [name, v] of [["rttMs", i.rttMs], ["cloud.queueMs", i.cloud.queueMs]] as const) if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`${name} must be ≥ 0, not ${v}`);
+  for (const [name, v] of positive)
+    if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`${name} must be a positive number, not ${v}`);
+  for (const [name, v] of [
+    ["rttMs", i.rttMs],
+    ["cloud.queueMs", i.cloud.queueMs],
+  ] as const)
+    if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`${name} must be ≥ 0, not ${v}`);
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;

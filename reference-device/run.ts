@@ -13,8 +13,24 @@
 import { create } from "@bufbuild/protobuf";
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
-import { DeviceFrameSchema, DeviceRequestState, EndReason, ErrorCode, KvFormat, PddError, RefineMethod, type CloudFrame, type DeviceFrame, type RefinedPrompt } from "../proto/index.js";
-import { sameBytes, type InferenceEngine as Engine, type InferenceSlot as Slot, type Sampling } from "../engine/index.js";
+import {
+  DeviceFrameSchema,
+  DeviceRequestState,
+  EndReason,
+  ErrorCode,
+  KvFormat,
+  PddError,
+  RefineMethod,
+  type CloudFrame,
+  type DeviceFrame,
+  type RefinedPrompt,
+} from "../proto/index.js";
+import {
+  sameBytes,
+  type InferenceEngine as Engine,
+  type InferenceSlot as Slot,
+  type Sampling,
+} from "../engine/index.js";
 import type { CloudLink } from "./cloud-link.js";
 import { SpeedController } from "./speed-controller.js";
 import { completeUtf8Prefix } from "./utf8.js";
@@ -151,11 +167,25 @@ export class DeviceRun {
         value: {
           requestId: this.requestId ?? 0,
           prompt: { case: "text", value: this.prompt },
-          sampling: { temperature: this.opts.sampling?.temperature ?? 0, topK: this.opts.sampling?.topK ?? 0, topP: this.opts.sampling?.topP ?? 0, seed: BigInt(this.opts.sampling?.seed ?? 0) },
+          sampling: {
+            temperature: this.opts.sampling?.temperature ?? 0,
+            topK: this.opts.sampling?.topK ?? 0,
+            topP: this.opts.sampling?.topP ?? 0,
+            seed: BigInt(this.opts.sampling?.seed ?? 0),
+          },
           maxTokens: this.opts.maxTokens,
           cloudTokenBudget: Math.max(1, Math.min(this.opts.cloudBudget, this.opts.maxTokens)),
-          kv: wantKv ? { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 1 << 20, initialCreditBytes: 8n << 20n } : undefined,
-          refine: wantRefine ? { method: RefineMethod.SURPRISAL_DROP, targetRatio: this.opts.refineRatio!, minKeepTokens: 4, keepTailTokens: 8 } : undefined,
+          kv: wantKv
+            ? { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 1 << 20, initialCreditBytes: 8n << 20n }
+            : undefined,
+          refine: wantRefine
+            ? {
+                method: RefineMethod.SURPRISAL_DROP,
+                targetRatio: this.opts.refineRatio!,
+                minKeepTokens: 4,
+                keepTailTokens: 8,
+              }
+            : undefined,
           targetTpotUs: Math.round(this.opts.targetTpotMs * 1000),
         },
       },
@@ -183,7 +213,14 @@ export class DeviceRun {
     } catch (e) {
       // PDD-SM-001: keep what was valid, stop using the cloud, finish locally.
       const err = PddError.from(e);
-      void this.sendToCloud(create(DeviceFrameSchema, { body: { case: "cancel", value: { requestId: this.requestId!, code: ErrorCode.PROTOCOL_VIOLATION, reason: err.rawMessage } } }));
+      void this.sendToCloud(
+        create(DeviceFrameSchema, {
+          body: {
+            case: "cancel",
+            value: { requestId: this.requestId!, code: ErrorCode.PROTOCOL_VIOLATION, reason: err.rawMessage },
+          },
+        }),
+      );
       return this.onCloudLost(err);
     }
     switch (ev.kind) {
@@ -208,7 +245,12 @@ export class DeviceRun {
       }
       case "kv":
         this.kvPositions = ev.chunk.tokenCount;
-        this.onKvChunk(ev.chunk.data, ev.chunk.crc32, ev.last ? ev.chunk.imageSha256 : undefined, Number(ev.chunk.totalBytes));
+        this.onKvChunk(
+          ev.chunk.data,
+          ev.chunk.crc32,
+          ev.last ? ev.chunk.imageSha256 : undefined,
+          Number(ev.chunk.totalBytes),
+        );
         break;
       case "refined":
         this.refined = ev.refined;
@@ -222,7 +264,8 @@ export class DeviceRun {
         if (u && u.decodeUs > 0 && u.decodedTokens >= 4) this.cloudDecodeTokPerS = (1e6 * u.decodedTokens) / u.decodeUs;
         this.cloudEnded = true;
         this.cloudEndReason = ev.end.reason;
-        if (ev.end.reason === EndReason.ERROR && !this.cloudFailed) this.cloudFailed = "cloud ended the request with an error";
+        if (ev.end.reason === EndReason.ERROR && !this.cloudFailed)
+          this.cloudFailed = "cloud ended the request with an error";
         if (this.kvState === "receiving") this.kvState = "failed";
         this.link?.unregister(this.requestId!);
         break;
@@ -252,7 +295,11 @@ export class DeviceRun {
     this.kvChunks.push(data);
     this.kvHash.update(data); // as chunks come: no long pause at the end
     // Return the credit as chunks are consumed (PDD-KV-009).
-    void this.sendToCloud(create(DeviceFrameSchema, { body: { case: "kvCredit", value: { requestId: this.requestId!, bytes: BigInt(data.length) } } }));
+    void this.sendToCloud(
+      create(DeviceFrameSchema, {
+        body: { case: "kvCredit", value: { requestId: this.requestId!, bytes: BigInt(data.length) } },
+      }),
+    );
     if (sha) {
       const image = Buffer.concat(this.kvChunks);
       this.kvChunks = [];
@@ -286,16 +333,27 @@ export class DeviceRun {
         await new Promise<void>((r) => (this.wakeDisplay = r));
         this.wakeDisplay = undefined;
         // A gap over twice the target with tokens still to come is a stall.
-        if (this.displayTimes.length > 0 && performance.now() - waitStart > 2 * this.opts.targetTpotMs && this.queue.length > 0) this.stalls++;
+        if (
+          this.displayTimes.length > 0 &&
+          performance.now() - waitStart > 2 * this.opts.targetTpotMs &&
+          this.queue.length > 0
+        )
+          this.stalls++;
         continue;
       }
       this.show(item);
       if (this.queue.length === 0 && this.localDone) return;
       const delay = this.controller.nextDelay({
         buffered: this.queue.length,
-        cloudRemaining: this.cloudEnded || this.takeoverSent !== undefined ? 0 : Math.max(0, this.grantedBudget - this.received.length),
+        cloudRemaining:
+          this.cloudEnded || this.takeoverSent !== undefined
+            ? 0
+            : Math.max(0, this.grantedBudget - this.received.length),
         // A budget that covers the whole answer needs no handover: nothing to stretch for.
-        localEtaMs: this.grantedBudget >= this.opts.maxTokens || this.localReadyAt === undefined ? undefined : Math.max(0, this.localReadyAt - performance.now()),
+        localEtaMs:
+          this.grantedBudget >= this.opts.maxTokens || this.localReadyAt === undefined
+            ? undefined
+            : Math.max(0, this.localReadyAt - performance.now()),
         localTpotMs: this.localTpotMs,
         local: item.source === "device",
       });
@@ -316,7 +374,9 @@ export class DeviceRun {
   private refinedTokens(original: number[], progressed: number): number[] | undefined {
     const r = this.refined;
     if (!r || this.kvGranted) return undefined;
-    const tokens = this.sameTokenizer ? r.kept.flatMap((s) => original.slice(s.start, s.end)) : this.engine.tokenize(r.text);
+    const tokens = this.sameTokenizer
+      ? r.kept.flatMap((s) => original.slice(s.start, s.end))
+      : this.engine.tokenize(r.text);
     // Worth it only when the refined prompt is shorter than what is left to prefill.
     return tokens.length < original.length - progressed ? tokens : undefined;
   }
@@ -351,8 +411,14 @@ export class DeviceRun {
       if (this.kvState === "ready" && this.kvImage) {
         const answerCovered = this.kvPositions - this.cloudPromptTokens;
         try {
-          if (answerCovered < 0 || answerCovered > this.received.length || this.cloudPromptTokens !== promptTokens.length) throw new Error("image does not fit");
-          const last = answerCovered > 0 ? this.received[answerCovered - 1]!.id : promptTokens[promptTokens.length - 1]!;
+          if (
+            answerCovered < 0 ||
+            answerCovered > this.received.length ||
+            this.cloudPromptTokens !== promptTokens.length
+          )
+            throw new Error("image does not fit");
+          const last =
+            answerCovered > 0 ? this.received[answerCovered - 1]!.id : promptTokens[promptTokens.length - 1]!;
           await slot.importState(this.kvImage, this.link!.ack!.cloudModel!.modelFingerprint, last);
           this.kvImported = true;
           coveredByKv = answerCovered;
@@ -383,15 +449,33 @@ export class DeviceRun {
       // leaving the catch-up out let a long prompt's display run dry (1.2 s, found by the live replay).
       const catchUp = Math.min(this.grantedBudget, this.opts.maxTokens);
       const perToken = this.prefillMsPerToken();
-      this.localReadyAt = perToken !== undefined ? performance.now() + (promptTokens.length - done + catchUp) * perToken + (this.localTpotMs ?? 0) : undefined;
+      this.localReadyAt =
+        perToken !== undefined
+          ? performance.now() + (promptTokens.length - done + catchUp) * perToken + (this.localTpotMs ?? 0)
+          : undefined;
     }
     this.devicePrefillMs = performance.now() - tPre;
     if (this.requestId !== undefined) {
       // Tell the cloud how this device is doing (informative, PDD-MSG-007): once per request.
       const decodeTokensPerS = 1000 / Math.max(1e-3, this.opts.decodeMsPerToken ?? 10);
-      void this.sendToCloud(create(DeviceFrameSchema, { body: { case: "progress", value: { requestId: this.requestId, prefilledTokens: done, coveredIndex: Math.max(0, coveredByKv), displayedIndex: this.shownCloud, prefillTokensPerS: this.prefillRate ?? 0, decodeTokensPerS } } }));
+      void this.sendToCloud(
+        create(DeviceFrameSchema, {
+          body: {
+            case: "progress",
+            value: {
+              requestId: this.requestId,
+              prefilledTokens: done,
+              coveredIndex: Math.max(0, coveredByKv),
+              displayedIndex: this.shownCloud,
+              prefillTokensPerS: this.prefillRate ?? 0,
+              decodeTokensPerS,
+            },
+          },
+        }),
+      );
     }
-    if (this.refined && !this.refinementUsed) this.refinementUsed = { used: false, originalTokens: original.length, keptTokens: this.refined.keptTokens };
+    if (this.refined && !this.refinementUsed)
+      this.refinementUsed = { used: false, originalTokens: original.length, keptTokens: this.refined.keptTokens };
 
     // 2. Catch up over the cloud tokens received meanwhile (amortized prefill).
     let covered = coveredByKv;
@@ -425,7 +509,10 @@ export class DeviceRun {
       }
       const before = covered;
       await evalCloud(target);
-      this.localReadyAt = performance.now() + (this.received.length - covered) * (this.prefillMsPerToken() ?? 0) + (this.localTpotMs ?? 0);
+      this.localReadyAt =
+        performance.now() +
+        (this.received.length - covered) * (this.prefillMsPerToken() ?? 0) +
+        (this.localTpotMs ?? 0);
       if (covered === before) {
         // The cloud's text ends inside a UTF-8 character: wait for its last byte.
         if (this.cloudEnded || this.cloudFailed) break;
@@ -454,9 +541,22 @@ export class DeviceRun {
       if (this.state!.phase === "requested") {
         // Ahead of the cloud before it even accepted: a Takeover is not
         // allowed yet (PDD-TAKEOVER-008), and no cloud token is needed.
-        await this.sendToCloud(create(DeviceFrameSchema, { body: { case: "cancel", value: { requestId: this.requestId, code: ErrorCode.CANCELLED, reason: "the device is ahead of the cloud" } } }));
+        await this.sendToCloud(
+          create(DeviceFrameSchema, {
+            body: {
+              case: "cancel",
+              value: {
+                requestId: this.requestId,
+                code: ErrorCode.CANCELLED,
+                reason: "the device is ahead of the cloud",
+              },
+            },
+          }),
+        );
       } else {
-        await this.sendToCloud(create(DeviceFrameSchema, { body: { case: "takeover", value: { requestId: this.requestId, index: k } } }));
+        await this.sendToCloud(
+          create(DeviceFrameSchema, { body: { case: "takeover", value: { requestId: this.requestId, index: k } } }),
+        );
       }
     }
     if (eos && k >= this.received.length) return; // the answer was complete
@@ -504,7 +604,14 @@ export class DeviceRun {
       await slot.release();
       if (this.requestId !== undefined && !this.cloudEnded && !this.takeoverOnWire) {
         // Finished without taking over (max_tokens reached first): release the cloud.
-        void this.sendToCloud(create(DeviceFrameSchema, { body: { case: "cancel", value: { requestId: this.requestId, code: ErrorCode.CANCELLED, reason: "answer complete" } } })).catch(() => undefined);
+        void this.sendToCloud(
+          create(DeviceFrameSchema, {
+            body: {
+              case: "cancel",
+              value: { requestId: this.requestId, code: ErrorCode.CANCELLED, reason: "answer complete" },
+            },
+          }),
+        ).catch(() => undefined);
       }
     }
     return this.report();
@@ -520,7 +627,10 @@ export class DeviceRun {
       text: Buffer.concat(this.shownBytes).toString("utf8"),
       mode,
       ttftMs: this.displayTimes.length ? this.displayTimes[0]! - this.t0 : Number.NaN,
-      tpotMs: { p50: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : 0, max: sorted.length ? sorted[sorted.length - 1]! : 0 },
+      tpotMs: {
+        p50: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : 0,
+        max: sorted.length ? sorted[sorted.length - 1]! : 0,
+      },
       stalls: this.stalls,
       cloudTokens: cloudShown,
       deviceTokens: this.deviceIds.length,

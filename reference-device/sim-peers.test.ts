@@ -10,36 +10,60 @@ import { PdDevice } from "./device.js";
 
 // 20× the published rates: the same proportions, a run in well under a second.
 const phone = { ...PHONE, prefillTokPerS: 20 * PHONE.prefillTokPerS, decodeTokPerS: 20 * PHONE.decodeTokPerS };
-const gpu = { ...CLOUD_GPU, prefillTokPerS: 20 * CLOUD_GPU.prefillTokPerS, decodeTokPerS: 20 * CLOUD_GPU.decodeTokPerS };
+const gpu = {
+  ...CLOUD_GPU,
+  prefillTokPerS: 20 * CLOUD_GPU.prefillTokPerS,
+  decodeTokPerS: 20 * CLOUD_GPU.decodeTokPerS,
+};
 const prompt = "How do a phone and a cloud share one answer? ".repeat(40);
 
 let cloud: CloudPeer;
 beforeAll(async () => {
-  cloud = await startCloud({ logLevel: "silent", decodePace: 0, listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" } }, { engine: new SimEngine({ profile: gpu, sequences: 4 }) });
+  cloud = await startCloud(
+    {
+      logLevel: "silent",
+      decodePace: 0,
+      listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+    },
+    { engine: new SimEngine({ profile: gpu, sequences: 4 }) },
+  );
 });
 afterAll(async () => {
   await cloud.close({ drainSeconds: 0 });
 });
 
 describe("reference peers on simulated engines", () => {
-  it.each(["ws", "grpc", "webtransport"] as const)("over %s, P/D shows exactly the text the device computes alone", async (t) => {
-    const device = await PdDevice.create({ engine: new SimEngine({ profile: phone }), cloud: cloud.urls[t], client: { ca: cloud.certificate.cert }, targetTpotMs: 3 });
-    try {
-      // 300 tokens: longer than any takeover point the planner can reach at these rates (≤ ~170).
-      const alone = await device.generate(prompt, { maxTokens: 300, localOnly: true });
-      const pd = await device.generate(prompt, { maxTokens: 300 });
-      expect(pd.mode).toBe("pd");
-      expect(pd.cloudTokens).toBeGreaterThan(0);
-      expect(pd.deviceTokens).toBeGreaterThan(0); // a takeover happened
-      expect(pd.text).toBe(alone.text);
-      expect(pd.text).toHaveLength(300);
-    } finally {
-      await device.close();
-    }
-  });
+  it.each(["ws", "grpc", "webtransport"] as const)(
+    "over %s, P/D shows exactly the text the device computes alone",
+    async (t) => {
+      const device = await PdDevice.create({
+        engine: new SimEngine({ profile: phone }),
+        cloud: cloud.urls[t],
+        client: { ca: cloud.certificate.cert },
+        targetTpotMs: 3,
+      });
+      try {
+        // 300 tokens: longer than any takeover point the planner can reach at these rates (≤ ~170).
+        const alone = await device.generate(prompt, { maxTokens: 300, localOnly: true });
+        const pd = await device.generate(prompt, { maxTokens: 300 });
+        expect(pd.mode).toBe("pd");
+        expect(pd.cloudTokens).toBeGreaterThan(0);
+        expect(pd.deviceTokens).toBeGreaterThan(0); // a takeover happened
+        expect(pd.text).toBe(alone.text);
+        expect(pd.text).toHaveLength(300);
+      } finally {
+        await device.close();
+      }
+    },
+  );
 
   it("with a refinement floor, the planner asks for a refined prompt and the device prefills it", async () => {
-    const device = await PdDevice.create({ engine: new SimEngine({ profile: phone }), cloud: cloud.urls.ws, refineMinRatio: 0.5, targetTpotMs: 3 });
+    const device = await PdDevice.create({
+      engine: new SimEngine({ profile: phone }),
+      cloud: cloud.urls.ws,
+      refineMinRatio: 0.5,
+      targetTpotMs: 3,
+    });
     try {
       await device.generate(prompt, { maxTokens: 40 }); // learns the cloud's rates from End.usage and FirstToken
       expect(device.observed.cloudDecodeTokPerS).toBeGreaterThan(0);
@@ -55,7 +79,11 @@ describe("reference peers on simulated engines", () => {
   });
 
   it("without a floor, the planner never refines", async () => {
-    const device = await PdDevice.create({ engine: new SimEngine({ profile: phone }), cloud: cloud.urls.ws, targetTpotMs: 3 });
+    const device = await PdDevice.create({
+      engine: new SimEngine({ profile: phone }),
+      cloud: cloud.urls.ws,
+      targetTpotMs: 3,
+    });
     try {
       const r = await device.generate(prompt, { maxTokens: 40 });
       expect(r.refinement).toBeNull();

@@ -8,7 +8,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** Directory of the spec's Markdown files (also when running from dist/). */
-export const SPEC_DIR: string = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../spec/" : "./", import.meta.url));
+export const SPEC_DIR: string = fileURLToPath(
+  new URL(import.meta.url.includes("/dist/") ? "../../spec/" : "./", import.meta.url),
+);
 
 export type Level = "MUST" | "SHOULD" | "MAY";
 
@@ -103,7 +105,9 @@ export function renderRequirementsIndex(reqs: Requirement[]): string {
   for (const r of reqs) {
     const rule = r.text.replace(ID, "").trim().replace(/\|/g, "\\|");
     const short = rule.length > 160 ? `${rule.slice(0, 157)}…` : rule;
-    lines.push(`| ${r.id} | ${r.level} | [${r.file.replace(/\.md$/, "")}](${r.file}) §${r.section.split(" ")[0]} | ${short} |`);
+    lines.push(
+      `| ${r.id} | ${r.level} | [${r.file.replace(/\.md$/, "")}](${r.file}) §${r.section.split(" ")[0]} | ${short} |`,
+    );
   }
   return `${lines.join("\n")}\n`;
 }

@@ -24,7 +24,10 @@ const schemaOf = (role: "device" | "cloud"): DescMessage => (role === "device" ?
 describe("requirement IDs", () => {
   it("are indexed in spec/requirements.md exactly as the documents define them", () => {
     const committed = readFileSync(join(SPEC_DIR, "requirements.md"), "utf8");
-    expect(committed === renderRequirementsIndex(requirements), "spec/requirements.md is stale: npm run spec:index").toBe(true);
+    expect(
+      committed === renderRequirementsIndex(requirements),
+      "spec/requirements.md is stale: npm run spec:index",
+    ).toBe(true);
   });
 
   it("are each defined once", () => {
@@ -81,7 +84,8 @@ describe("the §14 example exchange", () => {
   const frames = examples
     .filter((e) => e.file === "14-example.md")
     .map((e) => ({ role: e.role, frame: fromJson(schemaOf(e.role), e.json as never) as DeviceFrame | CloudFrame }));
-  const request = (frames.find((f) => (f.frame as DeviceFrame).body.case === "prefillRequest")!.frame as DeviceFrame).body.value as PrefillRequest;
+  const request = (frames.find((f) => (f.frame as DeviceFrame).body.case === "prefillRequest")!.frame as DeviceFrame)
+    .body.value as PrefillRequest;
 
   it("follows the device's state machine and leaves the answer the text says", () => {
     const state = new DeviceRequestState(request);
@@ -90,7 +94,13 @@ describe("the §14 example exchange", () => {
     for (const { role, frame } of frames) {
       if (role === "device") {
         const f = frame as DeviceFrame;
-        if (f.body.case !== "hello" && f.body.case !== "prefillRequest" && f.body.case !== "ping" && f.body.case !== "goodbye") state.beforeSend(f);
+        if (
+          f.body.case !== "hello" &&
+          f.body.case !== "prefillRequest" &&
+          f.body.case !== "ping" &&
+          f.body.case !== "goodbye"
+        )
+          state.beforeSend(f);
         continue;
       }
       const f = frame as CloudFrame;
@@ -115,14 +125,25 @@ describe("the §14 example exchange", () => {
     for (const { role, frame } of order) {
       const b = (frame as DeviceFrame | CloudFrame).body;
       if (role === "cloud" && b.case !== "helloAck" && b.case !== "pong") state.beforeSend(frame as CloudFrame);
-      if (role === "device" && b.case !== "hello" && b.case !== "prefillRequest" && b.case !== "ping" && b.case !== "goodbye") state.receive(frame as DeviceFrame);
+      if (
+        role === "device" &&
+        b.case !== "hello" &&
+        b.case !== "prefillRequest" &&
+        b.case !== "ping" &&
+        b.case !== "goodbye"
+      )
+        state.receive(frame as DeviceFrame);
     }
     expect(state.phase).toBe("closed");
     expect(state.sent).toBe(8);
   });
 
   it("carries KV chunks whose CRC-32 and image SHA-256 are correct", () => {
-    const chunks = frames.flatMap((f) => ((f.frame as CloudFrame).body.case === "kvChunk" ? [(f.frame as CloudFrame).body.value as { data: Uint8Array; crc32: number; imageSha256: Uint8Array }] : []));
+    const chunks = frames.flatMap((f) =>
+      (f.frame as CloudFrame).body.case === "kvChunk"
+        ? [(f.frame as CloudFrame).body.value as { data: Uint8Array; crc32: number; imageSha256: Uint8Array }]
+        : [],
+    );
     expect(chunks.length).toBe(2);
     for (const c of chunks) expect(crc32(c.data)).toBe(c.crc32);
     const image = Buffer.concat(chunks.map((c) => c.data));

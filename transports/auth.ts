@@ -19,7 +19,10 @@ export function transportToken(header: string | string[] | undefined, path: stri
 }
 
 /** Runs the server's authenticate hook; a throwing hook refuses. */
-export async function admit(authenticate: ((t: string | undefined) => boolean | Promise<boolean>) | undefined, token: string | undefined): Promise<boolean> {
+export async function admit(
+  authenticate: ((t: string | undefined) => boolean | Promise<boolean>) | undefined,
+  token: string | undefined,
+): Promise<boolean> {
   if (!authenticate) return true;
   try {
     return (await authenticate(token)) === true;

@@ -23,14 +23,27 @@ async function kvBytesBeforeToken(bindingName: string): Promise<number> {
   const server = await b.serve({ onConnection: (s) => (cloud = s), highWaterMark: 64 * MiB }, cert);
   try {
     const device = await b.connect(server.url, { highWaterMark: 64 * MiB }, cert);
-    await device.send(create((await import("../proto/index.js")).DeviceFrameSchema, { body: { case: "ping", value: {} } }));
+    await device.send(
+      create((await import("../proto/index.js")).DeviceFrameSchema, { body: { case: "ping", value: {} } }),
+    );
     while (!cloud) await new Promise((r) => setTimeout(r, 5));
     const sends: Promise<void>[] = [];
     for (let i = 0; i < 8; i++) {
-      const kv = create(CloudFrameSchema, { body: { case: "kvChunk", value: { requestId: 1, offset: BigInt(i * MiB), totalBytes: BigInt(8 * MiB), data: new Uint8Array(MiB) } } });
+      const kv = create(CloudFrameSchema, {
+        body: {
+          case: "kvChunk",
+          value: { requestId: 1, offset: BigInt(i * MiB), totalBytes: BigInt(8 * MiB), data: new Uint8Array(MiB) },
+        },
+      });
       sends.push(cloud.send(kv, { bulk: { requestId: 1, last: i === 7 } }));
     }
-    sends.push(cloud.send(create(CloudFrameSchema, { body: { case: "tokenBatch", value: { requestId: 1, startIndex: 1, tokens: [{ id: 1 }] } } })));
+    sends.push(
+      cloud.send(
+        create(CloudFrameSchema, {
+          body: { case: "tokenBatch", value: { requestId: 1, startIndex: 1, tokens: [{ id: 1 }] } },
+        }),
+      ),
+    );
     let kvBytes = 0;
     let before = -1;
     for await (const f of device) {
@@ -53,8 +66,11 @@ describe("token frames and KV bytes on one connection", () => {
     expect(before).toBeLessThan(8 * MiB);
   });
 
-  it.each(["ws (proto)", "grpc h2c"])("on %s, a token frame waits behind every KV byte queued before it", async (name) => {
-    const before = await kvBytesBeforeToken(name);
-    expect(before).toBe(8 * MiB);
-  });
+  it.each(["ws (proto)", "grpc h2c"])(
+    "on %s, a token frame waits behind every KV byte queued before it",
+    async (name) => {
+      const before = await kvBytesBeforeToken(name);
+      expect(before).toBe(8 * MiB);
+    },
+  );
 });

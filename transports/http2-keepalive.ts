@@ -5,7 +5,12 @@ import type { Http2Session } from "node:http2";
  * Pings `session` every `intervalMs`; destroys it when no PING ACK arrives
  * within `timeoutMs`, which ends every stream on it as an abrupt loss.
  */
-export function keepHttp2SessionAlive(session: Http2Session, intervalMs: number, timeoutMs: number, onDead?: () => void): void {
+export function keepHttp2SessionAlive(
+  session: Http2Session,
+  intervalMs: number,
+  timeoutMs: number,
+  onDead?: () => void,
+): void {
   let outstanding: NodeJS.Timeout | undefined;
   const timer = setInterval(() => {
     if (session.destroyed || session.closed) return stop();

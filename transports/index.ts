@@ -11,9 +11,21 @@ import { connectWebSocket } from "./websocket/index.js";
 import { connectWebTransport } from "./webtransport/index.js";
 
 export * from "./message-stream.js";
-export { createWebSocketServer, connectWebSocket, SUBPROTOCOLS, subprotocolFor, type WebSocketServerOptions } from "./websocket/index.js";
+export {
+  createWebSocketServer,
+  connectWebSocket,
+  SUBPROTOCOLS,
+  subprotocolFor,
+  type WebSocketServerOptions,
+} from "./websocket/index.js";
 export { createGrpcServer, connectGrpc, SESSION_PATH, type GrpcClientOptions } from "./grpc/index.js";
-export { createWebTransportServer, connectWebTransport, loadWebTransport, type WebTransportServerOptions, type WebTransportClientOptions } from "./webtransport/index.js";
+export {
+  createWebTransportServer,
+  connectWebTransport,
+  loadWebTransport,
+  type WebTransportServerOptions,
+  type WebTransportClientOptions,
+} from "./webtransport/index.js";
 export { createLinkedPair } from "./memory/linked-pair.js";
 export { parseEndpoint, URL_SCHEMES, type Endpoint } from "./url.js";
 export { createSelfSignedCertificate, certificateSha256, type SelfSignedCertificate } from "./tls.js";

@@ -7,7 +7,13 @@
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { createCodec, ErrorCode, PddError, type CodecName, type FrameCodec } from "../proto/index.js";
 import { FrameQueue } from "./frame-queue.js";
-import { DEFAULTS, type CloseInfo, type MessageStream, type SendOptions, type TransportName } from "./message-stream.js";
+import {
+  DEFAULTS,
+  type CloseInfo,
+  type MessageStream,
+  type SendOptions,
+  type TransportName,
+} from "./message-stream.js";
 
 export interface StreamBaseInit {
   transport: TransportName;

@@ -29,7 +29,8 @@ export interface CertificateOptions {
 
 export async function createSelfSignedCertificate(options: CertificateOptions = {}): Promise<SelfSignedCertificate> {
   const days = options.days ?? 13;
-  if (days <= 0 || days > 14) throw new RangeError("WebTransport accepts certificate hashes only for certificates valid 14 days or less");
+  if (days <= 0 || days > 14)
+    throw new RangeError("WebTransport accepts certificate hashes only for certificates valid 14 days or less");
   const hosts = options.hosts ?? ["localhost", "127.0.0.1", "::1"];
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
   const keys = await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"]);
@@ -47,11 +48,16 @@ export async function createSelfSignedCertificate(options: CertificateOptions = 
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(hosts.map((h) => (ip.test(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h }))),
+      new x509.SubjectAlternativeNameExtension(
+        hosts.map((h) => (ip.test(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h })),
+      ),
     ],
   });
   const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey);
-  const key = `-----BEGIN PRIVATE KEY-----\n${Buffer.from(pkcs8).toString("base64").replace(/(.{64})/g, "$1\n").trim()}\n-----END PRIVATE KEY-----\n`;
+  const key = `-----BEGIN PRIVATE KEY-----\n${Buffer.from(pkcs8)
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .trim()}\n-----END PRIVATE KEY-----\n`;
   const pem = cert.toString("pem");
   return { cert: pem, key, sha256: certificateSha256(pem), notAfter };
 }

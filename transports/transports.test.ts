@@ -6,18 +6,42 @@ import { createHash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CloudFrameSchema, DeviceFrameSchema, ErrorCode, PddError, type CloudFrame, type DeviceFrame } from "../proto/index.js";
+import {
+  CloudFrameSchema,
+  DeviceFrameSchema,
+  ErrorCode,
+  PddError,
+  type CloudFrame,
+  type DeviceFrame,
+} from "../proto/index.js";
 import type { CloudStream, DeviceStream, PddServer, ServerOptions } from "./message-stream.js";
 import { startNetem } from "./netem.js";
 import { BINDINGS, type Binding } from "./test/bindings.js";
 import { createSelfSignedCertificate, type SelfSignedCertificate } from "./tls.js";
 
 const MiB = 1 << 20;
-const progress = (i: number) => create(DeviceFrameSchema, { body: { case: "progress", value: { requestId: 1, prefilledTokens: i } } });
-const batch = (i: number) => create(CloudFrameSchema, { body: { case: "tokenBatch", value: { requestId: 1, startIndex: i, tokens: [{ id: i, piece: new Uint8Array([0x61]) }] } } });
+const progress = (i: number) =>
+  create(DeviceFrameSchema, { body: { case: "progress", value: { requestId: 1, prefilledTokens: i } } });
+const batch = (i: number) =>
+  create(CloudFrameSchema, {
+    body: {
+      case: "tokenBatch",
+      value: { requestId: 1, startIndex: i, tokens: [{ id: i, piece: new Uint8Array([0x61]) }] },
+    },
+  });
 const kvChunk = (offset: number, data: Uint8Array, total: number, sha?: Uint8Array) =>
   create(CloudFrameSchema, {
-    body: { case: "kvChunk", value: { requestId: 1, offset: BigInt(offset), totalBytes: BigInt(total), data, crc32: crc32(data), imageSha256: sha ?? new Uint8Array() } },
+    body: {
+      case: "kvChunk",
+      value: {
+        requestId: 1,
+        offset: BigInt(offset),
+        totalBytes: BigInt(total),
+        data,
+        crc32: crc32(data),
+        imageSha256: sha ?? new Uint8Array(),
+      },
+    },
   });
 
 /** A server whose connections the test takes one at a time. */
@@ -35,7 +59,8 @@ async function serve(b: Binding, cert: SelfSignedCertificate, extra: Partial<Ser
     },
     cert,
   );
-  const next = () => new Promise<CloudStream>((resolve) => (ready.length > 0 ? resolve(ready.shift()!) : waiting.push(resolve)));
+  const next = () =>
+    new Promise<CloudStream>((resolve) => (ready.length > 0 ? resolve(ready.shift()!) : waiting.push(resolve)));
   return { server, next };
 }
 
@@ -70,10 +95,14 @@ describe.each(BINDINGS)("$name", (b) => {
     const N = 1000;
     for (let i = 0; i < N; i++) await device.send(progress(i));
     const up = await take(cloud[Symbol.asyncIterator](), N);
-    expect(up.map((f) => (f.body.case === "progress" ? f.body.value.prefilledTokens : -1))).toEqual([...Array(N).keys()]);
+    expect(up.map((f) => (f.body.case === "progress" ? f.body.value.prefilledTokens : -1))).toEqual([
+      ...Array(N).keys(),
+    ]);
     for (let i = 0; i < N; i++) await cloud.send(batch(i));
     const down = await take(device[Symbol.asyncIterator](), N);
-    expect(down.map((f) => (f.body.case === "tokenBatch" ? f.body.value.startIndex : -1))).toEqual([...Array(N).keys()]);
+    expect(down.map((f) => (f.body.case === "tokenBatch" ? f.body.value.startIndex : -1))).toEqual([
+      ...Array(N).keys(),
+    ]);
     expect(cloud.codec).toBe(b.codec);
     await device.close();
   });
@@ -88,7 +117,9 @@ describe.each(BINDINGS)("$name", (b) => {
     const sending = (async () => {
       for (let off = 0; off < total; off += MiB) {
         const last = off + MiB >= total;
-        await cloud.send(kvChunk(off, image.subarray(off, off + MiB), total, last ? sha : undefined), { bulk: { requestId: 1, last } });
+        await cloud.send(kvChunk(off, image.subarray(off, off + MiB), total, last ? sha : undefined), {
+          bulk: { requestId: 1, last },
+        });
       }
     })();
     const hash = createHash("sha256");
@@ -132,7 +163,9 @@ describe.each(BINDINGS)("$name", (b) => {
       maxBuffered = Math.max(maxBuffered, cloud.bufferedAmount);
     }
     const sentWhileStalled = sent;
-    console.log(`${b.name}: sender stalled after ${sentWhileStalled} MiB; max sender buffer ${(maxBuffered / MiB).toFixed(2)} MiB`);
+    console.log(
+      `${b.name}: sender stalled after ${sentWhileStalled} MiB; max sender buffer ${(maxBuffered / MiB).toFixed(2)} MiB`,
+    );
     expect(sentWhileStalled).toBeLessThan(attempt);
     expect(maxBuffered).toBeLessThanOrEqual(2 * MiB + 4096);
     let got = 0;
@@ -195,7 +228,9 @@ describe.each(BINDINGS)("$name", (b) => {
         }
         return undefined;
       })();
-      const huge = create(DeviceFrameSchema, { body: { case: "hello", value: { clientName: "x".repeat(100 * 1024) } } });
+      const huge = create(DeviceFrameSchema, {
+        body: { case: "hello", value: { clientName: "x".repeat(100 * 1024) } },
+      });
       await device.send(huge).catch(() => undefined);
       const err = await failure;
       expect(err).toBeInstanceOf(PddError);
@@ -248,7 +283,13 @@ describe.each(BINDINGS)("$name", (b) => {
       const got = await take(device[Symbol.asyncIterator](), 32);
       await sending;
       // KV chunks may travel on their own streams (spec §10), so they are placed by offset.
-      const placed = got.map((f) => (f.body.case === "kvChunk" ? [Number(f.body.value.offset), f.body.value.data[0], f.body.value.data.length] : [])).sort((x, y) => x[0]! - y[0]!);
+      const placed = got
+        .map((f) =>
+          f.body.case === "kvChunk"
+            ? [Number(f.body.value.offset), f.body.value.data[0], f.body.value.data.length]
+            : [],
+        )
+        .sort((x, y) => x[0]! - y[0]!);
       expect(placed).toEqual(parts.map((d, i) => [i * d.length, i, d.length]));
       expect(path.stats.downBytes).toBeGreaterThan(2 << 20);
       await device.close();
@@ -271,7 +312,9 @@ describe.each(BINDINGS)("$name", (b) => {
       const t0 = performance.now();
       proxy.blackhole();
       const [d, c] = await Promise.all([device.closed, cloud.closed]);
-      console.log(`${b.name}: loss detected by device in ${(performance.now() - t0).toFixed(0)} ms (dead-peer timeout 600 ms)`);
+      console.log(
+        `${b.name}: loss detected by device in ${(performance.now() - t0).toFixed(0)} ms (dead-peer timeout 600 ms)`,
+      );
       expect(d.abrupt).toBe(true);
       expect(c.abrupt).toBe(true);
     } finally {

@@ -35,10 +35,20 @@ export function parseEndpoint(address: string): Endpoint {
   }
   const s = SCHEMES[url.protocol];
   if (!s) {
-    throw new PddError(ErrorCode.INVALID_ARGUMENT, `unsupported scheme "${url.protocol}" in ${address}; use one of ${URL_SCHEMES.map((x) => `${x}://`).join(", ")}`);
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      `unsupported scheme "${url.protocol}" in ${address}; use one of ${URL_SCHEMES.map((x) => `${x}://`).join(", ")}`,
+    );
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-  return { transport: s.transport, tls: s.tls, host, port: url.port ? Number(url.port) : s.port, path: `${url.pathname || "/"}${url.search}`, url };
+  return {
+    transport: s.transport,
+    tls: s.tls,
+    host,
+    port: url.port ? Number(url.port) : s.port,
+    path: `${url.pathname || "/"}${url.search}`,
+    url,
+  };
 }
 
 /** The codec a WebTransport URL asks for with `?codec=` (spec PDD-WT-001). */

@@ -7,7 +7,10 @@ import type { Engine } from "../../engine/index.js";
 import { PdDevice } from "../../reference-device/index.js";
 import type { DeviceLauncher } from "../runner.js";
 
-export function inProcessDevice(engine: Engine, prompt = "Tell me about the quick brown fox and the lazy dog, and why the naive owls smile."): DeviceLauncher {
+export function inProcessDevice(
+  engine: Engine,
+  prompt = "Tell me about the quick brown fox and the lazy dog, and why the naive owls smile.",
+): DeviceLauncher {
   return {
     start(o) {
       let text = "";
@@ -15,7 +18,13 @@ export function inProcessDevice(engine: Engine, prompt = "Tell me about the quic
       const outcome = (async () => {
         try {
           // A device a little slower than the suite's cloud (3 ms per prompt token), so cloud tokens are used.
-          device = await PdDevice.create({ engine, cloud: o.url, client: { ca: o.caPem, codec: o.codec }, refineRatio: 0.5, emulate: { prefillMsPerToken: 3 } });
+          device = await PdDevice.create({
+            engine,
+            cloud: o.url,
+            client: { ca: o.caPem, codec: o.codec },
+            refineRatio: 0.5,
+            emulate: { prefillMsPerToken: 3 },
+          });
           await device.generate(prompt, { maxTokens: 12, targetTpotMs: 5, onText: (t) => (text += t) });
           return { exitCode: 0, text, stderr: "" };
         } catch (e) {

@@ -98,11 +98,23 @@ export const MUTANTS: Mutant[] = [
 ];
 
 /** Starts a proxy in front of `upstream` (a ws:// URL) applying `m`; proto codec only. */
-export async function startMutant(upstream: string, m: Mutant, token?: string): Promise<{ url: string; close: () => Promise<void> }> {
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, maxPayload: 64 << 20, handleProtocols: (p) => (p.has("pdd.v1.proto") ? "pdd.v1.proto" : false) });
+export async function startMutant(
+  upstream: string,
+  m: Mutant,
+  token?: string,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const wss = new WebSocketServer({
+    host: "127.0.0.1",
+    port: 0,
+    maxPayload: 64 << 20,
+    handleProtocols: (p) => (p.has("pdd.v1.proto") ? "pdd.v1.proto" : false),
+  });
   wss.on("connection", (client) => {
     const state: Record<string, unknown> = {};
-    const server = new WebSocket(upstream, ["pdd.v1.proto"], { maxPayload: 64 << 20, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const server = new WebSocket(upstream, ["pdd.v1.proto"], {
+      maxPayload: 64 << 20,
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
     const pending: Buffer[] = [];
     server.on("open", () => pending.splice(0).forEach((b) => server.send(b)));
     client.on("message", (b: Buffer) => {
@@ -123,7 +135,7 @@ export async function startMutant(upstream: string, m: Mutant, token?: string): 
         out = r.map((x) => Buffer.from(DeviceFrameType.encode(DeviceFrameType.fromObject(x)).finish()));
         if (Object.keys(f).length === 0) out = [b];
       }
-      for (const o of out) (server.readyState === WebSocket.OPEN ? server.send(o) : pending.push(o));
+      for (const o of out) server.readyState === WebSocket.OPEN ? server.send(o) : pending.push(o);
     });
     server.on("message", (b: Buffer) => {
       const f = decode(CloudFrameType, b);
@@ -131,7 +143,12 @@ export async function startMutant(upstream: string, m: Mutant, token?: string): 
       for (const o of out) client.send(CloudFrameType.encode(CloudFrameType.fromObject(o)).finish());
     });
     client.on("close", () => server.close());
-    server.on("close", (code, reason) => client.readyState === WebSocket.OPEN && client.close(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000, reason));
+    server.on(
+      "close",
+      (code, reason) =>
+        client.readyState === WebSocket.OPEN &&
+        client.close(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000, reason),
+    );
     server.on("error", () => client.terminate());
     client.on("error", () => server.terminate());
   });

@@ -24,7 +24,13 @@ const jsonBaseline: Contender = {
   name: "json (baseline)",
   roundTrip: (f) =>
     JSON.parse(
-      JSON.stringify(f, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.length).toString("base64") : typeof v === "bigint" ? v.toString() : v)),
+      JSON.stringify(f, (_k, v) =>
+        v instanceof Uint8Array
+          ? Buffer.from(v.buffer, v.byteOffset, v.length).toString("base64")
+          : typeof v === "bigint"
+            ? v.toString()
+            : v,
+      ),
       (k, v) => (BYTES_KEYS.has(k) && typeof v === "string" ? Buffer.from(v, "base64") : v),
     ),
 };
@@ -33,7 +39,11 @@ function tokenFrame(n: number): CloudFrame {
   return create(CloudFrameSchema, {
     body: {
       case: "tokenBatch",
-      value: { requestId: 7, startIndex: 12, tokens: Array.from({ length: n }, (_, i) => ({ id: 1000 + i, piece: new Uint8Array([0x20, 0x61 + (i % 26)]) })) },
+      value: {
+        requestId: 7,
+        startIndex: 12,
+        tokens: Array.from({ length: n }, (_, i) => ({ id: 1000 + i, piece: new Uint8Array([0x20, 0x61 + (i % 26)]) })),
+      },
     },
   });
 }
@@ -42,7 +52,15 @@ function kvFrame(bytes: number): CloudFrame {
   return create(CloudFrameSchema, {
     body: {
       case: "kvChunk",
-      value: { requestId: 7, format: 1, tokenCount: 2048, offset: 0n, totalBytes: 1n << 30n, data: new Uint8Array(bytes).fill(7), crc32: 0x12345678 },
+      value: {
+        requestId: 7,
+        format: 1,
+        tokenCount: 2048,
+        offset: 0n,
+        totalBytes: 1n << 30n,
+        data: new Uint8Array(bytes).fill(7),
+        crc32: 0x12345678,
+      },
     },
   });
 }
@@ -60,7 +78,11 @@ function nsPerOp(fn: () => void, iters: number, rounds = 7): number {
   return samples[Math.floor(samples.length / 2)]!;
 }
 
-const contenders = [jsonBaseline, codecContender(createCodec("proto")), codecContender(createCodec("msgpack", { maxFrameBytes: 64 << 20 }))];
+const contenders = [
+  jsonBaseline,
+  codecContender(createCodec("proto")),
+  codecContender(createCodec("msgpack", { maxFrameBytes: 64 << 20 })),
+];
 const rows: string[][] = [];
 const one = tokenFrame(1);
 const eight = tokenFrame(8);
@@ -91,4 +113,6 @@ console.log(line(header));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
 for (const r of rows) console.log(line(r));
 const proto = results.find((r) => r.name === "proto")!;
-console.log(`\ntarget: proto 1-token round trip < 2 µs → ${(proto.one / 1000).toFixed(2)} µs ${proto.one < 2000 ? "MET" : "NOT MET"}`);
+console.log(
+  `\ntarget: proto 1-token round trip < 2 µs → ${(proto.one / 1000).toFixed(2)} µs ${proto.one < 2000 ? "MET" : "NOT MET"}`,
+);

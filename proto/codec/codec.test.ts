@@ -25,7 +25,10 @@ describe.each(CODEC_NAMES)("%s codec", (name) => {
   }
 
   it("decodes an empty envelope as a frame with no body (ignored by receivers)", () => {
-    const bytes = codec.encode(DeviceFrameSchema, { $typeName: "pdd.v1.DeviceFrame", body: { case: undefined } } as never);
+    const bytes = codec.encode(DeviceFrameSchema, {
+      $typeName: "pdd.v1.DeviceFrame",
+      body: { case: undefined },
+    } as never);
     expect(codec.decode(DeviceFrameSchema, bytes).body.case).toBeUndefined();
   });
 

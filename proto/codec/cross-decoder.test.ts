@@ -20,7 +20,13 @@ function canonical(v: unknown): unknown {
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
       const c = canonical(x);
       const isDefault =
-        c === 0 || c === "0" || c === "" || c === false || c === null || (typeof c === "string" && c.endsWith("_UNSPECIFIED")) || (Array.isArray(c) && c.length === 0);
+        c === 0 ||
+        c === "0" ||
+        c === "" ||
+        c === false ||
+        c === null ||
+        (typeof c === "string" && c.endsWith("_UNSPECIFIED")) ||
+        (Array.isArray(c) && c.length === 0);
       if (!isDefault) out[k] = c;
     }
     return out;

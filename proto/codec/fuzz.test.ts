@@ -54,7 +54,9 @@ describe("length-prefixed framing under fuzzing", () => {
     let errors = 0;
     for (let i = 0; i < 20_000; i++) {
       const dec = new FrameDecoder(1024);
-      const stream = Uint8Array.from({ length: Math.floor(rand() * 64) }, (_, j) => (j < 2 ? 0 : Math.floor(rand() * 256)));
+      const stream = Uint8Array.from({ length: Math.floor(rand() * 64) }, (_, j) =>
+        j < 2 ? 0 : Math.floor(rand() * 256),
+      );
       try {
         for (let off = 0; off < stream.length; ) {
           const n = 1 + Math.floor(rand() * 8);

@@ -77,7 +77,10 @@ export function decodeTokenFrame(bytes: Uint8Array): CloudFrame | undefined {
       } else return undefined;
       if (requestId < 0 || startIndex < 0) return undefined;
     }
-    return { $typeName: "pdd.v1.CloudFrame", body: { case: "tokenBatch", value: { $typeName: "pdd.v1.TokenBatch", requestId, startIndex, tokens } } };
+    return {
+      $typeName: "pdd.v1.CloudFrame",
+      body: { case: "tokenBatch", value: { $typeName: "pdd.v1.TokenBatch", requestId, startIndex, tokens } },
+    };
   }
   let tok: Token | undefined;
   let queueUs = 0;
@@ -97,5 +100,8 @@ export function decodeTokenFrame(bytes: Uint8Array): CloudFrame | undefined {
     } else return undefined;
     if (requestId < 0 || queueUs < 0 || prefillUs < 0) return undefined;
   }
-  return { $typeName: "pdd.v1.CloudFrame", body: { case: "firstToken", value: { $typeName: "pdd.v1.FirstToken", requestId, token: tok, queueUs, prefillUs } } };
+  return {
+    $typeName: "pdd.v1.CloudFrame",
+    body: { case: "firstToken", value: { $typeName: "pdd.v1.FirstToken", requestId, token: tok, queueUs, prefillUs } },
+  };
 }

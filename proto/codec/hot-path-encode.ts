@@ -25,7 +25,8 @@ function writeVarint(buf: Uint8Array, pos: number, v: number): number {
   return pos;
 }
 
-const hasUnknown = (m: object) => (m as { $unknown?: unknown[] }).$unknown !== undefined && (m as { $unknown: unknown[] }).$unknown.length > 0;
+const hasUnknown = (m: object) =>
+  (m as { $unknown?: unknown[] }).$unknown !== undefined && (m as { $unknown: unknown[] }).$unknown.length > 0;
 
 function tokenSize(t: Token): number {
   let n = 0;

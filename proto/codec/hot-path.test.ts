@@ -10,14 +10,27 @@ const edges = [0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 268435455, 268435
 
 function randomTokenFrame(rand: () => number): CloudFrame {
   const pick = () => (rand() < 0.5 ? edges[Math.floor(rand() * edges.length)]! : Math.floor(rand() * 2 ** 32));
-  const token = () => ({ id: pick(), piece: Uint8Array.from({ length: Math.floor(rand() * (rand() < 0.05 ? 300 : 6)) }, () => Math.floor(rand() * 256)) });
+  const token = () => ({
+    id: pick(),
+    piece: Uint8Array.from({ length: Math.floor(rand() * (rand() < 0.05 ? 300 : 6)) }, () => Math.floor(rand() * 256)),
+  });
   if (rand() < 0.5) {
     return create(CloudFrameSchema, {
-      body: { case: "firstToken", value: { requestId: pick(), token: rand() < 0.9 ? token() : undefined, queueUs: pick(), prefillUs: pick() } },
+      body: {
+        case: "firstToken",
+        value: { requestId: pick(), token: rand() < 0.9 ? token() : undefined, queueUs: pick(), prefillUs: pick() },
+      },
     });
   }
   return create(CloudFrameSchema, {
-    body: { case: "tokenBatch", value: { requestId: pick(), startIndex: pick(), tokens: Array.from({ length: Math.floor(rand() * (rand() < 0.05 ? 200 : 9)) }, token) } },
+    body: {
+      case: "tokenBatch",
+      value: {
+        requestId: pick(),
+        startIndex: pick(),
+        tokens: Array.from({ length: Math.floor(rand() * (rand() < 0.05 ? 200 : 9)) }, token),
+      },
+    },
   });
 }
 
@@ -47,10 +60,17 @@ describe("token-frame fast path", () => {
         body: {
           case: "kvChunk",
           value: {
-            requestId: pick(), format: rand() < 0.5 ? 0 : 1, layerStart: pick(), layerCount: pick(), tokenStart: pick(), tokenCount: pick(),
-            offset: big[Math.floor(rand() * big.length)]!, totalBytes: big[Math.floor(rand() * big.length)]!,
+            requestId: pick(),
+            format: rand() < 0.5 ? 0 : 1,
+            layerStart: pick(),
+            layerCount: pick(),
+            tokenStart: pick(),
+            tokenCount: pick(),
+            offset: big[Math.floor(rand() * big.length)]!,
+            totalBytes: big[Math.floor(rand() * big.length)]!,
             data: Uint8Array.from({ length: Math.floor(rand() * 300) }, () => Math.floor(rand() * 256)),
-            crc32: pick(), imageSha256: rand() < 0.3 ? new Uint8Array(32).fill(9) : new Uint8Array(),
+            crc32: pick(),
+            imageSha256: rand() < 0.3 ? new Uint8Array(32).fill(9) : new Uint8Array(),
           },
         },
       });
@@ -88,7 +108,9 @@ describe("token-frame fast decoder", () => {
       try {
         reference = fromBinary(CloudFrameSchema, input);
       } catch (e) {
-        throw new Error(`fast decoder accepted what fromBinary rejects: ${Buffer.from(input).toString("hex")}: ${String(e)}`);
+        throw new Error(
+          `fast decoder accepted what fromBinary rejects: ${Buffer.from(input).toString("hex")}: ${String(e)}`,
+        );
       }
       expect(equals(CloudFrameSchema, fast, reference), Buffer.from(input).toString("hex")).toBe(true);
     }

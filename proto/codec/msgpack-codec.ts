@@ -44,10 +44,14 @@ export function createMsgpackCodec(options: CodecOptions = {}): FrameCodec {
       if (!result.success) {
         const issue = result.error.issues[0];
         const where = issue && issue.path.length > 0 ? ` at ${issue.path.join(".")}` : "";
-        throw new PddError(ErrorCode.MALFORMED_FRAME, `invalid ${schema.name}${where}: ${issue?.message ?? "schema error"}`, {
-          local: "ERR_FRAME_SCHEMA",
-          cause: result.error,
-        });
+        throw new PddError(
+          ErrorCode.MALFORMED_FRAME,
+          `invalid ${schema.name}${where}: ${issue?.message ?? "schema error"}`,
+          {
+            local: "ERR_FRAME_SCHEMA",
+            cause: result.error,
+          },
+        );
       }
       return result.data as MessageShape<D>;
     },

@@ -187,10 +187,7 @@ function enumSchema(e: DescEnum): z.ZodType<number> {
   const byName = new Map(e.values.map((v) => [v.name, v.number]));
   // An unknown name is a value from a later minor version: it decodes as the
   // zero value (spec PDD-CODEC-008). Numbers pass through, as in binary.
-  return z.union([
-    z.string().transform((s) => byName.get(s) ?? 0),
-    int32Schema(INT32_MIN, INT32_MAX),
-  ]);
+  return z.union([z.string().transform((s) => byName.get(s) ?? 0), int32Schema(INT32_MIN, INT32_MAX)]);
 }
 
 function fieldSchema(f: DescField): z.ZodType<unknown> {
@@ -251,7 +248,11 @@ export function schemaFor<T extends Message>(desc: DescMessage): z.ZodType<T> {
       if (field.oneof) {
         const cur = init[field.oneof.localName] as { case?: string } | undefined;
         if (cur !== undefined) {
-          ctx.addIssue({ code: "custom", message: `more than one member of oneof ${field.oneof.name}`, path: [field.jsonName] });
+          ctx.addIssue({
+            code: "custom",
+            message: `more than one member of oneof ${field.oneof.name}`,
+            path: [field.jsonName],
+          });
           return z.NEVER;
         }
         init[field.oneof.localName] = { case: field.localName, value };

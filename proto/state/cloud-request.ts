@@ -75,25 +75,29 @@ export class CloudRequestState {
       case "tokenBatch":
         if (this.sent === 0) throw violation("PDD-ORD-002", "TokenBatch before FirstToken", id);
         if (b.value.tokens.length === 0) throw violation("PDD-IDX-002", "empty TokenBatch", id);
-        if (b.value.startIndex !== this.sent) throw violation("PDD-IDX-001", `start_index ${b.value.startIndex}, expected ${this.sent}`, id);
+        if (b.value.startIndex !== this.sent)
+          throw violation("PDD-IDX-001", `start_index ${b.value.startIndex}, expected ${this.sent}`, id);
         this.tokens("TokenBatch", b.value.startIndex, b.value.tokens.length);
         return;
       case "kvChunk": {
         if (!this.kvGranted) throw violation("PDD-KV-001", "KvChunk without a grant", id);
         if (this.stopped) throw violation("PDD-KV-010", "KvChunk after Takeover or Cancel", id);
         const n = BigInt(b.value.data.length);
-        if (n > this.kvAvailable) throw violation("PDD-KV-008", `chunk of ${n} bytes with ${this.kvAvailable} credit left`, id);
+        if (n > this.kvAvailable)
+          throw violation("PDD-KV-008", `chunk of ${n} bytes with ${this.kvAvailable} credit left`, id);
         if (b.value.offset !== this.kvSent) throw violation("PDD-KV-004", "chunks out of order", id);
         this.kvSent += n;
         return;
       }
       case "refinedPrompt":
-        if (!this.refineGranted || this.refinedSent) throw violation("PDD-ORD-005", "RefinedPrompt not granted or twice", id);
+        if (!this.refineGranted || this.refinedSent)
+          throw violation("PDD-ORD-005", "RefinedPrompt not granted or twice", id);
         this.refinedSent = true;
         return;
       case "end":
         if (this.phase === "open") throw violation("PDD-ORD-001", "End before Accepted or Error", id);
-        if (this.phase === "failed" && b.value.reason !== 6) throw violation("PDD-ORD-004", "End after Error must have reason ERROR", id);
+        if (this.phase === "failed" && b.value.reason !== 6)
+          throw violation("PDD-ORD-004", "End after Error must have reason ERROR", id);
         this.phase = "closed";
         return;
       default:
@@ -107,7 +111,8 @@ export class CloudRequestState {
     if (this.phase === "failed") throw violation("PDD-ORD-004", `${what} after Error`, id);
     if (this.stopped) throw violation("PDD-TAKEOVER-004", `${what} after Takeover or Cancel`, id);
     if (start === 0 && this.sent !== 0) throw violation("PDD-ORD-002", "FirstToken twice", id);
-    if (start + n > this.budget) throw violation("PDD-IDX-003", `token ${start + n - 1} beyond the budget of ${this.budget}`, id);
+    if (start + n > this.budget)
+      throw violation("PDD-IDX-003", `token ${start + n - 1} beyond the budget of ${this.budget}`, id);
     if (this.maxTokens > 0 && start + n > this.maxTokens) throw violation("PDD-IDX-003", "token beyond max_tokens", id);
     this.sent = start + n;
     this.phase = "streaming";
@@ -121,7 +126,11 @@ export class CloudRequestState {
       case "takeover":
         if (this.stopped) return { kind: "ignored" };
         if (b.value.index > this.sent) {
-          throw violation("PDD-TAKEOVER-006", `Takeover at ${b.value.index} but only ${this.sent} tokens were sent`, this.requestId);
+          throw violation(
+            "PDD-TAKEOVER-006",
+            `Takeover at ${b.value.index} but only ${this.sent} tokens were sent`,
+            this.requestId,
+          );
         }
         this.stopped = { kind: "takeover", index: b.value.index };
         this.phase = "stopping";

@@ -3,7 +3,16 @@
  * It checks every frame the cloud sends for the request against §6 and §7 and
  * tells the device what to keep. Pure: no clocks, no I/O.
  */
-import type { Accepted, CloudFrame, DeviceFrame, End, KvChunk, PrefillRequest, RefinedPrompt, Token } from "../gen/pdd/v1/pdd_pb.js";
+import type {
+  Accepted,
+  CloudFrame,
+  DeviceFrame,
+  End,
+  KvChunk,
+  PrefillRequest,
+  RefinedPrompt,
+  Token,
+} from "../gen/pdd/v1/pdd_pb.js";
 import { PddError } from "../errors.js";
 import { violation } from "./violation.js";
 
@@ -57,7 +66,11 @@ export class DeviceRequestState {
       if (this.takeoverIndex !== undefined) throw violation("PDD-TAKEOVER-002", "a second Takeover", this.requestId);
       if (this.phase === "requested") throw violation("PDD-TAKEOVER-008", "Takeover before Accepted", this.requestId);
       if (b.value.index > this.received) {
-        throw violation("PDD-TAKEOVER-001", `Takeover at ${b.value.index} but only ${this.received} tokens received`, this.requestId);
+        throw violation(
+          "PDD-TAKEOVER-001",
+          `Takeover at ${b.value.index} but only ${this.received} tokens received`,
+          this.requestId,
+        );
       }
       this.takeoverIndex = b.value.index;
       this.keepLimit = b.value.index;
@@ -78,11 +91,14 @@ export class DeviceRequestState {
     if (this.cancelled && b.case !== "end") return { kind: "ignored" };
     switch (b.case) {
       case "accepted": {
-        if (this.phase !== "requested") throw violation("PDD-ORD-001", "Accepted is not the first frame of the request", id);
+        if (this.phase !== "requested")
+          throw violation("PDD-ORD-001", "Accepted is not the first frame of the request", id);
         const a = b.value;
         if (a.cloudTokenBudget < 1) throw violation("PDD-REQ-005", "granted budget is 0", id);
-        if ((a.kv !== undefined) !== this.kvAsked) throw violation("PDD-MSG-008", "Accepted.kv present iff KV was asked", id);
-        if ((a.refine !== undefined) !== this.refineAsked) throw violation("PDD-MSG-008", "Accepted.refine present iff refinement was asked", id);
+        if ((a.kv !== undefined) !== this.kvAsked)
+          throw violation("PDD-MSG-008", "Accepted.kv present iff KV was asked", id);
+        if ((a.refine !== undefined) !== this.refineAsked)
+          throw violation("PDD-MSG-008", "Accepted.refine present iff refinement was asked", id);
         this.grantedBudget = a.cloudTokenBudget;
         this.kvGranted = a.kv?.granted === true;
         this.phase = "accepted";
@@ -110,13 +126,15 @@ export class DeviceRequestState {
         return this.kv(b.value);
       case "refinedPrompt":
         this.expectStarted("RefinedPrompt");
-        if (!this.refineAsked || this.refinedSeen) throw violation("PDD-ORD-005", "RefinedPrompt not granted or sent twice", id);
+        if (!this.refineAsked || this.refinedSeen)
+          throw violation("PDD-ORD-005", "RefinedPrompt not granted or sent twice", id);
         this.refinedSeen = true;
         return { kind: "refined", refined: b.value };
       case "end": {
         const e = b.value;
         if (this.phase === "requested") throw violation("PDD-ORD-001", "End before Accepted or Error", id);
-        if (this.phase === "failed" && e.reason !== 6) throw violation("PDD-ORD-004", "End after Error must have reason ERROR", id);
+        if (this.phase === "failed" && e.reason !== 6)
+          throw violation("PDD-ORD-004", "End after Error must have reason ERROR", id);
         // After its Cancel the device ignored the cloud's frames (PDD-CANCEL-002), so
         // it cannot check their count: the cloud may have sent its whole budget
         // and End before it read the Cancel (End then has that count and reason).
@@ -128,10 +146,18 @@ export class DeviceRequestState {
           throw violation("PDD-IDX-006", `usage.sent_tokens ${e.usage.sentTokens} < ${this.received} received`, id);
         }
         if (e.reason === 2 /* TAKEN_OVER */ && e.tokenCount !== this.takeoverIndex) {
-          throw violation("PDD-TAKEOVER-005", `End{TAKEN_OVER} token_count ${e.tokenCount}, takeover was ${String(this.takeoverIndex)}`, id);
+          throw violation(
+            "PDD-TAKEOVER-005",
+            `End{TAKEN_OVER} token_count ${e.tokenCount}, takeover was ${String(this.takeoverIndex)}`,
+            id,
+          );
         }
         if ((e.reason === 1 || e.reason === 3 || e.reason === 4) && e.tokenCount !== this.received) {
-          throw violation("PDD-IDX-004", `End token_count ${e.tokenCount} but ${this.received} tokens were received`, id);
+          throw violation(
+            "PDD-IDX-004",
+            `End token_count ${e.tokenCount} but ${this.received} tokens were received`,
+            id,
+          );
         }
         this.phase = "closed";
         return { kind: "end", end: e, keep: Math.min(this.received, this.keepLimit) };
@@ -148,7 +174,11 @@ export class DeviceRequestState {
   private tokens(start: number, tokens: Token[]): DeviceEvent {
     const end = start + tokens.length;
     if (end > this.grantedBudget) {
-      throw violation("PDD-IDX-003", `token ${end - 1} exceeds the granted budget of ${this.grantedBudget}`, this.requestId);
+      throw violation(
+        "PDD-IDX-003",
+        `token ${end - 1} exceeds the granted budget of ${this.grantedBudget}`,
+        this.requestId,
+      );
     }
     if (this.maxTokens > 0 && end > this.maxTokens) {
       throw violation("PDD-IDX-003", `token ${end - 1} is beyond max_tokens ${this.maxTokens}`, this.requestId);
@@ -163,16 +193,20 @@ export class DeviceRequestState {
     const id = this.requestId;
     this.expectStarted("KvChunk");
     if (!this.kvGranted) throw violation("PDD-KV-001", "KvChunk without a KV grant", id);
-    if (chunk.offset !== this.kvReceived) throw violation("PDD-KV-004", `chunk at offset ${chunk.offset}, expected ${this.kvReceived}`, id);
+    if (chunk.offset !== this.kvReceived)
+      throw violation("PDD-KV-004", `chunk at offset ${chunk.offset}, expected ${this.kvReceived}`, id);
     if (chunk.data.length === 0) throw violation("PDD-KV-005", "empty KV chunk", id);
-    if (this.kvTotal !== undefined && chunk.totalBytes !== this.kvTotal) throw violation("PDD-KV-004", "total_bytes changed between chunks", id);
+    if (this.kvTotal !== undefined && chunk.totalBytes !== this.kvTotal)
+      throw violation("PDD-KV-004", "total_bytes changed between chunks", id);
     this.kvTotal = chunk.totalBytes;
     const next = this.kvReceived + BigInt(chunk.data.length);
     if (next > chunk.totalBytes) throw violation("PDD-KV-004", "chunk runs past total_bytes", id);
-    if (next > this.kvCredit) throw violation("PDD-KV-008", `${next} KV bytes received, only ${this.kvCredit} granted`, id);
+    if (next > this.kvCredit)
+      throw violation("PDD-KV-008", `${next} KV bytes received, only ${this.kvCredit} granted`, id);
     this.kvReceived = next;
     const last = next === chunk.totalBytes;
-    if (last !== (chunk.imageSha256.length > 0)) throw violation("PDD-KV-006", "image_sha256 must be set on the last chunk only", id);
+    if (last !== chunk.imageSha256.length > 0)
+      throw violation("PDD-KV-006", "image_sha256 must be set on the last chunk only", id);
     return { kind: "kv", chunk, last };
   }
 }

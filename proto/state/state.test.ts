@@ -1,6 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { CloudFrameSchema, DeviceFrameSchema, PrefillRequestSchema, type CloudFrame, type DeviceFrame } from "../gen/pdd/v1/pdd_pb.js";
+import {
+  CloudFrameSchema,
+  DeviceFrameSchema,
+  PrefillRequestSchema,
+  type CloudFrame,
+  type DeviceFrame,
+} from "../gen/pdd/v1/pdd_pb.js";
 import { ErrorCode, PddError } from "../errors.js";
 import { CloudRequestState } from "./cloud-request.js";
 import { DeviceRequestState } from "./device-request.js";
@@ -8,12 +14,19 @@ import { DeviceRequestState } from "./device-request.js";
 const cloud = (body: CloudFrame["body"]) => create(CloudFrameSchema, { body } as never);
 const device = (body: DeviceFrame["body"]) => create(DeviceFrameSchema, { body } as never);
 const tok = (id: number) => ({ id, piece: new Uint8Array([0x61 + (id % 26)]) });
-const accepted = (budget = 8, extra = {}) => cloud({ case: "accepted", value: { requestId: 1, cloudTokenBudget: budget, ...extra } } as never);
+const accepted = (budget = 8, extra = {}) =>
+  cloud({ case: "accepted", value: { requestId: 1, cloudTokenBudget: budget, ...extra } } as never);
 const first = () => cloud({ case: "firstToken", value: { requestId: 1, token: tok(0) } } as never);
 const batch = (start: number, n: number) =>
-  cloud({ case: "tokenBatch", value: { requestId: 1, startIndex: start, tokens: Array.from({ length: n }, (_, i) => tok(start + i)) } } as never);
+  cloud({
+    case: "tokenBatch",
+    value: { requestId: 1, startIndex: start, tokens: Array.from({ length: n }, (_, i) => tok(start + i)) },
+  } as never);
 const end = (reason: number, tokenCount: number, sent = tokenCount) =>
-  cloud({ case: "end", value: { requestId: 1, reason, tokenCount, usage: { sentTokens: sent, decodedTokens: sent } } } as never);
+  cloud({
+    case: "end",
+    value: { requestId: 1, reason, tokenCount, usage: { sentTokens: sent, decodedTokens: sent } },
+  } as never);
 
 function violationOf(fn: () => unknown): string {
   try {
@@ -27,7 +40,8 @@ function violationOf(fn: () => unknown): string {
 }
 
 describe("device request state machine", () => {
-  const newState = (extra = {}) => new DeviceRequestState(create(PrefillRequestSchema, { requestId: 1, cloudTokenBudget: 8, ...extra }));
+  const newState = (extra = {}) =>
+    new DeviceRequestState(create(PrefillRequestSchema, { requestId: 1, cloudTokenBudget: 8, ...extra }));
 
   it("accepts a served request and closes on End", () => {
     const s = newState();
@@ -69,7 +83,9 @@ describe("device request state machine", () => {
     const s = newState();
     s.receive(accepted());
     s.receive(first());
-    expect(violationOf(() => s.beforeSend(device({ case: "takeover", value: { requestId: 1, index: 2 } } as never)))).toMatch(/PDD-TAKEOVER-001/);
+    expect(
+      violationOf(() => s.beforeSend(device({ case: "takeover", value: { requestId: 1, index: 2 } } as never))),
+    ).toMatch(/PDD-TAKEOVER-001/);
   });
 
   it("keeps only [0, k) when the cloud's budget End crossed the takeover", () => {
@@ -112,7 +128,16 @@ describe("device request state machine", () => {
     const s = newState({ kv: { initialCreditBytes: 4n } });
     s.receive(accepted(8, { kv: { granted: true } }));
     const chunk = (offset: bigint, n: number, sha = false) =>
-      cloud({ case: "kvChunk", value: { requestId: 1, offset, totalBytes: 8n, data: new Uint8Array(n), imageSha256: sha ? new Uint8Array(32) : new Uint8Array() } } as never);
+      cloud({
+        case: "kvChunk",
+        value: {
+          requestId: 1,
+          offset,
+          totalBytes: 8n,
+          data: new Uint8Array(n),
+          imageSha256: sha ? new Uint8Array(32) : new Uint8Array(),
+        },
+      } as never);
     s.receive(chunk(0n, 4));
     expect(violationOf(() => s.receive(chunk(4n, 4, true)))).toMatch(/PDD-KV-008/);
     const t = newState({ kv: { initialCreditBytes: 8n } });
@@ -125,7 +150,13 @@ describe("device request state machine", () => {
   it("rejects KV chunks that were not granted", () => {
     const s = newState({ kv: { initialCreditBytes: 4n } });
     s.receive(accepted(8, { kv: { granted: false, refusal: ErrorCode.MODEL_MISMATCH } }));
-    expect(violationOf(() => s.receive(cloud({ case: "kvChunk", value: { requestId: 1, totalBytes: 1n, data: new Uint8Array(1) } } as never)))).toMatch(/PDD-KV-001/);
+    expect(
+      violationOf(() =>
+        s.receive(
+          cloud({ case: "kvChunk", value: { requestId: 1, totalBytes: 1n, data: new Uint8Array(1) } } as never),
+        ),
+      ),
+    ).toMatch(/PDD-KV-001/);
   });
 });
 
@@ -140,20 +171,27 @@ describe("cloud request state machine", () => {
 
   it("stops sending tokens once a takeover is processed", () => {
     const s = served();
-    expect(s.receive(device({ case: "takeover", value: { requestId: 1, index: 2 } } as never))).toEqual({ kind: "takeover", index: 2 });
+    expect(s.receive(device({ case: "takeover", value: { requestId: 1, index: 2 } } as never))).toEqual({
+      kind: "takeover",
+      index: 2,
+    });
     expect(violationOf(() => s.beforeSend(batch(3, 1)))).toMatch(/PDD-TAKEOVER-004/);
     s.beforeSend(end(2, 2));
     expect(s.phase).toBe("closed");
   });
 
   it("treats a takeover beyond the tokens sent as a violation", () => {
-    expect(violationOf(() => served().receive(device({ case: "takeover", value: { requestId: 1, index: 9 } } as never)))).toMatch(/PDD-TAKEOVER-006/);
+    expect(
+      violationOf(() => served().receive(device({ case: "takeover", value: { requestId: 1, index: 9 } } as never))),
+    ).toMatch(/PDD-TAKEOVER-006/);
   });
 
   it("ignores takeover and cancel that crossed its End", () => {
     const s = served();
     s.beforeSend(end(1, 3));
-    expect(s.receive(device({ case: "takeover", value: { requestId: 1, index: 1 } } as never))).toEqual({ kind: "ignored" });
+    expect(s.receive(device({ case: "takeover", value: { requestId: 1, index: 1 } } as never))).toEqual({
+      kind: "ignored",
+    });
     expect(s.receive(device({ case: "cancel", value: { requestId: 1 } } as never))).toEqual({ kind: "ignored" });
   });
 
@@ -166,7 +204,10 @@ describe("cloud request state machine", () => {
   it("waits for credit before sending KV bytes", () => {
     const s = new CloudRequestState(1, { kvCredit: 2n });
     s.beforeSend(accepted(8, { kv: { granted: true } }));
-    const chunk = cloud({ case: "kvChunk", value: { requestId: 1, offset: 0n, totalBytes: 4n, data: new Uint8Array(4) } } as never);
+    const chunk = cloud({
+      case: "kvChunk",
+      value: { requestId: 1, offset: 0n, totalBytes: 4n, data: new Uint8Array(4) },
+    } as never);
     expect(violationOf(() => s.beforeSend(chunk))).toMatch(/PDD-KV-008/);
     s.receive(device({ case: "kvCredit", value: { requestId: 1, bytes: 2n } } as never));
     s.beforeSend(chunk);

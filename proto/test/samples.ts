@@ -56,10 +56,24 @@ export function deviceSamples(): DeviceFrame[] {
         targetTpotUs: 40000,
       } as never,
     },
-    { case: "prefillRequest", value: { requestId: 2, prompt: { case: "tokens", value: { ids: [1, 2, 3, 4294967295] } }, cloudTokenBudget: 1 } as never },
+    {
+      case: "prefillRequest",
+      value: {
+        requestId: 2,
+        prompt: { case: "tokens", value: { ids: [1, 2, 3, 4294967295] } },
+        cloudTokenBudget: 1,
+      } as never,
+    },
     {
       case: "progress",
-      value: { requestId: 1, prefilledTokens: 100, coveredIndex: 3, displayedIndex: 2, prefillTokensPerS: 812.5, decodeTokensPerS: 22.25 } as never,
+      value: {
+        requestId: 1,
+        prefilledTokens: 100,
+        coveredIndex: 3,
+        displayedIndex: 2,
+        prefillTokensPerS: 812.5,
+        decodeTokensPerS: 22.25,
+      } as never,
     },
     { case: "takeover", value: { requestId: 1, index: 7 } as never },
     { case: "kvCredit", value: { requestId: 1, bytes: 9007199254740993n } as never },
@@ -104,7 +118,15 @@ export function cloudSamples(): CloudFrame[] {
         kvTotalBytes: 5000000000n,
       } as never,
     },
-    { case: "firstToken", value: { requestId: 1, token: { id: 450, piece: new Uint8Array([0x48, 0x69]) }, queueUs: 120, prefillUs: 35000 } as never },
+    {
+      case: "firstToken",
+      value: {
+        requestId: 1,
+        token: { id: 450, piece: new Uint8Array([0x48, 0x69]) },
+        queueUs: 120,
+        prefillUs: 35000,
+      } as never,
+    },
     {
       case: "tokenBatch",
       value: {
@@ -154,7 +176,15 @@ export function cloudSamples(): CloudFrame[] {
         requestId: 1,
         reason: EndReason.TAKEN_OVER,
         tokenCount: 7,
-        usage: { promptTokens: 1500, decodedTokens: 9, sentTokens: 9, kvBytesSent: 123456n, queueUs: 120, prefillUs: 35000, decodeUs: 90000 },
+        usage: {
+          promptTokens: 1500,
+          decodedTokens: 9,
+          sentTokens: 9,
+          kvBytesSent: 123456n,
+          queueUs: 120,
+          prefillUs: 35000,
+          decodeUs: 90000,
+        },
       } as never,
     },
     {

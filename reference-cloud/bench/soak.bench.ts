@@ -23,7 +23,15 @@ const gc = runInNewContext("gc") as () => void;
 const CONCURRENT = Number(process.env.SOAK_CONCURRENT ?? 1000);
 const SEQUENTIAL = Number(process.env.SOAK_SEQUENTIAL ?? 20_000);
 
-const cloud = await startCloud({ model: ensureDefaultModel("tiny"), threads: 1, sequences: 4, queueLimit: 100_000, logLevel: "warn", limits: { maxConcurrentRequests: 8 }, listen: { ws: "127.0.0.1:0" } });
+const cloud = await startCloud({
+  model: ensureDefaultModel("tiny"),
+  threads: 1,
+  sequences: 4,
+  queueLimit: 100_000,
+  logLevel: "warn",
+  limits: { maxConcurrentRequests: 8 },
+  listen: { ws: "127.0.0.1:0" },
+});
 const url = cloud.urls.ws!;
 const handles = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
 
@@ -40,8 +48,23 @@ async function session(n: number): Promise<Outcome> {
     const t0 = performance.now();
     const s = await connect(url, { connectTimeoutMs: 30_000 });
     try {
-      await s.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } } }));
-      await s.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: 1, prompt: { case: "text", value: `Session ${n}: tell me about the fox.` }, cloudTokenBudget: 8 } } }));
+      await s.send(
+        create(DeviceFrameSchema, {
+          body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } },
+        }),
+      );
+      await s.send(
+        create(DeviceFrameSchema, {
+          body: {
+            case: "prefillRequest",
+            value: {
+              requestId: 1,
+              prompt: { case: "text", value: `Session ${n}: tell me about the fox.` },
+              cloudTokenBudget: 8,
+            },
+          },
+        }),
+      );
       let ttft: number | undefined;
       let tokens = 0;
       let refused: CloudFrame | undefined;
@@ -58,7 +81,17 @@ async function session(n: number): Promise<Outcome> {
         await new Promise((r) => setTimeout(r, Math.min(2000, 20 * 2 ** Math.min(retries, 6)) * (0.5 + Math.random())));
         continue;
       }
-      return { ttftMs: ttft, tokens, retries, error: refused?.body.case === "error" ? refused.body.value.message : ttft === undefined ? "no first token" : undefined };
+      return {
+        ttftMs: ttft,
+        tokens,
+        retries,
+        error:
+          refused?.body.case === "error"
+            ? refused.body.value.message
+            : ttft === undefined
+              ? "no first token"
+              : undefined,
+      };
     } catch (e) {
       return { tokens: 0, retries, error: (e as Error).message };
     } finally {
@@ -99,8 +132,24 @@ rows.push(summary(`${SEQUENTIAL} sequential`, sequential, performance.now() - t)
 const freeMs: number[] = [];
 for (let i = 0; i < 20; i++) {
   const s = await connect(url);
-  await s.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } } }));
-  await s.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: 1, prompt: { case: "text", value: "The fox." }, cloudTokenBudget: 200, targetTpotUs: 200_000 } } }));
+  await s.send(
+    create(DeviceFrameSchema, {
+      body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } },
+    }),
+  );
+  await s.send(
+    create(DeviceFrameSchema, {
+      body: {
+        case: "prefillRequest",
+        value: {
+          requestId: 1,
+          prompt: { case: "text", value: "The fox." },
+          cloudTokenBudget: 200,
+          targetTpotUs: 200_000,
+        },
+      },
+    }),
+  );
   for await (const f of s) if (f.body.case === "firstToken") break;
   const t0 = performance.now();
   s.abort();
@@ -116,8 +165,24 @@ async function pacedGaps(): Promise<number[]> {
   await Promise.all(
     Array.from({ length: 8 }, async (_, i) => {
       const s = await connect(url);
-      await s.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } } }));
-      await s.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: 1, prompt: { case: "text", value: `Reader ${i}: the fox.` }, cloudTokenBudget: 48, targetTpotUs: 20_000 } } }));
+      await s.send(
+        create(DeviceFrameSchema, {
+          body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO] } },
+        }),
+      );
+      await s.send(
+        create(DeviceFrameSchema, {
+          body: {
+            case: "prefillRequest",
+            value: {
+              requestId: 1,
+              prompt: { case: "text", value: `Reader ${i}: the fox.` },
+              cloudTokenBudget: 48,
+              targetTpotUs: 20_000,
+            },
+          },
+        }),
+      );
       let last: number | undefined;
       for await (const f of s) {
         if (f.body.case === "firstToken" || f.body.case === "tokenBatch") {
@@ -136,24 +201,51 @@ const alone = await pacedGaps();
 gc();
 const rssSlowBefore = process.memoryUsage().rss;
 const slow = await connect(url, { highWaterMark: 64 * 1024 });
-await slow.send(create(DeviceFrameSchema, { body: { case: "hello", value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO], deviceModel: { ...cloud.engine.info } } } }));
-await slow.send(create(DeviceFrameSchema, { body: { case: "prefillRequest", value: { requestId: 1, prompt: { case: "text", value: "The quick brown fox jumps over the lazy dog. ".repeat(150) }, cloudTokenBudget: 256, kv: { format: 1, maxChunkBytes: 65_536, initialCreditBytes: 1n << 30n } } } }));
+await slow.send(
+  create(DeviceFrameSchema, {
+    body: {
+      case: "hello",
+      value: { versions: [{ major: 1, minor: 0 }], codecs: [Codec.PROTO], deviceModel: { ...cloud.engine.info } },
+    },
+  }),
+);
+await slow.send(
+  create(DeviceFrameSchema, {
+    body: {
+      case: "prefillRequest",
+      value: {
+        requestId: 1,
+        prompt: { case: "text", value: "The quick brown fox jumps over the lazy dog. ".repeat(150) },
+        cloudTokenBudget: 256,
+        kv: { format: 1, maxChunkBytes: 65_536, initialCreditBytes: 1n << 30n },
+      },
+    },
+  }),
+);
 // It never reads.
 await new Promise((r) => setTimeout(r, 1000));
 const withSlow = await pacedGaps();
 const rssSlow = process.memoryUsage().rss;
 slow.abort();
-console.log(`\nSlow reader: other devices' TPOT p99 ${p99(withSlow).toFixed(1)} ms with it, ${p99(alone).toFixed(1)} ms without (target pace 10 ms sent, 20 ms shown); RSS ${((rssSlow - rssSlowBefore) / 2 ** 20).toFixed(1)} MiB higher while it held its answer and KV image.`);
+console.log(
+  `\nSlow reader: other devices' TPOT p99 ${p99(withSlow).toFixed(1)} ms with it, ${p99(alone).toFixed(1)} ms without (target pace 10 ms sent, 20 ms shown); RSS ${((rssSlow - rssSlowBefore) / 2 ** 20).toFixed(1)} MiB higher while it held its answer and KV image.`,
+);
 
 await new Promise((r) => setTimeout(r, 500));
 gc();
 const rssAfter = process.memoryUsage().rss;
-console.log("| phase | sessions | seconds | sessions/s | TTFT p50 ms | TTFT p99 ms | errors | lost answers | retries |");
+console.log(
+  "| phase | sessions | seconds | sessions/s | TTFT p50 ms | TTFT p99 ms | errors | lost answers | retries |",
+);
 console.log("|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);
 console.log(
   `\nRSS before ${(rssBefore / 2 ** 20).toFixed(0)} MiB, at the concurrent peak ${(rssPeak / 2 ** 20).toFixed(0)} MiB (${((rssPeak - rssBefore) / 1024 / CONCURRENT).toFixed(1)} KiB per concurrent session), after ${(rssAfter / 2 ** 20).toFixed(0)} MiB (${(100 * (rssAfter / rssBefore - 1)).toFixed(1)}% vs before).`,
 );
-console.log(`A vanished device's sequence was free after ${freeMs[0]!.toFixed(1)}–${freeMs[freeMs.length - 1]!.toFixed(1)} ms (median ${freeMs[10]!.toFixed(1)} ms, 20 trials).`);
-console.log(`Cloud: ${cloud.connections} connections open, ${cloud.engine.busy} sequences busy at the end. Open handles: ${handles()} (${handlesBefore} before).`);
+console.log(
+  `A vanished device's sequence was free after ${freeMs[0]!.toFixed(1)}–${freeMs[freeMs.length - 1]!.toFixed(1)} ms (median ${freeMs[10]!.toFixed(1)} ms, 20 trials).`,
+);
+console.log(
+  `Cloud: ${cloud.connections} connections open, ${cloud.engine.busy} sequences busy at the end. Open handles: ${handles()} (${handlesBefore} before).`,
+);
 await cloud.close({ drainSeconds: 0 });

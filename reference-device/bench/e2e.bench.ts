@@ -16,13 +16,23 @@ const PROMPT_TOKENS = Number(process.env.BENCH_PROMPT_TOKENS ?? 2048);
 const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 64);
 const TPOT = Number(process.env.BENCH_TPOT_MS ?? 100);
 
-const modelPath = ensureDefaultModel("bench", (f) => process.stderr.write(`\rgenerating the bench model ${(f * 100).toFixed(0)}%`));
+const modelPath = ensureDefaultModel("bench", (f) =>
+  process.stderr.write(`\rgenerating the bench model ${(f * 100).toFixed(0)}%`),
+);
 process.stderr.write("\n");
 const deviceEngine = await Engine.load({ modelPath, threads: 1, sequences: 4, contextSize: 4096 });
-const cloud = await startCloud({ model: modelPath, threads: 2, sequences: 4, contextSize: 4096, logLevel: "warn", listen: { ws: "127.0.0.1:0" } });
+const cloud = await startCloud({
+  model: modelPath,
+  threads: 2,
+  sequences: 4,
+  contextSize: 4096,
+  logLevel: "warn",
+  listen: { ws: "127.0.0.1:0" },
+});
 const words = "the cloud prefills the long prompt fast while the device decodes the answer on its own".split(" ");
 const parts: string[] = [];
-while (deviceEngine.tokenize(`${parts.join(" ")}.`).length < PROMPT_TOKENS) parts.push(words[parts.length % words.length]!);
+while (deviceEngine.tokenize(`${parts.join(" ")}.`).length < PROMPT_TOKENS)
+  parts.push(words[parts.length % words.length]!);
 const prompt = `${parts.join(" ")}.`;
 const promptTokens = deviceEngine.tokenize(prompt).length;
 
@@ -37,7 +47,9 @@ async function run(name: string, make: () => Promise<PdDevice>, opts: Parameters
   process.stderr.write(`${name}: TTFT ${report.ttftMs.toFixed(0)} ms\n`);
 }
 await run("device only", () => PdDevice.create({ engine: deviceEngine }), { localOnly: true });
-await run("cloud only", () => PdDevice.create({ engine: deviceEngine, cloud: cloud.urls.ws, useKv: false }), { cloudOnly: true });
+await run("cloud only", () => PdDevice.create({ engine: deviceEngine, cloud: cloud.urls.ws, useKv: false }), {
+  cloudOnly: true,
+});
 await run("P/D-Device", () => PdDevice.create({ engine: deviceEngine, cloud: cloud.urls.ws, useKv: false }), {});
 await run("P/D-Device + KV", () => PdDevice.create({ engine: deviceEngine, cloud: cloud.urls.ws, useKv: true }), {});
 await cloud.close({ drainSeconds: 1 });
@@ -47,7 +59,9 @@ const base = runs[0]!.report;
 const rows = runs.map(({ name, report: r, cloudDecoded }) => [
   name,
   r.ttftMs.toFixed(0),
-  name === "device only" ? "1.00×" : `${(base.ttftMs / r.ttftMs).toFixed(2)}× (${((1 - r.ttftMs / base.ttftMs) * 100).toFixed(0)}% lower)`,
+  name === "device only"
+    ? "1.00×"
+    : `${(base.ttftMs / r.ttftMs).toFixed(2)}× (${((1 - r.ttftMs / base.ttftMs) * 100).toFixed(0)}% lower)`,
   r.tpotMs.p50.toFixed(0),
   r.tpotMs.max.toFixed(0),
   String(r.stalls),
@@ -56,11 +70,26 @@ const rows = runs.map(({ name, report: r, cloudDecoded }) => [
   r.prefillMs.device === null ? "—" : r.prefillMs.device.toFixed(0),
   r.prefillMs.cloud === null ? "—" : r.prefillMs.cloud.toFixed(0),
 ]);
-const header = ["run", "TTFT ms", "TTFT speed-up vs device-only", "TPOT p50 ms", "TPOT max ms", "stalls", "cloud decode tokens", "takeover k", "device prefill ms", "cloud prefill ms"];
+const header = [
+  "run",
+  "TTFT ms",
+  "TTFT speed-up vs device-only",
+  "TPOT p50 ms",
+  "TPOT max ms",
+  "stalls",
+  "cloud decode tokens",
+  "takeover k",
+  "device prefill ms",
+  "cloud prefill ms",
+];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(widths[i]!)).join(" | ")} |`;
-console.log(`\nmodel: bench preset (86M parameters, F16); prompt ${promptTokens} tokens; answer ${MAX_TOKENS} tokens; target TPOT ${TPOT} ms`);
-console.log(`machine: ${availableParallelism()} cores; cloud engine 2 threads, device engine 1 thread, sharing the cores\n`);
+console.log(
+  `\nmodel: bench preset (86M parameters, F16); prompt ${promptTokens} tokens; answer ${MAX_TOKENS} tokens; target TPOT ${TPOT} ms`,
+);
+console.log(
+  `machine: ${availableParallelism()} cores; cloud engine 2 threads, device engine 1 thread, sharing the cores\n`,
+);
 console.log(line(header));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
 for (const r of rows) console.log(line(r));

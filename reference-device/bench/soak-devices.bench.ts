@@ -41,7 +41,8 @@ interface Outcome {
   fallback: boolean;
 }
 
-const prompt = (n: number) => `Device ${n} asks: ${"tell me how the cloud and the phone share the work of one answer. ".repeat(2 + (n % 5))}`;
+const prompt = (n: number) =>
+  `Device ${n} asks: ${"tell me how the cloud and the phone share the work of one answer. ".repeat(2 + (n % 5))}`;
 
 /** The greedy answer of the simulated model for a prompt, computed alone. */
 async function expected(p: string, tokens: number): Promise<string> {
@@ -54,16 +55,38 @@ async function expected(p: string, tokens: number): Promise<string> {
   return Buffer.from(e.bytes(out)).toString("utf8");
 }
 
-async function phase(cloudProfile: Profile, deviceProfile: Profile, n: number, concurrent: boolean, answer: number, targetTpotMs: number): Promise<{ outs: Outcome[]; ms: number; peakRss: number; cloud: { connections: number; busy: number } }> {
+async function phase(
+  cloudProfile: Profile,
+  deviceProfile: Profile,
+  n: number,
+  concurrent: boolean,
+  answer: number,
+  targetTpotMs: number,
+): Promise<{ outs: Outcome[]; ms: number; peakRss: number; cloud: { connections: number; busy: number } }> {
   const engine = new SimEngine({ profile: cloudProfile, sequences: 64 });
-  const cloud = await startCloud({ logLevel: "warn", listen: { [TRANSPORT]: "127.0.0.1:0" }, queueLimit: 100_000, decodePace: 0, drainSeconds: 0, limits: { maxConcurrentRequests: 8 } }, { engine });
+  const cloud = await startCloud(
+    {
+      logLevel: "warn",
+      listen: { [TRANSPORT]: "127.0.0.1:0" },
+      queueLimit: 100_000,
+      decodePace: 0,
+      drainSeconds: 0,
+      limits: { maxConcurrentRequests: 8 },
+    },
+    { engine },
+  );
   const url = cloud.urls[TRANSPORT]!;
   let peakRss = 0;
   const one = async (i: number): Promise<Outcome> => {
     let device: PdDevice | undefined;
     const shown: number[] = [];
     try {
-      device = await PdDevice.create({ engine: new SimEngine({ profile: deviceProfile }), cloud: url, client: { ca: cloud.certificate.cert, connectTimeoutMs: 60_000 }, targetTpotMs });
+      device = await PdDevice.create({
+        engine: new SimEngine({ profile: deviceProfile }),
+        cloud: url,
+        client: { ca: cloud.certificate.cert, connectTimeoutMs: 60_000 },
+        targetTpotMs,
+      });
       const t0 = performance.now();
       const rep = await device.generate(prompt(i), { maxTokens: answer, onText: () => shown.push(performance.now()) });
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
@@ -136,8 +159,12 @@ const after = await settledRss();
 const rssAfter = after.rss;
 const heapAfter = heap();
 
-console.log(`Reference devices against the reference cloud over ${TRANSPORT}, simulated engines (concurrent: ${PHONE.name} / ${CLOUD_GPU.name} in real time, 64-token answers at ${TARGET_TPOT} ms; sequential: zero-time engines, 32-token answers shown as they come).\n`);
-console.log("| phase | devices | seconds | TTFT p50 ms | TTFT p99 ms | TPOT max ms | stalls | errors | not P/D | lost answers | left open (connections / sequences) |");
+console.log(
+  `Reference devices against the reference cloud over ${TRANSPORT}, simulated engines (concurrent: ${PHONE.name} / ${CLOUD_GPU.name} in real time, 64-token answers at ${TARGET_TPOT} ms; sequential: zero-time engines, 32-token answers shown as they come).\n`,
+);
+console.log(
+  "| phase | devices | seconds | TTFT p50 ms | TTFT p99 ms | TPOT max ms | stalls | errors | not P/D | lost answers | left open (connections / sequences) |",
+);
 console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 console.log(row(`${CONCURRENT} concurrent`, concurrent));
 console.log(row(`${SEQUENTIAL} sequential`, sequential));
@@ -145,5 +172,7 @@ const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 console.log(
   `\nRSS before ${mib(rssBefore)} MiB; at the concurrent peak ${mib(concurrent.peakRss)} MiB (${((concurrent.peakRss - rssBefore) / 1024 / CONCURRENT).toFixed(1)} KiB per concurrent device, cloud and device sides together); after phase 1 ${mib(rssMid)} MiB (${mid.waitedS} s idle); after phase 2 ${mib(rssAfter)} MiB (${after.waitedS} s idle; ${(100 * (rssAfter / rssBefore - 1)).toFixed(1)}% vs before).`,
 );
-console.log(`JS heap + external memory (what the program holds, without the allocator's retained pages): ${mib(heapBefore)} MiB before, ${mib(heapMid)} MiB after phase 1, ${mib(heapAfter)} MiB after phase 2 (${(100 * (heapAfter / heapBefore - 1)).toFixed(1)}% vs before).`);
+console.log(
+  `JS heap + external memory (what the program holds, without the allocator's retained pages): ${mib(heapBefore)} MiB before, ${mib(heapMid)} MiB after phase 1, ${mib(heapAfter)} MiB after phase 2 (${(100 * (heapAfter / heapBefore - 1)).toFixed(1)}% vs before).`,
+);
 console.log(`Open handles: ${handles()} at the end (${handlesBefore} before).`);

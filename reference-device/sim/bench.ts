@@ -58,7 +58,12 @@ export function summarize(rttMs: number, mode: string, rs: RequestResult[], c: S
   };
 }
 
-export function runTraceBench(trace: TraceRequest[], base: Omit<SimConfig, "rttMs">, rtts: number[], onProgress?: (done: number, total: number) => void): Row[] {
+export function runTraceBench(
+  trace: TraceRequest[],
+  base: Omit<SimConfig, "rttMs">,
+  rtts: number[],
+  onProgress?: (done: number, total: number) => void,
+): Row[] {
   const rows: Row[] = [];
   const total = rtts.length * MODES.length;
   let done = 0;
@@ -72,8 +77,16 @@ export function runTraceBench(trace: TraceRequest[], base: Omit<SimConfig, "rttM
       if (mode.kind === "pd" && cloudOnly) {
         const only = cloudOnly;
         const gains = results.map((r, i) => only[i]!.cloudMs / Math.max(1e-9, r.cloudMs)).sort((a, b) => a - b);
-        const ceiling = trace.map((r, i) => only[i]!.cloudMs / ((1000 * r.promptTokens) / c.cloud.prefillTokPerS)).sort((a, b) => a - b);
-        row.perRequestGain = { p50: round(q(gains, 0.5)), p90: round(q(gains, 0.9)), max: round(gains[gains.length - 1] ?? 0), atLeast15: gains.filter((g) => g >= 15).length / gains.length, ceilingP50: round(q(ceiling, 0.5)) };
+        const ceiling = trace
+          .map((r, i) => only[i]!.cloudMs / ((1000 * r.promptTokens) / c.cloud.prefillTokPerS))
+          .sort((a, b) => a - b);
+        row.perRequestGain = {
+          p50: round(q(gains, 0.5)),
+          p90: round(q(gains, 0.9)),
+          max: round(gains[gains.length - 1] ?? 0),
+          atLeast15: gains.filter((g) => g >= 15).length / gains.length,
+          ceilingP50: round(q(ceiling, 0.5)),
+        };
       }
       rows.push(row);
       onProgress?.(++done, total);
@@ -89,12 +102,16 @@ export function markdown(rows: Row[]): string {
     const dev = rs.find((r) => r.mode === "device-only")!;
     const cloud = rs.find((r) => r.mode === "cloud-only")!;
     out.push(`### RTT ${rtt} ms`, "");
-    out.push("| mode | TTFT p50 ms | p90 | p99 | TTFT p50 vs device-only | TPOT max ms | TPOT p99 | stalls (requests) | cloud ms/req | cloud tokens/req | saturation req/s | vs cloud-only |");
+    out.push(
+      "| mode | TTFT p50 ms | p90 | p99 | TTFT p50 vs device-only | TPOT max ms | TPOT p99 | stalls (requests) | cloud ms/req | cloud tokens/req | saturation req/s | vs cloud-only |",
+    );
     out.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (const r of rs) {
       const ttftCut = r.mode === "device-only" ? "—" : `${pct(1 - r.ttft.p50 / dev.ttft.p50)} lower`;
       const gain = r.mode === "device-only" ? "—" : `${(r.saturationRps / cloud.saturationRps).toFixed(2)}×`;
-      out.push(`| ${r.mode} | ${r.ttft.p50} | ${r.ttft.p90} | ${r.ttft.p99} | ${ttftCut} | ${r.tpot.max} | ${r.tpot.p99} | ${r.stalls} (${r.stalledRequests}) | ${r.mode === "device-only" ? "0" : r.cloudMsPerRequest} | ${r.cloudTokensPerRequest} | ${r.mode === "device-only" ? "—" : r.saturationRps} | ${gain} |`);
+      out.push(
+        `| ${r.mode} | ${r.ttft.p50} | ${r.ttft.p90} | ${r.ttft.p99} | ${ttftCut} | ${r.tpot.max} | ${r.tpot.p99} | ${r.stalls} (${r.stalledRequests}) | ${r.mode === "device-only" ? "0" : r.cloudMsPerRequest} | ${r.cloudTokensPerRequest} | ${r.mode === "device-only" ? "—" : r.saturationRps} | ${gain} |`,
+      );
     }
     out.push("");
     const pd = rs.find((r) => r.mode === "P/D planner")?.perRequestGain;
@@ -109,30 +126,73 @@ export function markdown(rows: Row[]): string {
 }
 
 /** SVG plots: TTFT CDF at one RTT, throughput against RTT, and one request's display timeline around the handover. */
-export function writePlots(dir: string, trace: TraceRequest[], rows: Row[], base: Omit<SimConfig, "rttMs">, rtt: number): string[] {
+export function writePlots(
+  dir: string,
+  trace: TraceRequest[],
+  rows: Row[],
+  base: Omit<SimConfig, "rttMs">,
+  rtt: number,
+): string[] {
   mkdirSync(dir, { recursive: true });
   const files: string[] = [];
   const c = { ...base, rttMs: rtt };
   // 1. TTFT CDF.
   const series = (["device-only", "cloud-only", "P/D planner"] as const).map((name) => {
     const mode = MODES.find(([n]) => n === name)![1];
-    const ttft = simulate(trace, mode, c).map((r) => r.ttftMs).sort((a, b) => a - b);
-    return { name, points: ttft.map((t, i) => [Math.log10(Math.max(1, t)), (i + 1) / ttft.length] as [number, number]) };
+    const ttft = simulate(trace, mode, c)
+      .map((r) => r.ttftMs)
+      .sort((a, b) => a - b);
+    return {
+      name,
+      points: ttft.map((t, i) => [Math.log10(Math.max(1, t)), (i + 1) / ttft.length] as [number, number]),
+    };
   });
-  files.push(save(dir, "ttft-cdf.svg", svgPlot(`TTFT CDF, RTT ${rtt} ms (x: log10 ms)`, series, "log10 TTFT (ms)", "fraction of requests")));
+  files.push(
+    save(
+      dir,
+      "ttft-cdf.svg",
+      svgPlot(`TTFT CDF, RTT ${rtt} ms (x: log10 ms)`, series, "log10 TTFT (ms)", "fraction of requests"),
+    ),
+  );
   // 2. Throughput against RTT.
   const modes = ["cloud-only", "P/D planner", "P/D fixed budget 32"];
   files.push(
-    save(dir, "throughput-vs-rtt.svg", svgPlot("Cloud throughput at saturation", modes.map((m) => ({ name: m, points: rows.filter((r) => r.mode === m).map((r) => [r.rttMs, r.saturationRps] as [number, number]) })), "RTT (ms)", "requests/s")),
+    save(
+      dir,
+      "throughput-vs-rtt.svg",
+      svgPlot(
+        "Cloud throughput at saturation",
+        modes.map((m) => ({
+          name: m,
+          points: rows.filter((r) => r.mode === m).map((r) => [r.rttMs, r.saturationRps] as [number, number]),
+        })),
+        "RTT (ms)",
+        "requests/s",
+      ),
+    ),
   );
   // 3. A request's TPOT timeline around the handover, with and without the controller.
   const median = [...trace].sort((a, b) => a.promptTokens - b.promptTokens)[Math.floor(trace.length / 2)]!;
   const one = [{ ...median, atMs: 0 }];
   const timeline = (["P/D planner", "P/D planner, no speed controller"] as const).map((name) => {
     const r = simulate(one, MODES.find(([n]) => n === name)![1], c)[0]!;
-    return { name: `${name} (takeover at ${r.takeover})`, points: r.gaps.map((g, i) => [i + 1, g] as [number, number]) };
+    return {
+      name: `${name} (takeover at ${r.takeover})`,
+      points: r.gaps.map((g, i) => [i + 1, g] as [number, number]),
+    };
   });
-  files.push(save(dir, "tpot-timeline.svg", svgPlot(`TPOT per token, one request (${median.promptTokens} prompt tokens), RTT ${rtt} ms`, timeline, "token index", "gap before the token (ms)")));
+  files.push(
+    save(
+      dir,
+      "tpot-timeline.svg",
+      svgPlot(
+        `TPOT per token, one request (${median.promptTokens} prompt tokens), RTT ${rtt} ms`,
+        timeline,
+        "token index",
+        "gap before the token (ms)",
+      ),
+    ),
+  );
   return files;
 }
 
@@ -144,7 +204,12 @@ function save(dir: string, name: string, svg: string): string {
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
-function svgPlot(title: string, series: { name: string; points: [number, number][] }[], xLabel: string, yLabel: string): string {
+function svgPlot(
+  title: string,
+  series: { name: string; points: [number, number][] }[],
+  xLabel: string,
+  yLabel: string,
+): string {
   const W = 720;
   const H = 420;
   const m = { l: 70, r: 20, t: 40, b: 50 };
@@ -156,7 +221,10 @@ function svgPlot(title: string, series: { name: string; points: [number, number]
   const ticks = (a: number, b: number) => Array.from({ length: 5 }, (_, i) => a + ((b - a) * i) / 4);
   const lines = series.map((s, i) => {
     const step = Math.max(1, Math.floor(s.points.length / 600)); // at most ~600 points a line
-    const d = s.points.filter((_, j) => j % step === 0 || j === s.points.length - 1).map((p, j) => `${j === 0 ? "M" : "L"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
+    const d = s.points
+      .filter((_, j) => j % step === 0 || j === s.points.length - 1)
+      .map((p, j) => `${j === 0 ? "M" : "L"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`)
+      .join("");
     return `<path d="${d}" fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="2"/><text x="${m.l + 10}" y="${m.t + 16 + 16 * i}" fill="${COLORS[i % COLORS.length]}" font-size="12">${esc(s.name)}</text>`;
   });
   return [
@@ -164,8 +232,12 @@ function svgPlot(title: string, series: { name: string; points: [number, number]
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(title)}</text>`,
     `<line x1="${m.l}" y1="${H - m.b}" x2="${W - m.r}" y2="${H - m.b}" stroke="black"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="black"/>`,
-    ...ticks(x0, x1).map((x) => `<text x="${sx(x)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${fmt(x)}</text>`),
-    ...ticks(y0, y1).map((y) => `<text x="${m.l - 6}" y="${sy(y) + 4}" text-anchor="end" font-size="11">${fmt(y)}</text>`),
+    ...ticks(x0, x1).map(
+      (x) => `<text x="${sx(x)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11">${fmt(x)}</text>`,
+    ),
+    ...ticks(y0, y1).map(
+      (y) => `<text x="${m.l - 6}" y="${sy(y) + 4}" text-anchor="end" font-size="11">${fmt(y)}</text>`,
+    ),
     `<text x="${W / 2}" y="${H - 12}" text-anchor="middle" font-size="12">${esc(xLabel)}</text>`,
     `<text x="16" y="${H / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 16 ${H / 2})">${esc(yLabel)}</text>`,
     ...lines,
@@ -181,27 +253,46 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 /** The live replay (live.ts): each mode measured through the real stack beside the model's prediction for the same requests. */
 export function liveMarkdown(runs: LiveRun[], c: { targetTpotMs: number; capacity: number; rttMs: number }): string {
   const out: string[] = [];
-  const rows = runs.map((r) => ({ run: r, live: summarize(c.rttMs, r.mode, r.measured, c as SimConfig), model: summarize(c.rttMs, r.mode, r.predicted, c as SimConfig) }));
-  out.push("| mode | source | TTFT p50 ms | p90 | p99 | TPOT p99 ms | max | stalls (requests) | cloud tokens/req | cloud ms/req | saturation req/s | errors |");
+  const rows = runs.map((r) => ({
+    run: r,
+    live: summarize(c.rttMs, r.mode, r.measured, c as SimConfig),
+    model: summarize(c.rttMs, r.mode, r.predicted, c as SimConfig),
+  }));
+  out.push(
+    "| mode | source | TTFT p50 ms | p90 | p99 | TPOT p99 ms | max | stalls (requests) | cloud tokens/req | cloud ms/req | saturation req/s | errors |",
+  );
   out.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const { run, live, model } of rows) {
-    for (const [src, r] of [["live", live], ["model", model]] as const) {
+    for (const [src, r] of [
+      ["live", live],
+      ["model", model],
+    ] as const) {
       const cloud = run.mode === "device-only";
-      out.push(`| ${run.mode} | ${src} | ${r.ttft.p50} | ${r.ttft.p90} | ${r.ttft.p99} | ${r.tpot.p99} | ${r.tpot.max} | ${r.stalls} (${r.stalledRequests}) | ${cloud ? "—" : r.cloudTokensPerRequest} | ${cloud ? "—" : r.cloudMsPerRequest} | ${cloud ? "—" : r.saturationRps} | ${src === "live" ? run.errors.length + run.fallbacks : ""} |`);
+      out.push(
+        `| ${run.mode} | ${src} | ${r.ttft.p50} | ${r.ttft.p90} | ${r.ttft.p99} | ${r.tpot.p99} | ${r.tpot.max} | ${r.stalls} (${r.stalledRequests}) | ${cloud ? "—" : r.cloudTokensPerRequest} | ${cloud ? "—" : r.cloudMsPerRequest} | ${cloud ? "—" : r.saturationRps} | ${src === "live" ? run.errors.length + run.fallbacks : ""} |`,
+      );
     }
   }
   out.push("");
   for (const { run } of rows) {
     const ttftErr = run.measured.map((m, i) => relErr(m.ttftMs, run.predicted[i]!.ttftMs));
-    const tpotErr = run.measured.map((m, i) => relErr(median(m.gaps), median(run.predicted[i]!.gaps))).filter(Number.isFinite);
+    const tpotErr = run.measured
+      .map((m, i) => relErr(median(m.gaps), median(run.predicted[i]!.gaps)))
+      .filter(Number.isFinite);
     out.push(
       `- ${run.mode}: per request, TTFT median error ${pct(median(ttftErr))} (${ttftErr.filter((e) => e <= 0.25).length}/${ttftErr.length} within 25%), TPOT p50 median error ${pct(median(tpotErr))} (${tpotErr.filter((e) => e <= 0.25).length}/${tpotErr.length} within 25%); ${run.devices} devices, ${(run.wallMs / 1000).toFixed(0)} s, event loop delay p99 ${run.loop.p99DelayMs.toFixed(1)} ms / max ${run.loop.maxDelayMs.toFixed(0)} ms, longest GC pause ${run.loop.maxGcMs.toFixed(0)} ms${run.errors.length ? `; errors: ${run.errors.slice(0, 3).join("; ")}` : ""}${run.fallbacks ? `; answered alone after a cloud failure: ${run.fallbackReasons.slice(0, 3).join("; ")}` : ""}.`,
     );
   }
   const get = (m: string) => rows.find((r) => r.run.mode === m)?.live;
   const [dev, cloud, pd] = [get("device-only"), get("cloud-only"), get("pd")];
-  if (dev && pd) out.push(`- Live TTFT with P/D: ${pct(1 - pd.ttft.p50 / dev.ttft.p50)} lower than device-only at p50, ${pct(1 - pd.ttft.p99 / dev.ttft.p99)} at p99.`);
-  if (cloud && pd) out.push(`- Live cloud throughput at saturation with P/D: ${(pd.saturationRps / cloud.saturationRps).toFixed(2)}× cloud-only (${pd.cloudMsPerRequest} vs ${cloud.cloudMsPerRequest} sequence-ms per request).`);
+  if (dev && pd)
+    out.push(
+      `- Live TTFT with P/D: ${pct(1 - pd.ttft.p50 / dev.ttft.p50)} lower than device-only at p50, ${pct(1 - pd.ttft.p99 / dev.ttft.p99)} at p99.`,
+    );
+  if (cloud && pd)
+    out.push(
+      `- Live cloud throughput at saturation with P/D: ${(pd.saturationRps / cloud.saturationRps).toFixed(2)}× cloud-only (${pd.cloudMsPerRequest} vs ${cloud.cloudMsPerRequest} sequence-ms per request).`,
+    );
   if (pd) out.push(`- Live P/D max TPOT ${pd.tpot.max} ms, ${pd.stalls} stalls (gaps over ${2 * c.targetTpotMs} ms).`);
   return out.join("\n");
 }
@@ -211,4 +302,5 @@ export function median(xs: readonly number[], ifEmpty = Number.NaN): number {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
   return s.length ? s[Math.floor((s.length - 1) / 2)]! : ifEmpty;
 }
-const relErr = (measured: number, predicted: number) => Math.abs(measured - predicted) / Math.max(1e-9, Math.abs(predicted));
+const relErr = (measured: number, predicted: number) =>
+  Math.abs(measured - predicted) / Math.max(1e-9, Math.abs(predicted));

@@ -29,11 +29,20 @@ export interface CrossOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export async function crossCheck(trace: TraceRequest[], o: CrossOptions): Promise<{ rows: CrossRow[]; rates: Record<string, number> }> {
+export async function crossCheck(
+  trace: TraceRequest[],
+  o: CrossOptions,
+): Promise<{ rows: CrossRow[]; rates: Record<string, number> }> {
   const model = ensureDefaultModel("tiny");
   const cloud = await startCloud({ model, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0" } });
   const engine = await Engine.load({ modelPath: model, threads: 1, sequences: 4 });
-  const device = await PdDevice.create({ engine, cloud: cloud.urls.ws!, useKv: false, emulate: o.emulate, targetTpotMs: o.targetTpotMs });
+  const device = await PdDevice.create({
+    engine,
+    cloud: cloud.urls.ws!,
+    useKv: false,
+    emulate: o.emulate,
+    targetTpotMs: o.targetTpotMs,
+  });
   try {
     // The cloud's rates, measured on its engine's twin: a prefill and a decode run.
     const slot = await engine.acquire();
@@ -53,30 +62,50 @@ export async function crossCheck(trace: TraceRequest[], o: CrossOptions): Promis
     // and the fixed cost of a request (tokenizing, framing, scheduling) from
     // a two-token prompt, which the model adds to the network's.
     const warm = engine.tokenize(SKELETON_TEXT.repeat(60)).slice(1, 400);
-    for (let i = 0; i < 3; i++) await device.generate(Buffer.from(engine.bytes(warm.slice(i))).toString("utf8"), { maxTokens: 8, targetTpotMs: o.targetTpotMs });
+    for (let i = 0; i < 3; i++)
+      await device.generate(Buffer.from(engine.bytes(warm.slice(i))).toString("utf8"), {
+        maxTokens: 8,
+        targetTpotMs: o.targetTpotMs,
+      });
     const contended = device.observed.cloudPrefillTokPerS ?? cloudPrefill;
     const tiny: number[] = [];
-    for (let i = 0; i < 5; i++) tiny.push((await device.generate("Hi", { maxTokens: 2, targetTpotMs: o.targetTpotMs })).ttftMs);
+    for (let i = 0; i < 5; i++)
+      tiny.push((await device.generate("Hi", { maxTokens: 2, targetTpotMs: o.targetTpotMs })).ttftMs);
     const overheadMs = Math.max(0, median(tiny, 0) - rtt - 1000 / cloudDecode);
 
-    const slice = trace.slice(0, o.requests).map((r) => ({ ...r, promptTokens: Math.min(r.promptTokens, o.maxPromptTokens), answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens) }));
+    const slice = trace
+      .slice(0, o.requests)
+      .map((r) => ({
+        ...r,
+        promptTokens: Math.min(r.promptTokens, o.maxPromptTokens),
+        answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens),
+      }));
     const rows: CrossRow[] = [];
     for (const [i, r] of slice.entries()) {
       const ids = engine.tokenize(SKELETON_TEXT.repeat(Math.ceil(r.promptTokens / 8) + 1)).slice(1, r.promptTokens);
       const prompt = Buffer.concat(ids.map((id) => engine.pieces[id] ?? new Uint8Array())).toString("utf8");
       const rep = await device.generate(prompt, { maxTokens: r.answerTokens, targetTpotMs: o.targetTpotMs });
-      const gaps = simulate([{ atMs: 0, promptTokens: engine.tokenize(prompt).length, answerTokens: r.answerTokens }], { kind: "pd", budget: "planner", controller: true }, {
-        rttMs: rtt + overheadMs,
-        bandwidthMbps: 1000,
-        cloud: { name: "measured", source: "this machine", prefillTokPerS: contended, decodeTokPerS: cloudDecode },
-        device: { name: "measured", source: "this machine", prefillTokPerS: 1000 / device.rates.prefillMsPerToken, decodeTokPerS: 1000 / device.rates.decodeMsPerToken },
-        capacity: 4,
-        targetTpotMs: o.targetTpotMs,
-        timeScale: 1,
-        minRefineRatio: 1,
-        jitter: 0,
-        seed: 1,
-      })[0]!;
+      const gaps = simulate(
+        [{ atMs: 0, promptTokens: engine.tokenize(prompt).length, answerTokens: r.answerTokens }],
+        { kind: "pd", budget: "planner", controller: true },
+        {
+          rttMs: rtt + overheadMs,
+          bandwidthMbps: 1000,
+          cloud: { name: "measured", source: "this machine", prefillTokPerS: contended, decodeTokPerS: cloudDecode },
+          device: {
+            name: "measured",
+            source: "this machine",
+            prefillTokPerS: 1000 / device.rates.prefillMsPerToken,
+            decodeTokPerS: 1000 / device.rates.decodeMsPerToken,
+          },
+          capacity: 4,
+          targetTpotMs: o.targetTpotMs,
+          timeScale: 1,
+          minRefineRatio: 1,
+          jitter: 0,
+          seed: 1,
+        },
+      )[0]!;
       rows.push({
         promptTokens: r.promptTokens,
         answerTokens: r.answerTokens,
@@ -85,7 +114,18 @@ export async function crossCheck(trace: TraceRequest[], o: CrossOptions): Promis
       });
       o.onProgress?.(i + 1, slice.length);
     }
-    return { rows, rates: { cloudPrefill, cloudPrefillContended: contended, cloudDecode, devicePrefill: 1000 / device.rates.prefillMsPerToken, deviceDecode: 1000 / device.rates.decodeMsPerToken, rttMs: rtt, overheadMs } };
+    return {
+      rows,
+      rates: {
+        cloudPrefill,
+        cloudPrefillContended: contended,
+        cloudDecode,
+        devicePrefill: 1000 / device.rates.prefillMsPerToken,
+        deviceDecode: 1000 / device.rates.decodeMsPerToken,
+        rttMs: rtt,
+        overheadMs,
+      },
+    };
   } finally {
     await device.close();
     await engine.close();

@@ -11,7 +11,11 @@ import { CLOUD_GPU, PHONE } from "./profiles.js";
 
 // Rates 100× the published ones, so a run takes a second.
 const device = { ...PHONE, prefillTokPerS: 100 * PHONE.prefillTokPerS, decodeTokPerS: 100 * PHONE.decodeTokPerS };
-const cloud = { ...CLOUD_GPU, prefillTokPerS: 100 * CLOUD_GPU.prefillTokPerS, decodeTokPerS: 100 * CLOUD_GPU.decodeTokPerS };
+const cloud = {
+  ...CLOUD_GPU,
+  prefillTokPerS: 100 * CLOUD_GPU.prefillTokPerS,
+  decodeTokPerS: 100 * CLOUD_GPU.decodeTokPerS,
+};
 const trace = [
   { atMs: 0, promptTokens: 900, answerTokens: 40 },
   { atMs: 3, promptTokens: 2000, answerTokens: 25 },
@@ -25,14 +29,17 @@ describe("live trace replay", () => {
     for (const n of [2, 17, 1020, 4096]) expect(e.tokenize(promptOf(n))).toHaveLength(n);
   });
 
-  it.each(["pd", "cloud-only", "device-only"] as const)("%s: every request shows its whole answer, and the model predicts each", async (mode) => {
-    const r = await replayLive(trace, mode, config);
-    expect(r.errors).toEqual([]);
-    expect(r.fallbacks).toBe(0);
-    expect(r.measured.map((m) => m.gaps.length + 1)).toEqual(trace.map((t) => t.answerTokens));
-    expect(r.predicted).toHaveLength(trace.length);
-    expect(r.cloud.requests).toBe(mode === "device-only" ? 0 : trace.length);
-    if (mode === "cloud-only") expect(r.cloud.decoded).toBe(trace.reduce((n, t) => n + t.answerTokens, 0));
-    if (mode === "pd") expect(r.cloud.decoded).toBeLessThan(trace.reduce((n, t) => n + t.answerTokens, 0));
-  });
+  it.each(["pd", "cloud-only", "device-only"] as const)(
+    "%s: every request shows its whole answer, and the model predicts each",
+    async (mode) => {
+      const r = await replayLive(trace, mode, config);
+      expect(r.errors).toEqual([]);
+      expect(r.fallbacks).toBe(0);
+      expect(r.measured.map((m) => m.gaps.length + 1)).toEqual(trace.map((t) => t.answerTokens));
+      expect(r.predicted).toHaveLength(trace.length);
+      expect(r.cloud.requests).toBe(mode === "device-only" ? 0 : trace.length);
+      if (mode === "cloud-only") expect(r.cloud.decoded).toBe(trace.reduce((n, t) => n + t.answerTokens, 0));
+      if (mode === "pd") expect(r.cloud.decoded).toBeLessThan(trace.reduce((n, t) => n + t.answerTokens, 0));
+    },
+  );
 });

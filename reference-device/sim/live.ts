@@ -53,7 +53,16 @@ export interface LiveRun {
   loop: { maxDelayMs: number; p99DelayMs: number; maxGcMs: number };
 }
 
-export const DEFAULT_LIVE: Omit<LiveConfig, "onProgress"> = { transport: "ws", rttMs: 50, bandwidthMbps: 100, capacity: 64, targetTpotMs: 50, arrivalScale: 1, device: PHONE, cloud: CLOUD_GPU };
+export const DEFAULT_LIVE: Omit<LiveConfig, "onProgress"> = {
+  transport: "ws",
+  rttMs: 50,
+  bandwidthMbps: 100,
+  capacity: 64,
+  targetTpotMs: 50,
+  arrivalScale: 1,
+  device: PHONE,
+  cloud: CLOUD_GPU,
+};
 
 /** A prompt of exactly `tokens` tokens for the simulated engine's byte tokenizer (BOS + ASCII). */
 export function promptOf(tokens: number): string {
@@ -63,7 +72,19 @@ export function promptOf(tokens: number): string {
 
 /** The model's configuration for what a live run does. */
 export function modelConfig(c: Omit<LiveConfig, "onProgress">): SimConfig {
-  return { rttMs: c.rttMs, bandwidthMbps: c.bandwidthMbps, cloud: c.cloud, device: c.device, capacity: c.capacity, targetTpotMs: c.targetTpotMs, timeScale: c.arrivalScale, minRefineRatio: 1, jitter: 0, seed: 1, cloudPace: 0 };
+  return {
+    rttMs: c.rttMs,
+    bandwidthMbps: c.bandwidthMbps,
+    cloud: c.cloud,
+    device: c.device,
+    capacity: c.capacity,
+    targetTpotMs: c.targetTpotMs,
+    timeScale: c.arrivalScale,
+    minRefineRatio: 1,
+    jitter: 0,
+    seed: 1,
+    cloudPace: 0,
+  };
 }
 
 export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveConfig): Promise<LiveRun> {
@@ -78,12 +99,22 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
       decodePace: 0, // a batching GPU frees a sequence soonest by decoding at full speed (the planner's cost model)
       drainSeconds: 0,
       // Cloud-only decodes whole answers; P/D budgets stay within the planner's 256 (as in the model).
-      limits: { maxConcurrentRequests: 64, maxCloudTokenBudget: mode === "cloud-only" ? 1 << 20 : 256, maxRequestDurationMs: 3_600_000, idleTimeoutMs: 3_600_000, handshakeTimeoutMs: 60_000 },
+      limits: {
+        maxConcurrentRequests: 64,
+        maxCloudTokenBudget: mode === "cloud-only" ? 1 << 20 : 256,
+        maxRequestDurationMs: 3_600_000,
+        idleTimeoutMs: 3_600_000,
+        handshakeTimeoutMs: 60_000,
+      },
     },
     { engine },
   );
   const direct = cloud.urls[key]!;
-  const path = await startNetem({ target: { port: Number(new URL(direct).port) }, rttMs: c.rttMs, bandwidthMbps: c.bandwidthMbps });
+  const path = await startNetem({
+    target: { port: Number(new URL(direct).port) },
+    rttMs: c.rttMs,
+    bandwidthMbps: c.bandwidthMbps,
+  });
   const url = path.via(direct);
   const idle: PdDevice[] = [];
   const all: PdDevice[] = [];
@@ -138,7 +169,8 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
           fallbacks++;
           fallbackReasons.push(`request ${i}: ${rep.fallbackReason ?? "?"}`);
         }
-        if (shown.length !== r.answerTokens) errors.push(`request ${i}: ${shown.length} of ${r.answerTokens} tokens shown`);
+        if (shown.length !== r.answerTokens)
+          errors.push(`request ${i}: ${shown.length} of ${r.answerTokens} tokens shown`);
       } catch (e) {
         errors.push(`request ${i}: ${(e as Error).message}`);
       } finally {
@@ -159,13 +191,29 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
     gcs.disconnect();
     const loop = { maxDelayMs: delay.max / 1e6, p99DelayMs: delay.percentile(99) / 1e6, maxGcMs };
     const u = engine.usage;
-    const usage = { heldMs: u.heldMs - before.heldMs, prefilled: u.prefilled - before.prefilled, decoded: u.decoded - before.decoded, requests: u.acquired - before.acquired };
+    const usage = {
+      heldMs: u.heldMs - before.heldMs,
+      prefilled: u.prefilled - before.prefilled,
+      decoded: u.decoded - before.decoded,
+      requests: u.acquired - before.acquired,
+    };
     // Sequence time is measured by the engine in total; each request gets the mean.
     for (const m of measured) {
       m.cloudMs = usage.heldMs / trace.length;
       m.cloudTokens = usage.decoded / trace.length;
     }
-    return { mode, measured, predicted, cloud: usage, errors, fallbacks, fallbackReasons, devices: all.length, wallMs, loop };
+    return {
+      mode,
+      measured,
+      predicted,
+      cloud: usage,
+      errors,
+      fallbacks,
+      fallbackReasons,
+      devices: all.length,
+      wallMs,
+      loop,
+    };
   } finally {
     await Promise.all(all.map((d) => d.close().catch(() => undefined)));
     await path.close();

@@ -13,14 +13,26 @@ function traceFile(rows: number): string {
   const lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"];
   for (let i = 0; i < rows; i++) {
     const s = (i * 0.37).toFixed(7).padStart(10, "0");
-    lines.push(`2023-11-16 18:${String(15 + Math.floor(i / 60)).padStart(2, "0")}:${String(i % 60).padStart(2, "0")}.${s.split(".")[1]},${200 + ((i * 7919) % 3000)},${10 + ((i * 104729) % 400)}`);
+    lines.push(
+      `2023-11-16 18:${String(15 + Math.floor(i / 60)).padStart(2, "0")}:${String(i % 60).padStart(2, "0")}.${s.split(".")[1]},${200 + ((i * 7919) % 3000)},${10 + ((i * 104729) % 400)}`,
+    );
   }
   const path = join(mkdtempSync(join(tmpdir(), "pdd-trace-")), "trace.csv");
   writeFileSync(path, `${lines.join("\n")}\n`);
   return path;
 }
 
-const base = { bandwidthMbps: 100, cloud: CLOUD_GPU, device: PHONE, capacity: 16, targetTpotMs: 50, timeScale: 1, minRefineRatio: 0.5, jitter: 0.1, seed: 7 };
+const base = {
+  bandwidthMbps: 100,
+  cloud: CLOUD_GPU,
+  device: PHONE,
+  capacity: 16,
+  targetTpotMs: 50,
+  timeScale: 1,
+  minRefineRatio: 0.5,
+  jitter: 0.1,
+  seed: 7,
+};
 
 describe("trace simulation", () => {
   it("reads the Azure CSV format, arrivals relative to the first row", () => {

@@ -12,7 +12,10 @@ import { SpeedController } from "../speed-controller.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
 
-export type Mode = { kind: "device-only" } | { kind: "cloud-only" } | { kind: "pd"; budget: "planner" | number; controller: boolean };
+export type Mode =
+  | { kind: "device-only" }
+  | { kind: "cloud-only" }
+  | { kind: "pd"; budget: "planner" | number; controller: boolean };
 
 /** What the simulation needs of a profile. */
 export type Rates = Pick<Profile, "name" | "source" | "prefillTokPerS" | "decodeTokPerS">;
@@ -49,7 +52,12 @@ export interface RequestResult {
   takeover: number | undefined;
 }
 
-export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProgress?: (done: number) => void): RequestResult[] {
+export function simulate(
+  trace: TraceRequest[],
+  mode: Mode,
+  c: SimConfig,
+  onProgress?: (done: number) => void,
+): RequestResult[] {
   const free = new Array<number>(c.capacity).fill(0); // when each cloud sequence is next free
   const rand = prng(c.seed);
   const out: RequestResult[] = [];
@@ -63,7 +71,18 @@ export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProg
     const N = r.answerTokens;
     if (mode.kind === "device-only") {
       const avail = Array.from({ length: N }, (_, i) => A + P * devPer + (i + 1) * devStep);
-      out.push(display(A, avail, { k: 0, B: 0, received: [], localEta: () => undefined, devStep }, c.targetTpotMs, true, 0, 0, undefined));
+      out.push(
+        display(
+          A,
+          avail,
+          { k: 0, B: 0, received: [], localEta: () => undefined, devStep },
+          c.targetTpotMs,
+          true,
+          0,
+          0,
+          undefined,
+        ),
+      );
       continue;
     }
     // The cloud: FIFO over `capacity` sequences.
@@ -96,11 +115,24 @@ export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProg
     }
     // Cloud token i leaves when it is decoded (and, with a pace, when it is due).
     const pace = c.cloudPace ?? 0;
-    const sentAt = (i: number) => Math.max(start + prefillMs + (i + 1) * cloudStep, pace > 0 ? start + prefillMs + cloudStep + (i * c.targetTpotMs) / pace : 0);
+    const sentAt = (i: number) =>
+      Math.max(
+        start + prefillMs + (i + 1) * cloudStep,
+        pace > 0 ? start + prefillMs + cloudStep + (i * c.targetTpotMs) / pace : 0,
+      );
     const received = Array.from({ length: B }, (_, i) => sentAt(i) + rtt / 2);
     if (mode.kind === "cloud-only") {
       free[slot] = sentAt(N - 1);
-      const res = display(A, received, { k: N, B: N, received, localEta: () => undefined, devStep }, c.targetTpotMs, true, 0, 0, undefined);
+      const res = display(
+        A,
+        received,
+        { k: N, B: N, received, localEta: () => undefined, devStep },
+        c.targetTpotMs,
+        true,
+        0,
+        0,
+        undefined,
+      );
       out.push({ ...res, cloudMs: sentAt(N - 1) - start, cloudTokens: N, takeover: undefined });
       continue;
     }
@@ -126,7 +158,22 @@ export function simulate(trace: TraceRequest[], mode: Mode, c: SimConfig, onProg
     const avail = [...received.slice(0, k), ...Array.from({ length: N - k }, (_, j) => takeoverAt + (j + 1) * devStep)];
     // When the cloud's tokens are the whole answer, no handover is coming: nothing to stretch for.
     const handover = k < N;
-    const res = display(A, avail, { k, B, received, localEta: (now) => (handover && now < takeoverAt + devStep ? takeoverAt + devStep - now : undefined), devStep }, c.targetTpotMs, mode.controller, cloudMs, cloudTokens, k);
+    const res = display(
+      A,
+      avail,
+      {
+        k,
+        B,
+        received,
+        localEta: (now) => (handover && now < takeoverAt + devStep ? takeoverAt + devStep - now : undefined),
+        devStep,
+      },
+      c.targetTpotMs,
+      mode.controller,
+      cloudMs,
+      cloudTokens,
+      k,
+    );
     out.push(res);
     if (onProgress && n % 500 === 0) onProgress(n);
   }

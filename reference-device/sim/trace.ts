@@ -18,10 +18,14 @@ export function readTrace(path: string, limit = Infinity): TraceRequest[] {
     throw new TraceError(`cannot read trace ${path}: ${(e as Error).message}`);
   }
   const lines = text.split(/\r?\n/).filter((l) => l.trim().length > 0);
-  const header = lines.shift()?.split(",").map((h) => h.trim());
+  const header = lines
+    .shift()
+    ?.split(",")
+    .map((h) => h.trim());
   const col = (name: string) => header?.indexOf(name) ?? -1;
   const [ts, ctx, gen] = [col("TIMESTAMP"), col("ContextTokens"), col("GeneratedTokens")];
-  if (ts < 0 || ctx < 0 || gen < 0) throw new TraceError(`${path}: expected the header TIMESTAMP,ContextTokens,GeneratedTokens`);
+  if (ts < 0 || ctx < 0 || gen < 0)
+    throw new TraceError(`${path}: expected the header TIMESTAMP,ContextTokens,GeneratedTokens`);
   const out: TraceRequest[] = [];
   let t0: number | undefined;
   for (const [n, line] of lines.entries()) {
@@ -31,7 +35,8 @@ export function readTrace(path: string, limit = Infinity): TraceRequest[] {
     const m = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.(\d+))?/.exec(f[ts]?.trim() ?? "");
     const p = Number(f[ctx]);
     const g = Number(f[gen]);
-    if (!m || !Number.isInteger(p) || !Number.isInteger(g) || p < 0 || g < 0) throw new TraceError(`${path}:${n + 2}: not a trace row: ${line.slice(0, 80)}`);
+    if (!m || !Number.isInteger(p) || !Number.isInteger(g) || p < 0 || g < 0)
+      throw new TraceError(`${path}:${n + 2}: not a trace row: ${line.slice(0, 80)}`);
     const at = Date.parse(`${m[1]}T${m[2]}Z`) + Number(`0.${m[3] ?? "0"}`) * 1000;
     t0 ??= at;
     if (p === 0 || g === 0) continue; // nothing to serve

@@ -14,7 +14,12 @@ import { createGrpcServer, createWebSocketServer, createWebTransportServer, type
 
 const MiB = 1 << 20;
 const chunk = new Uint8Array(MiB).fill(7);
-const token = create(CloudFrameSchema, { body: { case: "tokenBatch", value: { requestId: 1, startIndex: 1, tokens: [{ id: 42, piece: new Uint8Array([0x20, 0x61]) }] } } });
+const token = create(CloudFrameSchema, {
+  body: {
+    case: "tokenBatch",
+    value: { requestId: 1, startIndex: 1, tokens: [{ id: 42, piece: new Uint8Array([0x20, 0x61]) }] },
+  },
+});
 
 function handle(stream: CloudStream): void {
   void (async () => {
@@ -25,7 +30,12 @@ function handle(stream: CloudStream): void {
           const n = f.body.value.prefilledTokens;
           void (async () => {
             for (let i = 0; i < n; i++) {
-              const kv = create(CloudFrameSchema, { body: { case: "kvChunk", value: { requestId: 1, offset: BigInt(i * MiB), totalBytes: BigInt(n * MiB), data: chunk } } });
+              const kv = create(CloudFrameSchema, {
+                body: {
+                  case: "kvChunk",
+                  value: { requestId: 1, offset: BigInt(i * MiB), totalBytes: BigInt(n * MiB), data: chunk },
+                },
+              });
               await stream.send(kv, { bulk: { requestId: 1, last: i === n - 1 } });
             }
           })();
@@ -58,4 +68,9 @@ const cert = workerData.cert as { cert: string; key: string };
 const ws = await createWebSocketServer({ onConnection: handle });
 const grpc = await createGrpcServer({ onConnection: handle });
 const wt = await createWebTransportServer({ onConnection: handle, tls: cert });
-parentPort!.postMessage({ raw: `ws://127.0.0.1:${(raw.address() as { port: number }).port}`, ws: ws.url, grpc: grpc.url, wt: wt.url });
+parentPort!.postMessage({
+  raw: `ws://127.0.0.1:${(raw.address() as { port: number }).port}`,
+  ws: ws.url,
+  grpc: grpc.url,
+  wt: wt.url,
+});

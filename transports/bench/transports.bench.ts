@@ -139,14 +139,21 @@ async function bulkAndLoad(probe: Probe): Promise<Pick<Row, "mbps" | "loadP50" |
 }
 
 const cert = await createSelfSignedCertificate();
-const worker = new Worker(new URL("./tsx-worker.mjs", import.meta.url), { workerData: { cert, entry: new URL("./bench-server.ts", import.meta.url).href } });
+const worker = new Worker(new URL("./tsx-worker.mjs", import.meta.url), {
+  workerData: { cert, entry: new URL("./bench-server.ts", import.meta.url).href },
+});
 const urls = await new Promise<{ raw: string; ws: string; grpc: string; wt: string }>((resolve, reject) => {
   worker.once("message", resolve);
   worker.once("error", reject);
 });
 
 const names = ["raw ws echo (baseline)", "pdd websocket", "pdd grpc (h2c)", "pdd webtransport (h2)"];
-const probes = [await rawProbe(urls.raw), await pddProbe(urls.ws, cert), await pddProbe(urls.grpc, cert), await pddProbe(urls.wt, cert)];
+const probes = [
+  await rawProbe(urls.raw),
+  await pddProbe(urls.ws, cert),
+  await pddProbe(urls.grpc, cert),
+  await pddProbe(urls.wt, cert),
+];
 const rtts = await roundTrips(probes);
 const rows: Row[] = [];
 for (const [k, p] of probes.entries()) {
@@ -157,7 +164,18 @@ for (const [k, p] of probes.entries()) {
 const base = rows[0]!;
 const f = (x: number) => (x < 10 ? x.toFixed(3) : x.toFixed(1));
 const table = [
-  ["transport", "RTT p50 ms", "×base", "RTT p99 ms", "×base", "KV MB/s", "×base", "RTT p50 under KV ms", "RTT p99 under KV ms", "×base"],
+  [
+    "transport",
+    "RTT p50 ms",
+    "×base",
+    "RTT p99 ms",
+    "×base",
+    "KV MB/s",
+    "×base",
+    "RTT p50 under KV ms",
+    "RTT p99 under KV ms",
+    "×base",
+  ],
   ...rows.map((r) => [
     r.name,
     f(r.p50),
@@ -173,14 +191,21 @@ const table = [
 ];
 const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
 const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-console.log(`one-token frame round trips: ${ROUND_TRIPS} per transport, interleaved in 10 rounds after 300 warm-up; bulk: ${BULK_MIB} MiB in 1 MiB chunks; under load: ${LOAD_MIB} MiB transfer; node ${process.version}\n`);
+console.log(
+  `one-token frame round trips: ${ROUND_TRIPS} per transport, interleaved in 10 rounds after 300 warm-up; bulk: ${BULK_MIB} MiB in 1 MiB chunks; under load: ${LOAD_MIB} MiB transfer; node ${process.version}\n`,
+);
 console.log(line(table[0]!));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
 for (const r of table.slice(1)) console.log(line(r));
 const ws = rows.find((r) => r.name === "pdd websocket")!;
 const wt = rows.find((r) => r.name.startsWith("pdd webtransport"))!;
 console.log("");
-for (const r of rows.slice(1)) console.log(`target p50 within 1.5× of baseline: ${r.name} ${(r.p50 / base.p50).toFixed(2)}× ${r.p50 <= 1.5 * base.p50 ? "MET" : "NOT MET"}`);
-console.log(`target WebTransport token p99 under KV load better than WebSocket: ${f(wt.loadP99)} vs ${f(ws.loadP99)} ms ${wt.loadP99 < ws.loadP99 ? "MET" : "NOT MET"}`);
+for (const r of rows.slice(1))
+  console.log(
+    `target p50 within 1.5× of baseline: ${r.name} ${(r.p50 / base.p50).toFixed(2)}× ${r.p50 <= 1.5 * base.p50 ? "MET" : "NOT MET"}`,
+  );
+console.log(
+  `target WebTransport token p99 under KV load better than WebSocket: ${f(wt.loadP99)} vs ${f(ws.loadP99)} ms ${wt.loadP99 < ws.loadP99 ? "MET" : "NOT MET"}`,
+);
 await worker.terminate();
 process.exit(0);

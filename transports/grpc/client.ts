@@ -1,7 +1,14 @@
 /** `connectGrpc`: the gRPC binding's client (spec §10.3). */
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { CloudFrameSchema, DEFAULT_MAX_FRAME_BYTES, DeviceFrameSchema, PdDeviceService, type CloudFrame, type DeviceFrame } from "../../proto/index.js";
+import {
+  CloudFrameSchema,
+  DEFAULT_MAX_FRAME_BYTES,
+  DeviceFrameSchema,
+  PdDeviceService,
+  type CloudFrame,
+  type DeviceFrame,
+} from "../../proto/index.js";
 import { DEFAULTS, type ClientOptions, type DeviceStream } from "../message-stream.js";
 import { parseEndpoint } from "../url.js";
 import { GrpcStream } from "./stream.js";
@@ -32,7 +39,8 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     pingTimeoutMs: Math.max(1, (options.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs) - interval),
     pingIdleConnection: true,
   };
-  const transport = options.protocol === "connect" ? createConnectTransport(transportOptions) : createGrpcTransport(transportOptions);
+  const transport =
+    options.protocol === "connect" ? createConnectTransport(transportOptions) : createGrpcTransport(transportOptions);
   const client = createClient(PdDeviceService, transport);
   const stream = new GrpcStream<CloudFrame, DeviceFrame>({
     inSchema: CloudFrameSchema,
@@ -47,6 +55,9 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     headers: options.authToken ? { authorization: `Bearer ${options.authToken}` } : {},
     signal: abort.signal,
   });
-  void stream.pump(responses).then(() => stream.peerEnded(undefined)).catch((e: unknown) => stream.peerEnded(ConnectError.from(e)));
+  void stream
+    .pump(responses)
+    .then(() => stream.peerEnded(undefined))
+    .catch((e: unknown) => stream.peerEnded(ConnectError.from(e)));
   return stream;
 }

@@ -1,8 +1,21 @@
 /** `createGrpcServer`: the gRPC binding's server, h2c or TLS (spec §10.3). */
-import { createSecureServer, createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import {
+  createSecureServer,
+  createServer,
+  type Http2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+} from "node:http2";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { CloudFrameSchema, DEFAULT_MAX_FRAME_BYTES, DeviceFrameSchema, PdDeviceService, type CloudFrame, type DeviceFrame } from "../../proto/index.js";
+import {
+  CloudFrameSchema,
+  DEFAULT_MAX_FRAME_BYTES,
+  DeviceFrameSchema,
+  PdDeviceService,
+  type CloudFrame,
+  type DeviceFrame,
+} from "../../proto/index.js";
 import { admit, bearerToken } from "../auth.js";
 import { keepHttp2SessionAlive } from "../http2-keepalive.js";
 import { DEFAULTS, type PddServer, type ServerOptions } from "../message-stream.js";
@@ -38,7 +51,11 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
             maxFrameBytes,
             authToken: bearerToken(ctx.requestHeader.get("authorization") ?? undefined),
           });
-          ctx.signal.addEventListener("abort", () => stream.peerEnded(new ConnectError("call cancelled by the peer", Code.Canceled)), { once: true });
+          ctx.signal.addEventListener(
+            "abort",
+            () => stream.peerEnded(new ConnectError("call cancelled by the peer", Code.Canceled)),
+            { once: true },
+          );
           void stream.pump(requests, { cancelled: () => ctx.signal.aborted });
           tracker.add(stream);
           options.onConnection(stream);
@@ -58,7 +75,15 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
           const grpc = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
           if (grpc) {
             // A real trailers-only response: one HEADERS frame with END_STREAM.
-            req.stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "16", "grpc-message": "Unauthorized" }, { endStream: true });
+            req.stream.respond(
+              {
+                ":status": 200,
+                "content-type": "application/grpc",
+                "grpc-status": "16",
+                "grpc-message": "Unauthorized",
+              },
+              { endStream: true },
+            );
           } else {
             res.writeHead(401, { "content-type": "application/json" });
             res.end(JSON.stringify({ code: "unauthenticated", message: "Unauthorized" }));

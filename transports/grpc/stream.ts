@@ -50,7 +50,8 @@ export class GrpcStream<In, O extends Out> extends StreamBase<In, O> {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.ending) return Promise.reject(new PddError(ErrorCode.UNAVAILABLE, "gRPC call is closing", { local: "ERR_CLOSED" }));
+    if (this.ending)
+      return Promise.reject(new PddError(ErrorCode.UNAVAILABLE, "gRPC call is closing", { local: "ERR_CLOSED" }));
     return this.track(sizeOf(message), () => new Promise<void>((written) => this.enqueue({ message, written })));
   }
 
@@ -60,7 +61,11 @@ export class GrpcStream<In, O extends Out> extends StreamBase<In, O> {
     try {
       message = createCodec("proto").decode(this.outSchemaRef, frame) as O;
     } catch (e) {
-      throw new PddError(ErrorCode.INVALID_ARGUMENT, "the gRPC binding sends only decodable frames; use a raw gRPC client for malformed ones", { cause: e });
+      throw new PddError(
+        ErrorCode.INVALID_ARGUMENT,
+        "the gRPC binding sends only decodable frames; use a raw gRPC client for malformed ones",
+        { cause: e },
+      );
     }
     return this.send(message, options);
   }
@@ -120,7 +125,11 @@ export class GrpcStream<In, O extends Out> extends StreamBase<In, O> {
         // Our own limit or decoder refused a message: the owner reports it
         // (PDD-CONN-016) and closes; the call stays up until then.
         const code = err.code === 8 ? ErrorCode.FRAME_TOO_LARGE : ErrorCode.MALFORMED_FRAME;
-        this.receiveError(new PddError(code, err.rawMessage, { local: code === ErrorCode.FRAME_TOO_LARGE ? "ERR_FRAME_TOO_LARGE" : "ERR_FRAME_DECODE" }));
+        this.receiveError(
+          new PddError(code, err.rawMessage, {
+            local: code === ErrorCode.FRAME_TOO_LARGE ? "ERR_FRAME_TOO_LARGE" : "ERR_FRAME_DECODE",
+          }),
+        );
         return;
       }
       this.peerEnded(err);

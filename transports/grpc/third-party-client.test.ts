@@ -19,7 +19,11 @@ function echoPongs(stream: CloudStream): void {
     try {
       for await (const f of stream) {
         if (f.body.case === "ping") {
-          await stream.send(create(CloudFrameSchema, { body: { case: "pong", value: { nonce: f.body.value.nonce, pingSentAtUs: f.body.value.sentAtUs } } }));
+          await stream.send(
+            create(CloudFrameSchema, {
+              body: { case: "pong", value: { nonce: f.body.value.nonce, pingSentAtUs: f.body.value.sentAtUs } },
+            }),
+          );
         }
         if (f.body.case === "goodbye") await stream.close();
       }
@@ -30,8 +34,16 @@ function echoPongs(stream: CloudStream): void {
 }
 
 function loadClientConstructor() {
-  const def = protoLoader.loadSync(PROTO_FILE, { keepCase: false, longs: String, enums: String, defaults: false, oneofs: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { pdd: { v1: { PdDeviceService: grpc.ServiceClientConstructor } } };
+  const def = protoLoader.loadSync(PROTO_FILE, {
+    keepCase: false,
+    longs: String,
+    enums: String,
+    defaults: false,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    pdd: { v1: { PdDeviceService: grpc.ServiceClientConstructor } };
+  };
   return pkg.pdd.v1.PdDeviceService;
 }
 
@@ -49,8 +61,13 @@ describe("an unmodified @grpc/grpc-js client", () => {
     await tls.close(100);
   });
 
-  async function roundTrip(client: grpc.Client, metadata: grpc.Metadata): Promise<{ frames: Frame[]; status: grpc.StatusObject | undefined }> {
-    const call = (client as unknown as { session(md: grpc.Metadata): grpc.ClientDuplexStream<Frame, Frame> }).session(metadata);
+  async function roundTrip(
+    client: grpc.Client,
+    metadata: grpc.Metadata,
+  ): Promise<{ frames: Frame[]; status: grpc.StatusObject | undefined }> {
+    const call = (client as unknown as { session(md: grpc.Metadata): grpc.ClientDuplexStream<Frame, Frame> }).session(
+      metadata,
+    );
     const frames: Frame[] = [];
     let status: grpc.StatusObject | undefined;
     const done = new Promise<void>((resolve) => {
@@ -75,7 +92,10 @@ describe("an unmodified @grpc/grpc-js client", () => {
     const Ctor = loadClientConstructor();
     const md = new grpc.Metadata();
     md.set("authorization", "Bearer k");
-    const { frames, status } = await roundTrip(new Ctor(h2c.url.replace("grpc://", ""), grpc.credentials.createInsecure()), md);
+    const { frames, status } = await roundTrip(
+      new Ctor(h2c.url.replace("grpc://", ""), grpc.credentials.createInsecure()),
+      md,
+    );
     expect(frames).toEqual([
       { pong: { nonce: "18446744073709551615", pingSentAtUs: "12" }, body: "pong" },
       { pong: { nonce: "2" }, body: "pong" },
@@ -85,14 +105,19 @@ describe("an unmodified @grpc/grpc-js client", () => {
 
   it("is refused with UNAUTHENTICATED without the token", async () => {
     const Ctor = loadClientConstructor();
-    const { frames, status } = await roundTrip(new Ctor(h2c.url.replace("grpc://", ""), grpc.credentials.createInsecure()), new grpc.Metadata());
+    const { frames, status } = await roundTrip(
+      new Ctor(h2c.url.replace("grpc://", ""), grpc.credentials.createInsecure()),
+      new grpc.Metadata(),
+    );
     expect(frames).toEqual([]);
     expect(status?.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 
   it("talks to the TLS server", async () => {
     const Ctor = loadClientConstructor();
-    const client = new Ctor(tls.url.replace("grpcs://", ""), grpc.credentials.createSsl(Buffer.from(cert.cert)), { "grpc.ssl_target_name_override": "localhost" });
+    const client = new Ctor(tls.url.replace("grpcs://", ""), grpc.credentials.createSsl(Buffer.from(cert.cert)), {
+      "grpc.ssl_target_name_override": "localhost",
+    });
     const { frames, status } = await roundTrip(client, new grpc.Metadata());
     expect(frames.length).toBe(2);
     expect(status?.code).toBe(grpc.status.OK);

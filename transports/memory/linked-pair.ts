@@ -4,7 +4,14 @@
  * encoding too.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
-import { CloudFrameSchema, DeviceFrameSchema, ErrorCode, type CloudFrame, type CodecName, type DeviceFrame } from "../../proto/index.js";
+import {
+  CloudFrameSchema,
+  DeviceFrameSchema,
+  ErrorCode,
+  type CloudFrame,
+  type CodecName,
+  type DeviceFrame,
+} from "../../proto/index.js";
 import type { CloudStream, DeviceStream, SendOptions } from "../message-stream.js";
 import { StreamBase } from "../stream-base.js";
 
@@ -37,10 +44,18 @@ class MemoryStream<In, Out> extends StreamBase<In, Out> {
   }
 }
 
-export function createLinkedPair(options: { codec?: CodecName; authToken?: string } = {}): { device: DeviceStream; cloud: CloudStream } {
+export function createLinkedPair(options: { codec?: CodecName; authToken?: string } = {}): {
+  device: DeviceStream;
+  cloud: CloudStream;
+} {
   const codec = options.codec ?? "proto";
   const device = new MemoryStream<CloudFrame, DeviceFrame>(codec, CloudFrameSchema, DeviceFrameSchema);
-  const cloud = new MemoryStream<DeviceFrame, CloudFrame>(codec, DeviceFrameSchema, CloudFrameSchema, options.authToken);
+  const cloud = new MemoryStream<DeviceFrame, CloudFrame>(
+    codec,
+    DeviceFrameSchema,
+    CloudFrameSchema,
+    options.authToken,
+  );
   device.peer = cloud;
   cloud.peer = device;
   return { device, cloud };

@@ -14,13 +14,56 @@ export interface Binding {
   connect(url: string, options: ClientOptions, cert: SelfSignedCertificate): Promise<DeviceStream>;
 }
 
-const dial = (url: string, options: ClientOptions, cert: SelfSignedCertificate, codec: CodecName) => connect(url, { ca: cert.cert, codec, ...options });
+const dial = (url: string, options: ClientOptions, cert: SelfSignedCertificate, codec: CodecName) =>
+  connect(url, { ca: cert.cert, codec, ...options });
 
 export const BINDINGS: Binding[] = [
-  { name: "ws (proto)", codec: "proto", tls: false, closeCarriesCode: true, serve: (o) => createWebSocketServer(o), connect: (u, o, c) => dial(u, o, c, "proto") },
-  { name: "wss (msgpack)", codec: "msgpack", tls: true, closeCarriesCode: true, serve: (o, c) => createWebSocketServer({ ...o, tls: c }), connect: (u, o, c) => dial(u, o, c, "msgpack") },
-  { name: "grpc h2c", codec: "proto", tls: false, closeCarriesCode: false, serve: (o) => createGrpcServer(o), connect: (u, o, c) => dial(u, o, c, "proto") },
-  { name: "grpcs", codec: "proto", tls: true, closeCarriesCode: false, serve: (o, c) => createGrpcServer({ ...o, tls: c }), connect: (u, o, c) => dial(u, o, c, "proto") },
-  { name: "webtransport (proto)", codec: "proto", tls: true, closeCarriesCode: true, serve: (o, c) => createWebTransportServer({ ...o, tls: c }), connect: (u, o, c) => dial(u, o, c, "proto") },
-  { name: "webtransport (msgpack)", codec: "msgpack", tls: true, closeCarriesCode: true, serve: (o, c) => createWebTransportServer({ ...o, tls: c }), connect: (u, o, c) => dial(u, o, c, "msgpack") },
+  {
+    name: "ws (proto)",
+    codec: "proto",
+    tls: false,
+    closeCarriesCode: true,
+    serve: (o) => createWebSocketServer(o),
+    connect: (u, o, c) => dial(u, o, c, "proto"),
+  },
+  {
+    name: "wss (msgpack)",
+    codec: "msgpack",
+    tls: true,
+    closeCarriesCode: true,
+    serve: (o, c) => createWebSocketServer({ ...o, tls: c }),
+    connect: (u, o, c) => dial(u, o, c, "msgpack"),
+  },
+  {
+    name: "grpc h2c",
+    codec: "proto",
+    tls: false,
+    closeCarriesCode: false,
+    serve: (o) => createGrpcServer(o),
+    connect: (u, o, c) => dial(u, o, c, "proto"),
+  },
+  {
+    name: "grpcs",
+    codec: "proto",
+    tls: true,
+    closeCarriesCode: false,
+    serve: (o, c) => createGrpcServer({ ...o, tls: c }),
+    connect: (u, o, c) => dial(u, o, c, "proto"),
+  },
+  {
+    name: "webtransport (proto)",
+    codec: "proto",
+    tls: true,
+    closeCarriesCode: true,
+    serve: (o, c) => createWebTransportServer({ ...o, tls: c }),
+    connect: (u, o, c) => dial(u, o, c, "proto"),
+  },
+  {
+    name: "webtransport (msgpack)",
+    codec: "msgpack",
+    tls: true,
+    closeCarriesCode: true,
+    serve: (o, c) => createWebTransportServer({ ...o, tls: c }),
+    connect: (u, o, c) => dial(u, o, c, "msgpack"),
+  },
 ];

@@ -1,6 +1,14 @@
 /** `connectWebSocket`: the WebSocket binding's client (spec §10.2). */
 import WebSocket from "ws";
-import { CloudFrameSchema, DeviceFrameSchema, DEFAULT_MAX_FRAME_BYTES, ErrorCode, PddError, type CloudFrame, type DeviceFrame } from "../../proto/index.js";
+import {
+  CloudFrameSchema,
+  DeviceFrameSchema,
+  DEFAULT_MAX_FRAME_BYTES,
+  ErrorCode,
+  PddError,
+  type CloudFrame,
+  type DeviceFrame,
+} from "../../proto/index.js";
 import { DEFAULTS, type ClientOptions, type DeviceStream } from "../message-stream.js";
 import { subprotocolFor } from "./subprotocols.js";
 import { WsStream } from "./stream.js";
@@ -20,10 +28,22 @@ export function connectWebSocket(url: string, options: ClientOptions = {}): Prom
     ws.once("unexpected-response", (_req, res) => {
       const status = res.statusCode ?? 0;
       ws.terminate();
-      const code = status === 401 ? ErrorCode.UNAUTHENTICATED : status === 400 ? ErrorCode.UNSUPPORTED_CODEC : ErrorCode.UNAVAILABLE;
+      const code =
+        status === 401
+          ? ErrorCode.UNAUTHENTICATED
+          : status === 400
+            ? ErrorCode.UNSUPPORTED_CODEC
+            : ErrorCode.UNAVAILABLE;
       reject(new PddError(code, `WebSocket upgrade to ${url} refused with HTTP ${status}`));
     });
-    ws.once("error", (err) => reject(new PddError(ErrorCode.UNAVAILABLE, `cannot connect to ${url}: ${err.message}`, { retryable: true, cause: err })));
+    ws.once("error", (err) =>
+      reject(
+        new PddError(ErrorCode.UNAVAILABLE, `cannot connect to ${url}: ${err.message}`, {
+          retryable: true,
+          cause: err,
+        }),
+      ),
+    );
     ws.once("open", () => {
       if (ws.protocol !== subprotocolFor(codec)) {
         ws.terminate();

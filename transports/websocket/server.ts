@@ -3,7 +3,13 @@ import { createServer as createHttpServer, type IncomingMessage, type Server } f
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
-import { CloudFrameSchema, DeviceFrameSchema, DEFAULT_MAX_FRAME_BYTES, type CloudFrame, type DeviceFrame } from "../../proto/index.js";
+import {
+  CloudFrameSchema,
+  DeviceFrameSchema,
+  DEFAULT_MAX_FRAME_BYTES,
+  type CloudFrame,
+  type DeviceFrame,
+} from "../../proto/index.js";
 import { admit, transportToken } from "../auth.js";
 import type { PddServer, ServerOptions } from "../message-stream.js";
 import { listen, trackConnections } from "../server-util.js";
@@ -16,7 +22,9 @@ export interface WebSocketServerOptions extends ServerOptions {
 }
 
 function refuse(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+  );
 }
 
 /**
@@ -26,11 +34,18 @@ function refuse(socket: Duplex, status: number, text: string): void {
 export async function createWebSocketServer(options: WebSocketServerOptions): Promise<PddServer> {
   const path = options.path ?? "/pdd";
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const http: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }) : createHttpServer();
+  const http: Server = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key })
+    : createHttpServer();
   http.on("request", (_req, res) => {
     res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" }).end("PDD speaks WebSocket here\n");
   });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: maxFrameBytes, perMessageDeflate: false, clientTracking: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: maxFrameBytes,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
   const tracker = trackConnections<WsStream<DeviceFrame, CloudFrame>>();
 
   http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -64,7 +79,8 @@ export async function createWebSocketServer(options: WebSocketServerOptions): Pr
     })().catch(() => socket.destroy());
   });
   // ws selects the subprotocol we decided on in the upgrade handler.
-  wss.options.handleProtocols = (protocols: Set<string>) => [...protocols].find((p) => codecFromSubprotocol(p) !== undefined) ?? false;
+  wss.options.handleProtocols = (protocols: Set<string>) =>
+    [...protocols].find((p) => codecFromSubprotocol(p) !== undefined) ?? false;
 
   const port = await listen(http, options.host ?? "127.0.0.1", options.port ?? 0);
   const host = options.host ?? "127.0.0.1";

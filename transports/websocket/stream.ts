@@ -46,7 +46,9 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       this.lastHeard = Date.now();
       if (!isBinary) {
-        this.receiveError(new PddError(ErrorCode.MALFORMED_FRAME, "PDD-WS-002: text WebSocket message", { local: "ERR_FRAME_DECODE" }));
+        this.receiveError(
+          new PddError(ErrorCode.MALFORMED_FRAME, "PDD-WS-002: text WebSocket message", { local: "ERR_FRAME_DECODE" }),
+        );
         return;
       }
       this.receiveBytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -56,7 +58,11 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
     ws.on("error", (err: Error & { code?: string }) => {
       if (err.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
         // ws has already started closing with 1009 (PDD-WS-003).
-        this.receiveError(new PddError(ErrorCode.FRAME_TOO_LARGE, `message over the ${init.maxFrameBytes ?? "default"}-byte limit`, { local: "ERR_FRAME_TOO_LARGE" }));
+        this.receiveError(
+          new PddError(ErrorCode.FRAME_TOO_LARGE, `message over the ${init.maxFrameBytes ?? "default"}-byte limit`, {
+            local: "ERR_FRAME_TOO_LARGE",
+          }),
+        );
       }
     });
     ws.on("close", (code: number, reason: Buffer) => {
@@ -70,15 +76,23 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
     });
     const interval = init.pingIntervalMs ?? DEFAULTS.pingIntervalMs;
     const deadAfter = init.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs;
-    this.keepAlive = setInterval(() => {
-      if (Date.now() - this.lastHeard > deadAfter) {
-        this.stopKeepAlive();
-        ws.terminate();
-        this.finish({ initiator: "peer", abrupt: true, code: ErrorCode.TIMEOUT, reason: `no sign of the peer for ${deadAfter} ms` });
-        return;
-      }
-      if (ws.readyState === ws.OPEN) ws.ping();
-    }, Math.min(interval, Math.max(50, Math.floor(deadAfter / 2))));
+    this.keepAlive = setInterval(
+      () => {
+        if (Date.now() - this.lastHeard > deadAfter) {
+          this.stopKeepAlive();
+          ws.terminate();
+          this.finish({
+            initiator: "peer",
+            abrupt: true,
+            code: ErrorCode.TIMEOUT,
+            reason: `no sign of the peer for ${deadAfter} ms`,
+          });
+          return;
+        }
+        if (ws.readyState === ws.OPEN) ws.ping();
+      },
+      Math.min(interval, Math.max(50, Math.floor(deadAfter / 2))),
+    );
     this.keepAlive.unref();
   }
 

@@ -1,5 +1,13 @@
 /** `connectWebTransport`: the WebTransport binding's client (spec §10.4). */
-import { CloudFrameSchema, DEFAULT_MAX_FRAME_BYTES, DeviceFrameSchema, ErrorCode, PddError, type CloudFrame, type DeviceFrame } from "../../proto/index.js";
+import {
+  CloudFrameSchema,
+  DEFAULT_MAX_FRAME_BYTES,
+  DeviceFrameSchema,
+  ErrorCode,
+  PddError,
+  type CloudFrame,
+  type DeviceFrame,
+} from "../../proto/index.js";
 import type { Http2Session } from "node:http2";
 import type { ClientOptions, DeviceStream } from "../message-stream.js";
 import { certificateSha256 } from "../tls.js";
@@ -47,8 +55,15 @@ export async function connectWebTransport(url: string, options: WebTransportClie
       // never opened
     }
     const text = String((e as Error)?.message ?? e);
-    const code = /401/.test(text) ? ErrorCode.UNAUTHENTICATED : /400/.test(text) ? ErrorCode.UNSUPPORTED_CODEC : ErrorCode.UNAVAILABLE;
-    throw new PddError(code, `WebTransport session to ${url} failed: ${text}`, { retryable: code === ErrorCode.UNAVAILABLE, cause: e });
+    const code = /401/.test(text)
+      ? ErrorCode.UNAUTHENTICATED
+      : /400/.test(text)
+        ? ErrorCode.UNSUPPORTED_CODEC
+        : ErrorCode.UNAVAILABLE;
+    throw new PddError(code, `WebTransport session to ${url} failed: ${text}`, {
+      retryable: code === ErrorCode.UNAVAILABLE,
+      cause: e,
+    });
   } finally {
     clearTimeout(timer);
   }
@@ -59,10 +74,15 @@ export async function connectWebTransport(url: string, options: WebTransportClie
     // Refusals arrive as a session closed with a PDD code (PDD-WT-001/005).
     const info = await Promise.race([session.closed.catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
     const code = ((info as { closeCode?: number } | undefined)?.closeCode ?? ErrorCode.UNAVAILABLE) as ErrorCode;
-    throw new PddError(code, `WebTransport session to ${url} closed: ${(info as { reason?: string } | undefined)?.reason ?? String(e)}`, { cause: e });
+    throw new PddError(
+      code,
+      `WebTransport session to ${url} closed: ${(info as { reason?: string } | undefined)?.reason ?? String(e)}`,
+      { cause: e },
+    );
   }
   return new WtStream<CloudFrame, DeviceFrame>({
-    http2Session: (session as unknown as { sessionint?: { objint?: { stream?: { session?: Http2Session } } } }).sessionint?.objint?.stream?.session,
+    http2Session: (session as unknown as { sessionint?: { objint?: { stream?: { session?: Http2Session } } } })
+      .sessionint?.objint?.stream?.session,
     pingIntervalMs: options.pingIntervalMs,
     deadPeerTimeoutMs: options.deadPeerTimeoutMs,
     session,

@@ -5,7 +5,15 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Http2Session } from "node:http2";
-import { CloudFrameSchema, DEFAULT_MAX_FRAME_BYTES, DeviceFrameSchema, ErrorCode, type CloudFrame, type CodecName, type DeviceFrame } from "../../proto/index.js";
+import {
+  CloudFrameSchema,
+  DEFAULT_MAX_FRAME_BYTES,
+  DeviceFrameSchema,
+  ErrorCode,
+  type CloudFrame,
+  type CodecName,
+  type DeviceFrame,
+} from "../../proto/index.js";
 import { admit, transportToken } from "../auth.js";
 import type { PddServer, ServerOptions } from "../message-stream.js";
 import { trackConnections } from "../server-util.js";
@@ -22,7 +30,9 @@ export interface WebTransportServerOptions extends ServerOptions {
   protocols?: "http2" | "both";
 }
 
-export async function createWebTransportServer(options: WebTransportServerOptions): Promise<PddServer & { http3: boolean }> {
+export async function createWebTransportServer(
+  options: WebTransportServerOptions,
+): Promise<PddServer & { http3: boolean }> {
   const { wt, http3Available } = await loadWebTransport();
   const path = options.path ?? "/pdd/v1";
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -42,7 +52,10 @@ export async function createWebTransportServer(options: WebTransportServerOption
   const tracker = trackConnections<WtStream<DeviceFrame, CloudFrame>>();
   // WebTransport clients cannot read the HTTP status of a refused CONNECT, so
   // refusals are sessions closed at once with the PDD code (PDD-WT-001/005).
-  const pending = new Map<string, { codec: CodecName; token: string | undefined } | { refuse: ErrorCode; reason: string }>();
+  const pending = new Map<
+    string,
+    { codec: CodecName; token: string | undefined } | { refuse: ErrorCode; reason: string }
+  >();
 
   server.setRequestCallback(async ({ header }: { header: Record<string, string> }) => {
     const reqPath = header[":path"] ?? "/";
@@ -50,8 +63,10 @@ export async function createWebTransportServer(options: WebTransportServerOption
     const ticket = randomBytes(8).toString("hex");
     const codec = codecFromQuery(reqPath);
     const token = transportToken(header.authorization, reqPath);
-    if (codec === "invalid") pending.set(ticket, { refuse: ErrorCode.UNSUPPORTED_CODEC, reason: "codec must be proto or msgpack" });
-    else if (!(await admit(options.authenticate, token))) pending.set(ticket, { refuse: ErrorCode.UNAUTHENTICATED, reason: "Unauthorized" });
+    if (codec === "invalid")
+      pending.set(ticket, { refuse: ErrorCode.UNSUPPORTED_CODEC, reason: "codec must be proto or msgpack" });
+    else if (!(await admit(options.authenticate, token)))
+      pending.set(ticket, { refuse: ErrorCode.UNAUTHENTICATED, reason: "Unauthorized" });
     else pending.set(ticket, { codec, token });
     return { status: 200, path, userData: { ticket } };
   });
@@ -67,7 +82,13 @@ export async function createWebTransportServer(options: WebTransportServerOption
     }
   })();
 
-  async function accept(session: WtSession & { userData?: { ticket?: string }; peerAddress?: string; incomingBidirectionalStreams?: { getReader(): { read(): Promise<{ value?: WtBidi; done: boolean }> } } }): Promise<void> {
+  async function accept(
+    session: WtSession & {
+      userData?: { ticket?: string };
+      peerAddress?: string;
+      incomingBidirectionalStreams?: { getReader(): { read(): Promise<{ value?: WtBidi; done: boolean }> } };
+    },
+  ): Promise<void> {
     const ticket = session.userData?.ticket;
     const info = ticket ? pending.get(ticket) : undefined;
     if (ticket) pending.delete(ticket);
@@ -79,7 +100,8 @@ export async function createWebTransportServer(options: WebTransportServerOption
       if (!control) return;
       const stream = new WtStream<DeviceFrame, CloudFrame>({
         session,
-        http2Session: (session as unknown as { objint?: { stream?: { session?: Http2Session } } }).objint?.stream?.session,
+        http2Session: (session as unknown as { objint?: { stream?: { session?: Http2Session } } }).objint?.stream
+          ?.session,
         pingIntervalMs: options.pingIntervalMs,
         deadPeerTimeoutMs: options.deadPeerTimeoutMs,
         control,

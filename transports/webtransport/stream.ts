@@ -31,7 +31,9 @@ export interface WtSession {
   closed: Promise<{ closeCode?: number; reason?: string }>;
   close(info?: { closeCode?: number; reason?: string }): void;
   createUnidirectionalStream(): Promise<{ getWriter(): Writer }>;
-  incomingUnidirectionalStreams: { getReader(): { read(): Promise<{ value?: { getReader(): Reader }; done: boolean }> } };
+  incomingUnidirectionalStreams: {
+    getReader(): { read(): Promise<{ value?: { getReader(): Reader }; done: boolean }> };
+  };
 }
 
 export interface WtStreamInit extends Omit<StreamBaseInit, "transport" | "pauseReading" | "resumeReading"> {
@@ -62,7 +64,12 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
       const dead = init.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs;
       keepHttp2SessionAlive(init.http2Session, interval, Math.max(1, dead - interval), () => {
         this.lost = true;
-        this.finish({ initiator: "peer", abrupt: true, code: ErrorCode.TIMEOUT, reason: `no PING ACK within ${dead} ms` });
+        this.finish({
+          initiator: "peer",
+          abrupt: true,
+          code: ErrorCode.TIMEOUT,
+          reason: `no PING ACK within ${dead} ms`,
+        });
       });
     }
     this.session = init.session;
