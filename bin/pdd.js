@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const dist = join(root, "dist", "pdd.js");
+const dist = join(root, "dist", "cli", "pdd.js");
 
 function newestSource(dir, depth = 0) {
   let newest = 0;
@@ -21,9 +21,9 @@ function newestSource(dir, depth = 0) {
 }
 
 if (existsSync(dist) && statSync(dist).mtimeMs >= newestSource(root)) {
-  await import(new URL("../dist/pdd.js", import.meta.url).href);
+  await import(new URL("../dist/cli/pdd.js", import.meta.url).href);
 } else {
   const { register } = await import("tsx/esm/api");
   register();
-  await import(new URL("../pdd.ts", import.meta.url).href);
+  await import(new URL("../cli/pdd.ts", import.meta.url).href);
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, ensureDefaultModel } from "../engine/index.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
 import { certificateSha256 } from "../transports/index.js";
-import { CORPUS_FILE } from "./fuzz-cli.js";
+import { CORPUS_FILE } from "../cli/fuzz.js";
 import { fuzzCloud, fuzzDevice, replayInput } from "./fuzz.js";
 import { inProcessDevice } from "./test/in-process-device.js";
 import type { Codec } from "./wire.js";

@@ -10,6 +10,4 @@ export { execLauncher } from "./launcher.js";
 export { table, junit } from "./report.js";
 export { coverage, coverageProblems, renderCoverage, ALL_CASES, NOT_BLACK_BOX } from "./coverage.js";
 export type { Case, CaseResult, Status, DeviceOutcome } from "./case.js";
-export { conformanceCommand } from "./cli.js";
-export { fuzzCommand } from "./fuzz-cli.js";
 export { fuzzCloud, replayInput, FuzzFailure, type FuzzReport } from "./fuzz.js";

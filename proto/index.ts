@@ -18,6 +18,5 @@ export const PROTO_ROOT: string = fileURLToPath(new URL(".", import.meta.url)).r
 );
 /** Absolute path of `pdd.proto`. */
 export const PROTO_FILE: string = `${PROTO_ROOT.replace(/[/\\]$/, "")}/pdd/v1/pdd.proto`;
-export { decodeCommand } from "./cli.js";
 export * from "./state/index.js";
 export { prng, mutator } from "./fuzzing.js";

@@ -3,4 +3,3 @@ export { startCloud, readKeys, type CloudPeer } from "./cloud.js";
 export { CloudConfigSchema, parseCloudConfig, type CloudConfig, type CloudConfigInput } from "./config.js";
 export { surprisalDrop, type Refinement, type RefineParams } from "./refine.js";
 export { createLogger, type Logger, type LogLevel } from "./log.js";
-export { cloudCommand } from "./cli.js";

@@ -33,7 +33,7 @@ async function spawnCloud(): Promise<{ child: ChildProcess; urls: Record<string,
     [
       "--import",
       "tsx",
-      join(root, "pdd.ts"),
+      join(root, "cli", "pdd.ts"),
       "cloud",
       "--model",
       model,

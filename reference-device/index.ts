@@ -2,8 +2,5 @@
 export { PdDevice, type DeviceOptions, type GenerateOptions } from "./device.js";
 export type { Report, Mode } from "./run.js";
 export { SpeedController, type PaceInput } from "./speed-controller.js";
-export { deviceCommand, deviceServeCommand } from "./cli.js";
 export { serveOpenAi, type OpenAiServer } from "./openai.js";
-export { demoCommand } from "./demo.js";
 export { plan, type PlanInput, type Plan, type Candidate } from "./planner.js";
-export { planCommand, benchTraceCommand } from "./plan-cli.js";

@@ -69,15 +69,13 @@ describe("OpenAI-compatible endpoint", () => {
     expect(res.headers.get("content-type")).toBe("text/event-stream");
     const events = await sse(res);
     expect(events[events.length - 1]).toBe("[DONE]");
-    const chunks = events
-      .slice(0, -1)
-      .map(
-        (e) =>
-          JSON.parse(e) as {
-            choices: { delta: { content?: string; role?: string }; finish_reason: string | null }[];
-            usage?: { completion_tokens: number };
-          },
-      );
+    const chunks = events.slice(0, -1).map(
+      (e) =>
+        JSON.parse(e) as {
+          choices: { delta: { content?: string; role?: string }; finish_reason: string | null }[];
+          usage?: { completion_tokens: number };
+        },
+    );
     expect(chunks[0]!.choices[0]!.delta.role).toBe("assistant");
     const streamed = chunks.flatMap((c) => c.choices.map((ch) => ch.delta.content ?? "")).join("");
     expect(streamed).toBe(plain.choices[0]!.message.content);

@@ -1,7 +1,7 @@
 /** `pdd model create`: writes a generated test model (the embedded default is the tiny preset). */
-import { choiceFlag, parseFlags, type Command } from "../cli-kit.js";
-import { createModel, parameterCount, PRESETS, type PresetName } from "./model-create.js";
-import { defaultModelPath } from "./default-model.js";
+import { choiceFlag, parseFlags, type Command } from "./kit.js";
+import { createModel, parameterCount, PRESETS, type PresetName } from "../engine/model-create.js";
+import { defaultModelPath } from "../engine/default-model.js";
 
 export const modelCommand: Command = {
   name: "model create",

@@ -9,7 +9,14 @@ const pdd = (...args: string[]) =>
 
 describe("pdd CLI", () => {
   it("refuses a file that is not a model with one typed line and exit status 1", () => {
-    const r = pdd("device", "--local-only", "--prompt", "hi", "--model", resolve(import.meta.dirname, "package.json"));
+    const r = pdd(
+      "device",
+      "--local-only",
+      "--prompt",
+      "hi",
+      "--model",
+      resolve(import.meta.dirname, "..", "package.json"),
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/\[invalid_argument\] .*package\.json is not a usable GGUF model: missing GGUF magic/);
     expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -7,8 +7,8 @@
  * model of them. Engines are timing profiles, not llama.cpp.
  */
 import { prng } from "../../proto/index.js";
-import { plan, type PlanInput } from "../planner.js";
-import { SpeedController } from "../speed-controller.js";
+import { plan, type PlanInput } from "../../reference-device/planner.js";
+import { SpeedController } from "../../reference-device/speed-controller.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
 

@@ -1,12 +1,12 @@
 /** `pdd plan` and `pdd bench trace`: the planner, and the trace simulation that compares it with fixed choices. */
 import { writeFileSync } from "node:fs";
-import { choiceFlag, intFlag, numberFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
-import { plan } from "./planner.js";
-import { liveMarkdown, markdown, median, runTraceBench, writePlots } from "./sim/bench.js";
-import { DEFAULT_LIVE, replayLive } from "./sim/live.js";
-import { crossCheck } from "./sim/crosscheck.js";
-import { CLOUD_GPU, PHONE, PROFILES } from "./sim/profiles.js";
-import { readTrace, TraceError } from "./sim/trace.js";
+import { choiceFlag, intFlag, numberFlag, parseFlags, UsageError, type Command } from "./kit.js";
+import { plan } from "../reference-device/planner.js";
+import { liveMarkdown, markdown, median, runTraceBench, writePlots } from "../bench/sim/bench.js";
+import { DEFAULT_LIVE, replayLive } from "../bench/sim/live.js";
+import { crossCheck } from "../bench/sim/crosscheck.js";
+import { CLOUD_GPU, PHONE, PROFILES } from "../bench/sim/profiles.js";
+import { readTrace, TraceError } from "../bench/sim/trace.js";
 
 /** A positive (or ≥ 0 with `zero`) number flag. */
 /** A non-negative number flag; positive unless `zero`. */
@@ -182,13 +182,11 @@ export const benchTraceCommand: Command = {
         console.log(`wrote ${f}`);
     if (real > 0) await printCrossCheck(trace, real, bar);
     if (live > 0) {
-      const slice = trace
-        .slice(0, live)
-        .map((r) => ({
-          ...r,
-          promptTokens: Math.min(r.promptTokens, intFlag("max-prompt", values["max-prompt"], 4096, 2, 131_072)),
-          answerTokens: Math.min(r.answerTokens, intFlag("max-answer", values["max-answer"], 512, 1, 1 << 20)),
-        }));
+      const slice = trace.slice(0, live).map((r) => ({
+        ...r,
+        promptTokens: Math.min(r.promptTokens, intFlag("max-prompt", values["max-prompt"], 4096, 2, 131_072)),
+        answerTokens: Math.min(r.answerTokens, intFlag("max-answer", values["max-answer"], 512, 1, 1 << 20)),
+      }));
       const c = {
         ...DEFAULT_LIVE,
         transport,

@@ -9,7 +9,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** The package root, whether running from sources or from dist/. */
 export const PACKAGE_ROOT: string = fileURLToPath(
-  new URL(import.meta.url.includes("/dist/") ? "../" : "./", import.meta.url),
+  new URL(import.meta.url.includes("/dist/") ? "../../" : "../", import.meta.url),
 );
 
 export class UsageError extends Error {

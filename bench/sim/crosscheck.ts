@@ -7,7 +7,7 @@
  */
 import { Engine, ensureDefaultModel, SKELETON_TEXT } from "../../engine/index.js";
 import { startCloud } from "../../reference-cloud/index.js";
-import { PdDevice } from "../device.js";
+import { PdDevice } from "../../reference-device/device.js";
 import { median } from "./bench.js";
 import { simulate } from "./simulate.js";
 import type { TraceRequest } from "./trace.js";
@@ -73,13 +73,11 @@ export async function crossCheck(
       tiny.push((await device.generate("Hi", { maxTokens: 2, targetTpotMs: o.targetTpotMs })).ttftMs);
     const overheadMs = Math.max(0, median(tiny, 0) - rtt - 1000 / cloudDecode);
 
-    const slice = trace
-      .slice(0, o.requests)
-      .map((r) => ({
-        ...r,
-        promptTokens: Math.min(r.promptTokens, o.maxPromptTokens),
-        answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens),
-      }));
+    const slice = trace.slice(0, o.requests).map((r) => ({
+      ...r,
+      promptTokens: Math.min(r.promptTokens, o.maxPromptTokens),
+      answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens),
+    }));
     const rows: CrossRow[] = [];
     for (const [i, r] of slice.entries()) {
       const ids = engine.tokenize(SKELETON_TEXT.repeat(Math.ceil(r.promptTokens / 8) + 1)).slice(1, r.promptTokens);

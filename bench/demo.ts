@@ -4,11 +4,11 @@
  * answers prompts over each transport with a device emulating a phone-class
  * prefill speed, and prints what happened next to the device-only baseline.
  */
-import { choiceFlag, intFlag, parseFlags, type Command } from "../cli-kit.js";
+import { choiceFlag, intFlag, parseFlags, type Command } from "../cli/kit.js";
 import { Engine, ensureDefaultModel } from "../engine/index.js";
 import { startCloud } from "../reference-cloud/index.js";
-import { PdDevice } from "./device.js";
-import type { Report } from "./run.js";
+import { PdDevice } from "../reference-device/device.js";
+import type { Report } from "../reference-device/run.js";
 
 const PROMPT = (n: number) =>
   `${Array.from({ length: n }, (_, i) => `Note ${i + 1}: the cloud prefills fast, the device decodes.`).join(" ")} Summarise the notes above in one sentence.`;

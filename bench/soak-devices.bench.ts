@@ -16,9 +16,9 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { CLOUD_GPU, INSTANT, PHONE, SimEngine, type Profile } from "../../engine/index.js";
-import { startCloud } from "../../reference-cloud/index.js";
-import { PdDevice } from "../index.js";
+import { CLOUD_GPU, INSTANT, PHONE, SimEngine, type Profile } from "../engine/index.js";
+import { startCloud } from "../reference-cloud/index.js";
+import { PdDevice } from "../reference-device/index.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;

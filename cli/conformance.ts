@@ -1,10 +1,10 @@
 /** `pdd conformance`: runs the suite against a cloud or a device under test. */
 import { existsSync, writeFileSync } from "node:fs";
-import { parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
-import type { CaseResult } from "./case.js";
-import { execLauncher } from "./launcher.js";
-import { junit, table } from "./report.js";
-import { runConformance, runDeviceConformance, TargetError } from "./runner.js";
+import { parseFlags, readFileFlag, UsageError, type Command } from "./kit.js";
+import type { CaseResult } from "../conformance/case.js";
+import { execLauncher } from "../conformance/launcher.js";
+import { junit, table } from "../conformance/report.js";
+import { runConformance, runDeviceConformance, TargetError } from "../conformance/runner.js";
 
 export const conformanceCommand: Command = {
   name: "conformance",

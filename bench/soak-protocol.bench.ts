@@ -13,10 +13,10 @@
 import { create } from "@bufbuild/protobuf";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { ensureDefaultModel } from "../../engine/index.js";
-import { Codec, DeviceFrameSchema, isRetryable, type CloudFrame } from "../../proto/index.js";
-import { connect } from "../../transports/index.js";
-import { startCloud } from "../index.js";
+import { ensureDefaultModel } from "../engine/index.js";
+import { Codec, DeviceFrameSchema, isRetryable, type CloudFrame } from "../proto/index.js";
+import { connect } from "../transports/index.js";
+import { startCloud } from "../reference-cloud/index.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;

@@ -1,7 +1,7 @@
 /** `pdd cloud`: runs the reference cloud until SIGINT/SIGTERM; SIGHUP reloads the keys file. */
-import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
-import { loadCloudConfigFile, type CloudConfigInput } from "./config.js";
-import { startCloud } from "./cloud.js";
+import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Command } from "./kit.js";
+import { loadCloudConfigFile, type CloudConfigInput } from "../reference-cloud/config.js";
+import { startCloud } from "../reference-cloud/cloud.js";
 
 export const cloudCommand: Command = {
   name: "cloud",

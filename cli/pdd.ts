@@ -1,21 +1,19 @@
 /**
- * `pdd`: the one command-line entry point. Each folder contributes its
- * subcommands through its index.ts; this file only dispatches.
+ * `pdd`: the one command-line entry point. Each command's wiring is a file
+ * of this folder; this file only dispatches.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_ROOT, UsageError, type Command } from "./cli-kit.js";
-import { decodeCommand, PddError } from "./proto/index.js";
-import { cloudCommand } from "./reference-cloud/index.js";
-import {
-  benchTraceCommand,
-  demoCommand,
-  deviceCommand,
-  deviceServeCommand,
-  planCommand,
-} from "./reference-device/index.js";
-import { modelCommand } from "./engine/cli.js";
-import { conformanceCommand, fuzzCommand } from "./conformance/index.js";
+import { PACKAGE_ROOT, UsageError, type Command } from "./kit.js";
+import { PddError } from "../proto/index.js";
+import { demoCommand } from "../bench/demo.js";
+import { cloudCommand } from "./cloud.js";
+import { conformanceCommand } from "./conformance.js";
+import { decodeCommand } from "./decode.js";
+import { deviceCommand, deviceServeCommand } from "./device.js";
+import { fuzzCommand } from "./fuzz.js";
+import { modelCommand } from "./model.js";
+import { benchTraceCommand, planCommand } from "./plan.js";
 
 const commands: Command[] = [
   demoCommand,

@@ -1,6 +1,6 @@
 /** `pdd device`: answers one prompt with the P/D-Device method (or alone with --local-only). */
-import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
-import { PdDevice } from "./device.js";
+import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Command } from "./kit.js";
+import { PdDevice } from "../reference-device/device.js";
 
 export const deviceCommand: Command = {
   name: "device",
@@ -85,7 +85,7 @@ export const deviceServeCommand: Command = {
       threads: { type: "string" },
     });
     const ca = readFileFlag("ca", values.ca);
-    const { serveOpenAi } = await import("./openai.js");
+    const { serveOpenAi } = await import("../reference-device/openai.js");
     const device = await PdDevice.create({
       modelPath: values.model,
       cloud: values.cloud,

@@ -1,12 +1,12 @@
 /** `pdd fuzz`: structured fuzzing of a live cloud (by default, a reference cloud started in this process). */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { intFlag, parseFlags, readFileFlag, UsageError, type Command } from "../cli-kit.js";
-import { FuzzFailure, fuzzCloud } from "./fuzz.js";
+import { intFlag, parseFlags, readFileFlag, UsageError, type Command } from "./kit.js";
+import { FuzzFailure, fuzzCloud } from "../conformance/fuzz.js";
 import { createHash, X509Certificate } from "node:crypto";
-import type { Codec } from "./wire.js";
+import type { Codec } from "../conformance/wire.js";
 
-export const CORPUS_FILE = join(import.meta.dirname, "fuzz-corpus", "cloud.json");
+export const CORPUS_FILE = join(import.meta.dirname, "..", "conformance", "fuzz-corpus", "cloud.json");
 
 export const fuzzCommand: Command = {
   name: "fuzz",

@@ -7,10 +7,10 @@
  * here is not much faster than the device, unlike a GPU cloud and a phone.
  */
 import { availableParallelism } from "node:os";
-import { Engine, ensureDefaultModel } from "../../engine/index.js";
-import { startCloud } from "../../reference-cloud/index.js";
-import { PdDevice } from "../device.js";
-import type { Report } from "../run.js";
+import { Engine, ensureDefaultModel } from "../engine/index.js";
+import { startCloud } from "../reference-cloud/index.js";
+import { PdDevice } from "../reference-device/device.js";
+import type { Report } from "../reference-device/run.js";
 
 const PROMPT_TOKENS = Number(process.env.BENCH_PROMPT_TOKENS ?? 2048);
 const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 64);

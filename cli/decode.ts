@@ -5,10 +5,10 @@
  */
 import { readFileSync } from "node:fs";
 import { toJson } from "@bufbuild/protobuf";
-import { choiceFlag, parseFlags, UsageError, type Command } from "../cli-kit.js";
-import { CloudFrameSchema, DeviceFrameSchema } from "./gen/pdd/v1/pdd_pb.js";
-import { createCodec, CODEC_NAMES } from "./codec/index.js";
-import { PddError } from "./errors.js";
+import { choiceFlag, parseFlags, UsageError, type Command } from "./kit.js";
+import { CloudFrameSchema, DeviceFrameSchema } from "../proto/gen/pdd/v1/pdd_pb.js";
+import { createCodec, CODEC_NAMES } from "../proto/codec/index.js";
+import { PddError } from "../proto/errors.js";
 
 export const decodeCommand: Command = {
   name: "decode",
