@@ -22,7 +22,7 @@ import {
 } from "../proto/index.js";
 import type { CloudStream } from "../transports/index.js";
 import type { CloudContext } from "./context.js";
-import { CloudRequest } from "./request.js";
+import { CloudRequest, type RequestHost } from "./request.js";
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
 
@@ -252,10 +252,20 @@ export class CloudConnection {
       return;
     }
     this.maxRequestId = id;
-    const host = {
+    const key = this.credential;
+    let counted = false; // whether this request holds one of its key's live slots
+    const host: RequestHost = {
       send: (f: CloudFrame, bulk?: { last: boolean }) =>
         this.send(f, bulk ? { requestId: id, last: bulk.last } : undefined),
       abortBulk: (rid: number) => this.stream.abortBulk(rid),
+      // Before End: a device that saw End may start its next request at once (PDD-TAKEOVER-005).
+      released: () => {
+        if (!counted || key === undefined) return;
+        counted = false;
+        const n = (this.ctx.liveByKey.get(key) ?? 1) - 1;
+        if (n > 0) this.ctx.liveByKey.set(key, n);
+        else this.ctx.liveByKey.delete(key);
+      },
       deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
@@ -274,7 +284,6 @@ export class CloudConnection {
         .then(() => this.requests.delete(id));
       return;
     }
-    const key = this.credential;
     const keyLimit = this.ctx.keyLimit(key);
     if (key !== undefined && keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit) {
       // A per-credential limit, across connections: this request alone is refused.
@@ -288,14 +297,12 @@ export class CloudConnection {
         .then(() => this.requests.delete(id));
       return;
     }
-    if (key !== undefined) this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
+    if (key !== undefined) {
+      this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
+      counted = true;
+    }
     this.requests.set(id, request);
     void request.run().then(() => {
-      if (key !== undefined) {
-        const n = (this.ctx.liveByKey.get(key) ?? 1) - 1;
-        if (n > 0) this.ctx.liveByKey.set(key, n);
-        else this.ctx.liveByKey.delete(key);
-      }
       this.requests.delete(id);
       if (this.goodbye && this.live() === 0) void this.close();
     });

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, KvFormat, type CloudFrame } from "../proto/index.js";
+import { pause, Pulse } from "./wait.js";
 
 export interface KvSendOptions {
   requestId: number;
@@ -59,4 +60,68 @@ export async function sendKvImage(o: KvSendOptions): Promise<number> {
     offset += n;
   }
   return offset;
+}
+
+/**
+ * Chunk size: what the device asked for (else the cloud's limit), within the
+ * cloud's limit and with room for the frame's other fields within the
+ * device's frame limit (PDD-LIMIT-006).
+ */
+export function kvChunkBytes(asked: number, maxKvChunkBytes: number, deviceMaxFrameBytes: number): number {
+  return Math.max(1024, Math.min(asked > 0 ? asked : maxKvChunkBytes, maxKvChunkBytes, deviceMaxFrameBytes - 256));
+}
+
+/**
+ * One request's KV transfer: started once by the decode loop, stopped at once
+ * by the request's halt, and abandoned when the device does not take it
+ * within the grace period before End.
+ */
+export class KvTransfer {
+  private readonly abandoned = new AbortController();
+  /** Aborts on the request's halt or on abandonment: the transfer's waits end then. */
+  private readonly stop: AbortSignal;
+  private readonly credit = new Pulse();
+  private sending: Promise<number> | undefined;
+
+  constructor(
+    private readonly o: Pick<KvSendOptions, "requestId" | "chunkBytes" | "credit" | "send"> & { halted: AbortSignal },
+  ) {
+    this.stop = AbortSignal.any([o.halted, this.abandoned.signal]);
+  }
+
+  get started(): boolean {
+    return this.sending !== undefined;
+  }
+
+  /** The device granted more credit (KvCredit). */
+  credited(): void {
+    this.credit.fire();
+  }
+
+  start(image: Uint8Array, tokenCount: number): void {
+    this.sending ??= sendKvImage({
+      ...this.o,
+      image,
+      tokenCount,
+      waitForCredit: () => this.credit.next(this.stop),
+      stopped: () => this.stop.aborted,
+    }).catch(() => 0);
+  }
+
+  /** Stops the transfer where it is (a request error: nothing but End may follow, PDD-ORD-004). */
+  abandon(): void {
+    this.abandoned.abort();
+  }
+
+  /**
+   * On a single stream End must follow the last chunk (PDD-KV-010): gives the
+   * device `graceMs` to take the rest, then abandons the transfer. A halt ends
+   * the wait at once.
+   */
+  async settle(graceMs: number): Promise<void> {
+    if (!this.sending) return;
+    await Promise.race([this.sending, pause(graceMs, this.stop)]);
+    this.abandon();
+    await this.sending;
+  }
 }

@@ -1,0 +1,92 @@
+/**
+ * The cloud's validate step on its own: what a request is served with, and
+ * the typed refusal of one that cannot be (PDD-REQ-002..004, PDD-LIMIT-003,
+ * PDD-KV-001). No engine runs: validation only tokenizes.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { INSTANT, SimEngine } from "../engine/index.js";
+import {
+  EndReason,
+  ErrorCode,
+  KvFormat,
+  ModelIdentitySchema,
+  PddError,
+  PrefillRequestSchema,
+  RefineMethod,
+} from "../proto/index.js";
+import { parseCloudConfig } from "./config.js";
+import { validateRequest, type ValidateContext } from "./validate.js";
+
+const engine = new SimEngine({ profile: INSTANT, contextSize: 64 });
+const context = (over: Partial<ValidateContext> = {}): ValidateContext => ({
+  engine,
+  limits: parseCloudConfig({ limits: { maxCloudTokenBudget: 16 } }).limits,
+  deviceModel: create(ModelIdentitySchema, { ...engine.info }),
+  draining: false,
+  ...over,
+});
+const request = (over: MessageInitShape<typeof PrefillRequestSchema> = {}) =>
+  create(PrefillRequestSchema, { requestId: 1, prompt: { case: "text", value: "abc" }, cloudTokenBudget: 8, ...over });
+const refusal = (f: () => unknown) => {
+  try {
+    f();
+  } catch (e) {
+    return e instanceof PddError ? e.code : e;
+  }
+  return undefined;
+};
+
+describe("validating a request at the cloud", () => {
+  it("grants the asked budget within the cloud's limit and the context left after the prompt", () => {
+    expect(validateRequest(request(), context())).toMatchObject({ prompt: [256, 97, 98, 99], budget: 8 });
+    expect(validateRequest(request({ cloudTokenBudget: 100 }), context()).budget).toBe(16);
+    const long = request({ prompt: { case: "text", value: "x".repeat(55) }, cloudTokenBudget: 16 });
+    expect(validateRequest(long, context()).budget).toBe(64 - 56);
+  });
+
+  it("ends at MAX_TOKENS only when max_tokens, not the budget, was the binding limit", () => {
+    expect(validateRequest(request({ maxTokens: 4 }), context())).toMatchObject({
+      budget: 4,
+      budgetEnd: EndReason.MAX_TOKENS,
+    });
+    expect(validateRequest(request({ maxTokens: 8 }), context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
+    expect(validateRequest(request(), context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
+  });
+
+  it("refuses, with a typed code, what cannot be served", () => {
+    expect(refusal(() => validateRequest(request(), context({ draining: true })))).toBe(ErrorCode.UNAVAILABLE);
+    expect(refusal(() => validateRequest(request({ cloudTokenBudget: 0 }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expect(refusal(() => validateRequest(request({ prompt: { case: "text", value: "" } }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expect(refusal(() => validateRequest(request({ prompt: { case: undefined } }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    const tooLong = request({ prompt: { case: "text", value: "x".repeat(63) } });
+    expect(refusal(() => validateRequest(tooLong, context()))).toBe(ErrorCode.PROMPT_TOO_LONG);
+    const ids = (...t: number[]) => request({ prompt: { case: "tokens", value: { ids: t } } });
+    expect(refusal(() => validateRequest(ids(1, 999), context()))).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(refusal(() => validateRequest(ids(1, 2), context({ deviceModel: undefined })))).toBe(
+      ErrorCode.TOKENIZER_MISMATCH,
+    );
+    expect(validateRequest(ids(1, 2), context()).prompt).toEqual([1, 2]);
+  });
+
+  it("grants KV only to the same model, and refinement only by surprisal drop within (0, 1]", () => {
+    const kv = request({ kv: { format: KvFormat.LLAMA_SEQ_STATE } });
+    expect(validateRequest(kv, context()).kv?.granted).toBe(true);
+    const other = create(ModelIdentitySchema, { ...engine.info, modelFingerprint: new Uint8Array(32) });
+    expect(validateRequest(kv, context({ deviceModel: other })).kv).toMatchObject({
+      granted: false,
+      refusal: ErrorCode.MODEL_MISMATCH,
+    });
+    const refine = (targetRatio: number) =>
+      validateRequest(request({ refine: { method: RefineMethod.SURPRISAL_DROP, targetRatio } }), context()).refine;
+    expect(refine(0.5)?.granted).toBe(true);
+    expect(refine(1.5)).toMatchObject({ granted: false, refusal: ErrorCode.INVALID_ARGUMENT });
+    expect(validateRequest(request(), context())).toMatchObject({ kv: undefined, refine: undefined });
+  });
+});

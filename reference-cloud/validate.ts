@@ -1,0 +1,115 @@
+/**
+ * The validate step of a request at the cloud: its prompt's tokens, the
+ * budget granted, and the answers to its KV and refinement asks
+ * (PDD-REQ-002..004, PDD-LIMIT-003, PDD-KV-001). A refused request gets the
+ * PddError thrown here as its Error, then End, and nothing else. Pure.
+ */
+import {
+  EndReason,
+  ErrorCode,
+  KvFormat,
+  PddError,
+  RefineMethod,
+  type KvRequest,
+  type ModelIdentity,
+  type PrefillRequest,
+  type RefineRequest,
+} from "../proto/index.js";
+import { sameBytes, type InferenceEngine } from "../engine/index.js";
+import type { CloudConfig } from "./config.js";
+
+/** The answer to a KV or refinement ask, as Accepted carries it. */
+export interface Grant {
+  granted: boolean;
+  refusal: ErrorCode;
+  detail: string;
+}
+
+/** What a valid request will be served with. */
+export interface RequestPlan {
+  prompt: number[];
+  budget: number;
+  /** How the request ends when it sends its whole budget: MAX_TOKENS when max_tokens was the binding limit. */
+  budgetEnd: EndReason;
+  kv: Grant | undefined;
+  refine: Grant | undefined;
+}
+
+export interface ValidateContext {
+  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize">;
+  limits: CloudConfig["limits"];
+  /** The model the device declared in its Hello. */
+  deviceModel: ModelIdentity | undefined;
+  draining: boolean;
+}
+
+export function validateRequest(req: PrefillRequest, c: ValidateContext): RequestPlan {
+  const { engine, limits } = c;
+  if (c.draining) throw new PddError(ErrorCode.UNAVAILABLE, "cloud is draining", { retryable: true });
+  if (req.cloudTokenBudget < 1)
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, "cloud_token_budget must be at least 1 (PDD-REQ-004)");
+  const prompt = promptTokens(req, c);
+  const maxPrompt = Math.min(limits.maxPromptTokens ?? engine.contextSize, engine.contextSize - 1);
+  if (prompt.length > maxPrompt)
+    throw new PddError(
+      ErrorCode.PROMPT_TOO_LONG,
+      `prompt has ${prompt.length} tokens; the limit is ${maxPrompt} (PDD-LIMIT-003)`,
+    );
+  let budget = Math.min(req.cloudTokenBudget, limits.maxCloudTokenBudget, engine.contextSize - prompt.length);
+  if (req.maxTokens > 0) budget = Math.min(budget, req.maxTokens);
+  const boundByMaxTokens = budget === req.maxTokens && req.maxTokens > 0 && budget < req.cloudTokenBudget;
+  return {
+    prompt,
+    budget,
+    budgetEnd: boundByMaxTokens ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
+    kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
+    refine: req.refine ? refineGrant(req.refine) : undefined,
+  };
+}
+
+function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
+  const { engine } = c;
+  if (req.prompt.case === "text") {
+    if (req.prompt.value.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
+    return engine.tokenize(req.prompt.value);
+  }
+  if (req.prompt.case === "tokens") {
+    const dm = c.deviceModel;
+    if (!dm || !sameBytes(dm.tokenizerFingerprint, engine.info.tokenizerFingerprint)) {
+      throw new PddError(ErrorCode.TOKENIZER_MISMATCH, "token-id prompts need the cloud's tokenizer (PDD-REQ-002)");
+    }
+    const prompt = [...req.prompt.value.ids];
+    if (prompt.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
+    if (prompt.some((t) => t >= engine.info.vocabSize))
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary");
+    return prompt;
+  }
+  throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt (PDD-REQ-003)");
+}
+
+const GRANTED: Grant = { granted: true, refusal: ErrorCode.UNSPECIFIED, detail: "" };
+
+export function kvGrant(kv: KvRequest, deviceModel: ModelIdentity | undefined, modelFingerprint: Uint8Array): Grant {
+  if (kv.format !== KvFormat.LLAMA_SEQ_STATE)
+    return {
+      granted: false,
+      refusal: ErrorCode.UNSUPPORTED_FEATURE,
+      detail: "only KV_FORMAT_LLAMA_SEQ_STATE is implemented",
+    };
+  if (!deviceModel || !sameBytes(deviceModel.modelFingerprint, modelFingerprint)) {
+    return { granted: false, refusal: ErrorCode.MODEL_MISMATCH, detail: "model fingerprints differ (PDD-KV-001)" };
+  }
+  return { ...GRANTED };
+}
+
+export function refineGrant(r: RefineRequest): Grant {
+  if (r.method !== RefineMethod.SURPRISAL_DROP)
+    return {
+      granted: false,
+      refusal: ErrorCode.UNSUPPORTED_FEATURE,
+      detail: "only REFINE_METHOD_SURPRISAL_DROP is implemented",
+    };
+  if (!(r.targetRatio > 0 && r.targetRatio <= 1))
+    return { granted: false, refusal: ErrorCode.INVALID_ARGUMENT, detail: "target_ratio must be in (0, 1]" };
+  return { ...GRANTED };
+}

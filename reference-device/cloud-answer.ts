@@ -1,0 +1,71 @@
+/**
+ * What the cloud has said about one request, gathered from its frames after
+ * the device state machine checked them: the tokens received, the budget and
+ * prompt size it granted, a refined prompt, how it ended or why it failed,
+ * and the rates it reported. Pure. @internal
+ */
+import { EndReason, type Accepted, type CloudFrame, type End, type RefinedPrompt } from "../proto/index.js";
+
+export interface Received {
+  id: number;
+  piece: Uint8Array;
+}
+
+export class CloudAnswer {
+  readonly received: Received[] = [];
+  grantedBudget = 0;
+  /** Accepted.prompt_tokens: the cloud's prompt, for matching a KV image and for its prefill rate. */
+  promptTokens = 0;
+  /** FirstToken.prefill_us, in ms. */
+  prefillMs: number | null = null;
+  /** The rate the cloud decoded (and sent) at: End.usage decoded_tokens / decode_us. */
+  decodeTokPerS: number | undefined;
+  refined: RefinedPrompt | undefined;
+  /** No more frames will come: End arrived or the connection was lost. */
+  ended = false;
+  endReason: EndReason | undefined;
+  /** Why the cloud was not (fully) used; the first reason stands. */
+  failed: string | undefined;
+
+  /** The cloud will send no more tokens. */
+  get done(): boolean {
+    return this.ended || this.failed !== undefined;
+  }
+
+  /** The cloud's tokens complete the answer (PDD-IDX-005). */
+  get endedWithEos(): boolean {
+    return this.endReason === EndReason.EOS && this.failed === undefined;
+  }
+
+  accepted(a: Accepted): void {
+    this.grantedBudget = a.cloudTokenBudget;
+    this.promptTokens = a.promptTokens;
+  }
+
+  tokens(startIndex: number, tokens: Received[], frame: CloudFrame): void {
+    if (startIndex === 0 && this.prefillMs === null) {
+      const ft = frame.body.case === "firstToken" ? frame.body.value : undefined;
+      this.prefillMs = ft ? ft.prefillUs / 1000 : null;
+    }
+    for (const t of tokens) this.received.push({ id: t.id, piece: t.piece });
+  }
+
+  end(end: End): void {
+    const u = end.usage;
+    if (u && u.decodeUs > 0 && u.decodedTokens >= 4) this.decodeTokPerS = (1e6 * u.decodedTokens) / u.decodeUs;
+    this.ended = true;
+    this.endReason = end.reason;
+    if (end.reason === EndReason.ERROR) this.fail("cloud ended the request with an error");
+  }
+
+  fail(why: string): void {
+    this.failed ??= why;
+  }
+
+  /** The connection ended or failed before End. */
+  lost(why: string): void {
+    if (this.ended) return;
+    this.fail(why);
+    this.ended = true;
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * The device's own work on one request, in named steps:
+ *
+ *   prefill ──────────────────────▶ catch-up ───────────────────▶ takeover(k) ──▶ decode
+ *   the prompt in chunks; or the    the cloud tokens received      k = what the     the rest of the
+ *   cloud's KV image, or its        meanwhile (amortized prefill)  context covers   answer, shown
+ *   refined prompt, when in time                                                   after the cloud's
+ *
+ * Each step reads what the cloud has said (CloudAnswer, KvReceiver) and
+ * waits for more through the host; the display shows what it produces.
+ * @internal
+ */
+import type { InferenceEngine, InferenceSlot as Slot } from "../engine/index.js";
+import type { CloudAnswer } from "./cloud-answer.js";
+import type { Display } from "./display.js";
+import type { KvReceiver } from "./kv-receiver.js";
+import type { Report, RunOptions } from "./run.js";
+import { completeUtf8Prefix } from "./utf8.js";
+
+/** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0. */
+const sleep = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
+
+export interface PipelineHost {
+  readonly cloud: CloudAnswer;
+  readonly kv: KvReceiver;
+  readonly display: Display;
+  /** The cloud's model fingerprint, which its KV image carries. */
+  readonly cloudModelFingerprint: Uint8Array | undefined;
+  readonly sameTokenizer: boolean;
+  /** Resolves once `cond()` holds, checked again at each cloud event. */
+  until(cond: () => boolean): Promise<void>;
+  /** Tells the cloud how the prefill went (informative, PDD-MSG-007). */
+  progress(p: { prefilledTokens: number; coveredIndex: number; prefillTokensPerS: number }): void;
+  /** Takes over at k: no cloud token at or past k is shown; a cloud still sending is told. */
+  takeover(k: number): Promise<void>;
+}
+
+/** The prefill step's progress through the prompt it is prefilling. */
+interface Prefilling {
+  readonly original: number[];
+  tokens: number[];
+  done: number;
+  switched: boolean;
+  readonly startedAt: number;
+}
+
+export class LocalPipeline {
+  /** When the local model is expected to emit its first own token (performance.now() ms); a time, not a duration, so it never goes stale. */
+  readyAt: number | undefined;
+  /** Measured ms per locally decoded token (moving average). */
+  tpotMs: number | undefined;
+  // For the report.
+  prefillMs: number | null = null;
+  readonly deviceIds: number[] = [];
+  kvImported = false;
+  refinement: Report["refinement"] = null;
+  private prefillRate: number | undefined;
+  /** Bytes shown from the cloud that the device's context lacks (a partial UTF-8 character at the seam). */
+  private seamBytes: Uint8Array = new Uint8Array();
+
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly prompt: string,
+    private readonly opts: RunOptions,
+    private readonly host: PipelineHost,
+  ) {}
+
+  async run(slot: Slot): Promise<void> {
+    const coveredByKv = await this.prefill(slot);
+    const covered = await this.catchUp(slot, coveredByKv);
+    const k = await this.takeover(covered);
+    if (k !== undefined) await this.decode(slot, k);
+  }
+
+  // ------------------------------------------------------------ 1. prefill
+
+  /** Prefills the prompt; returns the cloud tokens a KV image covered instead (0 without one). */
+  private async prefill(slot: Slot): Promise<number> {
+    const original = this.engine.tokenize(this.prompt);
+    const p: Prefilling = { original, tokens: original, done: 0, switched: false, startedAt: performance.now() };
+    let coveredByKv = 0;
+    while (p.done < p.tokens.length) {
+      const { kv } = this.host;
+      if (kv.phase === "receiving") await this.host.until(() => kv.phase !== "receiving");
+      if (kv.phase === "ready" && kv.image) {
+        const covered = await this.importKv(slot, p.tokens, kv.image);
+        if (covered !== undefined) {
+          coveredByKv = covered;
+          p.done = p.tokens.length;
+          break;
+        }
+        p.done = 0;
+      }
+      if (!p.switched) await this.switchToRefined(slot, p);
+      await this.prefillChunk(slot, p);
+    }
+    this.prefillMs = performance.now() - p.startedAt;
+    this.host.progress({
+      prefilledTokens: p.done,
+      coveredIndex: Math.max(0, coveredByKv),
+      prefillTokensPerS: this.prefillRate ?? 0,
+    });
+    const refined = this.host.cloud.refined;
+    if (refined && !this.refinement)
+      this.refinement = { used: false, originalTokens: original.length, keptTokens: refined.keptTokens };
+    return coveredByKv;
+  }
+
+  /** Loads the cloud's KV image in place of the prefill; returns the answer tokens it covers, or undefined when it does not fit. */
+  private async importKv(slot: Slot, promptTokens: number[], image: Uint8Array): Promise<number | undefined> {
+    const { cloud, kv } = this.host;
+    const answerCovered = kv.positions - cloud.promptTokens;
+    try {
+      if (answerCovered < 0 || answerCovered > cloud.received.length || cloud.promptTokens !== promptTokens.length)
+        throw new Error("image does not fit");
+      const last = answerCovered > 0 ? cloud.received[answerCovered - 1]!.id : promptTokens[promptTokens.length - 1]!;
+      await slot.importState(image, this.host.cloudModelFingerprint ?? new Uint8Array(), last);
+      this.kvImported = true;
+      return answerCovered;
+    } catch {
+      kv.rejected();
+      await slot.reset();
+      return undefined;
+    }
+  }
+
+  /** Starts over on the refined prompt when it came in time and is shorter than what is left to prefill. */
+  private async switchToRefined(slot: Slot, p: Prefilling): Promise<void> {
+    const r = this.host.cloud.refined;
+    if (!r || this.host.kv.granted) return;
+    const tokens = this.host.sameTokenizer
+      ? r.kept.flatMap((s) => p.original.slice(s.start, s.end))
+      : this.engine.tokenize(r.text);
+    if (tokens.length >= p.original.length - p.done) return;
+    p.switched = true;
+    await slot.reset();
+    p.tokens = tokens;
+    p.done = 0;
+    this.refinement = { used: true, originalTokens: p.original.length, keptTokens: tokens.length };
+  }
+
+  private async prefillChunk(slot: Slot, p: Prefilling): Promise<void> {
+    const step = p.tokens.slice(p.done, p.done + this.opts.prefillChunk);
+    const res = await slot.prefill(step, { chunk: this.opts.prefillChunk });
+    await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0));
+    p.done += res.done;
+    this.prefillRate = p.done / Math.max(1e-3, (performance.now() - p.startedAt) / 1000);
+    // Ready means the prompt and then the cloud's tokens (at most its budget) covered:
+    // leaving the catch-up out let a long prompt's display run dry (1.2 s, found by the live replay).
+    const catchUp = Math.min(this.host.cloud.grantedBudget, this.opts.maxTokens);
+    const perToken = this.prefillMsPerToken();
+    this.readyAt =
+      perToken !== undefined
+        ? performance.now() + (p.tokens.length - p.done + catchUp) * perToken + (this.tpotMs ?? 0)
+        : undefined;
+  }
+
+  /**
+   * Ms per prefilled token for the display's estimate: the calibrated rate
+   * (kept current across requests), else this prefill's own so far — which
+   * early on counts the first chunk's start-up and overestimates.
+   */
+  private prefillMsPerToken(): number | undefined {
+    return this.opts.prefillMsPerToken ?? (this.prefillRate ? 1000 / this.prefillRate : undefined);
+  }
+
+  // ------------------------------------------------------------ 2. catch-up
+
+  /** Evaluates the cloud tokens received meanwhile, until caught up; returns how many the context covers. */
+  private async catchUp(slot: Slot, coveredByKv: number): Promise<number> {
+    const { cloud } = this.host;
+    let covered = coveredByKv;
+    // Caught up with everything received — and with what is on screen
+    // (PDD-TAKEOVER-009), which cannot be more.
+    while (covered < cloud.received.length) {
+      const target = cloud.received.length;
+      const before = covered;
+      covered = await this.evaluateCloudTokens(slot, covered, target);
+      this.readyAt =
+        performance.now() + (cloud.received.length - covered) * (this.prefillMsPerToken() ?? 0) + (this.tpotMs ?? 0);
+      if (covered === before) {
+        // The cloud's text ends inside a UTF-8 character: wait for its last byte.
+        if (cloud.done) break;
+        await this.host.until(() => cloud.received.length > target || cloud.done);
+      }
+    }
+    this.readyAt = undefined;
+    return covered;
+  }
+
+  /** Adds cloud tokens [covered, upTo) to the context; returns the new covered count. */
+  private async evaluateCloudTokens(slot: Slot, covered: number, upTo: number): Promise<number> {
+    const received = this.host.cloud.received;
+    const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0));
+    if (this.host.sameTokenizer) {
+      await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
+      await emulated(upTo - covered);
+      return upTo;
+    }
+    // Another tokenizer: re-tokenize the cloud's text, whole characters only:
+    // the longest run of tokens from `covered` whose bytes end on a character boundary.
+    const bytesTo = (e: number) => Buffer.concat(received.slice(covered, e).map((t) => t.piece));
+    let end = upTo;
+    let bytes = bytesTo(end);
+    while (end > covered && completeUtf8Prefix(bytes) < bytes.length) bytes = bytesTo(--end);
+    if (end === covered) return covered;
+    const ids = this.engine.tokenizeContinuation(bytes.toString("utf8"));
+    await slot.prefill(ids);
+    await emulated(ids.length);
+    return end;
+  }
+
+  // ------------------------------------------------------------ 3. takeover
+
+  /**
+   * Takes over at k = covered (or, when the cloud already ended, simply
+   * continues from there), decided and applied to the display without
+   * yielding, so the display cannot move past k in between. Returns k, or
+   * undefined when the cloud's tokens completed the answer.
+   */
+  private async takeover(covered: number): Promise<number | undefined> {
+    const { cloud, display } = this.host;
+    // End EOS: the answer is complete after the cloud's tokens (PDD-IDX-005), even
+    // when the device's context stops short of them (a character cut at the end).
+    const eos = cloud.endedWithEos;
+    const k = eos ? cloud.received.length : Math.max(covered, display.shownCloud);
+    if (k > covered) {
+      // Shown but not in the device's context: a character cut at the seam.
+      // The device's own output will spell it again; those bytes are swallowed.
+      this.seamBytes = Buffer.concat(cloud.received.slice(covered, k).map((t) => t.piece));
+    }
+    await this.host.takeover(k);
+    return eos && k >= cloud.received.length ? undefined : k;
+  }
+
+  // ------------------------------------------------------------ 4. decode
+
+  /** Decodes the rest of the answer from k, showing each token after the cloud's. */
+  private async decode(slot: Slot, k: number): Promise<void> {
+    const left = this.opts.maxTokens - k;
+    if (left <= 0) return;
+    let last = performance.now();
+    for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
+      if (this.engine.isEndOfGeneration(t)) break;
+      await sleep(this.opts.emulate?.decodeMsPerToken ?? 0);
+      const now = performance.now();
+      this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);
+      last = now;
+      this.deviceIds.push(t);
+      this.host.display.push({ piece: this.withoutSeam(this.engine.pieces[t] ?? new Uint8Array()), source: "device" });
+    }
+  }
+
+  /** The part of `piece` not already shown at the seam. */
+  private withoutSeam(piece: Uint8Array): Uint8Array {
+    if (this.seamBytes.length === 0) return piece;
+    let n = 0;
+    while (n < piece.length && n < this.seamBytes.length && piece[n] === this.seamBytes[n]) n++;
+    this.seamBytes = n === piece.length ? this.seamBytes.subarray(n) : new Uint8Array();
+    return piece.subarray(n);
+  }
+}
