@@ -11,3 +11,4 @@ export { table, junit } from "./report.js";
 export { coverage, coverageProblems, renderCoverage, ALL_CASES, NOT_BLACK_BOX } from "./coverage.js";
 export type { Case, CaseResult, Status, DeviceOutcome } from "./case.js";
 export { fuzzCloud, replayInput, FuzzFailure, type FuzzReport } from "./fuzz.js";
+export { mutator } from "./mutator.js";
