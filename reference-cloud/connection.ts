@@ -41,7 +41,10 @@ export class CloudConnection {
     private readonly ctx: CloudContext,
   ) {}
 
-  private async send(frame: CloudFrame, bulk?: { requestId: number; last: boolean }): Promise<void> {
+  private async send(
+    frame: CloudFrame,
+    bulk?: { requestId: number; last: boolean; signal: AbortSignal },
+  ): Promise<void> {
     await this.stream.send(frame, bulk ? { bulk } : undefined);
   }
 
@@ -252,10 +255,12 @@ export class CloudConnection {
       return;
     }
     this.maxRequestId = id;
+    // Aborting it abandons the request's KV transfer: WebTransport resets the request's KV stream.
+    const kv = new AbortController();
     const host = {
       send: (f: CloudFrame, bulk?: { last: boolean }) =>
-        this.send(f, bulk ? { requestId: id, last: bulk.last } : undefined),
-      abortBulk: (rid: number) => this.stream.abortBulk(rid),
+        this.send(f, bulk ? { requestId: id, last: bulk.last, signal: kv.signal } : undefined),
+      abortBulk: () => kv.abort(),
       deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
