@@ -7,8 +7,7 @@
  * model of them. Engines are timing profiles, not llama.cpp.
  */
 import { prng } from "../../shared/index.js";
-import { plan, type PlanInput } from "../../reference-device/planner.js";
-import { SpeedController } from "../../reference-device/speed-controller.js";
+import { plan, SpeedController, type PlanInput } from "../../reference-device/index.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
 
