@@ -46,6 +46,10 @@ const RULES: Record<string, readonly string[]> = {
     "conformance",
     "bench",
   ],
+  // The package's "." entry: the peers and what they are built on; never the conformance suite.
+  "index.ts": ["shared", "proto", "transports", "engine", "reference-cloud", "reference-device"],
+  // Examples use the package by its name, as a user does (examples/pack.check.ts runs them).
+  examples: [],
 };
 const FOLDERS = Object.keys(RULES);
 
@@ -73,14 +77,15 @@ interface Import {
 }
 
 function sourceFiles(dir: string): string[] {
+  if (dir.endsWith(".ts")) return [dir];
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = join(dir, e.name);
     if (e.isDirectory()) return e.name === "node_modules" || e.name === "dist" ? [] : sourceFiles(p);
-    return e.name.endsWith(".ts") ? [p] : [];
+    return /\.m?[tj]s$/.test(e.name) ? [p] : [];
   });
 }
 
-const isTest = (file: string) => file.endsWith(".test.ts") || file.split("/").includes("test");
+const isTest = (file: string) => /\.(test|check)\.ts$/.test(file) || file.split("/").includes("test");
 const folderOf = (file: string) => file.split("/")[0]!;
 
 /** Names a dynamic import binds: `const { a, b } = await import("x")`. */
@@ -147,6 +152,24 @@ function importsOf(path: string): Import[] {
 }
 
 const ALL: Import[] = FOLDERS.flatMap((f) => sourceFiles(join(ROOT, f))).flatMap(importsOf);
+/** The files `npm run build` compiles into dist/: what the package ships. */
+const BUILT = new Set(
+  ts
+    .getParsedCommandLineOfConfigFile(
+      join(ROOT, "tsconfig.build.json"),
+      {},
+      {
+        ...ts.sys,
+        onUnRecoverableConfigFileDiagnostic: (d) => {
+          throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n"));
+        },
+      },
+    )!
+    .fileNames.map((f) => relative(ROOT, f).split(sep).join("/")),
+);
+const PACKAGE = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+  dependencies: Record<string, string>;
+};
 const SHIPPED = ALL.filter((i) => !isTest(i.file));
 /** Imports from one of our folders into another. */
 const CROSSING = SHIPPED.filter((i) => i.target !== undefined && folderOf(i.target) !== folderOf(i.file));
@@ -212,6 +235,24 @@ describe("layers", () => {
         .filter((i) => i.specifier === "node:url")
         .map((i) => i.file),
     ).toEqual(["proto/index.ts"]);
+  });
+
+  it("every package a shipped file loads is a declared dependency, not a devDependency", () => {
+    const packageOf = (s: string) =>
+      s
+        .split("/")
+        .slice(0, s.startsWith("@") ? 2 : 1)
+        .join("/");
+    const undeclared = ALL.filter(
+      (i) =>
+        BUILT.has(i.file) &&
+        i.target === undefined &&
+        !i.typeOnly &&
+        !i.specifier.startsWith("node:") &&
+        PACKAGE.dependencies[packageOf(i.specifier)] === undefined,
+    );
+    expect(BUILT.size).toBeGreaterThan(100);
+    expect(undeclared.map(describeImport)).toEqual([]);
   });
 
   it("the engine interface imports nothing, and only engine/engine.ts loads node-llama-cpp, at run time", () => {
