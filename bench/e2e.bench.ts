@@ -9,8 +9,7 @@
 import { availableParallelism } from "node:os";
 import { Engine, ensureDefaultModel } from "../engine/index.js";
 import { startCloud } from "../reference-cloud/index.js";
-import { PdDevice } from "../reference-device/device.js";
-import type { Report } from "../reference-device/run.js";
+import { PdDevice, type Report } from "../reference-device/index.js";
 
 const PROMPT_TOKENS = Number(process.env.BENCH_PROMPT_TOKENS ?? 2048);
 const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 64);

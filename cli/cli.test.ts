@@ -1,15 +1,68 @@
+/**
+ * The `pdd` commands' contract with a shell: exit status 0, 1 for a typed
+ * failure (one line naming the cause) and 2 for a usage error, never a stack
+ * trace. Most cases call main() in this process with a capturing Io; two
+ * spawn the real bin/pdd.js (dist or sources, whichever the launcher picks)
+ * and show that help and a protocol-only command load no engine and no peer.
+ */
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import type { Io } from "./kit.js";
+import { main } from "./main.js";
 
-const pdd = (...args: string[]) =>
-  spawnSync(process.execPath, ["--import", "tsx", resolve(import.meta.dirname, "pdd.ts"), ...args], {
-    encoding: "utf8",
+/** Runs `pdd args…` in this process; what it would print, and its exit status. */
+async function pdd(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const io: Io = {
+    log: (line) => (stdout += `${line}\n`),
+    error: (line) => (stderr += `${line}\n`),
+    write: (text) => (stdout += text),
+    progress: () => undefined,
+  };
+  const status = await main(args, io);
+  return { status, stdout, stderr };
+}
+
+/**
+ * Spawns bin/pdd.js in a Node whose resolve hook refuses every module whose
+ * URL contains one of `refused`: the command fails if it loads one.
+ */
+function spawnPdd(args: string[], refused: string[]) {
+  const hook = `export async function resolve(s, c, next) { const r = await next(s, c); if (${JSON.stringify(refused)}.some((x) => r.url.includes(x))) throw new Error("refused to load " + r.url); return r; }`;
+  const register = `import { register } from "node:module"; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
+  const bin = resolve(import.meta.dirname, "..", "bin", "pdd.js");
+  return spawnSync(
+    process.execPath,
+    ["--import", `data:text/javascript,${encodeURIComponent(register)}`, bin, ...args],
+    {
+      encoding: "utf8",
+    },
+  );
+}
+
+const ENGINE_AND_PEERS = ["/node_modules/node-llama-cpp/", "/engine/", "/reference-cloud/", "/reference-device/"];
+
+describe("the pdd binary", () => {
+  it("prints its help without loading a command, proto/, an engine or a peer", () => {
+    const r = spawnPdd(["--help"], [...ENGINE_AND_PEERS, "/proto/", "/conformance/", "/bench/"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^pdd \d+\.\d+\.\d+: /);
+    expect(r.stdout).toMatch(/\n {2}bench trace {3}simulate a request trace/);
   });
 
+  it("decodes a frame without loading an engine or a peer, and exits 1 with one typed line on a malformed one", () => {
+    const r = spawnPdd(["decode", "--from", "cloud", "--hex", "22ff"], ENGINE_AND_PEERS);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^pdd decode: \[malformed_frame\] [^\n]*\n$/);
+  });
+});
+
 describe("pdd CLI", () => {
-  it("refuses a file that is not a model with one typed line and exit status 1", () => {
-    const r = pdd(
+  it("refuses a file that is not a model with one typed line and exit status 1", async () => {
+    const r = await pdd(
       "device",
       "--local-only",
       "--prompt",
@@ -22,30 +75,40 @@ describe("pdd CLI", () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it("refuses an unknown simulated-engine profile with one typed line and exit status 1", () => {
-    const r = pdd("device", "--local-only", "--prompt", "hi", "--model", "sim:mainframe");
+  it("refuses an unknown simulated-engine profile with one typed line and exit status 1", async () => {
+    const r = await pdd("device", "--local-only", "--prompt", "hi", "--model", "sim:mainframe");
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(
       /\[invalid_argument\] no simulated-engine profile "mainframe"; there are sim:phone, sim:phone-npu, sim:cloud-gpu, sim:instant/,
     );
   });
 
-  it("answers a prompt on the simulated engine", () => {
-    const r = pdd("device", "--local-only", "--prompt", "hi", "--model", "sim:instant", "--max-tokens", "12", "--json");
+  it("answers a prompt on the simulated engine", async () => {
+    const r = await pdd(
+      "device",
+      "--local-only",
+      "--prompt",
+      "hi",
+      "--model",
+      "sim:instant",
+      "--max-tokens",
+      "12",
+      "--json",
+    );
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ mode: "local", deviceTokens: 12 });
   });
 
-  it("decodes a token-batch frame given as hex", () => {
-    const r = pdd("decode", "--from", "cloud", "--hex", "220a0807100c1a04080512012e");
+  it("decodes a token-batch frame given as hex", async () => {
+    const r = await pdd("decode", "--from", "cloud", "--hex", "220a0807100c1a04080512012e");
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
       tokenBatch: { requestId: 7, startIndex: 12, tokens: [{ id: 5, piece: "Lg==" }] },
     });
   });
 
-  it("reports a malformed frame with its registry code and exit status 1", () => {
-    const r = pdd("decode", "--from", "cloud", "--hex", "22ff");
+  it("reports a malformed frame with its registry code and exit status 1", async () => {
+    const r = await pdd("decode", "--from", "cloud", "--hex", "22ff");
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/\[malformed_frame\]/);
   });
@@ -95,8 +158,8 @@ describe("pdd CLI", () => {
       ["conformance", "--role", "cloud", "--target", "grpc://127.0.0.1:1", "--codec", "msgpack"],
       /only the proto codec/,
     ],
-  ])("rejects bad arguments %j with exit status 2 and a one-line reason", (args, message) => {
-    const r = pdd(...args);
+  ])("rejects bad arguments %j with exit status 2 and a one-line reason", async (args, message) => {
+    const r = await pdd(...args);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace

@@ -1,109 +1,94 @@
 /** `pdd device`: answers one prompt with the P/D-Device method (or alone with --local-only). */
-import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Command } from "./kit.js";
-import { PdDevice } from "../reference-device/device.js";
+import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
+import { PdDevice, serveOpenAi } from "../reference-device/index.js";
 
-export const deviceCommand: Command = {
-  name: "device",
-  summary: "answer a prompt with the reference device (P/D-Device with a cloud, or --local-only)",
-  usage:
-    "pdd device [--cloud URL] [--prompt TEXT | --prompt-file FILE] [--model PATH] [--max-tokens N] [--budget N] [--tpot-ms N]\n" +
-    "           [--no-kv] [--refine RATIO | --refine-min RATIO] [--local-only] [--token T] [--ca PEM] [--codec proto|msgpack] [--threads N] [--json]",
-  async run(argv) {
-    const { values } = parseFlags(argv, {
-      cloud: { type: "string" },
-      prompt: { type: "string" },
-      "prompt-file": { type: "string" },
-      model: { type: "string" },
-      "max-tokens": { type: "string" },
-      budget: { type: "string" },
-      "tpot-ms": { type: "string" },
-      "no-kv": { type: "boolean" },
-      refine: { type: "string" },
-      "refine-min": { type: "string" },
-      "local-only": { type: "boolean" },
-      token: { type: "string" },
-      ca: { type: "string" },
-      codec: { type: "string" },
-      threads: { type: "string" },
-      json: { type: "boolean" },
+export const runDevice: Run = async (argv, io) => {
+  const { values } = parseFlags(argv, {
+    cloud: { type: "string" },
+    prompt: { type: "string" },
+    "prompt-file": { type: "string" },
+    model: { type: "string" },
+    "max-tokens": { type: "string" },
+    budget: { type: "string" },
+    "tpot-ms": { type: "string" },
+    "no-kv": { type: "boolean" },
+    refine: { type: "string" },
+    "refine-min": { type: "string" },
+    "local-only": { type: "boolean" },
+    token: { type: "string" },
+    ca: { type: "string" },
+    codec: { type: "string" },
+    threads: { type: "string" },
+    json: { type: "boolean" },
+  });
+  const prompt = readFileFlag("prompt-file", values["prompt-file"]) ?? values.prompt;
+  if (prompt === undefined || prompt.length === 0) throw new UsageError("give --prompt TEXT or --prompt-file FILE");
+  if (!values.cloud && !values["local-only"])
+    throw new UsageError("give --cloud URL, or --local-only for the device alone");
+  const refine = values.refine === undefined ? undefined : Number(values.refine);
+  if (refine !== undefined && !(refine > 0 && refine <= 1)) throw new UsageError("--refine must be a ratio in (0, 1]");
+  if (refine !== undefined && values["refine-min"] !== undefined)
+    throw new UsageError("--refine fixes the ratio; --refine-min lets the planner choose one: give one of them");
+  const refineMin = numberFlag("refine-min", values["refine-min"], 1, 0, 1, true);
+  if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
+    throw new UsageError("--codec must be proto or msgpack");
+  const ca = readFileFlag("ca", values.ca);
+  const device = await PdDevice.create({
+    modelPath: values.model,
+    threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
+    cloud: values["local-only"] ? undefined : values.cloud,
+    client: { authToken: values.token, ca, codec: values.codec as "proto" | "msgpack" | undefined },
+    useKv: !values["no-kv"],
+    refineRatio: refine,
+    refineMinRatio: refineMin,
+  });
+  try {
+    const report = await device.generate(prompt, {
+      maxTokens: intFlag("max-tokens", values["max-tokens"], 64, 1, 1 << 20),
+      cloudBudget: values.budget ? intFlag("budget", values.budget, 32, 1, 1 << 20) : undefined,
+      targetTpotMs: values["tpot-ms"] ? intFlag("tpot-ms", values["tpot-ms"], 40, 0, 60_000) : undefined,
+      localOnly: values["local-only"],
+      onText: values.json ? undefined : (t) => io.write(t),
     });
-    const prompt = readFileFlag("prompt-file", values["prompt-file"]) ?? values.prompt;
-    if (prompt === undefined || prompt.length === 0) throw new UsageError("give --prompt TEXT or --prompt-file FILE");
-    if (!values.cloud && !values["local-only"])
-      throw new UsageError("give --cloud URL, or --local-only for the device alone");
-    const refine = values.refine === undefined ? undefined : Number(values.refine);
-    if (refine !== undefined && !(refine > 0 && refine <= 1))
-      throw new UsageError("--refine must be a ratio in (0, 1]");
-    if (refine !== undefined && values["refine-min"] !== undefined)
-      throw new UsageError("--refine fixes the ratio; --refine-min lets the planner choose one: give one of them");
-    const refineMin = numberFlag("refine-min", values["refine-min"], 1, 0, 1, true);
-    if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
-      throw new UsageError("--codec must be proto or msgpack");
-    const ca = readFileFlag("ca", values.ca);
-    const device = await PdDevice.create({
-      modelPath: values.model,
-      threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
-      cloud: values["local-only"] ? undefined : values.cloud,
-      client: { authToken: values.token, ca, codec: values.codec as "proto" | "msgpack" | undefined },
-      useKv: !values["no-kv"],
-      refineRatio: refine,
-      refineMinRatio: refineMin,
-    });
-    try {
-      const report = await device.generate(prompt, {
-        maxTokens: intFlag("max-tokens", values["max-tokens"], 64, 1, 1 << 20),
-        cloudBudget: values.budget ? intFlag("budget", values.budget, 32, 1, 1 << 20) : undefined,
-        targetTpotMs: values["tpot-ms"] ? intFlag("tpot-ms", values["tpot-ms"], 40, 0, 60_000) : undefined,
-        localOnly: values["local-only"],
-        onText: values.json ? undefined : (t) => process.stdout.write(t),
-      });
-      if (values.json) {
-        const { cloudTokenIds: _c, deviceTokenIds: _d, ...rest } = report;
-        console.log(JSON.stringify(rest));
-      } else process.stdout.write("\n");
-      return 0;
-    } finally {
-      await device.close();
-    }
-  },
+    if (values.json) {
+      const { cloudTokenIds: _c, deviceTokenIds: _d, ...rest } = report;
+      io.log(JSON.stringify(rest));
+    } else io.write("\n");
+    return 0;
+  } finally {
+    await device.close();
+  }
 };
 
-export const deviceServeCommand: Command = {
-  name: "device serve",
-  summary: "serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) backed by the reference device",
-  usage:
-    "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--no-kv] [--threads N]",
-  async run(argv) {
-    const { values } = parseFlags(argv, {
-      cloud: { type: "string" },
-      model: { type: "string" },
-      host: { type: "string" },
-      port: { type: "string" },
-      token: { type: "string" },
-      ca: { type: "string" },
-      "no-kv": { type: "boolean" },
-      threads: { type: "string" },
-    });
-    const ca = readFileFlag("ca", values.ca);
-    const { serveOpenAi } = await import("../reference-device/openai.js");
-    const device = await PdDevice.create({
-      modelPath: values.model,
-      cloud: values.cloud,
-      client: { authToken: values.token, ca },
-      useKv: !values["no-kv"],
-      threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
-    });
-    const server = await serveOpenAi(device, {
-      host: values.host,
-      port: intFlag("port", values.port, 8080, 0, 65_535),
-    });
-    console.log(JSON.stringify({ openai: server.url, cloud: values.cloud ?? null }));
-    await new Promise<void>((resolve) => {
-      process.once("SIGINT", resolve);
-      process.once("SIGTERM", resolve);
-    });
-    await server.close();
-    await device.close();
-    return 0;
-  },
+export const runDeviceServe: Run = async (argv, io) => {
+  const { values } = parseFlags(argv, {
+    cloud: { type: "string" },
+    model: { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    token: { type: "string" },
+    ca: { type: "string" },
+    "no-kv": { type: "boolean" },
+    threads: { type: "string" },
+  });
+  const ca = readFileFlag("ca", values.ca);
+  const device = await PdDevice.create({
+    modelPath: values.model,
+    cloud: values.cloud,
+    client: { authToken: values.token, ca },
+    useKv: !values["no-kv"],
+    threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
+  });
+  const server = await serveOpenAi(device, {
+    host: values.host,
+    port: intFlag("port", values.port, 8080, 0, 65_535),
+  });
+  io.log(JSON.stringify({ openai: server.url, cloud: values.cloud ?? null }));
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await server.close();
+  await device.close();
+  return 0;
 };

@@ -16,13 +16,32 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-export interface Command {
-  /** e.g. "decode" or "bench codec" */
-  readonly name: string;
-  readonly summary: string;
-  readonly usage: string;
-  run(argv: string[]): Promise<number>;
+/**
+ * Where a command writes. `processIo` is the terminal; tests pass one that
+ * captures, so that they run commands in-process.
+ */
+export interface Io {
+  /** One line to standard output. */
+  log(line: string): void;
+  /** One line to standard error. */
+  error(line: string): void;
+  /** Text to standard output, as is (a streamed answer). */
+  write(text: string): void;
+  /** Progress on standard error, only when it is a terminal (bars, counters). */
+  progress(text: string): void;
 }
+
+export const processIo: Io = {
+  log: (line) => console.log(line),
+  error: (line) => console.error(line),
+  write: (text) => process.stdout.write(text),
+  progress: (text) => {
+    if (process.stderr.isTTY) process.stderr.write(text);
+  },
+};
+
+/** A command's implementation: exit status 0 (done), 1 (a typed failure) or 2 (usage, via UsageError). */
+export type Run = (argv: string[], io: Io) => Promise<number>;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -72,6 +91,10 @@ export function numberFlag(
   }
   return n;
 }
+
+/** A non-negative number flag; positive unless `zero`. */
+export const numFlag = (name: string, value: string | undefined, fallback: number, zero = false): number =>
+  numberFlag(name, value, fallback, 0, Number.POSITIVE_INFINITY, !zero);
 
 /** Parses a flag that must be one of `choices`. */
 export function choiceFlag<T extends string>(

@@ -6,7 +6,8 @@
  * with a typed error — never hang — and a fresh connection must still be
  * served at the end.
  */
-import { mutator, prng } from "../proto/index.js"; // a PRNG and byte mutator only: no codec of the peer under test
+import { prng } from "../shared/index.js";
+import { mutator } from "./mutator.js";
 import { openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
 import { createSelfSignedCertificate } from "../transports/index.js"; // a test certificate only
 import { listen } from "./raw-server.js";

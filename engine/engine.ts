@@ -9,25 +9,21 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  getLlama,
-  LlamaLogLevel,
-  type Llama,
-  type LlamaContext,
-  type LlamaContextSequence,
-  type LlamaModel,
-  type Token,
-} from "node-llama-cpp";
+// Types only: the binding itself loads in llamaRuntime(), when a llama model is
+// loaded, so importing engine/ (SimEngine, the interface) never loads it.
+import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { ErrorCode, PddError } from "../proto/index.js";
-import { fingerprints } from "./fingerprint.js";
+import { fingerprints, sameBytes } from "./fingerprint.js";
 import { readGgufHeader } from "./gguf.js";
 import { tokenPieces } from "./pieces.js";
-import type { InferenceEngine, InferenceSlot } from "./inference.js";
+import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 
 let shared: Promise<Llama> | undefined;
 /** The process's llama.cpp binding: CPU, prebuilt binary, never builds. */
 export function llamaRuntime(): Promise<Llama> {
-  shared ??= getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, progressLogs: false });
+  shared ??= import("node-llama-cpp").then(({ getLlama, LlamaLogLevel }) =>
+    getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, progressLogs: false }),
+  );
   return shared;
 }
 
@@ -44,26 +40,6 @@ export interface EngineOptions {
   /** Concurrent sequences (requests) in the context; default 1. */
   sequences?: number;
   batchSize?: number;
-}
-
-export interface ModelInfo {
-  name: string;
-  modelFingerprint: Uint8Array;
-  tokenizerFingerprint: Uint8Array;
-  vocabSize: number;
-  contextLength: number;
-  architecture: string;
-}
-
-export interface Sampling {
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-}
-
-export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
 }
 
 export class Engine implements InferenceEngine {

@@ -7,6 +7,11 @@ import { createHash } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { readGgufHeader, type GgufHeader, type GgufValue } from "./gguf.js";
 
+/** Byte-wise equality, for comparing fingerprints. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
+}
+
 export interface Fingerprints {
   model: Uint8Array;
   tokenizer: Uint8Array;

@@ -3,8 +3,29 @@
  * `Engine` (llama.cpp through node-llama-cpp) and `SimEngine` (deterministic
  * tokens with the timing of a published measurement, for benchmarks and soak
  * runs that need thousands of devices on one machine).
+ *
+ * This file owns every type the interface needs and imports nothing, so that
+ * code written against the interface (the peers, SimEngine) never loads
+ * node-llama-cpp.
  */
-import type { ModelInfo, Sampling } from "./engine.js";
+
+/** What a peer announces about its model (spec Appendix B fingerprints). */
+export interface ModelInfo {
+  name: string;
+  modelFingerprint: Uint8Array;
+  tokenizerFingerprint: Uint8Array;
+  vocabSize: number;
+  contextLength: number;
+  architecture: string;
+}
+
+/** Decoding settings; the default is greedy. */
+export interface Sampling {
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+}
 
 export interface InferenceEngine {
   readonly info: ModelInfo;

@@ -1,13 +1,10 @@
-/** Seeded normal variates (mulberry32 + Box–Muller) for model weights. @internal */
+/** Seeded normal variates (Box–Muller over the shared PRNG) for model weights. @internal */
+import { prng } from "../shared/index.js";
+
 export function prngNormal(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const next = prng(seed);
+  // Shifted by half a step, (x + 0.5) / 2^32, so that log() never sees 0; exact in binary64.
+  const uniform = () => next() + 2 ** -33;
   let spare: number | undefined;
   return () => {
     if (spare !== undefined) {

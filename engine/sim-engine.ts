@@ -18,8 +18,8 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorCode, PddError } from "../proto/index.js";
-import { sameBytes, type ModelInfo, type Sampling } from "./engine.js";
-import type { InferenceEngine, InferenceSlot } from "./inference.js";
+import { sameBytes } from "./fingerprint.js";
+import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 import type { Profile } from "./profiles.js";
 
 const BOS = 256;

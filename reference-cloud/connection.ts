@@ -41,7 +41,10 @@ export class CloudConnection {
     private readonly ctx: CloudContext,
   ) {}
 
-  private async send(frame: CloudFrame, bulk?: { requestId: number; last: boolean }): Promise<void> {
+  private async send(
+    frame: CloudFrame,
+    bulk?: { requestId: number; last: boolean; signal: AbortSignal },
+  ): Promise<void> {
     await this.stream.send(frame, bulk ? { bulk } : undefined);
   }
 
@@ -254,10 +257,12 @@ export class CloudConnection {
     this.maxRequestId = id;
     const key = this.credential;
     let counted = false; // whether this request holds one of its key's live slots
+    // Aborting it abandons the request's KV transfer: WebTransport resets the request's KV stream.
+    const kv = new AbortController();
     const host: RequestHost = {
       send: (f: CloudFrame, bulk?: { last: boolean }) =>
-        this.send(f, bulk ? { requestId: id, last: bulk.last } : undefined),
-      abortBulk: (rid: number) => this.stream.abortBulk(rid),
+        this.send(f, bulk ? { requestId: id, last: bulk.last, signal: kv.signal } : undefined),
+      abortBulk: () => kv.abort(),
       // Before End: a device that saw End may start its next request at once (PDD-TAKEOVER-005).
       released: () => {
         if (!counted || key === undefined) return;

@@ -24,11 +24,19 @@ export interface SendOptions {
   /**
    * Marks a KV chunk of one request. Bindings with several streams
    * (WebTransport) carry it on that request's KV stream, so it never delays
-   * control frames; `last` closes that stream. Others ignore it.
+   * control frames; `last` closes that stream. Aborting `signal` abandons the
+   * transfer early (takeover, cancel): WebTransport resets the stream with
+   * CANCELLED (PDD-WT-004) and drops the request's later KV frames. Bindings
+   * with one stream ignore all of it: their KV chunks queue with the rest.
    */
-  bulk?: { requestId: number; last?: boolean };
+  bulk?: { requestId: number; last?: boolean; signal?: AbortSignal };
 }
 
+/**
+ * Binding-specific extras (WebTransport's KV streams) travel as SendOptions,
+ * and test hooks (sending malformed bytes) live on the bindings' classes
+ * (transports/test/raw.ts), so that this contract stays small.
+ */
 export interface MessageStream<In, Out> {
   readonly transport: TransportName;
   readonly codec: CodecName;
@@ -41,10 +49,6 @@ export interface MessageStream<In, Out> {
    * Rejects with PddError(ERR_CLOSED) after close.
    */
   send(message: Out, options?: SendOptions): Promise<void>;
-  /** Abandons a request's bulk (KV) path early: WebTransport resets its KV stream; others do nothing. */
-  abortBulk(requestId: number): void;
-  /** Sends pre-encoded bytes as one frame (test tools send malformed frames with it). */
-  sendRaw(frame: Uint8Array, options?: SendOptions): Promise<void>;
   /** Bytes queued for sending and not yet handed to the operating system. */
   readonly bufferedAmount: number;
   /**

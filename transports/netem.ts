@@ -11,7 +11,7 @@
  * direction holding more than `queueBytes` undelivered pauses its source.
  */
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
-import { prng } from "../proto/index.js";
+import { prng } from "../shared/index.js";
 
 export interface NetemOptions {
   /** Where the cloud listens. */

@@ -4,6 +4,7 @@ import { CloudFrameSchema, DeviceFrameSchema, ErrorCode, PddError } from "../pro
 import { closeReason, fromGrpcStatus, fromWsCloseCode, grpcStatus, wsCloseCode } from "./error-mapping.js";
 import { bearerToken, transportToken } from "./auth.js";
 import { createLinkedPair } from "./memory/linked-pair.js";
+import { sendRaw } from "./test/raw.js";
 import { codecFromQuery, parseEndpoint } from "./url.js";
 
 describe("URL schemes pick the binding", () => {
@@ -80,7 +81,7 @@ describe("in-memory linked pair", () => {
 
   it("reports a malformed frame as a typed error from the iterator", async () => {
     const { device, cloud } = createLinkedPair();
-    await device.sendRaw(Uint8Array.of(0x0a, 0xff));
+    await sendRaw(device, Uint8Array.of(0x0a, 0xff));
     await expect(cloud[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: ErrorCode.MALFORMED_FRAME });
   });
 });

@@ -97,6 +97,7 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
     }
   }
 
+  /** Sends pre-encoded bytes as one frame: send()'s path after encoding, and test tools' way to send malformed frames. */
   sendRaw(frame: Uint8Array, options?: SendOptions): Promise<void> {
     if (this.closeInfo) return Promise.reject(this.closedError());
     return this.track(frame.length, () => this.writeFrame(frame, options));
@@ -139,10 +140,6 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
   protected readable(): Promise<void> {
     if (!this.readPaused || this.closeInfo) return Promise.resolve();
     return new Promise((resolve) => this.readWaiters.push(resolve));
-  }
-
-  abortBulk(_requestId: number): void {
-    // Single-stream bindings: KV chunks share the one stream; nothing to reset.
   }
 
   /** Bindings call this with each received frame's bytes. */

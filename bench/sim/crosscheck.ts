@@ -7,7 +7,7 @@
  */
 import { Engine, ensureDefaultModel, SKELETON_TEXT } from "../../engine/index.js";
 import { startCloud } from "../../reference-cloud/index.js";
-import { PdDevice } from "../../reference-device/device.js";
+import { PdDevice } from "../../reference-device/index.js";
 import { median } from "./bench.js";
 import { simulate } from "./simulate.js";
 import type { TraceRequest } from "./trace.js";

@@ -10,7 +10,7 @@ import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { CLOUD_GPU, PHONE, SimEngine, type Profile } from "../../engine/index.js";
 import { startCloud } from "../../reference-cloud/index.js";
 import { startNetem } from "../../transports/index.js";
-import { PdDevice } from "../../reference-device/device.js";
+import { PdDevice } from "../../reference-device/index.js";
 import { simulate, type Mode, type RequestResult, type SimConfig } from "./simulate.js";
 import type { TraceRequest } from "./trace.js";
 

@@ -6,9 +6,8 @@
  * path by the reference planner, so the simulation measures those, not a
  * model of them. Engines are timing profiles, not llama.cpp.
  */
-import { prng } from "../../proto/index.js";
-import { plan, type PlanInput } from "../../reference-device/planner.js";
-import { SpeedController } from "../../reference-device/speed-controller.js";
+import { prng } from "../../shared/index.js";
+import { plan, SpeedController, type PlanInput } from "../../reference-device/index.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
 

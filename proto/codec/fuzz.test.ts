@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import { CloudFrameSchema, DeviceFrameSchema } from "../gen/pdd/v1/pdd_pb.js";
 import { ErrorCode, PddError } from "../errors.js";
 import { FrameDecoder } from "../framing.js";
-import { mutator, prng } from "../fuzzing.js";
+import { mutator } from "../../conformance/mutator.js"; // a test may reach into another layer (see layers.test.ts)
+import { prng } from "../../shared/index.js";
 import { cloudSamples, deviceSamples } from "../test/samples.js";
 import { createCodec, CODEC_NAMES } from "./index.js";
 

@@ -1,7 +1,8 @@
 import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { CloudFrameSchema, type CloudFrame } from "../gen/pdd/v1/pdd_pb.js";
-import { mutator, prng } from "../fuzzing.js";
+import { mutator } from "../../conformance/mutator.js"; // a test may reach into another layer (see layers.test.ts)
+import { prng } from "../../shared/index.js";
 import { decodeTokenFrame } from "./hot-path-decode.js";
 import { encodeHotFrame } from "./hot-path-encode.js";
 

@@ -49,7 +49,8 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
   private readonly session: WtSession;
   private readonly control: Writer;
   private readonly maxFrameBytes: number | undefined;
-  private readonly kvStreams = new Map<number, Promise<Writer>>();
+  /** Open KV streams by request id, each with the way to stop listening to its abort signal. */
+  private readonly kvStreams = new Map<number, { writer: Promise<Writer>; detach: () => void }>();
   private closingLocally = false;
   private controlChain: Promise<void> = Promise.resolve();
 
@@ -134,24 +135,35 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
       this.controlChain = write.catch(() => undefined);
       return write;
     }
-    let writer = this.kvStreams.get(bulk.requestId);
-    if (!writer) {
-      writer = this.session.createUnidirectionalStream().then((s) => s.getWriter());
-      this.kvStreams.set(bulk.requestId, writer);
+    let kv = this.kvStreams.get(bulk.requestId);
+    if (!kv) {
+      // An abandoned transfer (takeover, cancel) sends nothing more, and never reopens a stream.
+      if (bulk.signal?.aborted) return Promise.resolve();
+      kv = this.openKvStream(bulk.requestId, bulk.signal);
     }
-    const done = writer.then(async (w) => {
+    const done = kv.writer.then(async (w) => {
       await writeFramed(w, frame);
       if (bulk.last) await w.close();
     });
-    if (bulk.last) this.kvStreams.delete(bulk.requestId);
+    if (bulk.last) this.dropKvStream(bulk.requestId);
     return done;
   }
 
-  /** Ends a request's KV stream early (takeover, cancel): resets it with CANCELLED. */
-  override abortBulk(requestId: number): void {
-    const writer = this.kvStreams.get(requestId);
+  private openKvStream(requestId: number, signal: AbortSignal | undefined) {
+    const writer = this.session.createUnidirectionalStream().then((s) => s.getWriter());
+    const reset = () => {
+      this.dropKvStream(requestId);
+      void writer.then((w) => w.abort(ErrorCode.CANCELLED)).catch(() => undefined);
+    };
+    signal?.addEventListener("abort", reset, { once: true });
+    const kv = { writer, detach: () => signal?.removeEventListener("abort", reset) };
+    this.kvStreams.set(requestId, kv);
+    return kv;
+  }
+
+  private dropKvStream(requestId: number): void {
+    this.kvStreams.get(requestId)?.detach();
     this.kvStreams.delete(requestId);
-    void writer?.then((w) => w.abort(ErrorCode.CANCELLED)).catch(() => undefined);
   }
 
   protected async closeTransport(code: ErrorCode, reason: string): Promise<void> {

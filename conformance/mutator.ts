@@ -1,15 +1,7 @@
-/** Deterministic PRNG (mulberry32) for fuzzers and simulations: a seed gives the same sequence. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+/**
+ * The fuzzers' byte mutator: structure-blind damage to encoded frames, driven
+ * by a seeded PRNG so that a failing case replays from its seed.
+ */
 /** Returns a byte mutator driven by `rand`: flips, inserts, deletes, truncates, splices. */
 export function mutator(rand: () => number) {
   const int = (n: number) => Math.floor(rand() * n);

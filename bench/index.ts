@@ -1,0 +1,12 @@
+/**
+ * Public surface of bench/: what runs both peers together — the demo, and the
+ * trace simulation with its live replay and llama.cpp cross-check. The
+ * benchmark scripts (*.bench.ts) are entry points, not imported.
+ */
+export { demoPrompt, runDemo, type DemoOptions, type DemoRun } from "./demo.js";
+export { liveMarkdown, markdown, median, runTraceBench, writePlots, type Row } from "./sim/bench.js";
+export { crossCheck, type CrossOptions, type CrossRow } from "./sim/crosscheck.js";
+export { DEFAULT_LIVE, replayLive, type LiveConfig, type LiveMode, type LiveRun } from "./sim/live.js";
+export { CLOUD_GPU, PHONE, PHONE_NPU, PROFILES, type Profile } from "./sim/profiles.js";
+export { simulate, type Mode, type RequestResult, type SimConfig } from "./sim/simulate.js";
+export { readTrace, TraceError, type TraceRequest } from "./sim/trace.js";

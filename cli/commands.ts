@@ -1,0 +1,105 @@
+/**
+ * The `pdd` commands: name, summary and usage, and where each one's implementation
+ * lives. A module is imported only when its command runs, so `pdd --help`
+ * and `pdd <command> --help` load none of them (nor node-llama-cpp, nor the peers).
+ */
+import type { Run } from "./kit.js";
+
+export interface CommandSpec {
+  /** e.g. "decode" or "bench trace" */
+  readonly name: string;
+  readonly summary: string;
+  readonly usage: string;
+  load(): Promise<Run>;
+}
+
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: "demo",
+    summary: "start a cloud and a device on loopback and answer prompts over every transport",
+    usage:
+      "pdd demo [--notes N] [--max-tokens N] [--budget N] [--device-ms-per-token N] [--codec proto|msgpack] [--json]",
+    load: async () => (await import("./demo.js")).runDemo,
+  },
+  {
+    name: "cloud",
+    summary: "run the reference cloud peer (WebSocket, gRPC and WebTransport at once)",
+    usage:
+      "pdd cloud [--model PATH] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
+      "          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]",
+    load: async () => (await import("./cloud.js")).runCloud,
+  },
+  {
+    name: "device",
+    summary: "answer a prompt with the reference device (P/D-Device with a cloud, or --local-only)",
+    usage:
+      "pdd device [--cloud URL] [--prompt TEXT | --prompt-file FILE] [--model PATH] [--max-tokens N] [--budget N] [--tpot-ms N]\n" +
+      "           [--no-kv] [--refine RATIO | --refine-min RATIO] [--local-only] [--token T] [--ca PEM] [--codec proto|msgpack] [--threads N] [--json]",
+    load: async () => (await import("./device.js")).runDevice,
+  },
+  {
+    name: "device serve",
+    summary: "serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) backed by the reference device",
+    usage:
+      "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--no-kv] [--threads N]",
+    load: async () => (await import("./device.js")).runDeviceServe,
+  },
+  {
+    name: "conformance",
+    summary:
+      "run the conformance suite against a cloud (the suite plays the device) or a device (the suite plays the cloud)",
+    usage:
+      "pdd conformance --role cloud --target URL [--codec proto|msgpack] [--ca PEM | --cert-sha256 HEX] [--token T] [options]\n" +
+      "       pdd conformance --role device --listen URL [--exec COMMAND] [--codec proto|msgpack] [options]\n" +
+      "  options: [--model GGUF] [--case TEXT[,TEXT]] [--json FILE] [--junit FILE] [--verbose]\n" +
+      "  --model GGUF: the peer's model file, to check the fingerprints it announces (Appendix B).\n" +
+      "  --exec COMMAND runs the device once per case; {url}, {codec}, {ca} and {cert_sha256} are replaced,\n" +
+      "  and the command must print the answer it displays on stdout.",
+    load: async () => (await import("./conformance.js")).runConformanceCommand,
+  },
+  {
+    name: "fuzz",
+    summary:
+      "fuzz a live cloud with mutated frame sequences over every binding (an in-process reference cloud by default)",
+    usage:
+      "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n  Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n  A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
+    load: async () => (await import("./fuzz.js")).runFuzz,
+  },
+  {
+    name: "plan",
+    summary: "choose the cloud budget, pacing, refinement ratio and KV transfer for one request, with predictions",
+    usage:
+      "pdd plan --prompt-tokens N [--answer-tokens N] [--rtt-ms MS] [--bandwidth-mbps M] [--cloud-queue-ms MS]\n" +
+      "         [--cloud-prefill T/S] [--cloud-decode T/S] [--device-prefill T/S] [--device-decode T/S] [--tpot-ms MS]\n" +
+      "         [--max-budget N] [--kv-bytes-per-token B] [--refine-min-ratio R] [--explain] [--json]\n" +
+      "  Rates default to the phone and cloud-GPU profiles of the trace benchmark (published llama.cpp measurements).",
+    load: async () => (await import("./plan.js")).runPlan,
+  },
+  {
+    name: "bench trace",
+    summary: "simulate a request trace: device-only, cloud-only and P/D-Device side by side at several RTTs",
+    usage:
+      "pdd bench trace --trace FILE [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
+      "                [--bandwidth-mbps M] [--refine-min-ratio R] [--jitter F] [--seed N] [--json FILE] [--plots DIR] [--real N]\n" +
+      "                [--device-prefill T/S] [--device-decode T/S] [--device-profile phone|phone-npu]\n" +
+      "                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n" +
+      "  --real N: also run the first N requests through the llama.cpp peers and compare with the simulation.\n" +
+      "  --live N: also replay the first N requests through the real cloud, devices, binding and an emulated network,\n" +
+      "            with simulated engines on the same profiles, at the trace's arrival times (× --time-scale),\n" +
+      "            and compare each request with the model. Prompts and answers are clipped to --max-prompt/--max-answer.\n" +
+      "  FILE: Azure LLM inference CSV (TIMESTAMP,ContextTokens,GeneratedTokens).",
+    load: async () => (await import("./bench-trace.js")).runBenchTrace,
+  },
+  {
+    name: "model create",
+    summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench)",
+    usage: "pdd model create [--preset tiny|small|tiny-b|bench] [--out PATH]",
+    load: async () => (await import("./model.js")).runModelCreate,
+  },
+  {
+    name: "decode",
+    summary: "decode one pdd.v1 frame (hex, base64 or a file) and print it as JSON",
+    usage: "pdd decode --from device|cloud [--codec proto|msgpack] (--hex HEX | --base64 B64 | --file PATH)",
+    load: async () => (await import("./decode.js")).runDecode,
+  },
+];
