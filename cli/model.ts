@@ -5,8 +5,8 @@ import { defaultModelPath } from "../engine/default-model.js";
 
 export const modelCommand: Command = {
   name: "model create",
-  summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench)",
-  usage: "pdd model create [--preset tiny|small|tiny-b|bench] [--out PATH]",
+  summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench, spec)",
+  usage: "pdd model create [--preset tiny|small|tiny-b|bench|spec] [--out PATH]",
   async run(argv) {
     const { values } = parseFlags(argv, { preset: { type: "string" }, out: { type: "string" } });
     const preset = choiceFlag("preset", values.preset, Object.keys(PRESETS) as PresetName[], "tiny");
