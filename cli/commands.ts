@@ -92,8 +92,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: "model create",
-    summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench)",
-    usage: "pdd model create [--preset tiny|small|tiny-b|bench] [--out PATH]",
+    summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench, spec)",
+    usage: "pdd model create [--preset tiny|small|tiny-b|bench|spec] [--out PATH]",
     load: async () => (await import("./model.js")).runModelCreate,
   },
   {

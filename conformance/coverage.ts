@@ -21,13 +21,71 @@ export const NOT_BLACK_BOX: Record<string, string> = {
     "a cloud's Goodbye starts with its operator (a drain), and a device's next request after one needs a device that makes two; neither is within the suite's reach",
   "PDD-KV-009":
     "a device returns credit as it reads, so the suite cannot make a chunk exceed what the device has granted when it arrives",
-  "PDD-REF-004": "the kept set follows from the cloud model's per-token probabilities, which the suite does not have",
-  "PDD-REF-006":
+  "PDD-REF-009":
     "combining a refined prompt with a KV image is visible only with a loadable image of the device's own model, which the suite cannot make",
   "PDD-TRANSPORT-002":
     "a dead peer is detected after the keep-alive timeout (30 s by default); transports/transports.test.ts checks the reference bindings with a black-holing proxy",
   "PDD-SEC-002": "the rule is about connections to non-loopback addresses without TLS; the suite listens on loopback",
 };
+
+/**
+ * MUSTs added by spec 1.1 that have no case yet. Temporary: the list must be
+ * empty when 1.1 is released (issue 14). A test fails for an entry that has
+ * gained a case, so the list only shrinks.
+ */
+export const PENDING_1_1: readonly string[] = [
+  "PDD-CODEC-012",
+  "PDD-CODEC-013",
+  "PDD-CODEC-014",
+  "PDD-CONN-020",
+  "PDD-CONN-021",
+  "PDD-CONN-022",
+  "PDD-CONN-023",
+  "PDD-CONN-024",
+  "PDD-CONN-025",
+  "PDD-CONN-026",
+  "PDD-CONN-027",
+  "PDD-CONN-028",
+  "PDD-CONN-029",
+  "PDD-ERR-003",
+  "PDD-FP-004",
+  "PDD-FP-005",
+  "PDD-FP-006",
+  "PDD-GRPC-006",
+  "PDD-GRPC-007",
+  "PDD-IDX-007",
+  "PDD-IDX-008",
+  "PDD-KV-013",
+  "PDD-KV-014",
+  "PDD-KV-015",
+  "PDD-KV-016",
+  "PDD-KV-017",
+  "PDD-KV-018",
+  "PDD-KV-019",
+  "PDD-KV-020",
+  "PDD-LIMIT-007",
+  "PDD-MSG-012",
+  "PDD-MSG-013",
+  "PDD-MSG-014",
+  "PDD-MSG-015",
+  "PDD-MSG-016",
+  "PDD-REF-004",
+  "PDD-REF-008",
+  "PDD-REQ-007",
+  "PDD-REQ-008",
+  "PDD-REQ-009",
+  "PDD-REQ-010",
+  "PDD-SEC-007",
+  "PDD-SEC-008",
+  "PDD-SM-006",
+  "PDD-SM-007",
+  "PDD-SM-008",
+  "PDD-TAKEOVER-010",
+  "PDD-TOK-001",
+  "PDD-TOK-002",
+  "PDD-VER-009",
+  "PDD-WT-006",
+];
 
 export function coverage(cases: Case[] = ALL_CASES): { id: string; level: string; cases: string[] }[] {
   const reqs = loadRequirements();
@@ -42,10 +100,13 @@ export function coverage(cases: Case[] = ALL_CASES): { id: string; level: string
 export function coverageProblems(rows = coverage()): string[] {
   const out: string[] = [];
   for (const r of rows.filter((x) => x.level === "MUST")) {
-    if (r.cases.length === 0 && !NOT_BLACK_BOX[r.id]) out.push(`${r.id}: no case`);
+    const pending = PENDING_1_1.includes(r.id);
+    if (r.cases.length === 0 && !NOT_BLACK_BOX[r.id] && !pending) out.push(`${r.id}: no case`);
+    if (r.cases.length > 0 && pending) out.push(`${r.id}: has cases, remove it from PENDING_1_1`);
     if (r.cases.length > 0 && NOT_BLACK_BOX[r.id]) out.push(`${r.id}: has cases, remove it from NOT_BLACK_BOX`);
   }
-  for (const id of Object.keys(NOT_BLACK_BOX)) if (!rows.some((r) => r.id === id)) out.push(`${id}: not in the spec`);
+  for (const id of [...Object.keys(NOT_BLACK_BOX), ...PENDING_1_1])
+    if (!rows.some((r) => r.id === id)) out.push(`${id}: not in the spec`);
   return out;
 }
 
@@ -64,7 +125,7 @@ export function renderCoverage(rows: ReturnType<typeof coverage>): string {
     "|---|---|---|",
     ...rows.map(
       (r) =>
-        `| ${r.id} | ${r.level} | ${r.cases.join(", ") || (NOT_BLACK_BOX[r.id] ? "not black-box testable (below)" : "—")} |`,
+        `| ${r.id} | ${r.level} | ${r.cases.join(", ") || (NOT_BLACK_BOX[r.id] ? "not black-box testable (below)" : PENDING_1_1.includes(r.id) ? "pending: spec 1.1, no case yet" : "—")} |`,
     ),
     "",
     "## MUSTs a black-box suite cannot observe",

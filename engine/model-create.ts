@@ -48,6 +48,12 @@ export const PRESETS = {
     skeleton: 10,
     mix: 0.25,
   },
+  /**
+   * Vocabulary "a" on the smallest llama llama.cpp loads, ~60 KB: the spec's
+   * fingerprint and tokenization test vectors (spec/vectors/), small enough
+   * to commit.
+   */
+  spec: { vocab: "a", embedding: 8, layers: 1, heads: 2, feedForward: 16, contextLength: 256, type: 1, seed: 5 },
   /** ~86M parameters, ~175 MB: prefill has a real cost (benchmarks). */
   bench: {
     vocab: "a",

@@ -14,7 +14,7 @@ import {
   type DeviceFrame,
   type PrefillRequest,
 } from "../proto/index.js";
-import { loadExamples, loadRequirements, renderRequirementsIndex, SPEC_DIR } from "./index.js";
+import { loadExamples, loadRequirements, renderRequirementsIndex, SPEC_DIR, specFiles } from "./index.js";
 
 const root = resolve(SPEC_DIR, "..");
 const requirements = loadRequirements();
@@ -37,6 +37,33 @@ describe("requirement IDs", () => {
       seen.set(r.id, r.file);
     }
     expect(requirements.length).toBeGreaterThan(100);
+  });
+
+  it("each open their rule, never sit inside parentheses (the index would show a broken rule)", () => {
+    const buried = specFiles().flatMap((f) =>
+      [...readFileSync(join(SPEC_DIR, f), "utf8").matchAll(/\(\*\*(PDD-[A-Z]+-\d{3})\*\*/g)].map(
+        (m) => `${f}: ${m[1]}`,
+      ),
+    );
+    expect(buried).toEqual([]);
+  });
+
+  it("ascend within each section, area by area", () => {
+    const last = new Map<string, number>();
+    const backwards: string[] = [];
+    for (const r of requirements) {
+      const [, area, n] = /^PDD-([A-Z]+)-(\d{3})$/.exec(r.id)!;
+      const key = `${r.file} ${r.section} ${area}`;
+      if ((last.get(key) ?? 0) > Number(n)) backwards.push(`${r.file} §${r.section}: ${r.id}`);
+      last.set(key, Number(n));
+    }
+    expect(backwards).toEqual([]);
+  });
+
+  it("are counted right in the README", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const stated = /(\d+) requirement IDs/.exec(readme)?.[1];
+    expect(Number(stated), "README.md states the requirement count of spec/requirements.md").toBe(requirements.length);
   });
 
   it("are only cited where they exist, in the spec, the schema and the code", () => {

@@ -20,12 +20,13 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pdd/v1/pdd.proto.
  */
 export const file_pdd_v1_pdd: GenFile = /*@__PURE__*/
-  fileDesc("ChBwZGQvdjEvcGRkLnByb3RvEgZwZGQudjEixQIKC0RldmljZUZyYW1lEh4KBWhlbGxvGAEgASgLMg0ucGRkLnYxLkhlbGxvSAASMQoPcHJlZmlsbF9yZXF1ZXN0GAIgASgLMhYucGRkLnYxLlByZWZpbGxSZXF1ZXN0SAASKgoIcHJvZ3Jlc3MYAyABKAsyFi5wZGQudjEuRGV2aWNlUHJvZ3Jlc3NIABIkCgh0YWtlb3ZlchgEIAEoCzIQLnBkZC52MS5UYWtlb3ZlckgAEiUKCWt2X2NyZWRpdBgFIAEoCzIQLnBkZC52MS5LdkNyZWRpdEgAEiAKBmNhbmNlbBgGIAEoCzIOLnBkZC52MS5DYW5jZWxIABIcCgRwaW5nGAcgASgLMgwucGRkLnYxLlBpbmdIABIiCgdnb29kYnllGAggASgLMg8ucGRkLnYxLkdvb2RieWVIAEIGCgRib2R5IosDCgpDbG91ZEZyYW1lEiUKCWhlbGxvX2FjaxgBIAEoCzIQLnBkZC52MS5IZWxsb0Fja0gAEiQKCGFjY2VwdGVkGAIgASgLMhAucGRkLnYxLkFjY2VwdGVkSAASKQoLZmlyc3RfdG9rZW4YAyABKAsyEi5wZGQudjEuRmlyc3RUb2tlbkgAEikKC3Rva2VuX2JhdGNoGAQgASgLMhIucGRkLnYxLlRva2VuQmF0Y2hIABIjCghrdl9jaHVuaxgFIAEoCzIPLnBkZC52MS5LdkNodW5rSAASLwoOcmVmaW5lZF9wcm9tcHQYBiABKAsyFS5wZGQudjEuUmVmaW5lZFByb21wdEgAEhoKA2VuZBgHIAEoCzILLnBkZC52MS5FbmRIABIeCgVlcnJvchgIIAEoCzINLnBkZC52MS5FcnJvckgAEhwKBHBvbmcYCSABKAsyDC5wZGQudjEuUG9uZ0gAEiIKB2dvb2RieWUYCiABKAsyDy5wZGQudjEuR29vZGJ5ZUgAQgYKBGJvZHkiJwoHVmVyc2lvbhINCgVtYWpvchgBIAEoDRINCgVtaW5vchgCIAEoDSKZAQoNTW9kZWxJZGVudGl0eRIMCgRuYW1lGAEgASgJEhkKEW1vZGVsX2ZpbmdlcnByaW50GAIgASgMEh0KFXRva2VuaXplcl9maW5nZXJwcmludBgDIAEoDBISCgp2b2NhYl9zaXplGAQgASgNEhYKDmNvbnRleHRfbGVuZ3RoGAUgASgNEhQKDGFyY2hpdGVjdHVyZRgGIAEoCSJuCgxDYXBhYmlsaXRpZXMSEQoJa3ZfY2h1bmtzGAEgASgIEiQKCmt2X2Zvcm1hdHMYAiADKA4yEC5wZGQudjEuS3ZGb3JtYXQSEgoKcmVmaW5lbWVudBgDIAEoCBIRCgl0b2tlbl9pZHMYBCABKAgi0wEKBkxpbWl0cxIXCg9tYXhfZnJhbWVfYnl0ZXMYASABKA0SGQoRbWF4X3Byb21wdF90b2tlbnMYAiABKA0SHwoXbWF4X2NvbmN1cnJlbnRfcmVxdWVzdHMYAyABKA0SHgoWbWF4X2Nsb3VkX3Rva2VuX2J1ZGdldBgEIAEoDRIaChJtYXhfa3ZfY2h1bmtfYnl0ZXMYBSABKA0SFwoPaWRsZV90aW1lb3V0X21zGAYgASgNEh8KF21heF9yZXF1ZXN0X2R1cmF0aW9uX21zGAcgASgNIuQBCgVIZWxsbxIhCgh2ZXJzaW9ucxgBIAMoCzIPLnBkZC52MS5WZXJzaW9uEh0KBmNvZGVjcxgCIAMoDjINLnBkZC52MS5Db2RlYxIqCgxjYXBhYmlsaXRpZXMYAyABKAsyFC5wZGQudjEuQ2FwYWJpbGl0aWVzEisKDGRldmljZV9tb2RlbBgEIAEoCzIVLnBkZC52MS5Nb2RlbElkZW50aXR5EhIKCmF1dGhfdG9rZW4YBSABKAkSEwoLY2xpZW50X25hbWUYBiABKAkSFwoPbWF4X2ZyYW1lX2J5dGVzGAcgASgNIksKCFNhbXBsaW5nEhMKC3RlbXBlcmF0dXJlGAEgASgCEg0KBXRvcF9rGAIgASgNEg0KBXRvcF9wGAMgASgCEgwKBHNlZWQYBCABKAQiFwoIVG9rZW5JZHMSCwoDaWRzGAEgAygNImQKCUt2UmVxdWVzdBIgCgZmb3JtYXQYASABKA4yEC5wZGQudjEuS3ZGb3JtYXQSFwoPbWF4X2NodW5rX2J5dGVzGAIgASgNEhwKFGluaXRpYWxfY3JlZGl0X2J5dGVzGAMgASgEIn4KDVJlZmluZVJlcXVlc3QSJAoGbWV0aG9kGAEgASgOMhQucGRkLnYxLlJlZmluZU1ldGhvZBIUCgx0YXJnZXRfcmF0aW8YAiABKAISFwoPbWluX2tlZXBfdG9rZW5zGAMgASgNEhgKEGtlZXBfdGFpbF90b2tlbnMYBCABKA0iuwIKDlByZWZpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKA0SDgoEdGV4dBgCIAEoCUgAEiIKBnRva2VucxgDIAEoCzIQLnBkZC52MS5Ub2tlbklkc0gAEiIKCHNhbXBsaW5nGAQgASgLMhAucGRkLnYxLlNhbXBsaW5nEhIKCm1heF90b2tlbnMYBSABKA0SGgoSY2xvdWRfdG9rZW5fYnVkZ2V0GAYgASgNEh0KAmt2GAcgASgLMhEucGRkLnYxLkt2UmVxdWVzdBIlCgZyZWZpbmUYCCABKAsyFS5wZGQudjEuUmVmaW5lUmVxdWVzdBIQCghwcmlvcml0eRgJIAEoDRITCgtkZWFkbGluZV9tcxgKIAEoDRIWCg50YXJnZXRfdHBvdF91cxgLIAEoDUIICgZwcm9tcHQiqQEKDkRldmljZVByb2dyZXNzEhIKCnJlcXVlc3RfaWQYASABKA0SGAoQcHJlZmlsbGVkX3Rva2VucxgCIAEoDRIVCg1jb3ZlcmVkX2luZGV4GAMgASgNEhcKD2Rpc3BsYXllZF9pbmRleBgEIAEoDRIcChRwcmVmaWxsX3Rva2Vuc19wZXJfcxgFIAEoAhIbChNkZWNvZGVfdG9rZW5zX3Blcl9zGAYgASgCIi0KCFRha2VvdmVyEhIKCnJlcXVlc3RfaWQYASABKA0SDQoFaW5kZXgYAiABKA0iLQoIS3ZDcmVkaXQSEgoKcmVxdWVzdF9pZBgBIAEoDRINCgVieXRlcxgCIAEoBCJNCgZDYW5jZWwSEgoKcmVxdWVzdF9pZBgBIAEoDRIfCgRjb2RlGAIgASgOMhEucGRkLnYxLkVycm9yQ29kZRIOCgZyZWFzb24YAyABKAkiKQoEUGluZxINCgVub25jZRgBIAEoBBISCgpzZW50X2F0X3VzGAIgASgEIjoKB0dvb2RieWUSHwoEY29kZRgBIAEoDjIRLnBkZC52MS5FcnJvckNvZGUSDgoGcmVhc29uGAIgASgJItcBCghIZWxsb0FjaxIgCgd2ZXJzaW9uGAEgASgLMg8ucGRkLnYxLlZlcnNpb24SHAoFY29kZWMYAiABKA4yDS5wZGQudjEuQ29kZWMSHgoGbGltaXRzGAMgASgLMg4ucGRkLnYxLkxpbWl0cxIqCgtjbG91ZF9tb2RlbBgEIAEoCzIVLnBkZC52MS5Nb2RlbElkZW50aXR5EioKDGNhcGFiaWxpdGllcxgFIAEoCzIULnBkZC52MS5DYXBhYmlsaXRpZXMSEwoLc2VydmVyX25hbWUYBiABKAkiTAoFR3JhbnQSDwoHZ3JhbnRlZBgBIAEoCBIiCgdyZWZ1c2FsGAIgASgOMhEucGRkLnYxLkVycm9yQ29kZRIOCgZkZXRhaWwYAyABKAki4AEKCEFjY2VwdGVkEhIKCnJlcXVlc3RfaWQYASABKA0SFgoOcXVldWVfcG9zaXRpb24YAiABKA0SFQoNcHJvbXB0X3Rva2VucxgDIAEoDRIaChJjbG91ZF90b2tlbl9idWRnZXQYBCABKA0SGQoCa3YYBSABKAsyDS5wZGQudjEuR3JhbnQSHQoGcmVmaW5lGAYgASgLMg0ucGRkLnYxLkdyYW50EiMKCWt2X2Zvcm1hdBgHIAEoDjIQLnBkZC52MS5LdkZvcm1hdBIWCg5rdl90b3RhbF9ieXRlcxgIIAEoBCIiCgVUb2tlbhIKCgJpZBgBIAEoDRINCgVwaWVjZRgCIAEoDCJkCgpGaXJzdFRva2VuEhIKCnJlcXVlc3RfaWQYASABKA0SHAoFdG9rZW4YAiABKAsyDS5wZGQudjEuVG9rZW4SEAoIcXVldWVfdXMYAyABKA0SEgoKcHJlZmlsbF91cxgEIAEoDSJUCgpUb2tlbkJhdGNoEhIKCnJlcXVlc3RfaWQYASABKA0SEwoLc3RhcnRfaW5kZXgYAiABKA0SHQoGdG9rZW5zGAMgAygLMg0ucGRkLnYxLlRva2VuIusBCgdLdkNodW5rEhIKCnJlcXVlc3RfaWQYASABKA0SIAoGZm9ybWF0GAIgASgOMhAucGRkLnYxLkt2Rm9ybWF0EhMKC2xheWVyX3N0YXJ0GAMgASgNEhMKC2xheWVyX2NvdW50GAQgASgNEhMKC3Rva2VuX3N0YXJ0GAUgASgNEhMKC3Rva2VuX2NvdW50GAYgASgNEg4KBm9mZnNldBgHIAEoBBITCgt0b3RhbF9ieXRlcxgIIAEoBBIMCgRkYXRhGAkgASgMEg0KBWNyYzMyGAogASgHEhQKDGltYWdlX3NoYTI1NhgLIAEoDCIiCgRTcGFuEg0KBXN0YXJ0GAEgASgNEgsKA2VuZBgCIAEoDSKwAQoNUmVmaW5lZFByb21wdBISCgpyZXF1ZXN0X2lkGAEgASgNEiQKBm1ldGhvZBgCIAEoDjIULnBkZC52MS5SZWZpbmVNZXRob2QSGgoEa2VwdBgDIAMoCzIMLnBkZC52MS5TcGFuEgwKBHRleHQYBCABKAkSFwoPb3JpZ2luYWxfdG9rZW5zGAUgASgNEhMKC2tlcHRfdG9rZW5zGAYgASgNEg0KBXJhdGlvGAcgASgCIpsBCgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgNEhYKDmRlY29kZWRfdG9rZW5zGAIgASgNEhMKC3NlbnRfdG9rZW5zGAMgASgNEhUKDWt2X2J5dGVzX3NlbnQYBCABKAQSEAoIcXVldWVfdXMYBSABKA0SEgoKcHJlZmlsbF91cxgGIAEoDRIRCglkZWNvZGVfdXMYByABKA0ibwoDRW5kEhIKCnJlcXVlc3RfaWQYASABKA0SIQoGcmVhc29uGAIgASgOMhEucGRkLnYxLkVuZFJlYXNvbhITCgt0b2tlbl9jb3VudBgDIAEoDRIcCgV1c2FnZRgEIAEoCzINLnBkZC52MS5Vc2FnZSKlAQoFRXJyb3ISEgoKcmVxdWVzdF9pZBgBIAEoDRIfCgRjb2RlGAIgASgOMhEucGRkLnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCBIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoDRIrChJzdXBwb3J0ZWRfdmVyc2lvbnMYBiADKAsyDy5wZGQudjEuVmVyc2lvbiJGCgRQb25nEg0KBW5vbmNlGAEgASgEEhcKD3Bpbmdfc2VudF9hdF91cxgCIAEoBBIWCg5yZWNlaXZlZF9hdF91cxgDIAEoBCpCCgVDb2RlYxIVChFDT0RFQ19VTlNQRUNJRklFRBAAEg8KC0NPREVDX1BST1RPEAESEQoNQ09ERUNfTVNHUEFDSxACKkQKCEt2Rm9ybWF0EhkKFUtWX0ZPUk1BVF9VTlNQRUNJRklFRBAAEh0KGUtWX0ZPUk1BVF9MTEFNQV9TRVFfU1RBVEUQASpPCgxSZWZpbmVNZXRob2QSHQoZUkVGSU5FX01FVEhPRF9VTlNQRUNJRklFRBAAEiAKHFJFRklORV9NRVRIT0RfU1VSUFJJU0FMX0RST1AQASrCAQoJRW5kUmVhc29uEhoKFkVORF9SRUFTT05fVU5TUEVDSUZJRUQQABIfChtFTkRfUkVBU09OX0JVREdFVF9FWEhBVVNURUQQARIZChVFTkRfUkVBU09OX1RBS0VOX09WRVIQAhISCg5FTkRfUkVBU09OX0VPUxADEhkKFUVORF9SRUFTT05fTUFYX1RPS0VOUxAEEhgKFEVORF9SRUFTT05fQ0FOQ0VMTEVEEAUSFAoQRU5EX1JFQVNPTl9FUlJPUhAGKsQFCglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEh4KGkVSUk9SX0NPREVfTUFMRk9STUVEX0ZSQU1FEAESHgoaRVJST1JfQ09ERV9GUkFNRV9UT09fTEFSR0UQAhIiCh5FUlJPUl9DT0RFX1VOU1VQUE9SVEVEX1ZFUlNJT04QAxIgChxFUlJPUl9DT0RFX1VOU1VQUE9SVEVEX0NPREVDEAQSIQodRVJST1JfQ09ERV9QUk9UT0NPTF9WSU9MQVRJT04QBRIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAGEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQBxIjCh9FUlJPUl9DT0RFX0RVUExJQ0FURV9SRVFVRVNUX0lEEAgSHwobRVJST1JfQ09ERV9JTlZBTElEX0FSR1VNRU5UEAkSHgoaRVJST1JfQ09ERV9QUk9NUFRfVE9PX0xPTkcQChIhCh1FUlJPUl9DT0RFX1JFU09VUkNFX0VYSEFVU1RFRBALEhoKFkVSUk9SX0NPREVfVU5BVkFJTEFCTEUQDBIgChxFUlJPUl9DT0RFX0RFQURMSU5FX0VYQ0VFREVEEA0SHQoZRVJST1JfQ09ERV9NT0RFTF9NSVNNQVRDSBAOEiEKHUVSUk9SX0NPREVfVE9LRU5JWkVSX01JU01BVENIEA8SGwoXRVJST1JfQ09ERV9LVl9JTlRFR1JJVFkQEBIbChdFUlJPUl9DT0RFX0ZMT1dfQ09OVFJPTBAREhgKFEVSUk9SX0NPREVfQ0FOQ0VMTEVEEBISFgoSRVJST1JfQ09ERV9USU1FT1VUEBMSFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAUEiIKHkVSUk9SX0NPREVfVU5TVVBQT1JURURfRkVBVFVSRRAVMkkKD1BkRGV2aWNlU2VydmljZRI2CgdTZXNzaW9uEhMucGRkLnYxLkRldmljZUZyYW1lGhIucGRkLnYxLkNsb3VkRnJhbWUoATABYgZwcm90bzM");
+  fileDesc("ChBwZGQvdjEvcGRkLnByb3RvEgZwZGQudjEiigMKC0RldmljZUZyYW1lEh4KBWhlbGxvGAEgASgLMg0ucGRkLnYxLkhlbGxvSAASMQoPcHJlZmlsbF9yZXF1ZXN0GAIgASgLMhYucGRkLnYxLlByZWZpbGxSZXF1ZXN0SAASKgoIcHJvZ3Jlc3MYAyABKAsyFi5wZGQudjEuRGV2aWNlUHJvZ3Jlc3NIABIkCgh0YWtlb3ZlchgEIAEoCzIQLnBkZC52MS5UYWtlb3ZlckgAEiUKCWt2X2NyZWRpdBgFIAEoCzIQLnBkZC52MS5LdkNyZWRpdEgAEiAKBmNhbmNlbBgGIAEoCzIOLnBkZC52MS5DYW5jZWxIABIcCgRwaW5nGAcgASgLMgwucGRkLnYxLlBpbmdIABIiCgdnb29kYnllGAggASgLMg8ucGRkLnYxLkdvb2RieWVIABIeCgVlcnJvchgJIAEoCzINLnBkZC52MS5FcnJvckgAEiMKCGt2X2Fib3J0GAogASgLMg8ucGRkLnYxLkt2QWJvcnRIAEIGCgRib2R5IosDCgpDbG91ZEZyYW1lEiUKCWhlbGxvX2FjaxgBIAEoCzIQLnBkZC52MS5IZWxsb0Fja0gAEiQKCGFjY2VwdGVkGAIgASgLMhAucGRkLnYxLkFjY2VwdGVkSAASKQoLZmlyc3RfdG9rZW4YAyABKAsyEi5wZGQudjEuRmlyc3RUb2tlbkgAEikKC3Rva2VuX2JhdGNoGAQgASgLMhIucGRkLnYxLlRva2VuQmF0Y2hIABIjCghrdl9jaHVuaxgFIAEoCzIPLnBkZC52MS5LdkNodW5rSAASLwoOcmVmaW5lZF9wcm9tcHQYBiABKAsyFS5wZGQudjEuUmVmaW5lZFByb21wdEgAEhoKA2VuZBgHIAEoCzILLnBkZC52MS5FbmRIABIeCgVlcnJvchgIIAEoCzINLnBkZC52MS5FcnJvckgAEhwKBHBvbmcYCSABKAsyDC5wZGQudjEuUG9uZ0gAEiIKB2dvb2RieWUYCiABKAsyDy5wZGQudjEuR29vZGJ5ZUgAQgYKBGJvZHkiJwoHVmVyc2lvbhINCgVtYWpvchgBIAEoDRINCgVtaW5vchgCIAEoDSKZAQoNTW9kZWxJZGVudGl0eRIMCgRuYW1lGAEgASgJEhkKEW1vZGVsX2ZpbmdlcnByaW50GAIgASgMEh0KFXRva2VuaXplcl9maW5nZXJwcmludBgDIAEoDBISCgp2b2NhYl9zaXplGAQgASgNEhYKDmNvbnRleHRfbGVuZ3RoGAUgASgNEhQKDGFyY2hpdGVjdHVyZRgGIAEoCSJuCgxDYXBhYmlsaXRpZXMSEQoJa3ZfY2h1bmtzGAEgASgIEiQKCmt2X2Zvcm1hdHMYAiADKA4yEC5wZGQudjEuS3ZGb3JtYXQSEgoKcmVmaW5lbWVudBgDIAEoCBIRCgl0b2tlbl9pZHMYBCABKAgi0wEKBkxpbWl0cxIXCg9tYXhfZnJhbWVfYnl0ZXMYASABKA0SGQoRbWF4X3Byb21wdF90b2tlbnMYAiABKA0SHwoXbWF4X2NvbmN1cnJlbnRfcmVxdWVzdHMYAyABKA0SHgoWbWF4X2Nsb3VkX3Rva2VuX2J1ZGdldBgEIAEoDRIaChJtYXhfa3ZfY2h1bmtfYnl0ZXMYBSABKA0SFwoPaWRsZV90aW1lb3V0X21zGAYgASgNEh8KF21heF9yZXF1ZXN0X2R1cmF0aW9uX21zGAcgASgNIuQBCgVIZWxsbxIhCgh2ZXJzaW9ucxgBIAMoCzIPLnBkZC52MS5WZXJzaW9uEh0KBmNvZGVjcxgCIAMoDjINLnBkZC52MS5Db2RlYxIqCgxjYXBhYmlsaXRpZXMYAyABKAsyFC5wZGQudjEuQ2FwYWJpbGl0aWVzEisKDGRldmljZV9tb2RlbBgEIAEoCzIVLnBkZC52MS5Nb2RlbElkZW50aXR5EhIKCmF1dGhfdG9rZW4YBSABKAkSEwoLY2xpZW50X25hbWUYBiABKAkSFwoPbWF4X2ZyYW1lX2J5dGVzGAcgASgNIksKCFNhbXBsaW5nEhMKC3RlbXBlcmF0dXJlGAEgASgCEg0KBXRvcF9rGAIgASgNEg0KBXRvcF9wGAMgASgCEgwKBHNlZWQYBCABKAQiFwoIVG9rZW5JZHMSCwoDaWRzGAEgAygNImQKCUt2UmVxdWVzdBIgCgZmb3JtYXQYASABKA4yEC5wZGQudjEuS3ZGb3JtYXQSFwoPbWF4X2NodW5rX2J5dGVzGAIgASgNEhwKFGluaXRpYWxfY3JlZGl0X2J5dGVzGAMgASgEIn4KDVJlZmluZVJlcXVlc3QSJAoGbWV0aG9kGAEgASgOMhQucGRkLnYxLlJlZmluZU1ldGhvZBIUCgx0YXJnZXRfcmF0aW8YAiABKAISFwoPbWluX2tlZXBfdG9rZW5zGAMgASgNEhgKEGtlZXBfdGFpbF90b2tlbnMYBCABKA0iuwIKDlByZWZpbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKA0SDgoEdGV4dBgCIAEoCUgAEiIKBnRva2VucxgDIAEoCzIQLnBkZC52MS5Ub2tlbklkc0gAEiIKCHNhbXBsaW5nGAQgASgLMhAucGRkLnYxLlNhbXBsaW5nEhIKCm1heF90b2tlbnMYBSABKA0SGgoSY2xvdWRfdG9rZW5fYnVkZ2V0GAYgASgNEh0KAmt2GAcgASgLMhEucGRkLnYxLkt2UmVxdWVzdBIlCgZyZWZpbmUYCCABKAsyFS5wZGQudjEuUmVmaW5lUmVxdWVzdBIQCghwcmlvcml0eRgJIAEoDRITCgtkZWFkbGluZV9tcxgKIAEoDRIWCg50YXJnZXRfdHBvdF91cxgLIAEoDUIICgZwcm9tcHQiqQEKDkRldmljZVByb2dyZXNzEhIKCnJlcXVlc3RfaWQYASABKA0SGAoQcHJlZmlsbGVkX3Rva2VucxgCIAEoDRIVCg1jb3ZlcmVkX2luZGV4GAMgASgNEhcKD2Rpc3BsYXllZF9pbmRleBgEIAEoDRIcChRwcmVmaWxsX3Rva2Vuc19wZXJfcxgFIAEoAhIbChNkZWNvZGVfdG9rZW5zX3Blcl9zGAYgASgCIi0KCFRha2VvdmVyEhIKCnJlcXVlc3RfaWQYASABKA0SDQoFaW5kZXgYAiABKA0iLQoIS3ZDcmVkaXQSEgoKcmVxdWVzdF9pZBgBIAEoDRINCgVieXRlcxgCIAEoBCJNCgZDYW5jZWwSEgoKcmVxdWVzdF9pZBgBIAEoDRIfCgRjb2RlGAIgASgOMhEucGRkLnYxLkVycm9yQ29kZRIOCgZyZWFzb24YAyABKAkiTgoHS3ZBYm9ydBISCgpyZXF1ZXN0X2lkGAEgASgNEh8KBGNvZGUYAiABKA4yES5wZGQudjEuRXJyb3JDb2RlEg4KBnJlYXNvbhgDIAEoCSIpCgRQaW5nEg0KBW5vbmNlGAEgASgEEhIKCnNlbnRfYXRfdXMYAiABKAQiOgoHR29vZGJ5ZRIfCgRjb2RlGAEgASgOMhEucGRkLnYxLkVycm9yQ29kZRIOCgZyZWFzb24YAiABKAki1wEKCEhlbGxvQWNrEiAKB3ZlcnNpb24YASABKAsyDy5wZGQudjEuVmVyc2lvbhIcCgVjb2RlYxgCIAEoDjINLnBkZC52MS5Db2RlYxIeCgZsaW1pdHMYAyABKAsyDi5wZGQudjEuTGltaXRzEioKC2Nsb3VkX21vZGVsGAQgASgLMhUucGRkLnYxLk1vZGVsSWRlbnRpdHkSKgoMY2FwYWJpbGl0aWVzGAUgASgLMhQucGRkLnYxLkNhcGFiaWxpdGllcxITCgtzZXJ2ZXJfbmFtZRgGIAEoCSJMCgVHcmFudBIPCgdncmFudGVkGAEgASgIEiIKB3JlZnVzYWwYAiABKA4yES5wZGQudjEuRXJyb3JDb2RlEg4KBmRldGFpbBgDIAEoCSLgAQoIQWNjZXB0ZWQSEgoKcmVxdWVzdF9pZBgBIAEoDRIWCg5xdWV1ZV9wb3NpdGlvbhgCIAEoDRIVCg1wcm9tcHRfdG9rZW5zGAMgASgNEhoKEmNsb3VkX3Rva2VuX2J1ZGdldBgEIAEoDRIZCgJrdhgFIAEoCzINLnBkZC52MS5HcmFudBIdCgZyZWZpbmUYBiABKAsyDS5wZGQudjEuR3JhbnQSIwoJa3ZfZm9ybWF0GAcgASgOMhAucGRkLnYxLkt2Rm9ybWF0EhYKDmt2X3RvdGFsX2J5dGVzGAggASgEIiIKBVRva2VuEgoKAmlkGAEgASgNEg0KBXBpZWNlGAIgASgMImQKCkZpcnN0VG9rZW4SEgoKcmVxdWVzdF9pZBgBIAEoDRIcCgV0b2tlbhgCIAEoCzINLnBkZC52MS5Ub2tlbhIQCghxdWV1ZV91cxgDIAEoDRISCgpwcmVmaWxsX3VzGAQgASgNIlQKClRva2VuQmF0Y2gSEgoKcmVxdWVzdF9pZBgBIAEoDRITCgtzdGFydF9pbmRleBgCIAEoDRIdCgZ0b2tlbnMYAyADKAsyDS5wZGQudjEuVG9rZW4i6wEKB0t2Q2h1bmsSEgoKcmVxdWVzdF9pZBgBIAEoDRIgCgZmb3JtYXQYAiABKA4yEC5wZGQudjEuS3ZGb3JtYXQSEwoLbGF5ZXJfc3RhcnQYAyABKA0SEwoLbGF5ZXJfY291bnQYBCABKA0SEwoLdG9rZW5fc3RhcnQYBSABKA0SEwoLdG9rZW5fY291bnQYBiABKA0SDgoGb2Zmc2V0GAcgASgEEhMKC3RvdGFsX2J5dGVzGAggASgEEgwKBGRhdGEYCSABKAwSDQoFY3JjMzIYCiABKAcSFAoMaW1hZ2Vfc2hhMjU2GAsgASgMIiIKBFNwYW4SDQoFc3RhcnQYASABKA0SCwoDZW5kGAIgASgNIrABCg1SZWZpbmVkUHJvbXB0EhIKCnJlcXVlc3RfaWQYASABKA0SJAoGbWV0aG9kGAIgASgOMhQucGRkLnYxLlJlZmluZU1ldGhvZBIaCgRrZXB0GAMgAygLMgwucGRkLnYxLlNwYW4SDAoEdGV4dBgEIAEoCRIXCg9vcmlnaW5hbF90b2tlbnMYBSABKA0SEwoLa2VwdF90b2tlbnMYBiABKA0SDQoFcmF0aW8YByABKAIimwEKBVVzYWdlEhUKDXByb21wdF90b2tlbnMYASABKA0SFgoOZGVjb2RlZF90b2tlbnMYAiABKA0SEwoLc2VudF90b2tlbnMYAyABKA0SFQoNa3ZfYnl0ZXNfc2VudBgEIAEoBBIQCghxdWV1ZV91cxgFIAEoDRISCgpwcmVmaWxsX3VzGAYgASgNEhEKCWRlY29kZV91cxgHIAEoDSJvCgNFbmQSEgoKcmVxdWVzdF9pZBgBIAEoDRIhCgZyZWFzb24YAiABKA4yES5wZGQudjEuRW5kUmVhc29uEhMKC3Rva2VuX2NvdW50GAMgASgNEhwKBXVzYWdlGAQgASgLMg0ucGRkLnYxLlVzYWdlIqUBCgVFcnJvchISCgpyZXF1ZXN0X2lkGAEgASgNEh8KBGNvZGUYAiABKA4yES5wZGQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIEhYKDnJldHJ5X2FmdGVyX21zGAUgASgNEisKEnN1cHBvcnRlZF92ZXJzaW9ucxgGIAMoCzIPLnBkZC52MS5WZXJzaW9uIkYKBFBvbmcSDQoFbm9uY2UYASABKAQSFwoPcGluZ19zZW50X2F0X3VzGAIgASgEEhYKDnJlY2VpdmVkX2F0X3VzGAMgASgEKkIKBUNvZGVjEhUKEUNPREVDX1VOU1BFQ0lGSUVEEAASDwoLQ09ERUNfUFJPVE8QARIRCg1DT0RFQ19NU0dQQUNLEAIqRAoIS3ZGb3JtYXQSGQoVS1ZfRk9STUFUX1VOU1BFQ0lGSUVEEAASHQoZS1ZfRk9STUFUX0xMQU1BX1NFUV9TVEFURRABKk8KDFJlZmluZU1ldGhvZBIdChlSRUZJTkVfTUVUSE9EX1VOU1BFQ0lGSUVEEAASIAocUkVGSU5FX01FVEhPRF9TVVJQUklTQUxfRFJPUBABKt8BCglFbmRSZWFzb24SGgoWRU5EX1JFQVNPTl9VTlNQRUNJRklFRBAAEh8KG0VORF9SRUFTT05fQlVER0VUX0VYSEFVU1RFRBABEhkKFUVORF9SRUFTT05fVEFLRU5fT1ZFUhACEhIKDkVORF9SRUFTT05fRU9TEAMSGQoVRU5EX1JFQVNPTl9NQVhfVE9LRU5TEAQSGAoURU5EX1JFQVNPTl9DQU5DRUxMRUQQBRIUChBFTkRfUkVBU09OX0VSUk9SEAYSGwoXRU5EX1JFQVNPTl9DT05URVhUX0ZVTEwQByrEBQoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIeChpFUlJPUl9DT0RFX01BTEZPUk1FRF9GUkFNRRABEh4KGkVSUk9SX0NPREVfRlJBTUVfVE9PX0xBUkdFEAISIgoeRVJST1JfQ09ERV9VTlNVUFBPUlRFRF9WRVJTSU9OEAMSIAocRVJST1JfQ09ERV9VTlNVUFBPUlRFRF9DT0RFQxAEEiEKHUVSUk9SX0NPREVfUFJPVE9DT0xfVklPTEFUSU9OEAUSHgoaRVJST1JfQ09ERV9VTkFVVEhFTlRJQ0FURUQQBhIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIwofRVJST1JfQ09ERV9EVVBMSUNBVEVfUkVRVUVTVF9JRBAIEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBAJEh4KGkVSUk9SX0NPREVfUFJPTVBUX1RPT19MT05HEAoSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCxIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEAwSIAocRVJST1JfQ09ERV9ERUFETElORV9FWENFRURFRBANEh0KGUVSUk9SX0NPREVfTU9ERUxfTUlTTUFUQ0gQDhIhCh1FUlJPUl9DT0RFX1RPS0VOSVpFUl9NSVNNQVRDSBAPEhsKF0VSUk9SX0NPREVfS1ZfSU5URUdSSVRZEBASGwoXRVJST1JfQ09ERV9GTE9XX0NPTlRST0wQERIYChRFUlJPUl9DT0RFX0NBTkNFTExFRBASEhYKEkVSUk9SX0NPREVfVElNRU9VVBATEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQFBIiCh5FUlJPUl9DT0RFX1VOU1VQUE9SVEVEX0ZFQVRVUkUQFTJJCg9QZERldmljZVNlcnZpY2USNgoHU2Vzc2lvbhITLnBkZC52MS5EZXZpY2VGcmFtZRoSLnBkZC52MS5DbG91ZEZyYW1lKAEwAWIGcHJvdG8z");
 
 /**
  * A frame sent by the device. Exactly one body field is set; a receiver that
  * finds none set (for example a message type added in a later minor version)
- * ignores the frame (PDD-VER-006).
+ * ignores the frame (PDD-VER-006), except as the first frame of a connection,
+ * which must be a Hello (PDD-CONN-002).
  *
  * @generated from message pdd.v1.DeviceFrame
  */
@@ -81,6 +82,23 @@ export type DeviceFrame = Message<"pdd.v1.DeviceFrame"> & {
      */
     value: Goodbye;
     case: "goodbye";
+  } | {
+    /**
+     * Since 1.1: a connection error the device detected; request_id is 0
+     * (spec/02-lifecycle.md §2.6, PDD-CONN-023).
+     *
+     * @generated from field: pdd.v1.Error error = 9;
+     */
+    value: Error;
+    case: "error";
+  } | {
+    /**
+     * Since 1.1: ends one request's KV transfer, not its tokens (PDD-KV-019).
+     *
+     * @generated from field: pdd.v1.KvAbort kv_abort = 10;
+     */
+    value: KvAbort;
+    case: "kvAbort";
   } | { case: undefined; value?: undefined };
 };
 
@@ -223,14 +241,14 @@ export type ModelIdentity = Message<"pdd.v1.ModelIdentity"> & {
   tokenizerFingerprint: Uint8Array;
 
   /**
-   * tokens
+   * tokens: the entries of tokenizer.ggml.tokens (PDD-FP-006)
    *
    * @generated from field: uint32 vocab_size = 4;
    */
   vocabSize: number;
 
   /**
-   * tokens the model accepts
+   * positions; in HelloAck, those one request gets (PDD-MSG-016)
    *
    * @generated from field: uint32 context_length = 5;
    */
@@ -301,14 +319,14 @@ export const CapabilitiesSchema: GenMessage<Capabilities> = /*@__PURE__*/
  */
 export type Limits = Message<"pdd.v1.Limits"> & {
   /**
-   * bytes of one encoded frame
+   * bytes of one encoded frame; 0 or >= 65536 (PDD-MSG-012)
    *
    * @generated from field: uint32 max_frame_bytes = 1;
    */
   maxFrameBytes: number;
 
   /**
-   * tokens, after cloud tokenization
+   * tokens, after cloud tokenization; < context_length
    *
    * @generated from field: uint32 max_prompt_tokens = 2;
    */
@@ -329,7 +347,7 @@ export type Limits = Message<"pdd.v1.Limits"> & {
   maxCloudTokenBudget: number;
 
   /**
-   * bytes of KvChunk.data
+   * bytes of KvChunk.data; 0 or >= 4096 (PDD-KV-014)
    *
    * @generated from field: uint32 max_kv_chunk_bytes = 5;
    */
@@ -388,7 +406,7 @@ export type Hello = Message<"pdd.v1.Hello"> & {
   deviceModel?: ModelIdentity | undefined;
 
   /**
-   * bearer token; see spec/12-security.md
+   * bearer token, used only without a transport credential (PDD-SEC-008)
    *
    * @generated from field: string auth_token = 5;
    */
@@ -402,7 +420,7 @@ export type Hello = Message<"pdd.v1.Hello"> & {
   clientName: string;
 
   /**
-   * bytes the device accepts per frame
+   * bytes the device accepts per frame; 0 or >= 65536 (PDD-MSG-012)
    *
    * @generated from field: uint32 max_frame_bytes = 7;
    */
@@ -491,14 +509,14 @@ export type KvRequest = Message<"pdd.v1.KvRequest"> & {
   format: KvFormat;
 
   /**
-   * bytes of KvChunk.data the device accepts
+   * bytes of KvChunk.data the device accepts; 0 = the cloud's limit, else >= 4096
    *
    * @generated from field: uint32 max_chunk_bytes = 2;
    */
   maxChunkBytes: number;
 
   /**
-   * bytes of KvChunk.data the cloud may send before any KvCredit
+   * bytes of KvChunk.data the cloud may send before any KvCredit; 0 = none
    *
    * @generated from field: uint64 initial_credit_bytes = 3;
    */
@@ -519,12 +537,14 @@ export const KvRequestSchema: GenMessage<KvRequest> = /*@__PURE__*/
  */
 export type RefineRequest = Message<"pdd.v1.RefineRequest"> & {
   /**
+   * since 1.1, UNSPECIFIED = SURPRISAL_DROP (PDD-REF-008)
+   *
    * @generated from field: pdd.v1.RefineMethod method = 1;
    */
   method: RefineMethod;
 
   /**
-   * kept tokens / prompt tokens, in (0, 1]
+   * kept tokens / prompt tokens, in (0, 1]; since 1.1, 0 = 0.5
    *
    * @generated from field: float target_ratio = 2;
    */
@@ -634,7 +654,7 @@ export type PrefillRequest = Message<"pdd.v1.PrefillRequest"> & {
   deadlineMs: number;
 
   /**
-   * pacing hint, microseconds per token; 0 = none
+   * pacing hint, microseconds per token, <= 1000000; 0 = none
    *
    * @generated from field: uint32 target_tpot_us = 11;
    */
@@ -704,7 +724,8 @@ export const DeviceProgressSchema: GenMessage<DeviceProgress> = /*@__PURE__*/
 
 /**
  * The device has caught up: it holds answer tokens [0, index) and produces
- * token `index` onwards itself. The cloud stops (spec/06-takeover.md).
+ * token `index` onwards itself. The cloud stops
+ * (spec/06-ordering-and-takeover.md §6.3).
  *
  * @generated from message pdd.v1.Takeover
  */
@@ -770,7 +791,7 @@ export type Cancel = Message<"pdd.v1.Cancel"> & {
   code: ErrorCode;
 
   /**
-   * human-readable
+   * human-readable, at most 1024 bytes
    *
    * @generated from field: string reason = 3;
    */
@@ -783,6 +804,40 @@ export type Cancel = Message<"pdd.v1.Cancel"> & {
  */
 export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
   messageDesc(file_pdd_v1_pdd, 15);
+
+/**
+ * Since 1.1: end a request's KV transfer; the tokens go on
+ * (spec/05-messages.md §5.3.9, spec/07-kv.md §7.5).
+ *
+ * @generated from message pdd.v1.KvAbort
+ */
+export type KvAbort = Message<"pdd.v1.KvAbort"> & {
+  /**
+   * @generated from field: uint32 request_id = 1;
+   */
+  requestId: number;
+
+  /**
+   * why: KV_INTEGRITY, FLOW_CONTROL, CANCELLED, RESOURCE_EXHAUSTED, PROTOCOL_VIOLATION
+   *
+   * @generated from field: pdd.v1.ErrorCode code = 2;
+   */
+  code: ErrorCode;
+
+  /**
+   * human-readable, at most 1024 bytes
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message pdd.v1.KvAbort.
+ * Use `create(KvAbortSchema)` to create a new message.
+ */
+export const KvAbortSchema: GenMessage<KvAbort> = /*@__PURE__*/
+  messageDesc(file_pdd_v1_pdd, 16);
 
 /**
  * @generated from message pdd.v1.Ping
@@ -806,7 +861,7 @@ export type Ping = Message<"pdd.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 16);
+  messageDesc(file_pdd_v1_pdd, 17);
 
 /**
  * Graceful close of the connection by either side.
@@ -832,7 +887,7 @@ export type Goodbye = Message<"pdd.v1.Goodbye"> & {
  * Use `create(GoodbyeSchema)` to create a new message.
  */
 export const GoodbyeSchema: GenMessage<Goodbye> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 17);
+  messageDesc(file_pdd_v1_pdd, 18);
 
 /**
  * @generated from message pdd.v1.HelloAck
@@ -880,7 +935,7 @@ export type HelloAck = Message<"pdd.v1.HelloAck"> & {
  * Use `create(HelloAckSchema)` to create a new message.
  */
 export const HelloAckSchema: GenMessage<HelloAck> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 18);
+  messageDesc(file_pdd_v1_pdd, 19);
 
 /**
  * Whether an optional feature of a request was granted.
@@ -911,7 +966,7 @@ export type Grant = Message<"pdd.v1.Grant"> & {
  * Use `create(GrantSchema)` to create a new message.
  */
 export const GrantSchema: GenMessage<Grant> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 19);
+  messageDesc(file_pdd_v1_pdd, 20);
 
 /**
  * @generated from message pdd.v1.Accepted
@@ -977,7 +1032,7 @@ export type Accepted = Message<"pdd.v1.Accepted"> & {
  * Use `create(AcceptedSchema)` to create a new message.
  */
 export const AcceptedSchema: GenMessage<Accepted> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 20);
+  messageDesc(file_pdd_v1_pdd, 21);
 
 /**
  * One answer token.
@@ -1005,7 +1060,7 @@ export type Token = Message<"pdd.v1.Token"> & {
  * Use `create(TokenSchema)` to create a new message.
  */
 export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 21);
+  messageDesc(file_pdd_v1_pdd, 22);
 
 /**
  * First-token handoff (spec/05-messages.md §5.4.3).
@@ -1045,7 +1100,7 @@ export type FirstToken = Message<"pdd.v1.FirstToken"> & {
  * Use `create(FirstTokenSchema)` to create a new message.
  */
 export const FirstTokenSchema: GenMessage<FirstToken> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 22);
+  messageDesc(file_pdd_v1_pdd, 23);
 
 /**
  * Answer tokens [start_index, start_index + len(tokens)).
@@ -1074,7 +1129,7 @@ export type TokenBatch = Message<"pdd.v1.TokenBatch"> & {
  * Use `create(TokenBatchSchema)` to create a new message.
  */
 export const TokenBatchSchema: GenMessage<TokenBatch> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 23);
+  messageDesc(file_pdd_v1_pdd, 24);
 
 /**
  * A slice of the KV image of the prompt (spec/07-kv.md).
@@ -1157,7 +1212,7 @@ export type KvChunk = Message<"pdd.v1.KvChunk"> & {
  * Use `create(KvChunkSchema)` to create a new message.
  */
 export const KvChunkSchema: GenMessage<KvChunk> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 24);
+  messageDesc(file_pdd_v1_pdd, 25);
 
 /**
  * @generated from message pdd.v1.Span
@@ -1183,7 +1238,7 @@ export type Span = Message<"pdd.v1.Span"> & {
  * Use `create(SpanSchema)` to create a new message.
  */
 export const SpanSchema: GenMessage<Span> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 25);
+  messageDesc(file_pdd_v1_pdd, 26);
 
 /**
  * A shorter prompt the device may prefill instead (spec/08-refinement.md).
@@ -1238,7 +1293,7 @@ export type RefinedPrompt = Message<"pdd.v1.RefinedPrompt"> & {
  * Use `create(RefinedPromptSchema)` to create a new message.
  */
 export const RefinedPromptSchema: GenMessage<RefinedPrompt> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 26);
+  messageDesc(file_pdd_v1_pdd, 27);
 
 /**
  * @generated from message pdd.v1.Usage
@@ -1293,7 +1348,7 @@ export type Usage = Message<"pdd.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 27);
+  messageDesc(file_pdd_v1_pdd, 28);
 
 /**
  * Last frame of every request (spec/05-messages.md §5.4.7).
@@ -1312,7 +1367,7 @@ export type End = Message<"pdd.v1.End"> & {
   reason: EndReason;
 
   /**
-   * the answer tokens [0, token_count) that stand
+   * the answer tokens [0, token_count) that stand (PDD-MSG-014)
    *
    * @generated from field: uint32 token_count = 3;
    */
@@ -1329,9 +1384,12 @@ export type End = Message<"pdd.v1.End"> & {
  * Use `create(EndSchema)` to create a new message.
  */
 export const EndSchema: GenMessage<End> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 28);
+  messageDesc(file_pdd_v1_pdd, 29);
 
 /**
+ * Sent by the cloud (connection or request scope) and, since 1.1, by the
+ * device (connection scope only, in DeviceFrame.error).
+ *
  * @generated from message pdd.v1.Error
  */
 export type Error = Message<"pdd.v1.Error"> & {
@@ -1348,6 +1406,8 @@ export type Error = Message<"pdd.v1.Error"> & {
   code: ErrorCode;
 
   /**
+   * for humans, at most 1024 bytes (PDD-SEC-007)
+   *
    * @generated from field: string message = 3;
    */
   message: string;
@@ -1377,7 +1437,7 @@ export type Error = Message<"pdd.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 29);
+  messageDesc(file_pdd_v1_pdd, 30);
 
 /**
  * @generated from message pdd.v1.Pong
@@ -1410,7 +1470,7 @@ export type Pong = Message<"pdd.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_pdd_v1_pdd, 30);
+  messageDesc(file_pdd_v1_pdd, 31);
 
 /**
  * Frame encodings (spec/09-codecs.md).
@@ -1547,6 +1607,13 @@ export enum EndReason {
    * @generated from enum value: END_REASON_ERROR = 6;
    */
   ERROR = 6,
+
+  /**
+   * since 1.1: the cloud's context has no room for another token
+   *
+   * @generated from enum value: END_REASON_CONTEXT_FULL = 7;
+   */
+  CONTEXT_FULL = 7,
 }
 
 /**
