@@ -20,16 +20,22 @@ function statusField(pid: number, name: string): number {
   }
 }
 
-/** Samples a process's RSS every `everyMs` until stopped; keeps the peak. */
-export function sampleRss(pid: number, everyMs = 50): { peak(): number; stop(): number } {
-  let peak = rssOf(pid);
-  const timer = setInterval(() => (peak = Math.max(peak, rssOf(pid))), everyMs);
+/**
+ * Samples a process's peak RSS every `everyMs` until stopped. With `hwm`
+ * (for a process started for this measurement) the kernel's own high-water
+ * mark counts too, so a spike between two samples is not missed.
+ */
+export function sampleRss(pid: number, everyMs = 50, hwm = false): { peak(): number; stop(): number } {
+  let peak = 0;
+  const read = () => (hwm ? Math.max(rssOf(pid), peakRssOf(pid)) : rssOf(pid));
+  peak = read();
+  const timer = setInterval(() => (peak = Math.max(peak, read())), everyMs);
   timer.unref();
   return {
-    peak: () => Math.max(peak, rssOf(pid)),
+    peak: () => Math.max(peak, read()),
     stop: () => {
       clearInterval(timer);
-      return Math.max(peak, rssOf(pid));
+      return Math.max(peak, read());
     },
   };
 }

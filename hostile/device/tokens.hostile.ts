@@ -1,0 +1,127 @@
+/**
+ * Issue 13, item 4 (tokens and escape), and the silent cloud: a cloud that
+ * sends a token ID outside the vocabulary, and a cloud that falls silent
+ * (a proxy that stops forwarding, no FIN) while the device waits for its KV
+ * image. The device must answer greedily and exit 0. Today the token is
+ * prefilled as is (proto/state/device-request.ts does not check IDs;
+ * reference-device/run.ts catch-up), llama.cpp's eval fails, and the error
+ * escapes `run()`: `pdd device` exits 1.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { record } from "../harness/evidence.js";
+import { runDevice } from "../harness/device-process.js";
+import {
+  endAfterTakeover,
+  greetDevice,
+  hostileServer,
+  tokenFrame,
+  accepted,
+  kvChunks,
+  type HostileServer,
+} from "../harness/hostile-cloud.js";
+import { BINDINGS, closeLocalEngine, type Binding } from "../harness/normal-device.js";
+import { startNetem } from "../../transports/index.js";
+import { DEAD_PEER_DETECTION_MS, KV_DEADLINE_MS } from "../limits.js";
+import { deviceCase, tokenOf } from "./fixture.js";
+
+const servers = new Map<string, Promise<HostileServer>>();
+const serverFor = (b: Binding) => {
+  let s = servers.get(b.name);
+  if (!s) servers.set(b.name, (s = hostileServer(b)));
+  return s;
+};
+afterAll(async () => {
+  for (const s of servers.values()) await (await s).server.close();
+  await closeLocalEngine();
+});
+
+describe("item 4: a token ID outside the vocabulary never crashes the device", () => {
+  it.each(BINDINGS)("over $name", async (b) => {
+    const c = await deviceCase();
+    const hs = await serverFor(b);
+    const device = runDevice(
+      {
+        cloud: hs.server.url,
+        prompt: c.prompt,
+        maxTokens: c.maxTokens,
+        budget: c.budget,
+        codec: b.codec,
+        caPem: hs.caPem,
+      },
+      60_000,
+    );
+    const session = await hs.server.accept(30_000);
+    if (!session) throw new Error("the device did not connect");
+    const cloudSide = (async () => {
+      const x = await greetDevice(session, { kv: false });
+      x.p.send(accepted(x, c.promptTokens.length, c.budget));
+      x.p.send(tokenFrame(x.id, 0, tokenOf(c, 0)));
+      // Token 1: an ID past the vocabulary, with the true token's bytes.
+      x.p.send(tokenFrame(x.id, 1, { id: c.engine.info.vocabSize + 1000, piece: tokenOf(c, 1).piece }));
+      for (let i = 2; i < c.budget; i++) x.p.send(tokenFrame(x.id, i, tokenOf(c, i)));
+      return endAfterTakeover(x, c.budget);
+    })().finally(() => session.close());
+    const run = await device;
+    const cloudSaw = await cloudSide.catch((e: Error) => e.message);
+    record({
+      case: `4 token outside the vocabulary ${b.name}`,
+      code: run.code,
+      ms: Math.round(run.ms),
+      mode: run.report?.mode,
+      cloudSaw,
+      error: run.code === 0 ? undefined : run.stderr.trim().split("\n").pop()?.slice(0, 200),
+    });
+    expect(run.code).toBe(0);
+    expect(run.report?.text).toBe(c.text);
+  });
+});
+
+describe("the silent cloud: a path that stops forwarding (no FIN) while the device waits for KV", () => {
+  it.each(BINDINGS)("over $name, the device recomputes within its KV deadline and answers greedily", async (b) => {
+    const c = await deviceCase();
+    const hs = await serverFor(b);
+    const port = Number(new URL(hs.server.url).port);
+    const netem = await startNetem({ target: { port }, rttMs: 0 });
+    try {
+      const device = runDevice(
+        {
+          cloud: netem.via(hs.server.url),
+          prompt: c.prompt,
+          maxTokens: c.maxTokens,
+          budget: c.budget,
+          codec: b.codec,
+          caPem: hs.caPem,
+        },
+        Math.max(KV_DEADLINE_MS, DEAD_PEER_DETECTION_MS) + 30_000,
+      );
+      const session = await hs.server.accept(30_000);
+      if (!session) throw new Error("the device did not connect");
+      const cloudSide = (async () => {
+        const x = await greetDevice(session, { kv: true });
+        x.p.send(accepted(x, c.promptTokens.length, c.budget, { totalBytes: c.image.length }));
+        for (let i = 0; i < c.budget; i++) x.p.send(tokenFrame(x.id, i, tokenOf(c, i)));
+        const chunks = kvChunks(x.id, c.image, c.promptTokens.length, 4096);
+        x.p.sendKv(x.id, chunks[0]!);
+        // The path dies after the first KV chunk: nothing more arrives, nothing is closed.
+        await x.p.until((f) => f.body === "kvCredit", "the device's first KvCredit");
+        netem.blackhole();
+      })().catch(() => undefined);
+      const run = await device;
+      await cloudSide;
+      session.close();
+      record({
+        case: `silent cloud during KV ${b.name}`,
+        code: run.code,
+        hung: run.hung,
+        ms: Math.round(run.ms),
+        mode: run.report?.mode,
+        fallback: run.report?.fallbackReason?.slice(0, 100),
+      });
+      expect(run.hung).toBe(false);
+      expect(run.code).toBe(0);
+      expect(run.report?.text).toBe(c.text);
+    } finally {
+      await netem.close();
+    }
+  });
+});
