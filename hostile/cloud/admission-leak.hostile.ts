@@ -10,6 +10,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
+import { eachBinding } from "../harness/cases.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";
 import { hello, ping, prefill } from "../harness/frames.js";
@@ -48,7 +49,7 @@ const errorsSent = async (cloud: CloudProcess): Promise<number> => {
 };
 
 describe("item 1: a connection that never reads, floods, and vanishes leaves no admission slot held", () => {
-  it.each(TRANSPORTS)("over $name", async (b) => {
+  eachBinding(TRANSPORTS, "grpc/proto", "the cloud frees every slot", async (b) => {
     const { cloud } = await fixture.get();
     const n = FLOOD[b.key];
     const dev = await nonReading(cloud, b);

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DeviceFrameSchema, ErrorCode, type CloudFrame } from "../../proto/index.js";
 import type { DeviceStream } from "../../transports/index.js";
 import { CloudFixture } from "../harness/aftermath.js";
+import { eachBinding } from "../harness/cases.js";
 import { record } from "../harness/evidence.js";
 import { FrameLog } from "../harness/inbox.js";
 import { openSession, PROMPT, TRANSPORTS, type Binding } from "../harness/normal-device.js";
@@ -52,7 +53,7 @@ async function pinAll(
 }
 
 describe("item 2: a pacing hint cannot pin sequences", () => {
-  it.each(TRANSPORTS)("over $name, Cancel frees four requests paced at 2^32−1 µs per token", async (b) => {
+  eachBinding(TRANSPORTS, "ws/proto", "Cancel frees four requests paced at 2^32−1 µs per token", async (b) => {
     const { cloud } = await fixture.get();
     const { s, log } = await pinAll(b, cloud);
     const t0 = performance.now();

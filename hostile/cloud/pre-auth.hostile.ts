@@ -9,6 +9,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeCloud } from "../../conformance/wire.js";
 import { CloudFixture, type Baseline } from "../harness/aftermath.js";
+import { eachBinding } from "../harness/cases.js";
 import { bigHello, bigPromptText } from "../harness/big-frames.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
 import { mib, record } from "../harness/evidence.js";
@@ -87,8 +88,10 @@ describe("item 5: expensive input before authentication", () => {
     },
   );
 
-  it.each(TRANSPORTS)(
-    "over $name, a Hello offering a million versions is not echoed into the error or the log",
+  eachBinding(
+    TRANSPORTS,
+    "ws/proto",
+    "a Hello offering a million versions is not echoed into the error or the log",
     async (b) => {
       const { cloud } = await fixture.get();
       const from = cloud.lines.length;

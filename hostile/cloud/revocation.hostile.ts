@@ -9,6 +9,7 @@ import { create } from "@bufbuild/protobuf";
 import { afterAll, describe, expect, it } from "vitest";
 import { DeviceFrameSchema, ErrorCode } from "../../proto/index.js";
 import { CloudFixture } from "../harness/aftermath.js";
+import { eachBinding } from "../harness/cases.js";
 import { record } from "../harness/evidence.js";
 import { FrameLog } from "../harness/inbox.js";
 import { openSession, PROMPT, TRANSPORTS } from "../harness/normal-device.js";
@@ -20,7 +21,7 @@ const fixture = new CloudFixture({ keys: keys(true) }, STAYS);
 afterAll(() => fixture.stop());
 
 describe("item 9: a key removed by SIGHUP stops being served on the connections it opened", () => {
-  it.each(TRANSPORTS)("over $name", async (b) => {
+  eachBinding(TRANSPORTS, "ws/proto", "new requests are refused", async (b) => {
     const { cloud } = await fixture.get();
     const s = await openSession(cloud, b, REVOKED);
     const log = new FrameLog(s);

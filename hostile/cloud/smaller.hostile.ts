@@ -22,7 +22,7 @@ const fixture = new CloudFixture({ keys: `${KEY}\n` }, KEY);
 afterAll(() => fixture.stop());
 const grpc = TRANSPORTS.find((b) => b.key === "grpc")!;
 
-describe("item 11: smaller problems", () => {
+describe("item 11: smaller problems", { tags: ["quick"] }, () => {
   it("a gRPC :path with a query still gets the transport's credential check (trailers-only UNAUTHENTICATED)", async () => {
     const { cloud } = await fixture.get();
     const results: Record<string, string | undefined> = {};

@@ -60,7 +60,9 @@ const completion = (prompt: string, maxTokens = 8, stream = false) =>
   JSON.stringify({ model: "pdd-device", prompt, max_tokens: maxTokens, stream });
 
 describe("item 10: pdd device serve is not open to any web page", () => {
-  it("a text/plain POST from a foreign Origin is refused (a page's simple request needs no preflight)", async () => {
+  it("a text/plain POST from a foreign Origin is refused (a page's simple request needs no preflight)", {
+    tags: ["quick"],
+  }, async () => {
     const r = await post(`${serve.url}/completions`, completion("The fox."), {
       "content-type": "text/plain",
       origin: "http://evil.example",
@@ -69,7 +71,7 @@ describe("item 10: pdd device serve is not open to any web page", () => {
     expect(r.status).toBe(403);
   });
 
-  it("a request naming a foreign Host is refused (DNS rebinding)", async () => {
+  it("a request naming a foreign Host is refused (DNS rebinding)", { tags: ["quick"] }, async () => {
     const r = await post(`${serve.url}/completions`, completion("The fox."), {
       "content-type": "application/json",
       host: "evil.example",

@@ -8,6 +8,7 @@
  * escapes `run()`: `pdd device` exits 1.
  */
 import { afterAll, describe, expect, it } from "vitest";
+import { eachBinding } from "../harness/cases.js";
 import { record } from "../harness/evidence.js";
 import { runDevice } from "../harness/device-process.js";
 import {
@@ -36,7 +37,7 @@ afterAll(async () => {
 });
 
 describe("item 4: a token ID outside the vocabulary never crashes the device", () => {
-  it.each(BINDINGS)("over $name", async (b) => {
+  eachBinding(BINDINGS, "ws/proto", "the device recomputes and answers greedily", async (b) => {
     const c = await deviceCase();
     const hs = await serverFor(b);
     const device = runDevice(

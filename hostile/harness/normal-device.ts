@@ -35,7 +35,8 @@ export const PROMPT = "The quick brown fox jumps over the lazy dog, and the naiv
 let engine: Promise<Engine> | undefined;
 /** The local engine the answers are checked against (the model the cloud serves). */
 export function localEngine(): Promise<Engine> {
-  engine ??= Engine.load({ modelPath: ensureDefaultModel("tiny"), threads: 1, sequences: 2 });
+  // 4 sequences, as both peers: a KV image carries the stream count, and the device refuses another (spec §7.2).
+  engine ??= Engine.load({ modelPath: ensureDefaultModel("tiny"), threads: 1, sequences: 4 });
   return engine;
 }
 export async function closeLocalEngine(): Promise<void> {

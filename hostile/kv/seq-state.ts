@@ -100,10 +100,10 @@ export function parseSeqState(image: Uint8Array): { state: SeqState; offsets: Se
   const nTokens = r.u32();
   const tokens = Array.from({ length: r.need(nTokens, 4) }, () => r.i32());
   const streamCountAt = r.at;
-  const nStreams = r.u32();
+  const nStreams = r.need(r.u32(), 4);
   const streams: SeqStream[] = [];
   const offsets: SeqStateOffsets = { tokenCount: tokenCountAt, streamCount: streamCountAt, streams: [] };
-  for (let s = 0; s < r.need(nStreams, 4); s++) {
+  for (let s = 0; s < nStreams; s++) {
     const o = { cellCount: r.at, firstPos: -1, lastPos: -1, layerCount: -1, firstKRowSize: -1 };
     offsets.streams.push(o);
     const nCells = r.u32();
@@ -112,7 +112,8 @@ export function parseSeqState(image: Uint8Array): { state: SeqState; offsets: Se
       continue;
     }
     const cells: SeqCell[] = [];
-    for (let c = 0; c < r.need(nCells, 12); c++) {
+    r.need(nCells, 12);
+    for (let c = 0; c < nCells; c++) {
       if (c === 0) o.firstPos = r.at;
       o.lastPos = r.at;
       const pos = r.i32();
@@ -121,9 +122,9 @@ export function parseSeqState(image: Uint8Array): { state: SeqState; offsets: Se
     }
     const vTrans = r.u32();
     o.layerCount = r.at;
-    const nLayers = r.u32();
+    const nLayers = r.need(r.u32(), 12);
     const k: SeqLayer[] = [];
-    for (let l = 0; l < r.need(nLayers, 12); l++) {
+    for (let l = 0; l < nLayers; l++) {
       const type = r.i32();
       if (l === 0) o.firstKRowSize = r.at;
       const size = Number(r.u64());
