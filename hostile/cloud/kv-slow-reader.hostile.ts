@@ -5,6 +5,7 @@
  * kvTransfer`; kv-sender.ts has no write deadline), holding the sequence.
  * With one sequence, every other device then waits.
  */
+import { eachBinding } from "../harness/cases.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
@@ -35,46 +36,51 @@ async function nonReading(cloud: CloudProcess, b: Binding): Promise<RawDevice> {
 }
 
 describe("item 3: a device that asks for KV and stops reading does not pin its sequence", () => {
-  it.each(TRANSPORTS)("over $name, another device is served within the KV grace plus a write deadline", async (b) => {
-    const { cloud } = await fixture.get();
-    const e = await localEngine();
-    // ~3,000 prompt tokens: a 1.5 MB image, more than the send path's 1 MiB high-water mark.
-    const prompt = await longPrompt(3_000);
-    const dev = await nonReading(cloud, b);
-    const info = e.info;
-    dev.send(
-      hello(b.codec, {
-        deviceModel: {
-          ...info,
-          modelFingerprint: Buffer.from(info.modelFingerprint),
-          tokenizerFingerprint: Buffer.from(info.tokenizerFingerprint),
-        },
-      }),
-    );
-    dev.send(
-      frame(b.codec, {
-        prefillRequest: {
-          requestId: 1,
-          text: prompt,
-          cloudTokenBudget: 16,
-          kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 1 << 20, initialCreditBytes: String(1 << 30) },
-        },
-      }),
-    );
-    const t0 = performance.now();
-    // The KV grace is 10 s; a write deadline adds WRITE_DEADLINE_MS; then the sequence must be free.
-    const other = await fullAnswer(cloud, b, { deadlineMs: 10_000 + WRITE_DEADLINE_MS + 10_000 });
-    const otherMs = performance.now() - t0;
-    const heldWhileAttacking = await cloud.held();
-    dev.vanish();
-    const after = await fixture.check(b);
-    record({
-      case: `3 KV slow reader ${b.name}`,
-      other: { ok: other.ok, correct: other.correct, ms: otherMs, error: other.error },
-      heldWhileAttacking,
-      after: { held: after.held, live: after.live.ok, rssMiB: [after.rssBeforeMiB, after.rssAfterMiB] },
-    });
-    expect(other).toMatchObject({ ok: true, correct: true });
-    expect(after.healthy).toBe(true);
-  });
+  eachBinding(
+    TRANSPORTS,
+    undefined,
+    "another device is served within the KV grace plus a write deadline",
+    async (b) => {
+      const { cloud } = await fixture.get();
+      const e = await localEngine();
+      // ~3,000 prompt tokens: a 1.5 MB image, more than the send path's 1 MiB high-water mark.
+      const prompt = await longPrompt(3_000);
+      const dev = await nonReading(cloud, b);
+      const info = e.info;
+      dev.send(
+        hello(b.codec, {
+          deviceModel: {
+            ...info,
+            modelFingerprint: Buffer.from(info.modelFingerprint),
+            tokenizerFingerprint: Buffer.from(info.tokenizerFingerprint),
+          },
+        }),
+      );
+      dev.send(
+        frame(b.codec, {
+          prefillRequest: {
+            requestId: 1,
+            text: prompt,
+            cloudTokenBudget: 16,
+            kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 1 << 20, initialCreditBytes: String(1 << 30) },
+          },
+        }),
+      );
+      const t0 = performance.now();
+      // The KV grace is 10 s; a write deadline adds WRITE_DEADLINE_MS; then the sequence must be free.
+      const other = await fullAnswer(cloud, b, { deadlineMs: 10_000 + WRITE_DEADLINE_MS + 10_000 });
+      const otherMs = performance.now() - t0;
+      const heldWhileAttacking = await cloud.held();
+      dev.vanish();
+      const after = await fixture.check(b);
+      record({
+        case: `3 KV slow reader ${b.name}`,
+        other: { ok: other.ok, correct: other.correct, ms: otherMs, error: other.error },
+        heldWhileAttacking,
+        after: { held: after.held, live: after.live.ok, rssMiB: [after.rssBeforeMiB, after.rssAfterMiB] },
+      });
+      expect(other).toMatchObject({ ok: true, correct: true });
+      expect(after.healthy).toBe(true);
+    },
+  );
 });

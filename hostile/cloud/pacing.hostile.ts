@@ -76,7 +76,7 @@ describe("item 2: a pacing hint cannot pin sequences", () => {
     expect(after.healthy).toBe(true);
   });
 
-  it.each(TRANSPORTS)("over $name, a disconnect frees them", async (b) => {
+  eachBinding(TRANSPORTS, undefined, "a disconnect frees them", async (b) => {
     const { cloud } = await fixture.get();
     const { s } = await pinAll(b, cloud);
     s.abort();
@@ -100,8 +100,10 @@ describe("item 2: a pacing hint cannot pin sequences", () => {
     expect(exit.ms).toBeLessThan(1_000 + 5_000);
   });
 
-  it.each(TRANSPORTS)(
-    "over $name, max_request_duration_ms (1.5 s here) ends a request asleep between tokens",
+  eachBinding(
+    TRANSPORTS,
+    undefined,
+    "max_request_duration_ms (1.5 s here) ends a request asleep between tokens",
     async (b) => {
       const { cloud } = await short.get();
       const s = await openSession(cloud, b);
@@ -119,8 +121,10 @@ describe("item 2: a pacing hint cannot pin sequences", () => {
     },
   );
 
-  it.each(TRANSPORTS)(
-    "over $name, target_tpot_us is clamped: 3 tokens asked at 2^32−1 µs come within 3 × 1 s",
+  eachBinding(
+    TRANSPORTS,
+    undefined,
+    "target_tpot_us is clamped: 3 tokens asked at 2^32−1 µs come within 3 × 1 s",
     async (b) => {
       const { cloud } = await fixture.get();
       const s = await openSession(cloud, b);

@@ -4,6 +4,7 @@
  * the event loop between frames (reference-cloud/connection.ts `onFrame`),
  * so one connection's Pings delay every other connection's tokens.
  */
+import { eachBinding } from "../harness/cases.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
@@ -65,7 +66,7 @@ async function underFlood(cloud: CloudProcess, b: Binding, reads: boolean) {
 
 describe("item 8: a Ping flood does not starve other connections", () => {
   for (const reads of [true, false])
-    it.each(TRANSPORTS)(`over $name, a flooder that ${reads ? "reads" : "never reads"}`, async (b) => {
+    eachBinding(TRANSPORTS, undefined, `a flooder that ${reads ? "reads" : "never reads"}`, async (b) => {
       const { cloud, base } = await fixture.get();
       const alone = await fullAnswer(cloud, b, { budget: 64, tpotUs: 20_000 });
       const { answer, pings } = await underFlood(cloud, b, reads);

@@ -52,8 +52,10 @@ async function pacedBaseline(cloud: CloudProcess, b: Binding): Promise<number> {
 }
 
 describe("item 5: expensive input before authentication", () => {
-  it.each(TRANSPORTS)(
-    "over $name, six 3.9 MB Hellos without a credential neither stall another device nor grow memory",
+  eachBinding(
+    TRANSPORTS,
+    undefined,
+    "six 3.9 MB Hellos without a credential neither stall another device nor grow memory",
     async (b) => {
       const { cloud, base } = await fixture.get();
       const idleGap = await pacedBaseline(cloud, b);
@@ -120,7 +122,7 @@ describe("item 5: expensive input before authentication", () => {
     },
   );
 
-  it.each(TRANSPORTS)("over $name, 30 parked partial 4 MiB first frames cost no memory", async (b) => {
+  eachBinding(TRANSPORTS, undefined, "30 parked partial 4 MiB first frames cost no memory", async (b) => {
     const { cloud } = await fixture.get();
     const rss0 = cloud.rss();
     const declared = (4 << 20) - 64;
@@ -150,7 +152,7 @@ describe("item 5: expensive input before authentication", () => {
     expect(after.healthy).toBe(true);
   });
 
-  it.each(TRANSPORTS)("over $name, a 3.9 MB prompt is refused before it is tokenized", async (b) => {
+  eachBinding(TRANSPORTS, undefined, "a 3.9 MB prompt is refused before it is tokenized", async (b) => {
     const { cloud, base } = await fixture.get();
     const idleGap = await pacedBaseline(cloud, b);
     let refusal = "";

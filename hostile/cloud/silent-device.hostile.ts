@@ -8,6 +8,7 @@
  */
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
+import { eachBinding } from "../harness/cases.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import { record } from "../harness/evidence.js";
@@ -21,7 +22,7 @@ const fixtures = new Map(TRANSPORTS.map((b) => [b.name, new CloudFixture()]));
 afterAll(() => Promise.all([...fixtures.values()].map((f) => f.stop())));
 
 describe.concurrent("item 7: a silent device is detected within the dead-peer timeout on every transport", () => {
-  it.each(TRANSPORTS)("over $name, a device under SIGSTOP mid-answer is lost and its sequence freed", async (b) => {
+  eachBinding(TRANSPORTS, undefined, "a device under SIGSTOP mid-answer is lost and its sequence freed", async (b) => {
     const fixture = fixtures.get(b.name)!;
     const { cloud } = await fixture.get();
     const child = spawn(

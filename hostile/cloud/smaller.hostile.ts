@@ -10,6 +10,7 @@ import { Packr } from "msgpackr";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeCloud } from "../../conformance/wire.js";
 import { CloudFixture } from "../harness/aftermath.js";
+import { eachBinding } from "../harness/cases.js";
 import { record } from "../harness/evidence.js";
 import { hello } from "../harness/frames.js";
 import { BINDINGS, TRANSPORTS, type Binding } from "../harness/normal-device.js";
@@ -57,8 +58,10 @@ describe("item 11: smaller problems", { tags: ["quick"] }, () => {
     expect(first).toMatch(/^status (3|12|13)$/);
   });
 
-  it.each(BINDINGS.filter((b) => b.key !== "grpc"))(
-    "over $name, a prompt that is not UTF-8 is refused",
+  eachBinding(
+    BINDINGS.filter((b) => b.key !== "grpc"),
+    undefined,
+    "a prompt that is not UTF-8 is refused",
     async (b: Binding) => {
       const { cloud } = await fixture.get();
       const s = await rawSession(cloud, b, KEY);
@@ -81,8 +84,10 @@ describe("item 11: smaller problems", { tags: ["quick"] }, () => {
     },
   );
 
-  it.each(BINDINGS.filter((b) => b.key === "webtransport"))(
-    "over $name, a normal close is not counted as MALFORMED_FRAME",
+  eachBinding(
+    BINDINGS.filter((b) => b.key === "webtransport"),
+    undefined,
+    "a normal close is not counted as MALFORMED_FRAME",
     async (b) => {
       const { cloud } = await fixture.get();
       const malformed = async () => (await cloud.metrics()).get('pdd_errors_total{code="MALFORMED_FRAME"}') ?? 0;

@@ -94,7 +94,7 @@ const outcome = (r: DeviceRun) => ({
 });
 
 describe("item 4: a hostile cloud's KV image never crashes, exhausts or hangs the device", () => {
-  it.each(BINDINGS)("over $name, the honest image (control: it is imported and the answer is greedy)", async (b) => {
+  eachBinding(BINDINGS, undefined, "the honest image (control: it is imported and the answer is greedy)", async (b) => {
     const c = await deviceCase();
     const { run } = await attack(b, c, sendImage(c, c.image));
     honestPeak.set(b.name, run.peakRss);
@@ -124,25 +124,30 @@ describe("item 4: a hostile cloud's KV image never crashes, exhausts or hangs th
     });
   }
 
-  it.each(BINDINGS)("over $name, KV granted but never sent: the device recomputes after its KV deadline", async (b) => {
-    const c = await deviceCase();
-    const { run } = await attack(
-      b,
-      c,
-      async (x) => {
-        x.p.send(accepted(x, c.promptTokens.length, c.budget, { totalBytes: c.image.length }));
-        for (let i = 0; i < c.budget; i++) x.p.send(tokenFrame(x.id, i, tokenOf(c, i)));
-        await endAfterTakeover(x, c.budget, KV_DEADLINE_MS + 30_000);
-      },
-      KV_DEADLINE_MS + 30_000,
-    );
-    record({ case: `4 KV never sent ${b.name}`, ...outcome(run) });
-    expect(run.hung).toBe(false);
-    expect(run.code).toBe(0);
-    expect(run.report?.text).toBe(c.text);
-  });
+  eachBinding(
+    BINDINGS,
+    undefined,
+    "KV granted but never sent: the device recomputes after its KV deadline",
+    async (b) => {
+      const c = await deviceCase();
+      const { run } = await attack(
+        b,
+        c,
+        async (x) => {
+          x.p.send(accepted(x, c.promptTokens.length, c.budget, { totalBytes: c.image.length }));
+          for (let i = 0; i < c.budget; i++) x.p.send(tokenFrame(x.id, i, tokenOf(c, i)));
+          await endAfterTakeover(x, c.budget, KV_DEADLINE_MS + 20_000);
+        },
+        KV_DEADLINE_MS + 20_000,
+      );
+      record({ case: `4 KV never sent ${b.name}`, ...outcome(run) });
+      expect(run.hung).toBe(false);
+      expect(run.code).toBe(0);
+      expect(run.report?.text).toBe(c.text);
+    },
+  );
 
-  it.each(BINDINGS)("over $name, an endless image (2^62 bytes declared): the device stops taking it", async (b) => {
+  eachBinding(BINDINGS, undefined, "an endless image (2^62 bytes declared): the device stops taking it", async (b) => {
     const c = await deviceCase();
     const cap = (FULL_SCALE ? 1024 : 256) << 20;
     let accepted_ = 0;

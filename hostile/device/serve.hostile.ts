@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "node:http";
+import { eachBinding } from "../harness/cases.js";
 import { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";
 import { fileWith, startServe, type Serve } from "../harness/device-process.js";
@@ -168,7 +169,7 @@ describe("item 10: pdd device serve is not open to any web page", () => {
 });
 
 describe("item 4 through the API: a cloud's token outside the vocabulary is not a 500", () => {
-  it.each(TRANSPORTS)("over $name", async (b) => {
+  eachBinding(TRANSPORTS, undefined, "the request is answered greedily", async (b) => {
     const c = await deviceCase();
     const hs = await hostileServer(b);
     const api = await startServe(
