@@ -16,7 +16,7 @@ import { hello } from "../harness/frames.js";
 import { BINDINGS, TRANSPORTS, type Binding } from "../harness/normal-device.js";
 import { grpcCall, grpcConnection, SESSION_PATH } from "../harness/raw-grpc.js";
 import { drain, rawSession } from "../harness/raw-session.js";
-import { within } from "../harness/wait.js";
+import { pollUntil, within } from "../harness/wait.js";
 
 const KEY = "hostile-key";
 const fixture = new CloudFixture({ keys: `${KEY}\n` }, KEY);
@@ -96,7 +96,12 @@ describe("item 11: smaller problems", { tags: ["quick"] }, () => {
       s.send(hello(b.codec));
       await s.next(5_000); // HelloAck
       s.close(0, "");
-      const connections = await cloud.waitIdle(5_000);
+      // Counted when the cloud has seen the session end: wait for its connection to go.
+      const connections = await pollUntil(
+        () => cloud.held(),
+        (h) => h.connections === 0,
+        5_000,
+      );
       const counted = (await malformed()) - before;
       record({ case: `11d WT normal close ${b.name}`, malformedCounted: counted, held: connections.value });
       expect(counted).toBe(0);

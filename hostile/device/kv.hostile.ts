@@ -11,7 +11,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { eachBinding } from "../harness/cases.js";
 import { mib, record } from "../harness/evidence.js";
-import { runDevice, type DeviceRun } from "../harness/device-process.js";
+import { firstError, runDevice, type DeviceRun } from "../harness/device-process.js";
 import {
   accepted,
   endAfterTakeover,
@@ -90,7 +90,7 @@ const outcome = (r: DeviceRun) => ({
   mode: r.report?.mode,
   kvImported: r.report?.kvImported,
   fallback: r.report?.fallbackReason?.slice(0, 120),
-  error: r.code === 0 ? undefined : r.stderr.trim().split("\n").pop()?.slice(0, 200),
+  error: r.code === 0 ? undefined : firstError(r.stderr),
 });
 
 describe("item 4: a hostile cloud's KV image never crashes, exhausts or hangs the device", () => {

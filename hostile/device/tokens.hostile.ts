@@ -10,7 +10,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { eachBinding } from "../harness/cases.js";
 import { record } from "../harness/evidence.js";
-import { runDevice } from "../harness/device-process.js";
+import { firstError, runDevice } from "../harness/device-process.js";
 import {
   endAfterTakeover,
   greetDevice,
@@ -70,7 +70,7 @@ describe("item 4: a token ID outside the vocabulary never crashes the device", (
       ms: Math.round(run.ms),
       mode: run.report?.mode,
       cloudSaw,
-      error: run.code === 0 ? undefined : run.stderr.trim().split("\n").pop()?.slice(0, 200),
+      error: run.code === 0 ? undefined : firstError(run.stderr),
     });
     expect(run.code).toBe(0);
     expect(run.report?.text).toBe(c.text);

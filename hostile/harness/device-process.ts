@@ -113,3 +113,11 @@ export async function startServe(cloud: string, extra: string[] = []): Promise<S
     },
   };
 }
+
+/** The line of a failed run's stderr that says what failed (not the trailing "Node.js vX" of a crash). */
+export function firstError(stderr: string): string | undefined {
+  const lines = stderr.split("\n").map((l) => l.trim());
+  return (
+    lines.find((l) => /error|failed|abort/i.test(l) && !l.startsWith("at ")) ?? lines.filter(Boolean).pop()
+  )?.slice(0, 200);
+}
