@@ -79,6 +79,8 @@ describe("item 8: a Ping flood does not starve other connections", () => {
         answerMs: answer.ms,
         aloneMs: alone.ms,
         ok: answer.ok && answer.correct,
+        held: after.held,
+        rssMiB: [after.rssBeforeMiB, after.rssAfterMiB],
         healthy: after.healthy,
       });
       expect(answer).toMatchObject({ ok: true, correct: true });

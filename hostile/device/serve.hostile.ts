@@ -14,7 +14,7 @@ import { fileWith, startServe, type Serve } from "../harness/device-process.js";
 import { accepted, endAfterTakeover, greetDevice, hostileServer, tokenFrame } from "../harness/hostile-cloud.js";
 import { closeLocalEngine, TRANSPORTS } from "../harness/normal-device.js";
 import { SERVE_QUEUE_LIMIT } from "../limits.js";
-import { deviceCase, tokenOf } from "./fixture.js";
+import { closeDeviceCase, deviceCase, tokenOf } from "./fixture.js";
 
 let cloud: CloudProcess;
 let serve: Serve;
@@ -26,6 +26,7 @@ afterAll(async () => {
   await serve?.stop();
   await cloud?.stop();
   await closeLocalEngine();
+  await closeDeviceCase();
 });
 
 /** A raw HTTP request (fetch forbids setting Host and Origin as a browser would send them). */
@@ -174,7 +175,8 @@ describe("item 4 through the API: a cloud's token outside the vocabulary is not 
     const hs = await hostileServer(b);
     const api = await startServe(
       hs.server.url,
-      hs.caPem ? ["--ca", (await import("../harness/device-process.js")).fileWith("serve-ca.pem", hs.caPem)] : [],
+      hs.caPem ? ["--ca", fileWith("serve-ca.pem", hs.caPem)] : [],
+      c.modelPath,
     );
     try {
       const res = post(`${api.url}/completions`, completion(c.prompt, c.maxTokens), {

@@ -9,6 +9,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { eachBinding } from "../harness/cases.js";
+import { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";
 import { firstError, runDevice } from "../harness/device-process.js";
 import {
@@ -20,10 +21,10 @@ import {
   kvChunks,
   type HostileServer,
 } from "../harness/hostile-cloud.js";
-import { BINDINGS, closeLocalEngine, type Binding } from "../harness/normal-device.js";
-import { startNetem } from "../../transports/index.js";
+import { BINDINGS, type Binding } from "../harness/normal-device.js";
+import { createSelfSignedCertificate, startNetem } from "../../transports/index.js";
 import { KV_DEADLINE_MS } from "../limits.js";
-import { deviceCase, tokenOf } from "./fixture.js";
+import { closeDeviceCase, deviceCase, tokenOf } from "./fixture.js";
 
 const servers = new Map<string, Promise<HostileServer>>();
 const serverFor = (b: Binding) => {
@@ -33,7 +34,41 @@ const serverFor = (b: Binding) => {
 };
 afterAll(async () => {
   for (const s of servers.values()) await (await s).server.close();
-  await closeLocalEngine();
+  await closeDeviceCase();
+});
+
+describe("control: pdd device against the reference cloud answers and exits on every binding", () => {
+  let cloud: CloudProcess | undefined;
+  let tls: { cert: string; key: string } | undefined;
+  afterAll(() => cloud?.stop());
+  eachBinding(BINDINGS, undefined, "exit 0, the cloud's tokens used", async (b) => {
+    const c = await deviceCase();
+    tls ??= await createSelfSignedCertificate();
+    cloud ??= await CloudProcess.start({ tls });
+    const run = await runDevice(
+      {
+        cloud: cloud.urls[b.key],
+        prompt: "The quick brown fox.",
+        maxTokens: 12,
+        budget: 4,
+        codec: b.codec,
+        caPem: tls.cert,
+        model: c.modelPath,
+      },
+      60_000,
+    );
+    record({
+      case: `device control (reference cloud) ${b.name}`,
+      code: run.code,
+      hung: run.hung,
+      reportMs: run.reportMs,
+      mode: run.report?.mode,
+      cloudTokens: run.report?.cloudTokens,
+      error: run.code === 0 ? undefined : firstError(run.stderr),
+    });
+    expect(run.report?.mode).toBe("pd");
+    expect(run.code).toBe(0);
+  });
 });
 
 describe("item 4: a token ID outside the vocabulary never crashes the device", () => {
@@ -48,6 +83,7 @@ describe("item 4: a token ID outside the vocabulary never crashes the device", (
         budget: c.budget,
         codec: b.codec,
         caPem: hs.caPem,
+        model: c.modelPath,
       },
       60_000,
     );
@@ -72,8 +108,8 @@ describe("item 4: a token ID outside the vocabulary never crashes the device", (
       cloudSaw,
       error: run.code === 0 ? undefined : firstError(run.stderr),
     });
-    expect(run.code).toBe(0);
     expect(run.report?.text).toBe(c.text);
+    expect(run.code).toBe(0);
   });
 });
 
@@ -92,6 +128,7 @@ describe("the silent cloud: a path that stops forwarding (no FIN) while the devi
           budget: c.budget,
           codec: b.codec,
           caPem: hs.caPem,
+          model: c.modelPath,
         },
         KV_DEADLINE_MS + 20_000,
       );
@@ -119,8 +156,8 @@ describe("the silent cloud: a path that stops forwarding (no FIN) while the devi
         fallback: run.report?.fallbackReason?.slice(0, 100),
       });
       expect(run.hung).toBe(false);
-      expect(run.code).toBe(0);
       expect(run.report?.text).toBe(c.text);
+      expect(run.code).toBe(0);
     } finally {
       await netem.close();
     }

@@ -20,6 +20,8 @@ export interface CloudOptions {
   /** Settings for --config (limits, drainSeconds, ...). */
   config?: Record<string, unknown>;
   logLevel?: "debug" | "info" | "warn";
+  /** A certificate for every listener (wss://, grpcs://, and WebTransport's): for clients that trust a PEM. */
+  tls?: { cert: string; key: string };
 }
 
 /** What the cloud's metrics say it holds. */
@@ -58,6 +60,11 @@ export class CloudProcess {
     if (o.keys !== undefined) {
       writeFileSync(join(dir, "keys"), o.keys);
       args.push("--keys", join(dir, "keys"));
+    }
+    if (o.tls) {
+      writeFileSync(join(dir, "cert.pem"), o.tls.cert);
+      writeFileSync(join(dir, "key.pem"), o.tls.key);
+      args.push("--tls-cert", join(dir, "cert.pem"), "--tls-key", join(dir, "key.pem"));
     }
     // A short drain by default: a test's cloud stops in seconds unless the case is about the drain.
     writeFileSync(join(dir, "config.json"), JSON.stringify({ drainSeconds: 1, ...o.config }));

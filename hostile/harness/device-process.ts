@@ -22,6 +22,8 @@ export function fileWith(name: string, text: string): string {
 
 export interface DeviceRun {
   code: number | null;
+  /** ms until the --json report was printed (the answer was complete); undefined when it never was. */
+  reportMs?: number;
   signal: NodeJS.Signals | null;
   /** Killed by the test at its deadline: the device hung. */
   hung: boolean;
@@ -41,11 +43,22 @@ export interface DeviceArgs {
   codec?: "proto" | "msgpack";
   caPem?: string;
   noKv?: boolean;
+  /** GGUF path; default: the embedded tiny model. */
+  model?: string;
 }
 
 /** `pdd device --json`, killed after `deadlineMs`; `onRss` sees its peak RSS while it runs. */
 export async function runDevice(a: DeviceArgs, deadlineMs: number): Promise<DeviceRun> {
-  const args = [PDD_BIN, "device", "--cloud", a.cloud, "--model", ensureDefaultModel("tiny"), "--threads", "1"];
+  const args = [
+    PDD_BIN,
+    "device",
+    "--cloud",
+    a.cloud,
+    "--model",
+    a.model ?? ensureDefaultModel("tiny"),
+    "--threads",
+    "1",
+  ];
   args.push("--prompt-file", fileWith(`prompt-${a.prompt.length}.txt`, a.prompt), "--max-tokens", String(a.maxTokens));
   args.push("--json", "--tpot-ms", "0");
   if (a.budget) args.push("--budget", String(a.budget));
@@ -57,7 +70,11 @@ export async function runDevice(a: DeviceArgs, deadlineMs: number): Promise<Devi
   const rss = sampleRss(child.pid!, 25, true);
   let stdout = "";
   let stderr = "";
-  child.stdout!.on("data", (b: Buffer) => (stdout += b.toString()));
+  let reportMs: number | undefined;
+  child.stdout!.on("data", (b: Buffer) => {
+    stdout += b.toString();
+    if (reportMs === undefined && stdout.includes("}\n")) reportMs = performance.now() - t0;
+  });
   child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
   let hung = false;
   const timer = setTimeout(() => {
@@ -71,6 +88,7 @@ export async function runDevice(a: DeviceArgs, deadlineMs: number): Promise<Devi
   const line = stdout.split("\n").find((l) => l.startsWith("{"));
   return {
     code,
+    reportMs,
     signal,
     hung,
     ms: performance.now() - t0,
@@ -88,8 +106,8 @@ export interface Serve {
 }
 
 /** `pdd device serve` on a free port. */
-export async function startServe(cloud: string, extra: string[] = []): Promise<Serve> {
-  const args = [PDD_BIN, "device", "serve", "--cloud", cloud, "--model", ensureDefaultModel("tiny")];
+export async function startServe(cloud: string, extra: string[] = [], model?: string): Promise<Serve> {
+  const args = [PDD_BIN, "device", "serve", "--cloud", cloud, "--model", model ?? ensureDefaultModel("tiny")];
   args.push("--threads", "1", "--port", "0", ...extra);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
