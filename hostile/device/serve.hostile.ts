@@ -13,6 +13,7 @@ import { record } from "../harness/evidence.js";
 import { fileWith, startServe, type Serve } from "../harness/device-process.js";
 import { accepted, endAfterTakeover, greetDevice, hostileServer, tokenFrame } from "../harness/hostile-cloud.js";
 import { closeLocalEngine, TRANSPORTS } from "../harness/normal-device.js";
+import { within } from "../harness/wait.js";
 import { SERVE_QUEUE_LIMIT } from "../limits.js";
 import { closeDeviceCase, deviceCase, tokenOf } from "./fixture.js";
 
@@ -126,7 +127,7 @@ describe("item 10: pdd device serve is not open to any web page", () => {
     });
     const u = new URL(`${serve.url}/completions`);
     await new Promise<void>((resolve) => {
-      const body = completion("Tell me everything about the fox.", 3000, true);
+      const body = completion("Tell me everything about the fox.", 400, true);
       const req = request(
         {
           host: u.hostname,
@@ -153,18 +154,27 @@ describe("item 10: pdd device serve is not open to any web page", () => {
     expect(next.ms).toBeLessThan(Math.max(2_000, 10 * alone.ms));
   });
 
-  it("a 1 MiB prompt is refused before tokenizing, and does not block other routes", async () => {
-    const big = completion("fox ".repeat(1 << 18));
+  it("a 256 KiB prompt is refused before tokenizing, and does not block other routes", async () => {
+    // The issue: 6.9 MiB blocked every route for 60 s. 256 KiB (65,536 words) shows it within the case's time.
+    const big = completion("fox ".repeat(1 << 16));
     let sent!: () => void;
     const bodySent = new Promise<void>((r) => (sent = r));
     const pending = post(`${serve.url}/completions`, big, { "content-type": "application/json" }, () => sent());
     // Once the whole body is out, the cheapest route, while the big one is handled.
     await bodySent;
     const t0 = performance.now();
-    const models = await fetch(`${serve.url}/models`).then(() => performance.now() - t0);
-    const r = await pending;
-    record({ case: "10 1 MiB prompt", status: r.status, ms: Math.round(r.ms), modelsRouteMs: Math.round(models) });
-    expect([400, 413]).toContain(r.status);
+    const models = await within(
+      fetch(`${serve.url}/models`).then(() => performance.now() - t0),
+      60_000,
+    );
+    const r = await within(pending, 60_000);
+    record({
+      case: "10 256 KiB prompt",
+      status: r?.status ?? "no answer in 60 s",
+      ms: r ? Math.round(r.ms) : undefined,
+      modelsRouteMs: models === undefined ? "no answer in 60 s" : Math.round(models),
+    });
+    expect([400, 413]).toContain(r?.status);
     expect(models).toBeLessThan(1_000);
   });
 });
