@@ -18,8 +18,11 @@ export const WRITE_DEADLINE_MS = 10_000;
 export const KV_DEADLINE_MS = 10_000;
 /** Transport-level handshake: a session that opens no control stream / sends no Hello is closed after this (cloud default 10 s). */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** A silent peer is lost within the dead-peer timeout (30 s) plus one ping interval (15 s), on every binding. */
-export const DEAD_PEER_DETECTION_MS = 30_000 + 15_000;
+/**
+ * A silent peer is lost within the configured dead-peer timeout (default 30 s, the issue's goal) plus 5 s of
+ * keep-alive granularity, on every binding. Today: gRPC 30 s, WebSocket 45 s (its check runs every 15 s), WebTransport never.
+ */
+export const DEAD_PEER_DETECTION_MS = 30_000 + 5_000;
 /** Pings a cloud answers per connection per second; beyond, it may close the connection (RESOURCE_EXHAUSTED). */
 export const MAX_PINGS_PER_SECOND = 100;
 /** `pdd device serve`: requests waiting behind the running one before 429. */

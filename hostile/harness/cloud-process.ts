@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ensureDefaultModel } from "../../engine/index.js";
+import { certificateSha256 } from "../../transports/index.js";
 import { rssOf } from "./proc.js";
 import { pollUntil } from "./wait.js";
 
@@ -101,7 +102,8 @@ export class CloudProcess {
       (cloud?.lines ?? lines).push(...parts);
     });
     const info = await listening;
-    const hash = Buffer.from(info.webtransportCertSha256, "hex");
+    // With a configured certificate the CLI prints no hash: it is the certificate's own.
+    const hash = o.tls ? certificateSha256(o.tls.cert) : Buffer.from(info.webtransportCertSha256, "hex");
     cloud = new CloudProcess(child, dir, info.listening, hash, exited, stopClock);
     cloud.lines.push(...lines);
     return cloud;
