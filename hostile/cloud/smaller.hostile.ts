@@ -6,14 +6,17 @@
  * served over msgpack (msgpackr decodes it with replacement characters); a
  * normal WebTransport close is counted as MALFORMED_FRAME.
  */
+import { create } from "@bufbuild/protobuf";
 import { Packr } from "msgpackr";
+import { DeviceFrameSchema } from "../../proto/index.js";
+import { FrameLog } from "../harness/inbox.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeCloud } from "../../conformance/wire.js";
 import { CloudFixture } from "../harness/aftermath.js";
 import { eachBinding } from "../harness/cases.js";
 import { record } from "../harness/evidence.js";
 import { hello } from "../harness/frames.js";
-import { BINDINGS, TRANSPORTS, type Binding } from "../harness/normal-device.js";
+import { BINDINGS, openSession, TRANSPORTS, type Binding } from "../harness/normal-device.js";
 import { grpcCall, grpcConnection, SESSION_PATH } from "../harness/raw-grpc.js";
 import { drain, rawSession } from "../harness/raw-session.js";
 import { pollUntil, within } from "../harness/wait.js";
@@ -91,19 +94,32 @@ describe("item 11: smaller problems", { tags: ["quick"] }, () => {
     async (b) => {
       const { cloud } = await fixture.get();
       const malformed = async () => (await cloud.metrics()).get('pdd_errors_total{code="MALFORMED_FRAME"}') ?? 0;
+      const gone = () =>
+        pollUntil(
+          () => cloud.held(),
+          (h) => h.connections === 0,
+          5_000,
+        );
+      // The conformance client's close (session close, code 0), then the reference device's (Goodbye, control stream end, session close).
       const before = await malformed();
       const s = await rawSession(cloud, b, KEY);
       s.send(hello(b.codec));
       await s.next(5_000); // HelloAck
       s.close(0, "");
-      // Counted when the cloud has seen the session end: wait for its connection to go.
-      const connections = await pollUntil(
-        () => cloud.held(),
-        (h) => h.connections === 0,
-        5_000,
-      );
+      await gone();
+      const afterRaw = await malformed();
+      const d = await openSession(cloud, b, KEY);
+      const log = new FrameLog(d);
+      await log.first("helloAck", 5_000);
+      await d.send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }));
+      await d.close();
+      await gone();
       const counted = (await malformed()) - before;
-      record({ case: `11d WT normal close ${b.name}`, malformedCounted: counted, held: connections.value });
+      record({
+        case: `11d WT normal close ${b.name}`,
+        malformedAfterRawClose: afterRaw - before,
+        malformedAfterDeviceClose: counted - (afterRaw - before),
+      });
       expect(counted).toBe(0);
     },
   );

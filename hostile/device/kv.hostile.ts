@@ -108,7 +108,7 @@ describe("item 4: a hostile cloud's KV image never crashes, exhausts or hangs th
 
   // 2^31−1 cells ask llama.cpp for 21 bytes × 2^31 ≈ 45 GB before it reads a cell: never run on a shared machine.
   const mutations = [
-    ...MUTATIONS.filter((m) => !m.name.includes("2^31") && (FULL_SCALE || !m.name.includes("10^8"))),
+    ...MUTATIONS.filter((m) => m.name !== "cell count 2^31−1" && (FULL_SCALE || m.name !== "cell count 10^8")),
     ...(FULL_SCALE ? [] : [scaledCellCount()]),
   ];
   for (const m of mutations) {
