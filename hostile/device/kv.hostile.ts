@@ -18,6 +18,8 @@ import {
   greetDevice,
   hostileServer,
   kvChunks,
+  encodeKv,
+  sendKvChunks,
   tokenFrame,
   type Exchange,
   type HostileServer,
@@ -48,7 +50,7 @@ async function attack(
   b: Binding,
   c: DeviceCase,
   play: (x: Exchange) => Promise<void>,
-  deadlineMs = 60_000,
+  deadlineMs = 30_000,
 ): Promise<{ run: DeviceRun; cloudSide: Promise<void> }> {
   const hs = await serverFor(b);
   const device = runDevice(
@@ -75,10 +77,10 @@ async function attack(
 
 /** Accepted with KV, the first token, the image, the other tokens, then End after the device's Takeover. */
 const sendImage = (c: DeviceCase, image: Uint8Array) => async (x: Exchange) => {
+  const encoded = encodeKv(x, kvChunks(x.id, image, c.promptTokens.length));
   x.p.send(accepted(x, c.promptTokens.length, c.budget, { totalBytes: image.length }));
   x.p.send(tokenFrame(x.id, 0, tokenOf(c, 0)));
-  for (const f of kvChunks(x.id, image, c.promptTokens.length)) x.p.sendKv(x.id, f);
-  x.p.endKv(x.id);
+  await sendKvChunks(x, encoded);
   for (let i = 1; i < c.budget; i++) x.p.send(tokenFrame(x.id, i, tokenOf(c, i)));
   await endAfterTakeover(x, c.budget);
 };
@@ -151,7 +153,7 @@ describe("item 4: a hostile cloud's KV image never crashes, exhausts or hangs th
 
   eachBinding(BINDINGS, undefined, "an endless image (2^62 bytes declared): the device stops taking it", async (b) => {
     const c = await deviceCase();
-    const cap = (FULL_SCALE ? 1024 : 256) << 20;
+    const cap = (FULL_SCALE ? 1024 : 64) << 20; // 64 MiB: ten times what the model and prompt imply, already
     let accepted_ = 0;
     const { run } = await attack(b, c, async (x) => {
       x.p.send(accepted(x, c.promptTokens.length, c.budget, { totalBytes: 0 }));
@@ -213,9 +215,15 @@ async function streamEndless(x: Exchange, c: DeviceCase, cap: number): Promise<n
   const body = frame!.kvChunk as Record<string, unknown>;
   while (sent < cap) {
     if (sent + chunk <= credit) {
-      x.p.sendKv(x.id, {
-        kvChunk: { ...body, offset: String(sent), totalBytes: String(2n ** 62n), imageSha256: Buffer.alloc(0) },
-      });
+      await sendKvChunks(
+        x,
+        encodeKv(x, [
+          {
+            kvChunk: { ...body, offset: String(sent), totalBytes: String(2n ** 62n), imageSha256: Buffer.alloc(0) },
+          },
+        ]),
+        false,
+      );
       sent += chunk;
       continue;
     }

@@ -19,6 +19,8 @@ import {
   tokenFrame,
   accepted,
   kvChunks,
+  encodeKv,
+  sendKvChunks,
   type HostileServer,
 } from "../harness/hostile-cloud.js";
 import { BINDINGS, type Binding } from "../harness/normal-device.js";
@@ -139,7 +141,8 @@ describe("the silent cloud: a path that stops forwarding (no FIN) while the devi
         x.p.send(accepted(x, c.promptTokens.length, c.budget, { totalBytes: c.image.length }));
         for (let i = 0; i < c.budget; i++) x.p.send(tokenFrame(x.id, i, tokenOf(c, i)));
         const chunks = kvChunks(x.id, c.image, c.promptTokens.length, 4096);
-        x.p.sendKv(x.id, chunks[0]!);
+        await new Promise((r) => setImmediate(r));
+        await sendKvChunks(x, encodeKv(x, [chunks[0]!]), false);
         // The path dies after the first KV chunk: nothing more arrives, nothing is closed.
         await x.p.until((f) => f.body === "kvCredit", "the device's first KvCredit");
         netem.blackhole();

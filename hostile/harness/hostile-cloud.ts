@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { listen, type AcceptedSession, type RawServer } from "../../conformance/raw-server.js";
 import { isClose, Probe } from "../../conformance/probe.js";
-import type { Frame } from "../../conformance/wire.js";
+import { encodeCloud, type Frame } from "../../conformance/wire.js";
 import { createSelfSignedCertificate } from "../../transports/index.js";
 import type { Binding } from "./normal-device.js";
 
@@ -142,4 +142,25 @@ export async function endAfterTakeover(x: Exchange, sent: number, waitMs = 60_00
     }
   }
   return "nothing";
+}
+
+/** KvChunk frames encoded ahead (a 1 MiB frame takes protobufjs ~200 ms): the costly part done before Accepted goes out. */
+export function encodeKv(x: Exchange, frames: Frame[]): Uint8Array[] {
+  const codec = (x.p.session as AcceptedSession).codec;
+  return frames.map((f) => encodeCloud(f, codec));
+}
+
+/**
+ * Sends encoded KV chunks straight to the session, one per turn of the event
+ * loop: not through the probe's frame log (it renders each chunk as JSON),
+ * and never in one burst, so the frames before them (Accepted, FirstToken)
+ * leave first on the bindings that write asynchronously (gRPC, WebTransport).
+ */
+export async function sendKvChunks(x: Exchange, encoded: Uint8Array[], end = true): Promise<void> {
+  const session = x.p.session as AcceptedSession;
+  for (const bytes of encoded) {
+    await new Promise((r) => setImmediate(r));
+    session.sendKv(x.id, bytes);
+  }
+  if (end) session.endKv(x.id);
 }
