@@ -11,6 +11,7 @@ import { resolve } from "node:path";
 import { eachBinding } from "../harness/cases.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
+import { ownChild } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";
 import { TRANSPORTS } from "../harness/normal-device.js";
 import { pollUntil } from "../harness/wait.js";
@@ -25,10 +26,12 @@ describe.concurrent("item 7: a silent device is detected within the dead-peer ti
   eachBinding(TRANSPORTS, undefined, "a device under SIGSTOP mid-answer is lost and its sequence freed", async (b) => {
     const fixture = fixtures.get(b.name)!;
     const { cloud } = await fixture.get();
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", SCRIPT, cloud.urls[b.key], b.codec, Buffer.from(cloud.certSha256).toString("hex")],
-      { stdio: ["ignore", "pipe", "ignore"] },
+    const child = ownChild(
+      spawn(
+        process.execPath,
+        ["--import", "tsx", SCRIPT, cloud.urls[b.key], b.codec, Buffer.from(cloud.certSha256).toString("hex")],
+        { stdio: ["ignore", "pipe", "ignore"] },
+      ),
     );
     try {
       await new Promise<void>((ok, fail) => {

@@ -14,6 +14,18 @@ import { pollUntil } from "./wait.js";
 
 export const PDD_BIN = resolve(import.meta.dirname, "../../bin/pdd.js");
 
+/** Every peer process a case started and has not seen exit: killed when the test process exits, however it ends. */
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const c of live) c.kill("SIGKILL");
+});
+/** Tracks a child so that it never outlives the test process (a pinned cloud ignores SIGTERM for minutes). */
+export function ownChild(c: ChildProcess): ChildProcess {
+  live.add(c);
+  c.once("exit", () => live.delete(c));
+  return c;
+}
+
 export interface CloudOptions {
   sequences?: number;
   /** Contents of the keys file (one key per line, optionally "key max_concurrent"). */
@@ -70,7 +82,7 @@ export class CloudProcess {
     // A short drain by default: a test's cloud stops in seconds unless the case is about the drain.
     writeFileSync(join(dir, "config.json"), JSON.stringify({ drainSeconds: 1, ...o.config }));
     args.push("--config", join(dir, "config.json"));
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = ownChild(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
     const lines: string[] = [];
     let stdout = "";
     let cloud: CloudProcess | undefined;

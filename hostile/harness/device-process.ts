@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDefaultModel } from "../../engine/index.js";
-import { PDD_BIN } from "./cloud-process.js";
+import { ownChild, PDD_BIN } from "./cloud-process.js";
 import { sampleRss } from "./proc.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-hostile-device-"));
@@ -66,7 +66,7 @@ export async function runDevice(a: DeviceArgs, deadlineMs: number): Promise<Devi
   if (a.caPem) args.push("--ca", fileWith("ca.pem", a.caPem));
   if (a.noKv) args.push("--no-kv");
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = ownChild(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
   const rss = sampleRss(child.pid!, 25, true);
   let stdout = "";
   let stderr = "";
@@ -109,7 +109,7 @@ export interface Serve {
 export async function startServe(cloud: string, extra: string[] = [], model?: string): Promise<Serve> {
   const args = [PDD_BIN, "device", "serve", "--cloud", cloud, "--model", model ?? ensureDefaultModel("tiny")];
   args.push("--threads", "1", "--port", "0", ...extra);
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = ownChild(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
   let err = "";
   child.stderr!.on("data", (b: Buffer) => (err += b.toString()));
   const url = await new Promise<string>((resolve, reject) => {
