@@ -11,7 +11,7 @@
  * - proto/ and shared/ stay pure: no I/O module, no network library;
  * - node-llama-cpp is loaded only by engine/engine.ts, and only at run time.
  *
- * Tests (*.test.ts) and their helper folders (test/) are exempt from the
+ * Tests (*.test.ts, hostile/, spec/vectors/) and their helper folders (test/) are exempt from the
  * folder rules: a test of the device needs a cloud to talk to, a transport
  * test a codec fixture, and that is what they are for. They do not ship
  * (tsconfig.build.json excludes them), so they cannot create a dependency a
@@ -85,7 +85,12 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-const isTest = (file: string) => /\.(test|check)\.ts$/.test(file) || file.split("/").includes("test");
+const isTest = (file: string) =>
+  /\.(test|check|hostile)\.ts$/.test(file) ||
+  file.split("/").includes("test") ||
+  // The hostile-peer suite and the spec's vector generator are tests by another name: they start peers and engines.
+  file.startsWith("hostile/") ||
+  file.startsWith("spec/vectors/");
 const folderOf = (file: string) => file.split("/")[0]!;
 
 /** Names a dynamic import binds: `const { a, b } = await import("x")`. */

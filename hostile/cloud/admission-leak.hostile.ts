@@ -1,0 +1,86 @@
+/**
+ * Issue 13, item 1: one connection wedges the cloud. A device that never
+ * reads fills the cloud's send queue with refusals (cloud_token_budget 0),
+ * so the cloud's Pong blocks; four valid requests queue behind it; then the
+ * device vanishes. Today the cloud goes on processing the queued frames of
+ * the gone connection, admits them, fails to send Accepted and never gives
+ * the admission slots back (reference-cloud/request.ts `run()`: release only
+ * `if (slot)`; connection.ts checks its own flag, not the stream's;
+ * stream-base.ts resolves blocked senders on close).
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { CloudFixture } from "../harness/aftermath.js";
+import { eachBinding } from "../harness/cases.js";
+import type { CloudProcess } from "../harness/cloud-process.js";
+import { record } from "../harness/evidence.js";
+import { hello, ping, prefill } from "../harness/frames.js";
+import { TRANSPORTS, type Binding } from "../harness/normal-device.js";
+import { grpcCall, grpcConnection } from "../harness/raw-grpc.js";
+import { nonReadingWebSocket, nonReadingWebTransport, type RawDevice } from "../harness/raw-peers.js";
+import { pollUntil } from "../harness/wait.js";
+
+const fixture = new CloudFixture();
+afterAll(() => fixture.stop());
+
+/** Refusals it takes to fill the send path past the 1 MiB high-water mark (kernel buffers included). */
+const FLOOD: Record<Binding["key"], number> = { grpc: 5_000, ws: 150_000, webtransport: 20_000 };
+
+async function nonReading(cloud: CloudProcess, b: Binding): Promise<RawDevice> {
+  if (b.key === "ws") return nonReadingWebSocket(cloud.urls.ws, b.codec);
+  if (b.key === "webtransport") return nonReadingWebTransport(cloud.urls.webtransport, b.codec, cloud.certSha256);
+  const session = grpcConnection(cloud.urls.grpc, { windowBytes: 0 });
+  const call = grpcCall(session);
+  return {
+    send: (f) => call.send(f),
+    flushed: async () => {
+      while (!call.stream.destroyed && call.stream.writableLength > 0) await new Promise((r) => setTimeout(r, 5));
+    },
+    vanish: () => {
+      call.reset();
+      session.destroy();
+    },
+  };
+}
+
+const errorsSent = async (cloud: CloudProcess): Promise<number> => {
+  let n = 0;
+  for (const [k, v] of await cloud.metrics()) if (k.startsWith("pdd_errors_total{")) n += v;
+  return n;
+};
+
+describe("item 1: a connection that never reads, floods, and vanishes leaves no admission slot held", () => {
+  eachBinding(TRANSPORTS, "grpc/proto", "the cloud frees every slot", async (b) => {
+    const { cloud } = await fixture.get();
+    const n = FLOOD[b.key];
+    const dev = await nonReading(cloud, b);
+    const errors0 = await errorsSent(cloud);
+    dev.send(hello(b.codec));
+    for (let i = 1; i <= n; i++) {
+      dev.send(prefill(b.codec, i, { cloudTokenBudget: 0, text: "x" }));
+      if (i % 2000 === 0) await dev.flushed();
+    }
+    dev.send(ping(b.codec));
+    for (let j = 1; j <= 4; j++) dev.send(prefill(b.codec, n + j));
+    await dev.flushed();
+    // The refusals are counted as the cloud makes them: once all are, the Ping and the four requests are in its queue.
+    const refused = await pollUntil(
+      () => errorsSent(cloud),
+      (e) => e - errors0 >= n,
+      30_000,
+    );
+    dev.vanish();
+    const after = await fixture.check(b);
+    record({
+      case: `1 admission leak ${b.name}`,
+      flood: n,
+      refusedBeforeVanish: refused.value - errors0,
+      held: after.held,
+      released: after.released,
+      rssMiB: [after.rssBeforeMiB, after.rssAfterMiB],
+      live: after.live,
+    });
+    expect(after.held).toMatchObject({ sequences: 0, queued: 0 });
+    expect(after.live).toMatchObject({ ok: true, correct: true });
+    expect(after.rssOk).toBe(true);
+  });
+});

@@ -1,0 +1,223 @@
+/**
+ * Issue 13, item 5: expensive input before authentication. The cloud decodes
+ * any first frame up to 4 MiB in full before it checks the credential
+ * (reference-cloud/connection.ts `serve` → `onHello`; protobuf-es keeps
+ * unknown fields), echoes a Hello's versions into its error and its log,
+ * parks partial 4 MiB frames, and tokenizes a prompt before checking its size
+ * (reference-cloud/request.ts `serve`).
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { decodeCloud } from "../../conformance/wire.js";
+import { CloudFixture, type Baseline } from "../harness/aftermath.js";
+import { eachBinding } from "../harness/cases.js";
+import { bigHello, bigPromptText } from "../harness/big-frames.js";
+import type { CloudProcess } from "../harness/cloud-process.js";
+import { mib, record } from "../harness/evidence.js";
+import { frame, hello } from "../harness/frames.js";
+import { fullAnswer, TRANSPORTS, type Answer, type Binding } from "../harness/normal-device.js";
+import { sampleRss } from "../harness/proc.js";
+import { grpcCall, grpcConnection } from "../harness/raw-grpc.js";
+import { wtSession } from "../harness/raw-peers.js";
+import { drain, rawSession } from "../harness/raw-session.js";
+import { binaryHeader, rawWebSocket } from "../harness/raw-ws.js";
+import { pollUntil } from "../harness/wait.js";
+import { MAX_ERROR_MESSAGE_BYTES } from "../limits.js";
+
+const KEY = "hostile-key";
+const fixture = new CloudFixture({ keys: `${KEY}\n` }, KEY);
+afterAll(() => fixture.stop());
+
+/** A normal device's paced answer (64 tokens at 10 ms) with `attack` started at its first token. */
+async function whileStreaming(
+  cloud: CloudProcess,
+  b: Binding,
+  attack: () => Promise<unknown>,
+): Promise<{ answer: Answer; attackDone: Promise<unknown> }> {
+  let started: Promise<unknown> | undefined;
+  const answer = await fullAnswer(cloud, b, {
+    budget: 64,
+    tpotUs: 20_000,
+    token: KEY,
+    onToken: () => (started ??= attack()),
+  });
+  return { answer, attackDone: started ?? Promise.resolve() };
+}
+
+/** The stall a normal device may see under attack: five times its idle gap, at least 250 ms. */
+const stallBound = (base: Baseline): number => Math.max(250, 5 * base.maxGapMs);
+
+async function pacedBaseline(cloud: CloudProcess, b: Binding): Promise<number> {
+  const a = await fullAnswer(cloud, b, { budget: 64, tpotUs: 20_000, token: KEY });
+  return a.maxGapMs;
+}
+
+describe("item 5: expensive input before authentication", () => {
+  eachBinding(
+    TRANSPORTS,
+    undefined,
+    "six 3.9 MB Hellos without a credential neither stall another device nor grow memory",
+    async (b) => {
+      const { cloud, base } = await fixture.get();
+      const idleGap = await pacedBaseline(cloud, b);
+      const rss = sampleRss(cloud.pid);
+      const rss0 = cloud.rss();
+      const { frame: big, entries } = bigHello(b.codec, 1, 3_900_000);
+      const closes: string[] = [];
+      const { answer, attackDone } = await whileStreaming(cloud, b, async () => {
+        const sessions = await Promise.all(Array.from({ length: 6 }, () => rawSession(cloud, b)));
+        for (const s of sessions) s.send(big);
+        const ends = await Promise.all(sessions.map((s) => drain(s, 10_000)));
+        for (const e of ends) closes.push(e.close ? `${e.close.code}` : "open");
+        for (const s of sessions) s.close();
+      });
+      await attackDone;
+      const peak = rss.stop();
+      const after = await fixture.check(b);
+      record({
+        case: `5a big pre-auth Hello ${b.name}`,
+        frameBytes: big.length,
+        versions: entries,
+        maxGapMs: answer.maxGapMs,
+        idleGapMs: idleGap,
+        rssMiB: { before: mib(rss0), peak: mib(peak), after: after.rssAfterMiB },
+        closes,
+        healthy: after.healthy,
+      });
+      expect(answer).toMatchObject({ ok: true, correct: true });
+      expect(answer.maxGapMs).toBeLessThan(Math.max(stallBound(base), 5 * idleGap));
+      expect(peak - rss0).toBeLessThan(64 << 20);
+      expect(after.healthy).toBe(true);
+    },
+  );
+
+  eachBinding(
+    TRANSPORTS,
+    "ws/proto",
+    "a Hello offering a million versions is not echoed into the error or the log",
+    async (b) => {
+      const { cloud } = await fixture.get();
+      const from = cloud.lines.length;
+      const { frame: big, entries } = bigHello(b.codec, 2, 3_900_000);
+      const s = await rawSession(cloud, b, KEY);
+      s.send(big);
+      const { frames, close } = await drain(s, 10_000);
+      s.close();
+      const errors = frames.map((f) => decodeCloud(f, b.codec)).filter((f) => f.body === "error");
+      const message = String((errors[0]?.error as { message?: string } | undefined)?.message ?? "");
+      await cloud.waitForLog(/connection error/, 5_000, from);
+      const longestLog = Math.max(0, ...cloud.lines.slice(from).map((l) => l.length));
+      const after = await fixture.check(b);
+      record({
+        case: `5b versions echoed ${b.name}`,
+        versions: entries,
+        errorMessageBytes: message.length,
+        longestLogLineBytes: longestLog,
+        close: close?.code,
+        healthy: after.healthy,
+      });
+      expect(errors.length).toBe(1);
+      expect(message.length).toBeLessThanOrEqual(MAX_ERROR_MESSAGE_BYTES);
+      expect(longestLog).toBeLessThanOrEqual(4 * MAX_ERROR_MESSAGE_BYTES);
+      expect(after.healthy).toBe(true);
+    },
+  );
+
+  eachBinding(TRANSPORTS, undefined, "30 parked partial 4 MiB first frames cost no memory", async (b) => {
+    const { cloud } = await fixture.get();
+    const rss0 = cloud.rss();
+    const declared = (4 << 20) - 64;
+    const sent = 3_900_000;
+    const payload = Buffer.alloc(sent, 0x0a);
+    const parked = await parkPartialFrames(cloud, b, 30, declared, payload);
+    // Parked: the bytes have arrived when the cloud's memory stops growing or the connections are refused.
+    const grown = await pollUntil(
+      () => cloud.rss(),
+      (r) => r - rss0 > 30 * sent * 0.9,
+      5_000,
+      100,
+    );
+    const closed = parked.closedCount();
+    parked.release();
+    const after = await fixture.check(b);
+    record({
+      case: `5c parked partial frames ${b.name}`,
+      connections: 30,
+      declaredBytes: declared,
+      sentBytes: sent,
+      rssGrowthMiB: mib(grown.value - rss0),
+      closedByCloud: closed,
+      healthy: after.healthy,
+    });
+    expect(grown.value - rss0).toBeLessThan(64 << 20);
+    expect(after.healthy).toBe(true);
+  });
+
+  eachBinding(TRANSPORTS, undefined, "a 3.9 MB prompt is refused before it is tokenized", async (b) => {
+    const { cloud, base } = await fixture.get();
+    const idleGap = await pacedBaseline(cloud, b);
+    let refusal = "";
+    let refusedMs = 0;
+    const { answer, attackDone } = await whileStreaming(cloud, b, async () => {
+      const s = await rawSession(cloud, b, KEY);
+      s.send(hello(b.codec));
+      const t0 = performance.now();
+      s.send(frame(b.codec, { prefillRequest: { requestId: 1, text: bigPromptText(3_900_000), cloudTokenBudget: 4 } }));
+      const { frames } = await drain(s, 10_000).then((d) => d);
+      refusedMs = performance.now() - t0;
+      const err = frames.map((f) => decodeCloud(f, b.codec)).find((f) => f.body === "error");
+      refusal = String((err?.error as { code?: string } | undefined)?.code ?? "none");
+      s.close();
+    });
+    await attackDone;
+    const after = await fixture.check(b);
+    record({ case: `5d big prompt ${b.name}`, refusal, refusedMs, maxGapMs: answer.maxGapMs, idleGapMs: idleGap });
+    expect(refusal).toBe("ERROR_CODE_PROMPT_TOO_LONG");
+    expect(answer.maxGapMs).toBeLessThan(Math.max(stallBound(base), 5 * idleGap));
+    expect(after.healthy).toBe(true);
+  });
+});
+
+/** `n` connections that each send the first `payload.length` bytes of a `declared`-byte first frame, and stop. */
+async function parkPartialFrames(
+  cloud: CloudProcess,
+  b: Binding,
+  n: number,
+  declared: number,
+  payload: Buffer,
+): Promise<{ closedCount(): number; release(): void }> {
+  let closed = 0;
+  const releases: (() => void)[] = [];
+  for (let i = 0; i < n; i++) {
+    if (b.key === "ws") {
+      const socket = await rawWebSocket(cloud.urls.ws, b.codec);
+      socket.on("close", () => closed++);
+      socket.write(binaryHeader(declared));
+      socket.write(payload);
+      releases.push(() => socket.destroy());
+    } else if (b.key === "grpc") {
+      const session = grpcConnection(cloud.urls.grpc);
+      const call = grpcCall(session);
+      void call.status.then(() => closed++);
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(declared, 1);
+      call.stream.write(Buffer.concat([prefix, payload]));
+      releases.push(() => session.destroy());
+    } else {
+      const session = await wtSession(cloud.urls.webtransport, b.codec, cloud.certSha256, { windowBytes: 16 << 20 });
+      void session.closed.then(() => closed++);
+      const control = await session.createBidirectionalStream();
+      const w = control.writable.getWriter();
+      const h = Buffer.alloc(4);
+      h.writeUInt32BE(declared);
+      void w.write(Buffer.concat([h, payload])).catch(() => undefined);
+      releases.push(() => {
+        try {
+          session.close({ closeCode: 0, reason: "" });
+        } catch {
+          // gone
+        }
+      });
+    }
+  }
+  return { closedCount: () => closed, release: () => releases.forEach((r) => r()) };
+}

@@ -1,0 +1,31 @@
+/**
+ * The limits this suite holds the peers to, proposed for the spec (see
+ * README.md, "Spec limits the fixes need"). Change one here and in the spec
+ * together. Those marked "effect" are not read by a case: the cases assert
+ * what the limit is for (no stall, no memory), so any limit that achieves it
+ * passes; the number is the proposal.
+ */
+
+/** PDD-LIMIT (new): the largest target_tpot_us a cloud honours; larger hints are clamped. 1 s per token. */
+export const MAX_TARGET_TPOT_US = 1_000_000;
+/** PDD-LIMIT-002, tightened from MAY to MUST: a frame before HelloAck larger than this is refused unread. (effect) */
+export const PRE_HELLO_MAX_FRAME_BYTES = 64 << 10;
+/** Repeated fields of Hello (versions, codecs, kv_formats): at most this many entries. (effect) */
+export const MAX_HELLO_REPEATED = 16;
+/** An Error's message, and a log line about a peer's input, carry at most this many bytes. */
+export const MAX_ERROR_MESSAGE_BYTES = 1024;
+/** A cloud that has sent nothing it could write for this long resets the stream (KV or control). */
+export const WRITE_DEADLINE_MS = 10_000;
+/** A device waits at most this long for a granted KV image to start or to progress before recomputing. */
+export const KV_DEADLINE_MS = 10_000;
+/** Transport-level handshake: a session that opens no control stream / sends no Hello is closed after this (cloud default 10 s). (effect) */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * A silent peer is lost within the configured dead-peer timeout (default 30 s, the issue's goal) plus 5 s of
+ * keep-alive granularity, on every binding. Today: gRPC 30 s, WebSocket 45 s (its check runs every 15 s), WebTransport never.
+ */
+export const DEAD_PEER_DETECTION_MS = 30_000 + 5_000;
+/** Pings a cloud answers per connection per second; beyond, it may close the connection (RESOURCE_EXHAUSTED). (effect) */
+export const MAX_PINGS_PER_SECOND = 100;
+/** `pdd device serve`: requests waiting behind the running one before 429. */
+export const SERVE_QUEUE_LIMIT = 8;
