@@ -9,3 +9,13 @@ export { readGgufHeader, type GgufHeader } from "./gguf.js";
 export { createModel, parameterCount, PRESETS, type ModelShape, type PresetName } from "./model-create.js";
 export { SKELETON_TEXT } from "./vocab.js";
 export { defaultModelPath, ensureDefaultModel } from "./default-model.js";
+export { cacheDir } from "./default-model.js";
+export { bundleHead, llamaCppSource, llamaCppVersion, type LlamaCppSource } from "./llama-cpp-source.js";
+export {
+  ensureLlamaServer,
+  findLlamaServer,
+  LLAMA_SERVER_CMAKE_FLAGS,
+  llamaServerDir,
+  type EnsureOptions,
+  type LlamaServerBuild,
+} from "./llama-server-build.js";
