@@ -1,0 +1,56 @@
+/**
+ * The suite passes against the reference device on every binding and codec,
+ * in this process and as `pdd device` through --exec. The four runs go at
+ * once: each listens on its own port and starts its own device runs.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../engine/index.js";
+import { execLauncher } from "./launcher.js";
+import { runDeviceConformance } from "./runner.js";
+import { inProcessDevice } from "./test/in-process-device.js";
+import { MODEL, problems } from "./test/reference-cloud.js";
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await Engine.load({ modelPath: MODEL, threads: 1, sequences: 4 });
+});
+afterAll(async () => {
+  await engine.close();
+});
+
+describe.concurrent("conformance suite against the reference device", () => {
+  it.each(["ws://127.0.0.1:0", "grpc://127.0.0.1:0", "https://127.0.0.1:0/pdd/v1"])(
+    "passes every case listening on %s, with every codec",
+    async (listen) => {
+      const results = await runDeviceConformance({
+        role: "device",
+        listen,
+        launcher: inProcessDevice(engine),
+        modelFile: MODEL,
+      });
+      expect(problems(results, [])).toEqual([]);
+      expect(results.length).toBeGreaterThanOrEqual(14);
+    },
+  );
+
+  it("drives `pdd device` through --exec and reads the answer from its stdout", async () => {
+    const prompt = join(mkdtempSync(join(tmpdir(), "pdd-conf-")), "prompt.txt");
+    writeFileSync(prompt, "The quick brown fox jumps over the lazy dog. ".repeat(60));
+    const bin = join(import.meta.dirname, "..", "bin", "pdd.js");
+    const launcher = execLauncher(
+      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 16 --threads 1`,
+    );
+    const results = await runDeviceConformance({
+      role: "device",
+      listen: "ws://127.0.0.1:0",
+      launcher,
+      codecs: ["proto"],
+      filter: "device.served,device.takeover,device.connection.lost",
+    });
+    expect(problems(results, [])).toEqual([]);
+    expect(results.map((r) => r.id)).toEqual(["device.served", "device.takeover.in-flight", "device.connection.lost"]);
+  });
+});
