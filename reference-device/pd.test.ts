@@ -11,6 +11,7 @@ import { createModel, Engine, PRESETS, SKELETON_TEXT } from "../engine/index.js"
 import { until } from "../proto/test/until.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
 import { PdDevice } from "./device.js";
+import type { Report } from "./run.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-e2e-"));
 const paths = { tiny: join(dir, "tiny.gguf"), small: join(dir, "small.gguf"), tinyB: join(dir, "tiny-b.gguf") };
@@ -177,17 +178,25 @@ describe("prompt refinement", () => {
         localOnly: true,
         targetTpotMs: 0,
       });
-      // A phone-class device, several times slower at prefill than the cloud:
-      // the refined prompt arrives while it still has most of its prefill ahead.
-      const device = await PdDevice.create({
-        engine,
-        cloud: cloud.urls.ws,
-        useKv: false,
-        refineRatio: 0.5,
-        emulate: { prefillMsPerToken: 4 },
-      });
-      const r = await device.generate(p, { maxTokens: 32, cloudBudget: 8, targetTpotMs: 0 });
-      await device.close();
+      // A phone-class device, several times slower at prefill than the cloud: the refined prompt
+      // arrives while it still has most of its prefill ahead. The cloud here shares a loaded
+      // machine, so when its refined prompt came too late to be worth it, the device is made
+      // slower again (up to 16x) rather than the test depending on the machine's speed.
+      let r: Report;
+      let msPerToken = 4;
+      do {
+        const device = await PdDevice.create({
+          engine,
+          cloud: cloud.urls.ws,
+          useKv: false,
+          refineRatio: 0.5,
+          emulate: { prefillMsPerToken: msPerToken },
+        });
+        r = await device.generate(p, { maxTokens: 32, cloudBudget: 8, targetTpotMs: 0 });
+        await device.close();
+        expect(r.refinement, "the cloud sent a refined prompt").not.toBeNull();
+        msPerToken *= 2;
+      } while (!r.refinement?.used && msPerToken <= 64);
       expect(r.refinement?.used).toBe(true);
       expect(r.refinement!.keptTokens).toBeLessThan(r.refinement!.originalTokens);
       saved += r.refinement!.originalTokens - r.refinement!.keptTokens;
