@@ -1,38 +1,37 @@
 /**
  * The suite passes against the reference device on every binding and codec,
  * in this process and as `pdd device` through --exec. The four runs go at
- * once: each listens on its own port and starts its own device runs.
+ * once: each listens on its own port and starts its own device runs on its
+ * own engine.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Engine } from "../engine/index.js";
 import { execLauncher } from "./launcher.js";
 import { runDeviceConformance } from "./runner.js";
 import { inProcessDevice } from "./test/in-process-device.js";
 import { MODEL, problems } from "./test/reference-cloud.js";
 
-let engine: Engine;
-beforeAll(async () => {
-  engine = await Engine.load({ modelPath: MODEL, threads: 1, sequences: 4 });
-});
-afterAll(async () => {
-  await engine.close();
-});
-
 describe.concurrent("conformance suite against the reference device", () => {
   it.each(["ws://127.0.0.1:0", "grpc://127.0.0.1:0", "https://127.0.0.1:0/pdd/v1"])(
     "passes every case listening on %s, with every codec",
     async (listen) => {
-      const results = await runDeviceConformance({
-        role: "device",
-        listen,
-        launcher: inProcessDevice(engine),
-        modelFile: MODEL,
-      });
-      expect(problems(results, [])).toEqual([]);
-      expect(results.length).toBeGreaterThanOrEqual(14);
+      // An engine of its own: devices sharing one context would wait on each other's evaluations.
+      const engine = await Engine.load({ modelPath: MODEL, threads: 1, sequences: 4 });
+      try {
+        const results = await runDeviceConformance({
+          role: "device",
+          listen,
+          launcher: inProcessDevice(engine),
+          modelFile: MODEL,
+        });
+        expect(problems(results, [])).toEqual([]);
+        expect(results.length).toBeGreaterThanOrEqual(14);
+      } finally {
+        await engine.close();
+      }
     },
   );
 
