@@ -24,7 +24,9 @@ describe.concurrent("conformance suite against the reference device", () => {
         const results = await runDeviceConformance({
           role: "device",
           listen,
-          launcher: inProcessDevice(engine),
+          // A fixed budget of 16, which the suite paces at 40 ms in device.takeover.in-flight: 640 ms to
+          // take over, however loaded the machine.
+          launcher: inProcessDevice(engine, { maxTokens: 24, cloudBudget: 16 }),
           modelFile: MODEL,
         });
         expect(problems(results, [])).toEqual([]);
@@ -39,8 +41,11 @@ describe.concurrent("conformance suite against the reference device", () => {
     const prompt = join(mkdtempSync(join(tmpdir(), "pdd-conf-")), "prompt.txt");
     writeFileSync(prompt, "The quick brown fox jumps over the lazy dog. ".repeat(60));
     const bin = join(import.meta.dirname, "..", "bin", "pdd.js");
+    // A fixed budget of 40 tokens, which the suite paces at 40 ms in device.takeover.in-flight: 1.6 s to
+    // prefill the prompt and take over, however loaded the machine (the planner's budget counts on a
+    // cloud pacing at the display rate).
     const launcher = execLauncher(
-      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 16 --threads 1`,
+      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 48 --budget 40 --tpot-ms 5 --threads 1`,
     );
     const results = await runDeviceConformance({
       role: "device",
