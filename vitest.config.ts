@@ -8,12 +8,13 @@ import { defineConfig } from "vitest/config";
  * file that takes more than a few seconds belongs in this list.
  */
 const SLOWEST_FIRST = [
-  "reference-device/pd.test.ts",
   "transports/transports.test.ts",
+  "reference-device/pd.test.ts",
   "conformance/fuzz-cloud.test.ts",
   "conformance/conformance-cloud.test.ts",
   "conformance/conformance-device.test.ts",
   "conformance/fuzz-device.test.ts",
+  "reference-device/interop.test.ts",
   "reference-device/fallback.test.ts",
   "reference-device/sim-peers.test.ts",
   "proto/codec/fuzz.test.ts",
