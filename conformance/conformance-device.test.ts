@@ -24,9 +24,10 @@ describe.concurrent("conformance suite against the reference device", () => {
         const results = await runDeviceConformance({
           role: "device",
           listen,
-          // A fixed budget of 16, which the suite paces at 40 ms in device.takeover.in-flight: 640 ms to
-          // take over, however loaded the machine.
-          launcher: inProcessDevice(engine, { maxTokens: 24, cloudBudget: 16 }),
+          // A fixed budget of 64, which the suite paces at 40 ms in device.takeover.in-flight: 2.5 s to
+          // take over, however loaded the machine. The answer is shown at 1 ms a token, so its length
+          // costs little.
+          launcher: inProcessDevice(engine, { maxTokens: 72, cloudBudget: 64, targetTpotMs: 1 }),
           modelFile: MODEL,
         });
         expect(problems(results, [])).toEqual([]);
@@ -41,11 +42,11 @@ describe.concurrent("conformance suite against the reference device", () => {
     const prompt = join(mkdtempSync(join(tmpdir(), "pdd-conf-")), "prompt.txt");
     writeFileSync(prompt, "The quick brown fox jumps over the lazy dog. ".repeat(60));
     const bin = join(import.meta.dirname, "..", "bin", "pdd.js");
-    // A fixed budget of 40 tokens, which the suite paces at 40 ms in device.takeover.in-flight: 1.6 s to
-    // prefill the prompt and take over, however loaded the machine (the planner's budget counts on a
-    // cloud pacing at the display rate).
+    // A fixed budget of 64 tokens, which the suite paces at 40 ms in device.takeover.in-flight: 2.5 s to
+    // prefill the prompt and take over, however loaded the machine (the planner's budget counts on a cloud
+    // pacing at the display rate). The answer is shown at 1 ms a token.
     const launcher = execLauncher(
-      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 48 --budget 40 --tpot-ms 5 --threads 1`,
+      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 72 --budget 64 --tpot-ms 1 --threads 1`,
     );
     const results = await runDeviceConformance({
       role: "device",
