@@ -136,7 +136,7 @@ describe("pdd CLI", () => {
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
-    [["model", "create", "--preset", "huge"], /--preset must be one of tiny, small, tiny-b, bench/],
+    [["model", "create", "--preset", "huge"], /--preset must be one of tiny, small, tiny-b, spec, bench/],
     [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
     [["conformance", "--target", "ws://127.0.0.1:1/pdd"], /--role must be cloud or device/],
     [["conformance", "--role", "cloud"], /--role cloud needs --target URL/],

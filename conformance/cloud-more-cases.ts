@@ -391,6 +391,7 @@ export const MORE_CLOUD_CASES: Case[] = [
         }),
       );
       let chunks = 0;
+      let kvBytes = 0;
       for (;;) {
         const f = await q.until((x) => requestIdOf(x) === 1, "the request's frames");
         const uni = q.fromUni.has(f);
@@ -399,18 +400,21 @@ export const MORE_CLOUD_CASES: Case[] = [
           "KvChunk frames on the KV stream and every other frame on the control stream (PDD-WT-002, PDD-WT-003)",
           `${f.body} on the ${uni ? "KV" : "control"} stream`,
         );
-        if (f.body === "kvChunk") chunks++;
+        if (f.body === "kvChunk") {
+          chunks++;
+          kvBytes += field<Uint8Array>(f, "kvChunk.data").length;
+        }
         if (f.body === "end") {
           const bytes = Number(field(f, "end.usage.kvBytesSent"));
-          if (bytes > 0) {
-            // End may come before the last chunk (PDD-KV-011): read the rest.
-            for (;;) {
-              const r = await q.recv(300);
-              if (r === undefined || isClose(r)) break;
-              if ((r as Frame).body === "kvChunk") {
-                chunks++;
-                expectThat(q.fromUni.has(r as Frame), "KvChunk on the KV stream (PDD-WT-003)", "on the control stream");
-              }
+          // End may come before the last chunk (PDD-KV-011): read the rest, up to the bytes End counts
+          // (or until the stream falls silent).
+          while (kvBytes < bytes) {
+            const r = await q.recv(300);
+            if (r === undefined || isClose(r)) break;
+            if ((r as Frame).body === "kvChunk") {
+              chunks++;
+              kvBytes += field<Uint8Array>(r as Frame, "kvChunk.data").length;
+              expectThat(q.fromUni.has(r as Frame), "KvChunk on the KV stream (PDD-WT-003)", "on the control stream");
             }
           }
           break;
@@ -546,14 +550,21 @@ export const MORE_CLOUD_CASES: Case[] = [
       );
       let big = 0;
       let chunks = 0;
-      for (;;) {
+      let kvBytes = 0;
+      // On WebTransport, End may come before the last chunk (PDD-KV-011): read up to the bytes End counts
+      // (or until the connection falls silent).
+      let endCounts: number | undefined;
+      while (endCounts === undefined || kvBytes < endCounts) {
         const r = await q.recv(5000);
         if (r === undefined || isClose(r)) break;
         const f = r as Frame;
         big = Math.max(big, q.sizes.get(f) ?? 0);
-        if (f.body === "kvChunk") chunks++;
-        if (f.body === "end" && !(Number(field(f, "end.usage.kvBytesSent")) > 0 && q.transport === "webtransport"))
-          break;
+        if (f.body === "kvChunk") {
+          chunks++;
+          kvBytes += field<Uint8Array>(f, "kvChunk.data").length;
+        }
+        if (f.body === "end")
+          endCounts = q.transport === "webtransport" ? Number(field(f, "end.usage.kvBytesSent")) || 0 : 0;
       }
       expectThat(
         big <= LIMIT,

@@ -105,7 +105,7 @@ describe("simulated engine", () => {
     const a = await e.acquire();
     let got = false;
     const b = e.acquire().then((s) => ((got = true), s));
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setImmediate(r)); // a free sequence would have been handed over by now
     expect(got).toBe(false);
     expect(e.busy).toBe(1);
     await a.release();

@@ -6,7 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureDefaultModel } from "../engine/index.js";
-import { Codec, DeviceFrameSchema, ErrorCode, type CloudFrame } from "../proto/index.js";
+import { Codec, DeviceFrameSchema, EndReason, ErrorCode, type CloudFrame } from "../proto/index.js";
 import { connect, type DeviceStream } from "../transports/index.js";
 import { startCloud, type CloudPeer } from "./index.js";
 
@@ -32,7 +32,8 @@ async function open(): Promise<{
 }> {
   const s = await connect(cloud.urls.ws!);
   const frames: CloudFrame[] = [];
-  const waiters: { p: (f: CloudFrame) => boolean; r: (f: CloudFrame) => void }[] = [];
+  const waiters: { p: (f: CloudFrame) => boolean; r: (f: CloudFrame) => void; fail: (e: Error) => void }[] = [];
+  let ended = false;
   void (async () => {
     try {
       for await (const f of s) {
@@ -42,6 +43,8 @@ async function open(): Promise<{
     } catch {
       // closed
     }
+    ended = true;
+    for (const w of waiters.splice(0)) w.fail(new Error("the connection closed before the awaited frame"));
   })();
   await s.send(
     create(DeviceFrameSchema, {
@@ -50,7 +53,9 @@ async function open(): Promise<{
   );
   const wait = (p: (f: CloudFrame) => boolean) => {
     const hit = frames.find(p);
-    return hit ? Promise.resolve(hit) : new Promise<CloudFrame>((r) => waiters.push({ p, r }));
+    if (hit) return Promise.resolve(hit);
+    if (ended) return Promise.reject(new Error("the connection closed before the awaited frame"));
+    return new Promise<CloudFrame>((r, fail) => waiters.push({ p, r, fail }));
   };
   return { s, frames, wait };
 }
@@ -89,12 +94,24 @@ describe("cloud limits", () => {
   it("closes a connection idle past idle_timeout_ms, but not one with a live request", async () => {
     const idle = await open();
     const busy = await open();
+    let busyClosed = false;
+    void busy.s.closed.then(() => (busyClosed = true));
     try {
-      await ask(busy.s, 1, { cloudTokenBudget: 30, targetTpotUs: 40_000 }); // ~1.2 s of paced tokens, longer than the timeout
+      // 200 tokens at 100 ms: a request that outlives the 400 ms timeout many times over; it ends on Cancel.
+      await ask(busy.s, 1, { cloudTokenBudget: 200, targetTpotUs: 100_000 });
+      await busy.wait(of(1, "firstToken"));
       const info = await idle.s.closed;
       expect(info.code).toBe(ErrorCode.TIMEOUT);
+      // The busy connection outlived it, its request still running: a token comes after the idle close.
+      const seen = busy.frames.length;
+      await busy.wait((f) => busy.frames.indexOf(f) >= seen && of(1, "tokenBatch")(f));
+      expect(busyClosed).toBe(false);
+      expect(busy.frames.some(of(1, "end"))).toBe(false);
+      await busy.s.send(
+        create(DeviceFrameSchema, { body: { case: "cancel", value: { requestId: 1, code: ErrorCode.CANCELLED } } }),
+      );
       const end = await busy.wait(of(1, "end"));
-      expect(end.body.case === "end" && end.body.value.tokenCount).toBe(30);
+      expect(end.body.case === "end" && end.body.value.reason).toBe(EndReason.CANCELLED);
     } finally {
       idle.s.abort();
       busy.s.abort();

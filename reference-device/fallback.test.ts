@@ -44,6 +44,10 @@ async function spawnCloud(): Promise<{ child: ChildProcess; urls: Record<string,
       "--no-webtransport",
       "--threads",
       "1",
+      // A token every 4 display intervals: the 60-token budget lasts seconds, so the cloud is
+      // killed mid-stream however late the test sees the first token.
+      "--pace",
+      "0.25",
       "--log-level",
       "warn",
     ],
@@ -102,6 +106,7 @@ describe("fallback", () => {
   );
 
   it("answers alone when the cloud cannot be reached at all", async () => {
+    // Port 9 (discard): privileged, so no test can be listening there.
     const device = await PdDevice.create({ engine, cloud: "ws://127.0.0.1:9/pdd" });
     const r = await device.generate("Go.", { maxTokens: 20, targetTpotMs: 0 });
     await device.close();

@@ -4,12 +4,14 @@
  * the answer is still the greedy one), and a cloud restarted while the device
  * is idle (the device backs off, then reconnects).
  */
+import { type AddressInfo, connect as connectTcp, createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { Engine, ensureDefaultModel } from "../engine/index.js";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { CloudFrameSchema, Codec, DeviceFrameSchema } from "../proto/index.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
+import { until } from "../proto/test/until.js";
 import { connect } from "../transports/index.js";
 import { PdDevice } from "./device.js";
 
@@ -20,11 +22,36 @@ beforeAll(async () => {
 });
 afterAll(() => engine.close());
 
-const until = async (cond: () => boolean, ms = 10_000) => {
-  const t0 = performance.now();
-  while (!cond() && performance.now() - t0 < ms) await new Promise((r) => setTimeout(r, 5));
-  return cond();
-};
+/**
+ * A loopback address that stays the device's cloud while the cloud behind it
+ * restarts on a fresh port: with no cloud behind it, a connection is cut as
+ * soon as it is made. (Rebinding the old port instead could find it taken.)
+ */
+async function stableAddress(): Promise<{ port: number; target: (port?: number) => void; close: () => Promise<void> }> {
+  let upstream: number | undefined;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    client.on("error", () => client.destroy());
+    if (upstream === undefined) return void client.destroy();
+    const cloud = connectTcp(upstream, "127.0.0.1");
+    sockets.add(cloud);
+    cloud.on("close", () => (sockets.delete(cloud), client.destroy()));
+    cloud.on("error", () => client.destroy());
+    client.on("close", () => cloud.destroy());
+    client.pipe(cloud).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    target: (port) => (upstream = port),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
 
 /** A WebSocket proxy to `upstream` that cuts both sides the first time the cloud sends a KvChunk. */
 async function cutOnKv(upstream: string): Promise<{ url: string; cuts: () => number; close: () => Promise<void> }> {
@@ -97,7 +124,7 @@ describe("faults", () => {
       for await (const f of s) if (f.body.case === "firstToken") break;
       expect(cloud.engine.busy).toBe(1);
       s.abort(); // no Cancel, no Goodbye: gone
-      expect(await until(() => cloud.engine.busy === 0 && cloud.connections === 0)).toBe(true);
+      await until(() => cloud.engine.busy === 0 && cloud.connections === 0, "the cloud to free the sequence");
     },
   );
 
@@ -123,32 +150,36 @@ describe("faults", () => {
   });
 
   it("a cloud restarted while the device is idle: the device backs off while it is down, then reconnects", async () => {
+    const address = await stableAddress();
     const first = await startCloud({ model, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0" } });
-    const url = first.urls.ws!;
-    const port = Number(new URL(url).port);
+    address.target(Number(new URL(first.urls.ws!).port));
+    const url = `ws://127.0.0.1:${address.port}/pdd`;
     const device = await PdDevice.create({ engine, cloud: url, reconnect: { initialMs: 200, maxMs: 1000 } });
     try {
       expect((await device.generate("The fox.", { maxTokens: 8, targetTpotMs: 0 })).mode).toBe("pd");
       await first.close({ drainSeconds: 0 });
-      // Down: answers come from the device alone, and the device backs off.
-      expect((await device.generate("The fox.", { maxTokens: 8, targetTpotMs: 0 })).mode).not.toBe("pd");
-      await until(() => device.reconnectBackoffMs > 0, 2000);
+      address.target(undefined);
+      // Down: answers come from the device alone, and once a reconnection has failed, the device backs off.
+      await until(async () => {
+        expect((await device.generate("The fox.", { maxTokens: 8, targetTpotMs: 0 })).mode).not.toBe("pd");
+        return device.reconnectBackoffMs > 0;
+      }, "the device to back off");
       expect(device.reconnectBackoffMs).toBe(200);
-      const second = await startCloud({ model, threads: 1, logLevel: "silent", listen: { ws: `127.0.0.1:${port}` } });
+      const second = await startCloud({ model, threads: 1, logLevel: "silent", listen: { ws: "127.0.0.1:0" } });
+      address.target(Number(new URL(second.urls.ws!).port));
       try {
         // Up again: once the backoff has passed, the next request goes through it.
-        let mode = "local";
-        for (let i = 0; i < 40 && mode !== "pd"; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-          mode = (await device.generate("The fox.", { maxTokens: 8, targetTpotMs: 0 })).mode;
-        }
-        expect(mode).toBe("pd");
+        await until(
+          async () => (await device.generate("The fox.", { maxTokens: 8, targetTpotMs: 0 })).mode === "pd",
+          "a request through the restarted cloud",
+        );
         expect(device.reconnectBackoffMs).toBe(0);
       } finally {
         await second.close({ drainSeconds: 0 });
       }
     } finally {
       await device.close();
+      await address.close();
     }
   });
 });

@@ -1,28 +1,26 @@
 /**
- * The P/D-Device method end to end, with llama.cpp on both sides: the
- * device's answer equals the device-only answer token for token, on every
- * transport, with and without KV, for short and long prompts.
+ * The P/D-Device method end to end, with llama.cpp on both sides: a takeover
+ * stops the cloud at once, a text handover between different models loses
+ * or doubles no character, and a refined prompt is prefilled. The answer's
+ * equality with the device-only one on every transport is interop.test.ts.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createModel, Engine, PRESETS, SKELETON_TEXT } from "../engine/index.js";
+import { until } from "../proto/test/until.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
 import { PdDevice } from "./device.js";
+import type { Report } from "./run.js";
+import { promptOf as promptOfTokens } from "./test/prompt.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-e2e-"));
 const paths = { tiny: join(dir, "tiny.gguf"), small: join(dir, "small.gguf"), tinyB: join(dir, "tiny-b.gguf") };
 let cloud: CloudPeer;
 let engine: Engine;
 
-/** A prompt of about `n` tokens that ends with a full stop (the skeleton starts after it). */
-function promptOf(n: number): string {
-  const words = "the cloud prefills the prompt fast while the device decodes the answer on its own".split(" ");
-  const out: string[] = [];
-  while (engine.tokenize(out.join(" ") + ".").length < n) out.push(words[out.length % words.length]!);
-  return `${out.join(" ")}.`;
-}
+const promptOf = (n: number) => promptOfTokens(engine, n);
 
 beforeAll(async () => {
   createModel(paths.tiny, PRESETS.tiny);
@@ -31,6 +29,9 @@ beforeAll(async () => {
     model: paths.tiny,
     threads: 1,
     logLevel: "silent",
+    // Paced requests (only the takeover test's) get a token every 4 display intervals: a budget
+    // outlasts the device's catch-up by far, however slow the machine (the other tests do not pace).
+    decodePace: 0.25,
     listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
   });
 });
@@ -41,33 +42,6 @@ afterAll(async () => {
 });
 
 const ids = (r: { cloudTokenIds: number[]; deviceTokenIds: number[] }) => [...r.cloudTokenIds, ...r.deviceTokenIds];
-const transports = ["ws", "grpc", "webtransport"] as const;
-
-describe("interop: P/D-Device equals --local-only, token for token", () => {
-  const cases = transports.flatMap((t) =>
-    [16, 400, 1500].flatMap((n) => [false, true].map((kv) => [t, n, kv] as const)),
-  );
-  it.each(cases)("over %s, prompt of ~%i tokens, KV %s", async (transport, n, kv) => {
-    const prompt = promptOf(n);
-    const emulate = { prefillMsPerToken: 0.2, decodeMsPerToken: 0 };
-    const local = await PdDevice.create({ engine, emulate });
-    const baseline = await local.generate(prompt, { maxTokens: 60, localOnly: true, targetTpotMs: 0 });
-    const device = await PdDevice.create({
-      engine,
-      emulate,
-      cloud: cloud.urls[transport],
-      client: { ca: cloud.certificate.cert },
-      useKv: kv,
-    });
-    const r = await device.generate(prompt, { maxTokens: 60, cloudBudget: 24, targetTpotMs: 0 });
-    await device.close();
-    expect(r.mode).toBe("pd");
-    expect(ids(r)).toEqual(baseline.deviceTokenIds);
-    expect(r.text).toBe(baseline.text);
-    expect(r.kv.asked).toBe(kv);
-    if (kv) expect(r.kv.granted).toBe(true);
-  });
-});
 
 describe("takeover", () => {
   it("stops the cloud at once and frees its sequence", async () => {
@@ -75,10 +49,10 @@ describe("takeover", () => {
     const freed = async () =>
       (await cloud.metrics.sequencesFreed.get()).values.find((v) => v.labels.reason === "takeover")?.value ?? 0;
     const freedBefore = await freed();
-    // The cloud paces at twice the 20 ms display rate (10 ms a token); the
-    // device prefills 300 tokens at ~1-2 ms each and catches up in well under
-    // a second, long before the 150-token budget (1.5 s of cloud decoding) is
-    // spent — with a 5× margin on catch-up speed for a loaded machine.
+    // The cloud paces at a quarter of the 20 ms display rate (80 ms a token);
+    // the device prefills 300 tokens at ~1-2 ms each and catches up in well
+    // under a second, long before the 150-token budget (12 s of cloud
+    // decoding) is spent, however loaded the machine.
     const device = await PdDevice.create({
       engine,
       emulate: { prefillMsPerToken: 1 },
@@ -91,13 +65,14 @@ describe("takeover", () => {
     const k = r.takeoverIndex!;
     expect(k).toBeGreaterThan(0);
     expect(k).toBeLessThan(150);
+    // The sequence is freed by the takeover (not by the budget running out), whenever the cloud gets to it.
+    await until(async () => (await freed()) === freedBefore + 1, "the cloud to free the taken-over sequence");
+    expect(cloud.engine.busy).toBe(0);
     const decoded = ((await cloud.metrics.decodedTokens.get()).values[0]?.value ?? 0) - decodedBefore;
     // The cloud decoded what it sent before it saw the takeover, plus at most the one in progress.
     console.log(`takeover at k=${k}: cloud decoded ${decoded} tokens (device discarded ${decoded - k} in flight)`);
     expect(decoded).toBeGreaterThanOrEqual(k);
     expect(decoded).toBeLessThanOrEqual(k + 2);
-    expect(await freed()).toBe(freedBefore + 1);
-    expect(cloud.engine.busy).toBe(0);
   });
 });
 
@@ -161,17 +136,25 @@ describe("prompt refinement", () => {
         localOnly: true,
         targetTpotMs: 0,
       });
-      // A phone-class device, several times slower at prefill than the cloud:
-      // the refined prompt arrives while it still has most of its prefill ahead.
-      const device = await PdDevice.create({
-        engine,
-        cloud: cloud.urls.ws,
-        useKv: false,
-        refineRatio: 0.5,
-        emulate: { prefillMsPerToken: 4 },
-      });
-      const r = await device.generate(p, { maxTokens: 32, cloudBudget: 8, targetTpotMs: 0 });
-      await device.close();
+      // A phone-class device, several times slower at prefill than the cloud: the refined prompt
+      // arrives while it still has most of its prefill ahead. The cloud here shares a loaded
+      // machine, so when its refined prompt came too late to be worth it, the device is made
+      // slower again (up to 16x) rather than the test depending on the machine's speed.
+      let r: Report;
+      let msPerToken = 4;
+      do {
+        const device = await PdDevice.create({
+          engine,
+          cloud: cloud.urls.ws,
+          useKv: false,
+          refineRatio: 0.5,
+          emulate: { prefillMsPerToken: msPerToken },
+        });
+        r = await device.generate(p, { maxTokens: 32, cloudBudget: 8, targetTpotMs: 0 });
+        await device.close();
+        expect(r.refinement, "the cloud sent a refined prompt").not.toBeNull();
+        msPerToken *= 2;
+      } while (!r.refinement?.used && msPerToken <= 64);
       expect(r.refinement?.used).toBe(true);
       expect(r.refinement!.keptTokens).toBeLessThan(r.refinement!.originalTokens);
       saved += r.refinement!.originalTokens - r.refinement!.keptTokens;

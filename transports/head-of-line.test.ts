@@ -19,14 +19,15 @@ beforeAll(async () => {
 
 async function kvBytesBeforeToken(bindingName: string): Promise<number> {
   const b = BINDINGS.find((x) => x.name === bindingName)!;
-  let cloud: CloudStream | undefined;
-  const server = await b.serve({ onConnection: (s) => (cloud = s), highWaterMark: 64 * MiB }, cert);
+  let connected!: (s: CloudStream) => void;
+  const connection = new Promise<CloudStream>((r) => (connected = r));
+  const server = await b.serve({ onConnection: (s) => connected(s), highWaterMark: 64 * MiB }, cert);
   try {
     const device = await b.connect(server.url, { highWaterMark: 64 * MiB }, cert);
     await device.send(
       create((await import("../proto/index.js")).DeviceFrameSchema, { body: { case: "ping", value: {} } }),
     );
-    while (!cloud) await new Promise((r) => setTimeout(r, 5));
+    const cloud = await connection;
     const sends: Promise<void>[] = [];
     for (let i = 0; i < 8; i++) {
       const kv = create(CloudFrameSchema, {

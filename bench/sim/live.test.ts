@@ -37,7 +37,11 @@ describe("live trace replay", () => {
       expect(r.fallbacks).toBe(0);
       expect(r.measured.map((m) => m.gaps.length + 1)).toEqual(trace.map((t) => t.answerTokens));
       expect(r.predicted).toHaveLength(trace.length);
-      expect(r.cloud.requests).toBe(mode === "device-only" ? 0 : trace.length);
+      expect(r.modes).toEqual(trace.map(() => (mode === "device-only" ? "local" : "pd")));
+      // Every request asks the cloud, but in P/D one may be taken over while it still waits for a
+      // sequence (the cloud holds two): then it never holds one.
+      if (mode === "pd") expect(r.cloud.requests).toBeLessThanOrEqual(trace.length);
+      else expect(r.cloud.requests).toBe(mode === "device-only" ? 0 : trace.length);
       if (mode === "cloud-only") expect(r.cloud.decoded).toBe(trace.reduce((n, t) => n + t.answerTokens, 0));
       if (mode === "pd") expect(r.cloud.decoded).toBeLessThan(trace.reduce((n, t) => n + t.answerTokens, 0));
     },

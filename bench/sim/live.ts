@@ -10,7 +10,7 @@ import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { CLOUD_GPU, PHONE, SimEngine, type Profile } from "../../engine/index.js";
 import { startCloud } from "../../reference-cloud/index.js";
 import { startNetem } from "../../transports/index.js";
-import { PdDevice } from "../../reference-device/index.js";
+import { PdDevice, type Mode as RunMode } from "../../reference-device/index.js";
 import { simulate, type Mode, type RequestResult, type SimConfig } from "./simulate.js";
 import type { TraceRequest } from "./trace.js";
 
@@ -41,6 +41,8 @@ export interface LiveRun {
   measured: RequestResult[];
   /** The token-level model's prediction for the same requests. */
   predicted: RequestResult[];
+  /** How each request ran, from its device's report (undefined when it failed). */
+  modes: (RunMode | undefined)[];
   /** The cloud engine's sequence time and tokens over the run. */
   cloud: { heldMs: number; prefilled: number; decoded: number; requests: number };
   errors: string[];
@@ -137,6 +139,7 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
     await Promise.all(Array.from({ length: phones }, async () => idle.push(await newDevice())));
     const before = { ...engine.usage };
     const measured: RequestResult[] = new Array(trace.length);
+    const modes: (RunMode | undefined)[] = new Array(trace.length).fill(undefined);
     const errors: string[] = [];
     let fallbacks = 0;
     const fallbackReasons: string[] = [];
@@ -165,6 +168,7 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
             for (let k = 0; k < t.length; k++) shown.push(now);
           },
         });
+        modes[i] = rep.mode;
         if (rep.mode === "fallback") {
           fallbacks++;
           fallbackReasons.push(`request ${i}: ${rep.fallbackReason ?? "?"}`);
@@ -206,6 +210,7 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
       mode,
       measured,
       predicted,
+      modes,
       cloud: usage,
       errors,
       fallbacks,

@@ -7,9 +7,15 @@ import type { Engine } from "../../engine/index.js";
 import { PdDevice } from "../../reference-device/index.js";
 import type { DeviceLauncher } from "../runner.js";
 
+const PROMPT = "Tell me about the quick brown fox and the lazy dog, and why the naive owls smile.";
+
+/**
+ * `answer`: the run's max_tokens, cloud budget and display rate (default 5 ms a token); the budget
+ * defaults to the planner's, which counts on a cloud pacing at the display rate.
+ */
 export function inProcessDevice(
   engine: Engine,
-  prompt = "Tell me about the quick brown fox and the lazy dog, and why the naive owls smile.",
+  answer: { maxTokens: number; cloudBudget?: number; targetTpotMs?: number } = { maxTokens: 12 },
 ): DeviceLauncher {
   return {
     start(o) {
@@ -25,7 +31,7 @@ export function inProcessDevice(
             refineRatio: 0.5,
             emulate: { prefillMsPerToken: 3 },
           });
-          await device.generate(prompt, { maxTokens: 12, targetTpotMs: 5, onText: (t) => (text += t) });
+          await device.generate(PROMPT, { targetTpotMs: 5, ...answer, onText: (t) => (text += t) });
           return { exitCode: 0, text, stderr: "" };
         } catch (e) {
           return { exitCode: 1, text, stderr: String((e as Error)?.stack ?? e) };

@@ -1,29 +1,29 @@
 /**
- * Fuzzing a live reference cloud over every binding: 20,000 mutated cases per
- * binding, each followed by a liveness Ping; no crash, hang or unhandled
- * rejection, the cloud serves fresh connections afterwards, and its heap is
- * back near where it started. Every corpus input (inputs that once broke
- * something) is replayed.
+ * Fuzzing a live reference cloud over every binding: FUZZ_CASES mutated cases
+ * per binding (2,000 in `npm test`; PDD_FUZZ_CASES for long runs), each
+ * followed by a liveness Ping; no crash, hang or unhandled rejection, the
+ * cloud serves fresh connections afterwards, and its heap is back near where
+ * it started. Every corpus input (inputs that once broke something) is
+ * replayed. The device's share is fuzz-device.test.ts.
  */
 import { readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Engine, ensureDefaultModel } from "../engine/index.js";
+import { ensureDefaultModel } from "../engine/index.js";
+import { until } from "../proto/test/until.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
 import { certificateSha256 } from "../transports/index.js";
 import { CORPUS_FILE } from "../cli/fuzz.js";
-import { fuzzCloud, fuzzDevice, replayInput } from "./fuzz.js";
-import { inProcessDevice } from "./test/in-process-device.js";
+import { fuzzCloud, replayInput } from "./fuzz.js";
+import { FUZZ_CASES, FUZZ_CASES_MSGPACK, FUZZ_TIMEOUT_MS } from "./test/fuzz-share.js";
 import type { Codec } from "./wire.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
 let cloud: CloudPeer;
-let engine: Engine;
 beforeAll(async () => {
-  engine = await Engine.load({ modelPath: ensureDefaultModel("tiny"), threads: 1, sequences: 4 });
   cloud = await startCloud({
     model: ensureDefaultModel("tiny"),
     threads: 1,
@@ -33,11 +33,16 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await cloud.close({ drainSeconds: 0 });
-  await engine.close();
 });
 
+/** The heap once the cloud has closed every fuzz connection and freed every request. */
 const settle = async () => {
-  await new Promise((r) => setTimeout(r, 300));
+  const active = async () => (await cloud.metrics.activeSequences.get()).values[0]?.value ?? 0;
+  const queued = async () => (await cloud.metrics.queueDepth.get()).values[0]?.value ?? 0;
+  await until(
+    async () => cloud.connections === 0 && (await active()) === 0 && (await queued()) === 0,
+    "the cloud to close the fuzz connections and free their requests",
+  );
   gc();
   gc();
   return process.memoryUsage().heapUsed;
@@ -45,10 +50,10 @@ const settle = async () => {
 
 describe("fuzzing the reference cloud", () => {
   it.each([
-    ["ws", "proto", 20_000],
-    ["ws", "msgpack", 5_000],
-    ["grpc", "proto", 20_000],
-    ["webtransport", "proto", 20_000],
+    ["ws", "proto", FUZZ_CASES],
+    ["ws", "msgpack", FUZZ_CASES_MSGPACK],
+    ["grpc", "proto", FUZZ_CASES],
+    ["webtransport", "proto", FUZZ_CASES],
   ] as const)(
     "over %s (%s): %i cases, no crash or hang, heap back to its baseline",
     async (key, codec, cases) => {
@@ -69,7 +74,7 @@ describe("fuzzing the reference cloud", () => {
       const after = await settle();
       expect(after - before, `heap grew from ${before} to ${after} bytes`).toBeLessThan(32 << 20);
     },
-    300_000,
+    FUZZ_TIMEOUT_MS,
   );
 
   it("survives every input in the corpus", async () => {
@@ -90,28 +95,4 @@ describe("fuzzing the reference cloud", () => {
       }
     }
   });
-});
-
-describe("fuzzing the reference device", () => {
-  it.each([
-    ["ws://127.0.0.1:0", "proto", 20_000],
-    ["ws://127.0.0.1:0", "msgpack", 5_000],
-    ["grpc://127.0.0.1:0", "proto", 20_000],
-    ["https://127.0.0.1:0/pdd/v1", "proto", 20_000],
-  ] as const)(
-    "listening on %s (%s): %i mutated cloud frames, every run ends with an answer",
-    async (listen, codec, cases) => {
-      const r = await fuzzDevice({
-        listen,
-        codec: codec as Codec,
-        launcher: inProcessDevice(engine),
-        cases,
-        seed: 20261129,
-        framesPerRun: 100,
-      });
-      expect(r.cases).toBe(cases);
-      expect(r.runs).toBe(cases / 100);
-    },
-    300_000,
-  );
 });
