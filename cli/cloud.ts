@@ -1,11 +1,40 @@
 /** `pdd cloud`: runs the reference cloud until SIGINT/SIGTERM; SIGHUP reloads the keys file. */
 import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
+import { backendUrl } from "../engine/index.js";
 import { loadCloudConfigFile, startCloud, type CloudConfigInput } from "../reference-cloud/index.js";
+
+/** --engine, --backend and --slot-save-dir: which engine, and llama-server's URLs (checked here: exit 2). */
+function engineFlags(values: { engine?: string; backend?: string[]; "slot-save-dir"?: string }): CloudConfigInput {
+  const engine = values.engine;
+  if (engine !== undefined && engine !== "llama-cpp" && engine !== "llama-server")
+    throw new UsageError(`--engine must be llama-cpp or llama-server, not "${engine}"`);
+  const backends = values.backend ?? [];
+  if (backends.length > 0 && engine !== "llama-server") throw new UsageError("--backend needs --engine llama-server");
+  if (engine === "llama-server" && backends.length === 0)
+    throw new UsageError("--engine llama-server needs at least one --backend URL");
+  if (values["slot-save-dir"] && engine !== "llama-server")
+    throw new UsageError("--slot-save-dir needs --engine llama-server");
+  for (const b of backends) {
+    try {
+      backendUrl(b);
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^\[\w+\] /, ""));
+    }
+  }
+  return {
+    ...(engine ? { engine } : {}),
+    ...(backends.length > 0 ? { backends } : {}),
+    ...(values["slot-save-dir"] ? { slotSaveDir: values["slot-save-dir"] } : {}),
+  };
+}
 
 export const runCloud: Run = async (argv, io) => {
   const { values } = parseFlags(argv, {
     model: { type: "string" },
     config: { type: "string" },
+    engine: { type: "string" },
+    backend: { type: "string", multiple: true },
+    "slot-save-dir": { type: "string" },
     ws: { type: "string" },
     grpc: { type: "string" },
     webtransport: { type: "string" },
@@ -46,6 +75,7 @@ export const runCloud: Run = async (argv, io) => {
   const input: CloudConfigInput = {
     ...cfg,
     listen,
+    ...engineFlags(values),
     ...(values.model ? { model: values.model } : {}),
     ...(values["tls-cert"]
       ? {

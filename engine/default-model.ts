@@ -9,13 +9,8 @@ import { createModel, PRESETS, type PresetName } from "./model-create.js";
 
 const root = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../" : "../", import.meta.url));
 
-/** Where generated and built artifacts live: $PDD_CACHE, or .pdd-cache in the package. */
-export function cacheDir(): string {
-  return process.env.PDD_CACHE ?? join(root, ".pdd-cache");
-}
-
 export function defaultModelPath(preset: PresetName = "tiny"): string {
-  return join(cacheDir(), `pdd-${preset}.gguf`);
+  return join(process.env.PDD_CACHE ?? join(root, ".pdd-cache"), `pdd-${preset}.gguf`);
 }
 
 /** Returns the preset's model path, generating the file first if it is missing. */

@@ -65,7 +65,9 @@ export function llamaCppSource(): LlamaCppSource {
   if (!existsSync(bundle))
     throw new PddError(ErrorCode.UNAVAILABLE, `node-llama-cpp at ${packageDir} ships no llama.cpp bundle (${bundle})`);
   const infoFile = join(llamaDir, "llama.cpp.info.json");
-  const release = existsSync(infoFile) ? String(JSON.parse(readFileSync(infoFile, "utf8")).tag ?? "unknown") : "unknown";
+  const release = existsSync(infoFile)
+    ? String(JSON.parse(readFileSync(infoFile, "utf8")).tag ?? "unknown")
+    : "unknown";
   const patchDir = join(llamaDir, "patches");
   const patches = existsSync(patchDir)
     ? readdirSync(patchDir)

@@ -1,6 +1,6 @@
 /**
  * llama-server, built once per llama.cpp version from the source node-llama-cpp
- * ships (see llama-cpp-source.ts), into `<cache>/llama.cpp/<version>/`:
+ * ships (see llama-cpp-source.ts), into `<llamaServerCacheRoot()>/<version>/`:
  *
  *   src/               the bundle's clone, with node-llama-cpp's patches
  *   build/bin/llama-server
@@ -25,10 +25,9 @@ import {
   writeFileSync,
   type WriteStream,
 } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, homedir } from "node:os";
 import { join } from "node:path";
 import { ErrorCode, PddError } from "../proto/index.js";
-import { cacheDir } from "./default-model.js";
 import { type LlamaCppSource, llamaCppSource, llamaCppVersion } from "./llama-cpp-source.js";
 
 /**
@@ -64,8 +63,19 @@ export interface EnsureOptions {
   jobs?: number;
 }
 
+/**
+ * Outside any working copy, so that every checkout (and CI's cache) shares one
+ * build of a version: `$PDD_LLAMA_SERVER_CACHE`, else
+ * `$XDG_CACHE_HOME/pd-device/llama-server`, else `~/.cache/pd-device/llama-server`.
+ */
+export function llamaServerCacheRoot(): string {
+  const own = process.env.PDD_LLAMA_SERVER_CACHE;
+  if (own) return own;
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "pd-device", "llama-server");
+}
+
 export function llamaServerDir(source: LlamaCppSource = llamaCppSource()): string {
-  return join(cacheDir(), "llama.cpp", llamaCppVersion(source));
+  return join(llamaServerCacheRoot(), llamaCppVersion(source));
 }
 
 const stampOf = (dir: string) => join(dir, "llama-server.json");
@@ -191,7 +201,9 @@ function run(cmd: string, args: string[], cwd: string, out: WriteStream, onLine?
     };
     child.stdout.on("data", take);
     child.stderr.on("data", take);
-    child.on("error", (e) => reject(new PddError(ErrorCode.UNAVAILABLE, `cannot run ${cmd}: ${e.message}`, { cause: e })));
+    child.on("error", (e) =>
+      reject(new PddError(ErrorCode.UNAVAILABLE, `cannot run ${cmd}: ${e.message}`, { cause: e })),
+    );
     child.on("close", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
   });
 }

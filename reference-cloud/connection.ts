@@ -176,7 +176,12 @@ export class CloudConnection {
               maxRequestDurationMs: l.maxRequestDurationMs,
             },
             cloudModel: { ...e.info },
-            capabilities: { kvChunks: true, kvFormats: [1], refinement: true, tokenIds: true },
+            capabilities: {
+              kvChunks: true,
+              kvFormats: [1],
+              refinement: this.ctx.engine.scoresPrompts !== false,
+              tokenIds: true,
+            },
             serverName: this.ctx.serverName,
           },
         },

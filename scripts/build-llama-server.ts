@@ -1,7 +1,7 @@
 /**
  * `npm run build:llama-server [-- --jobs N]`: builds llama.cpp's llama-server
  * from the source node-llama-cpp ships, once per llama.cpp version, into
- * `.pdd-cache/llama.cpp/<version>/` (or `$PDD_CACHE/llama.cpp/<version>/`).
+ * `~/.cache/pd-device/llama-server/<version>/` (see llamaServerCacheRoot()).
  * Progress goes to stderr; the binary's path is the one line on stdout.
  * Exit 1 names the cause (a missing tool, or the failed step and the log's tail).
  */
