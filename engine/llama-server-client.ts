@@ -82,14 +82,19 @@ export class LlamaServerClient {
     private readonly timeoutMs = 10_000,
   ) {}
 
-  /** GET /health: true when it answers `{"status":"ok"}`; false while loading (503) or unreachable. */
-  async healthy(signal?: AbortSignal): Promise<boolean> {
+  /**
+   * GET /health: "ok" when it answers 200; "down" when it answers anything
+   * else (503 while loading) or the connection fails; "slow" when `signal`
+   * (a deadline) ends first, which a busy machine causes as well as a hung
+   * server.
+   */
+  async health(signal: AbortSignal): Promise<"ok" | "down" | "slow"> {
     try {
-      const res = await fetch(`${this.url}/health`, { signal: this.deadline(signal) });
+      const res = await fetch(`${this.url}/health`, { signal });
       await res.body?.cancel();
-      return res.status === 200;
+      return res.status === 200 ? "ok" : "down";
     } catch {
-      return false;
+      return signal.aborted ? "slow" : "down";
     }
   }
 

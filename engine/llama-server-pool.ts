@@ -17,6 +17,8 @@ export class Backend {
   active = 0;
   reportedBusy = 0;
   failures = 0;
+  /** Health checks in a row that timed out. */
+  slowChecks = 0;
   /** Slot IDs none of this cloud's requests holds. */
   readonly freeSlots: number[];
   constructor(
@@ -129,12 +131,21 @@ export class BackendPool {
     }
   }
 
+  /**
+   * A refused or failed /health takes the backend out at once (a dead process
+   * leaves within one period); a /health that times out does so only the
+   * fourth time in a row, so that a busy machine does not empty the rotation.
+   */
   private async checkOne(b: Backend): Promise<void> {
     const timeout = AbortSignal.timeout(Math.max(200, (this.options.healthIntervalMs ?? 250) * 3));
-    const ok = await b.client.healthy(timeout);
+    const health = await b.client.health(timeout);
+    b.slowChecks = health === "slow" ? b.slowChecks + 1 : 0;
+    if (health === "slow" && b.slowChecks < 4) return;
+    const ok = health === "ok";
     if (ok && b.reportsSlots) b.reportedBusy = await b.client.busySlots(timeout).catch(() => b.reportedBusy);
     if (ok === b.healthy) return;
-    if (!ok) return this.markDown(b, "GET /health failed");
+    if (!ok)
+      return this.markDown(b, health === "slow" ? "GET /health timed out 4 times in a row" : "GET /health failed");
     b.healthy = true;
     this.options.onChange?.(b.status(), "GET /health answered ok");
     this.wake();

@@ -40,7 +40,13 @@ export function llamaServerArgs(o: LlamaServerProcessOptions): string[] {
     ["--host", "127.0.0.1", "--port", "0"],
     ["--parallel", String(slots), "--ctx-size", String(o.contextSize ?? 4096 * slots)],
     ["--threads", String(o.threads ?? 1), "--threads-batch", String(o.threads ?? 1)],
+    // An HTTP thread serves one connection while it is kept alive: room for every slot's stream, the
+    // recoveries, a KV save and the health checks of a few cloud peers.
+    ["--threads-http", String(Math.max(8, 4 * slots))],
     ["--metrics", "--slots", "--no-webui"],
+    // node-llama-cpp's default: the same attention path (greedy tokens agree), and a KV image with V
+    // transposed as a node-llama-cpp device expects (flash attention stores V untransposed).
+    ["--flash-attn", "off"],
     o.slotSavePath ? ["--slot-save-path", o.slotSavePath.endsWith("/") ? o.slotSavePath : `${o.slotSavePath}/`] : [],
     o.extra ?? [],
   ].flat();
@@ -53,7 +59,7 @@ export async function startLlamaServer(o: LlamaServerProcessOptions): Promise<Ll
   const url = await new Promise<string>((resolve, reject) => {
     const take = (chunk: Buffer) => {
       output += chunk.toString("utf8");
-      const m = /listening on (http:\/\/[\w.:[\]-]+)/.exec(output);
+      const m = /listening on (http:\/\/\S+)\s/.exec(output);
       if (m) resolve(m[1]!);
     };
     child.stdout!.on("data", take);
