@@ -77,7 +77,7 @@ suite("the cloud on llama-server", () => {
       engine: "llama-server",
       backends: backends.map((b) => b.url),
       slotSaveDir: saves,
-      logLevel: "silent",
+      logLevel: process.env.PDD_LOG_LEVEL === "warn" ? "warn" : "silent",
       keysFile: join(dir, "keys"),
       limits: { handshakeTimeoutMs: 3000, maxRequestDurationMs: 6000 },
       listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
