@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { readFileSync } from "node:fs";
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
 import { ensureDefaultModel, loadEngine, type InferenceEngine } from "../engine/index.js";
@@ -59,13 +59,17 @@ export function readKeys(path: string): { key: string; maxConcurrent?: number }[
     .filter((k): k is { key: string; maxConcurrent?: number } => k !== undefined);
 }
 
-function constantTimeIncludes(keys: readonly string[], token: string): boolean {
+const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
+
+/**
+ * Whether `token` is one of the keys, in a time that depends on neither the
+ * token nor which key matched: fixed-length SHA-256 digests compared in
+ * constant time, every key compared, no early exit (PDD-SEC-003).
+ */
+export function constantTimeIncludes(keyDigests: readonly Buffer[], token: string): boolean {
+  const t = digest(token);
   let found = false;
-  const t = Buffer.from(token);
-  for (const k of keys) {
-    const kb = Buffer.from(k);
-    if (kb.length === t.length && timingSafeEqual(kb, t)) found = true; // no early exit (PDD-SEC-003)
-  }
+  for (const k of keyDigests) found = timingSafeEqual(k, t) || found;
   return found;
 }
 
@@ -89,7 +93,7 @@ export async function startCloud(
     metrics.queueDepth.set(queued);
   });
   let keyList = config.keysFile ? readKeys(config.keysFile) : undefined;
-  let keys: string[] | undefined = keyList?.map((k) => k.key);
+  let keys: Buffer[] | undefined = keyList?.map((k) => digest(k.key));
   let draining = false;
   const connections = new Set<CloudStream>();
   const ctx: CloudContext = {
@@ -105,6 +109,7 @@ export async function startCloud(
     liveByKey: new Map(),
     draining: () => draining,
     serverName: "pdd-cloud/0.1.0",
+    connections: new Set(),
     requests: new Set(),
   };
   // A wrong transport credential is refused at the transport; a missing one
@@ -122,7 +127,12 @@ export async function startCloud(
     void new CloudConnection(stream, ctx).serve();
   };
   const certificate = config.tls ?? (await createSelfSignedCertificate());
-  const common = { onConnection, authenticate, maxFrameBytes: config.limits.maxFrameBytes };
+  const common = {
+    onConnection,
+    authenticate,
+    maxFrameBytes: config.limits.maxFrameBytes,
+    handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
+  };
   const servers: PddServer[] = [];
   const urls: CloudPeer["urls"] = {};
   try {
@@ -176,8 +186,9 @@ export async function startCloud(
       if (!config.keysFile) return;
       try {
         keyList = readKeys(config.keysFile);
-        keys = keyList.map((k) => k.key);
+        keys = keyList.map((k) => digest(k.key));
         log.info("keys reloaded", { count: keys.length });
+        for (const c of ctx.connections) c.recheckCredential(); // revoked keys lose their connections (PDD-SEC-009)
       } catch (e) {
         log.error("keys reload failed; keeping the old keys", { error: (e as Error).message });
       }

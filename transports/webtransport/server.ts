@@ -15,7 +15,7 @@ import {
   type DeviceFrame,
 } from "../../proto/index.js";
 import { admit, transportToken } from "../auth.js";
-import type { PddServer, ServerOptions } from "../message-stream.js";
+import { DEFAULTS, type PddServer, type ServerOptions } from "../message-stream.js";
 import { trackConnections } from "../server-util.js";
 import { codecFromQuery } from "../url.js";
 import { loadWebTransport } from "./module.js";
@@ -37,6 +37,7 @@ export async function createWebTransportServer(
   const path = options.path ?? "/pdd/v1";
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const host = options.host ?? "127.0.0.1";
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
   const useHttp3 = options.protocols === "both" && http3Available;
   const args = {
     port: options.port ?? 0,
@@ -96,7 +97,15 @@ export async function createWebTransportServer(
       await session.ready;
       if (!info) return session.close({ closeCode: ErrorCode.PROTOCOL_VIOLATION, reason: "unknown session" });
       if ("refuse" in info) return session.close({ closeCode: info.refuse, reason: info.reason });
-      const { value: control } = await session.incomingBidirectionalStreams!.getReader().read();
+      const bidis = session.incomingBidirectionalStreams!.getReader();
+      const control = await firstStream(bidis, handshakeTimeoutMs);
+      if (control === "timeout") {
+        // PDD-WT-006: no control stream within the handshake timeout (issue 13, item 6: such sessions were kept forever).
+        return session.close({
+          closeCode: ErrorCode.TIMEOUT,
+          reason: `no control stream within ${handshakeTimeoutMs} ms`,
+        });
+      }
       if (!control) return;
       const stream = new WtStream<DeviceFrame, CloudFrame>({
         session,
@@ -110,9 +119,16 @@ export async function createWebTransportServer(
         outSchema: CloudFrameSchema,
         maxFrameBytes,
         highWaterMark: options.highWaterMark,
+        writeDeadlineMs: options.writeDeadlineMs,
         authToken: info.token,
         remoteAddress: session.peerAddress,
+        refusePeerStreams: true,
       });
+      // A second bidirectional stream is a violation too (PDD-WT-006).
+      void bidis.read().then(
+        ({ value }) => value && stream.refusePeer("the device opened a second bidirectional stream (PDD-WT-006)"),
+        () => undefined,
+      );
       tracker.add(stream);
       options.onConnection(stream);
     } catch {
@@ -134,4 +150,18 @@ export async function createWebTransportServer(
       await Promise.race([server.closed, new Promise((r) => setTimeout(r, 2_000))]);
     },
   };
+}
+
+/** The session's first bidirectional stream, or "timeout" when none opens within `ms`. */
+async function firstStream<T>(
+  reader: { read(): Promise<{ value?: T; done: boolean }> },
+  ms: number,
+): Promise<T | undefined | "timeout"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), ms)));
+  try {
+    return await Promise.race([reader.read().then((r) => r.value), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
