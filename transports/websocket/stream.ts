@@ -85,7 +85,7 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
     });
     const interval = init.pingIntervalMs ?? DEFAULTS.pingIntervalMs;
     const deadAfter = init.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs;
-    // The silence is checked six times per dead-peer timeout, so a peer is lost at most a sixth of it late
+    // The silence is checked ten times per dead-peer timeout, so a peer is lost at most a tenth of it late
     // (it was checked once per ping interval: 45 s instead of 30, issue 13, item 7); pings keep their interval.
     let lastPing = Date.now();
     const pingEvery = Math.min(interval, Math.max(50, Math.floor(deadAfter / 2)));
@@ -107,7 +107,7 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
           ws.ping();
         }
       },
-      Math.max(10, Math.min(interval, Math.floor(deadAfter / 6))),
+      Math.max(10, Math.min(interval, Math.floor(deadAfter / 10))),
     );
     this.keepAlive.unref();
   }
@@ -159,6 +159,10 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
         resolve();
       });
       this.ws.close(wsCloseCode(code), closeReason(reason));
+      // An error close reads nothing more: a flooding peer's frames would keep ws parsing until the timer
+      // above ends the socket, starving every other connection (issue 13, item 8). Its close reply is not
+      // needed either: the socket ends at the timer.
+      if (code !== ErrorCode.UNSPECIFIED) this.ws.pause();
     });
   }
 
