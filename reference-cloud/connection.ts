@@ -44,7 +44,7 @@ export class CloudConnection {
   /** The stream ended (the peer left, or we closed it): frames still queued in it are dropped, not served. */
   private streamEnded = false;
   private idleTimer: NodeJS.Timeout | undefined;
-  /** Pings and PrefillRequests in the current one-second window, each at most 100 (PDD-DOS-001). */
+  /** Pings and PrefillRequests in the current one-second window, each at most 1,000 (PDD-DOS-001). */
   private readonly pings = new PerSecond(MAX_PINGS_PER_SECOND);
   private readonly asks = new PerSecond(MAX_REQUESTS_PER_SECOND);
 
@@ -291,8 +291,9 @@ export class CloudConnection {
    */
   private async untilAnswersLeave(): Promise<void> {
     const most = 2 * this.ctx.config.limits.maxConcurrentRequests;
+    // The stream's close ends the wait too: the requests are halted only once the loop gets to its end.
     while (this.requests.size >= most && !this.streamEnded)
-      await Promise.race([...this.requests.values()].map((r) => r.done));
+      await Promise.race([...[...this.requests.values()].map((r) => r.done), this.stream.closed]);
   }
 
   private async onRequest(
