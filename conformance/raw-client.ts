@@ -237,8 +237,14 @@ export async function openWebTransport(
   })();
   const settle = () => Promise.race([controlDone, new Promise((r) => setTimeout(r, 1000))]);
   session.closed.then(
-    async (i) => (await settle(), inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" })),
-    async (e: unknown) => (await settle(), inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) })),
+    async (i) => {
+      await settle();
+      inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" });
+    },
+    async (e: unknown) => {
+      await settle();
+      inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) });
+    },
   );
   return {
     send: (f) => {

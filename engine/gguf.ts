@@ -75,8 +75,14 @@ export function readGgufHeader(path: string): GgufHeader {
         if (buf.length > 1 << 30) throw badModel(path, "header larger than 1 GiB");
       }
     };
-    const u32 = () => (need(4), (pos += 4), buf.readUInt32LE(pos - 4));
-    const u64 = () => (need(8), (pos += 8), buf.readBigUInt64LE(pos - 8));
+    /** Makes sure `n` more bytes are read in, moves past them and returns where they start. */
+    const take = (n: number) => {
+      need(n);
+      pos += n;
+      return pos - n;
+    };
+    const u32 = () => buf.readUInt32LE(take(4));
+    const u64 = () => buf.readBigUInt64LE(take(8));
     const str = () => {
       const n = Number(u64());
       if (n > 1 << 24) throw badModel(path, "string longer than 16 MiB in header");
@@ -229,7 +235,7 @@ export function toHalf(v: number): number {
   f32[0] = v;
   const x = u32v[0]!;
   const sign = (x >>> 16) & 0x8000;
-  let exp = ((x >>> 23) & 0xff) - 127 + 15;
+  const exp = ((x >>> 23) & 0xff) - 127 + 15;
   let mant = x & 0x7fffff;
   if (exp >= 31) return sign | 0x7c00;
   if (exp <= 0) {
@@ -272,7 +278,9 @@ export function writeGguf(
     writeValue(head, GgufType.STRING, t.name);
     const info = Buffer.alloc(4 + 8 * t.dims.length + 4 + 8);
     info.writeUInt32LE(t.dims.length, 0);
-    t.dims.forEach((d, i) => info.writeBigUInt64LE(BigInt(d), 4 + 8 * i));
+    t.dims.forEach((d, i) => {
+      info.writeBigUInt64LE(BigInt(d), 4 + 8 * i);
+    });
     info.writeUInt32LE(t.type, 4 + 8 * t.dims.length);
     info.writeBigUInt64LE(offset, 8 + 8 * t.dims.length);
     head.push(info);

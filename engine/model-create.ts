@@ -94,7 +94,9 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
   for (let i = 0; i < embed.length; i++) embed[i] = rand();
   const cycle = layoutTokens(vocab, SKELETON_TEXT);
   const next = new Int32Array(n).fill(-1);
-  cycle.forEach((t, i) => (next[t] = cycle[(i + 1) % cycle.length]!));
+  cycle.forEach((t, i) => {
+    next[t] = cycle[(i + 1) % cycle.length]!;
+  });
 
   const meta: MetaEntry[] = [
     ["general.architecture", GgufType.STRING, "llama"],

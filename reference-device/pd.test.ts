@@ -129,7 +129,7 @@ describe("prompt refinement", () => {
     let agree = 0;
     let saved = 0;
     let total = 0;
-    const prompts = [200, 230, 260, 290, 320].map((n, i) => `${"Question " + i + ": "}${promptOf(n)}`);
+    const prompts = [200, 230, 260, 290, 320].map((n, i) => `${`Question ${i}: `}${promptOf(n)}`);
     for (const p of prompts) {
       const base = await (await PdDevice.create({ engine })).generate(p, {
         maxTokens: 32,

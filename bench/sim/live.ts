@@ -239,6 +239,9 @@ function peakConcurrency(trace: TraceRequest[], predicted: RequestResult[], scal
   events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let n = 0;
   let peak = 0;
-  for (const [, d] of events) peak = Math.max(peak, (n += d));
+  for (const [, d] of events) {
+    n += d;
+    peak = Math.max(peak, n);
+  }
   return peak;
 }
