@@ -30,6 +30,7 @@ const heap = () => {
   const m = process.memoryUsage();
   return m.heapUsed + m.external;
 };
+// _getActiveHandles is an undocumented Node internal that @types/node does not declare.
 const handles = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
 
 interface Outcome {

@@ -33,6 +33,7 @@ const cloud = await startCloud({
   listen: { ws: "127.0.0.1:0" },
 });
 const url = cloud.urls.ws!;
+// _getActiveHandles is an undocumented Node internal that @types/node does not declare.
 const handles = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
 
 interface Outcome {
