@@ -55,17 +55,19 @@ async function pddProbe(url: string, cert: { cert: string }): Promise<Probe> {
   return {
     async roundTrip() {
       const t0 = now();
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         tokenWaiter = resolve;
-        void s.send(ping);
+        s.send(ping).catch(reject);
       });
       return now() - t0;
     },
     bulk(mib) {
       bulkBytes = 0;
-      return new Promise<void>((resolve) => {
+      return new Promise<void>((resolve, reject) => {
         bulkWaiter = { need: mib * MiB, resolve };
-        void s.send(create(DeviceFrameSchema, { body: { case: "progress", value: { prefilledTokens: mib } } }));
+        s.send(create(DeviceFrameSchema, { body: { case: "progress", value: { prefilledTokens: mib } } })).catch(
+          reject,
+        );
       });
     },
     close: () => s.close(),
