@@ -163,7 +163,8 @@ describe("prompt refinement", () => {
       if (JSON.stringify(ids(r)) === JSON.stringify(base.deviceTokenIds)) agree++;
     }
     console.log(
-      `refinement at ratio 0.5: first 32 tokens agree with the unrefined answer in ${agree}/${prompts.length} prompts; prefill tokens saved ${saved}/${total} (${((100 * saved) / total).toFixed(0)}%)`,
+      `refinement at ratio 0.5: first 32 tokens agree with the unrefined answer in ${agree}/${prompts.length} prompts; ` +
+        `prefill tokens saved ${saved}/${total} (${((100 * saved) / total).toFixed(0)}%)`,
     );
   });
 });
