@@ -19,7 +19,7 @@ import {
   KvFormat,
   MAX_TARGET_TPOT_US,
   PddError,
-  PrefillRequestSchema,
+  type PrefillRequestSchema,
   type CloudFrame,
 } from "../proto/index.js";
 import { memoryCloud, type MemoryCloud, type MemoryConnection } from "./test/memory-cloud.js";

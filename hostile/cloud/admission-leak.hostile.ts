@@ -10,7 +10,7 @@
  * frames of a closed stream are dropped, blocked senders reject, and a peer
  * that does not read its answers stops being read.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import { eachBinding } from "../harness/cases.js";
 import type { CloudProcess } from "../harness/cloud-process.js";

@@ -8,7 +8,7 @@
  * (PDD-DOS-002).
  */
 import { eachBinding } from "../harness/cases.js";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";
