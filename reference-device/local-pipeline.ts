@@ -80,6 +80,7 @@ export class LocalPipeline {
     const p: Prefilling = { original, tokens: original, done: 0, switched: false, startedAt: performance.now() };
     let coveredByKv = 0;
     while (p.done < p.tokens.length) {
+      this.opts.signal?.throwIfAborted();
       const { kv } = this.host;
       if (kv.phase === "receiving") await this.host.until(() => kv.phase !== "receiving");
       if (kv.phase === "ready" && kv.image) {
@@ -173,6 +174,7 @@ export class LocalPipeline {
     // Caught up with everything received — and with what is on screen
     // (PDD-TAKEOVER-009), which cannot be more.
     while (covered < cloud.received.length) {
+      this.opts.signal?.throwIfAborted();
       const target = cloud.received.length;
       const before = covered;
       covered = await this.evaluateCloudTokens(slot, covered, target);
@@ -241,7 +243,7 @@ export class LocalPipeline {
     if (left <= 0) return;
     let last = performance.now();
     for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
-      if (this.engine.isEndOfGeneration(t)) break;
+      if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
       await sleep(this.opts.emulate?.decodeMsPerToken ?? 0);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);

@@ -53,6 +53,12 @@ export interface RunOptions {
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
   cloudOnly?: boolean;
   onText?: (text: string) => void;
+  /**
+   * Stops the run early (a client that went away, a stop string): the local
+   * work stops at its next step, tokens not yet shown are dropped, the cloud
+   * is sent Cancel, the sequence is released; run() resolves with what was shown.
+   */
+  signal?: AbortSignal;
 }
 
 export type Mode = "pd" | "local" | "fallback";
@@ -131,6 +137,7 @@ export class DeviceRun {
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
     });
+    opts.signal?.addEventListener("abort", () => this.stop(), { once: true });
   }
 
   async run(): Promise<Report> {
@@ -145,6 +152,8 @@ export class DeviceRun {
       try {
         if (this.opts.cloudOnly) await this.showCloudOnly();
         else await this.local.run(slot);
+      } catch (e) {
+        if (!this.opts.signal?.aborted) throw e;
       } finally {
         this.display.close();
       }
@@ -157,12 +166,26 @@ export class DeviceRun {
         void this.sendToCloud(
           deviceFrame({
             case: "cancel",
-            value: { requestId: this.request.requestId, code: ErrorCode.CANCELLED, reason: "answer complete" },
+            value: {
+              requestId: this.request.requestId,
+              code: ErrorCode.CANCELLED,
+              reason: this.opts.signal?.aborted ? "stopped by the device's user" : "answer complete",
+            },
           }),
         );
       }
     }
     return this.report();
+  }
+
+  /**
+   * The run was stopped (RunOptions.signal): the answer ends at what was
+   * shown, so no further cloud token is shown; the local work stops at its next step.
+   */
+  private stop(): void {
+    this.takeoverAt ??= this.display.shownCloud;
+    this.display.discard();
+    this.changed();
   }
 
   /** The cloud-only baseline: the cloud's tokens are the answer. */
@@ -252,6 +275,7 @@ export class DeviceRun {
 
   private async until(cond: () => boolean): Promise<void> {
     while (!cond()) {
+      this.opts.signal?.throwIfAborted();
       await new Promise<void>((r) => (this.wakeLocal = r));
       this.wakeLocal = undefined;
     }
