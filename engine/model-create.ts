@@ -28,6 +28,8 @@ export interface ModelShape {
   skeleton?: number;
   /** Scale of the attention and FFN outputs added to the residual stream (default 0.5). */
   mix?: number;
+  /** A Jinja chat template for `tokenizer.chat_template` (not in the fingerprints); the presets have none. */
+  chatTemplate?: string;
 }
 
 export const PRESETS = {
@@ -119,6 +121,7 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
     ["tokenizer.ggml.add_bos_token", GgufType.BOOL, true],
     ["tokenizer.ggml.add_eos_token", GgufType.BOOL, false],
   ];
+  if (shape.chatTemplate !== undefined) meta.push(["tokenizer.chat_template", GgufType.STRING, shape.chatTemplate]);
 
   const gaussian = (scale: number) => (out: Float32Array) => {
     for (let i = 0; i < out.length; i++) out[i] = rand() * scale;
