@@ -169,7 +169,7 @@ export class DeviceRun {
             value: {
               requestId: this.request.requestId,
               code: ErrorCode.CANCELLED,
-              reason: this.opts.signal?.aborted ? "stopped by the device's user" : "answer complete",
+              reason: "answer complete",
             },
           }),
         );
@@ -185,6 +185,14 @@ export class DeviceRun {
   private stop(): void {
     this.takeoverAt ??= this.display.shownCloud;
     this.display.discard();
+    // The cloud is released now, not once the local step under way has finished.
+    if (this.state && !this.cloud.done && !this.takeoverOnWire) {
+      this.takeoverOnWire = true;
+      const { requestId } = this.request;
+      void this.sendToCloud(
+        deviceFrame({ case: "cancel", value: { requestId, code: ErrorCode.CANCELLED, reason: "stopped by the user" } }),
+      );
+    }
     this.changed();
   }
 
