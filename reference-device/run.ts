@@ -106,6 +106,8 @@ export class DeviceRun {
   private readonly local: LocalPipeline;
   /** The takeover index once decided; cloud tokens from k on are not shown. */
   private takeoverAt: number | undefined;
+  /** Whether the PrefillRequest went to the link: only then is there a cloud request to release. */
+  private requested = false;
   /** Whether a Takeover (or Cancel) went to the cloud: nothing else needs to release it. */
   private takeoverOnWire = false;
   /** The local pipeline waiting for a cloud event, if it is. */
@@ -143,7 +145,9 @@ export class DeviceRun {
   async run(): Promise<Report> {
     const slot = await this.engine.acquire();
     try {
-      if (this.state && this.link) {
+      // A run stopped before it started asks the cloud for nothing.
+      if (this.state && this.link && !this.opts.signal?.aborted) {
+        this.requested = true; // before the await: a Cancel sent meanwhile is queued after the request
         await this.link
           .send(deviceFrame({ case: "prefillRequest", value: this.request }))
           .catch((e: unknown) => this.onCloudLost(PddError.from(e)));
@@ -161,7 +165,8 @@ export class DeviceRun {
       this.display.flush();
     } finally {
       await slot.release();
-      if (this.state && !this.cloud.ended && !this.takeoverOnWire) {
+      if (!this.requested) this.link?.unregister(this.request.requestId);
+      else if (this.state && !this.cloud.ended && !this.takeoverOnWire) {
         // Finished without taking over (max_tokens reached first): release the cloud.
         void this.sendToCloud(
           deviceFrame({
@@ -186,7 +191,7 @@ export class DeviceRun {
     this.takeoverAt ??= this.display.shownCloud;
     this.display.discard();
     // The cloud is released now, not once the local step under way has finished.
-    if (this.state && !this.cloud.done && !this.takeoverOnWire) {
+    if (this.requested && this.state && !this.cloud.done && !this.takeoverOnWire) {
       this.takeoverOnWire = true;
       const { requestId } = this.request;
       void this.sendToCloud(
