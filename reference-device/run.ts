@@ -165,17 +165,13 @@ export class DeviceRun {
       this.display.flush();
     } finally {
       await slot.release();
-      if (!this.requested) this.link?.unregister(this.request.requestId);
+      if (this.state && !this.requested) this.link?.unregister(this.request.requestId);
       else if (this.state && !this.cloud.ended && !this.takeoverOnWire) {
         // Finished without taking over (max_tokens reached first): release the cloud.
         void this.sendToCloud(
           deviceFrame({
             case: "cancel",
-            value: {
-              requestId: this.request.requestId,
-              code: ErrorCode.CANCELLED,
-              reason: "answer complete",
-            },
+            value: { requestId: this.request.requestId, code: ErrorCode.CANCELLED, reason: "answer complete" },
           }),
         );
       }
