@@ -1,6 +1,6 @@
 /** `pdd device`: answers one prompt with the P/D-Device method (or alone with --local-only). */
 import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
-import { PdDevice, serveOpenAi } from "../reference-device/index.js";
+import { PdDevice } from "../reference-device/index.js";
 
 export const runDevice: Run = async (argv, io) => {
   const { values } = parseFlags(argv, {
@@ -58,37 +58,4 @@ export const runDevice: Run = async (argv, io) => {
   } finally {
     await device.close();
   }
-};
-
-export const runDeviceServe: Run = async (argv, io) => {
-  const { values } = parseFlags(argv, {
-    cloud: { type: "string" },
-    model: { type: "string" },
-    host: { type: "string" },
-    port: { type: "string" },
-    token: { type: "string" },
-    ca: { type: "string" },
-    "no-kv": { type: "boolean" },
-    threads: { type: "string" },
-  });
-  const ca = readFileFlag("ca", values.ca);
-  const device = await PdDevice.create({
-    modelPath: values.model,
-    cloud: values.cloud,
-    client: { authToken: values.token, ca },
-    useKv: !values["no-kv"],
-    threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
-  });
-  const server = await serveOpenAi(device, {
-    host: values.host,
-    port: intFlag("port", values.port, 8080, 0, 65_535),
-  });
-  io.log(JSON.stringify({ openai: server.url, cloud: values.cloud ?? null }));
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
-  await server.close();
-  await device.close();
-  return 0;
 };

@@ -352,3 +352,39 @@ export class Slot implements InferenceSlot {
     if (this.released) throw new PddError(ErrorCode.INTERNAL, "sequence already released");
   }
 }
+
+/** A chat message for a template: text only. */
+export interface TemplateMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/**
+ * Compiles a Jinja chat template (GGUF `tokenizer.chat_template`) with
+ * node-llama-cpp's JinjaTemplateChatWrapper. The returned function renders a
+ * chat with the generation prompt as text: BOS dropped (tokenize() adds it
+ * when the model wants one), EOS/EOT spelled as `eosText`, other control
+ * tokens as their text. Throws when node-llama-cpp cannot use the template.
+ */
+export async function compileChatTemplate(
+  template: string,
+  eosText: string,
+): Promise<(messages: readonly TemplateMessage[]) => string> {
+  const { JinjaTemplateChatWrapper, SpecialTokensText } = await import("node-llama-cpp");
+  const wrapper = new JinjaTemplateChatWrapper({ template });
+  const special = { BOS: "", EOS: eosText, EOT: eosText, NL: "\n", SEP: "" } as const;
+  return (messages) => {
+    const chatHistory = [
+      ...messages.map((m) =>
+        m.role === "assistant" ? { type: "model" as const, response: [m.content] } : { type: m.role, text: m.content },
+      ),
+      { type: "model" as const, response: [] },
+    ];
+    return wrapper
+      .generateContextState({ chatHistory })
+      .contextText.values.map((v) =>
+        typeof v === "string" || v instanceof SpecialTokensText ? v.toString() : special[v.value],
+      )
+      .join("");
+  };
+}

@@ -1,5 +1,5 @@
 /** Public surface of engine/: the llama.cpp layer, the simulated engine and the model tools. */
-export { Engine, Slot, llamaRuntime, type EngineOptions } from "./engine.js";
+export { compileChatTemplate, Engine, Slot, llamaRuntime, type EngineOptions, type TemplateMessage } from "./engine.js";
 export type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 export { SimEngine, type SimEngineOptions } from "./sim-engine.js";
 export { CLOUD_GPU, INSTANT, PHONE, PHONE_NPU, PROFILES, type Profile } from "./profiles.js";

@@ -28,6 +28,8 @@ export interface ModelShape {
   skeleton?: number;
   /** Scale of the attention and FFN outputs added to the residual stream (default 0.5). */
   mix?: number;
+  /** A Jinja chat template for `tokenizer.chat_template` (not in the fingerprints); the presets have none. */
+  chatTemplate?: string;
 }
 
 export const PRESETS = {
@@ -131,6 +133,9 @@ function modelMetadata(shape: ModelShape, vocab: ReturnType<typeof buildVocab>, 
     ["tokenizer.ggml.unknown_token_id", GgufType.UINT32, 0],
     ["tokenizer.ggml.add_bos_token", GgufType.BOOL, true],
     ["tokenizer.ggml.add_eos_token", GgufType.BOOL, false],
+    ...(shape.chatTemplate !== undefined
+      ? [["tokenizer.chat_template", GgufType.STRING, shape.chatTemplate] satisfies MetaEntry]
+      : []),
   ];
 }
 

@@ -27,5 +27,7 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEAD_PEER_DETECTION_MS = 30_000 + 5_000;
 /** Pings a cloud answers per connection per second; beyond, it may close the connection (RESOURCE_EXHAUSTED). (effect) */
 export const MAX_PINGS_PER_SECOND = 100;
-/** `pdd device serve`: requests waiting behind the running one before 429. */
+/** `pdd device serve`: requests generating at once (its default `--parallel`). */
+export const SERVE_PARALLEL = 4;
+/** `pdd device serve`: requests waiting behind the running ones before 503 + Retry-After (its default `--queue`). */
 export const SERVE_QUEUE_LIMIT = 8;

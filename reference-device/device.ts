@@ -16,6 +16,12 @@ export interface DeviceOptions {
   engine?: InferenceEngine;
   modelPath?: string;
   threads?: number;
+  /**
+   * Concurrent requests: sequences in the local context (default 4). KV images
+   * carry the stream count (spec §7.2), so a device imports the reference
+   * cloud's images only with its 4.
+   */
+  sequences?: number;
   /** Cloud URL (ws://, wss://, grpc://, grpcs://, https://). Absent: local only. */
   cloud?: string;
   client?: ClientOptions;
@@ -58,6 +64,8 @@ export interface GenerateOptions {
   /** Let the cloud decode the whole answer (the other baseline): no local model use. */
   cloudOnly?: boolean;
   onText?: (text: string) => void;
+  /** Stops the answer early (RunOptions.signal): resolves with what was shown, the cloud cancelled. */
+  signal?: AbortSignal;
   targetTpotMs?: number;
   cloudBudget?: number | "auto";
 }
@@ -79,7 +87,7 @@ export class PdDevice {
       (await loadEngine({
         modelPath: options.modelPath ?? ensureDefaultModel("tiny"),
         threads: options.threads,
-        sequences: 4,
+        sequences: options.sequences ?? 4,
       }));
     const device = new PdDevice(engine, options, options.engine === undefined);
     await device.calibrate();
@@ -265,6 +273,7 @@ export class PdDevice {
         emulate: this.options.emulate,
         cloudOnly: opts.cloudOnly,
         onText: opts.onText,
+        signal: opts.signal,
       },
     );
     const report = await run.run();

@@ -70,6 +70,12 @@ export class Display {
     this.queue = this.queue.slice(0, Math.max(0, k - this.shownCloudTokens));
   }
 
+  /** The run was stopped: nothing waiting is shown any more. */
+  discard(): void {
+    this.queue = [];
+    this.wake();
+  }
+
   close(): void {
     this.closed = true;
     this.wake();

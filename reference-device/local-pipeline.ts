@@ -17,8 +17,19 @@ import type { KvReceiver } from "./kv-receiver.js";
 import type { Report, RunOptions } from "./run.js";
 import { completeUtf8Prefix } from "./utf8.js";
 
-/** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0. */
-const sleep = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
+/** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0; cut short when the run is stopped. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
 
 export interface PipelineHost {
   readonly cloud: CloudAnswer;
@@ -80,6 +91,7 @@ export class LocalPipeline {
     const p: Prefilling = { original, tokens: original, done: 0, switched: false, startedAt: performance.now() };
     let coveredByKv = 0;
     while (p.done < p.tokens.length) {
+      this.opts.signal?.throwIfAborted();
       const { kv } = this.host;
       if (kv.phase === "receiving") await this.host.until(() => kv.phase !== "receiving");
       if (kv.phase === "ready" && kv.image) {
@@ -142,7 +154,7 @@ export class LocalPipeline {
   private async prefillChunk(slot: Slot, p: Prefilling): Promise<void> {
     const step = p.tokens.slice(p.done, p.done + this.opts.prefillChunk);
     const res = await slot.prefill(step, { chunk: this.opts.prefillChunk });
-    await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0));
+    await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
     p.done += res.done;
     this.prefillRate = p.done / Math.max(1e-3, (performance.now() - p.startedAt) / 1000);
     // Ready means the prompt and then the cloud's tokens (at most its budget) covered:
@@ -173,6 +185,7 @@ export class LocalPipeline {
     // Caught up with everything received — and with what is on screen
     // (PDD-TAKEOVER-009), which cannot be more.
     while (covered < cloud.received.length) {
+      this.opts.signal?.throwIfAborted();
       const target = cloud.received.length;
       const before = covered;
       covered = await this.evaluateCloudTokens(slot, covered, target);
@@ -191,7 +204,7 @@ export class LocalPipeline {
   /** Adds cloud tokens [covered, upTo) to the context; returns the new covered count. */
   private async evaluateCloudTokens(slot: Slot, covered: number, upTo: number): Promise<number> {
     const received = this.host.cloud.received;
-    const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0));
+    const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
     if (this.host.sameTokenizer) {
       await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
       await emulated(upTo - covered);
@@ -241,8 +254,8 @@ export class LocalPipeline {
     if (left <= 0) return;
     let last = performance.now();
     for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
-      if (this.engine.isEndOfGeneration(t)) break;
-      await sleep(this.opts.emulate?.decodeMsPerToken ?? 0);
+      if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
+      await sleep(this.opts.emulate?.decodeMsPerToken ?? 0, this.opts.signal);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);
       last = now;

@@ -53,6 +53,12 @@ export interface RunOptions {
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
   cloudOnly?: boolean;
   onText?: (text: string) => void;
+  /**
+   * Stops the run early (a client that went away, a stop string): the local
+   * work stops at its next step, tokens not yet shown are dropped, the cloud
+   * is sent Cancel, the sequence is released; run() resolves with what was shown.
+   */
+  signal?: AbortSignal;
 }
 
 export type Mode = "pd" | "local" | "fallback";
@@ -100,6 +106,8 @@ export class DeviceRun {
   private readonly local: LocalPipeline;
   /** The takeover index once decided; cloud tokens from k on are not shown. */
   private takeoverAt: number | undefined;
+  /** Whether the PrefillRequest went to the link: only then is there a cloud request to release. */
+  private requested = false;
   /** Whether a Takeover (or Cancel) went to the cloud: nothing else needs to release it. */
   private takeoverOnWire = false;
   /** The local pipeline waiting for a cloud event, if it is. */
@@ -131,12 +139,15 @@ export class DeviceRun {
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
     });
+    opts.signal?.addEventListener("abort", () => this.stop(), { once: true });
   }
 
   async run(): Promise<Report> {
     const slot = await this.engine.acquire();
     try {
-      if (this.state && this.link) {
+      // A run stopped before it started asks the cloud for nothing.
+      if (this.state && this.link && !this.opts.signal?.aborted) {
+        this.requested = true; // before the await: a Cancel sent meanwhile is queued after the request
         await this.link
           .send(deviceFrame({ case: "prefillRequest", value: this.request }))
           .catch((e: unknown) => this.onCloudLost(PddError.from(e)));
@@ -145,6 +156,8 @@ export class DeviceRun {
       try {
         if (this.opts.cloudOnly) await this.showCloudOnly();
         else await this.local.run(slot);
+      } catch (e) {
+        if (!this.opts.signal?.aborted) throw e;
       } finally {
         this.display.close();
       }
@@ -152,7 +165,8 @@ export class DeviceRun {
       this.display.flush();
     } finally {
       await slot.release();
-      if (this.state && !this.cloud.ended && !this.takeoverOnWire) {
+      if (this.state && !this.requested) this.link?.unregister(this.request.requestId);
+      else if (this.state && !this.cloud.ended && !this.takeoverOnWire) {
         // Finished without taking over (max_tokens reached first): release the cloud.
         void this.sendToCloud(
           deviceFrame({
@@ -163,6 +177,24 @@ export class DeviceRun {
       }
     }
     return this.report();
+  }
+
+  /**
+   * The run was stopped (RunOptions.signal): the answer ends at what was
+   * shown, so no further cloud token is shown; the local work stops at its next step.
+   */
+  private stop(): void {
+    this.takeoverAt ??= this.display.shownCloud;
+    this.display.discard();
+    // The cloud is released now, not once the local step under way has finished.
+    if (this.requested && this.state && !this.cloud.done && !this.takeoverOnWire) {
+      this.takeoverOnWire = true;
+      const { requestId } = this.request;
+      void this.sendToCloud(
+        deviceFrame({ case: "cancel", value: { requestId, code: ErrorCode.CANCELLED, reason: "stopped by the user" } }),
+      );
+    }
+    this.changed();
   }
 
   /** The cloud-only baseline: the cloud's tokens are the answer. */
@@ -252,6 +284,7 @@ export class DeviceRun {
 
   private async until(cond: () => boolean): Promise<void> {
     while (!cond()) {
+      this.opts.signal?.throwIfAborted();
       await new Promise<void>((r) => (this.wakeLocal = r));
       this.wakeLocal = undefined;
     }
