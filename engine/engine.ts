@@ -15,6 +15,7 @@ import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } fro
 import { ErrorCode, PddError } from "../proto/index.js";
 import { fingerprints, sameBytes } from "./fingerprint.js";
 import { readGgufHeader } from "./gguf.js";
+import { checkSeqState } from "./seq-state-check.js";
 import { tokenPieces } from "./pieces.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 
@@ -51,6 +52,8 @@ export class Engine implements InferenceEngine {
   readonly capacity: number;
   /** Bytes of f16 K and V cache per position (for estimating KV image sizes). */
   readonly kvBytesPerToken: number;
+  /** The model's layer count, which a KV image must have (seq-state-check.ts). */
+  readonly layers: number;
   private readonly free: LlamaContextSequence[] = [];
   private waiting: ((s: LlamaContextSequence) => void)[] = [];
   private created = 0;
@@ -64,8 +67,10 @@ export class Engine implements InferenceEngine {
     pieces: Uint8Array[],
     addBos: boolean,
     kvBytesPerToken: number,
+    layers: number,
   ) {
     this.kvBytesPerToken = kvBytesPerToken;
+    this.layers = layers;
     this.info = info;
     this.pieces = pieces;
     this.addBos = addBos;
@@ -121,6 +126,7 @@ export class Engine implements InferenceEngine {
       pieces,
       addBos,
       kvBytesPerToken,
+      num("block_count", 0),
     );
   }
 
@@ -314,6 +320,8 @@ export class Slot implements InferenceSlot {
     if (!sameBytes(modelFingerprint, this.engine.info.modelFingerprint)) {
       throw new PddError(ErrorCode.MODEL_MISMATCH, "KV state comes from another model; it cannot be imported");
     }
+    // llama.cpp trusts the header: a hostile one costs memory or fails the next evaluation (issue 13).
+    checkSeqState(image, { contextSize: this.engine.contextSize, layers: this.engine.layers });
     const dir = mkdtempSync(join(tmpdir(), "pdd-kv-"));
     try {
       const file = join(dir, "state.bin");
