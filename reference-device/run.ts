@@ -49,7 +49,11 @@ export interface RunOptions {
   /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
   prefillMsPerToken?: number;
   prefillChunk: number;
+  /** How long a granted KV image may go without a chunk before the device recomputes (PDD-KV-020). Default 10,000. */
+  kvDeadlineMs?: number;
   emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  /** Set when a cloud was asked for but could not be connected: the run falls back at once, saying why. */
+  cloudUnavailable?: { cause: string; message: string };
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
   cloudOnly?: boolean;
   onText?: (text: string) => void;
@@ -67,16 +71,22 @@ export interface Report {
   deviceTokens: number;
   takeoverIndex: number | null;
   prefillMs: { cloud: number | null; device: number | null };
+  /** Prompt tokens the device prefilled itself: fewer than the prompt when the cloud's tokens were the whole answer first. */
+  devicePrefilledTokens: number;
   kvImported: boolean;
-  /** What the cloud said about KV: not asked, granted, or refused with a registry code. */
-  kv: { asked: boolean; granted: boolean; refusal?: string };
+  /** What the cloud said about KV: not asked, granted, or refused with a registry code; why a granted image was not used. */
+  kv: { asked: boolean; granted: boolean; refusal?: string; reason?: string };
   refinement: { used: boolean; originalTokens: number; keptTokens: number } | null;
   /** Token IDs shown: the cloud's [0, k) then the device's. */
   cloudTokenIds: number[];
   deviceTokenIds: number[];
-  /** Why the cloud was not (fully) used, for fallback runs. */
+  /** Why the cloud was not (fully) used, for fallback runs: `cause: detail`. */
   fallbackReason?: string;
+  /** The cause alone, one word (README, "Exit status and failure causes"). */
+  fallbackCause?: string;
   endReason?: string;
+  /** Set when the answer was cut at the model's context (max tokens lowered to fit). */
+  stoppedAtContext?: boolean;
   /** Measured ms per locally decoded token, when the device decoded. */
   localDecodeMs?: number;
   /** The cloud's prompt tokens (Accepted.prompt_tokens), for its prefill rate. */
@@ -95,7 +105,9 @@ export class DeviceRun {
   private readonly state: DeviceRequestState | undefined;
   private readonly sameTokenizer: boolean;
   private readonly cloud = new CloudAnswer();
-  private readonly kv = new KvReceiver();
+  private readonly kv: KvReceiver;
+  /** Fires when a granted KV image makes no progress for the KV deadline. */
+  private kvTimer: NodeJS.Timeout | undefined;
   private readonly display: Display;
   private readonly local: LocalPipeline;
   /** The takeover index once decided; cloud tokens from k on are not shown. */
@@ -118,8 +130,12 @@ export class DeviceRun {
       ? link.register({ onFrame: (f) => this.onCloudFrame(f), onLost: (e) => this.onCloudLost(e) })
       : 0;
     this.request = prefillRequest(requestId, prompt, opts, opts.useKv && sameModel);
+    // The largest image this model makes for every position the request may hold, plus the header (PDD-KV-016).
+    const positions = engine.tokenize(prompt).length + opts.maxTokens;
+    this.kv = new KvReceiver((engine.kvBytesPerToken + 16) * positions + (64 << 10));
     if (link?.live) this.state = new DeviceRequestState(this.request);
-    else if (link) this.cloud.fail(`cloud unavailable: ${link.lostWith?.message ?? "not connected"}`);
+    else if (link) this.cloud.fail(`connection lost before the request: ${link.lostWith?.message}`, "lost");
+    else if (opts.cloudUnavailable) this.cloud.fail(opts.cloudUnavailable.message, opts.cloudUnavailable.cause);
     this.display = new Display(opts.targetTpotMs, this.paceSource(), opts.onText);
     this.local = new LocalPipeline(engine, prompt, opts, {
       cloud: this.cloud,
@@ -130,6 +146,11 @@ export class DeviceRun {
       until: (cond) => this.until(cond),
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
+      abandonCloud: async (why) => {
+        if (!this.state) return false;
+        await this.abandonCloud(ErrorCode.CANCELLED, why, "local-eval");
+        return true;
+      },
     });
   }
 
@@ -147,6 +168,9 @@ export class DeviceRun {
         else await this.local.run(slot);
       } finally {
         this.display.close();
+        clearTimeout(this.kvTimer);
+        // The sequence is free as soon as local work ends; the display may still be pacing the last tokens.
+        await slot.release();
       }
       await display;
       this.display.flush();
@@ -185,20 +209,39 @@ export class DeviceRun {
   /** The frame's meaning, per the state machine; a violation stops the cloud's part (PDD-SM-001). */
   private check(frame: CloudFrame): DeviceEvent | undefined {
     try {
-      return this.state?.receive(frame);
+      const ev = this.state?.receive(frame);
+      if (ev?.kind === "tokens") this.checkTokenIds(ev.startIndex, ev.tokens);
+      return ev;
     } catch (e) {
       // Keep what was valid, stop using the cloud, finish locally.
-      const err = PddError.from(e);
-      const { requestId } = this.request;
-      void this.sendToCloud(
-        deviceFrame({
-          case: "cancel",
-          value: { requestId, code: ErrorCode.PROTOCOL_VIOLATION, reason: err.rawMessage },
-        }),
-      );
-      this.onCloudLost(err);
+      void this.abandonCloud(ErrorCode.PROTOCOL_VIOLATION, PddError.from(e).message, "violation");
       return undefined;
     }
+  }
+
+  /** A device that evaluates the cloud's IDs (same tokenizer) refuses one its model does not have (issue 13). */
+  private checkTokenIds(startIndex: number, tokens: readonly { id: number }[]): void {
+    if (!this.sameTokenizer) return;
+    const vocab = this.engine.info.vocabSize;
+    const bad = tokens.findIndex((t) => t.id >= vocab);
+    if (bad >= 0)
+      throw new PddError(
+        ErrorCode.PROTOCOL_VIOLATION,
+        `token ${tokens[bad]!.id} at index ${startIndex + bad} is outside the vocabulary of ${vocab}`,
+      );
+  }
+
+  /** Stops using the cloud for this request: it is told with Cancel, and the device finishes alone. */
+  private async abandonCloud(code: ErrorCode, why: string, cause: string): Promise<void> {
+    if (this.cloud.done) return;
+    const { requestId } = this.request;
+    const cancel = this.sendToCloud(deviceFrame({ case: "cancel", value: { requestId, code, reason: why } }));
+    this.takeoverOnWire = true;
+    this.cloud.lost(why, cause);
+    this.kv.interrupted(why);
+    this.link?.unregister(requestId);
+    this.changed();
+    await cancel;
   }
 
   private route(ev: DeviceEvent, frame: CloudFrame): void {
@@ -206,6 +249,7 @@ export class DeviceRun {
       case "accepted":
         this.cloud.accepted(ev.accepted);
         this.kv.accepted(ev.accepted.kv);
+        this.watchKv();
         return;
       case "tokens":
         this.cloud.tokens(ev.startIndex, ev.tokens, frame);
@@ -214,6 +258,7 @@ export class DeviceRun {
         return;
       case "kv": {
         const credit = this.kv.chunk(ev.chunk, ev.last);
+        this.watchKv();
         // Return the credit as chunks are consumed (PDD-KV-009).
         const { requestId } = this.request;
         if (credit > 0)
@@ -224,7 +269,7 @@ export class DeviceRun {
         this.cloud.refined = ev.refined;
         return;
       case "error":
-        this.cloud.fail(`cloud error: ${ev.error.message}`);
+        this.cloud.fail(ev.error.message, "cloud-error");
         this.kv.interrupted();
         return;
       case "end":
@@ -237,9 +282,20 @@ export class DeviceRun {
     }
   }
 
+  /** (Re)arms the KV deadline while an image is coming: a stalled transfer is given up (PDD-KV-020). */
+  private watchKv(): void {
+    clearTimeout(this.kvTimer);
+    if (this.kv.phase !== "receiving") return;
+    const ms = this.opts.kvDeadlineMs ?? 10_000;
+    this.kvTimer = setTimeout(() => {
+      this.kv.giveUp(`no KV chunk for ${ms} ms: the device computed the prefill itself`);
+      this.changed();
+    }, ms);
+  }
+
   private onCloudLost(error: PddError): void {
     if (this.cloud.ended) return;
-    this.cloud.lost(`cloud lost: ${error.message}`);
+    this.cloud.lost(error.message, "lost");
     this.kv.interrupted();
     this.changed();
   }
@@ -324,20 +380,21 @@ export class DeviceRun {
     const shown = this.display.timing(this.t0);
     return {
       text: shown.text,
-      mode: !this.link ? "local" : cloud.failed ? "fallback" : "pd",
+      mode: cloud.failed ? "fallback" : this.link ? "pd" : "local",
       ttftMs: shown.ttftMs,
       tpotMs: shown.tpotMs,
       stalls: shown.stalls,
       cloudTokens: cloudShown,
       deviceTokens: local.deviceIds.length,
-      takeoverIndex: this.link && cloud.received.length > 0 ? k : null,
+      takeoverIndex: cloud.received.length > 0 ? k : null,
       prefillMs: { cloud: cloud.prefillMs, device: local.prefillMs },
+      devicePrefilledTokens: local.prefilledTokens,
       kvImported: local.kvImported,
       kv: this.kv.report(),
       refinement: local.refinement,
       cloudTokenIds: cloud.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: local.deviceIds,
-      ...(cloud.failed ? { fallbackReason: cloud.failed } : {}),
+      ...(cloud.failed ? { fallbackReason: cloud.failed, fallbackCause: cloud.failedCause } : {}),
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
       ...(cloud.decodeTokPerS ? { cloudDecodeTokPerS: cloud.decodeTokPerS } : {}),
