@@ -10,7 +10,7 @@ import {
 } from "../../proto/index.js";
 import type { Http2Session } from "node:http2";
 import type { ClientOptions, DeviceStream } from "../message-stream.js";
-import { certificateSha256 } from "../tls.js";
+import { pinnableHash, trustCaFor } from "./trust.js";
 import { loadWebTransport } from "./module.js";
 import { WtStream, type WtBidi, type WtSession } from "./stream.js";
 import { WT_WINDOWS } from "./windows.js";
@@ -23,8 +23,9 @@ export interface WebTransportClientOptions extends ClientOptions {
 /**
  * Opens a PDD connection to an https:// WebTransport URL. The codec goes in
  * the `codec` query parameter and the credential in `access_token`, since a
- * WebTransport client cannot set request headers. A self-signed server is
- * trusted through `serverCertificateHashes` or, equivalently, `ca` (its PEM).
+ * WebTransport client cannot set request headers. The server's certificate is
+ * trusted through `serverCertificateHashes` (pinned, at most 14 days valid)
+ * or `ca`, a CA as on the other bindings (trust.ts).
  */
 export async function connectWebTransport(url: string, options: WebTransportClientOptions = {}): Promise<DeviceStream> {
   const { wt, http3Available } = await loadWebTransport();
@@ -32,7 +33,15 @@ export async function connectWebTransport(url: string, options: WebTransportClie
   const target = new URL(url);
   target.searchParams.set("codec", codec);
   if (options.authToken) target.searchParams.set("access_token", options.authToken);
-  const hashes = options.serverCertificateHashes ?? (options.ca ? [certificateSha256(options.ca)] : undefined);
+  // `ca` is a CA, as on wss:// and grpcs:// (trust.ts), except a self-signed leaf of at most 14 days: that
+  // one is pinned by hash as before (it works for any host name). Not both: once Node verifies the chain, it
+  // calls the library's hash verifier as checkServerIdentity, whose `true` reads as an error.
+  const pinned = options.ca ? pinnableHash(options.ca) : undefined;
+  const hashes = options.serverCertificateHashes ?? (pinned ? [pinned] : undefined);
+  const untrust =
+    options.ca && !hashes
+      ? trustCaFor(target.hostname.replace(/^\[(.*)\]$/, "$1"), Number(target.port || 443), options.ca)
+      : undefined;
   const session = new wt.WebTransport(target.toString(), {
     forceReliable: !(options.preferHttp3 && http3Available),
     serverCertificateHashes: hashes?.map((value) => ({ algorithm: "sha-256", value })),
@@ -66,6 +75,7 @@ export async function connectWebTransport(url: string, options: WebTransportClie
     });
   } finally {
     clearTimeout(timer);
+    untrust?.();
   }
   let control: WtBidi;
   try {
