@@ -1,4 +1,8 @@
 /** `pdd cloud`: runs the reference cloud until SIGINT/SIGTERM; SIGHUP reloads the keys file. */
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { certificateSha256 } from "../transports/index.js";
 import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
 import { loadCloudConfigFile, startCloud, type CloudConfigInput } from "../reference-cloud/index.js";
 
@@ -22,6 +26,7 @@ export const runCloud: Run = async (argv, io) => {
     keys: { type: "string" },
     "metrics-port": { type: "string" },
     "log-level": { type: "string" },
+    "cert-out": { type: "string" },
   });
   let cfg: CloudConfigInput = {};
   try {
@@ -41,6 +46,8 @@ export const runCloud: Run = async (argv, io) => {
   if (values["no-ws"]) delete listen.ws;
   if (values["no-grpc"]) delete listen.grpc;
   if (values["no-webtransport"]) delete listen.webtransport;
+  if (!listen.ws && !listen.grpc && !listen.webtransport)
+    throw new UsageError("nothing to listen on: --no-ws, --no-grpc and --no-webtransport leave no binding");
   if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined))
     throw new UsageError("--tls-cert and --tls-key go together");
   const input: CloudConfigInput = {
@@ -82,14 +89,14 @@ export const runCloud: Run = async (argv, io) => {
     }
     throw e;
   }
-  io.log(
-    JSON.stringify({
-      listening: cloud.urls,
-      model: cloud.engine.info.name,
-      webtransportCertSha256:
-        Buffer.from((cloud.certificate as { sha256?: Uint8Array }).sha256 ?? []).toString("hex") || undefined,
-    }),
-  );
+  let trust = {};
+  try {
+    if (cloud.urls.webtransport) trust = writeWebTransportCert(cloud, values["cert-out"], io);
+  } catch (e) {
+    await cloud.close();
+    throw e;
+  }
+  io.log(JSON.stringify({ listening: cloud.urls, model: cloud.engine.info.name, ...trust }));
   process.on("SIGHUP", () => cloud.reloadKeys());
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -99,3 +106,31 @@ export const runCloud: Run = async (argv, io) => {
   await cloud.close();
   return 0;
 };
+
+/**
+ * The certificate WebTransport serves, where a device can find it (issue 16:
+ * only its hash was printed). A generated one is written to --cert-out, else
+ * beside the system's temporary files, named for the port; a configured one
+ * is the operator's file already. Devices use `--ca FILE` or `--cert-sha256 HEX`.
+ */
+function writeWebTransportCert(
+  cloud: Awaited<ReturnType<typeof startCloud>>,
+  out: string | undefined,
+  io: Parameters<Run>[1],
+): { webtransportCert?: string; webtransportCertSha256: string } {
+  const pem = cloud.certificate.cert;
+  const sha = Buffer.from(certificateSha256(pem)).toString("hex");
+  const generated = "sha256" in cloud.certificate;
+  if (!generated && out === undefined) return { webtransportCertSha256: sha };
+  const port = new URL(cloud.urls.webtransport!).port;
+  const path = out ?? join(tmpdir(), `pdd-cloud-cert-${port}.pem`);
+  try {
+    writeFileSync(path, pem);
+  } catch (e) {
+    throw new UsageError(`cannot write --cert-out ${path}: ${(e as Error).message}`);
+  }
+  io.error(
+    `pdd cloud: WebTransport certificate in ${path}; a device trusts it with --ca ${path} or --cert-sha256 ${sha}`,
+  );
+  return { webtransportCert: path, webtransportCertSha256: sha };
+}
