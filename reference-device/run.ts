@@ -21,10 +21,7 @@ import {
   DeviceRequestState,
   EndReason,
   ErrorCode,
-  KvFormat,
   PddError,
-  PrefillRequestSchema,
-  RefineMethod,
   type CloudFrame,
   type DeviceEvent,
   type DeviceFrame,
@@ -36,6 +33,10 @@ import type { CloudLink } from "./cloud-link.js";
 import { Display } from "./display.js";
 import { KvReceiver } from "./kv-receiver.js";
 import { LocalPipeline } from "./local-pipeline.js";
+import { prefillRequest } from "./prefill-request.js";
+import { whyNotRefined, type Report } from "./report.js";
+
+export type { Mode, Report } from "./report.js";
 
 export interface RunOptions {
   maxTokens: number;
@@ -59,42 +60,6 @@ export interface RunOptions {
   onText?: (text: string) => void;
 }
 
-export type Mode = "pd" | "local" | "fallback";
-
-export interface Report {
-  text: string;
-  mode: Mode;
-  ttftMs: number;
-  tpotMs: { p50: number; max: number };
-  stalls: number;
-  cloudTokens: number;
-  deviceTokens: number;
-  takeoverIndex: number | null;
-  prefillMs: { cloud: number | null; device: number | null };
-  /** Prompt tokens the device prefilled itself: fewer than the prompt when the cloud's tokens were the whole answer first. */
-  devicePrefilledTokens: number;
-  kvImported: boolean;
-  /** What the cloud said about KV: not asked, granted, or refused with a registry code; why a granted image was not used. */
-  kv: { asked: boolean; granted: boolean; refusal?: string; reason?: string };
-  refinement: { used: boolean; originalTokens: number; keptTokens: number } | null;
-  /** Token IDs shown: the cloud's [0, k) then the device's. */
-  cloudTokenIds: number[];
-  deviceTokenIds: number[];
-  /** Why the cloud was not (fully) used, for fallback runs: `cause: detail`. */
-  fallbackReason?: string;
-  /** The cause alone, one word (README, "Exit status and failure causes"). */
-  fallbackCause?: string;
-  endReason?: string;
-  /** Set when the answer was cut at the model's context (max tokens lowered to fit). */
-  stoppedAtContext?: boolean;
-  /** Measured ms per locally decoded token, when the device decoded. */
-  localDecodeMs?: number;
-  /** The cloud's prompt tokens (Accepted.prompt_tokens), for its prefill rate. */
-  cloudPromptTokens?: number;
-  /** The rate the cloud decoded (and sent) at: End.usage decoded_tokens / decode_us. */
-  cloudDecodeTokPerS?: number;
-}
-
 const deviceFrame = (body: NonNullable<MessageInitShape<typeof DeviceFrameSchema>["body"]>): DeviceFrame =>
   create(DeviceFrameSchema, { body });
 
@@ -104,6 +69,7 @@ export class DeviceRun {
   /** Set when the request went to a live link. */
   private readonly state: DeviceRequestState | undefined;
   private readonly sameTokenizer: boolean;
+  private readonly sameModel: boolean;
   private readonly cloud = new CloudAnswer();
   private readonly kv: KvReceiver;
   /** Fires when a granted KV image makes no progress for the KV deadline. */
@@ -126,6 +92,7 @@ export class DeviceRun {
     const cm = link?.ack?.cloudModel;
     this.sameTokenizer = cm !== undefined && sameBytes(cm.tokenizerFingerprint, engine.info.tokenizerFingerprint);
     const sameModel = cm !== undefined && sameBytes(cm.modelFingerprint, engine.info.modelFingerprint);
+    this.sameModel = sameModel;
     const requestId = link?.live
       ? link.register({ onFrame: (f) => this.onCloudFrame(f), onLost: (e) => this.onCloudLost(e) })
       : 0;
@@ -373,6 +340,16 @@ export class DeviceRun {
     };
   }
 
+  private refinementReason(): { refinementReason?: string } {
+    const why = whyNotRefined(
+      this.opts.refineRatio !== undefined && this.state !== undefined,
+      this.request.refine !== undefined,
+      this.local.refinement,
+      this.cloud.failed !== undefined,
+    );
+    return why ? { refinementReason: why } : {};
+  }
+
   private report(): Report {
     const { cloud, local } = this;
     const k = this.takeoverAt ?? cloud.received.length;
@@ -392,6 +369,14 @@ export class DeviceRun {
       kvImported: local.kvImported,
       kv: this.kv.report(),
       refinement: local.refinement,
+      ...this.refinementReason(),
+      cloudModel: !this.link?.ack
+        ? null
+        : this.sameModel
+          ? "same"
+          : this.sameTokenizer
+            ? "same-tokenizer"
+            : "different",
       cloudTokenIds: cloud.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: local.deviceIds,
       ...(cloud.failed ? { fallbackReason: cloud.failed, fallbackCause: cloud.failedCause } : {}),
@@ -401,29 +386,4 @@ export class DeviceRun {
       ...(cloud.endReason !== undefined ? { endReason: EndReason[cloud.endReason] } : {}),
     };
   }
-}
-
-/** The request as the planner shaped it: KV when the models match and it pays, else refinement if asked. */
-function prefillRequest(requestId: number, prompt: string, o: RunOptions, wantKv: boolean): PrefillRequest {
-  const refineRatio = wantKv ? undefined : o.refineRatio;
-  return create(PrefillRequestSchema, {
-    requestId,
-    prompt: { case: "text", value: prompt },
-    sampling: {
-      temperature: o.sampling?.temperature ?? 0,
-      topK: o.sampling?.topK ?? 0,
-      topP: o.sampling?.topP ?? 0,
-      seed: BigInt(o.sampling?.seed ?? 0),
-    },
-    maxTokens: o.maxTokens,
-    cloudTokenBudget: Math.max(1, Math.min(o.cloudBudget, o.maxTokens)),
-    kv: wantKv
-      ? { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 1 << 20, initialCreditBytes: 8n << 20n }
-      : undefined,
-    refine:
-      refineRatio !== undefined
-        ? { method: RefineMethod.SURPRISAL_DROP, targetRatio: refineRatio, minKeepTokens: 4, keepTailTokens: 8 }
-        : undefined,
-    targetTpotUs: Math.round(o.targetTpotMs * 1000),
-  });
 }
