@@ -10,7 +10,7 @@ import {
 } from "../../proto/index.js";
 import type { Http2Session } from "node:http2";
 import type { ClientOptions, DeviceStream } from "../message-stream.js";
-import { pinnableHash, trustCaFor } from "./trust.js";
+import { pinnableHash, probeTls, trustCaFor } from "./trust.js";
 import { loadWebTransport } from "./module.js";
 import { WtStream, type WtBidi, type WtSession } from "./stream.js";
 import { WT_WINDOWS } from "./windows.js";
@@ -63,12 +63,20 @@ export async function connectWebTransport(url: string, options: WebTransportClie
     } catch {
       // never opened
     }
-    const text = String((e as Error)?.message ?? e);
-    const code = /401/.test(text)
+    let text = String((e as Error)?.message ?? e);
+    const code = /\b401\b/.test(text)
       ? ErrorCode.UNAUTHENTICATED
-      : /400/.test(text)
+      : /\b400\b/.test(text)
         ? ErrorCode.UNSUPPORTED_CODEC
         : ErrorCode.UNAVAILABLE;
+    // The library says only "Opening handshake failed." for a refused TCP connection or an untrusted certificate.
+    if (/Opening handshake failed/.test(text)) {
+      const why = await probeTls(target.hostname.replace(/^\[(.*)\]$/, "$1"), Number(target.port || 443), {
+        ca: options.ca,
+        hashes,
+      });
+      if (why) text = `${text} ${why}`;
+    }
     throw new PddError(code, `WebTransport session to ${url} failed: ${text}`, {
       retryable: code === ErrorCode.UNAVAILABLE,
       cause: e,

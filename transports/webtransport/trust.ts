@@ -59,3 +59,47 @@ function install(): void {
   };
   tls.connect = patched as Connect;
 }
+
+/**
+ * Why a WebTransport session did not open, when the library says only
+ * "Opening handshake failed.": one TLS connection as the library would make
+ * it (same CA or pinned hashes), and what went wrong with it; undefined when
+ * it succeeds (the failure was past TLS).
+ */
+export function probeTls(
+  host: string,
+  port: number,
+  trust: { ca?: string; hashes?: Uint8Array[] },
+  timeoutMs = 5_000,
+): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host,
+      port,
+      ...(trust.ca && !trust.hashes ? { ca: trust.ca } : {}),
+      servername: /^[\d.]+$|:/.test(host) ? undefined : host,
+      ALPNProtocols: ["h2"],
+      rejectUnauthorized: false,
+    });
+    const done = (why: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(`no TLS handshake within ${timeoutMs} ms`), timeoutMs);
+    socket.once("error", (e: NodeJS.ErrnoException) => done(`${e.code ?? ""} ${e.message}`.trim()));
+    socket.once("secureConnect", () => {
+      const cert = socket.getPeerCertificate();
+      if (trust.hashes) {
+        const seen = Buffer.from(cert.fingerprint256.replace(/:/g, ""), "hex");
+        const pinned = trust.hashes.some((h) => seen.equals(Buffer.from(h)));
+        const days = (Date.parse(cert.valid_to) - Date.parse(cert.valid_from)) / 86_400_000;
+        if (!pinned) return done(`TLS: the certificate's SHA-256 ${seen.toString("hex")} is not the pinned one`);
+        if (days > 14)
+          return done(`TLS: a pinned certificate must be valid at most 14 days (this one: ${Math.round(days)})`);
+        return done(undefined);
+      }
+      done(socket.authorized ? undefined : `TLS: certificate not trusted (${String(socket.authorizationError)})`);
+    });
+  });
+}
