@@ -43,7 +43,7 @@ export function connectFailure(e: unknown, url: string): ConnectFailure {
   const err = PddError.from(e);
   const text = chain(e);
   const cause = classify(err, text);
-  return { cause, message: `${cause}: ${detail(cause, url, err.message)}` };
+  return { cause, message: `${cause}: ${detail(cause, url, err.rawMessage)}` };
 }
 
 function classify(err: PddError, text: string): FailureCause {
