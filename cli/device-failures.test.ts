@@ -8,7 +8,7 @@
  * wrote), with a CA-signed certificate and with a long-lived self-signed one,
  * as wss:// and grpcs:// do.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,7 +21,7 @@ import type { Io } from "./kit.js";
 import { main } from "./main.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-device-cli-"));
-const file = (name: string, text: string) => {
+const file = (name: string, text: string | Uint8Array) => {
   const p = join(dir, name);
   writeFileSync(p, text);
   return p;
@@ -131,9 +131,13 @@ describe("pdd device: a cloud it cannot use is named by its cause, and the devic
     expect(r.status).toBe(1);
   });
 
-  it("a model file that is not GGUF: exit 1, one line", async () => {
-    const r = await pdd("device", "--local-only", ...ask, "--model", file("model.gguf", "not a model"));
-    expect(r.stderr).toMatch(/^pdd device: [^\n]*GGUF[^\n]*\n$/);
+  it.each([
+    ["a file that is not GGUF", () => file("model.gguf", "not a model")],
+    ["a truncated GGUF", () => file("cut.gguf", readFileSync(ensureDefaultModel("tiny")).subarray(0, 200_000))],
+    ["a directory", () => dir],
+  ])("--model %s: exit 1, one line naming it", async (_name, model) => {
+    const r = await pdd("device", "--local-only", ...ask, "--model", model());
+    expect(r.stderr).toMatch(/^pdd device: \[invalid_argument\] [^\n]* is not a usable GGUF model: [^\n]*\n$/);
     expect(r.status).toBe(1);
   });
 });

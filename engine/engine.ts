@@ -19,6 +19,22 @@ import { checkSeqState } from "./seq-state-check.js";
 import { tokenPieces } from "./pieces.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 
+/**
+ * The GGUF header (validated before llama.cpp sees the file) and the
+ * fingerprints; anything wrong with the file (a directory, a truncated
+ * model) is INVALID_ARGUMENT naming it, never a stack trace (issue 16).
+ */
+function readModelFile(path: string) {
+  try {
+    return { header: readGgufHeader(path), fp: fingerprints(path) };
+  } catch (e) {
+    if (e instanceof PddError) throw e;
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, `${path} is not a usable GGUF model: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
 let shared: Promise<Llama> | undefined;
 /** The process's llama.cpp binding: CPU, prebuilt binary, never builds. */
 export function llamaRuntime(): Promise<Llama> {
@@ -80,8 +96,7 @@ export class Engine implements InferenceEngine {
 
   /** Loads a GGUF model. A missing or malformed file is INVALID_ARGUMENT, never a crash. */
   static async load(options: EngineOptions): Promise<Engine> {
-    const header = readGgufHeader(options.modelPath); // validates before llama.cpp sees the file
-    const fp = fingerprints(options.modelPath);
+    const { header, fp } = readModelFile(options.modelPath);
     const llama = await llamaRuntime();
     let model: LlamaModel;
     try {

@@ -10,7 +10,7 @@ import {
 } from "../../proto/index.js";
 import type { Http2Session } from "node:http2";
 import type { ClientOptions, DeviceStream } from "../message-stream.js";
-import { pinnableHash, probeTls, trustCaFor } from "./trust.js";
+import { pinnableHash, probeSessionStatus, probeTls, trustCaFor } from "./trust.js";
 import { loadWebTransport } from "./module.js";
 import { WtStream, type WtBidi, type WtSession } from "./stream.js";
 import { WT_WINDOWS } from "./windows.js";
@@ -64,7 +64,7 @@ export async function connectWebTransport(url: string, options: WebTransportClie
       // never opened
     }
     let text = String((e as Error)?.message ?? e);
-    const code = /\b401\b/.test(text)
+    let code = /\b401\b/.test(text)
       ? ErrorCode.UNAUTHENTICATED
       : /\b400\b/.test(text)
         ? ErrorCode.UNSUPPORTED_CODEC
@@ -76,6 +76,12 @@ export async function connectWebTransport(url: string, options: WebTransportClie
         hashes,
       });
       if (why) text = `${text} ${why}`;
+      else {
+        const status = await probeSessionStatus(target, { ca: options.ca, hashes });
+        if (status !== undefined) text = `${text} The server answered the session with HTTP ${status}.`;
+        if (status === 401) code = ErrorCode.UNAUTHENTICATED;
+        else if (status === 400) code = ErrorCode.UNSUPPORTED_CODEC;
+      }
     }
     throw new PddError(code, `WebTransport session to ${url} failed: ${text}`, {
       retryable: code === ErrorCode.UNAVAILABLE,

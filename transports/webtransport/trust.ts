@@ -13,6 +13,7 @@
  * serverCertificateHashes, `pinnableHash`), as before, so such a certificate
  * made for other host names still works. @internal
  */
+import http2 from "node:http2";
 import tls from "node:tls";
 import { X509Certificate } from "node:crypto";
 import { certificateSha256 } from "../tls.js";
@@ -35,7 +36,8 @@ export function pinnableHash(ca: string): Uint8Array | undefined {
   try {
     const cert = new X509Certificate(ca);
     const days = (Date.parse(cert.validTo) - Date.parse(cert.validFrom)) / 86_400_000;
-    return cert.checkIssued(cert) && days <= 14 ? certificateSha256(ca) : undefined;
+    // Self-signed by name (checkIssued would also ask for keyCertSign, which a leaf does not have).
+    return cert.issuer === cert.subject && days <= 14 ? certificateSha256(ca) : undefined;
   } catch {
     return undefined;
   }
@@ -49,11 +51,11 @@ function install(): void {
   const original: Connect = tls.connect;
   const patched = (...args: unknown[]) => {
     const [a, b, c] = args;
-    // http2.connect calls tls.connect(port, host, options).
-    if (typeof a === "number" && typeof b === "string" && c && typeof c === "object") {
+    // http2.connect calls tls.connect(port, host, options), the port as a string.
+    if ((typeof a === "string" || typeof a === "number") && typeof b === "string" && c && typeof c === "object") {
       const options = c as tls.ConnectionOptions;
       const ca = cas.get(`${b.replace(/^\[(.*)\]$/, "$1")}:${a}`);
-      if (ca && options.ca === undefined) return original(a, b, { ...options, ca });
+      if (ca && options.ca === undefined) return original(Number(a), b, { ...options, ca });
     }
     return (original as (...x: unknown[]) => tls.TLSSocket)(...args);
   };
@@ -100,6 +102,45 @@ export function probeTls(
         return done(undefined);
       }
       done(socket.authorized ? undefined : `TLS: certificate not trusted (${String(socket.authorizationError)})`);
+    });
+  });
+}
+
+/**
+ * The HTTP status a WebTransport server answers the session's extended
+ * CONNECT with, when TLS was fine and the library still failed: 401 (the
+ * credential), 404 (the path), 400 (the codec). One HTTP/2 request, trusting
+ * the certificate as the session did; undefined when the server accepts it.
+ */
+export function probeSessionStatus(url: URL, trust: { ca?: string; hashes?: Uint8Array[] }, timeoutMs = 5_000) {
+  return new Promise<number | undefined>((resolve) => {
+    const client = http2.connect(url.origin, {
+      ...(trust.ca && !trust.hashes ? { ca: trust.ca } : {}),
+      rejectUnauthorized: false, // checked below, as the session does
+    });
+    const done = (status: number | undefined) => {
+      clearTimeout(timer);
+      client.destroy();
+      resolve(status);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    client.once("error", () => done(undefined));
+    client.once("remoteSettings", () => {
+      // The URL carries the credential: only to the server the session would have trusted.
+      const socket = client.socket as tls.TLSSocket;
+      const seen = Buffer.from(socket.getPeerCertificate().fingerprint256.replace(/:/g, ""), "hex");
+      const trusted = trust.hashes ? trust.hashes.some((h) => seen.equals(Buffer.from(h))) : socket.authorized;
+      if (!trusted) return done(undefined);
+      const req = client.request({
+        ":method": "CONNECT",
+        ":protocol": "webtransport",
+        ":scheme": "https",
+        ":path": `${url.pathname}${url.search}`,
+        ":authority": url.host,
+      });
+      req.once("response", (h) => done(Number(h[":status"]) === 200 ? undefined : Number(h[":status"])));
+      req.once("error", () => done(undefined));
+      req.end();
     });
   });
 }
