@@ -8,6 +8,7 @@
  * wrote), with a CA-signed certificate and with a long-lived self-signed one,
  * as wss:// and grpcs:// do.
  */
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -181,4 +182,62 @@ describe("pdd device over WebTransport, trusted as the other bindings are", () =
       }
     });
   }
+});
+
+describe("pdd cloud's WebTransport certificate, where a device finds it", () => {
+  it("pdd cloud writes its generated certificate and prints its path and hash; pdd device answers in P/D with either", async () => {
+    const out = join(dir, "cloud-cert.pem");
+    const bin = join(import.meta.dirname, "..", "bin", "pdd.js");
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        "cloud",
+        "--ws",
+        "127.0.0.1:0",
+        "--grpc",
+        "127.0.0.1:0",
+        "--webtransport",
+        "127.0.0.1:0",
+        "--cert-out",
+        out,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    try {
+      const first = await new Promise<string>((resolve, reject) => {
+        let text = "";
+        child.stdout.on("data", (b: Buffer) => {
+          text += b.toString();
+          if (text.includes("\n")) resolve(text.split("\n")[0]!);
+        });
+        child.once("exit", (code) => reject(new Error(`pdd cloud exited ${code}`)));
+      });
+      const line = JSON.parse(first) as {
+        listening: { webtransport: string };
+        webtransportCert: string;
+        webtransportCertSha256: string;
+      };
+      expect(line.webtransportCert).toBe(out);
+      expect(Buffer.from(certificateSha256(readFileSync(out, "utf8"))).toString("hex")).toBe(
+        line.webtransportCertSha256,
+      );
+      const byFile = await device(line.listening.webtransport, "--ca", out);
+      expect(byFile.report?.mode).toBe("pd");
+      const byHash = await device(line.listening.webtransport, "--cert-sha256", line.webtransportCertSha256);
+      expect(byHash.report?.mode).toBe("pd");
+    } finally {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+      }
+    }
+  });
+
+  it("pdd cloud with no binding left is a usage error", async () => {
+    const r = await pdd("cloud", "--no-ws", "--no-grpc", "--no-webtransport");
+    expect(r.stderr).toMatch(/nothing to listen on/);
+    expect(r.status).toBe(2);
+  });
 });
