@@ -1,4 +1,8 @@
 /** `pdd cloud`: runs the reference cloud until SIGINT/SIGTERM; SIGHUP reloads the keys file. */
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { certificateSha256 } from "../transports/index.js";
 import { choiceFlag, intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
 import { loadCloudConfigFile, startCloud, type CloudConfigInput, type CloudPeer } from "../reference-cloud/index.js";
 
@@ -21,6 +25,7 @@ const CLOUD_FLAGS = {
   keys: { type: "string" },
   "metrics-port": { type: "string" },
   "log-level": { type: "string" },
+  "cert-out": { type: "string" },
 } as const;
 
 type CloudFlags = ReturnType<typeof parseFlags<typeof CLOUD_FLAGS>>["values"];
@@ -29,14 +34,14 @@ export const runCloud: Run = async (argv, io) => {
   const { values } = parseFlags(argv, CLOUD_FLAGS);
   const cloud = await startOrReport(cloudInput(values), io);
   if (!cloud) return 1;
-  io.log(
-    JSON.stringify({
-      listening: cloud.urls,
-      model: cloud.engine.info.name,
-      webtransportCertSha256:
-        Buffer.from((cloud.certificate as { sha256?: Uint8Array }).sha256 ?? []).toString("hex") || undefined,
-    }),
-  );
+  let trust = {};
+  try {
+    if (cloud.urls.webtransport) trust = writeWebTransportCert(cloud, values["cert-out"], io);
+  } catch (e) {
+    await cloud.close();
+    throw e;
+  }
+  io.log(JSON.stringify({ listening: cloud.urls, model: cloud.engine.info.name, ...trust }));
   process.on("SIGHUP", () => cloud.reloadKeys());
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -101,6 +106,8 @@ function listenFlags(values: CloudFlags, fromFile: CloudConfigInput["listen"]): 
   if (values["no-ws"]) delete listen.ws;
   if (values["no-grpc"]) delete listen.grpc;
   if (values["no-webtransport"]) delete listen.webtransport;
+  if (!listen.ws && !listen.grpc && !listen.webtransport)
+    throw new UsageError("nothing to listen on: --no-ws, --no-grpc and --no-webtransport leave no binding");
   return listen;
 }
 
@@ -119,4 +126,32 @@ async function startOrReport(input: CloudConfigInput, io: Io): Promise<CloudPeer
     }
     throw e;
   }
+}
+
+/**
+ * The certificate WebTransport serves, where a device can find it (issue 16:
+ * only its hash was printed). A generated one is written to --cert-out, else
+ * beside the system's temporary files, named for the port; a configured one
+ * is the operator's file already. Devices use `--ca FILE` or `--cert-sha256 HEX`.
+ */
+function writeWebTransportCert(
+  cloud: CloudPeer,
+  out: string | undefined,
+  io: Io,
+): { webtransportCert?: string; webtransportCertSha256: string } {
+  const pem = cloud.certificate.cert;
+  const sha = Buffer.from(certificateSha256(pem)).toString("hex");
+  const generated = "sha256" in cloud.certificate;
+  if (!generated && out === undefined) return { webtransportCertSha256: sha };
+  const port = new URL(cloud.urls.webtransport!).port;
+  const path = out ?? join(tmpdir(), `pdd-cloud-cert-${port}.pem`);
+  try {
+    writeFileSync(path, pem);
+  } catch (e) {
+    throw new UsageError(`cannot write --cert-out ${path}: ${(e as Error).message}`);
+  }
+  io.error(
+    `pdd cloud: WebTransport certificate in ${path}; a device trusts it with --ca ${path} or --cert-sha256 ${sha}`,
+  );
+  return { webtransportCert: path, webtransportCertSha256: sha };
 }

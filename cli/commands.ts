@@ -27,7 +27,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     usage:
       "pdd cloud [--model PATH] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
       ("          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget " +
-        "N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]"),
+        "N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]\n") +
+      "          [--cert-out FILE]   where the generated WebTransport certificate goes (default: $TMPDIR/pdd-cloud-cert-PORT.pem)",
     load: async () => (await import("./cloud.js")).runCloud,
   },
   {
@@ -35,7 +36,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "answer a prompt with the reference device (P/D-Device with a cloud, or --local-only)",
     usage:
       "pdd device [--cloud URL] [--prompt TEXT | --prompt-file FILE] [--model PATH] [--max-tokens N] [--budget N] [--tpot-ms N]\n" +
-      "           [--no-kv] [--refine RATIO | --refine-min RATIO] [--local-only] [--token T] [--ca PEM] [--codec proto|msgpack] [--threads N] [--json]",
+      "           [--no-kv] [--refine RATIO | --refine-min RATIO] [--local-only | --no-fallback] [--token T] [--ca PEM] [--cert-sha256 HEX]\n" +
+      "           [--codec proto|msgpack] [--emulate-ms-per-token N | --device-profile phone|phone-npu] [--threads N] [--json]\n" +
+      "exit status: 0 answered (a fallback to the device alone is said on stderr), 1 a typed failure (a bad model file;\n" +
+      "             with --no-fallback, a cloud that could not serve: the cause is on stderr), 2 a usage error",
     load: async () => (await import("./device.js")).runDevice,
   },
   {

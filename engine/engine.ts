@@ -15,8 +15,25 @@ import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } fro
 import { ErrorCode, PddError } from "../proto/index.js";
 import { fingerprints, sameBytes } from "./fingerprint.js";
 import { readGgufHeader } from "./gguf.js";
+import { checkSeqState } from "./seq-state-check.js";
 import { tokenPieces } from "./pieces.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
+
+/**
+ * The GGUF header (validated before llama.cpp sees the file) and the
+ * fingerprints; anything wrong with the file (a directory, a truncated
+ * model) is INVALID_ARGUMENT naming it, never a stack trace (issue 16).
+ */
+function readModelFile(path: string) {
+  try {
+    return { header: readGgufHeader(path), fp: fingerprints(path) };
+  } catch (e) {
+    if (e instanceof PddError) throw e;
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, `${path} is not a usable GGUF model: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
 
 let shared: Promise<Llama> | undefined;
 /** The process's llama.cpp binding: CPU, prebuilt binary, never builds. */
@@ -51,6 +68,8 @@ export class Engine implements InferenceEngine {
   readonly capacity: number;
   /** Bytes of f16 K and V cache per position (for estimating KV image sizes). */
   readonly kvBytesPerToken: number;
+  /** The model's layer count, which a KV image must have (seq-state-check.ts). */
+  readonly layers: number;
   private readonly free: LlamaContextSequence[] = [];
   private waiting: ((s: LlamaContextSequence) => void)[] = [];
   private created = 0;
@@ -64,8 +83,10 @@ export class Engine implements InferenceEngine {
     pieces: Uint8Array[],
     addBos: boolean,
     kvBytesPerToken: number,
+    layers: number,
   ) {
     this.kvBytesPerToken = kvBytesPerToken;
+    this.layers = layers;
     this.info = info;
     this.pieces = pieces;
     this.addBos = addBos;
@@ -75,8 +96,7 @@ export class Engine implements InferenceEngine {
 
   /** Loads a GGUF model. A missing or malformed file is INVALID_ARGUMENT, never a crash. */
   static async load(options: EngineOptions): Promise<Engine> {
-    const header = readGgufHeader(options.modelPath); // validates before llama.cpp sees the file
-    const fp = fingerprints(options.modelPath);
+    const { header, fp } = readModelFile(options.modelPath);
     const llama = await llamaRuntime();
     let model: LlamaModel;
     try {
@@ -121,6 +141,7 @@ export class Engine implements InferenceEngine {
       pieces,
       addBos,
       kvBytesPerToken,
+      num("block_count", 0),
     );
   }
 
@@ -314,6 +335,8 @@ export class Slot implements InferenceSlot {
     if (!sameBytes(modelFingerprint, this.engine.info.modelFingerprint)) {
       throw new PddError(ErrorCode.MODEL_MISMATCH, "KV state comes from another model; it cannot be imported");
     }
+    // llama.cpp trusts the header: a hostile one costs memory or fails the next evaluation (issue 13).
+    checkSeqState(image, { contextSize: this.engine.contextSize, layers: this.engine.layers });
     const dir = mkdtempSync(join(tmpdir(), "pdd-kv-"));
     try {
       const file = join(dir, "state.bin");

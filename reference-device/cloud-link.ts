@@ -108,12 +108,19 @@ export class CloudLink {
     return done.finally(() => this.pongWaiters.delete(nonce));
   }
 
-  async close(): Promise<void> {
+  /** Says Goodbye and closes; a cloud that does not take part (silent, gone) delays it at most `graceMs`. */
+  async close(graceMs = 2_000): Promise<void> {
     if (this.lostWith) return;
-    await this.stream
-      .send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }))
-      .catch(() => undefined);
-    await this.stream.close();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
+    const polite = (async () => {
+      await this.stream
+        .send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }))
+        .catch(() => undefined);
+      await this.stream.close();
+    })();
+    await Promise.race([polite, late]).finally(() => clearTimeout(timer));
+    polite.catch(() => undefined);
     this.lose(new PddError(ErrorCode.UNAVAILABLE, "connection closed by the device", { local: "ERR_CLOSED" }));
   }
 

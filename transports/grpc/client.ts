@@ -1,6 +1,6 @@
 /** `connectGrpc`: the gRPC binding's client (spec §10.3). */
 import { ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   CloudFrameSchema,
   DEFAULT_MAX_FRAME_BYTES,
@@ -39,8 +39,21 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     pingTimeoutMs: Math.max(1, (options.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs) - interval),
     pingIdleConnection: true,
   };
+  // One HTTP/2 session per PDD connection, closed with it: a cloud that keeps
+  // its side open must not keep the device's process alive (issue 16).
+  const sessionManager = new Http2SessionManager(
+    baseUrl,
+    {
+      pingIntervalMs: transportOptions.pingIntervalMs,
+      pingTimeoutMs: transportOptions.pingTimeoutMs,
+      pingIdleConnection: true,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    },
+    transportOptions.nodeOptions,
+  );
+  const withSession = { ...transportOptions, sessionManager };
   const transport =
-    options.protocol === "connect" ? createConnectTransport(transportOptions) : createGrpcTransport(transportOptions);
+    options.protocol === "connect" ? createConnectTransport(withSession) : createGrpcTransport(withSession);
   const client = createClient(PdDeviceService, transport);
   const stream = new GrpcStream<CloudFrame, DeviceFrame>({
     inSchema: CloudFrameSchema,
@@ -60,5 +73,6 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     .pump(responses)
     .then(() => stream.peerEnded(undefined))
     .catch((e: unknown) => stream.peerEnded(ConnectError.from(e)));
+  void stream.closed.then(() => setImmediate(() => sessionManager.abort()));
   return stream;
 }
