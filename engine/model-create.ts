@@ -14,6 +14,9 @@ import { prngNormal } from "./random.js";
 import { GgufType, writeGguf, type MetaEntry, type TensorSpec } from "./gguf.js";
 import { buildVocab, layoutTokens, SKELETON_TEXT, type VocabName } from "./vocab.js";
 
+/** tokenizer.ggml.eos_token_id of every generated model. */
+const EOS_ID = 2;
+
 export interface ModelShape {
   vocab: VocabName;
   embedding: number;
@@ -28,11 +31,31 @@ export interface ModelShape {
   skeleton?: number;
   /** Scale of the attention and FFN outputs added to the residual stream (default 0.5). */
   mix?: number;
+  /**
+   * The sentence's last token (".") is followed by end-of-generation (EOS,
+   * id 2) instead of the sentence's first token: answers end (default false).
+   */
+  eos?: boolean;
 }
 
 export const PRESETS = {
   /** ~0.2M parameters, ~0.5 MB: the embedded default and the test model. */
   tiny: { vocab: "a", embedding: 64, layers: 2, heads: 4, feedForward: 192, contextLength: 4096, type: 1, seed: 1 },
+  /**
+   * tiny whose answers end: greedy decoding finishes the sentence, then emits
+   * EOS. The model of the end-of-generation cases (cloud.eos, device.end.eos).
+   */
+  "tiny-eos": {
+    vocab: "a",
+    embedding: 64,
+    layers: 2,
+    heads: 4,
+    feedForward: 192,
+    contextLength: 4096,
+    type: 1,
+    seed: 1,
+    eos: true,
+  },
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
@@ -95,6 +118,7 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
   const cycle = layoutTokens(vocab, SKELETON_TEXT);
   const next = new Int32Array(n).fill(-1);
   cycle.forEach((t, i) => (next[t] = cycle[(i + 1) % cycle.length]!));
+  if (shape.eos) next[cycle[cycle.length - 1]!] = EOS_ID;
 
   const meta: MetaEntry[] = [
     ["general.architecture", GgufType.STRING, "llama"],
@@ -114,7 +138,7 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
     ["tokenizer.ggml.scores", GgufType.ARRAY, vocab.map((e) => e.score), GgufType.FLOAT32],
     ["tokenizer.ggml.token_type", GgufType.ARRAY, vocab.map((e) => e.type), GgufType.INT32],
     ["tokenizer.ggml.bos_token_id", GgufType.UINT32, 1],
-    ["tokenizer.ggml.eos_token_id", GgufType.UINT32, 2],
+    ["tokenizer.ggml.eos_token_id", GgufType.UINT32, EOS_ID],
     ["tokenizer.ggml.unknown_token_id", GgufType.UINT32, 0],
     ["tokenizer.ggml.add_bos_token", GgufType.BOOL, true],
     ["tokenizer.ggml.add_eos_token", GgufType.BOOL, false],
