@@ -95,10 +95,38 @@ export async function expectRequestError(p: Probe, id: number, code: string, rul
       .map((f) => render(f))
       .join("; "),
   );
+  const sent = tokensIn(frames);
+  expectThat(
+    field(frames[i + 1]!, "end.tokenCount") === sent,
+    `End{ERROR}.token_count = the ${sent} tokens sent before the Error, which stand (PDD-MSG-014)`,
+    String(field(frames[i + 1]!, "end.tokenCount")),
+  );
+}
+
+/** The answer tokens among a request's frames (FirstToken and TokenBatch). */
+function tokensIn(frames: Frame[]): number {
+  let n = 0;
+  for (const f of frames) {
+    if (f.body === "firstToken") n += 1;
+    if (f.body === "tokenBatch") n += field<unknown[]>(f, "tokenBatch.tokens").length;
+  }
+  return n;
 }
 
 /** Spec §13.3: the gRPC status of each connection error code (others: UNKNOWN). */
-const GRPC_STATUS: Record<number, number> = { 1: 3, 2: 8, 3: 12, 4: 12, 5: 9, 6: 16, 7: 7, 12: 14, 19: 4, 20: 13 };
+const GRPC_STATUS: Record<number, number> = {
+  1: 3,
+  2: 8,
+  3: 12,
+  4: 12,
+  5: 9,
+  6: 16,
+  7: 7,
+  9: 3,
+  12: 14,
+  19: 4,
+  20: 13,
+};
 
 /** Whether a binding's close code carries PDD `codeNumber` (spec §13.3). */
 export function closeCarries(transport: string, close: number, codeNumber: number): boolean {
@@ -599,7 +627,7 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.kv.stream",
     title: "streams a KV image in order, CRC-32 on every chunk, SHA-256 on the last, within the granted credit",
     role: "cloud",
-    requirements: ["PDD-KV-004", "PDD-KV-005", "PDD-KV-006", "PDD-KV-008", "PDD-KV-010", "PDD-KV-012"],
+    requirements: ["PDD-KV-004", "PDD-KV-005", "PDD-KV-006", "PDD-KV-008", "PDD-KV-010", "PDD-KV-012", "PDD-KV-014"],
     needs: ["kv"],
     async run(p, env) {
       const model = await kvModel(p);
@@ -607,8 +635,9 @@ export const CLOUD_CASES: Case[] = [
       // A session that claims the cloud's own model, so KV may be granted (PDD-KV-001).
       const q = await env.open();
       await q.hello({ deviceModel: model });
-      const CHUNK = 1024;
-      let credit = 4096;
+      // Not a power of two, and above the 4,096-byte minimum (PDD-KV-014): honoured exactly.
+      const CHUNK = 5000;
+      let credit = 2 * CHUNK;
       q.send(
         prefill(1, {
           text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
@@ -637,7 +666,7 @@ export const CLOUD_CASES: Case[] = [
         expectThat(Number(c.offset) === received, `chunk at offset ${received} (PDD-KV-004)`, String(c.offset));
         expectThat(
           data.length > 0 && data.length <= CHUNK,
-          `a non-empty chunk of at most ${CHUNK} bytes (PDD-KV-005)`,
+          `a non-empty chunk of at most the ${CHUNK} bytes asked (PDD-KV-005, PDD-KV-014)`,
           String(data.length),
         );
         expectThat(

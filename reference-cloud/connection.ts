@@ -11,6 +11,7 @@ import {
   Codec,
   DEFAULT_MAX_FRAME_BYTES,
   ErrorCode,
+  MIN_MAX_FRAME_BYTES,
   negotiateVersion,
   PddError,
   PROTOCOL_MAJOR,
@@ -25,6 +26,20 @@ import type { CloudContext } from "./context.js";
 import { CloudRequest, type RequestHost } from "./request.js";
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
+
+/** Entries a Hello's lists may hold (PDD-LIMIT-007). */
+const MAX_HELLO_LIST = 8;
+
+/** Why a Hello is connection error INVALID_ARGUMENT before anything else is checked, if it is (PDD-LIMIT-007, PDD-VER-009). */
+function malformedHello(hello: Hello): string | undefined {
+  const lists = { versions: hello.versions, codecs: hello.codecs, kv_formats: hello.capabilities?.kvFormats ?? [] };
+  for (const [name, list] of Object.entries(lists))
+    if (list.length > MAX_HELLO_LIST)
+      return `Hello has ${list.length} entries in ${name}; at most ${MAX_HELLO_LIST} (PDD-LIMIT-007)`;
+  const majors = hello.versions.map((v) => v.major);
+  if (new Set(majors).size !== majors.length) return "Hello lists one major version twice (PDD-VER-009)";
+  return undefined;
+}
 
 export class CloudConnection {
   /** The credential this connection authenticated with (when the cloud requires one). */
@@ -125,7 +140,8 @@ export class CloudConnection {
           }),
         )
           .catch(() => undefined)
-          .then(() => this.close(ErrorCode.TIMEOUT, "idle"));
+          // A graceful close, not a connection error (PDD-CONN-020).
+          .then(() => this.close());
       } else this.touch();
     }, idle);
     this.idleTimer.unref();
@@ -140,8 +156,13 @@ export class CloudConnection {
   private async onHello(frame: DeviceFrame): Promise<void> {
     const b = frame.body;
     if (b.case !== "hello")
-      return this.fail(ErrorCode.PROTOCOL_VIOLATION, `first frame was ${b.case}, not Hello (PDD-CONN-002)`);
+      return this.fail(
+        ErrorCode.PROTOCOL_VIOLATION,
+        `first frame was ${b.case ?? "one with no known body"}, not Hello (PDD-CONN-002)`,
+      );
     const hello = b.value;
+    const malformed = malformedHello(hello);
+    if (malformed) return this.fail(ErrorCode.INVALID_ARGUMENT, malformed);
     const version = negotiateVersion(hello.versions, SUPPORTED);
     if (!version)
       return this.fail(
@@ -156,6 +177,11 @@ export class CloudConnection {
     if (this.ctx.authorize && !this.ctx.authorize(token))
       return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
     this.credential = this.ctx.authorize ? token : undefined;
+    if (hello.maxFrameBytes > 0 && hello.maxFrameBytes < MIN_MAX_FRAME_BYTES)
+      return this.fail(
+        ErrorCode.INVALID_ARGUMENT,
+        `Hello.max_frame_bytes ${hello.maxFrameBytes} is below the minimum of ${MIN_MAX_FRAME_BYTES} (PDD-MSG-012)`,
+      );
     this.hello = hello;
     const e = this.ctx.engine;
     const l = this.ctx.config.limits;
@@ -223,6 +249,11 @@ export class CloudConnection {
             },
           }),
         );
+      case "error":
+        // The device ended the connection (PDD-CONN-024): close before the
+        // requests stop, so that none of their frames follow; serve() then
+        // stops and frees them.
+        return this.close(b.value.code || ErrorCode.INTERNAL, "the device reported a connection error");
       case "goodbye":
         this.goodbye = true;
         if (this.live() === 0) await this.close();
@@ -236,7 +267,6 @@ export class CloudConnection {
     req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never,
   ): Promise<void> {
     const id = req.requestId;
-    if (this.goodbye) return; // the device said goodbye; no new requests from it
     if (id === 0 || id <= this.maxRequestId) {
       // PDD-SM-005: connection-scope, non-fatal; the live owner of the ID is untouched.
       this.ctx.metrics.errors.inc({ code: "DUPLICATE_REQUEST_ID" });
@@ -275,6 +305,17 @@ export class CloudConnection {
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
     const request = new CloudRequest(this.ctx, host, req);
+    if (this.goodbye) {
+      // The device said goodbye: a request after it is never run (PDD-CONN-027).
+      this.requests.set(id, request);
+      void request
+        .refuse(new PddError(ErrorCode.PROTOCOL_VIOLATION, "PrefillRequest after the device's Goodbye (PDD-CONN-027)"))
+        .then(() => {
+          this.requests.delete(id);
+          if (this.live() === 0) void this.close();
+        });
+      return;
+    }
     if (this.live() >= this.ctx.config.limits.maxConcurrentRequests) {
       // PDD-LIMIT-004/005: this request alone is refused.
       this.requests.set(id, request);

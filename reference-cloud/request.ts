@@ -133,7 +133,10 @@ export class CloudRequest {
       if (!this.ended) {
         if (err.local !== "ERR_CLOSED") this.ctx.log.warn("request failed", { requestId: this.id, error: err.message });
         this.kv?.abandon(); // after Error only End (PDD-ORD-004)
-        await this.finish({ reason: EndReason.ERROR, tokenCount: 0, usage: {}, error: err }).catch(() => undefined);
+        // The tokens sent before the Error stand (PDD-MSG-014).
+        await this.finish({ reason: EndReason.ERROR, tokenCount: this.state.sent, usage: {}, error: err }).catch(
+          () => undefined,
+        );
       }
     } finally {
       clearTimeout(limit);

@@ -8,6 +8,7 @@ import {
   EndReason,
   ErrorCode,
   KvFormat,
+  MIN_KV_CHUNK_BYTES,
   PddError,
   RefineMethod,
   type KvRequest,
@@ -29,7 +30,7 @@ export interface Grant {
 export interface RequestPlan {
   prompt: number[];
   budget: number;
-  /** How the request ends when it sends its whole budget: MAX_TOKENS when max_tokens was the binding limit. */
+  /** How the request ends when it sends its whole budget: MAX_TOKENS when that is max_tokens tokens (PDD-IDX-004). */
   budgetEnd: EndReason;
   kv: Grant | undefined;
   refine: Grant | undefined;
@@ -57,11 +58,12 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
     );
   let budget = Math.min(req.cloudTokenBudget, limits.maxCloudTokenBudget, engine.contextSize - prompt.length);
   if (req.maxTokens > 0) budget = Math.min(budget, req.maxTokens);
-  const boundByMaxTokens = budget === req.maxTokens && req.maxTokens > 0 && budget < req.cloudTokenBudget;
+  // The whole answer is complete at max_tokens, whatever the budget (PDD-IDX-004).
+  const completesAnswer = req.maxTokens > 0 && budget === req.maxTokens;
   return {
     prompt,
     budget,
-    budgetEnd: boundByMaxTokens ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
+    budgetEnd: completesAnswer ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
     kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
     refine: req.refine ? refineGrant(req.refine) : undefined,
   };
@@ -99,6 +101,12 @@ export function kvGrant(kv: KvRequest, deviceModel: ModelIdentity | undefined, m
   if (!deviceModel || !sameBytes(deviceModel.modelFingerprint, modelFingerprint)) {
     return { granted: false, refusal: ErrorCode.MODEL_MISMATCH, detail: "model fingerprints differ (PDD-KV-001)" };
   }
+  if (kv.maxChunkBytes > 0 && kv.maxChunkBytes < MIN_KV_CHUNK_BYTES)
+    return {
+      granted: false,
+      refusal: ErrorCode.INVALID_ARGUMENT,
+      detail: `max_chunk_bytes ${kv.maxChunkBytes} is below the minimum of ${MIN_KV_CHUNK_BYTES} (PDD-KV-014)`,
+    };
   return { ...GRANTED };
 }
 

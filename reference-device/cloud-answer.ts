@@ -32,9 +32,9 @@ export class CloudAnswer {
     return this.ended || this.failed !== undefined;
   }
 
-  /** The cloud's tokens complete the answer (PDD-IDX-005). */
-  get endedWithEos(): boolean {
-    return this.endReason === EndReason.EOS && this.failed === undefined;
+  /** The cloud's tokens complete the answer: End EOS or MAX_TOKENS (PDD-IDX-005, PDD-IDX-008). */
+  get complete(): boolean {
+    return (this.endReason === EndReason.EOS || this.endReason === EndReason.MAX_TOKENS) && this.failed === undefined;
   }
 
   accepted(a: Accepted): void {

@@ -220,9 +220,9 @@ export class LocalPipeline {
    */
   private async takeover(covered: number): Promise<number | undefined> {
     const { cloud, display } = this.host;
-    // End EOS: the answer is complete after the cloud's tokens (PDD-IDX-005), even
-    // when the device's context stops short of them (a character cut at the end).
-    const eos = cloud.endedWithEos;
+    // End EOS or MAX_TOKENS: the answer is complete after the cloud's tokens (PDD-IDX-005,
+    // PDD-IDX-008), even when the device's context stops short of them (a character cut at the end).
+    const eos = cloud.complete;
     const k = eos ? cloud.received.length : Math.max(covered, display.shownCloud);
     if (k > covered) {
       // Shown but not in the device's context: a character cut at the seam.

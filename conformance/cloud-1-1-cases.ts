@@ -1,0 +1,271 @@
+/**
+ * Cloud cases for the rules spec 1.1 added (issue 14): each fails on the 1.0
+ * reference cloud's behaviour, shown by a mutant in test/mutants-1-1.ts.
+ */
+import type { Case, CaseEnv } from "./case.js";
+import {
+  checkServed,
+  expectConnectionError,
+  expectRequestError,
+  expectThat,
+  kvModel,
+  prefill,
+  startStreaming,
+} from "./cloud-cases.js";
+import { CheckFailure, field, isClose, NotOffered, Probe, requestIdOf } from "./probe.js";
+import { Refused } from "./raw-client.js";
+import { render, type Frame } from "./wire.js";
+
+/** A Hello like Probe.hello's, with some fields replaced; does not wait for the answer. */
+function sendHello(p: Probe, extra: Record<string, unknown>): void {
+  p.send({
+    hello: {
+      versions: [{ major: 1, minor: 0 }],
+      codecs: [p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"],
+      capabilities: { kvChunks: true, kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"], refinement: true },
+      clientName: "pdd-conformance/0.1.0",
+      ...extra,
+    },
+  });
+}
+
+/** Serves one request and returns its End's reason and token_count (after the §6 checks). */
+async function endOf(p: Probe, id: number, extra: Record<string, unknown>): Promise<{ reason: string; count: number }> {
+  p.send(prefill(id, extra));
+  const frames = await p.collect(id);
+  checkServed(frames, id, Number(extra.cloudTokenBudget));
+  const end = frames[frames.length - 1]!;
+  const reason = field<string>(end, "end.reason");
+  if (reason === "END_REASON_EOS") throw new NotOffered("the model ended its answer before max_tokens");
+  return { reason, count: field<number>(end, "end.tokenCount") };
+}
+
+/** Opens a session with `header` as the transport credential (null: none) and sends a Hello carrying `helloToken`; true when HelloAck came. */
+async function helloAnswered(env: CaseEnv, header: string | null, helloToken: string): Promise<boolean> {
+  let q: Probe;
+  try {
+    q = new Probe(await env.target.raw({ token: header }), env.target.codec, 5000);
+  } catch (e) {
+    if (e instanceof Refused) return false;
+    throw e;
+  }
+  q.transport = env.target.transport;
+  try {
+    sendHello(q, { authToken: helloToken });
+    const r = await q.recv(5000);
+    if (r === undefined) throw new CheckFailure("HelloAck or UNAUTHENTICATED within 5 s (PDD-CONN-021)", "nothing");
+    return !isClose(r) && (r as Frame).body === "helloAck";
+  } finally {
+    q.close();
+  }
+}
+
+export const CLOUD_1_1_CASES: Case[] = [
+  {
+    id: "cloud.hello.first-frame-bodiless",
+    title: "treats a first frame with no body, or a body it does not know, as PROTOCOL_VIOLATION",
+    role: "cloud",
+    requirements: ["PDD-CONN-002", "PDD-VER-006"],
+    async run(p, env) {
+      // proto: an empty message, and field 15 (a body from a later version) holding an empty message.
+      const firsts: [string, (q: Probe) => void][] =
+        p.codec === "proto"
+          ? [
+              ["an empty frame", (q) => q.sendBytes(new Uint8Array(), "an empty DeviceFrame")],
+              ["an unknown body", (q) => q.sendBytes(Uint8Array.of(0x7a, 0x00), "DeviceFrame field 15 (unknown)")],
+            ]
+          : [
+              ["an empty frame", (q) => q.sendRaw({}, "an empty map")],
+              ["an unknown body", (q) => q.sendRaw({ fromTheFuture: {} }, "an unknown body")],
+            ];
+      let q = p;
+      for (const [what, send] of firsts) {
+        send(q);
+        await expectConnectionError(q, "ERROR_CODE_PROTOCOL_VIOLATION", 5, `PDD-CONN-002, first frame: ${what}`);
+        q = await env.open();
+      }
+    },
+  },
+  {
+    id: "cloud.auth.precedence",
+    title: "takes the transport's credential over Hello.auth_token, and Hello.auth_token only without one",
+    role: "cloud",
+    requirements: ["PDD-SEC-008"],
+    async run(p, env) {
+      p.close();
+      const token = env.target.token;
+      if (!token) throw new NotOffered("give the suite a credential (--token) to test a cloud that requires one");
+      const wrong = "pdd-conformance-no-such-key";
+      for (const [header, hello, want, what] of [
+        [token, wrong, true, "a valid transport credential wins over a wrong Hello.auth_token"],
+        [null, token, true, "Hello.auth_token counts when the transport carried none"],
+        [wrong, token, false, "a refused transport credential never falls back to Hello.auth_token"],
+      ] as const) {
+        const got = await helloAnswered(env, header, hello);
+        expectThat(got === want, `${what} (PDD-SEC-008)`, got ? "HelloAck" : "refused");
+      }
+    },
+  },
+  {
+    id: "cloud.hello.versions",
+    title: "refuses a Hello with no versions, one major twice, or more than 8 entries in a list",
+    role: "cloud",
+    requirements: ["PDD-VER-009", "PDD-LIMIT-007"],
+    async run(p, env) {
+      const own = p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK";
+      sendHello(p, { versions: [] });
+      await expectConnectionError(p, "ERROR_CODE_UNSUPPORTED_VERSION", 3, "PDD-VER-009");
+      const twice = await env.open();
+      sendHello(twice, {
+        versions: [
+          { major: 1, minor: 0 },
+          { major: 1, minor: 1 },
+        ],
+      });
+      await expectConnectionError(twice, "ERROR_CODE_INVALID_ARGUMENT", 9, "PDD-VER-009");
+      const nine = await env.open();
+      sendHello(nine, { codecs: Array.from({ length: 9 }, () => own) });
+      await expectConnectionError(nine, "ERROR_CODE_INVALID_ARGUMENT", 9, "PDD-LIMIT-007");
+    },
+  },
+  {
+    id: "cloud.request-id.zero",
+    title:
+      "answers a PrefillRequest with id 0 with DUPLICATE_REQUEST_ID, and any other frame with id 0 with PROTOCOL_VIOLATION",
+    role: "cloud",
+    requirements: ["PDD-CONN-013", "PDD-SM-006"],
+    async run(p) {
+      await p.hello();
+      p.send(prefill(0));
+      const dup = await p.until((f) => f.body === "error", "an Error for the PrefillRequest with id 0 (PDD-SM-005)");
+      expectThat(
+        field(dup, "error.code") === "ERROR_CODE_DUPLICATE_REQUEST_ID" && field(dup, "error.requestId") === 0,
+        "Error{0, DUPLICATE_REQUEST_ID}, and the connection stays open (PDD-CONN-013)",
+        render(dup),
+      );
+      p.send({ takeover: { requestId: 0, index: 0 } });
+      await expectConnectionError(p, "ERROR_CODE_PROTOCOL_VIOLATION", 5, "PDD-SM-006");
+    },
+  },
+  {
+    id: "cloud.goodbye.then-request",
+    title:
+      "refuses a PrefillRequest after the device's Goodbye with PROTOCOL_VIOLATION, and runs the started one to End",
+    role: "cloud",
+    requirements: ["PDD-CONN-027"],
+    async run(p) {
+      await startStreaming(p);
+      p.send({ goodbye: {} });
+      p.send(prefill(2));
+      await expectRequestError(p, 2, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-CONN-027");
+      const rest = await p.collect(1, 15_000);
+      const end = rest[rest.length - 1]!;
+      expectThat(
+        field(end, "end.reason") === "END_REASON_BUDGET_EXHAUSTED",
+        "the request started before the Goodbye run to its End (PDD-CONN-015, PDD-CONN-027)",
+        render(end),
+      );
+    },
+  },
+  {
+    id: "cloud.idle",
+    title: "closes an idle connection with Goodbye{TIMEOUT} and a graceful close, not a connection error",
+    role: "cloud",
+    requirements: ["PDD-CONN-020"],
+    async run(p) {
+      const ack = (await p.hello())!;
+      const idle = field<number>(ack, "helloAck.limits.idleTimeoutMs") || 60_000;
+      if (idle > 15_000) throw new NotOffered(`idle_timeout_ms is ${idle}; the case waits at most 15 s`);
+      let goodbye: Frame | undefined;
+      for (;;) {
+        const r = await p.recv(idle + 5000);
+        if (r === undefined) throw new CheckFailure(`a close within ${idle} ms + 5 s of idleness`, "none");
+        if (isClose(r)) {
+          const c = r.closed.code;
+          expectThat(
+            c === 1000 || c === 0,
+            "a graceful close: 1000, gRPC OK or session code 0, not TIMEOUT's 4019/DEADLINE_EXCEEDED (PDD-CONN-020)",
+            `close ${c} ${r.closed.reason}`,
+          );
+          break;
+        }
+        const f = r as Frame;
+        expectThat(f.body === "goodbye", "only Goodbye before the idle close, no Error (PDD-CONN-020)", render(f));
+        goodbye = f;
+      }
+      expectThat(
+        goodbye !== undefined && field(goodbye, "goodbye.code") === "ERROR_CODE_TIMEOUT",
+        "Goodbye{TIMEOUT} before the close (PDD-CONN-020)",
+        goodbye ? render(goodbye) : "no Goodbye",
+      );
+    },
+  },
+  {
+    id: "cloud.end.max-tokens",
+    title: "ends with MAX_TOKENS when token_count reaches max_tokens, also when max_tokens equals the budget",
+    role: "cloud",
+    requirements: ["PDD-IDX-004"],
+    async run(p) {
+      await p.hello();
+      for (const [id, budget, maxTokens, want] of [
+        [1, 3, 3, "END_REASON_MAX_TOKENS"],
+        [2, 8, 3, "END_REASON_MAX_TOKENS"],
+        [3, 3, 8, "END_REASON_BUDGET_EXHAUSTED"],
+      ] as const) {
+        const { reason, count } = await endOf(p, id, { cloudTokenBudget: budget, maxTokens });
+        expectThat(
+          reason === want && count === Math.min(budget, maxTokens),
+          `End{${want}, ${Math.min(budget, maxTokens)}} for budget ${budget}, max_tokens ${maxTokens} (PDD-IDX-004)`,
+          `End{${reason}, ${count}}`,
+        );
+      }
+    },
+  },
+  {
+    id: "cloud.hello.max-frame-minimum",
+    title: "refuses a Hello whose max_frame_bytes is below 64 KiB with INVALID_ARGUMENT, and no HelloAck",
+    role: "cloud",
+    requirements: ["PDD-MSG-012"],
+    async run(p) {
+      sendHello(p, { maxFrameBytes: 200 });
+      await expectConnectionError(p, "ERROR_CODE_INVALID_ARGUMENT", 9, "PDD-MSG-012");
+    },
+  },
+  {
+    id: "cloud.kv.chunk-minimum",
+    title: "refuses KV asked with a max_chunk_bytes below 4,096 (INVALID_ARGUMENT) and serves the tokens",
+    role: "cloud",
+    requirements: ["PDD-KV-014", "PDD-KV-001"],
+    needs: ["kv"],
+    async run(p, env) {
+      const model = await kvModel(p);
+      p.close();
+      // The cloud's own model: every other condition of the grant holds (PDD-KV-001).
+      const q = await env.open();
+      await q.hello({ deviceModel: model });
+      q.send(
+        prefill(1, {
+          cloudTokenBudget: 4,
+          kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 1000, initialCreditBytes: String(1 << 20) },
+        }),
+      );
+      const frames = await q.collect(1);
+      const accepted = frames[0]!;
+      expectThat(
+        accepted.body === "accepted" &&
+          field(accepted, "accepted.kv.granted") !== true &&
+          field(accepted, "accepted.kv.refusal") === "ERROR_CODE_INVALID_ARGUMENT",
+        "KV refused with INVALID_ARGUMENT for max_chunk_bytes 1000 (PDD-KV-014, PDD-KV-001)",
+        render(accepted),
+      );
+      const chunks = frames.filter((f: Frame) => f.body === "kvChunk");
+      expectThat(chunks.length === 0, "no KvChunk for a refused grant", `${chunks.length} chunks`);
+      const end = frames[frames.length - 1]!;
+      expectThat(
+        requestIdOf(end) === 1 && field(end, "end.reason") !== "END_REASON_ERROR",
+        "the request served without KV",
+        render(end),
+      );
+    },
+  },
+];
