@@ -62,6 +62,41 @@ async function helloAnswered(env: CaseEnv, header: string | null, helloToken: st
 
 export const CLOUD_1_1_CASES: Case[] = [
   {
+    id: "cloud.request.order",
+    title:
+      "checks a request in the order of PDD-REQ-007: an empty token list is INVALID_ARGUMENT, not TOKENIZER_MISMATCH",
+    role: "cloud",
+    requirements: ["PDD-REQ-007", "PDD-REQ-009"],
+    async run(p) {
+      await p.hello(); // no device_model: a token-ID prompt could not be accepted (PDD-REQ-002)
+      p.send({ prefillRequest: { requestId: 1, tokens: { ids: [] }, cloudTokenBudget: 4 } });
+      await expectRequestError(p, 1, "ERROR_CODE_INVALID_ARGUMENT", "PDD-REQ-007 step 3 before step 5");
+      p.send(prefill(2, { targetTpotUs: 1_000_001 }));
+      await expectRequestError(p, 2, "ERROR_CODE_INVALID_ARGUMENT", "PDD-REQ-009");
+      p.send({ prefillRequest: { requestId: 3, tokens: { ids: [1] }, cloudTokenBudget: 0 } });
+      await expectRequestError(p, 3, "ERROR_CODE_INVALID_ARGUMENT", "PDD-REQ-007 step 4 before step 5");
+    },
+  },
+  {
+    id: "cloud.request.token-ids-oov",
+    title: "refuses a token-ID prompt with an ID not below vocab_size with INVALID_ARGUMENT",
+    role: "cloud",
+    requirements: ["PDD-REQ-008"],
+    async run(p, env) {
+      await p.hello();
+      if (field(p.ack!, "helloAck.capabilities.tokenIds") !== true)
+        throw new NotOffered("the cloud does not take token-ID prompts");
+      const model = field<Record<string, unknown>>(p.ack!, "helloAck.cloudModel");
+      p.close();
+      // The cloud's own tokenizer: the prompt passes PDD-REQ-002 and fails only on its ID.
+      const q = await env.open();
+      await q.hello({ deviceModel: model });
+      const vocab = Number(model.vocabSize);
+      q.send({ prefillRequest: { requestId: 1, tokens: { ids: [1, vocab] }, cloudTokenBudget: 4 } });
+      await expectRequestError(q, 1, "ERROR_CODE_INVALID_ARGUMENT", "PDD-REQ-008");
+    },
+  },
+  {
     id: "cloud.hello.first-frame-bodiless",
     title: "treats a first frame with no body, or a body it does not know, as PROTOCOL_VIOLATION",
     role: "cloud",

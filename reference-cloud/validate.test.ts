@@ -75,6 +75,12 @@ describe("validating a request at the cloud", () => {
       ErrorCode.TOKENIZER_MISMATCH,
     );
     expect(validateRequest(ids(1, 2), context()).prompt).toEqual([1, 2]);
+    // PDD-REQ-007: an empty list is INVALID_ARGUMENT before the tokenizer is checked.
+    expect(refusal(() => validateRequest(ids(), context({ deviceModel: undefined })))).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 1_000_001 }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expect(validateRequest(request({ targetTpotUs: 1_000_000 }), context()).budget).toBe(8);
   });
 
   it("grants KV only to the same model, and refinement only by surprisal drop within (0, 1]", () => {

@@ -44,11 +44,20 @@ export interface ValidateContext {
   draining: boolean;
 }
 
+/** The most target_tpot_us may be: one token a second (PDD-REQ-009). */
+const MAX_TPOT_US = 1_000_000;
+
+/** The checks in the order of PDD-REQ-007 (steps 2 to 7; the ID and capacity are the connection's). */
 export function validateRequest(req: PrefillRequest, c: ValidateContext): RequestPlan {
   const { engine, limits } = c;
   if (c.draining) throw new PddError(ErrorCode.UNAVAILABLE, "cloud is draining", { retryable: true });
+  const p = req.prompt;
+  if (p.case === undefined || (p.case === "text" ? p.value.length === 0 : p.value.ids.length === 0))
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt, or an empty one (PDD-REQ-003)");
   if (req.cloudTokenBudget < 1)
     throw new PddError(ErrorCode.INVALID_ARGUMENT, "cloud_token_budget must be at least 1 (PDD-REQ-004)");
+  if (req.targetTpotUs > MAX_TPOT_US)
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, `target_tpot_us is over ${MAX_TPOT_US} (PDD-REQ-009)`);
   const prompt = promptTokens(req, c);
   const maxPrompt = Math.min(limits.maxPromptTokens ?? engine.contextSize, engine.contextSize - 1);
   if (prompt.length > maxPrompt)
@@ -72,8 +81,12 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
 function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
   const { engine } = c;
   if (req.prompt.case === "text") {
-    if (req.prompt.value.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
-    return engine.tokenize(req.prompt.value);
+    try {
+      return engine.tokenize(req.prompt.value);
+    } catch (e) {
+      if (e instanceof PddError) throw e;
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "the prompt cannot be tokenized (PDD-TOK-002)", { cause: e });
+    }
   }
   if (req.prompt.case === "tokens") {
     const dm = c.deviceModel;
@@ -81,9 +94,8 @@ function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
       throw new PddError(ErrorCode.TOKENIZER_MISMATCH, "token-id prompts need the cloud's tokenizer (PDD-REQ-002)");
     }
     const prompt = [...req.prompt.value.ids];
-    if (prompt.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
     if (prompt.some((t) => t >= engine.info.vocabSize))
-      throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary");
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary (PDD-REQ-008)");
     return prompt;
   }
   throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt (PDD-REQ-003)");

@@ -102,6 +102,34 @@ export const ERROR_END_COUNTS_ZERO: Mutant = {
   },
 };
 
+/** The 1.0 reference: target_tpot_us over 1 s was served (issue 13.2). */
+export const HUGE_TPOT_SERVED: Mutant = {
+  name: "serves a target_tpot_us over 1,000,000",
+  mustFail: "cloud.request.order",
+  up: (f) => {
+    const req = f.prefillRequest as Msg | undefined;
+    if (body(f) === "prefillRequest" && req && Number(req.targetTpotUs) > 1_000_000) req.targetTpotUs = 0;
+    return [f];
+  },
+};
+
+/** The 1.0 reference: an empty token list without device_model got TOKENIZER_MISMATCH (item 13). */
+export const EMPTY_IDS_AS_TOKENIZER: Mutant = {
+  name: "checks the tokenizer before an empty token list",
+  mustFail: "cloud.request.order",
+  up: (f, s) => {
+    const req = f.prefillRequest as Msg | undefined;
+    const ids = (req?.tokens as Msg | undefined)?.ids as unknown[] | undefined;
+    if (body(f) === "prefillRequest" && ids && ids.length === 0) s[`empty${req!.requestId}`] = true;
+    return [f];
+  },
+  down: (f, s) => {
+    const err = f.error as Msg | undefined;
+    if (body(f) === "error" && err && s[`empty${err.requestId}`]) err.code = 15; // TOKENIZER_MISMATCH
+    return [f];
+  },
+};
+
 /** The mutants run against the reference cloud on the tiny model (conformance-1-1.test.ts). */
 export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   SMALL_FRAME_LIMIT_ANSWERED,
@@ -111,4 +139,6 @@ export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   ZERO_ID_IGNORED,
   REQUEST_AFTER_GOODBYE_IGNORED,
   ERROR_END_COUNTS_ZERO,
+  HUGE_TPOT_SERVED,
+  EMPTY_IDS_AS_TOKENIZER,
 ];
