@@ -62,6 +62,39 @@ async function helloAnswered(env: CaseEnv, header: string | null, helloToken: st
 
 export const CLOUD_1_1_CASES: Case[] = [
   {
+    id: "cloud.request.context-grant",
+    title: "grants no more than context_length − prompt_tokens, and keeps max_prompt_tokens below context_length",
+    role: "cloud",
+    requirements: ["PDD-REQ-010", "PDD-MSG-016"],
+    async run(p, env) {
+      await p.hello();
+      if (field(p.ack!, "helloAck.capabilities.tokenIds") !== true)
+        throw new NotOffered("the cloud does not take token-ID prompts");
+      const model = field<Record<string, unknown>>(p.ack!, "helloAck.cloudModel");
+      const context = Number(model.contextLength);
+      const maxPrompt = field<number>(p.ack!, "helloAck.limits.maxPromptTokens") || context - 1;
+      expectThat(
+        maxPrompt < context,
+        `max_prompt_tokens below context_length ${context} (PDD-REQ-010)`,
+        String(maxPrompt),
+      );
+      if (maxPrompt > 8192) throw new NotOffered(`max_prompt_tokens is ${maxPrompt}; the case prefills at most 8,192`);
+      p.close();
+      const q = await env.open();
+      await q.hello({ deviceModel: model });
+      // A prompt of max_prompt_tokens tokens (token 1, the usual BOS), leaving context − max positions.
+      const ids = Array.from({ length: maxPrompt }, () => 1);
+      q.send({ prefillRequest: { requestId: 1, tokens: { ids }, cloudTokenBudget: 256 } });
+      const frames = await q.collect(1, 20_000);
+      const { tokens, granted } = checkServed(frames, 1, 256);
+      expectThat(
+        granted <= context - maxPrompt && maxPrompt + tokens <= context,
+        `a grant of at most ${context} − ${maxPrompt} (PDD-REQ-010, PDD-MSG-016)`,
+        `granted ${granted}, sent ${tokens}`,
+      );
+    },
+  },
+  {
     id: "cloud.request.order",
     title:
       "checks a request in the order of PDD-REQ-007: an empty token list is INVALID_ARGUMENT, not TOKENIZER_MISMATCH",

@@ -201,7 +201,8 @@ export class CloudConnection {
               idleTimeoutMs: l.idleTimeoutMs,
               maxRequestDurationMs: l.maxRequestDurationMs,
             },
-            cloudModel: { ...e.info },
+            // The positions one request gets, not the trained length (PDD-MSG-016).
+            cloudModel: { ...e.info, contextLength: e.contextSize },
             capabilities: { kvChunks: true, kvFormats: [1], refinement: true, tokenIds: true },
             serverName: this.ctx.serverName,
           },
