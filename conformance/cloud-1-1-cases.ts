@@ -5,6 +5,7 @@
 import type { Case, CaseEnv } from "./case.js";
 import {
   checkServed,
+  closeCarries,
   expectConnectionError,
   expectRequestError,
   expectThat,
@@ -61,6 +62,26 @@ async function helloAnswered(env: CaseEnv, header: string | null, helloToken: st
 }
 
 export const CLOUD_1_1_CASES: Case[] = [
+  {
+    id: "cloud.connection.device-error",
+    title: "ends the connection on the device's Error, with its code and no further frame",
+    role: "cloud",
+    requirements: ["PDD-CONN-024"],
+    async run(p) {
+      await p.hello();
+      p.send({ error: { requestId: 0, code: "ERROR_CODE_INTERNAL", message: "the device failed" } });
+      // The rule says 1 s; 5 s leaves a loaded machine room, and a cloud that ignores the Error never closes.
+      const r = await p.recv(5000);
+      if (r === undefined) throw new CheckFailure("the connection closed (PDD-CONN-024)", "nothing within 5 s");
+      if (!isClose(r)) throw new CheckFailure("no frame after the device's Error (PDD-CONN-024)", render(r as Frame));
+      const c = r.closed.code;
+      expectThat(
+        closeCarries(p.transport ?? "websocket", c, 20),
+        "a close carrying the device's INTERNAL: 4020, gRPC INTERNAL (13), session code 20 (PDD-CONN-024, §13.3)",
+        `close ${c} ${r.closed.reason}`,
+      );
+    },
+  },
   {
     id: "cloud.request.context-grant",
     title: "grants no more than context_length − prompt_tokens, and keeps max_prompt_tokens below context_length",

@@ -38,8 +38,8 @@ async function expectDeviceError(p: Probe, code: string, n: number, rule: string
     const f = r as Frame;
     if (f.body !== "error") continue; // frames it sent before it read the HelloAck
     expectThat(
-      field(f, "error.requestId") === 0 && field(f, "error.code") === code,
-      `DeviceFrame.error{0, ${code}} (${rule}, PDD-CONN-023)`,
+      field(f, "error.requestId") === 0 && field(f, "error.code") === code && field(f, "error.retryable") !== true,
+      `DeviceFrame.error{0, ${code}}, not retryable (${rule}, PDD-CONN-023, PDD-MSG-015)`,
       render(f),
     );
     error = f;
@@ -55,7 +55,7 @@ export const DEVICE_1_1_CASES: Case[] = [
     id: "device.hello-ack.limits-minimum",
     title: "reports a HelloAck whose max_frame_bytes is below 64 KiB as connection error INVALID_ARGUMENT",
     role: "device",
-    requirements: ["PDD-CONN-029", "PDD-CONN-023", "PDD-MSG-012"],
+    requirements: ["PDD-CONN-029", "PDD-CONN-023", "PDD-MSG-012", "PDD-MSG-015"],
     async run(p) {
       await greet(p, { limits: { maxFrameBytes: 200 } });
       await expectDeviceError(p, "ERROR_CODE_INVALID_ARGUMENT", 9, "PDD-CONN-029, PDD-MSG-012");

@@ -130,6 +130,13 @@ export const EMPTY_IDS_AS_TOKENIZER: Mutant = {
   },
 };
 
+/** The 1.0 reference: DeviceFrame.error (field 9) was an unknown body, ignored (item 3). */
+export const DEVICE_ERROR_IGNORED: Mutant = {
+  name: "ignores the device's Error",
+  mustFail: "cloud.connection.device-error",
+  up: (f) => (body(f) === "error" ? [] : [f]),
+};
+
 /** The mutants run against the reference cloud on the tiny model (conformance-1-1.test.ts). */
 export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   SMALL_FRAME_LIMIT_ANSWERED,
@@ -141,4 +148,5 @@ export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   ERROR_END_COUNTS_ZERO,
   HUGE_TPOT_SERVED,
   EMPTY_IDS_AS_TOKENIZER,
+  DEVICE_ERROR_IGNORED,
 ];
