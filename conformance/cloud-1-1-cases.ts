@@ -63,6 +63,53 @@ async function helloAnswered(env: CaseEnv, header: string | null, helloToken: st
 
 export const CLOUD_1_1_CASES: Case[] = [
   {
+    id: "cloud.kv.abort",
+    title: "on KvAbort sends no further chunk, whatever the credit, and runs the tokens to End",
+    role: "cloud",
+    requirements: ["PDD-KV-019"],
+    needs: ["kv"],
+    async run(p, env) {
+      const model = await kvModel(p);
+      p.close();
+      const q = await env.open();
+      await q.hello({ deviceModel: model });
+      const CHUNK = 4096;
+      q.send(
+        prefill(1, {
+          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          cloudTokenBudget: 24,
+          targetTpotUs: 20_000,
+          kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: CHUNK, initialCreditBytes: String(CHUNK) },
+        }),
+      );
+      const accepted = await q.until((f) => requestIdOf(f) === 1, "Accepted");
+      if (field(accepted, "accepted.kv.granted") !== true) throw new NotOffered("KV was not granted");
+      const first = await q.until((f) => requestIdOf(f) === 1 && (f.body === "kvChunk" || f.body === "end"), "KvChunk");
+      if (first.body === "end") throw new NotOffered("the cloud sent no KV image for this request");
+      q.send({ kvAbort: { requestId: 1, code: "ERROR_CODE_KV_INTEGRITY", reason: "conformance: abort" } });
+      q.send({ kvCredit: { requestId: 1, bytes: String(1 << 20) } });
+      let kvBytes = field<Uint8Array>(first, "kvChunk.data").length;
+      let end: Frame | undefined;
+      while (!end) {
+        const f = await q.until((x) => requestIdOf(x) === 1, "the request's End (PDD-KV-019)", 15_000);
+        if (f.body === "end") end = f;
+        if (f.body === "kvChunk") kvBytes += field<Uint8Array>(f, "kvChunk.data").length;
+      }
+      expectThat(
+        field(end, "end.reason") === "END_REASON_BUDGET_EXHAUSTED" || field(end, "end.reason") === "END_REASON_EOS",
+        "the tokens run to their End, not stopped by KvAbort (PDD-KV-019)",
+        render(end),
+      );
+      // Chunks already on the wire when the KvAbort arrived may still come (they crossed it); no credit is
+      // granted past the first chunk until after the KvAbort, so every later chunk was sent after processing it.
+      expectThat(
+        kvBytes === CHUNK && Number(field(end, "end.usage.kvBytesSent")) === CHUNK,
+        `no chunk after the KvAbort: kv_bytes_sent = the one ${CHUNK}-byte chunk (PDD-KV-019)`,
+        `${kvBytes} bytes received, kv_bytes_sent ${field(end, "end.usage.kvBytesSent")}`,
+      );
+    },
+  },
+  {
     id: "cloud.connection.device-error",
     title: "ends the connection on the device's Error, with its code and no further frame",
     role: "cloud",

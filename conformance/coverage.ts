@@ -62,7 +62,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-KV-016",
   "PDD-KV-017",
   "PDD-KV-018",
-  "PDD-KV-019",
   "PDD-KV-020",
   "PDD-MSG-013",
   "PDD-REF-004",

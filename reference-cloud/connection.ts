@@ -221,6 +221,7 @@ export class CloudConnection {
       case "takeover":
       case "cancel":
       case "kvCredit":
+      case "kvAbort":
       case "progress": {
         const id = b.value.requestId;
         if (id > this.maxRequestId || id === 0)

@@ -137,6 +137,13 @@ export const DEVICE_ERROR_IGNORED: Mutant = {
   up: (f) => (body(f) === "error" ? [] : [f]),
 };
 
+/** The 1.0 reference: KvAbort (field 10) was an unknown body, ignored; the transfer went on (item 12). */
+export const KV_ABORT_IGNORED: Mutant = {
+  name: "ignores KvAbort",
+  mustFail: "cloud.kv.abort",
+  up: (f) => (body(f) === "kvAbort" ? [] : [f]),
+};
+
 /** The mutants run against the reference cloud on the tiny model (conformance-1-1.test.ts). */
 export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   SMALL_FRAME_LIMIT_ANSWERED,
@@ -149,4 +156,5 @@ export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   HUGE_TPOT_SERVED,
   EMPTY_IDS_AS_TOKENIZER,
   DEVICE_ERROR_IGNORED,
+  KV_ABORT_IGNORED,
 ];
