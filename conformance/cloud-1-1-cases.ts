@@ -63,6 +63,43 @@ async function helloAnswered(env: CaseEnv, header: string | null, helloToken: st
 
 export const CLOUD_1_1_CASES: Case[] = [
   {
+    id: "cloud.refine.rounding",
+    title: "keeps ⌈0.6·n⌉ tokens at target_ratio 0.6 when 0.6·n is whole, on every codec",
+    role: "cloud",
+    requirements: ["PDD-REF-004"],
+    needs: ["refinement"],
+    async run(p) {
+      await p.hello();
+      if (field(p.ack!, "helloAck.capabilities.refinement") !== true)
+        throw new NotOffered("the cloud does not offer refinement");
+      // Grow the prompt until its token count n is a multiple of 5: there ⌈0.6·n⌉ = 0.6·n, and a cloud that
+      // rounds the float32 0.6000000238 in doubles keeps one token more (PDD-REF-004).
+      let text = "The quick brown fox jumps over the lazy dog and the owls smile at every visitor";
+      for (let id = 1; id <= 6; id++, text += " fox") {
+        p.send(
+          prefill(id, {
+            text,
+            cloudTokenBudget: 1,
+            refine: { method: "REFINE_METHOD_SURPRISAL_DROP", targetRatio: 0.6 },
+          }),
+        );
+        const frames = await p.collect(id);
+        const r = frames.find((f) => f.body === "refinedPrompt");
+        if (!r) throw new NotOffered("no RefinedPrompt at ratio 0.6");
+        const n = field<number>(r, "refinedPrompt.originalTokens");
+        if (n % 5 !== 0) continue;
+        const kept = field<number>(r, "refinedPrompt.keptTokens");
+        expectThat(
+          kept === (3 * n) / 5,
+          `${(3 * n) / 5} of ${n} tokens kept at target_ratio 0.6: q = 600,000 millionths (PDD-REF-004)`,
+          `${kept} kept`,
+        );
+        return;
+      }
+      throw new NotOffered("no prompt of a multiple of 5 tokens within 6 tries");
+    },
+  },
+  {
     id: "cloud.kv.abort",
     title: "on KvAbort sends no further chunk, whatever the credit, and runs the tokens to End",
     role: "cloud",

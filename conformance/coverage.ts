@@ -64,7 +64,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-KV-018",
   "PDD-KV-020",
   "PDD-MSG-013",
-  "PDD-REF-004",
   "PDD-REF-008",
   "PDD-SEC-007",
   "PDD-SM-007",

@@ -144,6 +144,18 @@ export const KV_ABORT_IGNORED: Mutant = {
   up: (f) => (body(f) === "kvAbort" ? [] : [f]),
 };
 
+/** The 1.0 reference over protobuf: ⌈0.6000000238·n⌉ in doubles keeps one token more when 0.6·n is whole (item 20). */
+export const RATIO_ROUNDED_IN_DOUBLES: Mutant = {
+  name: "rounds the float32 target_ratio in doubles",
+  mustFail: "cloud.refine.rounding",
+  down: (f) => {
+    const r = f.refinedPrompt as Msg | undefined;
+    if (body(f) === "refinedPrompt" && r && Number(r.originalTokens) % 5 === 0)
+      r.keptTokens = Math.min(Number(r.originalTokens), Number(r.keptTokens) + 1);
+    return [f];
+  },
+};
+
 /** The mutants run against the reference cloud on the tiny model (conformance-1-1.test.ts). */
 export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   SMALL_FRAME_LIMIT_ANSWERED,
@@ -157,4 +169,5 @@ export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   EMPTY_IDS_AS_TOKENIZER,
   DEVICE_ERROR_IGNORED,
   KV_ABORT_IGNORED,
+  RATIO_ROUNDED_IN_DOUBLES,
 ];
