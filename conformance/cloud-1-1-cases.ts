@@ -15,6 +15,7 @@ import {
 } from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, Probe, requestIdOf } from "./probe.js";
 import { Refused } from "./raw-client.js";
+import { Packr } from "msgpackr";
 import { render, type Frame } from "./wire.js";
 
 /** A Hello like Probe.hello's, with some fields replaced; does not wait for the answer. */
@@ -61,7 +62,36 @@ async function helloAnswered(env: CaseEnv, header: string | null, helloToken: st
   }
 }
 
+/** A MessagePack Hello (a fixmap) with one more entry of raw bytes. */
+function helloWith(entry: number[]): Uint8Array {
+  const b = new Packr({ useRecords: false, moreTypes: false }).pack({
+    hello: { versions: [{ major: 1, minor: 0 }], codecs: ["CODEC_MSGPACK"], clientName: "pdd-conformance/0.1.0" },
+  });
+  return Uint8Array.from([b[0]! + 1, ...b.subarray(1), ...entry]);
+}
+const fixstr = (s: string) => [0xa0 + s.length, ...Buffer.from(s)];
+
 export const CLOUD_1_1_CASES: Case[] = [
+  {
+    id: "cloud.codec.msgpack-strict",
+    title: "treats an extension type, a non-string key or a key twice in one map as MALFORMED_FRAME",
+    role: "cloud",
+    requirements: ["PDD-CODEC-013"],
+    codecs: ["msgpack"],
+    async run(p, env) {
+      const bad: [string, number[]][] = [
+        ["a timestamp extension under an unknown key", [...fixstr("zzFuture"), 0xd6, 0xff, 0, 0, 0, 0]],
+        ["an integer map key", [0x01, 0x01]],
+        ["the key clientName twice", [...fixstr("clientName"), ...fixstr("x")]],
+      ];
+      let q = p;
+      for (const [what, entry] of bad) {
+        q.sendBytes(helloWith(entry), `a Hello with ${what}`);
+        await expectConnectionError(q, "ERROR_CODE_MALFORMED_FRAME", 1, `PDD-CODEC-013: ${what}`);
+        q = await env.open();
+      }
+    },
+  },
   {
     id: "cloud.refine.rounding",
     title: "keeps ⌈0.6·n⌉ tokens at target_ratio 0.6 when 0.6·n is whole, on every codec",

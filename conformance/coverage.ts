@@ -43,7 +43,6 @@ export const NOT_BLACK_BOX: Record<string, string> = {
  */
 export const PENDING_1_1: readonly string[] = [
   "PDD-CODEC-012",
-  "PDD-CODEC-013",
   "PDD-CODEC-014",
   "PDD-CONN-021",
   "PDD-CONN-022",
