@@ -73,6 +73,74 @@ const fixstr = (s: string) => [0xa0 + s.length, ...Buffer.from(s)];
 
 export const CLOUD_1_1_CASES: Case[] = [
   {
+    id: "cloud.stop.first-wins",
+    title: "lets the first Takeover decide, ignoring a second one and a Cancel, and ignores KvCredit without KV",
+    role: "cloud",
+    requirements: ["PDD-SM-007"],
+    async run(p) {
+      await p.hello();
+      // Credit for a request that asked no KV, before and after Accepted: ignored, no error.
+      p.send(prefill(1, { cloudTokenBudget: 256, targetTpotUs: 20_000 }));
+      p.send({ kvCredit: { requestId: 1, bytes: "4096" } });
+      await p.until((f) => requestIdOf(f) === 1 && f.body === "firstToken", "FirstToken");
+      p.send({ kvCredit: { requestId: 1, bytes: "4096" } });
+      p.send({ takeover: { requestId: 1, index: 1 } });
+      p.send({ takeover: { requestId: 1, index: 0 } });
+      p.send({ cancel: { requestId: 1, code: "ERROR_CODE_CANCELLED" } });
+      const rest = await p.collect(1);
+      const err = rest.find((f) => f.body === "error");
+      expectThat(
+        err === undefined,
+        "no Error for a stray KvCredit, a second Takeover or a Cancel (PDD-SM-007)",
+        err ? render(err) : "",
+      );
+      const end = rest[rest.length - 1]!;
+      expectThat(
+        field(end, "end.reason") === "END_REASON_TAKEN_OVER" && field(end, "end.tokenCount") === 1,
+        "End{TAKEN_OVER, 1}: the first Takeover decides (PDD-SM-007)",
+        render(end),
+      );
+    },
+  },
+  {
+    id: "cloud.kv.zero-credit",
+    title: "sends no KvChunk before the first KvCredit when initial_credit_bytes is 0",
+    role: "cloud",
+    requirements: ["PDD-KV-015"],
+    needs: ["kv"],
+    async run(p, env) {
+      const model = await kvModel(p);
+      p.close();
+      const q = await env.open();
+      await q.hello({ deviceModel: model });
+      q.send(
+        prefill(1, {
+          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          cloudTokenBudget: 12,
+          targetTpotUs: 50_000,
+          kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: "0" },
+        }),
+      );
+      const accepted = await q.until((f) => requestIdOf(f) === 1, "Accepted");
+      if (field(accepted, "accepted.kv.granted") !== true) throw new NotOffered("KV was not granted");
+      let tokens = 0;
+      let end: Frame | undefined;
+      // Until 6 tokens have come (past the point where a cloud exports its image), grant nothing.
+      while (!end && tokens < 6) {
+        const f = await q.until((x) => requestIdOf(x) === 1, "the request's frames");
+        expectThat(f.body !== "kvChunk", "no KvChunk before any KvCredit (PDD-KV-015)", render(f));
+        if (f.body === "firstToken") tokens = 1;
+        if (f.body === "tokenBatch") tokens += field<unknown[]>(f, "tokenBatch.tokens").length;
+        if (f.body === "end") end = f;
+      }
+      q.send({ kvCredit: { requestId: 1, bytes: String(256 << 20) } });
+      while (!end) {
+        const f = await q.until((x) => requestIdOf(x) === 1, "the request's End", 15_000);
+        if (f.body === "end") end = f;
+      }
+    },
+  },
+  {
     id: "cloud.codec.msgpack-strict",
     title: "treats an extension type, a non-string key or a key twice in one map as MALFORMED_FRAME",
     role: "cloud",

@@ -156,6 +156,33 @@ export const RATIO_ROUNDED_IN_DOUBLES: Mutant = {
   },
 };
 
+/** A cloud where the last Takeover wins (item 19): End carries the last index the device sent. */
+export const LAST_TAKEOVER_WINS: Mutant = {
+  name: "lets a second Takeover decide",
+  mustFail: "cloud.stop.first-wins",
+  up: (f, s) => {
+    const t = f.takeover as Msg | undefined;
+    if (body(f) === "takeover" && t) s[`last${t.requestId}`] = t.index ?? 0;
+    return [f];
+  },
+  down: (f, s) => {
+    const end = f.end as Msg | undefined;
+    if (body(f) === "end" && end && s[`last${end.requestId}`] !== undefined) end.tokenCount = s[`last${end.requestId}`];
+    return [f];
+  },
+};
+
+/** A cloud that treats initial_credit_bytes 0 as a default grant (item 11). */
+export const ZERO_CREDIT_AS_DEFAULT: Mutant = {
+  name: "treats initial_credit_bytes 0 as a default",
+  mustFail: "cloud.kv.zero-credit",
+  up: (f) => {
+    const kv = (f.prefillRequest as Msg | undefined)?.kv as Msg | undefined;
+    if (body(f) === "prefillRequest" && kv && !Number(kv.initialCreditBytes)) kv.initialCreditBytes = 1 << 20;
+    return [f];
+  },
+};
+
 /** The mutants run against the reference cloud on the tiny model (conformance-1-1.test.ts). */
 export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   SMALL_FRAME_LIMIT_ANSWERED,
@@ -170,4 +197,6 @@ export const MUTANTS_1_1: (Mutant & { idle?: boolean })[] = [
   DEVICE_ERROR_IGNORED,
   KV_ABORT_IGNORED,
   RATIO_ROUNDED_IN_DOUBLES,
+  LAST_TAKEOVER_WINS,
+  ZERO_CREDIT_AS_DEFAULT,
 ];
