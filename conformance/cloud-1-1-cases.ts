@@ -62,11 +62,13 @@ async function helloAnswered(env: CaseEnv, header: string | null, helloToken: st
   }
 }
 
-/** A MessagePack Hello (a fixmap) with one more entry of raw bytes. */
+const plainPackr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
+const HELLO = { versions: [{ major: 1, minor: 0 }], codecs: ["CODEC_MSGPACK"], clientName: "pdd-conformance/0.1.0" };
+
+/** A MessagePack DeviceFrame {hello} (a fixmap) with one more entry of raw bytes. */
 function helloWith(entry: number[]): Uint8Array {
-  const b = new Packr({ useRecords: false, moreTypes: false }).pack({
-    hello: { versions: [{ major: 1, minor: 0 }], codecs: ["CODEC_MSGPACK"], clientName: "pdd-conformance/0.1.0" },
-  });
+  const b = plainPackr.pack({ hello: HELLO });
+  if (b[0]! < 0x80 || b[0]! >= 0x8f) throw new Error("helloWith: the Hello is not a fixmap");
   return Uint8Array.from([b[0]! + 1, ...b.subarray(1), ...entry]);
 }
 const fixstr = (s: string) => [0xa0 + s.length, ...Buffer.from(s)];
@@ -150,7 +152,8 @@ export const CLOUD_1_1_CASES: Case[] = [
       const bad: [string, number[]][] = [
         ["a timestamp extension under an unknown key", [...fixstr("zzFuture"), 0xd6, 0xff, 0, 0, 0, 0]],
         ["an integer map key", [0x01, 0x01]],
-        ["the key clientName twice", [...fixstr("clientName"), ...fixstr("x")]],
+        // The same valid Hello twice: a decoder that keeps the last of two equal keys serves it.
+        ["the key hello twice", [...fixstr("hello"), ...plainPackr.pack(HELLO)]],
       ];
       let q = p;
       for (const [what, entry] of bad) {

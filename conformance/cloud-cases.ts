@@ -76,8 +76,18 @@ export function checkServed(frames: Frame[], id: number, asked: number): { token
   return { tokens: sent, granted };
 }
 
-/** Expects a request Error with `code` followed by End{ERROR} (PDD-ORD-004, PDD-MSG-011). */
-export async function expectRequestError(p: Probe, id: number, code: string, rule: string): Promise<void> {
+/**
+ * Expects a request Error with `code` followed by End{ERROR} whose token_count
+ * is every token sent (PDD-ORD-004, PDD-MSG-011, PDD-MSG-014); `received`: the
+ * tokens of the request the case already read.
+ */
+export async function expectRequestError(
+  p: Probe,
+  id: number,
+  code: string,
+  rule: string,
+  received = 0,
+): Promise<void> {
   const frames = await p.collect(id);
   const err = frames.find((f) => f.body === "error");
   expectThat(
@@ -95,7 +105,7 @@ export async function expectRequestError(p: Probe, id: number, code: string, rul
       .map((f) => render(f))
       .join("; "),
   );
-  const sent = tokensIn(frames);
+  const sent = received + tokensIn(frames);
   expectThat(
     field(frames[i + 1]!, "end.tokenCount") === sent,
     `End{ERROR}.token_count = the ${sent} tokens sent before the Error, which stand (PDD-MSG-014)`,
@@ -420,7 +430,7 @@ export const CLOUD_CASES: Case[] = [
     async run(p) {
       await startStreaming(p);
       p.send({ takeover: { requestId: 1, index: 100000 } });
-      await expectRequestError(p, 1, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-TAKEOVER-006");
+      await expectRequestError(p, 1, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-TAKEOVER-006", 1); // after FirstToken
     },
   },
   {

@@ -128,6 +128,7 @@ export class CloudLink {
   }
 
   private async pump(): Promise<void> {
+    let fromCloud = false; // a connection Error the cloud sent: nothing to report back
     try {
       for await (const frame of this.stream) {
         const b = frame.body;
@@ -146,6 +147,7 @@ export class CloudLink {
             break;
           case "error":
             if (b.value.requestId === 0 && b.value.code !== ErrorCode.DUPLICATE_REQUEST_ID) {
+              fromCloud = true;
               throw new PddError(b.value.code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
             }
             this.sinks.get(b.value.requestId)?.onFrame(frame);
@@ -166,8 +168,9 @@ export class CloudLink {
       );
     } catch (e) {
       const err = PddError.from(e, ErrorCode.PROTOCOL_VIOLATION);
+      // Reported before the requests hear of the loss: one of them may close the connection.
+      if (!fromCloud) await this.report(err);
       this.lose(err);
-      if (err.local !== "ERR_REMOTE") await this.report(err);
       await this.stream.close(err.code).catch(() => undefined);
     }
   }

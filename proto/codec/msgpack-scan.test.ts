@@ -2,7 +2,8 @@ import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import { msgpackProblem } from "./msgpack-scan.js";
 
-const pack = (v: unknown) => new Packr({ useRecords: false, moreTypes: false }).pack(v);
+// variableMapSize: small maps as fixmaps, whose header withEntry can bump.
+const pack = (v: unknown) => new Packr({ useRecords: false, moreTypes: false, variableMapSize: true }).pack(v);
 /** `map` (fewer than 15 keys) with one more entry of raw bytes appended. */
 const withEntry = (map: Record<string, unknown>, entry: number[]) => {
   const b = pack(map);
