@@ -30,7 +30,8 @@ export interface DemoRun {
 }
 
 export const demoPrompt = (notes: number) =>
-  `${Array.from({ length: notes }, (_, i) => `Note ${i + 1}: the cloud prefills fast, the device decodes.`).join(" ")} Summarise the notes above in one sentence.`;
+  `${Array.from({ length: notes }, (_, i) => `Note ${i + 1}: the cloud prefills fast, the device decodes.`).join(" ")} ` +
+  `Summarise the notes above in one sentence.`;
 
 export async function runDemo(o: DemoOptions): Promise<DemoRun> {
   o.log?.("generating or loading the embedded model …");

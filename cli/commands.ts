@@ -26,7 +26,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "run the reference cloud peer (WebSocket, gRPC and WebTransport at once)",
     usage:
       "pdd cloud [--model PATH] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
-      "          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]",
+      ("          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget " +
+        "N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]"),
     load: async () => (await import("./cloud.js")).runCloud,
   },
   {
@@ -62,7 +63,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary:
       "fuzz a live cloud with mutated frame sequences over every binding (an in-process reference cloud by default)",
     usage:
-      "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n  Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n  A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
+      "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n " +
+      " Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n " +
+      " A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
     load: async () => (await import("./fuzz.js")).runFuzz,
   },
   {
@@ -82,7 +85,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       "pdd bench trace --trace FILE [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
       "                [--bandwidth-mbps M] [--refine-min-ratio R] [--jitter F] [--seed N] [--json FILE] [--plots DIR] [--real N]\n" +
       "                [--device-prefill T/S] [--device-decode T/S] [--device-profile phone|phone-npu]\n" +
-      "                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n" +
+      ("                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes " +
+        "pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n") +
       "  --real N: also run the first N requests through the llama.cpp peers and compare with the simulation.\n" +
       "  --live N: also replay the first N requests through the real cloud, devices, binding and an emulated network,\n" +
       "            with simulated engines on the same profiles, at the trace's arrival times (× --time-scale),\n" +

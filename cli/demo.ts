@@ -34,7 +34,9 @@ export const runDemo: Run = async (argv, io) => {
     return 0;
   }
   io.log(
-    `\nprompt: ${run.promptTokens} tokens; answer: ${maxTokens} tokens; cloud budget ${run.budget} (${budget === "auto" ? "sized to the device's calibrated speed" : "--budget"}); device emulates ${slow} ms per token\n`,
+    `\nprompt: ${run.promptTokens} tokens; answer: ${maxTokens} tokens; cloud budget ${run.budget} ` +
+      `(${budget === "auto" ? "sized to the device's calibrated speed" : "--budget"}); device emulates ` +
+      `${slow} ms per token\n`,
   );
   for (const line of table(run)) io.log(line);
   io.log(`\nanswer: ${JSON.stringify(run.rows[1]!.report.text)}`);

@@ -48,18 +48,51 @@ export function msgpackProblem(b: Uint8Array): string | undefined {
     need(1);
     const t = b[i++]!;
     if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) return;
-    if (t >= 0x80 && t <= 0x8f) return map(t & 0x0f, depth);
-    if (t >= 0x90 && t <= 0x9f) return array(t & 0x0f, depth);
-    if (t >= 0xa0 && t <= 0xbf) return skip(t & 0x1f);
-    const width = FIXED_WIDTH[t];
-    if (width !== undefined) return skip(width);
-    if (t === 0xc4 || t === 0xd9) return skip(be(1));
-    if (t === 0xc5 || t === 0xda) return skip(be(2));
-    if (t === 0xc6 || t === 0xdb) return skip(be(4));
-    if (t === 0xdc) return array(be(2), depth);
-    if (t === 0xdd) return array(be(4), depth);
-    if (t === 0xde) return map(be(2), depth);
-    if (t === 0xdf) return map(be(4), depth);
+    if (t >= 0x80 && t <= 0x8f) {
+      map(t & 0x0f, depth);
+      return;
+    }
+    if (t >= 0x90 && t <= 0x9f) {
+      array(t & 0x0f, depth);
+      return;
+    }
+    if (t >= 0xa0 && t <= 0xbf) {
+      skip(t & 0x1f);
+      return;
+    }
+    const width = FIXED_WIDTH.get(t);
+    if (width !== undefined) {
+      skip(width);
+      return;
+    }
+    if (t === 0xc4 || t === 0xd9) {
+      skip(be(1));
+      return;
+    }
+    if (t === 0xc5 || t === 0xda) {
+      skip(be(2));
+      return;
+    }
+    if (t === 0xc6 || t === 0xdb) {
+      skip(be(4));
+      return;
+    }
+    if (t === 0xdc) {
+      array(be(2), depth);
+      return;
+    }
+    if (t === 0xdd) {
+      array(be(4), depth);
+      return;
+    }
+    if (t === 0xde) {
+      map(be(2), depth);
+      return;
+    }
+    if (t === 0xdf) {
+      map(be(4), depth);
+      return;
+    }
     if ((t >= 0xc7 && t <= 0xc9) || (t >= 0xd4 && t <= 0xd8)) throw new ScanError("an extension type");
     throw new ScanError(`the reserved type byte 0x${t.toString(16)}`);
   };
@@ -76,15 +109,15 @@ export function msgpackProblem(b: Uint8Array): string | undefined {
 class ScanError extends Error {}
 
 /** Bytes after the type byte of the fixed-width numbers: float 32/64, uint 8..64, int 8..64. */
-const FIXED_WIDTH: Record<number, number> = {
-  0xca: 4,
-  0xcb: 8,
-  0xcc: 1,
-  0xcd: 2,
-  0xce: 4,
-  0xcf: 8,
-  0xd0: 1,
-  0xd1: 2,
-  0xd2: 4,
-  0xd3: 8,
-};
+const FIXED_WIDTH = new Map<number, number>([
+  [0xca, 4],
+  [0xcb, 8],
+  [0xcc, 1],
+  [0xcd, 2],
+  [0xce, 4],
+  [0xcf, 8],
+  [0xd0, 1],
+  [0xd1, 2],
+  [0xd2, 4],
+  [0xd3, 8],
+]);

@@ -55,17 +55,19 @@ async function pddProbe(url: string, cert: { cert: string }): Promise<Probe> {
   return {
     async roundTrip() {
       const t0 = now();
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         tokenWaiter = resolve;
-        void s.send(ping);
+        s.send(ping).catch(reject);
       });
       return now() - t0;
     },
     bulk(mib) {
       bulkBytes = 0;
-      return new Promise<void>((resolve) => {
+      return new Promise<void>((resolve, reject) => {
         bulkWaiter = { need: mib * MiB, resolve };
-        void s.send(create(DeviceFrameSchema, { body: { case: "progress", value: { prefilledTokens: mib } } }));
+        s.send(create(DeviceFrameSchema, { body: { case: "progress", value: { prefilledTokens: mib } } })).catch(
+          reject,
+        );
       });
     },
     close: () => s.close(),
@@ -192,7 +194,9 @@ const table = [
 const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
 const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
 console.log(
-  `one-token frame round trips: ${ROUND_TRIPS} per transport, interleaved in 10 rounds after 300 warm-up; bulk: ${BULK_MIB} MiB in 1 MiB chunks; under load: ${LOAD_MIB} MiB transfer; node ${process.version}\n`,
+  `one-token frame round trips: ${ROUND_TRIPS} per transport, interleaved in 10 rounds after ` +
+    `300 warm-up; bulk: ${BULK_MIB} MiB in 1 MiB chunks; under load: ${LOAD_MIB} MiB transfer; ` +
+    `node ${process.version}\n`,
 );
 console.log(line(table[0]!));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
