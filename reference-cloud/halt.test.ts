@@ -5,8 +5,8 @@
  * the sequence and the admission slot are free when End arrives
  * (PDD-TAKEOVER-004/005, PDD-CANCEL-001, PDD-CONN-017, PDD-ORD-006).
  *
- * The requests ask for the slowest pace the wire can say (target_tpot_us =
- * 2^32-1 at decodePace 1: 71 minutes per token), so a wait that a halt does
+ * The requests ask for the slowest pace the wire allows (target_tpot_us =
+ * 1,000,000, PDD-REQ-009) at decodePace 0.001: 17 minutes per token, so a wait that a halt does
  * not wake never ends within the test's timeout. Nothing here measures time.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -22,7 +22,9 @@ import {
 } from "../proto/index.js";
 import { memoryCloud, type MemoryCloud, type MemoryConnection } from "./test/memory-cloud.js";
 
-const SLOWEST_TPOT_US = 2 ** 32 - 1;
+const SLOWEST_TPOT_US = 1_000_000;
+/** A thousandth of the display rate: with SLOWEST_TPOT_US, 1,000 s per token. */
+const SLOW_PACE = 0.001;
 let cloud: MemoryCloud | undefined;
 afterEach(() => cloud?.device.abort());
 
@@ -70,7 +72,7 @@ async function expectAllFree(c: MemoryCloud): Promise<void> {
  * decoded, and nothing else comes for 71 minutes.
  */
 async function pacedRequest(id = 1): Promise<MemoryCloud> {
-  cloud = await memoryCloud({ decodePace: 1 });
+  cloud = await memoryCloud({ decodePace: SLOW_PACE });
   await ask(cloud, id);
   await cloud.frame(of(id, "firstToken"));
   await cloud.decoded(2);
@@ -121,7 +123,7 @@ describe("a halted request ends at once", () => {
   });
 
   it("the request-duration limit ends a request in its paced wait with TIMEOUT", async () => {
-    cloud = await memoryCloud({ decodePace: 1, limits: { maxRequestDurationMs: 100 } });
+    cloud = await memoryCloud({ decodePace: SLOW_PACE, limits: { maxRequestDurationMs: 100 } });
     await ask(cloud, 1);
     const error = await cloud.frame(of(1, "error"));
     expect(error.body.case === "error" && error.body.value.code).toBe(ErrorCode.TIMEOUT);
@@ -149,7 +151,7 @@ describe("a halted request ends at once", () => {
   });
 
   it("a credential's live-request slot is free once End arrives: the key's next request is accepted", async () => {
-    const c = await memoryCloud({ decodePace: 1 }, { keys: { alpha: 1 }, token: "alpha", sequences: 2 });
+    const c = await memoryCloud({ decodePace: SLOW_PACE }, { keys: { alpha: 1 }, token: "alpha", sequences: 2 });
     cloud = c;
     const other = await c.connect("alpha");
     try {
