@@ -76,8 +76,18 @@ export function checkServed(frames: Frame[], id: number, asked: number): { token
   return { tokens: sent, granted };
 }
 
-/** Expects a request Error with `code` followed by End{ERROR} (PDD-ORD-004, PDD-MSG-011). */
-export async function expectRequestError(p: Probe, id: number, code: string, rule: string): Promise<void> {
+/**
+ * Expects a request Error with `code` followed by End{ERROR} whose token_count
+ * is every token sent (PDD-ORD-004, PDD-MSG-011, PDD-MSG-014); `received`: the
+ * tokens of the request the case already read.
+ */
+export async function expectRequestError(
+  p: Probe,
+  id: number,
+  code: string,
+  rule: string,
+  received = 0,
+): Promise<void> {
   const frames = await p.collect(id);
   const err = frames.find((f) => f.body === "error");
   expectThat(
@@ -95,10 +105,38 @@ export async function expectRequestError(p: Probe, id: number, code: string, rul
       .map((f) => render(f))
       .join("; "),
   );
+  const sent = received + tokensIn(frames);
+  expectThat(
+    field(frames[i + 1]!, "end.tokenCount") === sent,
+    `End{ERROR}.token_count = the ${sent} tokens sent before the Error, which stand (PDD-MSG-014)`,
+    String(field(frames[i + 1]!, "end.tokenCount")),
+  );
+}
+
+/** The answer tokens among a request's frames (FirstToken and TokenBatch). */
+function tokensIn(frames: Frame[]): number {
+  let n = 0;
+  for (const f of frames) {
+    if (f.body === "firstToken") n += 1;
+    if (f.body === "tokenBatch") n += field<unknown[]>(f, "tokenBatch.tokens").length;
+  }
+  return n;
 }
 
 /** Spec §13.3: the gRPC status of each connection error code (others: UNKNOWN). */
-const GRPC_STATUS: Record<number, number> = { 1: 3, 2: 8, 3: 12, 4: 12, 5: 9, 6: 16, 7: 7, 12: 14, 19: 4, 20: 13 };
+const GRPC_STATUS: Record<number, number> = {
+  1: 3,
+  2: 8,
+  3: 12,
+  4: 12,
+  5: 9,
+  6: 16,
+  7: 7,
+  9: 3,
+  12: 14,
+  19: 4,
+  20: 13,
+};
 
 /** Whether a binding's close code carries PDD `codeNumber` (spec §13.3). */
 export function closeCarries(transport: string, close: number, codeNumber: number): boolean {
@@ -392,7 +430,7 @@ export const CLOUD_CASES: Case[] = [
     async run(p) {
       await startStreaming(p);
       p.send({ takeover: { requestId: 1, index: 100000 } });
-      await expectRequestError(p, 1, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-TAKEOVER-006");
+      await expectRequestError(p, 1, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-TAKEOVER-006", 1); // after FirstToken
     },
   },
   {
@@ -599,7 +637,7 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.kv.stream",
     title: "streams a KV image in order, CRC-32 on every chunk, SHA-256 on the last, within the granted credit",
     role: "cloud",
-    requirements: ["PDD-KV-004", "PDD-KV-005", "PDD-KV-006", "PDD-KV-008", "PDD-KV-010", "PDD-KV-012"],
+    requirements: ["PDD-KV-004", "PDD-KV-005", "PDD-KV-006", "PDD-KV-008", "PDD-KV-010", "PDD-KV-012", "PDD-KV-014"],
     needs: ["kv"],
     async run(p, env) {
       const model = await kvModel(p);
@@ -607,8 +645,9 @@ export const CLOUD_CASES: Case[] = [
       // A session that claims the cloud's own model, so KV may be granted (PDD-KV-001).
       const q = await env.open();
       await q.hello({ deviceModel: model });
-      const CHUNK = 1024;
-      const credit = 4096;
+      // Not a power of two, and above the 4,096-byte minimum (PDD-KV-014): honoured exactly.
+      const CHUNK = 5000;
+      const credit = 2 * CHUNK;
       q.send(
         prefill(1, {
           text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
@@ -829,7 +868,7 @@ function checkKvChunk(c: Record<string, unknown>, kv: KvProgress, chunkBytes: nu
   expectThat(Number(c.offset) === kv.received, `chunk at offset ${kv.received} (PDD-KV-004)`, String(c.offset));
   expectThat(
     data.length > 0 && data.length <= chunkBytes,
-    `a non-empty chunk of at most ${chunkBytes} bytes (PDD-KV-005)`,
+    `a non-empty chunk of at most the ${chunkBytes} bytes asked (PDD-KV-005, PDD-KV-014)`,
     String(data.length),
   );
   expectThat(

@@ -627,7 +627,7 @@ export const MORE_CLOUD_CASES: Case[] = [
     id: "cloud.request.max-duration",
     title: "ends a request that outlives max_request_duration_ms with TIMEOUT",
     role: "cloud",
-    requirements: ["PDD-ORD-006"],
+    requirements: ["PDD-ORD-006", "PDD-MSG-014"],
     async run(p) {
       const ack = (await p.hello())!;
       const max = field<number>(ack, "helloAck.limits.maxRequestDurationMs") || 600_000;
@@ -723,7 +723,8 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-MSG-010", "PDD-IDX-005"],
     async run(p) {
       await p.hello();
-      p.send(prefill(1, { text: "Say goodbye.", cloudTokenBudget: 256 }));
+      // The opening of a sentence every model can finish (the generated tiny-eos model finishes it, then EOS).
+      p.send(prefill(1, { text: "The quick brown fox", cloudTokenBudget: 256 }));
       const frames = await p.collect(1, 30_000);
       const { tokens } = checkServed(frames, 1, 256);
       const end = frames[frames.length - 1]!;

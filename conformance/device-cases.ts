@@ -70,9 +70,9 @@ function observe(s: Served, f: Frame): void {
 }
 
 /** Waits for the device's Hello, checks it, and answers HelloAck. */
-async function greet(
+export async function greet(
   p: Probe,
-  o: { model?: "device" | "foreign"; kv?: boolean; refinement?: boolean } = {},
+  o: { model?: "device" | "foreign"; kv?: boolean; refinement?: boolean; limits?: Record<string, number> } = {},
 ): Promise<Frame> {
   const hello = await p.until(() => true, "Hello as the device's first frame (PDD-CONN-001)");
   expectThat(hello.body === "hello", "Hello as the device's first frame (PDD-CONN-001)", render(hello));
@@ -122,6 +122,7 @@ async function greet(
         maxKvChunkBytes: 1 << 20,
         idleTimeoutMs: 60_000,
         maxRequestDurationMs: 300_000,
+        ...o.limits,
       },
       cloudModel: {
         name: "pdd-conformance",
@@ -465,6 +466,33 @@ function kvCase(
   };
 }
 
+/** End with `reason` after 6 tokens completes the answer: the device shows exactly those tokens. */
+function completeAnswerCase(id: string, reason: string, rule: string): Case {
+  const name = reason.replace("END_REASON_", "");
+  return {
+    id,
+    title: `treats End ${name} as the complete answer`,
+    role: "device",
+    requirements: [rule],
+    answer: true,
+    async run(p, env) {
+      const s = await nextRequest(p, await greet(p));
+      accept(p, s, { budget: 8 });
+      sendTokens(p, s, 6, 2);
+      end(p, s, reason);
+      await drain(p, s);
+      const out = await expectAnswer(env, s, 6, rule);
+      const all = cloudText(6).toString("utf8");
+      if (out && s.takeover === undefined && !s.cancelled)
+        expectThat(
+          out.text === all,
+          `exactly the 6 cloud tokens ${JSON.stringify(all)}, nothing after ${name} (${rule})`,
+          JSON.stringify(out.text),
+        );
+    },
+  };
+}
+
 export const DEVICE_CASES: Case[] = [
   {
     id: "device.fingerprints",
@@ -538,28 +566,8 @@ export const DEVICE_CASES: Case[] = [
       await expectAnswer(env, s, s.takeover, "PDD-TAKEOVER-003");
     },
   },
-  {
-    id: "device.end.eos",
-    title: "treats End EOS as the complete answer",
-    role: "device",
-    requirements: ["PDD-IDX-005"],
-    answer: true,
-    async run(p, env) {
-      const s = await nextRequest(p, await greet(p));
-      accept(p, s, { budget: 8 });
-      sendTokens(p, s, 6, 2);
-      end(p, s, "END_REASON_EOS");
-      await drain(p, s);
-      const out = await expectAnswer(env, s, 6, "PDD-IDX-005");
-      const all = cloudText(6).toString("utf8");
-      if (out && s.takeover === undefined && !s.cancelled)
-        expectThat(
-          out.text === all,
-          `exactly the 6 cloud tokens ${JSON.stringify(all)}, nothing after EOS (PDD-IDX-005)`,
-          JSON.stringify(out.text),
-        );
-    },
-  },
+  completeAnswerCase("device.end.eos", "END_REASON_EOS", "PDD-IDX-005"),
+  completeAnswerCase("device.end.max-tokens", "END_REASON_MAX_TOKENS", "PDD-IDX-008"),
   {
     id: "device.enum.unknown-values",
     title: "reads an unknown EndReason as ERROR and an unknown ErrorCode as INTERNAL, and finishes the answer",

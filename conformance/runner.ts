@@ -2,7 +2,9 @@
 import type { Case, CaseResult, DeviceOutcome, Target } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
 import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
+import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
+import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
 import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
@@ -79,7 +81,12 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
       probe.transport = transport;
       return probe;
     };
-    for (const c of selectCases([...CLOUD_CASES, ...MORE_CLOUD_CASES], transport, codec, o.filter)) {
+    for (const c of selectCases(
+      [...CLOUD_CASES, ...MORE_CLOUD_CASES, ...CLOUD_1_1_CASES],
+      transport,
+      codec,
+      o.filter,
+    )) {
       const opened: Probe[] = [];
       const openOne = async () => {
         const p = await open();
@@ -207,7 +214,9 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
   const results: CaseResult[] = [];
   try {
     for (const wanted of codecs) {
-      for (const c of DEVICE_CASES.filter((x) => selectCases([x], transport, wanted ?? "proto", o.filter).length > 0)) {
+      for (const c of [...DEVICE_CASES, ...DEVICE_1_1_CASES].filter(
+        (x) => selectCases([x], transport, wanted ?? "proto", o.filter).length > 0,
+      )) {
         const probes: Probe[] = [];
         const stops: (() => void)[] = [];
         let codec: Codec = wanted ?? "proto";

@@ -47,6 +47,22 @@ describe("generated models", () => {
     const pieces = out.map((t) => engine.pieces[t]!);
     expect(pieces.some((p) => p.length === 1 && p[0]! >= 0x80)).toBe(true); // a lone UTF-8 byte
   });
+
+  it("yield the end-of-generation token when the model produces it (tiny-eos ends its sentence with EOS)", async () => {
+    const path = join(dir, "tiny-eos.gguf");
+    createModel(path, PRESETS["tiny-eos"]);
+    const eos = await Engine.load({ modelPath: path, sequences: 1, threads: 1 });
+    try {
+      const out = await greedy(eos, eos.tokenize("The quick brown fox"), 32);
+      const at = out.findIndex((t) => eos.isEndOfGeneration(t));
+      expect(at).toBeGreaterThan(0);
+      expect(Buffer.from(eos.bytes(out.slice(0, at))).toString("utf8")).toBe(
+        SKELETON_TEXT.slice(" The quick brown fox".length),
+      );
+    } finally {
+      await eos.close();
+    }
+  });
 });
 
 describe("bad model files", () => {

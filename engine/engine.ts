@@ -279,7 +279,8 @@ export class Slot implements InferenceSlot {
   /**
    * Decodes up to `maxTokens` tokens from the pending token. Stops at once
    * when the consumer stops iterating (takeover, cancel). The last token
-   * yielded stays pending, so decoding can resume later.
+   * yielded stays pending, so decoding can resume later. End-of-generation
+   * tokens are yielded like any other: the caller decides what they end.
    */
   async *generate(sampling: Sampling = {}, maxTokens = Number.POSITIVE_INFINITY): AsyncGenerator<number> {
     this.assertUsable();
@@ -291,6 +292,9 @@ export class Slot implements InferenceSlot {
       topK: sampling.topK || undefined,
       topP: sampling.topP || undefined,
       seed: sampling.seed,
+      // Without it node-llama-cpp ends the iterator at EOS without yielding
+      // it, and the caller cannot tell EOS from a spent budget (PDD-IDX-004).
+      yieldEogToken: true,
     });
     let n = 0;
     try {

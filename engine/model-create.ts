@@ -14,6 +14,9 @@ import { prngNormal } from "./random.js";
 import { GgufType, writeGguf, type MetaEntry, type TensorSpec } from "./gguf.js";
 import { buildVocab, layoutTokens, SKELETON_TEXT, type VocabName } from "./vocab.js";
 
+/** tokenizer.ggml.eos_token_id of every generated model. */
+const EOS_ID = 2;
+
 export interface ModelShape {
   vocab: VocabName;
   embedding: number;
@@ -30,11 +33,31 @@ export interface ModelShape {
   mix?: number;
   /** A Jinja chat template for `tokenizer.chat_template` (not in the fingerprints); the presets have none. */
   chatTemplate?: string;
+  /**
+   * The sentence's last token (".") is followed by end-of-generation (EOS,
+   * id 2) instead of the sentence's first token: answers end (default false).
+   */
+  eos?: boolean;
 }
 
 export const PRESETS = {
   /** ~0.2M parameters, ~0.5 MB: the embedded default and the test model. */
   tiny: { vocab: "a", embedding: 64, layers: 2, heads: 4, feedForward: 192, contextLength: 4096, type: 1, seed: 1 },
+  /**
+   * tiny whose answers end: greedy decoding finishes the sentence, then emits
+   * EOS. The model of the end-of-generation cases (cloud.eos, device.end.eos).
+   */
+  "tiny-eos": {
+    vocab: "a",
+    embedding: 64,
+    layers: 2,
+    heads: 4,
+    feedForward: 192,
+    contextLength: 4096,
+    type: 1,
+    seed: 1,
+    eos: true,
+  },
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
@@ -83,7 +106,7 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
   const headDim = shape.embedding / shape.heads;
   if (!Number.isInteger(headDim)) throw new RangeError("embedding must be a multiple of heads");
   const rand = prngNormal(shape.seed);
-  const skeleton = buildSkeleton(vocab, shape.embedding, rand);
+  const skeleton = buildSkeleton(vocab, shape.embedding, rand, shape.eos);
   const tensors = modelTensors(shape, vocab.length, skeleton, rand);
   writeAtomically(path, modelMetadata(shape, vocab, headDim), tensors, onProgress);
 }
@@ -94,7 +117,7 @@ interface Skeleton {
   next: Int32Array;
 }
 
-function buildSkeleton(vocab: ReturnType<typeof buildVocab>, d: number, rand: () => number): Skeleton {
+function buildSkeleton(vocab: ReturnType<typeof buildVocab>, d: number, rand: () => number, eos = false): Skeleton {
   const embed = new Float32Array(vocab.length * d);
   // Unit-variance entries: the residual stream (norm ≈ √d) stays dominated by
   // the token embedding, so the skeleton decides most next tokens.
@@ -104,6 +127,7 @@ function buildSkeleton(vocab: ReturnType<typeof buildVocab>, d: number, rand: ()
   cycle.forEach((t, i) => {
     next[t] = cycle[(i + 1) % cycle.length]!;
   });
+  if (eos) next[cycle[cycle.length - 1]!] = EOS_ID;
   return { embed, next };
 }
 
@@ -129,7 +153,7 @@ function modelMetadata(shape: ModelShape, vocab: ReturnType<typeof buildVocab>, 
     ["tokenizer.ggml.scores", GgufType.ARRAY, vocab.map((e) => e.score), GgufType.FLOAT32],
     ["tokenizer.ggml.token_type", GgufType.ARRAY, vocab.map((e) => e.type), GgufType.INT32],
     ["tokenizer.ggml.bos_token_id", GgufType.UINT32, 1],
-    ["tokenizer.ggml.eos_token_id", GgufType.UINT32, 2],
+    ["tokenizer.ggml.eos_token_id", GgufType.UINT32, EOS_ID],
     ["tokenizer.ggml.unknown_token_id", GgufType.UINT32, 0],
     ["tokenizer.ggml.add_bos_token", GgufType.BOOL, true],
     ["tokenizer.ggml.add_eos_token", GgufType.BOOL, false],

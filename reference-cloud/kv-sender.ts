@@ -62,13 +62,18 @@ export async function sendKvImage(o: KvSendOptions): Promise<number> {
   return offset;
 }
 
+/** Room for a KvChunk frame's fields but `data`, in either codec (msgpack spells out the field names). */
+const KV_CHUNK_OVERHEAD = 512;
+
 /**
  * Chunk size: what the device asked for (else the cloud's limit), within the
  * cloud's limit and with room for the frame's other fields within the
- * device's frame limit (PDD-LIMIT-006).
+ * device's frame limit (PDD-KV-005, PDD-LIMIT-006). Never rounded up: values
+ * below the minimums (PDD-KV-014, PDD-MSG-012) are refused before a transfer
+ * starts, so no chunk is ever longer than the device asked.
  */
 export function kvChunkBytes(asked: number, maxKvChunkBytes: number, deviceMaxFrameBytes: number): number {
-  return Math.max(1024, Math.min(asked > 0 ? asked : maxKvChunkBytes, maxKvChunkBytes, deviceMaxFrameBytes - 256));
+  return Math.min(asked > 0 ? asked : maxKvChunkBytes, maxKvChunkBytes, deviceMaxFrameBytes - KV_CHUNK_OVERHEAD);
 }
 
 /**

@@ -98,6 +98,14 @@ export class CloudRequest {
     if (action.kind === "takeover") this.halt({ kind: "takeover", index: action.index });
     else if (action.kind === "cancel") this.halt({ kind: "cancel" });
     else if (action.kind === "credit") this.kv?.credited();
+    else if (action.kind === "kv-abort") this.abandonKv();
+  }
+
+  /** The device gave the KV image up (KvAbort): no further chunk, the tokens go on (PDD-KV-019). */
+  private abandonKv(): void {
+    if (!this.kv) return;
+    this.kv.abandon();
+    this.host.abortBulk(this.id); // WebTransport: reset the request's KV stream with CANCELLED
   }
 
   /** Stops the request from outside: takeover, cancel, connection loss, limits, shutdown. */
@@ -133,7 +141,10 @@ export class CloudRequest {
       if (!this.ended) {
         if (err.local !== "ERR_CLOSED") this.ctx.log.warn("request failed", { requestId: this.id, error: err.message });
         this.kv?.abandon(); // after Error only End (PDD-ORD-004)
-        await this.finish({ reason: EndReason.ERROR, tokenCount: 0, usage: {}, error: err }).catch(() => undefined);
+        // The tokens sent before the Error stand (PDD-MSG-014).
+        await this.finish({ reason: EndReason.ERROR, tokenCount: this.state.sent, usage: {}, error: err }).catch(
+          () => undefined,
+        );
       }
     } finally {
       clearTimeout(limit);

@@ -9,6 +9,7 @@ import {
   ErrorCode,
   KvFormat,
   MAX_TARGET_TPOT_US,
+  MIN_KV_CHUNK_BYTES,
   PddError,
   RefineMethod,
   type KvRequest,
@@ -30,7 +31,7 @@ export interface Grant {
 export interface RequestPlan {
   prompt: number[];
   budget: number;
-  /** How the request ends when it sends its whole budget: MAX_TOKENS when max_tokens was the binding limit. */
+  /** How the request ends when it sends its whole budget: MAX_TOKENS when that is max_tokens tokens (PDD-IDX-004). */
   budgetEnd: EndReason;
   kv: Grant | undefined;
   refine: Grant | undefined;
@@ -44,9 +45,13 @@ export interface ValidateContext {
   draining: boolean;
 }
 
+/** The checks in the order of PDD-REQ-007 (steps 2 to 7; the ID and capacity are the connection's). */
 export function validateRequest(req: PrefillRequest, c: ValidateContext): RequestPlan {
   const { engine, limits } = c;
   if (c.draining) throw new PddError(ErrorCode.UNAVAILABLE, "cloud is draining", { retryable: true });
+  const p = req.prompt;
+  if (p.case === undefined || (p.case === "text" ? p.value.length === 0 : p.value.ids.length === 0))
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt, or an empty one (PDD-REQ-003)");
   if (req.cloudTokenBudget < 1)
     throw new PddError(ErrorCode.INVALID_ARGUMENT, "cloud_token_budget must be at least 1 (PDD-REQ-004)");
   // A slower pace would hold a sequence for hours per token (issue 13, item 2).
@@ -65,11 +70,12 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
     );
   let budget = Math.min(req.cloudTokenBudget, limits.maxCloudTokenBudget, engine.contextSize - prompt.length);
   if (req.maxTokens > 0) budget = Math.min(budget, req.maxTokens);
-  const boundByMaxTokens = budget === req.maxTokens && req.maxTokens > 0 && budget < req.cloudTokenBudget;
+  // The whole answer is complete at max_tokens, whatever the budget (PDD-IDX-004).
+  const completesAnswer = req.maxTokens > 0 && budget === req.maxTokens;
   return {
     prompt,
     budget,
-    budgetEnd: boundByMaxTokens ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
+    budgetEnd: completesAnswer ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
     kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
     refine: req.refine ? refineGrant(req.refine) : undefined,
   };
@@ -105,8 +111,12 @@ function refuseLongText(req: PrefillRequest, maxPrompt: number, engine: Pick<Inf
 function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
   const { engine } = c;
   if (req.prompt.case === "text") {
-    if (req.prompt.value.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
-    return engine.tokenize(req.prompt.value);
+    try {
+      return engine.tokenize(req.prompt.value);
+    } catch (e) {
+      if (e instanceof PddError) throw e;
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "the prompt cannot be tokenized (PDD-TOK-002)", { cause: e });
+    }
   }
   if (req.prompt.case === "tokens") {
     const dm = c.deviceModel;
@@ -114,9 +124,8 @@ function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
       throw new PddError(ErrorCode.TOKENIZER_MISMATCH, "token-id prompts need the cloud's tokenizer (PDD-REQ-002)");
     }
     const prompt = [...req.prompt.value.ids];
-    if (prompt.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
     if (prompt.some((t) => t >= engine.info.vocabSize))
-      throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary");
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary (PDD-REQ-008)");
     return prompt;
   }
   throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt (PDD-REQ-003)");
@@ -134,6 +143,12 @@ export function kvGrant(kv: KvRequest, deviceModel: ModelIdentity | undefined, m
   if (!deviceModel || !sameBytes(deviceModel.modelFingerprint, modelFingerprint)) {
     return { granted: false, refusal: ErrorCode.MODEL_MISMATCH, detail: "model fingerprints differ (PDD-KV-001)" };
   }
+  if (kv.maxChunkBytes > 0 && kv.maxChunkBytes < MIN_KV_CHUNK_BYTES)
+    return {
+      granted: false,
+      refusal: ErrorCode.INVALID_ARGUMENT,
+      detail: `max_chunk_bytes ${kv.maxChunkBytes} is below the minimum of ${MIN_KV_CHUNK_BYTES} (PDD-KV-014)`,
+    };
   return { ...GRANTED };
 }
 

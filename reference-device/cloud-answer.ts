@@ -32,14 +32,14 @@ export class CloudAnswer {
     return this.ended || this.failed !== undefined;
   }
 
-  /** The cloud's tokens complete the answer (PDD-IDX-005). */
-  get endedWithEos(): boolean {
-    return this.endReason === EndReason.EOS && this.failed === undefined;
-  }
-
-  /** The cloud's tokens are the whole answer: it ended with EOS, or sent `maxTokens` without failing. */
+  /**
+   * The cloud's tokens are the whole answer: it ended with EOS or MAX_TOKENS (PDD-IDX-005, PDD-IDX-008),
+   * or sent `maxTokens` without failing.
+   */
   complete(maxTokens: number): boolean {
-    return this.endedWithEos || (this.failed === undefined && this.received.length >= maxTokens);
+    if (this.failed !== undefined) return false;
+    const ended = this.endReason === EndReason.EOS || this.endReason === EndReason.MAX_TOKENS;
+    return ended || this.received.length >= maxTokens;
   }
 
   accepted(a: Accepted): void {

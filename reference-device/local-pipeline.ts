@@ -277,8 +277,8 @@ export class LocalPipeline {
    */
   private async takeover(covered: number): Promise<number | undefined> {
     const { cloud, display } = this.host;
-    // End EOS: the answer is complete after the cloud's tokens (PDD-IDX-005), even
-    // when the device's context stops short of them (a character cut at the end).
+    // End EOS or MAX_TOKENS, or max_tokens received: the answer is complete after the cloud's tokens
+    // (PDD-IDX-005, PDD-IDX-008), even when the device's context stops short of them (a character cut at the end).
     const complete = this.complete;
     const k = complete ? Math.min(cloud.received.length, this.opts.maxTokens) : Math.max(covered, display.shownCloud);
     this.takenOverAt = k;

@@ -60,7 +60,8 @@ export interface MessageStream<In, Out> {
   /**
    * The received frames, in order. A frame that fails to decode makes the
    * iterator throw a PddError (MALFORMED_FRAME or FRAME_TOO_LARGE); frames with
-   * no known body are skipped (PDD-VER-006). Ends when the connection closes.
+   * no known body (`body.case` undefined) are delivered: the peer ignores them,
+   * except as a first frame (PDD-VER-006, PDD-CONN-002). Ends when the connection closes.
    */
   [Symbol.asyncIterator](): AsyncIterator<In>;
   /** Graceful close carrying a PDD error code (UNSPECIFIED = normal) and reason. */

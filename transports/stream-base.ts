@@ -216,7 +216,8 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
 
   /** Bindings that decode themselves (gRPC) call this with the message's wire size. */
   protected receiveMessage(message: In, size: number): void {
-    if ((message as { body?: { case?: string } }).body?.case === undefined) return; // PDD-VER-006
+    // Frames with no known body are delivered too: the peer ignores them after
+    // the Hello (PDD-VER-006), but as a first frame one is PROTOCOL_VIOLATION (PDD-CONN-002).
     this.queue.push(message, size);
   }
 

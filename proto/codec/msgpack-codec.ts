@@ -8,6 +8,7 @@ import { Codec } from "../gen/pdd/v1/pdd_pb.js";
 import { ErrorCode, PddError } from "../errors.js";
 import { DEFAULT_MAX_FRAME_BYTES, type CodecOptions, type FrameCodec } from "./codec.js";
 import { checkFrameSize } from "./limits.js";
+import { msgpackProblem } from "./msgpack-scan.js";
 import { encoderFor, schemaFor } from "./plain-mapping.js";
 
 // Plain MessagePack only: no msgpackr records or other extensions, so any
@@ -26,6 +27,9 @@ export function createMsgpackCodec(options: CodecOptions = {}): FrameCodec {
     },
     decode<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
       checkFrameSize(bytes.length, max);
+      const problem = msgpackProblem(bytes); // PDD-CODEC-013
+      if (problem)
+        throw new PddError(ErrorCode.MALFORMED_FRAME, `invalid MessagePack: ${problem}`, { local: "ERR_FRAME_DECODE" });
       let plain: unknown;
       try {
         plain = unpackr.unpack(bytes);
