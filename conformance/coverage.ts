@@ -4,8 +4,9 @@ import type { Case } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
 import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
+import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
-export const ALL_CASES: Case[] = [...CLOUD_CASES, ...MORE_CLOUD_CASES, ...DEVICE_CASES];
+export const ALL_CASES: Case[] = [...CLOUD_CASES, ...MORE_CLOUD_CASES, ...DEVICE_CASES, ...DEVICE_KV_CASES];
 
 /**
  * MUST requirements no case checks, each with the reason a suite that only
