@@ -68,10 +68,12 @@ async function runKvCase(p: Probe, env: DeviceCaseEnv, plan: KvPlan, rule: strin
   const maxTokens = field<number>(s.request, "prefillRequest.maxTokens");
   if (!(maxTokens >= 2)) throw new NotOffered("the device's max_tokens leaves no token of its own to check");
   const prompt = oracle.tokenize(field<string>(s.request, "prefillRequest.text"));
+  // Accepted at once, before the image is built: a device still prefilling then waits for the image.
+  accept(p, s, { budget: 1, promptTokens: prompt.length, kv: kvAsk ? { granted: true } : undefined });
   const [t0] = await oracle.continuation(prompt, 1);
   if (t0 === undefined) throw new NotOffered("the model ends its answer at once on this prompt");
   const built = await decoyImage(oracle, prompt);
-  if (!built) throw new NotOffered("the prompt is too short for a decoy image");
+  if (!built) throw new NotOffered("the prompt is too short for a lying image");
   const image = Buffer.from(
     plan.image === "random" ? randomBytes(built.image.length) : plan.image === "true" ? built.trueImage : built.image,
   );
@@ -84,11 +86,6 @@ async function runKvCase(p: Probe, env: DeviceCaseEnv, plan: KvPlan, rule: strin
   if ((plan.image ?? "decoy") === "decoy" && decoyAnswer === want)
     throw new NotOffered("with this model the lying image gives the same answer, so importing it cannot be seen");
 
-  accept(p, s, {
-    budget: 1,
-    promptTokens: prompt.length,
-    kv: kvAsk ? { granted: true, totalBytes: image.length } : undefined,
-  });
   const maxChunk = Number(kvAsk?.maxChunkBytes ?? 0) || 1 << 20;
   const frames = chunksOf(s.id, image, { tokenCount: prompt.length, chunk: Math.min(maxChunk, 64 << 10) });
   const spoiled = plan.spoil ? plan.spoil(frames, built.trueImage) : frames;
