@@ -1,4 +1,6 @@
 /** Cases for a cloud under test: the suite plays the device. */
+import { closeCarries } from "./error-mapping.js";
+import { fittedPrompt } from "./prompt-room.js";
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { Packr } from "msgpackr";
@@ -123,27 +125,7 @@ function tokensIn(frames: Frame[]): number {
   return n;
 }
 
-/** Spec §13.3: the gRPC status of each connection error code (others: UNKNOWN). */
-const GRPC_STATUS: Record<number, number> = {
-  1: 3,
-  2: 8,
-  3: 12,
-  4: 12,
-  5: 9,
-  6: 16,
-  7: 7,
-  9: 3,
-  12: 14,
-  19: 4,
-  20: 13,
-};
-
-/** Whether a binding's close code carries PDD `codeNumber` (spec §13.3). */
-export function closeCarries(transport: string, close: number, codeNumber: number): boolean {
-  if (transport === "websocket") return close === 4000 + codeNumber || (codeNumber === 2 && close === 1009);
-  if (transport === "grpc") return close === (GRPC_STATUS[codeNumber] ?? 2);
-  return close === codeNumber;
-}
+export { closeCarries };
 
 /** Expects a connection error: an Error with request_id 0 and `code`, then a close carrying it (§2.6, §13.3). */
 export async function expectConnectionError(
@@ -398,7 +380,14 @@ export const CLOUD_CASES: Case[] = [
     requirements: ["PDD-TAKEOVER-004", "PDD-TAKEOVER-005"],
     async run(p) {
       await startStreaming(p);
-      p.send({ takeover: { requestId: 1, index: 1 } });
+      // Take over at k = 2 once 4 tokens came (more are in flight): token_count must be k, not the tokens sent.
+      await p.until(
+        (f) =>
+          f.body === "tokenBatch" &&
+          field<number>(f, "tokenBatch.startIndex") + field<unknown[]>(f, "tokenBatch.tokens").length >= 4,
+        "4 tokens before the Takeover",
+      );
+      p.send({ takeover: { requestId: 1, index: 2 } });
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
       expectThat(
@@ -407,8 +396,8 @@ export const CLOUD_CASES: Case[] = [
         render(end),
       );
       expectThat(
-        field(end, "end.tokenCount") === 1,
-        "End.token_count = k = 1 (PDD-TAKEOVER-005)",
+        field(end, "end.tokenCount") === 2,
+        "End.token_count = k = 2, not the 4 or more tokens sent (PDD-TAKEOVER-005)",
         String(field(end, "end.tokenCount")),
       );
       const inFlight = rest
@@ -650,7 +639,7 @@ export const CLOUD_CASES: Case[] = [
       const credit = 2 * CHUNK;
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          text: fittedPrompt(q, { repeats: 20, budget: 24 }),
           cloudTokenBudget: 24,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: CHUNK, initialCreditBytes: String(credit) },
         }),

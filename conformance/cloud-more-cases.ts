@@ -3,6 +3,7 @@
  * codec details (§9), limits (§11) and request rules that need several
  * connections or timing (§2, §5, §6).
  */
+import { fittedPrompt } from "./prompt-room.js";
 import { Unpackr } from "msgpackr";
 import type { Case } from "./case.js";
 import {
@@ -287,15 +288,17 @@ export const MORE_CLOUD_CASES: Case[] = [
       await q.hello({ deviceModel: model });
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(8),
+          text: fittedPrompt(q, { repeats: 8, budget: 8 }),
           cloudTokenBudget: 8,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 4096, initialCreditBytes: String(64 << 20) },
         }),
       );
       let chunks = 0;
       let kvBytes = 0;
+      let cause = ""; // why no chunk could come, to name in a failure
       for (;;) {
         const f = await q.until((x) => requestIdOf(x) === 1, "the request's frames");
+        cause ||= whyNoKv(f);
         const uni = q.fromUni.has(f);
         expectThat(
           uni === (f.body === "kvChunk"),
@@ -322,7 +325,7 @@ export const MORE_CLOUD_CASES: Case[] = [
           break;
         }
       }
-      expectThat(chunks > 0, "a KV image for a granted request", "no KvChunk");
+      expectThat(chunks > 0, "a KV image for a granted request", `no KvChunk${cause && `: ${cause}`}`);
       expectThat(
         (q.session.peerBidiStreams?.() ?? 0) === 0,
         "no bidirectional stream opened by the cloud (PDD-WT-002)",
@@ -459,7 +462,7 @@ export const MORE_CLOUD_CASES: Case[] = [
       // No max_chunk_bytes: only the frame limit bounds the chunks.
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(30),
+          text: fittedPrompt(q, { repeats: 30, budget: 6 }),
           cloudTokenBudget: 6,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: String(256 << 20) },
         }),
@@ -554,7 +557,7 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-REQ-006"],
     async run(p) {
       await p.hello();
-      p.send(prefill(1, { text: "The quick brown fox jumps over the lazy dog. ".repeat(40), deadlineMs: 1 }));
+      p.send(prefill(1, { text: fittedPrompt(p, { repeats: 40, budget: 4 }), deadlineMs: 1 }));
       const frames = await p.collect(1);
       const ft = frames.find((f) => f.body === "firstToken");
       if (ft) {
@@ -773,3 +776,11 @@ export const MORE_CLOUD_CASES: Case[] = [
     },
   },
 ];
+
+/** A frame that explains a KV image that never came: a request error, or a refused grant. */
+function whyNoKv(f: Frame): string {
+  if (f.body === "error") return `the request failed with ${field(f, "error.code")} (${field(f, "error.message")})`;
+  if (f.body === "accepted" && field(f, "accepted.kv.granted") !== true)
+    return `KV was refused with ${field(f, "accepted.kv.refusal")}`;
+  return "";
+}

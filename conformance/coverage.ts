@@ -6,12 +6,14 @@ import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
 export const ALL_CASES: Case[] = [
   ...CLOUD_CASES,
   ...MORE_CLOUD_CASES,
   ...CLOUD_1_1_CASES,
   ...DEVICE_CASES,
+  ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
 ];
 

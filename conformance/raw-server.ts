@@ -246,7 +246,11 @@ function wtSenders(
   const kvWriter = (id: number) => {
     let w = kv.get(id);
     if (!w) {
-      w = session.createUnidirectionalStream().then((s) => s.getWriter());
+      // A device that already finished (it took over at 0) has closed the session, and the library then
+      // throws at once: as a rejection, that is a frame the device will not read, like on the other bindings.
+      w = Promise.resolve()
+        .then(() => session.createUnidirectionalStream())
+        .then((s) => s.getWriter());
       kv.set(id, w);
     }
     return w;

@@ -91,6 +91,16 @@ export const MUTANTS: Mutant[] = [
     },
   },
   {
+    name: "reports the tokens sent, not k, in End{TAKEN_OVER}.token_count",
+    mustFail: "cloud.takeover.race",
+    down: (f) => {
+      const e = f.end as Msg | undefined;
+      if (body(f) === "end" && e?.reason === 2)
+        e.tokenCount = Number((e.usage as Msg | undefined)?.sentTokens ?? e.tokenCount) as never;
+      return [f];
+    },
+  },
+  {
     name: "crashes on an oversize frame",
     mustFail: "cloud.oversize",
     up: (f, _s, bytes) => (bytes.length > 1 << 20 ? "crash" : [f]),
