@@ -3,7 +3,17 @@
  * trace simulation with its live replay and llama.cpp cross-check. The
  * benchmark scripts (*.bench.ts) are entry points, not imported.
  */
-export { demoPrompt, runDemo, type DemoOptions, type DemoRun } from "./demo.js";
+export {
+  DEVICE_SPEEDS,
+  demoPrompt,
+  deviceSetting,
+  runDemo,
+  type DemoOptions,
+  type DemoRow,
+  type DemoRun,
+  type DeviceSetting,
+  type DeviceSpeed,
+} from "./demo.js";
 export { liveMarkdown, markdown, median, runTraceBench, writePlots, type Row } from "./sim/bench.js";
 export { crossCheck, type CrossOptions, type CrossRow } from "./sim/crosscheck.js";
 export { DEFAULT_LIVE, replayLive, type LiveConfig, type LiveMode, type LiveRun } from "./sim/live.js";

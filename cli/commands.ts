@@ -16,9 +16,10 @@ export interface CommandSpec {
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "demo",
-    summary: "start a cloud and a device on loopback and answer prompts over every transport",
+    summary:
+      "a cloud behind an emulated network and a device: one long prompt over every transport, against the baselines",
     usage:
-      "pdd demo [--notes N] [--max-tokens N] [--budget N] [--device-ms-per-token N] [--codec proto|msgpack] [--json]",
+      "pdd demo [--device phone|phone-npu|none] [--no-sweep] [--rtt-ms 50] [--bandwidth-mbps 100] [--notes N] [--max-tokens N] [--budget N] [--codec proto|msgpack] [--json]",
     load: async () => (await import("./demo.js")).runDemo,
   },
   {
