@@ -14,7 +14,18 @@ export {
   type DeviceSetting,
   type DeviceSpeed,
 } from "./demo.js";
-export { liveMarkdown, markdown, median, runTraceBench, writePlots, type Row } from "./sim/bench.js";
+export {
+  batchingComparison,
+  liveMarkdown,
+  markdown,
+  median,
+  runTraceBench,
+  VALIDATION_NOTE,
+  writePlots,
+  type Row,
+} from "./sim/bench.js";
+export { NO_BATCHING, slowdown, VLLM_H100_8B, type BatchingModel } from "./sim/batching.js";
+export { SHAPES, synthesize, type Shape } from "./sim/shapes.js";
 export { crossCheck, type CrossOptions, type CrossRow } from "./sim/crosscheck.js";
 export { DEFAULT_LIVE, replayLive, type LiveConfig, type LiveMode, type LiveRun } from "./sim/live.js";
 export { CLOUD_GPU, PHONE, PHONE_NPU, PROFILES, type Profile } from "./sim/profiles.js";

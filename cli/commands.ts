@@ -80,14 +80,17 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "bench trace",
     summary: "simulate a request trace: device-only, cloud-only and P/D-Device side by side at several RTTs",
     usage:
-      "pdd bench trace --trace FILE [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
+      "pdd bench trace (--trace FILE | --shape long-prompt-short-answer|short-prompt-long-answer|bursty) [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
       "                [--bandwidth-mbps M] [--refine-min-ratio R] [--jitter F] [--seed N] [--json FILE] [--plots DIR] [--real N]\n" +
+      "                [--batching vllm-h100|none] [--max-cloud-budget N]\n" +
       "                [--device-prefill T/S] [--device-decode T/S] [--device-profile phone|phone-npu]\n" +
       "                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n" +
       "  --real N: also run the first N requests through the llama.cpp peers and compare with the simulation.\n" +
       "  --live N: also replay the first N requests through the real cloud, devices, binding and an emulated network,\n" +
       "            with simulated engines on the same profiles, at the trace's arrival times (× --time-scale),\n" +
       "            and compare each request with the model. Prompts and answers are clipped to --max-prompt/--max-answer.\n" +
+      "  --shape: a synthetic trace of that shape (bench/sim/shapes.ts), --limit requests, from --seed.\n" +
+      "  --batching: how a cloud sequence's decode slows with the batch (bench/sim/batching.ts); default vllm-h100.\n" +
       "  FILE: Azure LLM inference CSV (TIMESTAMP,ContextTokens,GeneratedTokens).",
     load: async () => (await import("./bench-trace.js")).runBenchTrace,
   },

@@ -79,9 +79,13 @@ export async function crossCheck(
       answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens),
     }));
     const rows: CrossRow[] = [];
+    const before = { ...device.rates };
     for (const [i, r] of slice.entries()) {
       const ids = engine.tokenize(SKELETON_TEXT.repeat(Math.ceil(r.promptTokens / 8) + 1)).slice(1, r.promptTokens);
       const prompt = Buffer.concat(ids.map((id) => engine.pieces[id] ?? new Uint8Array())).toString("utf8");
+      // The prediction reads only what the device knew before this request:
+      // generate() folds the request's own measurement into device.rates (learn()).
+      const known = { ...device.rates };
       const rep = await device.generate(prompt, { maxTokens: r.answerTokens, targetTpotMs: o.targetTpotMs });
       const gaps = simulate(
         [{ atMs: 0, promptTokens: engine.tokenize(prompt).length, answerTokens: r.answerTokens }],
@@ -93,8 +97,8 @@ export async function crossCheck(
           device: {
             name: "measured",
             source: "this machine",
-            prefillTokPerS: 1000 / device.rates.prefillMsPerToken,
-            decodeTokPerS: 1000 / device.rates.decodeMsPerToken,
+            prefillTokPerS: 1000 / known.prefillMsPerToken,
+            decodeTokPerS: 1000 / known.decodeMsPerToken,
           },
           capacity: 4,
           targetTpotMs: o.targetTpotMs,
@@ -118,8 +122,8 @@ export async function crossCheck(
         cloudPrefill,
         cloudPrefillContended: contended,
         cloudDecode,
-        devicePrefill: 1000 / device.rates.prefillMsPerToken,
-        deviceDecode: 1000 / device.rates.decodeMsPerToken,
+        devicePrefill: 1000 / before.prefillMsPerToken,
+        deviceDecode: 1000 / before.decodeMsPerToken,
         rttMs: rtt,
         overheadMs,
       },

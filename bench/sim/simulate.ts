@@ -8,6 +8,7 @@
  */
 import { prng } from "../../shared/index.js";
 import { plan, SpeedController, type PlanInput } from "../../reference-device/index.js";
+import { NO_BATCHING, slowdown, type BatchingModel } from "./batching.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
 
@@ -39,6 +40,14 @@ export interface SimConfig {
    * i·target/pace after the first (0, the default: as fast as it decodes).
    */
   cloudPace?: number;
+  /**
+   * How a cloud sequence's decode slows with the batch (batching.ts); each
+   * request decodes at the rate of the batch it joins (the sequences busy
+   * when it is admitted, itself included) for its whole life. Default: none.
+   */
+  batching?: BatchingModel;
+  /** The cloud's max_cloud_token_budget: the most a P/D request may ask. Default 256, the reference cloud's. */
+  maxCloudBudget?: number;
 }
 
 export interface RequestResult {
@@ -60,7 +69,7 @@ export function simulate(
   const free = new Array<number>(c.capacity).fill(0); // when each cloud sequence is next free
   const rand = prng(c.seed);
   const out: RequestResult[] = [];
-  const cloudStep = 1000 / c.cloud.decodeTokPerS;
+  const soloStep = 1000 / c.cloud.decodeTokPerS;
   const devStep = 1000 / c.device.decodeTokPerS;
   const devPer = 1000 / c.device.prefillTokPerS;
   for (const [n, r] of trace.entries()) {
@@ -90,6 +99,8 @@ export function simulate(
     for (let s = 1; s < free.length; s++) if (free[s]! < free[slot]!) slot = s;
     const start = Math.max(atCloud, free[slot]!);
     const queueMs = start - atCloud;
+    const batch = 1 + free.filter((f, s) => s !== slot && f > start).length;
+    const cloudStep = soloStep * slowdown(c.batching ?? NO_BATCHING, batch);
     const prefillMs = (1000 * P) / c.cloud.prefillTokPerS;
 
     let B = N;
@@ -100,10 +111,10 @@ export function simulate(
         answerTokens: N,
         rttMs: rtt,
         bandwidthMbps: c.bandwidthMbps,
-        cloud: { queueMs, prefillTokPerS: c.cloud.prefillTokPerS, decodeTokPerS: c.cloud.decodeTokPerS },
+        cloud: { queueMs, prefillTokPerS: c.cloud.prefillTokPerS, decodeTokPerS: 1000 / cloudStep },
         device: { prefillTokPerS: c.device.prefillTokPerS, decodeTokPerS: c.device.decodeTokPerS },
         targetTpotMs: c.targetTpotMs,
-        budget: { min: 1, max: 256 },
+        budget: { min: 1, max: c.maxCloudBudget ?? 256 },
         refine: { allowed: c.minRefineRatio < 1, minRatio: c.minRefineRatio },
       };
       if (mode.budget === "planner") {
