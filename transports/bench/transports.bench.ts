@@ -15,8 +15,8 @@ import { connect, createSelfSignedCertificate, type DeviceStream } from "../inde
 
 const MiB = 1 << 20;
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 2000);
-const BULK_MIB = 64;
-const LOAD_MIB = 128;
+const BULK_MIB = Number(process.env.BENCH_BULK_MIB ?? 64);
+const LOAD_MIB = Number(process.env.BENCH_LOAD_MIB ?? 128);
 
 interface Row {
   name: string;
