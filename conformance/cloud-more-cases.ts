@@ -580,15 +580,23 @@ export const MORE_CLOUD_CASES: Case[] = [
     title: "decodes greedily when temperature is 0: the same prompt gives the same tokens, on any connection",
     role: "cloud",
     requirements: ["PDD-MSG-003"],
+    // Paced at 1 ms a token, so that a cloud's request-duration limit cannot cut one answer short.
     async run(p, env) {
       await p.hello();
       const text = "The owls smile at the naive fox because";
-      p.send(prefill(1, { text, cloudTokenBudget: 24 }));
-      p.send(prefill(2, { text, cloudTokenBudget: 24, sampling: { temperature: 0, topK: 40, topP: 0.9, seed: "7" } }));
+      p.send(prefill(1, { text, cloudTokenBudget: 24, targetTpotUs: 1000 }));
+      p.send(
+        prefill(2, {
+          text,
+          cloudTokenBudget: 24,
+          targetTpotUs: 1000,
+          sampling: { temperature: 0, topK: 40, topP: 0.9, seed: "7" },
+        }),
+      );
       const [a, b] = await answerIds(p, 1, 2);
       const q = await env.open();
       await q.hello();
-      q.send(prefill(5, { text, cloudTokenBudget: 24 }));
+      q.send(prefill(5, { text, cloudTokenBudget: 24, targetTpotUs: 1000 }));
       const [c] = await answerIds(q, 5);
       expectThat(
         JSON.stringify(a) === JSON.stringify(b) && JSON.stringify(a) === JSON.stringify(c),
@@ -607,14 +615,14 @@ export const MORE_CLOUD_CASES: Case[] = [
       await p.hello();
       const alone: number[][] = [];
       for (const [i, text] of prompts.entries()) {
-        p.send(prefill(10 + i, { text, cloudTokenBudget: 12 }));
+        p.send(prefill(10 + i, { text, cloudTokenBudget: 12, targetTpotUs: 1000 }));
         alone.push((await answerIds(p, 10 + i))[0]!);
       }
       const q = await env.open();
       await q.hello();
-      p.send(prefill(20, { text: prompts[0], cloudTokenBudget: 12 }));
-      p.send(prefill(21, { text: prompts[1], cloudTokenBudget: 12 }));
-      q.send(prefill(20, { text: prompts[2], cloudTokenBudget: 12 }));
+      p.send(prefill(20, { text: prompts[0], cloudTokenBudget: 12, targetTpotUs: 1000 }));
+      p.send(prefill(21, { text: prompts[1], cloudTokenBudget: 12, targetTpotUs: 1000 }));
+      q.send(prefill(20, { text: prompts[2], cloudTokenBudget: 12, targetTpotUs: 1000 }));
       const [[x, y], [z]] = await Promise.all([answerIds(p, 20, 21), answerIds(q, 20)]);
       expectThat(
         JSON.stringify([x, y, z]) === JSON.stringify(alone),

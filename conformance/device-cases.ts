@@ -240,12 +240,17 @@ async function stream(
   p: Probe,
   s: Served,
   budget: number,
-  o: { paceMs?: number; inFlight?: number } = {},
+  o: { paceMs?: number; inFlight?: number; holdMs?: number } = {},
 ): Promise<void> {
   const pace = o.paceMs ?? 15;
+  // With holdMs, the stream pauses short of the budget (room left for inFlight tokens) for up to
+  // holdMs, or until the device takes over: a device on a slow machine still gets to take over.
+  const holdAt = o.holdMs === undefined ? budget : budget - (o.inFlight ?? 0) - 1;
+  let holdUntil: number | undefined;
   sendTokens(p, s, 1);
   while (s.sent < budget) {
-    const r = await p.recv(pace);
+    if (s.sent >= holdAt) holdUntil ??= Date.now() + o.holdMs!;
+    const r = await p.recv(holdUntil === undefined ? pace : Math.max(pace, holdUntil - Date.now()));
     if (isClose(r)) return;
     if (r) observe(s, r as Frame);
     if (s.cancelled) return end(p, s, "END_REASON_CANCELLED");
@@ -526,7 +531,7 @@ export const DEVICE_CASES: Case[] = [
     async run(p, env) {
       const s = await nextRequest(p, await greet(p));
       const budget = accept(p, s);
-      await stream(p, s, budget, { paceMs: 40, inFlight: 6 });
+      await stream(p, s, budget, { paceMs: 40, inFlight: 6, holdMs: 20_000 });
       await drain(p, s);
       if (s.takeover === undefined)
         throw new NotOffered(`the device never took over within its budget of ${budget} tokens`);

@@ -207,6 +207,8 @@ export async function openWebTransport(
     incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
     incomingBidirectionalStreams: ReadableStream<unknown>;
   };
+  // A refused session rejects both ready and closed: closed is handled below, once ready resolved.
+  session.closed.catch(() => undefined);
   await session.ready;
   const inbox = new Inbox();
   const control = await session.createBidirectionalStream();

@@ -139,7 +139,7 @@ describe("prompt refinement", () => {
       // A phone-class device, several times slower at prefill than the cloud: the refined prompt
       // arrives while it still has most of its prefill ahead. The cloud here shares a loaded
       // machine, so when its refined prompt came too late to be worth it, the device is made
-      // slower again (up to 16x) rather than the test depending on the machine's speed.
+      // slower again (up to 32x) rather than the test depending on the machine's speed.
       let r: Report;
       let msPerToken = 4;
       do {
@@ -152,9 +152,10 @@ describe("prompt refinement", () => {
         });
         r = await device.generate(p, { maxTokens: 32, cloudBudget: 8, targetTpotMs: 0 });
         await device.close();
-        expect(r.refinement, "the cloud sent a refined prompt").not.toBeNull();
         msPerToken *= 2;
-      } while (!r.refinement?.used && msPerToken <= 64);
+        // No refinement in the report: the answer was done before the cloud's refined prompt came.
+      } while (!r.refinement?.used && msPerToken <= 128);
+      expect(r.refinement, "the cloud sent a refined prompt").not.toBeNull();
       expect(r.refinement?.used).toBe(true);
       expect(r.refinement!.keptTokens).toBeLessThan(r.refinement!.originalTokens);
       saved += r.refinement!.originalTokens - r.refinement!.keptTokens;
