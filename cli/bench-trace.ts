@@ -158,6 +158,7 @@ export const runBenchTrace: Run = async (argv, io) => {
       targetTpotMs: base.targetTpotMs,
       arrivalScale: base.timeScale,
       device: base.device,
+      batching: base.batching,
       onProgress: bar,
     };
     const runs = [];
