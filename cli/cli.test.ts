@@ -139,7 +139,7 @@ describe("pdd CLI", () => {
     [["model", "create", "--preset", "huge"], /--preset must be one of tiny, small, tiny-b, spec, bench/],
     [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
     [["demo", "--device", "laptop"], /--device must be one of phone, phone-npu, none/],
-    [["demo", "--rtt-ms", "-1"], /--rtt-ms must be between 0 and 2000/],
+    [["demo", "--rtt-ms", "5000"], /--rtt-ms must be between 0 and 2000/],
     [["bench", "trace"], /give one of --trace FILE .* or --shape long-prompt-short-answer\|/],
     [["bench", "trace", "--shape", "round"], /--shape must be one of long-prompt-short-answer, /],
     [["bench", "trace", "--shape", "bursty", "--batching", "tpu"], /--batching must be one of vllm-h100, none/],
