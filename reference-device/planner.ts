@@ -56,7 +56,12 @@ export interface Candidate {
 }
 
 export interface Plan {
-  mode: "pd" | "local";
+  /**
+   * "local": the device alone answers first. "cloud": the device could not
+   * catch up before the answer ends, so the cloud's budget is the whole
+   * answer and nothing is handed over. "pd": the cloud starts, the device takes over.
+   */
+  mode: "pd" | "local" | "cloud";
   chosen: Candidate;
   candidates: Candidate[];
   /** The same request served by the cloud alone and by the device alone. */
@@ -130,7 +135,7 @@ export function plan(i: PlanInput): Plan {
   )[0]!;
   const deviceOnly = { ttftMs: devPrefillMs + devStep, maxTpotMs: Math.max(T, devStep) };
   const cloudOnly = { ttftMs: ttft, cloudCostMs: (1000 * P) / i.cloud.prefillTokPerS + N * cloudStep };
-  const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : "pd";
+  const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : chosen.takeoverIndex >= N ? "cloud" : "pd";
 
   const explanation = [
     `TTFT through the cloud ${ms(ttft)} (RTT ${ms(i.rttMs)} + queue ${ms(i.cloud.queueMs)} + prefill ${ms((1000 * P) / i.cloud.prefillTokPerS)} + one decode step ${ms(cloudStep)}); device alone ${ms(deviceOnly.ttftMs)}.`,
@@ -144,7 +149,9 @@ export function plan(i: PlanInput): Plan {
       : `No candidate keeps the target without a stall; chosen: the lowest max TPOT.`,
     mode === "local"
       ? `The device alone reaches its first token first: serve locally.`
-      : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${(100 * (1 - chosen.ttftMs / deviceOnly.ttftMs)).toFixed(0)}% lower).`,
+      : mode === "cloud"
+        ? `The device cannot catch up before the answer's ${N} tokens end: the cloud serves the whole answer (no handover, no stall).`
+        : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${(100 * (1 - chosen.ttftMs / deviceOnly.ttftMs)).toFixed(0)}% lower).`,
   ];
   const firstTokensMs = Array.from({ length: Math.min(chosen.takeoverIndex + 1, 8) }, (_, k) =>
     round(chosen.ttftMs + k * I),
