@@ -75,7 +75,8 @@ export interface DemoRun {
 
 /** The demo's prompt; `label` varies it, so a warm request is not a repeat the cloud could have cached. */
 export const demoPrompt = (notes: number, label = "Note") =>
-  `${Array.from({ length: notes }, (_, i) => `${label} ${i + 1}: the cloud prefills fast, the device decodes.`).join(" ")} Summarise the notes above in one sentence.`;
+  `${Array.from({ length: notes }, (_, i) => `${label} ${i + 1}: the cloud prefills fast, the device decodes.`).join(" ")} ` +
+  "Summarise the notes above in one sentence.";
 
 /** The emulation that brings this CPU down to `speed`'s published rates (none when this CPU is slower already). */
 export function deviceSetting(speed: DeviceSpeed, cpu: DemoRun["cpu"]): DeviceSetting {

@@ -30,7 +30,9 @@ async function pdd(...args: string[]): Promise<{ status: number; stdout: string;
  * URL contains one of `refused`: the command fails if it loads one.
  */
 function spawnPdd(args: string[], refused: string[]) {
-  const hook = `export async function resolve(s, c, next) { const r = await next(s, c); if (${JSON.stringify(refused)}.some((x) => r.url.includes(x))) throw new Error("refused to load " + r.url); return r; }`;
+  const hook =
+    "export async function resolve(s, c, next) { const r = await next(s, c); " +
+    `if (${JSON.stringify(refused)}.some((x) => r.url.includes(x))) throw new Error("refused to load " + r.url); return r; }`;
   const register = `import { register } from "node:module"; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
   const bin = resolve(import.meta.dirname, "..", "bin", "pdd.js");
   return spawnSync(

@@ -19,7 +19,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary:
       "a cloud behind an emulated network and a device: one long prompt over every transport, against the baselines",
     usage:
-      "pdd demo [--device phone|phone-npu|none] [--no-sweep] [--rtt-ms 50] [--bandwidth-mbps 100] [--notes N] [--max-tokens N] [--budget N] [--codec proto|msgpack] [--json]",
+      "pdd demo [--device phone|phone-npu|none] [--no-sweep] [--rtt-ms 50] [--bandwidth-mbps 100]\n" +
+      "         [--notes N] [--max-tokens N] [--budget N] [--codec proto|msgpack] [--json]",
     load: async () => (await import("./demo.js")).runDemo,
   },
   {
@@ -27,7 +28,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "run the reference cloud peer (WebSocket, gRPC and WebTransport at once)",
     usage:
       "pdd cloud [--model PATH] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
-      "          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]",
+      ("          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget " +
+        "N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]"),
     load: async () => (await import("./cloud.js")).runCloud,
   },
   {
@@ -63,7 +65,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary:
       "fuzz a live cloud with mutated frame sequences over every binding (an in-process reference cloud by default)",
     usage:
-      "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n  Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n  A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
+      "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n " +
+      " Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n " +
+      " A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
     load: async () => (await import("./fuzz.js")).runFuzz,
   },
   {
@@ -80,11 +84,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "bench trace",
     summary: "simulate a request trace: device-only, cloud-only and P/D-Device side by side at several RTTs",
     usage:
-      "pdd bench trace (--trace FILE | --shape long-prompt-short-answer|short-prompt-long-answer|bursty) [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
+      "pdd bench trace (--trace FILE | --shape long-prompt-short-answer|short-prompt-long-answer|bursty)\n" +
+      "                [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
       "                [--bandwidth-mbps M] [--refine-min-ratio R] [--jitter F] [--seed N] [--json FILE] [--plots DIR] [--real N]\n" +
       "                [--batching vllm-h100|none] [--max-cloud-budget N]\n" +
       "                [--device-prefill T/S] [--device-decode T/S] [--device-profile phone|phone-npu]\n" +
-      "                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n" +
+      ("                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes " +
+        "pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n") +
       "  --real N: also run the first N requests through the llama.cpp peers and compare with the simulation.\n" +
       "  --live N: also replay the first N requests through the real cloud, devices, binding and an emulated network,\n" +
       "            with simulated engines on the same profiles, at the trace's arrival times (× --time-scale),\n" +

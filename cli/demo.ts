@@ -56,20 +56,29 @@ export const runDemo: Run = async (argv, io) => {
 function preamble(run: DemoRun): string[] {
   const o = run.options;
   const cpu = run.cpu;
+  const budget = o.budget === "auto" ? "the planner's" : `${o.budget} (--budget)`;
   const lines = [
     "",
-    `prompt: ${run.promptTokens} tokens; answer: ${o.maxTokens} tokens; target TPOT 40 ms; cloud budget: ${o.budget === "auto" ? "the planner's" : `${o.budget} (--budget)`}`,
-    `network: emulated (transports/netem.ts), RTT ${o.rttMs} ms, ${o.bandwidthMbps} Mbit/s each way; TLS on every binding (wss, grpcs, https)`,
-    "TTFT: from the user's submit to the first text shown. cold = a new device's first request (TCP + TLS + binding handshake + Hello/HelloAck inside); warm = the next request, another prompt of the same length, on the open connection",
-    `this CPU: ${(1000 / cpu.prefillMsPerToken).toFixed(0)} tok/s prefill, ${(1000 / cpu.decodeMsPerToken).toFixed(0)} tok/s decode on the embedded 0.2M-parameter model; the cloud runs on the same CPU`,
+    `prompt: ${run.promptTokens} tokens; answer: ${o.maxTokens} tokens; target TPOT 40 ms; cloud budget: ${budget}`,
+    `network: emulated (transports/netem.ts), RTT ${o.rttMs} ms, ${o.bandwidthMbps} Mbit/s each way; ` +
+      "TLS on every binding (wss, grpcs, https)",
+    "TTFT: from the user's submit to the first text shown. cold = a new device's first request " +
+      "(TCP + TLS + binding handshake + Hello/HelloAck inside); warm = the next request, another prompt of the " +
+      "same length, on the open connection",
+    `this CPU: ${(1000 / cpu.prefillMsPerToken).toFixed(0)} tok/s prefill, ${(1000 / cpu.decodeMsPerToken).toFixed(0)} ` +
+      "tok/s decode on the embedded 0.2M-parameter model; the cloud runs on the same CPU",
   ];
   for (const s of run.settings)
     if (s.speed !== "none")
       lines.push(
-        `device "${s.speed}": ${s.label}: ${s.prefillTokPerS.toFixed(0)} tok/s prefill, ${s.decodeTokPerS.toFixed(1)} tok/s decode (published for a 1-2B model, engine/profiles.ts), reached by sleeping ${s.emulate.prefillMsPerToken.toFixed(2)} + ${s.emulate.decodeMsPerToken.toFixed(2)} ms per prefill + decode token on this CPU`,
+        `device "${s.speed}": ${s.label}: ${s.prefillTokPerS.toFixed(0)} tok/s prefill, ` +
+          `${s.decodeTokPerS.toFixed(1)} tok/s decode (published for a 1-2B model, engine/profiles.ts), reached by ` +
+          `sleeping ${s.emulate.prefillMsPerToken.toFixed(2)} + ${s.emulate.decodeMsPerToken.toFixed(2)} ms per ` +
+          "prefill + decode token on this CPU",
       );
   lines.push(
-    'KV: "P/D + KV" imports the cloud\'s KV image instead of prefilling; the image crosses the emulated link, its import costs what it costs on this CPU (no emulated time)',
+    'KV: "P/D + KV" imports the cloud\'s KV image instead of prefilling; the image crosses the emulated link, ' +
+      "its import costs what it costs on this CPU (no emulated time)",
   );
   return lines;
 }

@@ -608,7 +608,7 @@ export const CLOUD_CASES: Case[] = [
       const q = await env.open();
       await q.hello({ deviceModel: model });
       const CHUNK = 1024;
-      let credit = 4096;
+      const credit = 4096;
       q.send(
         prefill(1, {
           text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
@@ -623,67 +623,29 @@ export const CLOUD_CASES: Case[] = [
         render(accepted),
       );
       const promptTokens = field<number>(accepted, "accepted.promptTokens");
-      const parts: Uint8Array[] = [];
-      let received = 0;
-      let sha: Uint8Array | undefined;
-      let total = -1;
+      const kv: KvProgress = { received: 0, total: -1, credit, sha: undefined, parts: [] };
       let end: Frame | undefined;
       while (!end) {
         const f = await q.until((x) => requestIdOf(x) === 1, "KV chunks and End", 15_000);
         if (f.body === "end") end = f;
         if (f.body !== "kvChunk") continue;
-        const c = f.kvChunk as Record<string, unknown>;
-        const data = c.data as Uint8Array;
-        expectThat(Number(c.offset) === received, `chunk at offset ${received} (PDD-KV-004)`, String(c.offset));
-        expectThat(
-          data.length > 0 && data.length <= CHUNK,
-          `a non-empty chunk of at most ${CHUNK} bytes (PDD-KV-005)`,
-          String(data.length),
-        );
-        expectThat(
-          crc32(data) === Number(c.crc32),
-          "CRC-32 of the chunk's data (PDD-KV-006)",
-          `${c.crc32} vs ${crc32(data)}`,
-        );
-        expectThat(
-          received + data.length <= credit,
-          `no more than the ${credit} bytes of credit granted (PDD-KV-008)`,
-          String(received + data.length),
-        );
-        expectThat(
-          Number(c.tokenCount) >= promptTokens,
-          "token_count covering at least the prompt (PDD-KV-012)",
-          `${c.tokenCount} < ${promptTokens}`,
-        );
-        if (total >= 0)
-          expectThat(
-            Number(c.totalBytes) === total,
-            "the same total_bytes on every chunk (PDD-KV-004)",
-            String(c.totalBytes),
-          );
-        total = Number(c.totalBytes);
-        parts.push(data);
-        received += data.length;
-        const last = received === total;
-        const hasSha = (c.imageSha256 as Uint8Array).length > 0;
-        expectThat(last === hasSha, "image_sha256 on the last chunk only (PDD-KV-006)", `last=${last} sha=${hasSha}`);
-        if (hasSha) sha = c.imageSha256 as Uint8Array;
+        const size = checkKvChunk(f.kvChunk as Record<string, unknown>, kv, CHUNK, promptTokens);
         // Return the credit as we consume, as a device should (PDD-KV-009).
-        credit += data.length;
-        q.send({ kvCredit: { requestId: 1, bytes: String(data.length) } });
+        kv.credit += size;
+        q.send({ kvCredit: { requestId: 1, bytes: String(size) } });
       }
-      expectThat(total > 0, "a KV image announced by its total_bytes (PDD-KV-004)", String(total));
+      expectThat(kv.total > 0, "a KV image announced by its total_bytes (PDD-KV-004)", String(kv.total));
       // A cloud may abandon a transfer (§4.2: "finished or abandoned"), for one
       // an image too big to send within its grace; End then says what was sent.
-      if (received === total)
+      if (kv.received === kv.total)
         expectThat(
-          sha !== undefined && sha256(Buffer.concat(parts)).equals(Buffer.from(sha)),
+          kv.sha !== undefined && sha256(Buffer.concat(kv.parts)).equals(Buffer.from(kv.sha)),
           "the image's SHA-256 on the last chunk (PDD-KV-006)",
           "a different digest",
         );
       expectThat(
-        Number(field(end, "end.usage.kvBytesSent")) === received,
-        `usage.kv_bytes_sent = ${received} (PDD-KV-010)`,
+        Number(field(end, "end.usage.kvBytesSent")) === kv.received,
+        `usage.kv_bytes_sent = ${kv.received} (PDD-KV-010)`,
         String(field(end, "end.usage.kvBytesSent")),
       );
       q.close();
@@ -848,4 +810,55 @@ export const CLOUD_CASES: Case[] = [
 
 function sha256(b: Uint8Array): Buffer {
   return createHash("sha256").update(b).digest();
+}
+
+/** What a KV transfer has shown so far (cloud.kv.stream). */
+interface KvProgress {
+  received: number;
+  /** total_bytes of the first chunk; -1 before it. */
+  total: number;
+  /** Credit granted so far, initial plus returned. */
+  credit: number;
+  sha: Uint8Array | undefined;
+  parts: Uint8Array[];
+}
+
+/** Checks one KvChunk (PDD-KV-004/005/006/008/012), records it in `kv` and returns its size. */
+function checkKvChunk(c: Record<string, unknown>, kv: KvProgress, chunkBytes: number, promptTokens: number): number {
+  const data = c.data as Uint8Array;
+  expectThat(Number(c.offset) === kv.received, `chunk at offset ${kv.received} (PDD-KV-004)`, String(c.offset));
+  expectThat(
+    data.length > 0 && data.length <= chunkBytes,
+    `a non-empty chunk of at most ${chunkBytes} bytes (PDD-KV-005)`,
+    String(data.length),
+  );
+  expectThat(
+    crc32(data) === Number(c.crc32),
+    "CRC-32 of the chunk's data (PDD-KV-006)",
+    `${c.crc32} vs ${crc32(data)}`,
+  );
+  expectThat(
+    kv.received + data.length <= kv.credit,
+    `no more than the ${kv.credit} bytes of credit granted (PDD-KV-008)`,
+    String(kv.received + data.length),
+  );
+  expectThat(
+    Number(c.tokenCount) >= promptTokens,
+    "token_count covering at least the prompt (PDD-KV-012)",
+    `${c.tokenCount} < ${promptTokens}`,
+  );
+  if (kv.total >= 0)
+    expectThat(
+      Number(c.totalBytes) === kv.total,
+      "the same total_bytes on every chunk (PDD-KV-004)",
+      String(c.totalBytes),
+    );
+  kv.total = Number(c.totalBytes);
+  kv.parts.push(data);
+  kv.received += data.length;
+  const last = kv.received === kv.total;
+  const hasSha = (c.imageSha256 as Uint8Array).length > 0;
+  expectThat(last === hasSha, "image_sha256 on the last chunk only (PDD-KV-006)", `last=${last} sha=${hasSha}`);
+  if (hasSha) kv.sha = c.imageSha256 as Uint8Array;
+  return data.length;
 }

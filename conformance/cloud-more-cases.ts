@@ -18,6 +18,7 @@ import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } fro
 import { ggufFingerprints } from "./fingerprints.js";
 import { Refused, type RawSession } from "./raw-client.js";
 import { decodeCloud, encodeDevice, render, type Frame } from "./wire.js";
+import { walkMsgpack } from "./msgpack-walk.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,105 +52,6 @@ async function rawClose(s: RawSession, ms: number): Promise<{ code: number; reas
   const v = await s.next(ms);
   if (v === undefined) return undefined;
   return v instanceof Uint8Array ? "frame" : v;
-}
-
-/**
- * Walks one MessagePack value and reports the first extension type (PDD-CODEC-009)
- * and the type of every value by path, so bytes and 64-bit fields can be checked.
- */
-function walkMsgpack(b: Uint8Array): { ext: string | undefined; types: Map<string, string> } {
-  const types = new Map<string, string>();
-  let ext: string | undefined;
-  let i = 0;
-  const u8 = () => b[i++]!;
-  const be = (n: number) => {
-    let v = 0;
-    for (let k = 0; k < n; k++) v = v * 256 + u8();
-    return v;
-  };
-  const skip = (n: number) => {
-    i += n;
-  };
-  const str = (n: number) => {
-    const s = Buffer.from(b.subarray(i, i + n)).toString("utf8");
-    i += n;
-    return s;
-  };
-  const value = (path: string): unknown => {
-    const t = u8();
-    const note = (kind: string) => types.set(path, kind);
-    if (t <= 0x7f || t >= 0xe0) return note("int");
-    if (t >= 0x80 && t <= 0x8f) return map(path, t & 0x0f);
-    if (t >= 0x90 && t <= 0x9f) return arr(path, t & 0x0f);
-    if (t >= 0xa0 && t <= 0xbf) return (note("str"), str(t & 0x1f));
-    switch (t) {
-      case 0xc0:
-        return note("nil");
-      case 0xc2:
-      case 0xc3:
-        return note("bool");
-      case 0xc4:
-        return (note("bin"), skip(be(1)));
-      case 0xc5:
-        return (note("bin"), skip(be(2)));
-      case 0xc6:
-        return (note("bin"), skip(be(4)));
-      case 0xca:
-        return (note("float"), skip(4));
-      case 0xcb:
-        return (note("float"), skip(8));
-      case 0xcc:
-      case 0xd0:
-        return (note("int"), skip(1));
-      case 0xcd:
-      case 0xd1:
-        return (note("int"), skip(2));
-      case 0xce:
-      case 0xd2:
-        return (note("int"), skip(4));
-      case 0xcf:
-      case 0xd3:
-        return (note("int"), skip(8));
-      case 0xd9:
-        return (note("str"), str(be(1)));
-      case 0xda:
-        return (note("str"), str(be(2)));
-      case 0xdb:
-        return (note("str"), str(be(4)));
-      case 0xdc:
-        return arr(path, be(2));
-      case 0xdd:
-        return arr(path, be(4));
-      case 0xde:
-        return map(path, be(2));
-      case 0xdf:
-        return map(path, be(4));
-      default:
-        ext ??= `type byte 0x${t.toString(16)} at ${path || "the top"}`;
-        throw new Error("extension");
-    }
-  };
-  const map = (path: string, n: number) => {
-    for (let k = 0; k < n; k++) {
-      const keyType = b[i]!;
-      const key =
-        keyType >= 0xa0 && keyType <= 0xbf
-          ? (i++, str(keyType & 0x1f))
-          : keyType === 0xd9
-            ? (i++, str(be(1)))
-            : String(value(`${path}.<key>`));
-      value(path ? `${path}.${key}` : key);
-    }
-  };
-  const arr = (path: string, n: number) => {
-    for (let k = 0; k < n; k++) value(`${path}[]`);
-  };
-  try {
-    value("");
-  } catch {
-    // ext recorded
-  }
-  return { ext, types };
 }
 
 export const MORE_CLOUD_CASES: Case[] = [

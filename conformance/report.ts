@@ -44,5 +44,8 @@ export function junit(results: CaseResult[]): string {
           : "";
     return `  <testcase classname="pdd.conformance" name="${name}" time="${(r.ms / 1000).toFixed(3)}">${props}${body}</testcase>`;
   });
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="pdd-conformance" tests="${results.length}" failures="${failures}" skipped="${skipped}">\n${cases.join("\n")}\n</testsuite>\n`;
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="pdd-conformance" tests="${results.length}" ` +
+    `failures="${failures}" skipped="${skipped}">\n${cases.join("\n")}\n</testsuite>\n`
+  );
 }

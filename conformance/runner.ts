@@ -6,7 +6,7 @@ import { DEVICE_CASES } from "./device-cases.js";
 import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
-import { grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
+import { grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
 import type { Codec } from "./wire.js";
 import { createHash, X509Certificate } from "node:crypto";
 

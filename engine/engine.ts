@@ -217,7 +217,7 @@ export class Slot implements InferenceSlot {
    */
   async prefill(
     tokens: readonly number[],
-    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {},
+    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | undefined } = {},
   ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
     const offset = this.pending === undefined ? 0 : 1; // a pending token leads `tokens`

@@ -104,7 +104,10 @@ describe("simulated engine", () => {
     const e = fast(INSTANT, 1);
     const a = await e.acquire();
     let got = false;
-    const b = e.acquire().then((s) => ((got = true), s));
+    const b = e.acquire().then((s) => {
+      got = true;
+      return s;
+    });
     await new Promise((r) => setImmediate(r)); // a free sequence would have been handed over by now
     expect(got).toBe(false);
     expect(e.busy).toBe(1);

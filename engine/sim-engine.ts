@@ -138,7 +138,9 @@ export class SimEngine implements InferenceEngine {
     MAGIC.copy(out, 0);
     out.set(this.info.modelFingerprint, MAGIC.length);
     out.writeUInt32LE(tokens.length, MAGIC.length + 32);
-    tokens.forEach((t, i) => out.writeUInt32LE(t, MAGIC.length + 36 + 4 * i));
+    tokens.forEach((t, i) => {
+      out.writeUInt32LE(t, MAGIC.length + 36 + 4 * i);
+    });
     return out;
   }
 
@@ -185,7 +187,7 @@ class SimSlot implements InferenceSlot {
 
   async prefill(
     tokens: readonly number[],
-    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {},
+    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | undefined } = {},
   ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
     if (this.tokens.length + tokens.length > this.engine.contextSize)

@@ -17,7 +17,7 @@ import {
   ErrorCode,
   KvFormat,
   PddError,
-  PrefillRequestSchema,
+  type PrefillRequestSchema,
   type CloudFrame,
 } from "../proto/index.js";
 import { memoryCloud, type MemoryCloud, type MemoryConnection } from "./test/memory-cloud.js";

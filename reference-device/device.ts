@@ -280,5 +280,6 @@ export class PdDevice {
 
 /** A stand-in link for a cloud that could not be reached: the run falls back at once. */
 function unreachable(): CloudLink {
+  // CloudLink is a class with a private constructor; a run-facing link interface would replace this (DeviceRun split).
   return { live: false, lostWith: { message: "unreachable" } } as unknown as CloudLink;
 }

@@ -107,7 +107,7 @@ export class DeviceRun {
 
   constructor(
     private readonly engine: Engine,
-    private readonly prompt: string,
+    prompt: string,
     private readonly link: CloudLink | undefined,
     private readonly opts: RunOptions,
   ) {

@@ -6,14 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CloudFrameSchema,
-  DeviceFrameSchema,
-  ErrorCode,
-  PddError,
-  type CloudFrame,
-  type DeviceFrame,
-} from "../proto/index.js";
+import { CloudFrameSchema, DeviceFrameSchema, ErrorCode, PddError } from "../proto/index.js";
 import type { CloudStream, DeviceStream, PddServer, ServerOptions } from "./message-stream.js";
 import { startNetem } from "./netem.js";
 import { BINDINGS, type Binding } from "./test/bindings.js";

@@ -16,7 +16,8 @@ function traceFile(rows: number): string {
   for (let i = 0; i < rows; i++) {
     const s = (i * 0.37).toFixed(7).padStart(10, "0");
     lines.push(
-      `2023-11-16 18:${String(15 + Math.floor(i / 60)).padStart(2, "0")}:${String(i % 60).padStart(2, "0")}.${s.split(".")[1]},${200 + ((i * 7919) % 3000)},${10 + ((i * 104729) % 400)}`,
+      `2023-11-16 18:${String(15 + Math.floor(i / 60)).padStart(2, "0")}:${String(i % 60).padStart(2, "0")}.${s.split(".")[1]},` +
+        `${200 + ((i * 7919) % 3000)},${10 + ((i * 104729) % 400)}`,
     );
   }
   const path = join(mkdtempSync(join(tmpdir(), "pdd-trace-")), "trace.csv");
@@ -117,7 +118,7 @@ describe("trace simulation", () => {
     }
   });
 
-  it("P/D planner keeps every request of every synthetic shape without a stall, and at the target TPOT on long-prompt/short-answer and short-prompt/long-answer, with batched cloud decoding", () => {
+  it("P/D planner keeps every synthetic shape without a stall, at the target TPOT but for bursts on the NPU, with batched decoding", () => {
     for (const shape of SHAPES)
       for (const device of [PHONE, PHONE_NPU]) {
         const t = synthesize(shape, 1500, 1);

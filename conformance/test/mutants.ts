@@ -116,7 +116,9 @@ export async function startMutant(
       headers: token ? { authorization: `Bearer ${token}` } : {},
     });
     const pending: Buffer[] = [];
-    server.on("open", () => pending.splice(0).forEach((b) => server.send(b)));
+    server.on("open", () => {
+      for (const b of pending.splice(0)) server.send(b);
+    });
     client.on("message", (b: Buffer) => {
       let out: Buffer[] = [b];
       if (m.up) {

@@ -8,7 +8,7 @@
  * `if (slot)`; connection.ts checks its own flag, not the stream's;
  * stream-base.ts resolves blocked senders on close).
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import { eachBinding } from "../harness/cases.js";
 import type { CloudProcess } from "../harness/cloud-process.js";

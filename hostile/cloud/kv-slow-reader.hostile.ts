@@ -6,7 +6,7 @@
  * With one sequence, every other device then waits.
  */
 import { eachBinding } from "../harness/cases.js";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";

@@ -5,7 +5,7 @@
  * so one connection's Pings delay every other connection's tokens.
  */
 import { eachBinding } from "../harness/cases.js";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";

@@ -6,7 +6,7 @@
  * parks partial 4 MiB frames, and tokenizes a prompt before checking its size
  * (reference-cloud/request.ts `serve`).
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { decodeCloud } from "../../conformance/wire.js";
 import { CloudFixture, type Baseline } from "../harness/aftermath.js";
 import { eachBinding } from "../harness/cases.js";
@@ -219,5 +219,10 @@ async function parkPartialFrames(
       });
     }
   }
-  return { closedCount: () => closed, release: () => releases.forEach((r) => r()) };
+  return {
+    closedCount: () => closed,
+    release: () => {
+      for (const r of releases) r();
+    },
+  };
 }

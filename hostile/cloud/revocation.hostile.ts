@@ -6,7 +6,7 @@
  * (`ctx.keyLimit` finds no entry).
  */
 import { create } from "@bufbuild/protobuf";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { DeviceFrameSchema, ErrorCode } from "../../proto/index.js";
 import { CloudFixture } from "../harness/aftermath.js";
 import { eachBinding } from "../harness/cases.js";

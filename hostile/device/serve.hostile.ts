@@ -136,7 +136,11 @@ describe("item 10: pdd device serve is not open to any web page", () => {
           method: "POST",
           headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
         },
-        (res) => res.once("data", () => (req.destroy(), resolve())),
+        (res) =>
+          res.once("data", () => {
+            req.destroy();
+            resolve();
+          }),
       );
       req.on("error", () => resolve());
       req.end(body);

@@ -58,17 +58,19 @@ async function pddProbe(url: string, cert: { cert: string }): Promise<Probe> {
   return {
     async roundTrip() {
       const t0 = now();
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         tokenWaiter = resolve;
-        void s.send(ping);
+        s.send(ping).catch(reject);
       });
       return now() - t0;
     },
     bulk(mib) {
       bulkBytes = 0;
-      return new Promise<void>((resolve) => {
+      return new Promise<void>((resolve, reject) => {
         bulkWaiter = { need: mib * MiB, resolve };
-        void s.send(create(DeviceFrameSchema, { body: { case: "progress", value: { prefilledTokens: mib } } }));
+        s.send(create(DeviceFrameSchema, { body: { case: "progress", value: { prefilledTokens: mib } } })).catch(
+          reject,
+        );
       });
     },
     close: () => s.close(),
@@ -238,11 +240,15 @@ const table = [
   }),
 ];
 table[0]!.push("RTT p99 under KV ms", "×floor");
-rows.forEach((r, i) => table[i + 1]!.push(f(r.loadP99), `${(r.loadP99 / floorOf(r).loadP99).toFixed(2)}×`));
+for (const [i, r] of rows.entries())
+  table[i + 1]!.push(f(r.loadP99), `${(r.loadP99 / floorOf(r).loadP99).toFixed(2)}×`);
 const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
 const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
 console.log(
-  `one-token frame round trips: ${ROUND_TRIPS} per transport, interleaved in 10 rounds after 300 warm-up; bulk: ${BULK_MIB} MiB in 1 MiB chunks; under load: ${LOAD_MIB} MiB transfer; node ${process.version}; loopback, no emulated network. Each pdd binding is compared with its floor: cleartext with cleartext, TLS with TLS\n`,
+  `one-token frame round trips: ${ROUND_TRIPS} per transport, interleaved in 10 rounds after ` +
+    `300 warm-up; bulk: ${BULK_MIB} MiB in 1 MiB chunks; under load: ${LOAD_MIB} MiB transfer; ` +
+    `node ${process.version}; loopback, no emulated network. Each pdd binding is compared with its floor: ` +
+    `cleartext with cleartext, TLS with TLS\n`,
 );
 console.log(line(table[0]!));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
@@ -255,7 +261,8 @@ for (const r of rows.filter((x) => x.name.startsWith("pdd")))
     `target p50 within 1.5× of its floor: ${r.name} ${(r.p50 / floorOf(r).p50).toFixed(2)}× ${r.p50 <= 1.5 * floorOf(r).p50 ? "MET" : "NOT MET"}`,
   );
 console.log(
-  `target WebTransport token p99 under KV load better than WebSocket over TLS: ${f(wt.loadP99)} vs ${f(ws.loadP99)} ms ${wt.loadP99 < ws.loadP99 ? "MET" : "NOT MET"}`,
+  `target WebTransport token p99 under KV load better than WebSocket over TLS: ${f(wt.loadP99)} vs ` +
+    `${f(ws.loadP99)} ms ${wt.loadP99 < ws.loadP99 ? "MET" : "NOT MET"}`,
 );
 await worker.terminate();
 process.exit(0);

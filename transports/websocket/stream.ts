@@ -41,7 +41,8 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
       pauseReading: () => init.ws.pause(),
       resumeReading: () => init.ws.resume(),
     });
-    const ws = (this.ws = init.ws);
+    this.ws = init.ws;
+    const ws = init.ws;
     ws.binaryType = "nodebuffer";
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       this.lastHeard = Date.now();

@@ -26,6 +26,12 @@ export interface WebTransportClientOptions extends ClientOptions {
  * WebTransport client cannot set request headers. A self-signed server is
  * trusted through `serverCertificateHashes` or, equivalently, `ca` (its PEM).
  */
+type ClientSession = WtSession & {
+  createBidirectionalStream(): Promise<WtBidi>;
+  /** The library's internals, where the HTTP/2 session for keep-alive lives. */
+  sessionint?: { objint?: { stream?: { session?: Http2Session } } };
+};
+
 export async function connectWebTransport(url: string, options: WebTransportClientOptions = {}): Promise<DeviceStream> {
   const { wt, http3Available } = await loadWebTransport();
   const codec = options.codec ?? "proto";
@@ -33,11 +39,15 @@ export async function connectWebTransport(url: string, options: WebTransportClie
   target.searchParams.set("codec", codec);
   if (options.authToken) target.searchParams.set("access_token", options.authToken);
   const hashes = options.serverCertificateHashes ?? (options.ca ? [certificateSha256(options.ca)] : undefined);
-  const session = new wt.WebTransport(target.toString(), {
+  // Typed by the library as the W3C WebTransportOptions, the constructor also reads its
+  // HttpClientInit fields (forceReliable, the flow-control windows): passed as a variable, not a literal.
+  const init = {
     forceReliable: !(options.preferHttp3 && http3Available),
     serverCertificateHashes: hashes?.map((value) => ({ algorithm: "sha-256", value })),
     ...WT_WINDOWS,
-  } as never) as unknown as WtSession & { createBidirectionalStream(): Promise<WtBidi> };
+  };
+  // The library types the session by the WebTransport API; ClientSession names what we use, and its internals.
+  const session: ClientSession = new wt.WebTransport(target.toString(), init);
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -81,8 +91,7 @@ export async function connectWebTransport(url: string, options: WebTransportClie
     );
   }
   return new WtStream<CloudFrame, DeviceFrame>({
-    http2Session: (session as unknown as { sessionint?: { objint?: { stream?: { session?: Http2Session } } } })
-      .sessionint?.objint?.stream?.session,
+    http2Session: session.sessionint?.objint?.stream?.session,
     pingIntervalMs: options.pingIntervalMs,
     deadPeerTimeoutMs: options.deadPeerTimeoutMs,
     session,
