@@ -423,6 +423,20 @@ export const MORE_CLOUD_CASES: Case[] = [
     },
   },
   {
+    id: "cloud.codec.msgpack-utf8",
+    title: "rejects a MessagePack str that is not UTF-8 as MALFORMED_FRAME, as the protobuf codec does",
+    role: "cloud",
+    codecs: ["msgpack"],
+    requirements: ["PDD-CODEC-015"],
+    async run(p) {
+      await p.hello();
+      const bytes = encodeDevice(prefill(1, { text: "Tell me about the fox QQQQ." }), "msgpack");
+      bytes[Buffer.from(bytes).indexOf("QQQQ")] = 0xff; // same length: the str header still holds
+      p.sendBytes(bytes, "a PrefillRequest whose text holds the byte 0xFF");
+      await expectConnectionError(p, "ERROR_CODE_MALFORMED_FRAME", 1, "PDD-CODEC-015");
+    },
+  },
+  {
     id: "cloud.limit.device-frame-size",
     title: "sends no frame larger than the device's max_frame_bytes, cutting KV chunks to fit",
     role: "cloud",

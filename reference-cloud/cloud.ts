@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { readFileSync } from "node:fs";
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
 import { ensureDefaultModel, loadEngine, type InferenceEngine } from "../engine/index.js";
@@ -59,13 +59,17 @@ export function readKeys(path: string): { key: string; maxConcurrent?: number }[
     .filter((k): k is { key: string; maxConcurrent?: number } => k !== undefined);
 }
 
-function constantTimeIncludes(keys: readonly string[], token: string): boolean {
+const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
+
+/**
+ * Whether `token` is one of the keys, in a time that depends on neither the
+ * token nor which key matched: fixed-length SHA-256 digests compared in
+ * constant time, every key compared, no early exit (PDD-SEC-003).
+ */
+export function constantTimeIncludes(keyDigests: readonly Buffer[], token: string): boolean {
+  const t = digest(token);
   let found = false;
-  const t = Buffer.from(token);
-  for (const k of keys) {
-    const kb = Buffer.from(k);
-    if (kb.length === t.length && timingSafeEqual(kb, t)) found = true; // no early exit (PDD-SEC-003)
-  }
+  for (const k of keyDigests) found = timingSafeEqual(k, t) || found;
   return found;
 }
 
@@ -112,7 +116,10 @@ export async function startCloud(
     get connections() {
       return state.connections.size;
     },
-    reloadKeys: () => keyRing.reload(),
+    reloadKeys: () => {
+      keyRing.reload();
+      for (const c of ctx.connections) c.recheckCredential(); // revoked keys lose their connections (PDD-SEC-009)
+    },
     async close(opts = {}) {
       state.draining = true;
       await drain(ctx, state.connections, 1000 * (opts.drainSeconds ?? config.drainSeconds));
@@ -136,20 +143,21 @@ function loadCloudEngine(config: CloudConfig): Promise<InferenceEngine> {
 /** The API keys of a keys file, re-read on reloadKeys (SIGHUP). */
 class KeyRing {
   list: { key: string; maxConcurrent?: number }[] | undefined;
-  keys: string[] | undefined;
+  /** SHA-256 of each key (PDD-SEC-003). */
+  keys: Buffer[] | undefined;
   constructor(
     private readonly file: string | undefined,
     private readonly log: Logger,
   ) {
     this.list = file ? readKeys(file) : undefined;
-    this.keys = this.list?.map((k) => k.key);
+    this.keys = this.list?.map((k) => digest(k.key));
   }
 
   reload(): void {
     if (!this.file) return;
     try {
       this.list = readKeys(this.file);
-      this.keys = this.list.map((k) => k.key);
+      this.keys = this.list.map((k) => digest(k.key));
       this.log.info("keys reloaded", { count: this.keys.length });
     } catch (e) {
       this.log.error("keys reload failed; keeping the old keys", { error: (e as Error).message });
@@ -182,6 +190,7 @@ function cloudContext(
     liveByKey: new Map(),
     draining,
     serverName: "pdd-cloud/0.1.0",
+    connections: new Set(),
     requests: new Set(),
   };
 }
@@ -192,7 +201,11 @@ async function listenAll(
   certificate: CloudPeer["certificate"],
   handlers: { onConnection: (stream: CloudStream) => void; authenticate: ((token?: string) => boolean) | undefined },
 ): Promise<{ servers: PddServer[]; urls: CloudPeer["urls"] }> {
-  const common = { ...handlers, maxFrameBytes: config.limits.maxFrameBytes };
+  const common = {
+    ...handlers,
+    maxFrameBytes: config.limits.maxFrameBytes,
+    handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
+  };
   const servers: PddServer[] = [];
   const urls: CloudPeer["urls"] = {};
   try {

@@ -11,6 +11,10 @@ import {
   Codec,
   DEFAULT_MAX_FRAME_BYTES,
   ErrorCode,
+  MAX_ERROR_MESSAGE_BYTES,
+  MAX_HELLO_LIST_ENTRIES,
+  MAX_PINGS_PER_SECOND,
+  MAX_REQUESTS_PER_SECOND,
   negotiateVersion,
   PddError,
   PROTOCOL_MAJOR,
@@ -22,9 +26,12 @@ import {
 } from "../proto/index.js";
 import type { CloudStream } from "../transports/index.js";
 import type { CloudContext } from "./context.js";
+import { PerSecond, truncateUtf8 } from "./peer-limits.js";
 import { CloudRequest, type RequestHost } from "./request.js";
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
+/** Frames served in a row before the loop lets other connections run (PDD-DOS-001). */
+const FRAMES_PER_TURN = 64;
 
 export class CloudConnection {
   /** The credential this connection authenticated with (when the cloud requires one). */
@@ -34,7 +41,12 @@ export class CloudConnection {
   private maxRequestId = 0;
   private goodbye = false;
   private closed = false;
+  /** The stream ended (the peer left, or we closed it): frames still queued in it are dropped, not served. */
+  private streamEnded = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Pings and PrefillRequests in the current one-second window, each at most 1,000 (PDD-DOS-001). */
+  private readonly pings = new PerSecond(MAX_PINGS_PER_SECOND);
+  private readonly asks = new PerSecond(MAX_REQUESTS_PER_SECOND);
 
   constructor(
     private readonly stream: CloudStream,
@@ -55,6 +67,7 @@ export class CloudConnection {
     extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {},
   ): Promise<void> {
     if (this.closed) return;
+    message = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES); // PDD-SEC-007: never a peer's input echoed whole
     this.ctx.metrics.errors.inc({ code: ErrorCode[code] ?? String(code) });
     this.ctx.log.info("connection error", { code: ErrorCode[code], message, peer: this.stream.remoteAddress });
     await this.send(
@@ -79,14 +92,21 @@ export class CloudConnection {
   async serve(): Promise<void> {
     const { ctx } = this;
     ctx.metrics.connections.inc();
+    ctx.connections.add(this);
+    this.stream.onClose(() => (this.streamEnded = true));
     const handshake = setTimeout(
       () =>
         void this.fail(ErrorCode.TIMEOUT, `no Hello within ${ctx.config.limits.handshakeTimeoutMs} ms (PDD-CONN-006)`),
       ctx.config.limits.handshakeTimeoutMs,
     );
+    let served = 0;
     try {
       for await (const frame of this.stream) {
-        if (this.closed) break;
+        // Frames already queued arrive without a turn of the event loop: yield now and then, so one busy
+        // connection cannot starve every other one (issue 13, item 8).
+        if (++served % FRAMES_PER_TURN === 0) await new Promise((r) => setImmediate(r));
+        // Nothing can be answered on a closed stream: serving its queued frames would only admit requests for nobody.
+        if (this.closed || this.streamEnded) break;
         this.touch();
         if (!this.hello) {
           clearTimeout(handshake);
@@ -109,9 +129,20 @@ export class CloudConnection {
       // Stop and free everything this connection started (PDD-CONN-017).
       for (const r of this.requests.values()) r.halt({ kind: "cancel" });
       await Promise.all([...this.requests.values()].map((r) => r.done));
+      ctx.connections.delete(this);
       ctx.metrics.connections.dec();
       await this.stream.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * The keys were reloaded: a connection whose credential is no longer
+   * accepted is closed with UNAUTHENTICATED (PDD-SEC-009), its requests
+   * stopped (issue 13, item 9).
+   */
+  recheckCredential(): void {
+    if (!this.hello || !this.ctx.authorize || this.ctx.authorize(this.credential)) return;
+    void this.fail(ErrorCode.UNAUTHENTICATED, "the credential was revoked (PDD-SEC-009)");
   }
 
   private touch(): void {
@@ -142,19 +173,32 @@ export class CloudConnection {
     if (b.case !== "hello")
       return this.fail(ErrorCode.PROTOCOL_VIOLATION, `first frame was ${b.case}, not Hello (PDD-CONN-002)`);
     const hello = b.value;
+    // The credential first: a peer without one learns nothing else, and costs no more work (issue 13, item 5).
+    const token = this.stream.authToken ?? (hello.authToken || undefined);
+    if (this.ctx.authorize && !this.ctx.authorize(token))
+      return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
+    const lists = {
+      versions: hello.versions.length,
+      codecs: hello.codecs.length,
+      kv_formats: hello.capabilities?.kvFormats.length ?? 0,
+    };
+    for (const [name, n] of Object.entries(lists))
+      if (n > MAX_HELLO_LIST_ENTRIES)
+        return this.fail(
+          ErrorCode.INVALID_ARGUMENT,
+          `Hello.${name} has ${n} entries; at most ${MAX_HELLO_LIST_ENTRIES} (PDD-LIMIT-007)`,
+        );
     const version = negotiateVersion(hello.versions, SUPPORTED);
     if (!version)
       return this.fail(
         ErrorCode.UNSUPPORTED_VERSION,
+        // The offered versions, not echoed whole: at most 8 of them (PDD-SEC-007).
         `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`,
         { supportedVersions: SUPPORTED },
       );
     const codec = this.stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
     if (!hello.codecs.includes(codec))
       return this.fail(ErrorCode.UNSUPPORTED_CODEC, `Hello.codecs lacks this connection's codec (PDD-CONN-007)`);
-    const token = this.stream.authToken ?? (hello.authToken || undefined);
-    if (this.ctx.authorize && !this.ctx.authorize(token))
-      return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
     this.credential = this.ctx.authorize ? token : undefined;
     this.hello = hello;
     const e = this.ctx.engine;
@@ -211,6 +255,11 @@ export class CloudConnection {
         return;
       }
       case "ping":
+        if (!this.pings.allow())
+          return this.fail(
+            ErrorCode.RESOURCE_EXHAUSTED,
+            `more than ${MAX_PINGS_PER_SECOND} Pings in one second (PDD-DOS-001)`,
+          );
         return this.send(
           create(CloudFrameSchema, {
             body: {
@@ -232,11 +281,37 @@ export class CloudConnection {
     }
   }
 
+  /**
+   * A request (a refusal too) stays in `requests` until its End has left.
+   * Past twice the live-request limit, the loop waits for one to leave before
+   * it reads on: a peer that does not read its answers then stops being read
+   * (flow control pushes back on it, and the write deadline ends it) instead
+   * of making the cloud hold an answer for each of its requests (issue 13,
+   * item 1: 150,000 refusals buffered for a gone WebSocket peer, 861 MiB).
+   */
+  private async untilAnswersLeave(): Promise<void> {
+    const most = 2 * this.ctx.config.limits.maxConcurrentRequests;
+    // The stream's close ends the wait too: the requests are halted only once the loop gets to its end.
+    while (this.requests.size >= most && !this.streamEnded)
+      await Promise.race([...[...this.requests.values()].map((r) => r.done), this.stream.closed]);
+  }
+
   private async onRequest(
     req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never,
   ): Promise<void> {
     const id = req.requestId;
     if (this.goodbye) return; // the device said goodbye; no new requests from it
+    if (this.ctx.authorize && !this.ctx.authorize(this.credential))
+      return this.fail(ErrorCode.UNAUTHENTICATED, "the credential was revoked (PDD-SEC-009)");
+    // Each request costs its refusal at least: a flood of them is a connection error, not 100,000 answers for a
+    // peer that may never read them (issue 13, item 1).
+    if (!this.asks.allow())
+      return this.fail(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `more than ${MAX_REQUESTS_PER_SECOND} PrefillRequests in one second (PDD-DOS-001)`,
+      );
+    await this.untilAnswersLeave();
+    if (this.streamEnded) return;
     if (id === 0 || id <= this.maxRequestId) {
       // PDD-SM-005: connection-scope, non-fatal; the live owner of the ID is untouched.
       this.ctx.metrics.errors.inc({ code: "DUPLICATE_REQUEST_ID" });

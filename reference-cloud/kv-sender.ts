@@ -84,7 +84,11 @@ export class KvTransfer {
   private sending: Promise<number> | undefined;
 
   constructor(
-    private readonly o: Pick<KvSendOptions, "requestId" | "chunkBytes" | "credit" | "send"> & { halted: AbortSignal },
+    private readonly o: Pick<KvSendOptions, "requestId" | "chunkBytes" | "credit" | "send"> & {
+      halted: AbortSignal;
+      /** Stops what the transport still holds of the transfer (WebTransport resets the KV stream, PDD-WT-003). */
+      abortBulk: () => void;
+    },
   ) {
     this.stop = AbortSignal.any([o.halted, this.abandoned.signal]);
   }
@@ -110,18 +114,22 @@ export class KvTransfer {
 
   /** Stops the transfer where it is (a request error: nothing but End may follow, PDD-ORD-004). */
   abandon(): void {
+    if (this.abandoned.signal.aborted) return;
     this.abandoned.abort();
+    if (this.sending) this.o.abortBulk();
   }
 
   /**
    * On a single stream End must follow the last chunk (PDD-KV-010): gives the
-   * device `graceMs` to take the rest, then abandons the transfer. A halt ends
-   * the wait at once.
+   * device `graceMs` to take the rest, then abandons the transfer
+   * (PDD-KV-018). A halt ends the wait at once. A chunk still blocked on the
+   * device's flow control is not awaited: it is already queued ahead of End,
+   * the transfer sends nothing after it, and the transport's write deadline
+   * ends a connection that never takes it.
    */
   async settle(graceMs: number): Promise<void> {
     if (!this.sending) return;
-    await Promise.race([this.sending, pause(graceMs, this.stop)]);
-    this.abandon();
-    await this.sending;
+    const sent = await Promise.race([this.sending.then(() => true), pause(graceMs, this.stop).then(() => false)]);
+    if (!sent) this.abandon();
   }
 }

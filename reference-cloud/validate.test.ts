@@ -38,6 +38,32 @@ const refusal = (f: () => unknown) => {
 };
 
 describe("validating a request at the cloud", () => {
+  it("refuses a text too long in bytes to fit the prompt limit without tokenizing it (PDD-REQ-011)", () => {
+    const counting = Object.assign(Object.create(engine) as SimEngine, {
+      tokenized: 0,
+      tokenize(text: string) {
+        this.tokenized++;
+        return engine.tokenize(text);
+      },
+    });
+    const longest = Math.max(...engine.pieces.map((p) => p.length));
+    const huge = request({ prompt: { case: "text", value: "x".repeat(63 * longest + 1) } });
+    expect(refusal(() => validateRequest(huge, context({ engine: counting })))).toBe(ErrorCode.PROMPT_TOO_LONG);
+    expect(counting.tokenized).toBe(0);
+    expect(refusal(() => validateRequest(request(), context({ engine: counting })))).toBeUndefined();
+    expect(counting.tokenized).toBe(1);
+  });
+
+  it("refuses a display pace slower than one token a second, which would pin a sequence (PDD-REQ-009)", () => {
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 1_000_000 }), context()))).toBeUndefined();
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 1_000_001 }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 2 ** 32 - 1 }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+  });
+
   it("grants the asked budget within the cloud's limit and the context left after the prompt", () => {
     expect(validateRequest(request(), context())).toMatchObject({ prompt: [256, 97, 98, 99], budget: 8 });
     expect(validateRequest(request({ cloudTokenBudget: 100 }), context()).budget).toBe(16);

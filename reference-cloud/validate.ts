@@ -8,6 +8,7 @@ import {
   EndReason,
   ErrorCode,
   KvFormat,
+  MAX_TARGET_TPOT_US,
   PddError,
   RefineMethod,
   type KvRequest,
@@ -36,7 +37,7 @@ export interface RequestPlan {
 }
 
 export interface ValidateContext {
-  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize">;
+  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize" | "pieces">;
   limits: CloudConfig["limits"];
   /** The model the device declared in its Hello. */
   deviceModel: ModelIdentity | undefined;
@@ -48,8 +49,15 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
   if (c.draining) throw new PddError(ErrorCode.UNAVAILABLE, "cloud is draining", { retryable: true });
   if (req.cloudTokenBudget < 1)
     throw new PddError(ErrorCode.INVALID_ARGUMENT, "cloud_token_budget must be at least 1 (PDD-REQ-004)");
-  const prompt = promptTokens(req, c);
+  // A slower pace would hold a sequence for hours per token (issue 13, item 2).
+  if (req.targetTpotUs > MAX_TARGET_TPOT_US)
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      `target_tpot_us ${req.targetTpotUs} is over ${MAX_TARGET_TPOT_US} (PDD-REQ-009)`,
+    );
   const maxPrompt = Math.min(limits.maxPromptTokens ?? engine.contextSize, engine.contextSize - 1);
+  refuseLongText(req, maxPrompt, engine);
+  const prompt = promptTokens(req, c);
   if (prompt.length > maxPrompt)
     throw new PddError(
       ErrorCode.PROMPT_TOO_LONG,
@@ -65,6 +73,33 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
     kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
     refine: req.refine ? refineGrant(req.refine) : undefined,
   };
+}
+
+/** The most bytes of text one token of the vocabulary stands for (PDD-REQ-011's L), by engine. */
+const longestPiece = new WeakMap<object, number>();
+
+/**
+ * PDD-REQ-011: a text longer than max_prompt_tokens × L bytes has more than
+ * max_prompt_tokens tokens, so it is refused without tokenizing it (a 4 MB
+ * prompt held the event loop for 1.7 s, issue 13, item 5).
+ */
+function refuseLongText(req: PrefillRequest, maxPrompt: number, engine: Pick<InferenceEngine, "pieces">): void {
+  if (req.prompt.case !== "text") return;
+  let l = longestPiece.get(engine);
+  if (l === undefined) {
+    l = 1;
+    for (const p of engine.pieces) l = Math.max(l, p.length);
+    longestPiece.set(engine, l);
+  }
+  // The UTF-8 length is at most 3 bytes per UTF-16 unit: no need to encode a text that is short anyway.
+  const text = req.prompt.value;
+  if (text.length * 3 <= maxPrompt * l) return;
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes > maxPrompt * l)
+    throw new PddError(
+      ErrorCode.PROMPT_TOO_LONG,
+      `prompt of ${bytes} bytes has more than ${maxPrompt} tokens (at most ${l} bytes a token; PDD-REQ-011)`,
+    );
 }
 
 function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {

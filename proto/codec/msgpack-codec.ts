@@ -35,6 +35,10 @@ export function createMsgpackCodec(options: CodecOptions = {}): FrameCodec {
           cause: e,
         });
       }
+      if (!validStrings(plain, bytes))
+        throw new PddError(ErrorCode.MALFORMED_FRAME, "a MessagePack str is not valid UTF-8 (PDD-CODEC-015)", {
+          local: "ERR_FRAME_DECODE",
+        });
       if (plain === null || typeof plain !== "object" || Array.isArray(plain) || plain instanceof Uint8Array) {
         throw new PddError(ErrorCode.MALFORMED_FRAME, `${schema.name} must be a MessagePack map`, {
           local: "ERR_FRAME_SCHEMA",
@@ -56,4 +60,19 @@ export function createMsgpackCodec(options: CodecOptions = {}): FrameCodec {
       return result.data as MessageShape<D>;
     },
   };
+}
+
+/**
+ * msgpackr decodes a str that is not UTF-8 with U+FFFD in place of the bad
+ * bytes, where the proto codec refuses the frame (issue 13, item 11: such a
+ * prompt was served over msgpack only). A decoded string holding U+FFFD is
+ * valid only if its UTF-8 encoding appears as such in the frame: a replaced
+ * byte never encodes back to itself. Strings without U+FFFD cost one scan.
+ */
+function validStrings(value: unknown, frame: Uint8Array): boolean {
+  if (typeof value === "string")
+    return !value.includes("\uFFFD") || Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).includes(value);
+  if (value === null || typeof value !== "object" || value instanceof Uint8Array) return true;
+  if (Array.isArray(value)) return value.every((v) => validStrings(v, frame));
+  return Object.entries(value).every(([k, v]) => validStrings(k, frame) && validStrings(v, frame));
 }

@@ -46,6 +46,7 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     inSchema: CloudFrameSchema,
     outSchema: DeviceFrameSchema,
     highWaterMark: options.highWaterMark,
+    writeDeadlineMs: options.writeDeadlineMs,
     maxFrameBytes,
     remoteAddress: url,
   });

@@ -26,6 +26,7 @@ export interface GrpcStreamInit {
   inSchema: DescMessage;
   outSchema: DescMessage;
   highWaterMark?: number;
+  writeDeadlineMs?: number;
   maxFrameBytes?: number;
   authToken?: string;
   remoteAddress?: string;

@@ -101,6 +101,7 @@ export async function connectWebTransport(url: string, options: WebTransportClie
     outSchema: DeviceFrameSchema,
     maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     highWaterMark: options.highWaterMark,
+    writeDeadlineMs: options.writeDeadlineMs,
     remoteAddress: url,
   });
 }

@@ -16,7 +16,7 @@ import {
   type DeviceFrame,
 } from "../../proto/index.js";
 import { admit, transportToken } from "../auth.js";
-import type { PddServer, ServerOptions } from "../message-stream.js";
+import { DEFAULTS, type PddServer, type ServerOptions } from "../message-stream.js";
 import { trackConnections } from "../server-util.js";
 import { codecFromQuery } from "../url.js";
 import { loadWebTransport } from "./module.js";
@@ -141,9 +141,16 @@ async function acceptSession(
       session.close({ closeCode: refusal.refuse, reason: refusal.reason });
       return undefined;
     }
-    const { value: control } = await session.incomingBidirectionalStreams!.getReader().read();
+    const bidis = session.incomingBidirectionalStreams!.getReader();
+    const timeoutMs = options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs;
+    const control = await firstStream(bidis, timeoutMs);
+    if (control === "timeout") {
+      // PDD-WT-006: no control stream within the handshake timeout (issue 13, item 6: such sessions were kept forever).
+      session.close({ closeCode: ErrorCode.TIMEOUT, reason: `no control stream within ${timeoutMs} ms` });
+      return undefined;
+    }
     if (!control) return undefined;
-    return new WtStream<DeviceFrame, CloudFrame>({
+    const stream = new WtStream<DeviceFrame, CloudFrame>({
       session,
       http2Session: session.objint?.stream?.session,
       pingIntervalMs: options.pingIntervalMs,
@@ -154,10 +161,34 @@ async function acceptSession(
       outSchema: CloudFrameSchema,
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       highWaterMark: options.highWaterMark,
+      writeDeadlineMs: options.writeDeadlineMs,
       authToken: info.token,
       remoteAddress: session.peerAddress,
+      refusePeerStreams: true,
     });
+    // A second bidirectional stream is a violation too (PDD-WT-006).
+    bidis.read().then(
+      ({ value }) => value && stream.refusePeer("the device opened a second bidirectional stream (PDD-WT-006)"),
+      () => undefined,
+    );
+    return stream;
   } catch {
     return undefined; // the session failed before its control stream opened
+  }
+}
+
+/** The session's first bidirectional stream, or "timeout" when none opens within `ms`. */
+async function firstStream<T>(
+  reader: { read(): Promise<{ value?: T; done: boolean }> },
+  ms: number,
+): Promise<T | undefined | "timeout"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((r) => {
+    timer = setTimeout(() => r("timeout"), ms);
+  });
+  try {
+    return await Promise.race([reader.read().then((r) => r.value), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
