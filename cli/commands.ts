@@ -16,9 +16,11 @@ export interface CommandSpec {
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "demo",
-    summary: "start a cloud and a device on loopback and answer prompts over every transport",
+    summary:
+      "a cloud behind an emulated network and a device: one long prompt over every transport, against the baselines",
     usage:
-      "pdd demo [--notes N] [--max-tokens N] [--budget N] [--device-ms-per-token N] [--codec proto|msgpack] [--json]",
+      "pdd demo [--device phone|phone-npu|none] [--no-sweep] [--rtt-ms 50] [--bandwidth-mbps 100]\n" +
+      "         [--notes N] [--max-tokens N] [--budget N] [--codec proto|msgpack] [--json]",
     load: async () => (await import("./demo.js")).runDemo,
   },
   {
@@ -89,8 +91,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "bench trace",
     summary: "simulate a request trace: device-only, cloud-only and P/D-Device side by side at several RTTs",
     usage:
-      "pdd bench trace --trace FILE [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
+      "pdd bench trace (--trace FILE | --shape long-prompt-short-answer|short-prompt-long-answer|bursty)\n" +
+      "                [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
       "                [--bandwidth-mbps M] [--refine-min-ratio R] [--jitter F] [--seed N] [--json FILE] [--plots DIR] [--real N]\n" +
+      "                [--batching vllm-h100|none] [--max-cloud-budget N]\n" +
       "                [--device-prefill T/S] [--device-decode T/S] [--device-profile phone|phone-npu]\n" +
       ("                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes " +
         "pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n") +
@@ -98,6 +102,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       "  --live N: also replay the first N requests through the real cloud, devices, binding and an emulated network,\n" +
       "            with simulated engines on the same profiles, at the trace's arrival times (× --time-scale),\n" +
       "            and compare each request with the model. Prompts and answers are clipped to --max-prompt/--max-answer.\n" +
+      "  --shape: a synthetic trace of that shape (bench/sim/shapes.ts), --limit requests, from --seed.\n" +
+      "  --batching: how a cloud sequence's decode slows with the batch (bench/sim/batching.ts); default vllm-h100.\n" +
       "  FILE: Azure LLM inference CSV (TIMESTAMP,ContextTokens,GeneratedTokens).",
     load: async () => (await import("./bench-trace.js")).runBenchTrace,
   },

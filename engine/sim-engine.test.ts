@@ -118,6 +118,19 @@ describe("simulated engine", () => {
     expect(e.busy).toBe(0);
   });
 
+  it("charges each decode step at the batch held at that step (batched decoding)", async () => {
+    const batches: number[] = [];
+    const e = new SimEngine({ profile: INSTANT, sequences: 3, decodeSlowdown: (b) => (batches.push(b), 1) });
+    const a = await e.acquire();
+    await a.prefill(e.tokenize("ab"));
+    for await (const _ of a.generate({}, 1));
+    const b = await e.acquire();
+    for await (const _ of a.generate({}, 1));
+    await b.release();
+    await a.release();
+    expect(batches).toEqual([1, 2]);
+  });
+
   it("is loaded by name, and an unknown profile is a typed error", async () => {
     const e = await loadEngine({ modelPath: "sim:phone", sequences: 3 });
     expect(e.capacity).toBe(3);

@@ -56,7 +56,12 @@ export interface Candidate {
 }
 
 export interface Plan {
-  mode: "pd" | "local";
+  /**
+   * "local": the device alone answers first. "cloud": the device could not
+   * catch up before the answer ends, so the cloud's budget is the whole
+   * answer and nothing is handed over. "pd": the cloud starts, the device takes over.
+   */
+  mode: "pd" | "local" | "cloud";
   chosen: Candidate;
   candidates: Candidate[];
   /** The same request served by the cloud alone and by the device alone. */
@@ -76,7 +81,7 @@ export function plan(i: PlanInput): Plan {
   const { chosen, ok } = choose(candidates, t.T);
   const deviceOnly = { ttftMs: t.devPrefillMs + t.devStep, maxTpotMs: Math.max(t.T, t.devStep) };
   const cloudOnly = { ttftMs: t.ttft, cloudCostMs: t.cloudPrefillMs + t.N * t.cloudStep };
-  const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : "pd";
+  const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : chosen.takeoverIndex >= t.N ? "cloud" : "pd";
   const firstTokensMs = Array.from({ length: Math.min(chosen.takeoverIndex + 1, 8) }, (_, k) =>
     round(chosen.ttftMs + k * t.I),
   );
@@ -190,7 +195,9 @@ function explain(
       : `No candidate keeps the target without a stall; chosen: the lowest max TPOT.`,
     p.mode === "local"
       ? `The device alone reaches its first token first: serve locally.`
-      : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${lower}% lower).`,
+      : p.mode === "cloud"
+        ? `The device cannot catch up before the answer's ${t.N} tokens end: the cloud serves the whole answer (no handover, no stall).`
+        : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${lower}% lower).`,
   ];
 }
 

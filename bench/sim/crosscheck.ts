@@ -51,12 +51,13 @@ export async function crossCheck(
       answerTokens: Math.min(r.answerTokens, o.maxAnswerTokens),
     }));
     const rows: CrossRow[] = [];
+    const before = deviceRates(device);
     for (const [i, r] of slice.entries()) {
       rows.push(await crossCheckOne(engine, device, r, rates, o.targetTpotMs));
       o.onProgress?.(i + 1, slice.length);
     }
-    // The device's rates are its running estimates, read as they stand at the end.
-    return { rows, rates: { ...rates, ...deviceRates(device) } };
+    // The device's rates as they stood before the slice (each request's prediction reads them as they stood before it).
+    return { rows, rates: { ...rates, ...before } };
   } finally {
     await device.close();
     await engine.close();
@@ -116,6 +117,9 @@ async function crossCheckOne(
 ): Promise<CrossRow> {
   const ids = engine.tokenize(SKELETON_TEXT.repeat(Math.ceil(r.promptTokens / 8) + 1)).slice(1, r.promptTokens);
   const prompt = Buffer.concat(ids.map((id) => engine.pieces[id] ?? new Uint8Array())).toString("utf8");
+  // The prediction reads only what the device knew before this request:
+  // generate() folds the request's own measurement into device.rates (learn()).
+  const known = deviceRates(device);
   const rep = await device.generate(prompt, { maxTokens: r.answerTokens, targetTpotMs });
   const predicted = simulate(
     [{ atMs: 0, promptTokens: engine.tokenize(prompt).length, answerTokens: r.answerTokens }],
@@ -132,8 +136,8 @@ async function crossCheckOne(
       device: {
         name: "measured",
         source: "this machine",
-        prefillTokPerS: deviceRates(device).devicePrefill,
-        decodeTokPerS: deviceRates(device).deviceDecode,
+        prefillTokPerS: known.devicePrefill,
+        decodeTokPerS: known.deviceDecode,
       },
       capacity: 4,
       targetTpotMs,

@@ -11,6 +11,7 @@ import { CLOUD_GPU, PHONE, SimEngine, type Profile } from "../../engine/index.js
 import { startCloud } from "../../reference-cloud/index.js";
 import { startNetem } from "../../transports/index.js";
 import { PdDevice, type Mode as RunMode } from "../../reference-device/index.js";
+import { NO_BATCHING, slowdown, type BatchingModel } from "./batching.js";
 import { simulate, type Mode, type RequestResult, type SimConfig } from "./simulate.js";
 import type { TraceRequest } from "./trace.js";
 
@@ -32,6 +33,8 @@ export interface LiveConfig {
   arrivalScale: number;
   device: Profile;
   cloud: Profile;
+  /** How the cloud's decode slows with its batch (batching.ts), in the live cloud engine and the model alike. Default: none. */
+  batching?: BatchingModel;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -86,12 +89,18 @@ export function modelConfig(c: Omit<LiveConfig, "onProgress">): SimConfig {
     jitter: 0,
     seed: 1,
     cloudPace: 0,
+    batching: c.batching,
   };
 }
 
 export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveConfig): Promise<LiveRun> {
   const predicted = simulate(trace, LIVE_MODES.find(([m]) => m === mode)![1], modelConfig(c));
-  const engine = new SimEngine({ profile: c.cloud, sequences: c.capacity });
+  const batching = c.batching ?? NO_BATCHING;
+  const engine = new SimEngine({
+    profile: c.cloud,
+    sequences: c.capacity,
+    decodeSlowdown: (b) => slowdown(batching, Math.max(1, b)),
+  });
   const cloud = await startLiveCloud(mode, c, engine);
   const direct = cloud.urls[c.transport]!;
   const path = await startNetem({

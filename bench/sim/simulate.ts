@@ -8,6 +8,7 @@
  */
 import { prng } from "../../shared/index.js";
 import { plan, SpeedController, type PlanInput } from "../../reference-device/index.js";
+import { NO_BATCHING, slowdown, type BatchingModel } from "./batching.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
 
@@ -39,6 +40,14 @@ export interface SimConfig {
    * i·target/pace after the first (0, the default: as fast as it decodes).
    */
   cloudPace?: number;
+  /**
+   * How a cloud sequence's decode slows with the batch (batching.ts); each
+   * request decodes at the rate of the batch it joins (the sequences busy
+   * when it is admitted, itself included) for its whole life. Default: none.
+   */
+  batching?: BatchingModel;
+  /** The cloud's max_cloud_token_budget: the most a P/D request may ask. Default 256, the reference cloud's. */
+  maxCloudBudget?: number;
 }
 
 export interface RequestResult {
@@ -92,9 +101,10 @@ function throughCloud(
   let slot = 0;
   for (let s = 1; s < free.length; s++) if (free[s]! < free[slot]!) slot = s;
   const start = Math.max(atCloud, free[slot]!);
-  const { B, ratio } = mode.kind === "pd" ? pdBudget(r, rtt, start - atCloud, mode, c) : { B: N, ratio: 1 };
+  const batch = 1 + free.filter((f, s) => s !== slot && f > start).length;
+  const cloudStep = (1000 / c.cloud.decodeTokPerS) * slowdown(c.batching ?? NO_BATCHING, batch);
+  const { B, ratio } = mode.kind === "pd" ? pdBudget(r, rtt, start - atCloud, cloudStep, mode, c) : { B: N, ratio: 1 };
   // Cloud token i leaves when it is decoded (and, with a pace, when it is due).
-  const cloudStep = 1000 / c.cloud.decodeTokPerS;
   const prefillMs = (1000 * r.promptTokens) / c.cloud.prefillTokPerS;
   const pace = c.cloudPace ?? 0;
   const sentAt = (i: number) =>
@@ -127,6 +137,7 @@ function pdBudget(
   r: TraceRequest,
   rtt: number,
   queueMs: number,
+  cloudStep: number,
   mode: Extract<Mode, { kind: "pd" }>,
   c: SimConfig,
 ): { B: number; ratio: number } {
@@ -137,10 +148,10 @@ function pdBudget(
     answerTokens: N,
     rttMs: rtt,
     bandwidthMbps: c.bandwidthMbps,
-    cloud: { queueMs, prefillTokPerS: c.cloud.prefillTokPerS, decodeTokPerS: c.cloud.decodeTokPerS },
+    cloud: { queueMs, prefillTokPerS: c.cloud.prefillTokPerS, decodeTokPerS: 1000 / cloudStep },
     device: { prefillTokPerS: c.device.prefillTokPerS, decodeTokPerS: c.device.decodeTokPerS },
     targetTpotMs: c.targetTpotMs,
-    budget: { min: 1, max: 256 },
+    budget: { min: 1, max: c.maxCloudBudget ?? 256 },
     refine: { allowed: c.minRefineRatio < 1, minRatio: c.minRefineRatio },
   };
   const p = plan(input);
