@@ -87,3 +87,8 @@ export async function decoyImage(
   }
   return changed > 0 ? { image, trueImage } : undefined;
 }
+
+/** An answer that max_tokens cut inside a character may end in U+FFFD or hold the partial character back. */
+export function withoutCutChar(text: string): string {
+  return text.replace(/\uFFFD+$/, "");
+}

@@ -140,7 +140,7 @@ describe("a halted request ends at once", () => {
       cloudTokenBudget: 2,
       targetTpotUs: 0,
       prompt: { case: "text", value: "x".repeat(400) },
-      kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 1024, initialCreditBytes: 1024n },
+      kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 4096, initialCreditBytes: 4096n },
     });
     await cloud.frame(of(1, "kvChunk"));
     await cloud.frame((f) => f.body.case === "tokenBatch");
@@ -157,7 +157,7 @@ describe("a halted request ends at once", () => {
       cloudTokenBudget: 2,
       targetTpotUs: 0,
       prompt: { case: "text", value: "x".repeat(400) },
-      kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 1024, initialCreditBytes: 1024n },
+      kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 4096, initialCreditBytes: 4096n },
     });
     await cloud.frame(of(1, "kvChunk"));
     await ask(cloud, 2, { cloudTokenBudget: 2, targetTpotUs: 0 }); // queued behind request 1's sequence

@@ -13,6 +13,9 @@ import { DEFAULTS, type ClientOptions, type DeviceStream } from "../message-stre
 import { parseEndpoint } from "../url.js";
 import { GrpcStream } from "./stream.js";
 
+/** How long a closed connection waits for the cloud to end the call before its HTTP/2 session goes. */
+const CALL_END_GRACE_MS = 2_000;
+
 export interface GrpcClientOptions extends ClientOptions {
   /** Wire protocol: "grpc" (default) or "connect". */
   protocol?: "grpc" | "connect";
@@ -69,10 +72,17 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     headers: options.authToken ? { authorization: `Bearer ${options.authToken}` } : {},
     signal: abort.signal,
   });
-  void stream
+  const pumped = stream
     .pump(responses)
     .then(() => stream.peerEnded(undefined))
     .catch((e: unknown) => stream.peerEnded(ConnectError.from(e)));
-  void stream.closed.then(() => setImmediate(() => sessionManager.abort()));
+  // The session goes once the call has ended both ways (the cloud saw our half-close as graceful), or,
+  // for a cloud that never ends its half, a grace period after ours.
+  void stream.closed.then(async () => {
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([pumped, new Promise((r) => (grace = setTimeout(r, CALL_END_GRACE_MS).unref()))]);
+    clearTimeout(grace);
+    setImmediate(() => sessionManager.abort());
+  });
   return stream;
 }
