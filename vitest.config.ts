@@ -13,6 +13,7 @@ const SLOWEST_FIRST = [
   "conformance/fuzz-cloud.test.ts",
   "conformance/conformance-cloud.test.ts",
   "conformance/conformance-device.test.ts",
+  "conformance/conformance-device-kv.test.ts",
   "conformance/fuzz-device.test.ts",
   "reference-device/interop.test.ts",
   "reference-device/fallback.test.ts",

@@ -3,8 +3,29 @@
  * trace simulation with its live replay and llama.cpp cross-check. The
  * benchmark scripts (*.bench.ts) are entry points, not imported.
  */
-export { demoPrompt, runDemo, type DemoOptions, type DemoRun } from "./demo.js";
-export { liveMarkdown, markdown, median, runTraceBench, writePlots, type Row } from "./sim/bench.js";
+export {
+  DEVICE_SPEEDS,
+  demoPrompt,
+  deviceSetting,
+  runDemo,
+  type DemoOptions,
+  type DemoRow,
+  type DemoRun,
+  type DeviceSetting,
+  type DeviceSpeed,
+} from "./demo.js";
+export {
+  batchingComparison,
+  liveMarkdown,
+  markdown,
+  median,
+  runTraceBench,
+  VALIDATION_NOTE,
+  writePlots,
+  type Row,
+} from "./sim/bench.js";
+export { NO_BATCHING, slowdown, VLLM_H100_8B, type BatchingModel } from "./sim/batching.js";
+export { SHAPES, synthesize, type Shape } from "./sim/shapes.js";
 export { crossCheck, type CrossOptions, type CrossRow } from "./sim/crosscheck.js";
 export { DEFAULT_LIVE, replayLive, type LiveConfig, type LiveMode, type LiveRun } from "./sim/live.js";
 export { CLOUD_GPU, PHONE, PHONE_NPU, PROFILES, type Profile } from "./sim/profiles.js";

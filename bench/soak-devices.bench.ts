@@ -30,6 +30,7 @@ const heap = () => {
   const m = process.memoryUsage();
   return m.heapUsed + m.external;
 };
+// _getActiveHandles is an undocumented Node internal that @types/node does not declare.
 const handles = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
 
 interface Outcome {
@@ -125,7 +126,12 @@ function row(name: string, r: Awaited<ReturnType<typeof phase>>): string {
   const ttft = r.outs.flatMap((o) => (o.ttftMs === undefined ? [] : [o.ttftMs])).sort((a, b) => a - b);
   const q = (p: number) => ttft[Math.min(ttft.length - 1, Math.floor(p * (ttft.length - 1)))]?.toFixed(1) ?? "—";
   const errors = r.outs.filter((o) => o.error);
-  return `| ${name} | ${r.outs.length} | ${(r.ms / 1000).toFixed(1)} | ${q(0.5)} | ${q(0.99)} | ${Math.max(...r.outs.map((o) => o.maxGapMs)).toFixed(1)} | ${r.outs.reduce((n, o) => n + o.stalls, 0)} | ${errors.length}${errors[0] ? ` (${errors[0].error})` : ""} | ${r.outs.filter((o) => o.fallback).length} | ${r.outs.filter((o) => o.lost).length} | ${r.cloud.connections} / ${r.cloud.busy} |`;
+  return (
+    `| ${name} | ${r.outs.length} | ${(r.ms / 1000).toFixed(1)} | ${q(0.5)} | ${q(0.99)} | ${Math.max(...r.outs.map((o) => o.maxGapMs)).toFixed(1)} ` +
+    `| ${r.outs.reduce((n, o) => n + o.stalls, 0)} | ${errors.length}${errors[0] ? ` (${errors[0].error})` : ""} ` +
+    `| ${r.outs.filter((o) => o.fallback).length} | ${r.outs.filter((o) => o.lost).length} | ${r.cloud.connections} ` +
+    `/ ${r.cloud.busy} |`
+  );
 }
 
 await new Promise((r) => setTimeout(r, 200));
@@ -160,7 +166,9 @@ const rssAfter = after.rss;
 const heapAfter = heap();
 
 console.log(
-  `Reference devices against the reference cloud over ${TRANSPORT}, simulated engines (concurrent: ${PHONE.name} / ${CLOUD_GPU.name} in real time, 64-token answers at ${TARGET_TPOT} ms; sequential: zero-time engines, 32-token answers shown as they come).\n`,
+  `Reference devices against the reference cloud over ${TRANSPORT}, simulated engines (concurrent: ` +
+    `${PHONE.name} / ${CLOUD_GPU.name} in real time, 64-token answers at ${TARGET_TPOT} ms; sequential: ` +
+    `zero-time engines, 32-token answers shown as they come).\n`,
 );
 console.log(
   "| phase | devices | seconds | TTFT p50 ms | TTFT p99 ms | TPOT max ms | stalls | errors | not P/D | lost answers | left open (connections / sequences) |",
@@ -170,9 +178,15 @@ console.log(row(`${CONCURRENT} concurrent`, concurrent));
 console.log(row(`${SEQUENTIAL} sequential`, sequential));
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 console.log(
-  `\nRSS before ${mib(rssBefore)} MiB; at the concurrent peak ${mib(concurrent.peakRss)} MiB (${((concurrent.peakRss - rssBefore) / 1024 / CONCURRENT).toFixed(1)} KiB per concurrent device, cloud and device sides together); after phase 1 ${mib(rssMid)} MiB (${mid.waitedS} s idle); after phase 2 ${mib(rssAfter)} MiB (${after.waitedS} s idle; ${(100 * (rssAfter / rssBefore - 1)).toFixed(1)}% vs before).`,
+  `\nRSS before ${mib(rssBefore)} MiB; at the concurrent peak ${mib(concurrent.peakRss)} MiB ` +
+    `(${((concurrent.peakRss - rssBefore) / 1024 / CONCURRENT).toFixed(1)} KiB per concurrent device, ` +
+    `cloud and device sides together); after phase 1 ${mib(rssMid)} MiB (${mid.waitedS} s idle); ` +
+    `after phase 2 ${mib(rssAfter)} MiB (${after.waitedS} s idle; ${(100 * (rssAfter / rssBefore - 1)).toFixed(1)}% ` +
+    `vs before).`,
 );
 console.log(
-  `JS heap + external memory (what the program holds, without the allocator's retained pages): ${mib(heapBefore)} MiB before, ${mib(heapMid)} MiB after phase 1, ${mib(heapAfter)} MiB after phase 2 (${(100 * (heapAfter / heapBefore - 1)).toFixed(1)}% vs before).`,
+  `JS heap + external memory (what the program holds, without the allocator's retained pages): ` +
+    `${mib(heapBefore)} MiB before, ${mib(heapMid)} MiB after phase 1, ${mib(heapAfter)} MiB after ` +
+    `phase 2 (${(100 * (heapAfter / heapBefore - 1)).toFixed(1)}% vs before).`,
 );
 console.log(`Open handles: ${handles()} at the end (${handlesBefore} before).`);

@@ -33,6 +33,7 @@ const cloud = await startCloud({
   listen: { ws: "127.0.0.1:0" },
 });
 const url = cloud.urls.ws!;
+// _getActiveHandles is an undocumented Node internal that @types/node does not declare.
 const handles = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
 
 interface Outcome {
@@ -105,7 +106,11 @@ function summary(name: string, outs: Outcome[], ms: number): string {
   const q = (p: number) => ttft[Math.min(ttft.length - 1, Math.floor(p * (ttft.length - 1)))]?.toFixed(1) ?? "—";
   const lost = outs.filter((o) => o.tokens === 0).length;
   const errors = outs.filter((o) => o.error).length;
-  return `| ${name} | ${outs.length} | ${(ms / 1000).toFixed(1)} | ${((1000 * outs.length) / ms).toFixed(0)} | ${q(0.5)} | ${q(0.99)} | ${errors} | ${lost} | ${outs.reduce((n, o) => n + o.retries, 0)} |`;
+  return (
+    `| ${name} | ${outs.length} | ${(ms / 1000).toFixed(1)} | ${((1000 * outs.length) / ms).toFixed(0)} ` +
+    `| ${q(0.5)} | ${q(0.99)} | ${errors} | ${lost} | ${outs.reduce((n, o) => n + o.retries, 0)} ` +
+    `|`
+  );
 }
 
 await new Promise((r) => setTimeout(r, 200));
@@ -228,7 +233,9 @@ const withSlow = await pacedGaps();
 const rssSlow = process.memoryUsage().rss;
 slow.abort();
 console.log(
-  `\nSlow reader: other devices' TPOT p99 ${p99(withSlow).toFixed(1)} ms with it, ${p99(alone).toFixed(1)} ms without (target pace 10 ms sent, 20 ms shown); RSS ${((rssSlow - rssSlowBefore) / 2 ** 20).toFixed(1)} MiB higher while it held its answer and KV image.`,
+  `\nSlow reader: other devices' TPOT p99 ${p99(withSlow).toFixed(1)} ms with it, ${p99(alone).toFixed(1)} ` +
+    `ms without (target pace 10 ms sent, 20 ms shown); RSS ${((rssSlow - rssSlowBefore) / 2 ** 20).toFixed(1)} ` +
+    `MiB higher while it held its answer and KV image.`,
 );
 
 await new Promise((r) => setTimeout(r, 500));
@@ -240,10 +247,14 @@ console.log(
 console.log("|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);
 console.log(
-  `\nRSS before ${(rssBefore / 2 ** 20).toFixed(0)} MiB, at the concurrent peak ${(rssPeak / 2 ** 20).toFixed(0)} MiB (${((rssPeak - rssBefore) / 1024 / CONCURRENT).toFixed(1)} KiB per concurrent session), after ${(rssAfter / 2 ** 20).toFixed(0)} MiB (${(100 * (rssAfter / rssBefore - 1)).toFixed(1)}% vs before).`,
+  `\nRSS before ${(rssBefore / 2 ** 20).toFixed(0)} MiB, at the concurrent peak ${(rssPeak / 2 ** 20).toFixed(0)} ` +
+    `MiB (${((rssPeak - rssBefore) / 1024 / CONCURRENT).toFixed(1)} KiB per concurrent session), ` +
+    `after ${(rssAfter / 2 ** 20).toFixed(0)} MiB (${(100 * (rssAfter / rssBefore - 1)).toFixed(1)}% ` +
+    `vs before).`,
 );
 console.log(
-  `A vanished device's sequence was free after ${freeMs[0]!.toFixed(1)}–${freeMs[freeMs.length - 1]!.toFixed(1)} ms (median ${freeMs[10]!.toFixed(1)} ms, 20 trials).`,
+  `A vanished device's sequence was free after ${freeMs[0]!.toFixed(1)}–${freeMs[freeMs.length - 1]!.toFixed(1)} ` +
+    `ms (median ${freeMs[10]!.toFixed(1)} ms, 20 trials).`,
 );
 console.log(
   `Cloud: ${cloud.connections} connections open, ${cloud.engine.busy} sequences busy at the end. Open handles: ${handles()} (${handlesBefore} before).`,

@@ -30,7 +30,9 @@ async function pdd(...args: string[]): Promise<{ status: number; stdout: string;
  * URL contains one of `refused`: the command fails if it loads one.
  */
 function spawnPdd(args: string[], refused: string[]) {
-  const hook = `export async function resolve(s, c, next) { const r = await next(s, c); if (${JSON.stringify(refused)}.some((x) => r.url.includes(x))) throw new Error("refused to load " + r.url); return r; }`;
+  const hook =
+    "export async function resolve(s, c, next) { const r = await next(s, c); " +
+    `if (${JSON.stringify(refused)}.some((x) => r.url.includes(x))) throw new Error("refused to load " + r.url); return r; }`;
   const register = `import { register } from "node:module"; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
   const bin = resolve(import.meta.dirname, "..", "bin", "pdd.js");
   return spawnSync(
@@ -136,8 +138,13 @@ describe("pdd CLI", () => {
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
-    [["model", "create", "--preset", "huge"], /--preset must be one of tiny, small, tiny-b, spec, bench/],
+    [["model", "create", "--preset", "huge"], /--preset must be one of tiny, tiny-eos, small, tiny-b, spec, bench/],
     [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
+    [["demo", "--device", "laptop"], /--device must be one of phone, phone-npu, none/],
+    [["demo", "--rtt-ms", "5000"], /--rtt-ms must be between 0 and 2000/],
+    [["bench", "trace"], /give one of --trace FILE .* or --shape long-prompt-short-answer\|/],
+    [["bench", "trace", "--shape", "round"], /--shape must be one of long-prompt-short-answer, /],
+    [["bench", "trace", "--shape", "bursty", "--batching", "tpu"], /--batching must be one of vllm-h100, none/],
     [["conformance", "--target", "ws://127.0.0.1:1/pdd"], /--role must be cloud or device/],
     [["conformance", "--role", "cloud"], /--role cloud needs --target URL/],
     [["conformance", "--role", "device"], /--role device needs --listen URL/],

@@ -1,7 +1,38 @@
 /** `pdd cloud`: runs the reference cloud until SIGINT/SIGTERM; SIGHUP reloads the keys file. */
-import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { backendUrl } from "../engine/index.js";
-import { loadCloudConfigFile, startCloud, type CloudConfigInput } from "../reference-cloud/index.js";
+import { certificateSha256 } from "../transports/index.js";
+import { choiceFlag, intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
+import { loadCloudConfigFile, startCloud, type CloudConfigInput, type CloudPeer } from "../reference-cloud/index.js";
+
+const CLOUD_FLAGS = {
+  model: { type: "string" },
+  config: { type: "string" },
+  engine: { type: "string" },
+  backend: { type: "string", multiple: true },
+  "slot-save-dir": { type: "string" },
+  ws: { type: "string" },
+  grpc: { type: "string" },
+  webtransport: { type: "string" },
+  "no-ws": { type: "boolean" },
+  "no-grpc": { type: "boolean" },
+  "no-webtransport": { type: "boolean" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  sequences: { type: "string" },
+  threads: { type: "string" },
+  queue: { type: "string" },
+  "max-budget": { type: "string" },
+  pace: { type: "string" },
+  keys: { type: "string" },
+  "metrics-port": { type: "string" },
+  "log-level": { type: "string" },
+  "cert-out": { type: "string" },
+} as const;
+
+type CloudFlags = ReturnType<typeof parseFlags<typeof CLOUD_FLAGS>>["values"];
 
 /** --engine, --backend and --slot-save-dir: which engine, and llama-server's URLs (checked here: exit 2). */
 function engineFlags(values: { engine?: string; backend?: string[]; "slot-save-dir"?: string }): CloudConfigInput {
@@ -29,52 +60,40 @@ function engineFlags(values: { engine?: string; backend?: string[]; "slot-save-d
 }
 
 export const runCloud: Run = async (argv, io) => {
-  const { values } = parseFlags(argv, {
-    model: { type: "string" },
-    config: { type: "string" },
-    engine: { type: "string" },
-    backend: { type: "string", multiple: true },
-    "slot-save-dir": { type: "string" },
-    ws: { type: "string" },
-    grpc: { type: "string" },
-    webtransport: { type: "string" },
-    "no-ws": { type: "boolean" },
-    "no-grpc": { type: "boolean" },
-    "no-webtransport": { type: "boolean" },
-    "tls-cert": { type: "string" },
-    "tls-key": { type: "string" },
-    sequences: { type: "string" },
-    threads: { type: "string" },
-    queue: { type: "string" },
-    "max-budget": { type: "string" },
-    pace: { type: "string" },
-    keys: { type: "string" },
-    "metrics-port": { type: "string" },
-    "log-level": { type: "string" },
+  const { values } = parseFlags(argv, CLOUD_FLAGS);
+  const cloud = await startOrReport(cloudInput(values), io);
+  if (!cloud) return 1;
+  let trust = {};
+  try {
+    if (cloud.urls.webtransport) trust = writeWebTransportCert(cloud, values["cert-out"], io);
+  } catch (e) {
+    await cloud.close();
+    throw e;
+  }
+  io.log(JSON.stringify({ listening: cloud.urls, model: cloud.engine.info.name, ...trust }));
+  process.on("SIGHUP", () => cloud.reloadKeys());
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
   });
+  await cloud.close();
+  return 0;
+};
+
+/** The config file (--config), with each flag given on the command line over it. */
+function cloudInput(values: CloudFlags): CloudConfigInput {
   let cfg: CloudConfigInput = {};
   try {
     if (values.config) cfg = loadCloudConfigFile(values.config);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const listen = {
-    ws: "127.0.0.1:4100",
-    grpc: "127.0.0.1:4101",
-    webtransport: "127.0.0.1:4102",
-    ...(cfg.listen ?? {}),
-  } as Record<string, string | undefined>;
-  if (values.ws) listen.ws = values.ws;
-  if (values.grpc) listen.grpc = values.grpc;
-  if (values.webtransport) listen.webtransport = values.webtransport;
-  if (values["no-ws"]) delete listen.ws;
-  if (values["no-grpc"]) delete listen.grpc;
-  if (values["no-webtransport"]) delete listen.webtransport;
   if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined))
     throw new UsageError("--tls-cert and --tls-key go together");
   const input: CloudConfigInput = {
     ...cfg,
-    listen,
+    listen: listenFlags(values, cfg.listen),
     ...engineFlags(values),
     ...(values.model ? { model: values.model } : {}),
     ...(values["tls-cert"]
@@ -91,16 +110,41 @@ export const runCloud: Run = async (argv, io) => {
     ...(values.keys ? { keysFile: values.keys } : {}),
     ...(values.pace !== undefined ? { decodePace: numberFlag("pace", values.pace, 2, 0, 100) } : {}),
     ...(values["metrics-port"] ? { metricsPort: intFlag("metrics-port", values["metrics-port"], 0, 0, 65_535) } : {}),
-    ...(values["log-level"] ? { logLevel: values["log-level"] as never } : {}),
+    ...(values["log-level"] ? { logLevel: choiceFlag("log-level", values["log-level"], LOG_LEVELS, "info") } : {}),
   };
   if (values["max-budget"])
     input.limits = {
       ...(cfg.limits ?? {}),
       maxCloudTokenBudget: intFlag("max-budget", values["max-budget"], 256, 1, 1 << 20),
     };
-  let cloud;
+  return input;
+}
+
+const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
+
+/** The default listeners, then the config file's, then --ws/--grpc/--webtransport; --no-X removes one. */
+function listenFlags(values: CloudFlags, fromFile: CloudConfigInput["listen"]): Record<string, string | undefined> {
+  const listen: Record<string, string | undefined> = {
+    ws: "127.0.0.1:4100",
+    grpc: "127.0.0.1:4101",
+    webtransport: "127.0.0.1:4102",
+    ...(fromFile ?? {}),
+  };
+  if (values.ws) listen.ws = values.ws;
+  if (values.grpc) listen.grpc = values.grpc;
+  if (values.webtransport) listen.webtransport = values.webtransport;
+  if (values["no-ws"]) delete listen.ws;
+  if (values["no-grpc"]) delete listen.grpc;
+  if (values["no-webtransport"]) delete listen.webtransport;
+  if (!listen.ws && !listen.grpc && !listen.webtransport)
+    throw new UsageError("nothing to listen on: --no-ws, --no-grpc and --no-webtransport leave no binding");
+  return listen;
+}
+
+/** Starts the cloud; a bad config, keys file or model is one line on stderr (exit 1), anything else is a bug. */
+async function startOrReport(input: CloudConfigInput, io: Io): Promise<CloudPeer | undefined> {
   try {
-    cloud = await startCloud(input);
+    return await startCloud(input);
   } catch (e) {
     const msg = (e as Error).message;
     if (
@@ -108,24 +152,36 @@ export const runCloud: Run = async (argv, io) => {
       (e as { code?: unknown }).code !== undefined
     ) {
       io.error(`pdd cloud: ${msg}`);
-      return 1;
+      return undefined;
     }
     throw e;
   }
-  io.log(
-    JSON.stringify({
-      listening: cloud.urls,
-      model: cloud.engine.info.name,
-      webtransportCertSha256:
-        Buffer.from((cloud.certificate as { sha256?: Uint8Array }).sha256 ?? []).toString("hex") || undefined,
-    }),
+}
+
+/**
+ * The certificate WebTransport serves, where a device can find it (issue 16:
+ * only its hash was printed). A generated one is written to --cert-out, else
+ * beside the system's temporary files, named for the port; a configured one
+ * is the operator's file already. Devices use `--ca FILE` or `--cert-sha256 HEX`.
+ */
+function writeWebTransportCert(
+  cloud: CloudPeer,
+  out: string | undefined,
+  io: Io,
+): { webtransportCert?: string; webtransportCertSha256: string } {
+  const pem = cloud.certificate.cert;
+  const sha = Buffer.from(certificateSha256(pem)).toString("hex");
+  const generated = "sha256" in cloud.certificate;
+  if (!generated && out === undefined) return { webtransportCertSha256: sha };
+  const port = new URL(cloud.urls.webtransport!).port;
+  const path = out ?? join(tmpdir(), `pdd-cloud-cert-${port}.pem`);
+  try {
+    writeFileSync(path, pem);
+  } catch (e) {
+    throw new UsageError(`cannot write --cert-out ${path}: ${(e as Error).message}`);
+  }
+  io.error(
+    `pdd cloud: WebTransport certificate in ${path}; a device trusts it with --ca ${path} or --cert-sha256 ${sha}`,
   );
-  process.on("SIGHUP", () => cloud.reloadKeys());
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
-  await cloud.close();
-  return 0;
-};
+  return { webtransportCert: path, webtransportCertSha256: sha };
+}

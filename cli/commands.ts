@@ -16,9 +16,11 @@ export interface CommandSpec {
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "demo",
-    summary: "start a cloud and a device on loopback and answer prompts over every transport",
+    summary:
+      "a cloud behind an emulated network and a device: one long prompt over every transport, against the baselines",
     usage:
-      "pdd demo [--notes N] [--max-tokens N] [--budget N] [--device-ms-per-token N] [--codec proto|msgpack] [--json]",
+      "pdd demo [--device phone|phone-npu|none] [--no-sweep] [--rtt-ms 50] [--bandwidth-mbps 100]\n" +
+      "         [--notes N] [--max-tokens N] [--budget N] [--codec proto|msgpack] [--json]",
     load: async () => (await import("./demo.js")).runDemo,
   },
   {
@@ -26,7 +28,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "run the reference cloud peer (WebSocket, gRPC and WebTransport at once)",
     usage:
       "pdd cloud [--model PATH] [--engine llama-cpp|llama-server --backend URL ... [--slot-save-dir DIR]] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
-      "          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]",
+      ("          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget " +
+        "N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]\n") +
+      "          [--cert-out FILE]   where the generated WebTransport certificate goes (default: $TMPDIR/pdd-cloud-cert-PORT.pem)",
     load: async () => (await import("./cloud.js")).runCloud,
   },
   {
@@ -34,15 +38,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "answer a prompt with the reference device (P/D-Device with a cloud, or --local-only)",
     usage:
       "pdd device [--cloud URL] [--prompt TEXT | --prompt-file FILE] [--model PATH] [--max-tokens N] [--budget N] [--tpot-ms N]\n" +
-      "           [--no-kv] [--refine RATIO | --refine-min RATIO] [--local-only] [--token T] [--ca PEM] [--codec proto|msgpack] [--threads N] [--json]",
+      "           [--no-kv] [--refine RATIO | --refine-min RATIO] [--local-only | --no-fallback] [--token T] [--ca PEM] [--cert-sha256 HEX]\n" +
+      "           [--codec proto|msgpack] [--emulate-ms-per-token N | --device-profile phone|phone-npu] [--threads N] [--json]\n" +
+      "exit status: 0 answered (a fallback to the device alone is said on stderr), 1 a typed failure (a bad model file;\n" +
+      "             with --no-fallback, a cloud that could not serve: the cause is on stderr), 2 a usage error",
     load: async () => (await import("./device.js")).runDevice,
   },
   {
     name: "device serve",
     summary: "serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) backed by the reference device",
     usage:
-      "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--no-kv] [--threads N]",
-    load: async () => (await import("./device.js")).runDeviceServe,
+      "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--codec proto|msgpack] [--no-kv] [--threads N]\n" +
+      "                 [--parallel N] [--queue N] [--tpot-ms N] [--alias NAME] [--api-key KEY] [--allowed-hosts H,H] [--cors-origin O,O]\n" +
+      "                 [--max-body-bytes N] [--chat-template-file FILE]\n" +
+      "  --api-key KEY or $PDD_SERVE_API_KEY (kept out of ps); --tpot-ms paces streamed answers only (default 40).",
+    load: async () => (await import("./device-serve.js")).runDeviceServe,
   },
   {
     name: "conformance",
@@ -62,7 +72,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary:
       "fuzz a live cloud with mutated frame sequences over every binding (an in-process reference cloud by default)",
     usage:
-      "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n  Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n  A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
+      "pdd fuzz [--target URL] [--codec proto|msgpack] [--cases N] [--seed N] [--token T] [--ca PEM]\n " +
+      " Without --target: a reference cloud on loopback, over WebSocket (both codecs), gRPC and WebTransport.\n " +
+      " A case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.",
     load: async () => (await import("./fuzz.js")).runFuzz,
   },
   {
@@ -79,21 +91,26 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "bench trace",
     summary: "simulate a request trace: device-only, cloud-only and P/D-Device side by side at several RTTs",
     usage:
-      "pdd bench trace --trace FILE [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
+      "pdd bench trace (--trace FILE | --shape long-prompt-short-answer|short-prompt-long-answer|bursty)\n" +
+      "                [--limit N] [--rtt-ms 20,50,150] [--capacity N] [--time-scale X] [--tpot-ms MS]\n" +
       "                [--bandwidth-mbps M] [--refine-min-ratio R] [--jitter F] [--seed N] [--json FILE] [--plots DIR] [--real N]\n" +
+      "                [--batching vllm-h100|none] [--max-cloud-budget N]\n" +
       "                [--device-prefill T/S] [--device-decode T/S] [--device-profile phone|phone-npu]\n" +
-      "                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n" +
+      ("                [--live N [--transport ws|grpc|webtransport] [--live-rtt-ms MS] [--live-modes " +
+        "pd,cloud-only,device-only] [--max-prompt N] [--max-answer N]]\n") +
       "  --real N: also run the first N requests through the llama.cpp peers and compare with the simulation.\n" +
       "  --live N: also replay the first N requests through the real cloud, devices, binding and an emulated network,\n" +
       "            with simulated engines on the same profiles, at the trace's arrival times (× --time-scale),\n" +
       "            and compare each request with the model. Prompts and answers are clipped to --max-prompt/--max-answer.\n" +
+      "  --shape: a synthetic trace of that shape (bench/sim/shapes.ts), --limit requests, from --seed.\n" +
+      "  --batching: how a cloud sequence's decode slows with the batch (bench/sim/batching.ts); default vllm-h100.\n" +
       "  FILE: Azure LLM inference CSV (TIMESTAMP,ContextTokens,GeneratedTokens).",
     load: async () => (await import("./bench-trace.js")).runBenchTrace,
   },
   {
     name: "model create",
     summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench, spec)",
-    usage: "pdd model create [--preset tiny|small|tiny-b|bench|spec] [--out PATH]",
+    usage: "pdd model create [--preset tiny|tiny-eos|small|tiny-b|bench|spec] [--out PATH]",
     load: async () => (await import("./model.js")).runModelCreate,
   },
   {

@@ -1,11 +1,12 @@
 /** `pdd conformance`: runs the suite against a cloud or a device under test. */
 import { existsSync, writeFileSync } from "node:fs";
-import { parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
+import { parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
 import {
   execLauncher,
   junit,
   runConformance,
   runDeviceConformance,
+  STATUS_LABEL,
   table,
   TargetError,
   type CaseResult,
@@ -48,22 +49,31 @@ export const runConformanceCommand: Run = async (argv, io) => {
         token: values.token,
         filter: values.case,
         modelFile: modelFlag(values.model),
-        onResult: (r) => progress(io, r),
+        onResult: (r, done, total) => io.error(progressLine(r, done, total)),
       });
     } else if (values.role === "device") {
       if (!values.listen) throw new UsageError("--role device needs --listen URL (for example ws://127.0.0.1:7400)");
       if (values.target) throw new UsageError("--target is for --role cloud");
-      if (!values.exec)
-        io.error(`pdd conformance: listening on ${values.listen}; connect the device under test once per case`);
-      results = await runDeviceConformance({
-        role: "device",
-        listen: values.listen,
-        launcher: values.exec ? execLauncher(values.exec) : undefined,
-        codecs,
-        filter: values.case,
-        modelFile: modelFlag(values.model),
-        onResult: (r) => progress(io, r),
-      });
+      const modelFile = modelFlag(values.model);
+      // With the device's model the suite checks the answers it displays (and can build loadable KV images).
+      const own = modelFile ? await (await import("./conformance-oracle.js")).engineOracle(modelFile) : undefined;
+      try {
+        results = await runDeviceConformance({
+          role: "device",
+          listen: values.listen,
+          launcher: values.exec ? execLauncher(values.exec) : undefined,
+          codecs,
+          filter: values.case,
+          modelFile,
+          oracle: own?.oracle,
+          onResult: (r, done, total) => io.error(progressLine(r, done, total)),
+          onListening: (url) =>
+            values.exec ||
+            io.error(`pdd conformance: listening on ${url}; connect the device under test once per case`),
+        });
+      } finally {
+        await own?.close();
+      }
     } else {
       throw new UsageError("--role must be cloud or device");
     }
@@ -87,6 +97,8 @@ function modelFlag(path: string | undefined): string | undefined {
   return path;
 }
 
-function progress(io: Io, r: CaseResult): void {
-  io.progress(`\r\x1b[K${r.status === "fail" ? "FAIL" : "ok  "} ${r.id} [${r.transport}/${r.codec}]`);
+/** One line per case as it ends (on stderr, so that stdout holds only the table). */
+export function progressLine(r: CaseResult, done: number, total: number): string {
+  const width = String(total).length;
+  return `[${String(done).padStart(width)}/${total}] ${STATUS_LABEL[r.status].padEnd(4)} ${r.transport}/${r.codec} ${r.id} (${r.ms} ms)`;
 }

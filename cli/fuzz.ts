@@ -61,7 +61,8 @@ export const runFuzz: Run = async (argv, io) => {
         });
         io.progress("\r\x1b[K");
         io.log(
-          `${t.url} [${t.codec}]: ${r.cases} cases survived in ${(r.ms / 1000).toFixed(1)} s on ${r.connections} connections; closes ${JSON.stringify(r.closes)}; request errors ${JSON.stringify(r.errors)}`,
+          `${t.url} [${t.codec}]: ${r.cases} cases survived in ${(r.ms / 1000).toFixed(1)} s on ${r.connections} ` +
+            `connections; closes ${JSON.stringify(r.closes)}; request errors ${JSON.stringify(r.errors)}`,
         );
       } catch (e) {
         if (!(e instanceof FuzzFailure)) throw e;

@@ -50,10 +50,13 @@ export const runPlan: Run = async (argv, io) => {
   }
   const c = p.chosen;
   io.log(
-    `mode ${p.mode}; ${c.kv ? "KV transfer" : "recompute"}; refinement ratio ${c.ratio}; cloud budget ${c.budget} tokens; display every ${p.pacing.intervalMs} ms; takeover at token ${c.takeoverIndex}`,
+    `mode ${p.mode}; ${c.kv ? "KV transfer" : "recompute"}; refinement ratio ${c.ratio}; cloud ` +
+      `budget ${c.budget} tokens; display every ${p.pacing.intervalMs} ms; takeover at token ${c.takeoverIndex}`,
   );
   io.log(
-    `predicted: TTFT ${c.ttftMs} ms (device alone ${Math.round(p.deviceOnly.ttftMs)} ms), max TPOT ${c.maxTpotMs} ms, cloud time ${c.cloudCostMs} ms (cloud alone ${Math.round(p.cloudOnly.cloudCostMs)} ms)`,
+    `predicted: TTFT ${c.ttftMs} ms (device alone ${Math.round(p.deviceOnly.ttftMs)} ms), max TPOT ` +
+      `${c.maxTpotMs} ms, cloud time ${c.cloudCostMs} ms (cloud alone ${Math.round(p.cloudOnly.cloudCostMs)} ` +
+      `ms)`,
   );
   if (values.explain) io.log(`\n${p.explanation.join("\n")}`);
   return 0;

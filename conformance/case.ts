@@ -1,5 +1,6 @@
 /** A conformance case and its result (style: {requirement, status, details, frame log}). */
 import type { Probe } from "./probe.js";
+import type { ModelOracle } from "./oracle.js";
 import type { RawSession } from "./raw-client.js";
 
 export type Role = "cloud" | "device";
@@ -51,6 +52,8 @@ export interface CaseEnv {
   modelFile?: string;
   /** Device role: waits for the device run to end; undefined when its answer is not observable (--listen). */
   outcome(): Promise<DeviceOutcome | undefined>;
+  /** Device role: the suite's own copy of the device's model (--model), to know the answer a device must show. */
+  oracle?: ModelOracle;
   /** Device role: another run of the device, on a new connection (for a baseline). */
   again(): Promise<{ probe: Probe; outcome(): Promise<DeviceOutcome | undefined> }>;
 }

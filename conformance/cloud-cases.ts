@@ -1,4 +1,6 @@
 /** Cases for a cloud under test: the suite plays the device. */
+import { closeCarries } from "./error-mapping.js";
+import { fittedPrompt } from "./prompt-room.js";
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { Packr } from "msgpackr";
@@ -76,8 +78,18 @@ export function checkServed(frames: Frame[], id: number, asked: number): { token
   return { tokens: sent, granted };
 }
 
-/** Expects a request Error with `code` followed by End{ERROR} (PDD-ORD-004, PDD-MSG-011). */
-export async function expectRequestError(p: Probe, id: number, code: string, rule: string): Promise<void> {
+/**
+ * Expects a request Error with `code` followed by End{ERROR} whose token_count
+ * is every token sent (PDD-ORD-004, PDD-MSG-011, PDD-MSG-014); `received`: the
+ * tokens of the request the case already read.
+ */
+export async function expectRequestError(
+  p: Probe,
+  id: number,
+  code: string,
+  rule: string,
+  received = 0,
+): Promise<void> {
   const frames = await p.collect(id);
   const err = frames.find((f) => f.body === "error");
   expectThat(
@@ -95,17 +107,25 @@ export async function expectRequestError(p: Probe, id: number, code: string, rul
       .map((f) => render(f))
       .join("; "),
   );
+  const sent = received + tokensIn(frames);
+  expectThat(
+    field(frames[i + 1]!, "end.tokenCount") === sent,
+    `End{ERROR}.token_count = the ${sent} tokens sent before the Error, which stand (PDD-MSG-014)`,
+    String(field(frames[i + 1]!, "end.tokenCount")),
+  );
 }
 
-/** Spec §13.3: the gRPC status of each connection error code (others: UNKNOWN). */
-const GRPC_STATUS: Record<number, number> = { 1: 3, 2: 8, 3: 12, 4: 12, 5: 9, 6: 16, 7: 7, 12: 14, 19: 4, 20: 13 };
-
-/** Whether a binding's close code carries PDD `codeNumber` (spec §13.3). */
-export function closeCarries(transport: string, close: number, codeNumber: number): boolean {
-  if (transport === "websocket") return close === 4000 + codeNumber || (codeNumber === 2 && close === 1009);
-  if (transport === "grpc") return close === (GRPC_STATUS[codeNumber] ?? 2);
-  return close === codeNumber;
+/** The answer tokens among a request's frames (FirstToken and TokenBatch). */
+function tokensIn(frames: Frame[]): number {
+  let n = 0;
+  for (const f of frames) {
+    if (f.body === "firstToken") n += 1;
+    if (f.body === "tokenBatch") n += field<unknown[]>(f, "tokenBatch.tokens").length;
+  }
+  return n;
 }
+
+export { closeCarries };
 
 /** Expects a connection error: an Error with request_id 0 and `code`, then a close carrying it (§2.6, §13.3). */
 export async function expectConnectionError(
@@ -360,7 +380,14 @@ export const CLOUD_CASES: Case[] = [
     requirements: ["PDD-TAKEOVER-004", "PDD-TAKEOVER-005"],
     async run(p) {
       await startStreaming(p);
-      p.send({ takeover: { requestId: 1, index: 1 } });
+      // Take over at k = 2 once 4 tokens came (more are in flight): token_count must be k, not the tokens sent.
+      await p.until(
+        (f) =>
+          f.body === "tokenBatch" &&
+          field<number>(f, "tokenBatch.startIndex") + field<unknown[]>(f, "tokenBatch.tokens").length >= 4,
+        "4 tokens before the Takeover",
+      );
+      p.send({ takeover: { requestId: 1, index: 2 } });
       const rest = await p.collect(1);
       const end = rest[rest.length - 1]!;
       expectThat(
@@ -369,8 +396,8 @@ export const CLOUD_CASES: Case[] = [
         render(end),
       );
       expectThat(
-        field(end, "end.tokenCount") === 1,
-        "End.token_count = k = 1 (PDD-TAKEOVER-005)",
+        field(end, "end.tokenCount") === 2,
+        "End.token_count = k = 2, not the 4 or more tokens sent (PDD-TAKEOVER-005)",
         String(field(end, "end.tokenCount")),
       );
       const inFlight = rest
@@ -392,7 +419,7 @@ export const CLOUD_CASES: Case[] = [
     async run(p) {
       await startStreaming(p);
       p.send({ takeover: { requestId: 1, index: 100000 } });
-      await expectRequestError(p, 1, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-TAKEOVER-006");
+      await expectRequestError(p, 1, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-TAKEOVER-006", 1); // after FirstToken
     },
   },
   {
@@ -599,7 +626,7 @@ export const CLOUD_CASES: Case[] = [
     id: "cloud.kv.stream",
     title: "streams a KV image in order, CRC-32 on every chunk, SHA-256 on the last, within the granted credit",
     role: "cloud",
-    requirements: ["PDD-KV-004", "PDD-KV-005", "PDD-KV-006", "PDD-KV-008", "PDD-KV-010", "PDD-KV-012"],
+    requirements: ["PDD-KV-004", "PDD-KV-005", "PDD-KV-006", "PDD-KV-008", "PDD-KV-010", "PDD-KV-012", "PDD-KV-014"],
     needs: ["kv"],
     async run(p, env) {
       const model = await kvModel(p);
@@ -607,11 +634,12 @@ export const CLOUD_CASES: Case[] = [
       // A session that claims the cloud's own model, so KV may be granted (PDD-KV-001).
       const q = await env.open();
       await q.hello({ deviceModel: model });
-      const CHUNK = 1024;
-      let credit = 4096;
+      // Not a power of two, and above the 4,096-byte minimum (PDD-KV-014): honoured exactly.
+      const CHUNK = 5000;
+      const credit = 2 * CHUNK;
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          text: fittedPrompt(q, { repeats: 20, budget: 24 }),
           cloudTokenBudget: 24,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: CHUNK, initialCreditBytes: String(credit) },
         }),
@@ -623,67 +651,29 @@ export const CLOUD_CASES: Case[] = [
         render(accepted),
       );
       const promptTokens = field<number>(accepted, "accepted.promptTokens");
-      const parts: Uint8Array[] = [];
-      let received = 0;
-      let sha: Uint8Array | undefined;
-      let total = -1;
+      const kv: KvProgress = { received: 0, total: -1, credit, sha: undefined, parts: [] };
       let end: Frame | undefined;
       while (!end) {
         const f = await q.until((x) => requestIdOf(x) === 1, "KV chunks and End", 15_000);
         if (f.body === "end") end = f;
         if (f.body !== "kvChunk") continue;
-        const c = f.kvChunk as Record<string, unknown>;
-        const data = c.data as Uint8Array;
-        expectThat(Number(c.offset) === received, `chunk at offset ${received} (PDD-KV-004)`, String(c.offset));
-        expectThat(
-          data.length > 0 && data.length <= CHUNK,
-          `a non-empty chunk of at most ${CHUNK} bytes (PDD-KV-005)`,
-          String(data.length),
-        );
-        expectThat(
-          crc32(data) === Number(c.crc32),
-          "CRC-32 of the chunk's data (PDD-KV-006)",
-          `${c.crc32} vs ${crc32(data)}`,
-        );
-        expectThat(
-          received + data.length <= credit,
-          `no more than the ${credit} bytes of credit granted (PDD-KV-008)`,
-          String(received + data.length),
-        );
-        expectThat(
-          Number(c.tokenCount) >= promptTokens,
-          "token_count covering at least the prompt (PDD-KV-012)",
-          `${c.tokenCount} < ${promptTokens}`,
-        );
-        if (total >= 0)
-          expectThat(
-            Number(c.totalBytes) === total,
-            "the same total_bytes on every chunk (PDD-KV-004)",
-            String(c.totalBytes),
-          );
-        total = Number(c.totalBytes);
-        parts.push(data);
-        received += data.length;
-        const last = received === total;
-        const hasSha = (c.imageSha256 as Uint8Array).length > 0;
-        expectThat(last === hasSha, "image_sha256 on the last chunk only (PDD-KV-006)", `last=${last} sha=${hasSha}`);
-        if (hasSha) sha = c.imageSha256 as Uint8Array;
+        const size = checkKvChunk(f.kvChunk as Record<string, unknown>, kv, CHUNK, promptTokens);
         // Return the credit as we consume, as a device should (PDD-KV-009).
-        credit += data.length;
-        q.send({ kvCredit: { requestId: 1, bytes: String(data.length) } });
+        kv.credit += size;
+        q.send({ kvCredit: { requestId: 1, bytes: String(size) } });
       }
-      expectThat(total > 0, "a KV image announced by its total_bytes (PDD-KV-004)", String(total));
+      expectThat(kv.total > 0, "a KV image announced by its total_bytes (PDD-KV-004)", String(kv.total));
       // A cloud may abandon a transfer (§4.2: "finished or abandoned"), for one
       // an image too big to send within its grace; End then says what was sent.
-      if (received === total)
+      if (kv.received === kv.total)
         expectThat(
-          sha !== undefined && sha256(Buffer.concat(parts)).equals(Buffer.from(sha)),
+          kv.sha !== undefined && sha256(Buffer.concat(kv.parts)).equals(Buffer.from(kv.sha)),
           "the image's SHA-256 on the last chunk (PDD-KV-006)",
           "a different digest",
         );
       expectThat(
-        Number(field(end, "end.usage.kvBytesSent")) === received,
-        `usage.kv_bytes_sent = ${received} (PDD-KV-010)`,
+        Number(field(end, "end.usage.kvBytesSent")) === kv.received,
+        `usage.kv_bytes_sent = ${kv.received} (PDD-KV-010)`,
         String(field(end, "end.usage.kvBytesSent")),
       );
       q.close();
@@ -848,4 +838,55 @@ export const CLOUD_CASES: Case[] = [
 
 function sha256(b: Uint8Array): Buffer {
   return createHash("sha256").update(b).digest();
+}
+
+/** What a KV transfer has shown so far (cloud.kv.stream). */
+interface KvProgress {
+  received: number;
+  /** total_bytes of the first chunk; -1 before it. */
+  total: number;
+  /** Credit granted so far, initial plus returned. */
+  credit: number;
+  sha: Uint8Array | undefined;
+  parts: Uint8Array[];
+}
+
+/** Checks one KvChunk (PDD-KV-004/005/006/008/012), records it in `kv` and returns its size. */
+function checkKvChunk(c: Record<string, unknown>, kv: KvProgress, chunkBytes: number, promptTokens: number): number {
+  const data = c.data as Uint8Array;
+  expectThat(Number(c.offset) === kv.received, `chunk at offset ${kv.received} (PDD-KV-004)`, String(c.offset));
+  expectThat(
+    data.length > 0 && data.length <= chunkBytes,
+    `a non-empty chunk of at most the ${chunkBytes} bytes asked (PDD-KV-005, PDD-KV-014)`,
+    String(data.length),
+  );
+  expectThat(
+    crc32(data) === Number(c.crc32),
+    "CRC-32 of the chunk's data (PDD-KV-006)",
+    `${c.crc32} vs ${crc32(data)}`,
+  );
+  expectThat(
+    kv.received + data.length <= kv.credit,
+    `no more than the ${kv.credit} bytes of credit granted (PDD-KV-008)`,
+    String(kv.received + data.length),
+  );
+  expectThat(
+    Number(c.tokenCount) >= promptTokens,
+    "token_count covering at least the prompt (PDD-KV-012)",
+    `${c.tokenCount} < ${promptTokens}`,
+  );
+  if (kv.total >= 0)
+    expectThat(
+      Number(c.totalBytes) === kv.total,
+      "the same total_bytes on every chunk (PDD-KV-004)",
+      String(c.totalBytes),
+    );
+  kv.total = Number(c.totalBytes);
+  kv.parts.push(data);
+  kv.received += data.length;
+  const last = kv.received === kv.total;
+  const hasSha = (c.imageSha256 as Uint8Array).length > 0;
+  expectThat(last === hasSha, "image_sha256 on the last chunk only (PDD-KV-006)", `last=${last} sha=${hasSha}`);
+  if (hasSha) kv.sha = c.imageSha256 as Uint8Array;
+  return data.length;
 }

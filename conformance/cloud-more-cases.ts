@@ -3,6 +3,7 @@
  * codec details (§9), limits (§11) and request rules that need several
  * connections or timing (§2, §5, §6).
  */
+import { fittedPrompt } from "./prompt-room.js";
 import { Unpackr } from "msgpackr";
 import type { Case } from "./case.js";
 import {
@@ -18,6 +19,7 @@ import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } fro
 import { ggufFingerprints } from "./fingerprints.js";
 import { Refused, type RawSession } from "./raw-client.js";
 import { decodeCloud, encodeDevice, render, type Frame } from "./wire.js";
+import { walkMsgpack } from "./msgpack-walk.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,105 +53,6 @@ async function rawClose(s: RawSession, ms: number): Promise<{ code: number; reas
   const v = await s.next(ms);
   if (v === undefined) return undefined;
   return v instanceof Uint8Array ? "frame" : v;
-}
-
-/**
- * Walks one MessagePack value and reports the first extension type (PDD-CODEC-009)
- * and the type of every value by path, so bytes and 64-bit fields can be checked.
- */
-function walkMsgpack(b: Uint8Array): { ext: string | undefined; types: Map<string, string> } {
-  const types = new Map<string, string>();
-  let ext: string | undefined;
-  let i = 0;
-  const u8 = () => b[i++]!;
-  const be = (n: number) => {
-    let v = 0;
-    for (let k = 0; k < n; k++) v = v * 256 + u8();
-    return v;
-  };
-  const skip = (n: number) => {
-    i += n;
-  };
-  const str = (n: number) => {
-    const s = Buffer.from(b.subarray(i, i + n)).toString("utf8");
-    i += n;
-    return s;
-  };
-  const value = (path: string): unknown => {
-    const t = u8();
-    const note = (kind: string) => types.set(path, kind);
-    if (t <= 0x7f || t >= 0xe0) return note("int");
-    if (t >= 0x80 && t <= 0x8f) return map(path, t & 0x0f);
-    if (t >= 0x90 && t <= 0x9f) return arr(path, t & 0x0f);
-    if (t >= 0xa0 && t <= 0xbf) return (note("str"), str(t & 0x1f));
-    switch (t) {
-      case 0xc0:
-        return note("nil");
-      case 0xc2:
-      case 0xc3:
-        return note("bool");
-      case 0xc4:
-        return (note("bin"), skip(be(1)));
-      case 0xc5:
-        return (note("bin"), skip(be(2)));
-      case 0xc6:
-        return (note("bin"), skip(be(4)));
-      case 0xca:
-        return (note("float"), skip(4));
-      case 0xcb:
-        return (note("float"), skip(8));
-      case 0xcc:
-      case 0xd0:
-        return (note("int"), skip(1));
-      case 0xcd:
-      case 0xd1:
-        return (note("int"), skip(2));
-      case 0xce:
-      case 0xd2:
-        return (note("int"), skip(4));
-      case 0xcf:
-      case 0xd3:
-        return (note("int"), skip(8));
-      case 0xd9:
-        return (note("str"), str(be(1)));
-      case 0xda:
-        return (note("str"), str(be(2)));
-      case 0xdb:
-        return (note("str"), str(be(4)));
-      case 0xdc:
-        return arr(path, be(2));
-      case 0xdd:
-        return arr(path, be(4));
-      case 0xde:
-        return map(path, be(2));
-      case 0xdf:
-        return map(path, be(4));
-      default:
-        ext ??= `type byte 0x${t.toString(16)} at ${path || "the top"}`;
-        throw new Error("extension");
-    }
-  };
-  const map = (path: string, n: number) => {
-    for (let k = 0; k < n; k++) {
-      const keyType = b[i]!;
-      const key =
-        keyType >= 0xa0 && keyType <= 0xbf
-          ? (i++, str(keyType & 0x1f))
-          : keyType === 0xd9
-            ? (i++, str(be(1)))
-            : String(value(`${path}.<key>`));
-      value(path ? `${path}.${key}` : key);
-    }
-  };
-  const arr = (path: string, n: number) => {
-    for (let k = 0; k < n; k++) value(`${path}[]`);
-  };
-  try {
-    value("");
-  } catch {
-    // ext recorded
-  }
-  return { ext, types };
 }
 
 export const MORE_CLOUD_CASES: Case[] = [
@@ -385,15 +288,17 @@ export const MORE_CLOUD_CASES: Case[] = [
       await q.hello({ deviceModel: model });
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(8),
+          text: fittedPrompt(q, { repeats: 8, budget: 8 }),
           cloudTokenBudget: 8,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: 4096, initialCreditBytes: String(64 << 20) },
         }),
       );
       let chunks = 0;
       let kvBytes = 0;
+      let cause = ""; // why no chunk could come, to name in a failure
       for (;;) {
         const f = await q.until((x) => requestIdOf(x) === 1, "the request's frames");
+        cause ||= whyNoKv(f);
         const uni = q.fromUni.has(f);
         expectThat(
           uni === (f.body === "kvChunk"),
@@ -420,7 +325,7 @@ export const MORE_CLOUD_CASES: Case[] = [
           break;
         }
       }
-      expectThat(chunks > 0, "a KV image for a granted request", "no KvChunk");
+      expectThat(chunks > 0, "a KV image for a granted request", `no KvChunk${cause && `: ${cause}`}`);
       expectThat(
         (q.session.peerBidiStreams?.() ?? 0) === 0,
         "no bidirectional stream opened by the cloud (PDD-WT-002)",
@@ -521,6 +426,20 @@ export const MORE_CLOUD_CASES: Case[] = [
     },
   },
   {
+    id: "cloud.codec.msgpack-utf8",
+    title: "rejects a MessagePack str that is not UTF-8 as MALFORMED_FRAME, as the protobuf codec does",
+    role: "cloud",
+    codecs: ["msgpack"],
+    requirements: ["PDD-CODEC-015"],
+    async run(p) {
+      await p.hello();
+      const bytes = encodeDevice(prefill(1, { text: "Tell me about the fox QQQQ." }), "msgpack");
+      bytes[Buffer.from(bytes).indexOf("QQQQ")] = 0xff; // same length: the str header still holds
+      p.sendBytes(bytes, "a PrefillRequest whose text holds the byte 0xFF");
+      await expectConnectionError(p, "ERROR_CODE_MALFORMED_FRAME", 1, "PDD-CODEC-015");
+    },
+  },
+  {
     id: "cloud.limit.device-frame-size",
     title: "sends no frame larger than the device's max_frame_bytes, cutting KV chunks to fit",
     role: "cloud",
@@ -543,7 +462,7 @@ export const MORE_CLOUD_CASES: Case[] = [
       // No max_chunk_bytes: only the frame limit bounds the chunks.
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(30),
+          text: fittedPrompt(q, { repeats: 30, budget: 6 }),
           cloudTokenBudget: 6,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: String(256 << 20) },
         }),
@@ -638,7 +557,7 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-REQ-006"],
     async run(p) {
       await p.hello();
-      p.send(prefill(1, { text: "The quick brown fox jumps over the lazy dog. ".repeat(40), deadlineMs: 1 }));
+      p.send(prefill(1, { text: fittedPrompt(p, { repeats: 40, budget: 4 }), deadlineMs: 1 }));
       const frames = await p.collect(1);
       const ft = frames.find((f) => f.body === "firstToken");
       if (ft) {
@@ -711,7 +630,7 @@ export const MORE_CLOUD_CASES: Case[] = [
     id: "cloud.request.max-duration",
     title: "ends a request that outlives max_request_duration_ms with TIMEOUT",
     role: "cloud",
-    requirements: ["PDD-ORD-006"],
+    requirements: ["PDD-ORD-006", "PDD-MSG-014"],
     async run(p) {
       const ack = (await p.hello())!;
       const max = field<number>(ack, "helloAck.limits.maxRequestDurationMs") || 600_000;
@@ -807,7 +726,8 @@ export const MORE_CLOUD_CASES: Case[] = [
     requirements: ["PDD-MSG-010", "PDD-IDX-005"],
     async run(p) {
       await p.hello();
-      p.send(prefill(1, { text: "Say goodbye.", cloudTokenBudget: 256 }));
+      // The opening of a sentence every model can finish (the generated tiny-eos model finishes it, then EOS).
+      p.send(prefill(1, { text: "The quick brown fox", cloudTokenBudget: 256 }));
       const frames = await p.collect(1, 30_000);
       const { tokens } = checkServed(frames, 1, 256);
       const end = frames[frames.length - 1]!;
@@ -856,3 +776,11 @@ export const MORE_CLOUD_CASES: Case[] = [
     },
   },
 ];
+
+/** A frame that explains a KV image that never came: a request error, or a refused grant. */
+function whyNoKv(f: Frame): string {
+  if (f.body === "error") return `the request failed with ${field(f, "error.code")} (${field(f, "error.message")})`;
+  if (f.body === "accepted" && field(f, "accepted.kv.granted") !== true)
+    return `KV was refused with ${field(f, "accepted.kv.refusal")}`;
+  return "";
+}

@@ -28,8 +28,9 @@ describe.concurrent("conformance suite against the reference cloud", () => {
       token: KEY,
       modelFile: MODEL,
     });
-    // The generated model never produces end-of-generation, so cloud.eos cannot run.
-    expect(problems(results, ["cloud.eos"])).toEqual([]);
+    // The tiny model never produces end-of-generation, so cloud.eos cannot run here, nor cloud.idle
+    // at the default idle timeout: conformance-eos.test.ts and conformance-1-1.test.ts run them.
+    expect(problems(results, ["cloud.eos", "cloud.idle"])).toEqual([]);
     expect(results.length).toBeGreaterThanOrEqual(40);
   });
 });

@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { oracleOn } from "../cli/conformance-oracle.js";
 import { Engine } from "../engine/index.js";
 import { execLauncher } from "./launcher.js";
 import { runDeviceConformance } from "./runner.js";
@@ -29,6 +30,7 @@ describe.concurrent("conformance suite against the reference device", () => {
           // costs little.
           launcher: inProcessDevice(engine, { maxTokens: 72, cloudBudget: 64, targetTpotMs: 1 }),
           modelFile: MODEL,
+          oracle: oracleOn(engine),
         });
         expect(problems(results, [])).toEqual([]);
         expect(results.length).toBeGreaterThanOrEqual(14);

@@ -5,14 +5,16 @@
  * suite sent, so that display rules (takeover, invalid frames, lost
  * connections) are checked by what the user would see.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import type { Case, DeviceCaseEnv, DeviceOutcome } from "./case.js";
 import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
+import { closeCodeFor } from "./error-mapping.js";
 import { ggufFingerprints } from "./fingerprints.js";
+import { textOf, withoutCutChar, type ModelOracle } from "./oracle.js";
 import { render, type Frame } from "./wire.js";
 
-function expectThat(ok: boolean, expected: string, observed: string): void {
+export function expectThat(ok: boolean, expected: string, observed: string): void {
   if (!ok) throw new CheckFailure(expected, observed);
 }
 
@@ -21,7 +23,7 @@ function expectThat(ok: boolean, expected: string, observed: string): void {
  * tokens (PDD-MSG-004), then numbered markers no model will produce on its
  * own, so a cloud token displayed where it must not be is visible.
  */
-const PIECES: Buffer[] = [
+export const PIECES: Buffer[] = [
   Buffer.from(" The"),
   Buffer.from(" na"),
   Buffer.from([0xc3]),
@@ -30,17 +32,17 @@ const PIECES: Buffer[] = [
   Buffer.from([0x99, 0x82]), // " 🙂" completed
   ...Array.from({ length: 250 }, (_, i) => Buffer.from(` ⟪${String(i + 6).padStart(3, "0")}⟫`)),
 ];
-const MARK = "⟪";
+export const MARK = "⟪";
 /** Token IDs of the suite's "cloud": arbitrary, since its tokenizer is not the device's (PDD-MSG-009). */
-const tokenAt = (i: number) => ({ id: 40_000 + i, piece: PIECES[i % PIECES.length]! });
+export const tokenAt = (i: number) => ({ id: 40_000 + i, piece: PIECES[i % PIECES.length]! });
 
 /** Fingerprints of a model nobody has. */
-const FOREIGN = {
+export const FOREIGN = {
   model: createHash("sha256").update("pdd-conformance model").digest(),
   tokenizer: createHash("sha256").update("pdd-conformance tokenizer").digest(),
 };
 
-interface Served {
+export interface Served {
   hello: Frame;
   request: Frame;
   id: number;
@@ -52,7 +54,7 @@ interface Served {
 }
 
 /** Frames the device sent, checked as they come (PDD-TAKEOVER-001/002, PDD-CANCEL-002). */
-function observe(s: Served, f: Frame): void {
+export function observe(s: Served, f: Frame): void {
   const id = requestIdOf(f);
   if (id === undefined || id !== s.id) return;
   expectThat(!s.cancelled, `no frame for request ${id} after its Cancel (PDD-CANCEL-002)`, render(f));
@@ -70,9 +72,15 @@ function observe(s: Served, f: Frame): void {
 }
 
 /** Waits for the device's Hello, checks it, and answers HelloAck. */
-async function greet(
+export async function greet(
   p: Probe,
-  o: { model?: "device" | "foreign"; kv?: boolean; refinement?: boolean } = {},
+  o: {
+    model?: "device" | "foreign";
+    tokenizer?: "device";
+    kv?: boolean;
+    refinement?: boolean;
+    limits?: Record<string, number>;
+  } = {},
 ): Promise<Frame> {
   const hello = await p.until(() => true, "Hello as the device's first frame (PDD-CONN-001)");
   expectThat(hello.body === "hello", "Hello as the device's first frame (PDD-CONN-001)", render(hello));
@@ -122,11 +130,14 @@ async function greet(
         maxKvChunkBytes: 1 << 20,
         idleTimeoutMs: 60_000,
         maxRequestDurationMs: 300_000,
+        ...o.limits,
       },
       cloudModel: {
         name: "pdd-conformance",
         modelFingerprint: own ? dm!.modelFingerprint : FOREIGN.model,
-        tokenizerFingerprint: FOREIGN.tokenizer, // never the device's: it must use the pieces (PDD-MSG-009)
+        // Not the device's unless a case asks: the device must then use the pieces (PDD-MSG-009).
+        tokenizerFingerprint:
+          o.tokenizer === "device" && dm?.tokenizerFingerprint ? dm.tokenizerFingerprint : FOREIGN.tokenizer,
         vocabSize: 65_536,
         contextLength: 8192,
         architecture: "llama",
@@ -144,7 +155,7 @@ async function greet(
 }
 
 /** Waits for the device's PrefillRequest and checks it. */
-async function nextRequest(p: Probe, hello: Frame): Promise<Served> {
+export async function nextRequest(p: Probe, hello: Frame): Promise<Served> {
   const request = await p.until((f) => f.body === "prefillRequest", "a PrefillRequest");
   const id = field<number>(request, "prefillRequest.requestId");
   expectThat(id > 0, "a non-zero request_id (PDD-CONN-013)", String(id));
@@ -167,10 +178,10 @@ async function nextRequest(p: Probe, hello: Frame): Promise<Served> {
   return { hello, request, id, sent: 0 };
 }
 
-function accept(
+export function accept(
   p: Probe,
   s: Served,
-  o: { budget?: number; kv?: { granted: boolean; totalBytes?: number }; refine?: boolean } = {},
+  o: { budget?: number; kv?: { granted: boolean; totalBytes?: number }; refine?: boolean; promptTokens?: number } = {},
 ): number {
   const asked = field<number>(s.request, "prefillRequest.cloudTokenBudget");
   const budget = Math.min(asked, o.budget ?? asked);
@@ -180,7 +191,7 @@ function accept(
   p.send({
     accepted: {
       requestId: s.id,
-      promptTokens: 16,
+      promptTokens: o.promptTokens ?? 16,
       cloudTokenBudget: budget,
       kv: o.kv
         ? { granted: o.kv.granted, refusal: o.kv.granted ? "ERROR_CODE_UNSPECIFIED" : "ERROR_CODE_MODEL_MISMATCH" }
@@ -200,7 +211,7 @@ function accept(
 }
 
 /** Sends answer tokens [s.sent, to), in batches of `batch`. */
-function sendTokens(p: Probe, s: Served, to: number, batch = 1): void {
+export function sendTokens(p: Probe, s: Served, to: number, batch = 1): void {
   while (s.sent < to) {
     if (s.sent === 0) {
       p.send({ firstToken: { requestId: s.id, token: tokenAt(0), queueUs: 0, prefillUs: 1000 } });
@@ -219,7 +230,13 @@ function sendTokens(p: Probe, s: Served, to: number, batch = 1): void {
   }
 }
 
-function end(p: Probe, s: Served, reason: string, tokenCount = s.sent, usage: Record<string, unknown> = {}): void {
+export function end(
+  p: Probe,
+  s: Served,
+  reason: string,
+  tokenCount = s.sent,
+  usage: Record<string, unknown> = {},
+): void {
   p.send({
     end: {
       requestId: s.id,
@@ -236,7 +253,7 @@ function end(p: Probe, s: Served, reason: string, tokenCount = s.sent, usage: Re
  * With `inFlight`, tokens keep coming for that many more steps after the
  * Takeover, as they would from a cloud that had them on the wire.
  */
-async function stream(
+export async function stream(
   p: Probe,
   s: Served,
   budget: number,
@@ -265,7 +282,7 @@ async function stream(
 }
 
 /** Reads the device's frames until it closes or falls silent, checking each. */
-async function drain(p: Probe, s: Served, ms = 300): Promise<void> {
+export async function drain(p: Probe, s: Served, ms = 300): Promise<void> {
   for (;;) {
     const r = await p.recv(ms);
     if (r === undefined || isClose(r)) return;
@@ -286,7 +303,7 @@ function wholeChars(b: Buffer): string {
   return b.subarray(0, end).toString("utf8");
 }
 
-const cloudText = (k: number) => Buffer.concat(PIECES.slice(0, k).map((_, i) => tokenAt(i).piece));
+export const cloudText = (k: number) => Buffer.concat(PIECES.slice(0, k).map((_, i) => tokenAt(i).piece));
 
 /**
  * The displayed answer must be the cloud's tokens [0, k) and then the
@@ -296,7 +313,7 @@ const cloudText = (k: number) => Buffer.concat(PIECES.slice(0, k).map((_, i) => 
  * Takeover index when it sent one, else `bound` — unless it cancelled, when
  * it may have shown any j ≤ bound of them.
  */
-async function expectAnswer(
+export async function expectAnswer(
   env: DeviceCaseEnv,
   s: Served,
   bound: number,
@@ -334,7 +351,7 @@ async function expectAnswer(
   return out;
 }
 
-function needsKv(hello: Frame): void {
+export function needsKv(hello: Frame): void {
   if (field(hello, "hello.capabilities.kvChunks") !== true)
     throw new NotOffered("the device does not import KV chunks");
 }
@@ -344,7 +361,7 @@ function needsKv(hello: Frame): void {
  * function of the prompt, token 0 and the device's model — the baseline that
  * a run with a bad KV image or a refinement must reproduce.
  */
-async function oneTokenRun(
+export async function oneTokenRun(
   p: Probe,
   o: {
     model?: "device" | "foreign";
@@ -367,7 +384,7 @@ async function oneTokenRun(
   return s;
 }
 
-async function baselineAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
+export async function baselineAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
   const run = await env.again();
   await oneTokenRun(run.probe, {});
   const out = await run.outcome();
@@ -375,7 +392,7 @@ async function baselineAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
 }
 
 /** The device's answer alone: the suite refuses the request (UNAVAILABLE), so no cloud token is used. */
-async function localAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
+export async function localAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
   const run = await env.again();
   const s = await nextRequest(run.probe, await greet(run.probe));
   run.probe.send({
@@ -393,7 +410,8 @@ async function localAnswer(env: DeviceCaseEnv): Promise<string | undefined> {
 }
 
 /** Cuts an image into chunks with correct CRCs and the image SHA-256 on the last. */
-function chunksOf(id: number, image: Buffer, chunk = 4096): Frame[] {
+export function chunksOf(id: number, image: Buffer, o: { tokenCount?: number; chunk?: number } = {}): Frame[] {
+  const chunk = o.chunk ?? 4096;
   const sha = createHash("sha256").update(image).digest();
   const out: Frame[] = [];
   for (let off = 0; off < image.length; off += chunk) {
@@ -404,7 +422,7 @@ function chunksOf(id: number, image: Buffer, chunk = 4096): Frame[] {
         requestId: id,
         format: "KV_FORMAT_LLAMA_SEQ_STATE",
         tokenStart: 0,
-        tokenCount: 17,
+        tokenCount: o.tokenCount ?? 17,
         offset: String(off),
         totalBytes: String(image.length),
         data,
@@ -416,50 +434,55 @@ function chunksOf(id: number, image: Buffer, chunk = 4096): Frame[] {
   return out;
 }
 
-function sendKv(p: Probe, s: Served, frames: Frame[]): void {
+export function sendKv(p: Probe, s: Served, frames: Frame[]): void {
   for (const f of frames) p.sendKv(s.id, f);
   p.endKv(s.id);
 }
 
-/** A KV case: a run that receives `image` (mangled by `mangle`) must answer exactly as the baseline. */
-function kvCase(
-  id: string,
-  title: string,
-  requirements: string[],
-  mangle: (frames: Frame[], image: Buffer) => Frame[],
-  o: { model?: "device" | "foreign"; transports?: Case["transports"]; endFirst?: boolean } = {},
-): Case {
+/**
+ * With the suite's own model (--model): the answer is the cloud's token 0 and
+ * then the greedy continuation of the prompt and that token, which the device
+ * re-tokenized as a continuation or with the prompt (Appendix C leaves the
+ * seam to it). A device that never prefills or decodes cannot show it.
+ */
+async function expectOwnContinuation(oracle: ModelOracle, s: Served, text: string, rule: string): Promise<void> {
+  const prompt = field<string>(s.request, "prefillRequest.text");
+  const max = field<number>(s.request, "prefillRequest.maxTokens");
+  const cloud = cloudText(1).toString("utf8");
+  const own = oracle.tokenize(prompt);
+  const seams = [[...own, ...oracle.tokenizeContinuation(cloud)], oracle.tokenize(prompt + cloud)];
+  const answers = await Promise.all(
+    seams.map(async (ctx) => cloud + textOf(oracle, await oracle.continuation(ctx, Math.max(0, max - 1)))),
+  );
+  expectThat(
+    answers.map(withoutCutChar).includes(withoutCutChar(text)),
+    `the cloud's token, then the greedy continuation of the prompt: ${JSON.stringify(answers[0]!.slice(0, 60))} (${rule})`,
+    JSON.stringify(text.slice(0, 60)) + (text === cloud ? " — the cloud's token alone: the device did not decode" : ""),
+  );
+}
+
+/** End with `reason` after 6 tokens completes the answer: the device shows exactly those tokens. */
+function completeAnswerCase(id: string, reason: string, rule: string): Case {
+  const name = reason.replace("END_REASON_", "");
   return {
     id,
-    title,
+    title: `treats End ${name} as the complete answer`,
     role: "device",
-    requirements,
-    transports: o.transports,
+    requirements: [rule],
     answer: true,
     async run(p, env) {
-      const expected = await baselineAnswer(env as DeviceCaseEnv);
-      const image = randomBytes(48 * 1024);
-      const s = await oneTokenRun(p, {
-        model: o.model ?? "device",
-        kv: true,
-        acceptWith: { kv: { granted: true, totalBytes: image.length } },
-        during: (s) => {
-          if (o.model !== "foreign") needsKv(s.hello);
-          if (o.endFirst) return;
-          sendKv(p, s, mangle(chunksOf(s.id, image), image));
-        },
-        endUsage: { kvBytesSent: String(image.length) },
-        afterEnd: (s) => o.endFirst && sendKv(p, s, mangle(chunksOf(s.id, image), image)),
-      });
-      const out = await expectAnswer(env as DeviceCaseEnv, s, 1, requirements[0]!);
-      // A device that rejected the request's frames (PDD-SM-001) answers alone; else as with no KV.
-      const want = s.cancelled ? await localAnswer(env as DeviceCaseEnv) : expected;
-      const what = s.cancelled ? "its own answer (it cancelled)" : "the same answer as without KV";
-      if (out && want !== undefined)
+      const s = await nextRequest(p, await greet(p));
+      accept(p, s, { budget: 8 });
+      sendTokens(p, s, 6, 2);
+      end(p, s, reason);
+      await drain(p, s);
+      const out = await expectAnswer(env, s, 6, rule);
+      const all = cloudText(6).toString("utf8");
+      if (out && s.takeover === undefined && !s.cancelled)
         expectThat(
-          out.text === want,
-          `${what}: ${JSON.stringify(want.slice(0, 60))} (${requirements[0]})`,
-          JSON.stringify(out.text.slice(0, 60)),
+          out.text === all,
+          `exactly the 6 cloud tokens ${JSON.stringify(all)}, nothing after ${name} (${rule})`,
+          JSON.stringify(out.text),
         );
     },
   };
@@ -538,28 +561,8 @@ export const DEVICE_CASES: Case[] = [
       await expectAnswer(env, s, s.takeover, "PDD-TAKEOVER-003");
     },
   },
-  {
-    id: "device.end.eos",
-    title: "treats End EOS as the complete answer",
-    role: "device",
-    requirements: ["PDD-IDX-005"],
-    answer: true,
-    async run(p, env) {
-      const s = await nextRequest(p, await greet(p));
-      accept(p, s, { budget: 8 });
-      sendTokens(p, s, 6, 2);
-      end(p, s, "END_REASON_EOS");
-      await drain(p, s);
-      const out = await expectAnswer(env, s, 6, "PDD-IDX-005");
-      const all = cloudText(6).toString("utf8");
-      if (out && s.takeover === undefined && !s.cancelled)
-        expectThat(
-          out.text === all,
-          `exactly the 6 cloud tokens ${JSON.stringify(all)}, nothing after EOS (PDD-IDX-005)`,
-          JSON.stringify(out.text),
-        );
-    },
-  },
+  completeAnswerCase("device.end.eos", "END_REASON_EOS", "PDD-IDX-005"),
+  completeAnswerCase("device.end.max-tokens", "END_REASON_MAX_TOKENS", "PDD-IDX-008"),
   {
     id: "device.enum.unknown-values",
     title: "reads an unknown EndReason as ERROR and an unknown ErrorCode as INTERNAL, and finishes the answer",
@@ -661,7 +664,8 @@ export const DEVICE_CASES: Case[] = [
       // Tokens after a connection error are not used (the connection is over).
       p.send({ tokenBatch: { requestId: s.id, startIndex: 3, tokens: [tokenAt(40)] } });
       await drain(p, s, 100);
-      p.session.close(4020, "INTERNAL");
+      // The binding's own form of INTERNAL (§13.3, PDD-GRPC-003): 4020, gRPC status 13, session code 20.
+      p.session.close(closeCodeFor(p.transport ?? "websocket", 20), "the suite's cloud fails");
       await expectAnswer(env, s, 3, "PDD-CONN-018");
     },
   },
@@ -672,7 +676,6 @@ export const DEVICE_CASES: Case[] = [
     requirements: ["PDD-REF-007"],
     answer: true,
     async run(p, env) {
-      const expected = await baselineAnswer(env);
       const s = await oneTokenRun(p, {
         refinement: true,
         acceptWith: { refine: true },
@@ -695,6 +698,9 @@ export const DEVICE_CASES: Case[] = [
         },
       });
       const out = await expectAnswer(env, s, 1, "PDD-REF-007");
+      if (out && env.oracle) await expectOwnContinuation(env.oracle, s, out.text, "PDD-REF-007");
+      // The baseline after this run has ended: the suite runs one device at a time.
+      const expected = out ? await baselineAnswer(env) : undefined;
       if (out && expected !== undefined)
         expectThat(
           out.text === expected,
@@ -703,39 +709,4 @@ export const DEVICE_CASES: Case[] = [
         );
     },
   },
-  kvCase(
-    "device.kv.bad-crc",
-    "discards a KV image with a wrong chunk CRC and computes the prefill; the answer is unaffected",
-    ["PDD-KV-007", "PDD-SEC-006"],
-    (frames) => {
-      const f = frames[1]!.kvChunk as { crc32: number };
-      f.crc32 = (f.crc32 ^ 1) >>> 0;
-      return frames;
-    },
-  ),
-  kvCase("device.kv.bad-sha", "discards a KV image whose SHA-256 does not match", ["PDD-KV-007"], (frames) => {
-    const f = frames[frames.length - 1]!.kvChunk as { imageSha256: Buffer };
-    f.imageSha256 = Buffer.alloc(32, 7);
-    return frames;
-  }),
-  kvCase(
-    "device.kv.unloadable",
-    "falls back to its own prefill when an intact image does not load",
-    ["PDD-KV-003"],
-    (frames) => frames,
-  ),
-  kvCase(
-    "device.kv.foreign-model",
-    "never imports an image from another model, whatever the cloud grants",
-    ["PDD-KV-002"],
-    (frames) => frames,
-    { model: "foreign" },
-  ),
-  kvCase(
-    "device.kv.end-first",
-    "on WebTransport, takes End.usage.kv_bytes_sent as the bytes still to come",
-    ["PDD-KV-011"],
-    (frames) => frames,
-    { transports: ["webtransport"], endFirst: true },
-  ),
 ];

@@ -33,12 +33,17 @@ const GGML_TYPES: Record<number, [bytes: number, elements: number]> = {
 class Reader {
   pos = 0;
   constructor(readonly b: Buffer) {}
-  u8 = () => this.b.readUInt8(this.pos++);
-  u32 = () => ((this.pos += 4), this.b.readUInt32LE(this.pos - 4));
-  i32 = () => ((this.pos += 4), this.b.readInt32LE(this.pos - 4));
-  f32 = () => ((this.pos += 4), this.b.readFloatLE(this.pos - 4));
-  u64 = () => ((this.pos += 8), Number(this.b.readBigUInt64LE(this.pos - 8)));
-  bytes = (n: number) => ((this.pos += n), this.b.subarray(this.pos - n, this.pos));
+  /** Moves past `n` bytes and returns where they start. */
+  take(n: number): number {
+    this.pos += n;
+    return this.pos - n;
+  }
+  u8 = () => this.b.readUInt8(this.take(1));
+  u32 = () => this.b.readUInt32LE(this.take(4));
+  i32 = () => this.b.readInt32LE(this.take(4));
+  f32 = () => this.b.readFloatLE(this.take(4));
+  u64 = () => Number(this.b.readBigUInt64LE(this.take(8)));
+  bytes = (n: number) => this.b.subarray(this.take(n), this.pos);
   str = () => this.bytes(this.u64());
 }
 
@@ -49,11 +54,11 @@ function readValue(r: Reader, type: number): Value {
     case 0:
       return r.u8();
     case 1:
-      return (r.pos++, r.b.readInt8(r.pos - 1));
+      return r.b.readInt8(r.take(1));
     case 2:
-      return ((r.pos += 2), r.b.readUInt16LE(r.pos - 2));
+      return r.b.readUInt16LE(r.take(2));
     case 3:
-      return ((r.pos += 2), r.b.readInt16LE(r.pos - 2));
+      return r.b.readInt16LE(r.take(2));
     case 4:
       return r.u32();
     case 5:
@@ -72,9 +77,9 @@ function readValue(r: Reader, type: number): Value {
     case 10:
       return r.u64();
     case 11:
-      return ((r.pos += 8), Number(r.b.readBigInt64LE(r.pos - 8)));
+      return Number(r.b.readBigInt64LE(r.take(8)));
     case 12:
-      return ((r.pos += 8), r.b.readDoubleLE(r.pos - 8));
+      return r.b.readDoubleLE(r.take(8));
     default:
       throw new Error(`GGUF value type ${type} is unknown`);
   }

@@ -10,7 +10,7 @@ import { prng } from "../shared/index.js";
 import { mutator } from "./mutator.js";
 import { openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
 import { createSelfSignedCertificate } from "../transports/index.js"; // a test certificate only
-import { listen } from "./raw-server.js";
+import { listen, type AcceptedSession } from "./raw-server.js";
 import type { DeviceLauncher } from "./runner.js";
 import { decodeCloud, decodeDevice, encodeCloud, encodeDevice, type Codec, type Frame } from "./wire.js";
 
@@ -251,65 +251,8 @@ export async function fuzzDevice(o: {
       const send = (f: Frame) => s.send(encodeCloud(f, s.codec, true));
       const sent: string[] = [];
       try {
-        const helloBytes = await s.next(waitMs);
-        if (!(helloBytes instanceof Uint8Array)) throw new Error("no Hello");
-        send({
-          helloAck: {
-            version: { major: 1, minor: 0 },
-            codec: s.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK",
-            cloudModel: { modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) },
-            capabilities: { kvChunks: true, refinement: true },
-          },
-        });
-        let id = 1;
-        for (;;) {
-          const v = await s.next(waitMs);
-          if (!(v instanceof Uint8Array)) throw new Error("no PrefillRequest");
-          const f = decodeDevice(v, s.codec);
-          if (f.body === "prefillRequest") {
-            id = (f.prefillRequest as { requestId: number }).requestId;
-            break;
-          }
-        }
-        const piece = (i: number) => Buffer.from(` t${i}`);
-        const valid: Frame[] = [
-          {
-            accepted: {
-              requestId: id,
-              promptTokens: 5,
-              cloudTokenBudget: 8,
-              kvFormat: "KV_FORMAT_LLAMA_SEQ_STATE",
-              kvTotalBytes: "16",
-            },
-          },
-          { firstToken: { requestId: id, token: { id: 1, piece: piece(0) } } },
-          ...Array.from({ length: 6 }, (_, i) => ({
-            tokenBatch: { requestId: id, startIndex: i + 1, tokens: [{ id: i + 2, piece: piece(i + 1) }] },
-          })),
-          {
-            kvChunk: {
-              requestId: id,
-              format: "KV_FORMAT_LLAMA_SEQ_STATE",
-              offset: "0",
-              totalBytes: "16",
-              data: Buffer.alloc(16, 3),
-              crc32: 0,
-            },
-          },
-          {
-            refinedPrompt: {
-              requestId: id,
-              kept: [{ start: 0, end: 2 }],
-              text: "The fox",
-              originalTokens: 5,
-              keptTokens: 2,
-              ratio: 0.4,
-            },
-          },
-          { pong: { nonce: "1" } },
-          { error: { requestId: id, code: "ERROR_CODE_INTERNAL", message: "x" } },
-          { goodbye: {} },
-        ];
+        const id = await answerHelloAndRequest(s, waitMs);
+        const valid = validCloudFrames(id);
         for (let k = 0; k < perRun && cases < o.cases; k++, cases++) {
           const f = structuredClone(valid[Math.floor(r() * valid.length)]!);
           const m = r();
@@ -349,4 +292,73 @@ export async function fuzzDevice(o: {
     await server.close();
   }
   return { cases, runs, ms: Math.round(performance.now() - t0) };
+}
+
+/** Answers the device's Hello with a HelloAck offering everything; returns the id of its PrefillRequest. */
+async function answerHelloAndRequest(s: AcceptedSession, waitMs: number): Promise<number> {
+  const helloBytes = await s.next(waitMs);
+  if (!(helloBytes instanceof Uint8Array)) throw new Error("no Hello");
+  s.send(
+    encodeCloud(
+      {
+        helloAck: {
+          version: { major: 1, minor: 0 },
+          codec: s.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK",
+          cloudModel: { modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) },
+          capabilities: { kvChunks: true, refinement: true },
+        },
+      },
+      s.codec,
+      true,
+    ),
+  );
+  for (;;) {
+    const v = await s.next(waitMs);
+    if (!(v instanceof Uint8Array)) throw new Error("no PrefillRequest");
+    const f = decodeDevice(v, s.codec);
+    if (f.body === "prefillRequest") return (f.prefillRequest as { requestId: number }).requestId;
+  }
+}
+
+/** One valid frame of each kind a cloud sends for request `id`: the seeds the device fuzzer mutates. */
+function validCloudFrames(id: number): Frame[] {
+  const piece = (i: number) => Buffer.from(` t${i}`);
+  return [
+    {
+      accepted: {
+        requestId: id,
+        promptTokens: 5,
+        cloudTokenBudget: 8,
+        kvFormat: "KV_FORMAT_LLAMA_SEQ_STATE",
+        kvTotalBytes: "16",
+      },
+    },
+    { firstToken: { requestId: id, token: { id: 1, piece: piece(0) } } },
+    ...Array.from({ length: 6 }, (_, i) => ({
+      tokenBatch: { requestId: id, startIndex: i + 1, tokens: [{ id: i + 2, piece: piece(i + 1) }] },
+    })),
+    {
+      kvChunk: {
+        requestId: id,
+        format: "KV_FORMAT_LLAMA_SEQ_STATE",
+        offset: "0",
+        totalBytes: "16",
+        data: Buffer.alloc(16, 3),
+        crc32: 0,
+      },
+    },
+    {
+      refinedPrompt: {
+        requestId: id,
+        kept: [{ start: 0, end: 2 }],
+        text: "The fox",
+        originalTokens: 5,
+        keptTokens: 2,
+        ratio: 0.4,
+      },
+    },
+    { pong: { nonce: "1" } },
+    { error: { requestId: id, code: "ERROR_CODE_INTERNAL", message: "x" } },
+    { goodbye: {} },
+  ];
 }

@@ -8,9 +8,10 @@ export {
   TargetError,
 } from "./runner.js";
 export { execLauncher } from "./launcher.js";
-export { table, junit } from "./report.js";
+export { table, junit, STATUS_LABEL } from "./report.js";
 export { coverage, coverageProblems, renderCoverage, ALL_CASES, NOT_BLACK_BOX } from "./coverage.js";
 export type { Case, CaseResult, Status, DeviceOutcome } from "./case.js";
 export { fuzzCloud, replayInput, FuzzFailure, type FuzzReport } from "./fuzz.js";
 export { mutator } from "./mutator.js";
 export type { Codec } from "./wire.js";
+export type { ModelOracle } from "./oracle.js";

@@ -191,22 +191,25 @@ export async function openWebTransport(
   const u = new URL(url);
   u.searchParams.set("codec", opts.codecParam ?? codec);
   if (opts.token) u.searchParams.set("access_token", opts.token);
-  const session = new wt.WebTransport(u.toString(), {
+  // Typed by the library as the W3C WebTransportOptions, the constructor also reads forceReliable
+  // and the flow-control windows: passed as a variable, not a literal.
+  const init = {
     forceReliable: true,
     serverCertificateHashes: opts.certHash ? [{ algorithm: "sha-256", value: opts.certHash }] : undefined,
     initialStreamFlowControlWindow: 16 << 20,
     initialSessionFlowControlWindow: 64 << 20,
-  } as never) as unknown as {
+  };
+  const session: {
     ready: Promise<void>;
     closed: Promise<{ closeCode?: number; reason?: string }>;
-    close(i?: unknown): void;
+    close(i?: { closeCode?: number; reason?: string }): void;
     createBidirectionalStream(): Promise<{
       readable: ReadableStream<Uint8Array>;
       writable: WritableStream<Uint8Array>;
     }>;
     incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
     incomingBidirectionalStreams: ReadableStream<unknown>;
-  };
+  } = new wt.WebTransport(u.toString(), init);
   // A refused session rejects both ready and closed: closed is handled below, once ready resolved.
   session.closed.catch(() => undefined);
   await session.ready;
@@ -239,8 +242,14 @@ export async function openWebTransport(
   })();
   const settle = () => Promise.race([controlDone, new Promise((r) => setTimeout(r, 1000))]);
   session.closed.then(
-    async (i) => (await settle(), inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" })),
-    async (e: unknown) => (await settle(), inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) })),
+    async (i) => {
+      await settle();
+      inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" });
+    },
+    async (e: unknown) => {
+      await settle();
+      inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) });
+    },
   );
   return {
     send: (f) => {

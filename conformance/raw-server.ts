@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { WebSocketServer, type WebSocket } from "ws";
 import { Inbox, pumpFrames, WaitQueue, type RawSession } from "./raw-client.js";
 import type { Codec } from "./wire.js";
+import type { HttpServerInit } from "@fails-components/webtransport";
 
 export type ListenTransport = "websocket" | "grpc" | "webtransport";
 
@@ -120,9 +121,9 @@ async function listenGrpc(host: string, port: number): Promise<RawServer> {
       },
     });
   };
-  server.register(
+  server.register<Buffer, Buffer>(
     "/pdd.v1.PdDeviceService/Session",
-    handler as never,
+    handler,
     (b: Buffer) => b,
     (b: Buffer) => b,
     "bidi",
@@ -140,9 +141,17 @@ async function listenGrpc(host: string, port: number): Promise<RawServer> {
   };
 }
 
-interface WtStreamLike {
-  readable: ReadableStream<Uint8Array>;
-  writable: WritableStream<Uint8Array>;
+/** The part of a library session the suite uses. */
+interface WtSessionLike {
+  userData?: { ticket?: string };
+  ready: Promise<void>;
+  closed: Promise<{ closeCode?: number; reason?: string }>;
+  close(i?: { closeCode?: number; reason?: string }): void;
+  incomingBidirectionalStreams: ReadableStream<{
+    readable: ReadableStream<Uint8Array>;
+    writable: WritableStream<Uint8Array>;
+  }>;
+  createUnidirectionalStream(): Promise<WritableStream<Uint8Array>>;
 }
 
 async function listenWebTransport(
@@ -154,25 +163,20 @@ async function listenWebTransport(
   const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
   const { wt } = await loadWebTransport();
   const queue = new WaitQueue<AcceptedSession>();
-  const server = new wt.Http2Server({
+  const init: HttpServerInit = {
     port,
     host,
     secret: randomBytes(16).toString("hex"),
     cert: tls.cert,
     privKey: tls.key,
     reliability: "reliableOnly",
+    defaultDatagramsReadableMode: "bytes",
     initialStreamFlowControlWindow: 16 << 20,
     initialSessionFlowControlWindow: 64 << 20,
-  } as never) as unknown as {
-    startServer(): void;
-    stopServer(): void;
-    ready: Promise<void>;
-    address(): { port: number } | null;
-    setRequestCallback(cb: (a: { header: Record<string, string> }) => Promise<unknown>): void;
-    sessionStream(path: string, o: unknown): ReadableStream<unknown>;
   };
+  const server = new wt.Http2Server(init);
   const codecs = new Map<string, Codec>();
-  server.setRequestCallback(async ({ header }) => {
+  server.setRequestCallback(async ({ header }: { header: Record<string, string> }) => {
     const p = header[":path"] ?? "/";
     if (p.split("?")[0] !== path) return { status: 404 };
     const codec = new URL(p, "https://x").searchParams.get("codec") === "msgpack" ? "msgpack" : "proto";
@@ -183,74 +187,17 @@ async function listenWebTransport(
   server.startServer();
   await server.ready;
   const reader = server.sessionStream(path, { noAutoPaths: true }).getReader();
-  void (async () => {
+  const acceptAll = async () => {
     for (;;) {
       const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
       if (done || !value) return;
-      void acceptWt(value as never);
+      // The library types a session by its WebTransport API; the ticket is in the userData it adds.
+      const session: WtSessionLike = value;
+      const codec = codecs.get(session.userData?.ticket ?? "") ?? "proto";
+      void acceptWt(session, codec, queue); // never rejects: a failed session is dropped inside
     }
-  })();
-  async function acceptWt(session: {
-    userData?: { ticket?: string };
-    ready: Promise<void>;
-    closed: Promise<{ closeCode?: number; reason?: string }>;
-    close(i?: unknown): void;
-    incomingBidirectionalStreams: ReadableStream<WtStreamLike>;
-    createUnidirectionalStream(): Promise<WritableStream<Uint8Array>>;
-  }): Promise<void> {
-    const codec = codecs.get(session.userData?.ticket ?? "") ?? "proto";
-    try {
-      await session.ready;
-      const { value: control } = await session.incomingBidirectionalStreams.getReader().read();
-      if (!control) return;
-      const inbox = new Inbox();
-      void pumpFrames(
-        control.readable,
-        (f) => inbox.push(f),
-        (why) => inbox.push({ code: -2, reason: why }),
-      );
-      session.closed.then(
-        (i) => inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" }),
-        (e: unknown) => inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) }),
-      );
-      const writer = control.writable.getWriter();
-      let closing = false;
-      const kv = new Map<number, Promise<WritableStreamDefaultWriter<Uint8Array>>>();
-      const kvWriter = (id: number) => {
-        let w = kv.get(id);
-        if (!w) {
-          w = session.createUnidirectionalStream().then((s) => s.getWriter());
-          kv.set(id, w);
-        }
-        return w;
-      };
-      queue.push({
-        codec,
-        send: (f) => void writer.write(prefixed(f)).catch(() => undefined),
-        sendKv: (id, f) =>
-          void kvWriter(id)
-            .then((w) => w.write(prefixed(f)))
-            .catch(() => undefined),
-        endKv: (id) =>
-          void kv
-            .get(id)
-            ?.then((w) => w.close())
-            .catch(() => undefined),
-        next: (t) => inbox.next(t),
-        close: (code?: number, reason?: string) => {
-          if (closing) return; // closing twice makes the library loop until std::bad_alloc
-          closing = true;
-          try {
-            session.close({ closeCode: code ?? 0, reason: reason ?? "" });
-          } catch {
-            // already closed
-          }
-        },
-      });
-    } catch {
-      // the session failed before its control stream opened
-    }
-  }
+  };
+  acceptAll().catch(() => undefined); // reads are caught above; nothing else can throw
   return {
     url: `https://${fmtHost(host)}:${server.address()?.port ?? port}${path}`,
     transport: "webtransport",
@@ -266,3 +213,70 @@ function prefixed(f: Uint8Array): Buffer {
 }
 
 const fmtHost = (h: string) => (h.includes(":") ? `[${h}]` : h);
+
+/** Waits for the session's control stream and queues the session; drops a session that fails first. */
+async function acceptWt(session: WtSessionLike, codec: Codec, queue: WaitQueue<AcceptedSession>): Promise<void> {
+  try {
+    await session.ready;
+    const { value: control } = await session.incomingBidirectionalStreams.getReader().read();
+    if (!control) return;
+    const inbox = new Inbox();
+    pumpFrames(
+      control.readable,
+      (f) => inbox.push(f),
+      (why) => inbox.push({ code: -2, reason: why }),
+    ).catch((e: unknown) => inbox.push({ code: -2, reason: String(e) }));
+    session.closed.then(
+      (i) => inbox.push({ code: i?.closeCode ?? 0, reason: i?.reason ?? "" }),
+      (e: unknown) => inbox.push({ code: 0, reason: String((e as Error)?.message ?? e) }),
+    );
+    queue.push({ codec, next: (t) => inbox.next(t), ...wtSenders(session, control.writable.getWriter()) });
+  } catch {
+    // the session failed before its control stream opened
+  }
+}
+
+/** Frames go on the control stream, a request's KvChunks on its own uni stream (§10.4); write errors are the peer's loss. */
+function wtSenders(
+  session: WtSessionLike,
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+): Pick<AcceptedSession, "send" | "sendKv" | "endKv" | "close"> {
+  let closing = false;
+  const kv = new Map<number, Promise<WritableStreamDefaultWriter<Uint8Array>>>();
+  const kvWriter = (id: number) => {
+    let w = kv.get(id);
+    if (!w) {
+      // A device that already finished (it took over at 0) has closed the session, and the library then
+      // throws at once: as a rejection, that is a frame the device will not read, like on the other bindings.
+      w = Promise.resolve()
+        .then(() => session.createUnidirectionalStream())
+        .then((s) => s.getWriter());
+      kv.set(id, w);
+    }
+    return w;
+  };
+  return {
+    send: (f) => {
+      writer.write(prefixed(f)).catch(() => undefined);
+    },
+    sendKv: (id, f) => {
+      kvWriter(id)
+        .then((w) => w.write(prefixed(f)))
+        .catch(() => undefined);
+    },
+    endKv: (id) => {
+      kv.get(id)
+        ?.then((w) => w.close())
+        .catch(() => undefined);
+    },
+    close: (code?: number, reason?: string) => {
+      if (closing) return; // closing twice makes the library loop until std::bad_alloc
+      closing = true;
+      try {
+        session.close({ closeCode: code ?? 0, reason: reason ?? "" });
+      } catch {
+        // already closed
+      }
+    },
+  };
+}

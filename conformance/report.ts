@@ -1,20 +1,29 @@
 /** Reports: a table for people, JSON and JUnit XML for machines. */
 import type { CaseResult } from "./case.js";
 
+/** How each status reads in the table and the progress lines. */
+export const STATUS_LABEL = { pass: "PASS", fail: "FAIL", "not-offered": "n/o", "wire-only": "WIRE" } as const;
+
+/** Table lines fit a 120-column terminal; the requirement IDs and full details are in --json, --junit, --verbose. */
+const TABLE_WIDTH = 120;
+
+/**
+ * A result's details for the table: what was observed first (it holds the
+ * error code or the value that was wrong), then what was expected.
+ */
+function shortDetails(r: CaseResult): string {
+  if (r.status === "pass") return "";
+  const m = /^expected (.*); observed (.*)$/s.exec(r.details);
+  return (m ? `observed ${m[2]} — expected ${m[1]}` : r.details).replace(/\s+/g, " ");
+}
+
 export function table(results: CaseResult[]): string {
-  const label = { pass: "PASS", fail: "FAIL", "not-offered": "n/o", "wire-only": "WIRE" } as const;
-  const rows = results.map((r) => [
-    label[r.status],
-    `${r.transport}/${r.codec}`,
-    r.id,
-    r.requirements.join(" "),
-    r.status === "pass" ? "" : r.details,
-  ]);
-  const header = ["result", "binding", "case", "requirements", "details"];
-  const widths = header.map((h, i) =>
-    Math.min(i === 4 ? 120 : 80, Math.max(h.length, ...rows.map((r) => r[i]!.length))),
-  );
-  const line = (c: string[]) => c.map((x, i) => x.slice(0, widths[i]).padEnd(widths[i]!)).join("  ");
+  const rows = results.map((r) => [STATUS_LABEL[r.status], `${r.transport}/${r.codec}`, r.id, shortDetails(r)]);
+  const header = ["result", "binding", "case", "details"];
+  const widths = header.slice(0, 3).map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const room = Math.max(20, TABLE_WIDTH - widths.reduce((a, w) => a + w + 2, 0));
+  const cut = (x: string) => (x.length > room ? `${x.slice(0, room - 1)}…` : x);
+  const line = (c: string[]) => [...c.slice(0, 3).map((x, i) => x.padEnd(widths[i]!)), cut(c[3]!)].join("  ").trimEnd();
   const counts = { pass: 0, fail: 0, "not-offered": 0, "wire-only": 0 };
   for (const r of results) counts[r.status]++;
   const wire = counts["wire-only"]
@@ -44,5 +53,8 @@ export function junit(results: CaseResult[]): string {
           : "";
     return `  <testcase classname="pdd.conformance" name="${name}" time="${(r.ms / 1000).toFixed(3)}">${props}${body}</testcase>`;
   });
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="pdd-conformance" tests="${results.length}" failures="${failures}" skipped="${skipped}">\n${cases.join("\n")}\n</testsuite>\n`;
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="pdd-conformance" tests="${results.length}" ` +
+    `failures="${failures}" skipped="${skipped}">\n${cases.join("\n")}\n</testsuite>\n`
+  );
 }

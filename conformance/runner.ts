@@ -2,11 +2,15 @@
 import type { Case, CaseResult, DeviceOutcome, Target } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
 import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
+import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
+import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_KV_CASES } from "./device-kv-cases.js";
+import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
-import { grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
+import { grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
 import type { Codec } from "./wire.js";
 import { createHash, X509Certificate } from "node:crypto";
 
@@ -30,7 +34,8 @@ export interface RunOptions {
   filter?: string;
   /** The cloud's GGUF file, to check the fingerprints it announces (Appendix B). */
   modelFile?: string;
-  onResult?: (r: CaseResult) => void;
+  /** Each result as its case ends: the how-manieth of how many. */
+  onResult?: (r: CaseResult, done: number, total: number) => void;
 }
 
 export class TargetError extends Error {}
@@ -57,6 +62,8 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
     throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
   const waitMs = o.waitMs ?? 5000;
   const results: CaseResult[] = [];
+  const cloudCases = [...CLOUD_CASES, ...MORE_CLOUD_CASES, ...CLOUD_1_1_CASES];
+  const total = codecs.reduce((n, codec) => n + selectCases(cloudCases, transport, codec, o.filter).length, 0);
   for (const codec of codecs) {
     const raw: Target["raw"] = (x) => {
       const token = x.token === null ? undefined : (x.token ?? o.token);
@@ -79,7 +86,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
       probe.transport = transport;
       return probe;
     };
-    for (const c of selectCases([...CLOUD_CASES, ...MORE_CLOUD_CASES], transport, codec, o.filter)) {
+    for (const c of selectCases(cloudCases, transport, codec, o.filter)) {
       const opened: Probe[] = [];
       const openOne = async () => {
         const p = await open();
@@ -97,7 +104,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
         }),
       );
       results.push(r);
-      o.onResult?.(r);
+      o.onResult?.(r, results.length, total);
     }
   }
   return results;
@@ -190,7 +197,23 @@ export interface DeviceRunOptions {
   filter?: string;
   /** The device's GGUF file, to check the fingerprints it announces (Appendix B). */
   modelFile?: string;
-  onResult?: (r: CaseResult) => void;
+  /** Each result as its case ends: the how-manieth of how many. */
+  onResult?: (r: CaseResult, done: number, total: number) => void;
+  /** The suite's own engine on the device's model (--model): the device's answers are checked against it. */
+  oracle?: ModelOracle;
+  /** Called once the suite listens, with the URL devices connect to (the port chosen when it was 0). */
+  onListening?: (url: string) => void;
+}
+
+/** A launched device run's outcome, or a failure once it has run for `ms`; nothing without a launcher. */
+function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): Promise<DeviceOutcome | undefined> {
+  if (!launched) return Promise.resolve(undefined);
+  return Promise.race([
+    launched,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new CheckFailure("the device run to end", `still running after ${ms} ms`)), ms).unref(),
+    ),
+  ]);
 }
 
 export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseResult[]> {
@@ -199,20 +222,27 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
     throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
   const tls = transport === "webtransport" ? await createSelfSignedCertificate() : undefined;
   const server = await listen({ url: o.listen, tls });
+  o.onListening?.(server.url);
   const waitMs = o.waitMs ?? 5000;
   const connectMs = o.connectMs ?? 30_000;
   const codecs: (Codec | undefined)[] = o.launcher
     ? (o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]))
     : [undefined];
   const results: CaseResult[] = [];
+  const casesFor = (wanted: Codec | undefined) =>
+    selectCases([...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES], transport, wanted ?? "proto", o.filter);
+  const total = codecs.reduce((n, wanted) => n + casesFor(wanted).length, 0);
   try {
     for (const wanted of codecs) {
-      for (const c of DEVICE_CASES.filter((x) => selectCases([x], transport, wanted ?? "proto", o.filter).length > 0)) {
+      for (const c of casesFor(wanted)) {
         const probes: Probe[] = [];
         const stops: (() => void)[] = [];
         let codec: Codec = wanted ?? "proto";
+        /** The last run's end: the next run starts after it (one device process at a time, README). */
+        let previous: Promise<unknown> | undefined;
         /** One device run: start it (or wait for it) and take its connection. */
         const runDevice = async () => {
+          await previous?.catch(() => undefined);
           const launched = o.launcher?.start({
             url: server.url,
             codec: wanted ?? "proto",
@@ -220,15 +250,15 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
             certSha256: tls ? Buffer.from(certificateSha256(tls.cert)).toString("hex") : undefined,
           });
           if (launched) stops.push(launched.stop);
-          const session = await Promise.race([
-            server.accept(connectMs),
-            launched?.outcome.then((out) => {
-              throw new CheckFailure(
-                "the device to connect",
-                `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`,
-              );
-            }),
-          ]);
+          // Without a launcher (--listen alone) only the connection can end the wait: a race with
+          // `undefined` would settle at once, before any device could connect.
+          const exited = launched?.outcome.then((out): never => {
+            throw new CheckFailure(
+              "the device to connect",
+              `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`,
+            );
+          });
+          const session = await (exited ? Promise.race([server.accept(connectMs), exited]) : server.accept(connectMs));
           if (!session) throw new CheckFailure("the device to connect", `no connection within ${connectMs} ms`);
           if (wanted && session.codec !== wanted)
             throw new CheckFailure(`a connection with the ${wanted} codec`, session.codec);
@@ -237,18 +267,8 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
           probe.transport = transport;
           probes.push(probe);
           let done: Promise<DeviceOutcome | undefined> | undefined;
-          const outcome = () =>
-            (done ??= launched
-              ? Promise.race([
-                  launched.outcome,
-                  new Promise<never>((_, reject) =>
-                    setTimeout(
-                      () => reject(new CheckFailure("the device run to end", `still running after ${waitMs * 3} ms`)),
-                      waitMs * 3,
-                    ).unref(),
-                  ),
-                ])
-              : Promise.resolve(undefined));
+          const outcome = () => (done ??= runOutcome(launched?.outcome, waitMs * 3));
+          previous = launched?.outcome;
           return { probe, outcome };
         };
         let r: CaseResult;
@@ -265,6 +285,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
                 open: cloudOnly,
                 target: { url: server.url, transport, codec, raw: cloudOnly },
                 modelFile: o.modelFile,
+                oracle: o.oracle,
                 outcome: first.outcome,
                 again: runDevice,
               });
@@ -276,7 +297,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
         }
         r.codec = codec;
         results.push(r);
-        o.onResult?.(r);
+        o.onResult?.(r, results.length, total);
       }
     }
   } finally {

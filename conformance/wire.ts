@@ -18,7 +18,7 @@ export type Frame = Record<string, unknown> & { body?: string };
 const toObject: protobuf.IConversionOptions = {
   enums: String,
   longs: String,
-  bytes: Buffer as never,
+  bytes: Buffer,
   defaults: true,
   oneofs: true,
 };
@@ -33,7 +33,7 @@ function encodeAs(type: protobuf.Type, frame: Frame, codec: Codec, unchecked = f
   const plain = type.toObject(message, {
     enums: String,
     longs: String,
-    bytes: Buffer as never,
+    bytes: Buffer,
     defaults: false,
     oneofs: false,
   });

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, PddError } from "../proto/index.js";
 import { createModel, Engine, fingerprints, PRESETS, SKELETON_TEXT } from "./index.js";
 import { greedy } from "./test/greedy.js";
+import { MUTATIONS } from "../hostile/kv/mutations.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-engine-"));
 const tiny = join(dir, "tiny.gguf");
@@ -45,6 +46,22 @@ describe("generated models", () => {
     expect(text(out)).toBe(SKELETON_TEXT);
     const pieces = out.map((t) => engine.pieces[t]!);
     expect(pieces.some((p) => p.length === 1 && p[0]! >= 0x80)).toBe(true); // a lone UTF-8 byte
+  });
+
+  it("yield the end-of-generation token when the model produces it (tiny-eos ends its sentence with EOS)", async () => {
+    const path = join(dir, "tiny-eos.gguf");
+    createModel(path, PRESETS["tiny-eos"]);
+    const eos = await Engine.load({ modelPath: path, sequences: 1, threads: 1 });
+    try {
+      const out = await greedy(eos, eos.tokenize("The quick brown fox"), 32);
+      const at = out.findIndex((t) => eos.isEndOfGeneration(t));
+      expect(at).toBeGreaterThan(0);
+      expect(Buffer.from(eos.bytes(out.slice(0, at))).toString("utf8")).toBe(
+        SKELETON_TEXT.slice(" The quick brown fox".length),
+      );
+    } finally {
+      await eos.close();
+    }
   });
 });
 
@@ -127,6 +144,29 @@ describe("the P/D-Device invariants of the engine", () => {
     await device.release();
     expect(rest).toEqual(full.slice(6));
   });
+
+  // Issue 13 item 4: each of these loaded (or allocated for its count) and crashed or bloated the next evaluation.
+  it.each(MUTATIONS.filter((m) => !m.name.startsWith("more cells")).map((m) => [m.name, m] as const))(
+    "a KV image with %s is refused before llama.cpp, and the sequence stays usable",
+    async (_name, m) => {
+      const prompt = engine.tokenize(prompts[1]!);
+      const cloud = await engine.acquire();
+      await cloud.prefill(prompt);
+      for await (const _ of cloud.generate({}, 1)) break;
+      const image = await cloud.exportState();
+      await cloud.release();
+      const device = await engine.acquire();
+      try {
+        await expect(
+          device.importState(m.build(image, engine.contextSize), engine.info.modelFingerprint),
+        ).rejects.toThrow(/KV image refused/);
+        await device.importState(image, engine.info.modelFingerprint);
+        expect(device.evaluated).toBe(prompt.length);
+      } finally {
+        await device.release();
+      }
+    },
+  );
 
   it("computes per-token surprisal during prefill", async () => {
     const s = await engine.acquire();

@@ -15,8 +15,25 @@ import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } fro
 import { ErrorCode, PddError } from "../proto/index.js";
 import { fingerprints, sameBytes } from "./fingerprint.js";
 import { readGgufHeader } from "./gguf.js";
+import { checkSeqState } from "./seq-state-check.js";
 import { tokenPieces } from "./pieces.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
+
+/**
+ * The GGUF header (validated before llama.cpp sees the file) and the
+ * fingerprints; anything wrong with the file (a directory, a truncated
+ * model) is INVALID_ARGUMENT naming it, never a stack trace (issue 16).
+ */
+function readModelFile(path: string) {
+  try {
+    return { header: readGgufHeader(path), fp: fingerprints(path) };
+  } catch (e) {
+    if (e instanceof PddError) throw e;
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, `${path} is not a usable GGUF model: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
 
 let shared: Promise<Llama> | undefined;
 /** The process's llama.cpp binding: CPU, prebuilt binary, never builds. */
@@ -72,6 +89,8 @@ export class Engine implements InferenceEngine {
   readonly capacity: number;
   /** Bytes of f16 K and V cache per position (for estimating KV image sizes). */
   readonly kvBytesPerToken: number;
+  /** The model's layer count, which a KV image must have (seq-state-check.ts). */
+  readonly layers: number;
   private readonly free: LlamaContextSequence[] = [];
   private waiting: ((s: LlamaContextSequence) => void)[] = [];
   private created = 0;
@@ -85,8 +104,10 @@ export class Engine implements InferenceEngine {
     pieces: Uint8Array[],
     addBos: boolean,
     kvBytesPerToken: number,
+    layers: number,
   ) {
     this.kvBytesPerToken = kvBytesPerToken;
+    this.layers = layers;
     this.info = info;
     this.pieces = pieces;
     this.addBos = addBos;
@@ -96,8 +117,7 @@ export class Engine implements InferenceEngine {
 
   /** Loads a GGUF model. A missing or malformed file is INVALID_ARGUMENT, never a crash. */
   static async load(options: EngineOptions): Promise<Engine> {
-    const header = readGgufHeader(options.modelPath); // validates before llama.cpp sees the file
-    const fp = fingerprints(options.modelPath);
+    const { header, fp } = readModelFile(options.modelPath);
     const llama = await llamaRuntime();
     let model: LlamaModel;
     try {
@@ -142,6 +162,7 @@ export class Engine implements InferenceEngine {
       pieces,
       addBos,
       kvBytesPerToken,
+      num("block_count", 0),
     );
   }
 
@@ -238,7 +259,7 @@ export class Slot implements InferenceSlot {
    */
   async prefill(
     tokens: readonly number[],
-    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {},
+    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | undefined } = {},
   ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
     const offset = this.pending === undefined ? 0 : 1; // a pending token leads `tokens`
@@ -279,7 +300,8 @@ export class Slot implements InferenceSlot {
   /**
    * Decodes up to `maxTokens` tokens from the pending token. Stops at once
    * when the consumer stops iterating (takeover, cancel). The last token
-   * yielded stays pending, so decoding can resume later.
+   * yielded stays pending, so decoding can resume later. End-of-generation
+   * tokens are yielded like any other: the caller decides what they end.
    */
   async *generate(sampling: Sampling = {}, maxTokens = Number.POSITIVE_INFINITY): AsyncGenerator<number> {
     this.assertUsable();
@@ -291,6 +313,9 @@ export class Slot implements InferenceSlot {
       topK: sampling.topK || undefined,
       topP: sampling.topP || undefined,
       seed: sampling.seed,
+      // Without it node-llama-cpp ends the iterator at EOS without yielding
+      // it, and the caller cannot tell EOS from a spent budget (PDD-IDX-004).
+      yieldEogToken: true,
     });
     let n = 0;
     try {
@@ -335,6 +360,8 @@ export class Slot implements InferenceSlot {
     if (!sameBytes(modelFingerprint, this.engine.info.modelFingerprint)) {
       throw new PddError(ErrorCode.MODEL_MISMATCH, "KV state comes from another model; it cannot be imported");
     }
+    // llama.cpp trusts the header: a hostile one costs memory or fails the next evaluation (issue 13).
+    checkSeqState(image, { contextSize: this.engine.contextSize, layers: this.engine.layers });
     const dir = mkdtempSync(join(tmpdir(), "pdd-kv-"));
     try {
       const file = join(dir, "state.bin");
@@ -372,4 +399,40 @@ export class Slot implements InferenceSlot {
   private assertUsable(): void {
     if (this.released) throw new PddError(ErrorCode.INTERNAL, "sequence already released");
   }
+}
+
+/** A chat message for a template: text only. */
+export interface TemplateMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/**
+ * Compiles a Jinja chat template (GGUF `tokenizer.chat_template`) with
+ * node-llama-cpp's JinjaTemplateChatWrapper. The returned function renders a
+ * chat with the generation prompt as text: BOS dropped (tokenize() adds it
+ * when the model wants one), EOS/EOT spelled as `eosText`, other control
+ * tokens as their text. Throws when node-llama-cpp cannot use the template.
+ */
+export async function compileChatTemplate(
+  template: string,
+  eosText: string,
+): Promise<(messages: readonly TemplateMessage[]) => string> {
+  const { JinjaTemplateChatWrapper, SpecialTokensText } = await import("node-llama-cpp");
+  const wrapper = new JinjaTemplateChatWrapper({ template });
+  const special = { BOS: "", EOS: eosText, EOT: eosText, NL: "\n", SEP: "" } as const;
+  return (messages) => {
+    const chatHistory = [
+      ...messages.map((m) =>
+        m.role === "assistant" ? { type: "model" as const, response: [m.content] } : { type: m.role, text: m.content },
+      ),
+      { type: "model" as const, response: [] },
+    ];
+    return wrapper
+      .generateContextState({ chatHistory })
+      .contextText.values.map((v) =>
+        typeof v === "string" || v instanceof SpecialTokensText ? v.toString() : special[v.value],
+      )
+      .join("");
+  };
 }

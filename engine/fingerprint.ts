@@ -106,7 +106,9 @@ export function fingerprints(path: string): Fingerprints {
       hash.update(u32(t.type));
       const dims = Buffer.alloc(8 * (t.dims.length + 1));
       dims.writeBigUInt64LE(BigInt(t.dims.length), 0);
-      t.dims.forEach((d, k) => dims.writeBigUInt64LE(d, 8 * (k + 1)));
+      t.dims.forEach((d, k) => {
+        dims.writeBigUInt64LE(d, 8 * (k + 1));
+      });
       hash.update(dims);
       let left = tensorSize(h, i, st.size);
       let pos = h.dataOffset + Number(t.offset);

@@ -61,103 +61,107 @@ export function readGgufHeader(path: string): GgufHeader {
     throw new PddError(ErrorCode.INVALID_ARGUMENT, `cannot open model file ${path}: ${(e as Error).message}`);
   }
   try {
-    // Header sections are small; read in growing windows.
-    let buf = Buffer.alloc(1 << 20);
-    let have = readSync(fd, buf, 0, buf.length, 0);
-    let pos = 0;
-    const need = (n: number) => {
-      while (pos + n > have) {
-        if (have < buf.length) throw badModel(path, "file ends inside the header");
-        const bigger = Buffer.alloc(buf.length * 2);
-        buf.copy(bigger, 0, 0, have);
-        have += readSync(fd, bigger, have, bigger.length - have, have);
-        buf = bigger;
-        if (buf.length > 1 << 30) throw badModel(path, "header larger than 1 GiB");
-      }
-    };
-    const u32 = () => (need(4), (pos += 4), buf.readUInt32LE(pos - 4));
-    const u64 = () => (need(8), (pos += 8), buf.readBigUInt64LE(pos - 8));
-    const str = () => {
-      const n = Number(u64());
-      if (n > 1 << 24) throw badModel(path, "string longer than 16 MiB in header");
-      need(n);
-      pos += n;
-      return buf.toString("utf8", pos - n, pos);
-    };
-    const value = (t: number): GgufValue => {
-      switch (t) {
-        case GgufType.STRING:
-          return str();
-        case GgufType.ARRAY: {
-          const et = u32();
-          const n = Number(u64());
-          if (n > 1 << 26) throw badModel(path, "array too long in header");
-          const out: GgufValue[] = new Array(n);
-          for (let i = 0; i < n; i++) out[i] = value(et);
-          return out;
-        }
-        case GgufType.BOOL:
-          need(1);
-          return buf[pos++] !== 0;
-        case GgufType.UINT64:
-          return u64();
-        case GgufType.INT64:
-          need(8);
-          pos += 8;
-          return buf.readBigInt64LE(pos - 8);
-        default: {
-          const size = TYPE_SIZE[t];
-          if (size === undefined) throw badModel(path, `unknown metadata type ${t}`);
-          need(size);
-          pos += size;
-          const o = pos - size;
-          switch (t) {
-            case GgufType.UINT8:
-              return buf.readUInt8(o);
-            case GgufType.INT8:
-              return buf.readInt8(o);
-            case GgufType.UINT16:
-              return buf.readUInt16LE(o);
-            case GgufType.INT16:
-              return buf.readInt16LE(o);
-            case GgufType.UINT32:
-              return buf.readUInt32LE(o);
-            case GgufType.INT32:
-              return buf.readInt32LE(o);
-            case GgufType.FLOAT32:
-              return buf.readFloatLE(o);
-            default:
-              return buf.readDoubleLE(o);
-          }
-        }
-      }
-    };
-    if (have < 24 || buf.readUInt32LE(0) !== GGUF_MAGIC) throw badModel(path, "missing GGUF magic");
-    pos = 4;
-    const version = u32();
+    const r = new HeaderReader(fd, path);
+    if (r.have < 24 || r.u32() !== GGUF_MAGIC) throw badModel(path, "missing GGUF magic");
+    const version = r.u32();
     if (version < 2 || version > 3) throw badModel(path, `unsupported GGUF version ${version}`);
-    const tensorCount = Number(u64());
-    const kvCount = Number(u64());
+    const tensorCount = Number(r.u64());
+    const kvCount = Number(r.u64());
     if (tensorCount > 1 << 20 || kvCount > 1 << 20) throw badModel(path, "implausible tensor or metadata count");
     const metadata = new Map<string, GgufValue>();
     for (let i = 0; i < kvCount; i++) {
-      const key = str();
-      metadata.set(key, value(u32()));
+      const key = r.str();
+      metadata.set(key, r.value(r.u32()));
     }
     const tensors: TensorInfo[] = [];
-    for (let i = 0; i < tensorCount; i++) {
-      const name = str();
-      const nd = u32();
-      if (nd > 8) throw badModel(path, `tensor ${name} has ${nd} dimensions`);
-      const dims: bigint[] = [];
-      for (let d = 0; d < nd; d++) dims.push(u64());
-      tensors.push({ name, dims, type: u32(), offset: u64() });
-    }
+    for (let i = 0; i < tensorCount; i++) tensors.push(r.tensorInfo());
     const alignment = Number(metadata.get("general.alignment") ?? 32);
-    const dataOffset = Math.ceil(pos / alignment) * alignment;
+    const dataOffset = Math.ceil(r.pos / alignment) * alignment;
     return { version, metadata, tensors, dataOffset, alignment };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Fixed-size metadata types: how to read one at an offset. */
+const SCALAR_READERS: Record<number, (b: Buffer, o: number) => GgufValue> = {
+  [GgufType.UINT8]: (b, o) => b.readUInt8(o),
+  [GgufType.INT8]: (b, o) => b.readInt8(o),
+  [GgufType.UINT16]: (b, o) => b.readUInt16LE(o),
+  [GgufType.INT16]: (b, o) => b.readInt16LE(o),
+  [GgufType.UINT32]: (b, o) => b.readUInt32LE(o),
+  [GgufType.INT32]: (b, o) => b.readInt32LE(o),
+  [GgufType.FLOAT32]: (b, o) => b.readFloatLE(o),
+  [GgufType.BOOL]: (b, o) => b[o] !== 0,
+  [GgufType.UINT64]: (b, o) => b.readBigUInt64LE(o),
+  [GgufType.INT64]: (b, o) => b.readBigInt64LE(o),
+  [GgufType.FLOAT64]: (b, o) => b.readDoubleLE(o),
+};
+
+/** Reads a GGUF header front to back; header sections are small, so the file is read in growing windows. */
+class HeaderReader {
+  buf = Buffer.alloc(1 << 20);
+  have: number;
+  pos = 0;
+  constructor(
+    private readonly fd: number,
+    private readonly path: string,
+  ) {
+    this.have = readSync(fd, this.buf, 0, this.buf.length, 0);
+  }
+
+  /** Makes sure `n` more bytes are read in, moves past them and returns where they start. */
+  take(n: number): number {
+    while (this.pos + n > this.have) {
+      if (this.have < this.buf.length) throw badModel(this.path, "file ends inside the header");
+      const bigger = Buffer.alloc(this.buf.length * 2);
+      this.buf.copy(bigger, 0, 0, this.have);
+      this.have += readSync(this.fd, bigger, this.have, bigger.length - this.have, this.have);
+      this.buf = bigger;
+      if (this.buf.length > 1 << 30) throw badModel(this.path, "header larger than 1 GiB");
+    }
+    this.pos += n;
+    return this.pos - n;
+  }
+
+  u32(): number {
+    return this.buf.readUInt32LE(this.take(4));
+  }
+
+  u64(): bigint {
+    return this.buf.readBigUInt64LE(this.take(8));
+  }
+
+  str(): string {
+    const n = Number(this.u64());
+    if (n > 1 << 24) throw badModel(this.path, "string longer than 16 MiB in header");
+    const o = this.take(n);
+    return this.buf.toString("utf8", o, o + n);
+  }
+
+  value(t: number): GgufValue {
+    if (t === GgufType.STRING) return this.str();
+    if (t === GgufType.ARRAY) {
+      const et = this.u32();
+      const n = Number(this.u64());
+      if (n > 1 << 26) throw badModel(this.path, "array too long in header");
+      const out: GgufValue[] = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = this.value(et);
+      return out;
+    }
+    const size = TYPE_SIZE[t];
+    const read = SCALAR_READERS[t];
+    if (size === undefined || read === undefined) throw badModel(this.path, `unknown metadata type ${t}`);
+    return read(this.buf, this.take(size));
+  }
+
+  tensorInfo(): TensorInfo {
+    const name = this.str();
+    const nd = this.u32();
+    if (nd > 8) throw badModel(this.path, `tensor ${name} has ${nd} dimensions`);
+    const dims: bigint[] = [];
+    for (let d = 0; d < nd; d++) dims.push(this.u64());
+    return { name, dims, type: this.u32(), offset: this.u64() };
   }
 }
 
@@ -229,7 +233,7 @@ export function toHalf(v: number): number {
   f32[0] = v;
   const x = u32v[0]!;
   const sign = (x >>> 16) & 0x8000;
-  let exp = ((x >>> 23) & 0xff) - 127 + 15;
+  const exp = ((x >>> 23) & 0xff) - 127 + 15;
   let mant = x & 0x7fffff;
   if (exp >= 31) return sign | 0x7c00;
   if (exp <= 0) {
@@ -272,7 +276,9 @@ export function writeGguf(
     writeValue(head, GgufType.STRING, t.name);
     const info = Buffer.alloc(4 + 8 * t.dims.length + 4 + 8);
     info.writeUInt32LE(t.dims.length, 0);
-    t.dims.forEach((d, i) => info.writeBigUInt64LE(BigInt(d), 4 + 8 * i));
+    t.dims.forEach((d, i) => {
+      info.writeBigUInt64LE(BigInt(d), 4 + 8 * i);
+    });
     info.writeUInt32LE(t.type, 4 + 8 * t.dims.length);
     info.writeBigUInt64LE(offset, 8 + 8 * t.dims.length);
     head.push(info);

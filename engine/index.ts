@@ -1,5 +1,5 @@
 /** Public surface of engine/: the llama.cpp layer, the simulated engine and the model tools. */
-export { Engine, Slot, llamaRuntime, type EngineOptions } from "./engine.js";
+export { compileChatTemplate, Engine, Slot, llamaRuntime, type EngineOptions, type TemplateMessage } from "./engine.js";
 export type { BackendStatus, InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 export { backendUrl, LlamaServerEngine, type LlamaServerEngineOptions } from "./llama-server-engine.js";
 export { toSequenceImage } from "./llama-server-kv.js";

@@ -84,7 +84,7 @@ export interface InferenceSlot {
    */
   prefill(
     tokens: readonly number[],
-    opts?: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void },
+    opts?: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | undefined },
   ): Promise<{ surprisal?: Float64Array; done: number }>;
   /** Decodes up to `maxTokens` from the pending token; stops when the consumer stops. */
   generate(sampling?: Sampling, maxTokens?: number): AsyncGenerator<number>;

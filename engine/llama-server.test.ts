@@ -231,7 +231,7 @@ describe("llama-server engine: KV by slot save", () => {
     plain.writeUInt32LE(0x67677371, 0);
     plain.writeUInt32LE(3, 4);
     plain.writeUInt32LE(3, 8);
-    [1, 42, 7].forEach((t, i) => plain.writeInt32LE(t, 12 + 4 * i));
+    for (const [i, t] of [1, 42, 7].entries()) plain.writeInt32LE(t, 12 + 4 * i);
     plain.write("state", 24);
     const server = toServerImage(new Uint8Array(plain));
     expect(Array.from(readSeqStateHeader(server).tokens)).toEqual([-1, 1, 3, 1, 42, 7, 0]);

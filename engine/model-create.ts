@@ -14,6 +14,9 @@ import { prngNormal } from "./random.js";
 import { GgufType, writeGguf, type MetaEntry, type TensorSpec } from "./gguf.js";
 import { buildVocab, layoutTokens, SKELETON_TEXT, type VocabName } from "./vocab.js";
 
+/** tokenizer.ggml.eos_token_id of every generated model. */
+const EOS_ID = 2;
+
 export interface ModelShape {
   vocab: VocabName;
   embedding: number;
@@ -28,11 +31,33 @@ export interface ModelShape {
   skeleton?: number;
   /** Scale of the attention and FFN outputs added to the residual stream (default 0.5). */
   mix?: number;
+  /** A Jinja chat template for `tokenizer.chat_template` (not in the fingerprints); the presets have none. */
+  chatTemplate?: string;
+  /**
+   * The sentence's last token (".") is followed by end-of-generation (EOS,
+   * id 2) instead of the sentence's first token: answers end (default false).
+   */
+  eos?: boolean;
 }
 
 export const PRESETS = {
   /** ~0.2M parameters, ~0.5 MB: the embedded default and the test model. */
   tiny: { vocab: "a", embedding: 64, layers: 2, heads: 4, feedForward: 192, contextLength: 4096, type: 1, seed: 1 },
+  /**
+   * tiny whose answers end: greedy decoding finishes the sentence, then emits
+   * EOS. The model of the end-of-generation cases (cloud.eos, device.end.eos).
+   */
+  "tiny-eos": {
+    vocab: "a",
+    embedding: 64,
+    layers: 2,
+    heads: 4,
+    feedForward: 192,
+    contextLength: 4096,
+    type: 1,
+    seed: 1,
+    eos: true,
+  },
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
@@ -78,25 +103,39 @@ export function parameterCount(shape: ModelShape): number {
 /** Writes the model to `path` (atomically). `onProgress` gets the fraction done. */
 export function createModel(path: string, shape: ModelShape, onProgress?: (fraction: number) => void): void {
   const vocab = buildVocab(shape.vocab);
-  const n = vocab.length;
-  const d = shape.embedding;
-  const ff = shape.feedForward;
-  const headDim = d / shape.heads;
+  const headDim = shape.embedding / shape.heads;
   if (!Number.isInteger(headDim)) throw new RangeError("embedding must be a multiple of heads");
   const rand = prngNormal(shape.seed);
-  const ALPHA = shape.skeleton ?? 6;
-  const MIX = shape.mix ?? 0.5;
+  const skeleton = buildSkeleton(vocab, shape.embedding, rand, shape.eos);
+  const tensors = modelTensors(shape, vocab.length, skeleton, rand);
+  writeAtomically(path, modelMetadata(shape, vocab, headDim), tensors, onProgress);
+}
 
-  // Token embeddings, and the skeleton's successor of every token.
-  const embed = new Float32Array(n * d);
+/** Token embeddings, and the skeleton sentence's successor of every token (-1: none). */
+interface Skeleton {
+  embed: Float32Array;
+  next: Int32Array;
+}
+
+function buildSkeleton(vocab: ReturnType<typeof buildVocab>, d: number, rand: () => number, eos = false): Skeleton {
+  const embed = new Float32Array(vocab.length * d);
   // Unit-variance entries: the residual stream (norm ≈ √d) stays dominated by
   // the token embedding, so the skeleton decides most next tokens.
   for (let i = 0; i < embed.length; i++) embed[i] = rand();
   const cycle = layoutTokens(vocab, SKELETON_TEXT);
-  const next = new Int32Array(n).fill(-1);
-  cycle.forEach((t, i) => (next[t] = cycle[(i + 1) % cycle.length]!));
+  const next = new Int32Array(vocab.length).fill(-1);
+  cycle.forEach((t, i) => {
+    next[t] = cycle[(i + 1) % cycle.length]!;
+  });
+  if (eos) next[cycle[cycle.length - 1]!] = EOS_ID;
+  return { embed, next };
+}
 
-  const meta: MetaEntry[] = [
+function modelMetadata(shape: ModelShape, vocab: ReturnType<typeof buildVocab>, headDim: number): MetaEntry[] {
+  const n = vocab.length;
+  const d = shape.embedding;
+  const ff = shape.feedForward;
+  return [
     ["general.architecture", GgufType.STRING, "llama"],
     ["general.name", GgufType.STRING, `pdd-generated-${shape.vocab}-${d}x${shape.layers}`],
     ["llama.context_length", GgufType.UINT32, shape.contextLength],
@@ -114,18 +153,30 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
     ["tokenizer.ggml.scores", GgufType.ARRAY, vocab.map((e) => e.score), GgufType.FLOAT32],
     ["tokenizer.ggml.token_type", GgufType.ARRAY, vocab.map((e) => e.type), GgufType.INT32],
     ["tokenizer.ggml.bos_token_id", GgufType.UINT32, 1],
-    ["tokenizer.ggml.eos_token_id", GgufType.UINT32, 2],
+    ["tokenizer.ggml.eos_token_id", GgufType.UINT32, EOS_ID],
     ["tokenizer.ggml.unknown_token_id", GgufType.UINT32, 0],
     ["tokenizer.ggml.add_bos_token", GgufType.BOOL, true],
     ["tokenizer.ggml.add_eos_token", GgufType.BOOL, false],
+    ...(shape.chatTemplate !== undefined
+      ? [["tokenizer.chat_template", GgufType.STRING, shape.chatTemplate] satisfies MetaEntry]
+      : []),
   ];
+}
 
+/**
+ * The tensors, each filled when written (so `rand` is drawn in tensor order).
+ * The output matrix carries the skeleton; attention and feed-forward weights are noise scaled by `mix`.
+ */
+function modelTensors(shape: ModelShape, n: number, skeleton: Skeleton, rand: () => number): TensorSpec[] {
+  const d = shape.embedding;
+  const ff = shape.feedForward;
+  const MIX = shape.mix ?? 0.5;
   const gaussian = (scale: number) => (out: Float32Array) => {
     for (let i = 0; i < out.length; i++) out[i] = rand() * scale;
   };
   const ones = (out: Float32Array) => out.fill(1);
   const tensors: TensorSpec[] = [
-    { name: "token_embd.weight", dims: [d, n], type: shape.type, fill: (out) => out.set(embed) },
+    { name: "token_embd.weight", dims: [d, n], type: shape.type, fill: (out) => out.set(skeleton.embed) },
     { name: "output_norm.weight", dims: [d], type: 0, fill: ones },
     {
       name: "output.weight",
@@ -133,21 +184,7 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
       type: shape.type,
       fill: (out) => {
         gaussian(0.02)(out);
-        // Row v of the output matrix scores token v; a token t of the sentence
-        // adds its own (normalised) embedding to the row of its successor. Only
-        // sentence tokens do: every extra direction summed into a row is noise
-        // against the intended one. Other tokens' successors are left to the
-        // random weights; "." is in the sentence, so a prompt ending in a full
-        // stop enters it at once.
-        const alpha = ALPHA;
-        for (let t = 0; t < n; t++) {
-          const s = next[t]!;
-          if (s < 0) continue;
-          let norm = 0;
-          for (let k = 0; k < d; k++) norm += embed[t * d + k]! ** 2;
-          norm = Math.sqrt(norm);
-          for (let k = 0; k < d; k++) out[s * d + k]! += (alpha * embed[t * d + k]!) / norm;
-        }
+        addSkeleton(out, skeleton, d, shape.skeleton ?? 6);
       },
     },
   ];
@@ -165,7 +202,33 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
       { name: `${p}ffn_down.weight`, dims: [ff, d], type: shape.type, fill: gaussian(MIX / Math.sqrt(ff)) },
     );
   }
+  return tensors;
+}
 
+/**
+ * Row v of the output matrix scores token v; a token t of the sentence adds
+ * its own (normalised) embedding to the row of its successor. Only sentence
+ * tokens do: every extra direction summed into a row is noise against the
+ * intended one. Other tokens' successors are left to the random weights; "."
+ * is in the sentence, so a prompt ending in a full stop enters it at once.
+ */
+function addSkeleton(out: Float32Array, { embed, next }: Skeleton, d: number, alpha: number): void {
+  for (let t = 0; t < next.length; t++) {
+    const s = next[t]!;
+    if (s < 0) continue;
+    let norm = 0;
+    for (let k = 0; k < d; k++) norm += embed[t * d + k]! ** 2;
+    norm = Math.sqrt(norm);
+    for (let k = 0; k < d; k++) out[s * d + k]! += (alpha * embed[t * d + k]!) / norm;
+  }
+}
+
+function writeAtomically(
+  path: string,
+  meta: MetaEntry[],
+  tensors: TensorSpec[],
+  onProgress: ((fraction: number) => void) | undefined,
+): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, "w");

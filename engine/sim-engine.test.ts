@@ -104,7 +104,10 @@ describe("simulated engine", () => {
     const e = fast(INSTANT, 1);
     const a = await e.acquire();
     let got = false;
-    const b = e.acquire().then((s) => ((got = true), s));
+    const b = e.acquire().then((s) => {
+      got = true;
+      return s;
+    });
     await new Promise((r) => setImmediate(r)); // a free sequence would have been handed over by now
     expect(got).toBe(false);
     expect(e.busy).toBe(1);
@@ -113,6 +116,19 @@ describe("simulated engine", () => {
     expect(e.usage.acquired).toBe(2);
     expect(e.usage.heldMs).toBeGreaterThan(0);
     expect(e.busy).toBe(0);
+  });
+
+  it("charges each decode step at the batch held at that step (batched decoding)", async () => {
+    const batches: number[] = [];
+    const e = new SimEngine({ profile: INSTANT, sequences: 3, decodeSlowdown: (b) => (batches.push(b), 1) });
+    const a = await e.acquire();
+    await a.prefill(e.tokenize("ab"));
+    for await (const _ of a.generate({}, 1));
+    const b = await e.acquire();
+    for await (const _ of a.generate({}, 1));
+    await b.release();
+    await a.release();
+    expect(batches).toEqual([1, 2]);
   });
 
   it("is loaded by name, and an unknown profile is a typed error", async () => {

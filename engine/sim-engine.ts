@@ -36,6 +36,12 @@ export interface SimEngineOptions {
   contextSize?: number;
   /** Multiplies every duration (0.1 = ten times faster than the profile); default 1. */
   timeScale?: number;
+  /**
+   * Batched decoding: a decode step takes msPerDecodeToken × this factor of
+   * the sequences held at that step (a GPU slows each sequence as its batch
+   * grows). Default: 1 at any batch.
+   */
+  decodeSlowdown?: (sequences: number) => number;
 }
 
 const sha256 = (s: string) => new Uint8Array(createHash("sha256").update(s).digest());
@@ -61,6 +67,7 @@ export class SimEngine implements InferenceEngine {
   /** Sequence-milliseconds held by released slots, and tokens computed: the cloud's occupancy. */
   readonly usage = { heldMs: 0, prefilled: 0, decoded: 0, acquired: 0 };
   private inUse = 0;
+  readonly decodeSlowdown: (sequences: number) => number;
   private waiting: (() => void)[] = [];
   private closed = false;
 
@@ -70,6 +77,7 @@ export class SimEngine implements InferenceEngine {
     if (!(scale > 0)) throw new PddError(ErrorCode.INVALID_ARGUMENT, `time scale must be positive, not ${scale}`);
     this.msPerPrefillToken = (1000 * scale) / o.profile.prefillTokPerS;
     this.msPerDecodeToken = (1000 * scale) / o.profile.decodeTokPerS;
+    this.decodeSlowdown = o.decodeSlowdown ?? (() => 1);
     this.capacity = o.sequences ?? 1;
     this.contextSize = o.contextSize ?? 131_072;
     this.kvBytesPerToken = o.profile.kvBytesPerToken;
@@ -130,7 +138,9 @@ export class SimEngine implements InferenceEngine {
     MAGIC.copy(out, 0);
     out.set(this.info.modelFingerprint, MAGIC.length);
     out.writeUInt32LE(tokens.length, MAGIC.length + 32);
-    tokens.forEach((t, i) => out.writeUInt32LE(t, MAGIC.length + 36 + 4 * i));
+    tokens.forEach((t, i) => {
+      out.writeUInt32LE(t, MAGIC.length + 36 + 4 * i);
+    });
     return out;
   }
 
@@ -177,7 +187,7 @@ class SimSlot implements InferenceSlot {
 
   async prefill(
     tokens: readonly number[],
-    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | void } = {},
+    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | undefined } = {},
   ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
     if (this.tokens.length + tokens.length > this.engine.contextSize)
@@ -208,11 +218,12 @@ class SimSlot implements InferenceSlot {
     if (this.generating) throw new PddError(ErrorCode.INTERNAL, "sequence is already decoding");
     this.generating = true;
     const sampled = (sampling.temperature ?? 0) > 0;
-    const t0 = performance.now();
+    let due = performance.now();
     try {
       for (let n = 0; n < maxTokens && !this.released; n++) {
-        // Drift-free: token n is due n+1 steps after the start.
-        await pause(t0 + (n + 1) * this.engine.msPerDecodeToken - performance.now());
+        // Drift-free: token n is due one step (at the batch held now) after token n-1 was.
+        due += this.engine.msPerDecodeToken * this.engine.decodeSlowdown(this.engine.busy);
+        await pause(due - performance.now());
         if (this.released) return;
         if (this.tokens.length >= this.engine.contextSize) return;
         const t = next(sampled ? mix(this.hash, sampling.seed ?? 0) : this.hash);

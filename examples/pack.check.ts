@@ -90,7 +90,9 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** A Node under `app` whose resolve hook refuses node-llama-cpp. */
 function nodeInApp(args: string[]) {
-  const hook = `export async function resolve(s, c, next) { if (s === "node-llama-cpp") throw new Error("node-llama-cpp imported by " + c.parentURL); return next(s, c); }`;
+  const hook =
+    `export async function resolve(s, c, next) { if (s === "node-llama-cpp") throw new Error("node-llama-cpp ` +
+    `imported by " + c.parentURL); return next(s, c); }`;
   const register = `import { register } from "node:module"; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
   return spawnSync(process.execPath, ["--import", `data:text/javascript,${encodeURIComponent(register)}`, ...args], {
     cwd: app,

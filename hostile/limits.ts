@@ -6,16 +6,16 @@
  * passes; the number is the proposal.
  */
 
-/** PDD-LIMIT (new): the largest target_tpot_us a cloud honours; larger hints are clamped. 1 s per token. */
-export const MAX_TARGET_TPOT_US = 1_000_000;
+/** PDD-REQ-009: the largest target_tpot_us a request may ask (1 s per token); a larger one is refused INVALID_ARGUMENT. */
+export { MAX_TARGET_TPOT_US } from "../proto/index.js";
 /** PDD-LIMIT-002, tightened from MAY to MUST: a frame before HelloAck larger than this is refused unread. (effect) */
 export const PRE_HELLO_MAX_FRAME_BYTES = 64 << 10;
 /** Repeated fields of Hello (versions, codecs, kv_formats): at most this many entries. (effect) */
 export const MAX_HELLO_REPEATED = 16;
 /** An Error's message, and a log line about a peer's input, carry at most this many bytes. */
 export const MAX_ERROR_MESSAGE_BYTES = 1024;
-/** A cloud that has sent nothing it could write for this long resets the stream (KV or control). */
-export const WRITE_DEADLINE_MS = 10_000;
+/** PDD-DOS-002: a connection whose peer takes no byte for this long while data waits is ended. */
+export { WRITE_DEADLINE_MS } from "../proto/index.js";
 /** A device waits at most this long for a granted KV image to start or to progress before recomputing. */
 export const KV_DEADLINE_MS = 10_000;
 /** Transport-level handshake: a session that opens no control stream / sends no Hello is closed after this (cloud default 10 s). (effect) */
@@ -27,5 +27,7 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEAD_PEER_DETECTION_MS = 30_000 + 5_000;
 /** Pings a cloud answers per connection per second; beyond, it may close the connection (RESOURCE_EXHAUSTED). (effect) */
 export const MAX_PINGS_PER_SECOND = 100;
-/** `pdd device serve`: requests waiting behind the running one before 429. */
+/** `pdd device serve`: requests generating at once (its default `--parallel`). */
+export const SERVE_PARALLEL = 4;
+/** `pdd device serve`: requests waiting behind the running ones before 503 + Retry-After (its default `--queue`). */
 export const SERVE_QUEUE_LIMIT = 8;

@@ -37,9 +37,17 @@ export class FrameDecoder {
   private buffered = 0;
   /** Payload length of the frame being read, or -1 while reading a header. */
   private need = -1;
+  /** The limit of the next frame: `firstFrameMaxBytes` until one frame is read, then `maxFrameBytes`. */
+  private limit: number;
 
-  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+  /**
+   * `firstFrameMaxBytes` bounds the stream's first frame alone (PDD-LIMIT-002:
+   * a cloud's 64 KiB before the Hello), judged on its header before any of it
+   * is buffered.
+   */
+  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES, firstFrameMaxBytes?: number) {
     this.maxFrameBytes = maxFrameBytes;
+    this.limit = Math.min(firstFrameMaxBytes ?? maxFrameBytes, maxFrameBytes);
   }
 
   /** Bytes received but not yet returned as frames. */
@@ -62,11 +70,11 @@ export class FrameDecoder {
         if (this.buffered < LENGTH_PREFIX_BYTES) break;
         const header = this.take(LENGTH_PREFIX_BYTES);
         const length = new DataView(header.buffer, header.byteOffset, LENGTH_PREFIX_BYTES).getUint32(0, false);
-        if (length > this.maxFrameBytes) {
+        if (length > this.limit) {
           this.reset();
           throw new PddError(
             ErrorCode.FRAME_TOO_LARGE,
-            `frame header announces ${length} bytes; the limit is ${this.maxFrameBytes}`,
+            `frame header announces ${length} bytes; the limit is ${this.limit}`,
             {
               local: "ERR_FRAME_TOO_LARGE",
             },
@@ -77,6 +85,7 @@ export class FrameDecoder {
       if (this.buffered < this.need) break;
       frames.push(this.take(this.need));
       this.need = -1;
+      this.limit = this.maxFrameBytes;
     }
     return frames;
   }

@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { readFileSync } from "node:fs";
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
 import { ensureDefaultModel, LlamaServerEngine, loadEngine, type InferenceEngine } from "../engine/index.js";
@@ -59,13 +59,17 @@ export function readKeys(path: string): { key: string; maxConcurrent?: number }[
     .filter((k): k is { key: string; maxConcurrent?: number } => k !== undefined);
 }
 
-function constantTimeIncludes(keys: readonly string[], token: string): boolean {
+const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
+
+/**
+ * Whether `token` is one of the keys, in a time that depends on neither the
+ * token nor which key matched: fixed-length SHA-256 digests compared in
+ * constant time, every key compared, no early exit (PDD-SEC-003).
+ */
+export function constantTimeIncludes(keyDigests: readonly Buffer[], token: string): boolean {
+  const t = digest(token);
   let found = false;
-  const t = Buffer.from(token);
-  for (const k of keys) {
-    const kb = Buffer.from(k);
-    if (kb.length === t.length && timingSafeEqual(kb, t)) found = true; // no early exit (PDD-SEC-003)
-  }
+  for (const k of keyDigests) found = timingSafeEqual(k, t) || found;
   return found;
 }
 
@@ -104,45 +108,122 @@ export async function startCloud(
   const engine = options.engine ?? (await createEngine(config, log));
   const metrics = createCloudMetrics();
   if (engine.backends) registerBackendMetrics(metrics, () => engine.backends!());
+  const keyRing = new KeyRing(config.keysFile, log);
+  const state = { draining: false, connections: new Set<CloudStream>() };
+  const ctx = cloudContext(config, engine, metrics, log, keyRing, () => state.draining);
+  const onConnection = (stream: CloudStream) => {
+    if (state.draining) {
+      stream
+        .close(ErrorCode.UNAVAILABLE, "draining")
+        .catch((e: unknown) => log.debug("close failed", { error: `${e}` }));
+      return;
+    }
+    state.connections.add(stream);
+    stream.onClose(() => state.connections.delete(stream));
+    new CloudConnection(stream, ctx)
+      .serve()
+      .catch((e: unknown) => log.error("connection ended with an error", { error: `${e}` }));
+  };
+  const certificate = config.tls ?? (await createSelfSignedCertificate());
+  // A wrong transport credential is refused at the transport; a missing one
+  // may still come in the Hello (PDD-SEC-002).
+  const authenticate = ctx.authorize && ((token: string | undefined) => token === undefined || ctx.authorize!(token));
+  const { servers, urls } = await listenAll(config, certificate, { onConnection, authenticate });
+  const metricsServer =
+    config.metricsPort === undefined ? undefined : await serveMetrics(metrics, config.metricsPort, log);
+  if (metricsServer) urls.metrics = metricsServer.url;
+  log.info("cloud listening", { ...urls, model: engine.info.name, sequences: engine.capacity });
+
+  return {
+    config,
+    engine,
+    metrics,
+    urls,
+    certificate,
+    get connections() {
+      return state.connections.size;
+    },
+    reloadKeys: () => {
+      keyRing.reload();
+      for (const c of ctx.connections) c.recheckCredential(); // revoked keys lose their connections (PDD-SEC-009)
+    },
+    async close(opts = {}) {
+      state.draining = true;
+      await drain(ctx, state.connections, 1000 * (opts.drainSeconds ?? config.drainSeconds));
+      for (const s of servers) await s.close(500);
+      if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
+      if (!options.engine) await engine.close();
+      log.info("cloud stopped");
+    },
+  };
+}
+
+/** The API keys of a keys file, re-read on reloadKeys (SIGHUP). */
+class KeyRing {
+  list: { key: string; maxConcurrent?: number }[] | undefined;
+  /** SHA-256 of each key (PDD-SEC-003). */
+  keys: Buffer[] | undefined;
+  constructor(
+    private readonly file: string | undefined,
+    private readonly log: Logger,
+  ) {
+    this.list = file ? readKeys(file) : undefined;
+    this.keys = this.list?.map((k) => digest(k.key));
+  }
+
+  reload(): void {
+    if (!this.file) return;
+    try {
+      this.list = readKeys(this.file);
+      this.keys = this.list.map((k) => digest(k.key));
+      this.log.info("keys reloaded", { count: this.keys.length });
+    } catch (e) {
+      this.log.error("keys reload failed; keeping the old keys", { error: (e as Error).message });
+    }
+  }
+}
+
+function cloudContext(
+  config: CloudConfig,
+  engine: InferenceEngine,
+  metrics: CloudMetrics,
+  log: Logger,
+  keyRing: KeyRing,
+  draining: () => boolean,
+): CloudContext {
   const admission = new Admission(engine.capacity, config.queueLimit, (active, queued) => {
     metrics.activeSequences.set(active);
     metrics.queueDepth.set(queued);
   });
-  let keyList = config.keysFile ? readKeys(config.keysFile) : undefined;
-  let keys: string[] | undefined = keyList?.map((k) => k.key);
-  let draining = false;
-  const connections = new Set<CloudStream>();
-  const ctx: CloudContext = {
+  return {
     engine,
     admission,
     config,
     metrics,
     log,
     authorize: config.keysFile
-      ? (token) => token !== undefined && keys !== undefined && constantTimeIncludes(keys, token)
+      ? (token) => token !== undefined && keyRing.keys !== undefined && constantTimeIncludes(keyRing.keys, token)
       : undefined,
-    keyLimit: (token) => (token === undefined ? undefined : keyList?.find((k) => k.key === token)?.maxConcurrent),
+    keyLimit: (token) => (token === undefined ? undefined : keyRing.list?.find((k) => k.key === token)?.maxConcurrent),
     liveByKey: new Map(),
-    draining: () => draining,
+    draining,
     serverName: "pdd-cloud/0.1.0",
+    connections: new Set(),
     requests: new Set(),
   };
-  // A wrong transport credential is refused at the transport; a missing one
-  // may still come in the Hello (PDD-SEC-002).
-  const authenticate = config.keysFile
-    ? (token: string | undefined) => token === undefined || ctx.authorize!(token)
-    : undefined;
-  const onConnection = (stream: CloudStream) => {
-    if (draining) {
-      void stream.close(ErrorCode.UNAVAILABLE, "draining");
-      return;
-    }
-    connections.add(stream);
-    stream.onClose(() => connections.delete(stream));
-    void new CloudConnection(stream, ctx).serve();
+}
+
+/** Starts a server for each configured binding; closes the ones started if one fails. */
+async function listenAll(
+  config: CloudConfig,
+  certificate: CloudPeer["certificate"],
+  handlers: { onConnection: (stream: CloudStream) => void; authenticate: ((token?: string) => boolean) | undefined },
+): Promise<{ servers: PddServer[]; urls: CloudPeer["urls"] }> {
+  const common = {
+    ...handlers,
+    maxFrameBytes: config.limits.maxFrameBytes,
+    handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
   };
-  const certificate = config.tls ?? (await createSelfSignedCertificate());
-  const common = { onConnection, authenticate, maxFrameBytes: config.limits.maxFrameBytes };
   const servers: PddServer[] = [];
   const urls: CloudPeer["urls"] = {};
   try {
@@ -157,11 +238,8 @@ export async function startCloud(
       urls.grpc = s.url;
     }
     if (config.listen.webtransport) {
-      const s = await createWebTransportServer({
-        ...common,
-        ...splitHostPort(config.listen.webtransport),
-        tls: certificate,
-      });
+      const hostPort = splitHostPort(config.listen.webtransport);
+      const s = await createWebTransportServer({ ...common, ...hostPort, tls: certificate });
       servers.push(s);
       urls.webtransport = s.url;
     }
@@ -169,59 +247,46 @@ export async function startCloud(
     for (const s of servers) await s.close(0);
     throw e;
   }
-  let metricsServer: Server | undefined;
-  if (config.metricsPort !== undefined) {
-    metricsServer = createServer((req, res) => {
-      if (req.url !== "/metrics") return void res.writeHead(404).end();
-      void metrics.registry
-        .metrics()
-        .then((text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text));
-    });
-    await new Promise<void>((r) => metricsServer!.listen(config.metricsPort, "127.0.0.1", () => r()));
-    const a = metricsServer.address();
-    urls.metrics = `http://127.0.0.1:${typeof a === "object" && a ? a.port : config.metricsPort}/metrics`;
-  }
-  log.info("cloud listening", { ...urls, model: engine.info.name, sequences: engine.capacity });
+  return { servers, urls };
+}
 
-  return {
-    config,
-    engine,
-    metrics,
-    urls,
-    certificate,
-    get connections() {
-      return connections.size;
-    },
-    reloadKeys() {
-      if (!config.keysFile) return;
-      try {
-        keyList = readKeys(config.keysFile);
-        keys = keyList.map((k) => k.key);
-        log.info("keys reloaded", { count: keys.length });
-      } catch (e) {
-        log.error("keys reload failed; keeping the old keys", { error: (e as Error).message });
-      }
-    },
-    async close(opts = {}) {
-      draining = true;
-      const goodbye = create(CloudFrameSchema, {
-        body: { case: "goodbye", value: { code: ErrorCode.UNAVAILABLE, reason: "draining" } },
-      });
-      for (const c of connections) void c.send(goodbye).catch(() => undefined);
-      const deadline = Date.now() + 1000 * (opts.drainSeconds ?? config.drainSeconds);
-      while (ctx.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      // Past the deadline: end what is left with UNAVAILABLE (PDD-CONN-015), then stop.
-      const left = [...ctx.requests];
-      for (const r of left)
-        r.halt({
-          kind: "error",
-          error: new PddError(ErrorCode.UNAVAILABLE, "cloud shutting down", { retryable: true }),
-        });
-      await Promise.race([Promise.all(left.map((r) => r.done)), new Promise((r) => setTimeout(r, 2_000))]);
-      for (const s of servers) await s.close(500);
-      if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
-      if (!options.engine) await engine.close();
-      log.info("cloud stopped");
-    },
-  };
+/** Serves Prometheus text on http://127.0.0.1:PORT/metrics. */
+async function serveMetrics(
+  metrics: CloudMetrics,
+  port: number,
+  log: Logger,
+): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    if (req.url !== "/metrics") return void res.writeHead(404).end();
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+      (e: unknown) => {
+        log.error("metrics collection failed", { error: `${e}` });
+        res.writeHead(500).end();
+      },
+    );
+  });
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
+  const a = server.address();
+  return { server, url: `http://127.0.0.1:${typeof a === "object" && a ? a.port : port}/metrics` };
+}
+
+/**
+ * Says Goodbye on every connection, lets running requests finish for up to
+ * `graceMs`, then ends what is left with UNAVAILABLE (PDD-CONN-015).
+ */
+async function drain(ctx: CloudContext, connections: Iterable<CloudStream>, graceMs: number): Promise<void> {
+  const goodbye = create(CloudFrameSchema, {
+    body: { case: "goodbye", value: { code: ErrorCode.UNAVAILABLE, reason: "draining" } },
+  });
+  for (const c of connections) c.send(goodbye).catch(() => undefined); // a closing connection needs no Goodbye
+  const deadline = Date.now() + graceMs;
+  while (ctx.requests.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const left = [...ctx.requests];
+  for (const r of left)
+    r.halt({
+      kind: "error",
+      error: new PddError(ErrorCode.UNAVAILABLE, "cloud shutting down", { retryable: true }),
+    });
+  await Promise.race([Promise.all(left.map((r) => r.done)), new Promise((r) => setTimeout(r, 2_000))]);
 }

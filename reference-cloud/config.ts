@@ -49,7 +49,7 @@ export const CloudConfigSchema = z
         maxFrameBytes: z
           .number()
           .int()
-          .min(65_536)
+          .min(65_536) // PDD-MSG-012
           .max(1 << 30)
           .default(4 << 20),
         maxPromptTokens: z.number().int().min(1).optional(),
@@ -58,7 +58,7 @@ export const CloudConfigSchema = z
         maxKvChunkBytes: z
           .number()
           .int()
-          .min(1024)
+          .min(4096) // PDD-KV-014
           .max(1 << 30)
           .default(1 << 20),
         handshakeTimeoutMs: z.number().int().min(100).default(10_000),

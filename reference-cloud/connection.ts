@@ -11,6 +11,10 @@ import {
   Codec,
   DEFAULT_MAX_FRAME_BYTES,
   ErrorCode,
+  MAX_ERROR_MESSAGE_BYTES,
+  MAX_PINGS_PER_SECOND,
+  MAX_REQUESTS_PER_SECOND,
+  MIN_MAX_FRAME_BYTES,
   negotiateVersion,
   PddError,
   PROTOCOL_MAJOR,
@@ -22,9 +26,26 @@ import {
 } from "../proto/index.js";
 import type { CloudStream } from "../transports/index.js";
 import type { CloudContext } from "./context.js";
+import { PerSecond, truncateUtf8 } from "./peer-limits.js";
 import { CloudRequest, type RequestHost } from "./request.js";
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
+/** Frames served in a row before the loop lets other connections run (PDD-DOS-001). */
+const FRAMES_PER_TURN = 64;
+
+/** Entries a Hello's lists may hold (PDD-LIMIT-007). */
+const MAX_HELLO_LIST = 8;
+
+/** Why a Hello is connection error INVALID_ARGUMENT before anything else is checked, if it is (PDD-LIMIT-007, PDD-VER-009). */
+function malformedHello(hello: Hello): string | undefined {
+  const lists = { versions: hello.versions, codecs: hello.codecs, kv_formats: hello.capabilities?.kvFormats ?? [] };
+  for (const [name, list] of Object.entries(lists))
+    if (list.length > MAX_HELLO_LIST)
+      return `Hello has ${list.length} entries in ${name}; at most ${MAX_HELLO_LIST} (PDD-LIMIT-007)`;
+  const majors = hello.versions.map((v) => v.major);
+  if (new Set(majors).size !== majors.length) return "Hello lists one major version twice (PDD-VER-009)";
+  return undefined;
+}
 
 export class CloudConnection {
   /** The credential this connection authenticated with (when the cloud requires one). */
@@ -34,7 +55,12 @@ export class CloudConnection {
   private maxRequestId = 0;
   private goodbye = false;
   private closed = false;
+  /** The stream ended (the peer left, or we closed it): frames still queued in it are dropped, not served. */
+  private streamEnded = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Pings and PrefillRequests in the current one-second window, each at most 1,000 (PDD-DOS-001). */
+  private readonly pings = new PerSecond(MAX_PINGS_PER_SECOND);
+  private readonly asks = new PerSecond(MAX_REQUESTS_PER_SECOND);
 
   constructor(
     private readonly stream: CloudStream,
@@ -55,6 +81,7 @@ export class CloudConnection {
     extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {},
   ): Promise<void> {
     if (this.closed) return;
+    message = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES); // PDD-SEC-007: never a peer's input echoed whole
     this.ctx.metrics.errors.inc({ code: ErrorCode[code] ?? String(code) });
     this.ctx.log.info("connection error", { code: ErrorCode[code], message, peer: this.stream.remoteAddress });
     await this.send(
@@ -79,14 +106,21 @@ export class CloudConnection {
   async serve(): Promise<void> {
     const { ctx } = this;
     ctx.metrics.connections.inc();
+    ctx.connections.add(this);
+    this.stream.onClose(() => (this.streamEnded = true));
     const handshake = setTimeout(
       () =>
         void this.fail(ErrorCode.TIMEOUT, `no Hello within ${ctx.config.limits.handshakeTimeoutMs} ms (PDD-CONN-006)`),
       ctx.config.limits.handshakeTimeoutMs,
     );
+    let served = 0;
     try {
       for await (const frame of this.stream) {
-        if (this.closed) break;
+        // Frames already queued arrive without a turn of the event loop: yield now and then, so one busy
+        // connection cannot starve every other one (issue 13, item 8).
+        if (++served % FRAMES_PER_TURN === 0) await new Promise((r) => setImmediate(r));
+        // Nothing can be answered on a closed stream: serving its queued frames would only admit requests for nobody.
+        if (this.closed || this.streamEnded) break;
         this.touch();
         if (!this.hello) {
           clearTimeout(handshake);
@@ -109,9 +143,20 @@ export class CloudConnection {
       // Stop and free everything this connection started (PDD-CONN-017).
       for (const r of this.requests.values()) r.halt({ kind: "cancel" });
       await Promise.all([...this.requests.values()].map((r) => r.done));
+      ctx.connections.delete(this);
       ctx.metrics.connections.dec();
       await this.stream.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * The keys were reloaded: a connection whose credential is no longer
+   * accepted is closed with UNAUTHENTICATED (PDD-SEC-009), its requests
+   * stopped (issue 13, item 9).
+   */
+  recheckCredential(): void {
+    if (!this.hello || !this.ctx.authorize || this.ctx.authorize(this.credential)) return;
+    void this.fail(ErrorCode.UNAUTHENTICATED, "the credential was revoked (PDD-SEC-009)");
   }
 
   private touch(): void {
@@ -125,7 +170,8 @@ export class CloudConnection {
           }),
         )
           .catch(() => undefined)
-          .then(() => this.close(ErrorCode.TIMEOUT, "idle"));
+          // A graceful close, not a connection error (PDD-CONN-020).
+          .then(() => this.close());
       } else this.touch();
     }, idle);
     this.idleTimer.unref();
@@ -140,22 +186,34 @@ export class CloudConnection {
   private async onHello(frame: DeviceFrame): Promise<void> {
     const b = frame.body;
     if (b.case !== "hello")
-      return this.fail(ErrorCode.PROTOCOL_VIOLATION, `first frame was ${b.case}, not Hello (PDD-CONN-002)`);
+      return this.fail(
+        ErrorCode.PROTOCOL_VIOLATION,
+        `first frame was ${b.case ?? "one with no known body"}, not Hello (PDD-CONN-002)`,
+      );
     const hello = b.value;
+    // The credential first: a peer without one learns nothing else, and costs no more work (issue 13, item 5).
+    const token = this.stream.authToken ?? (hello.authToken || undefined);
+    if (this.ctx.authorize && !this.ctx.authorize(token))
+      return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
+    const malformed = malformedHello(hello);
+    if (malformed) return this.fail(ErrorCode.INVALID_ARGUMENT, malformed);
     const version = negotiateVersion(hello.versions, SUPPORTED);
     if (!version)
       return this.fail(
         ErrorCode.UNSUPPORTED_VERSION,
+        // The offered versions, not echoed whole: at most 8 of them (PDD-SEC-007).
         `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`,
         { supportedVersions: SUPPORTED },
       );
     const codec = this.stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
     if (!hello.codecs.includes(codec))
       return this.fail(ErrorCode.UNSUPPORTED_CODEC, `Hello.codecs lacks this connection's codec (PDD-CONN-007)`);
-    const token = this.stream.authToken ?? (hello.authToken || undefined);
-    if (this.ctx.authorize && !this.ctx.authorize(token))
-      return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
     this.credential = this.ctx.authorize ? token : undefined;
+    if (hello.maxFrameBytes > 0 && hello.maxFrameBytes < MIN_MAX_FRAME_BYTES)
+      return this.fail(
+        ErrorCode.INVALID_ARGUMENT,
+        `Hello.max_frame_bytes ${hello.maxFrameBytes} is below the minimum of ${MIN_MAX_FRAME_BYTES} (PDD-MSG-012)`,
+      );
     this.hello = hello;
     const e = this.ctx.engine;
     const l = this.ctx.config.limits;
@@ -175,7 +233,8 @@ export class CloudConnection {
               idleTimeoutMs: l.idleTimeoutMs,
               maxRequestDurationMs: l.maxRequestDurationMs,
             },
-            cloudModel: { ...e.info },
+            // The positions one request gets, not the trained length (PDD-MSG-016).
+            cloudModel: { ...e.info, contextLength: e.contextSize },
             capabilities: {
               kvChunks: true,
               kvFormats: [1],
@@ -199,6 +258,7 @@ export class CloudConnection {
       case "takeover":
       case "cancel":
       case "kvCredit":
+      case "kvAbort":
       case "progress": {
         const id = b.value.requestId;
         if (id > this.maxRequestId || id === 0)
@@ -216,6 +276,11 @@ export class CloudConnection {
         return;
       }
       case "ping":
+        if (!this.pings.allow())
+          return this.fail(
+            ErrorCode.RESOURCE_EXHAUSTED,
+            `more than ${MAX_PINGS_PER_SECOND} Pings in one second (PDD-DOS-001)`,
+          );
         return this.send(
           create(CloudFrameSchema, {
             body: {
@@ -228,6 +293,11 @@ export class CloudConnection {
             },
           }),
         );
+      case "error":
+        // The device ended the connection (PDD-CONN-024): close before the
+        // requests stop, so that none of their frames follow; serve() then
+        // stops and frees them.
+        return this.close(b.value.code || ErrorCode.INTERNAL, "the device reported a connection error");
       case "goodbye":
         this.goodbye = true;
         if (this.live() === 0) await this.close();
@@ -237,28 +307,63 @@ export class CloudConnection {
     }
   }
 
+  /**
+   * A request (a refusal too) stays in `requests` until its End has left.
+   * Past twice the live-request limit, the loop waits for one to leave before
+   * it reads on: a peer that does not read its answers then stops being read
+   * (flow control pushes back on it, and the write deadline ends it) instead
+   * of making the cloud hold an answer for each of its requests (issue 13,
+   * item 1: 150,000 refusals buffered for a gone WebSocket peer, 861 MiB).
+   */
+  private async untilAnswersLeave(): Promise<void> {
+    const most = 2 * this.ctx.config.limits.maxConcurrentRequests;
+    // The stream's close ends the wait too: the requests are halted only once the loop gets to its end.
+    while (this.requests.size >= most && !this.streamEnded)
+      await Promise.race([...[...this.requests.values()].map((r) => r.done), this.stream.closed]);
+  }
+
+  /** PDD-SM-005: connection-scope, non-fatal; the live owner of the ID is untouched. */
+  private async refuseDuplicateId(id: number): Promise<void> {
+    this.ctx.metrics.errors.inc({ code: "DUPLICATE_REQUEST_ID" });
+    await this.send(
+      create(CloudFrameSchema, {
+        body: {
+          case: "error",
+          value: {
+            requestId: 0,
+            code: ErrorCode.DUPLICATE_REQUEST_ID,
+            message: `request id ${id} is not above ${this.maxRequestId} (PDD-SM-005)`,
+          },
+        },
+      }),
+    );
+  }
+
+  /** This request alone is refused; it holds its ID until its End has gone out. */
+  private refuseRequest(id: number, request: CloudRequest, error: PddError, after?: () => void): void {
+    this.requests.set(id, request);
+    void request.refuse(error).then(() => {
+      this.requests.delete(id);
+      after?.();
+    });
+  }
+
   private async onRequest(
     req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never,
   ): Promise<void> {
     const id = req.requestId;
-    if (this.goodbye) return; // the device said goodbye; no new requests from it
-    if (id === 0 || id <= this.maxRequestId) {
-      // PDD-SM-005: connection-scope, non-fatal; the live owner of the ID is untouched.
-      this.ctx.metrics.errors.inc({ code: "DUPLICATE_REQUEST_ID" });
-      await this.send(
-        create(CloudFrameSchema, {
-          body: {
-            case: "error",
-            value: {
-              requestId: 0,
-              code: ErrorCode.DUPLICATE_REQUEST_ID,
-              message: `request id ${id} is not above ${this.maxRequestId} (PDD-SM-005)`,
-            },
-          },
-        }),
+    if (this.ctx.authorize && !this.ctx.authorize(this.credential))
+      return this.fail(ErrorCode.UNAUTHENTICATED, "the credential was revoked (PDD-SEC-009)");
+    // Each request costs its refusal at least: a flood of them is a connection error, not 100,000 answers for a
+    // peer that may never read them (issue 13, item 1).
+    if (!this.asks.allow())
+      return this.fail(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `more than ${MAX_REQUESTS_PER_SECOND} PrefillRequests in one second (PDD-DOS-001)`,
       );
-      return;
-    }
+    await this.untilAnswersLeave();
+    if (this.streamEnded) return;
+    if (id === 0 || id <= this.maxRequestId) return this.refuseDuplicateId(id);
     this.maxRequestId = id;
     const key = this.credential;
     let counted = false; // whether this request holds one of its key's live slots
@@ -280,32 +385,37 @@ export class CloudConnection {
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
     const request = new CloudRequest(this.ctx, host, req);
+    if (this.goodbye) {
+      // The device said goodbye: a request after it is never run (PDD-CONN-027).
+      return this.refuseRequest(
+        id,
+        request,
+        new PddError(ErrorCode.PROTOCOL_VIOLATION, "PrefillRequest after the device's Goodbye (PDD-CONN-027)"),
+        () => this.live() === 0 && void this.close(),
+      );
+    }
     if (this.live() >= this.ctx.config.limits.maxConcurrentRequests) {
       // PDD-LIMIT-004/005: this request alone is refused.
-      this.requests.set(id, request);
-      void request
-        .refuse(
-          new PddError(
-            ErrorCode.RESOURCE_EXHAUSTED,
-            `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`,
-            { retryable: true },
-          ),
-        )
-        .then(() => this.requests.delete(id));
-      return;
+      return this.refuseRequest(
+        id,
+        request,
+        new PddError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`,
+          { retryable: true },
+        ),
+      );
     }
     const keyLimit = this.ctx.keyLimit(key);
     if (key !== undefined && keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit) {
       // A per-credential limit, across connections: this request alone is refused.
-      this.requests.set(id, request);
-      void request
-        .refuse(
-          new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, {
-            retryable: true,
-          }),
-        )
-        .then(() => this.requests.delete(id));
-      return;
+      return this.refuseRequest(
+        id,
+        request,
+        new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, {
+          retryable: true,
+        }),
+      );
     }
     if (key !== undefined) {
       this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);

@@ -20,6 +20,8 @@ export interface CloudContext {
   /** True once the cloud is shutting down: new requests get UNAVAILABLE. */
   draining: () => boolean;
   serverName: string;
+  /** Every connection past its transport's accept: a key reload asks each to check its credential again. */
+  connections: Set<{ recheckCredential(): void }>;
   /** Every request not yet ended, across connections (for shutdown). */
   requests: Set<{
     halt(reason: { kind: "error"; error: import("../proto/index.js").PddError }): void;

@@ -5,9 +5,10 @@
  * the sequence and the admission slot are free when End arrives
  * (PDD-TAKEOVER-004/005, PDD-CANCEL-001, PDD-CONN-017, PDD-ORD-006).
  *
- * The requests ask for the slowest pace the wire can say (target_tpot_us =
- * 2^32-1 at decodePace 1: 71 minutes per token), so a wait that a halt does
- * not wake never ends within the test's timeout. Nothing here measures time.
+ * The requests ask for the slowest pace a request may ask (target_tpot_us =
+ * 1,000,000, PDD-REQ-009) from a cloud that sends at a thousandth of it
+ * (decodePace 0.001: 17 minutes per token), so a wait that a halt does not
+ * wake never ends within the test's timeout. Nothing here measures time.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
@@ -16,13 +17,15 @@ import {
   EndReason,
   ErrorCode,
   KvFormat,
+  MAX_TARGET_TPOT_US,
   PddError,
-  PrefillRequestSchema,
+  type PrefillRequestSchema,
   type CloudFrame,
 } from "../proto/index.js";
 import { memoryCloud, type MemoryCloud, type MemoryConnection } from "./test/memory-cloud.js";
 
-const SLOWEST_TPOT_US = 2 ** 32 - 1;
+const SLOWEST_TPOT_US = MAX_TARGET_TPOT_US;
+const SLOWEST_PACE = 0.001;
 let cloud: MemoryCloud | undefined;
 afterEach(() => cloud?.device.abort());
 
@@ -70,7 +73,7 @@ async function expectAllFree(c: MemoryCloud): Promise<void> {
  * decoded, and nothing else comes for 71 minutes.
  */
 async function pacedRequest(id = 1): Promise<MemoryCloud> {
-  cloud = await memoryCloud({ decodePace: 1 });
+  cloud = await memoryCloud({ decodePace: SLOWEST_PACE });
   await ask(cloud, id);
   await cloud.frame(of(id, "firstToken"));
   await cloud.decoded(2);
@@ -121,7 +124,7 @@ describe("a halted request ends at once", () => {
   });
 
   it("the request-duration limit ends a request in its paced wait with TIMEOUT", async () => {
-    cloud = await memoryCloud({ decodePace: 1, limits: { maxRequestDurationMs: 100 } });
+    cloud = await memoryCloud({ decodePace: SLOWEST_PACE, limits: { maxRequestDurationMs: 100 } });
     await ask(cloud, 1);
     const error = await cloud.frame(of(1, "error"));
     expect(error.body.case === "error" && error.body.value.code).toBe(ErrorCode.TIMEOUT);
@@ -137,7 +140,7 @@ describe("a halted request ends at once", () => {
       cloudTokenBudget: 2,
       targetTpotUs: 0,
       prompt: { case: "text", value: "x".repeat(400) },
-      kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 1024, initialCreditBytes: 1024n },
+      kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 4096, initialCreditBytes: 4096n },
     });
     await cloud.frame(of(1, "kvChunk"));
     await cloud.frame((f) => f.body.case === "tokenBatch");
@@ -148,8 +151,32 @@ describe("a halted request ends at once", () => {
     await expectAllFree(cloud);
   });
 
+  it("a request whose KV image waits for credit gives its sequence to the next request before its End (PDD-DOS-003)", async () => {
+    cloud = await memoryCloud({ decodePace: 0 }); // one sequence
+    await ask(cloud, 1, {
+      cloudTokenBudget: 2,
+      targetTpotUs: 0,
+      prompt: { case: "text", value: "x".repeat(400) },
+      kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 4096, initialCreditBytes: 4096n },
+    });
+    await cloud.frame(of(1, "kvChunk"));
+    await ask(cloud, 2, { cloudTokenBudget: 2, targetTpotUs: 0 }); // queued behind request 1's sequence
+    // Request 2 runs while request 1 still holds its End for the image (the 10 s KV grace, PDD-KV-018).
+    await cloud.frame(of(2, "firstToken"));
+    expect(cloud.ctx.requests.size).toBeGreaterThanOrEqual(1);
+    let ended1 = false;
+    void cloud.frame(of(1, "end")).then(() => (ended1 = true));
+    await endOf(cloud, 2);
+    expect(ended1).toBe(false);
+    await cloud.device.send(
+      create(DeviceFrameSchema, { body: { case: "cancel", value: { requestId: 1, code: ErrorCode.CANCELLED } } }),
+    );
+    expect(await endOf(cloud, 1)).toMatchObject({ reason: EndReason.CANCELLED, tokenCount: 2 });
+    await expectAllFree(cloud);
+  });
+
   it("a credential's live-request slot is free once End arrives: the key's next request is accepted", async () => {
-    const c = await memoryCloud({ decodePace: 1 }, { keys: { alpha: 1 }, token: "alpha", sequences: 2 });
+    const c = await memoryCloud({ decodePace: SLOWEST_PACE }, { keys: { alpha: 1 }, token: "alpha", sequences: 2 });
     cloud = c;
     const other = await c.connect("alpha");
     try {
@@ -180,5 +207,17 @@ describe("a halted request ends at once", () => {
     );
     expect(await endOf(c, 2)).toMatchObject({ reason: EndReason.CANCELLED, tokenCount: 0 });
     expect(c.engine.usage.acquired).toBe(1); // request 2 never held a sequence
+  });
+});
+
+describe("a connection whose device is gone", () => {
+  it("serves none of the frames still queued: nothing admitted, nothing held (issue 13, item 1)", async () => {
+    cloud = await memoryCloud({ decodePace: 0 });
+    for (let id = 1; id <= 4; id++) void ask(cloud, id, { targetTpotUs: 0 }).catch(() => undefined);
+    cloud.device.abort(); // the requests are in the cloud's queue when the close arrives
+    await cloud.served;
+    expect((await cloud.ctx.metrics.requests.get()).values).toEqual([]);
+    expect(cloud.engine.usage.acquired).toBe(0);
+    await expectAllFree(cloud);
   });
 });

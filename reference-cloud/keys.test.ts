@@ -1,7 +1,8 @@
 /**
  * Credentials on every transport: a wrong key is refused before any
  * inference, a key's limit on concurrent requests holds across connections
- * and refuses only the request over it, and SIGHUP's reload applies new limits.
+ * and refuses only the request over it, and SIGHUP's reload applies new limits
+ * and closes the connections of a key it removed.
  */
 import { create } from "@bufbuild/protobuf";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -12,7 +13,9 @@ import { ensureDefaultModel } from "../engine/index.js";
 import { CloudFrameSchema, Codec, DeviceFrameSchema, ErrorCode, type CloudFrame } from "../proto/index.js";
 import { until } from "../proto/test/until.js";
 import { connect, type DeviceStream } from "../transports/index.js";
+import { constantTimeIncludes } from "./cloud.js";
 import { readKeys, startCloud, type CloudPeer } from "./index.js";
+import { createHash } from "node:crypto";
 
 void CloudFrameSchema;
 const dir = mkdtempSync(join(tmpdir(), "pdd-keys-"));
@@ -154,5 +157,38 @@ describe("keys file", () => {
       writeFileSync(keysFile, "alpha 1\nbeta\n");
       cloud.reloadKeys();
     }
+  });
+
+  it.each(["ws", "grpc", "webtransport"] as const)(
+    "over %s: a key removed on reload loses its open connection with UNAUTHENTICATED (PDD-SEC-009)",
+    async (t) => {
+      const x = await session(cloud.urls[t]!, "beta");
+      const kept = await session(cloud.urls[t]!, "alpha");
+      try {
+        expect((await x.next())?.body.case).toBe("helloAck");
+        expect((await kept.next())?.body.case).toBe("helloAck");
+        writeFileSync(keysFile, "alpha 1\n");
+        cloud.reloadKeys();
+        const f = await x.next();
+        const code = f?.body.case === "error" ? f.body.value.code : (await x.s.closed).code;
+        expect(code).toBe(ErrorCode.UNAUTHENTICATED);
+        expect((await start(kept, 1)).body.case).toBe("accepted"); // a key that stays keeps its connections
+      } finally {
+        await closeAll([x, kept]);
+        writeFileSync(keysFile, "alpha 1\nbeta\n");
+        cloud.reloadKeys();
+      }
+    },
+  );
+
+  it("compares fixed-length digests, so keys of any length are found and nothing else is (PDD-SEC-003)", () => {
+    const keys = ["k", "a-much-longer-key-of-forty-two-characters", "beta"].map((k) =>
+      createHash("sha256").update(k).digest(),
+    );
+    expect(constantTimeIncludes(keys, "beta")).toBe(true);
+    expect(constantTimeIncludes(keys, "a-much-longer-key-of-forty-two-characters")).toBe(true);
+    expect(constantTimeIncludes(keys, "bet")).toBe(false);
+    expect(constantTimeIncludes(keys, "")).toBe(false);
+    expect(constantTimeIncludes([], "beta")).toBe(false);
   });
 });

@@ -62,13 +62,18 @@ export async function sendKvImage(o: KvSendOptions): Promise<number> {
   return offset;
 }
 
+/** Room for a KvChunk frame's fields but `data`, in either codec (msgpack spells out the field names). */
+const KV_CHUNK_OVERHEAD = 512;
+
 /**
  * Chunk size: what the device asked for (else the cloud's limit), within the
  * cloud's limit and with room for the frame's other fields within the
- * device's frame limit (PDD-LIMIT-006).
+ * device's frame limit (PDD-KV-005, PDD-LIMIT-006). Never rounded up: values
+ * below the minimums (PDD-KV-014, PDD-MSG-012) are refused before a transfer
+ * starts, so no chunk is ever longer than the device asked.
  */
 export function kvChunkBytes(asked: number, maxKvChunkBytes: number, deviceMaxFrameBytes: number): number {
-  return Math.max(1024, Math.min(asked > 0 ? asked : maxKvChunkBytes, maxKvChunkBytes, deviceMaxFrameBytes - 256));
+  return Math.min(asked > 0 ? asked : maxKvChunkBytes, maxKvChunkBytes, deviceMaxFrameBytes - KV_CHUNK_OVERHEAD);
 }
 
 /**
@@ -84,7 +89,11 @@ export class KvTransfer {
   private sending: Promise<number> | undefined;
 
   constructor(
-    private readonly o: Pick<KvSendOptions, "requestId" | "chunkBytes" | "credit" | "send"> & { halted: AbortSignal },
+    private readonly o: Pick<KvSendOptions, "requestId" | "chunkBytes" | "credit" | "send"> & {
+      halted: AbortSignal;
+      /** Stops what the transport still holds of the transfer (WebTransport resets the KV stream, PDD-WT-003). */
+      abortBulk: () => void;
+    },
   ) {
     this.stop = AbortSignal.any([o.halted, this.abandoned.signal]);
   }
@@ -110,18 +119,22 @@ export class KvTransfer {
 
   /** Stops the transfer where it is (a request error: nothing but End may follow, PDD-ORD-004). */
   abandon(): void {
+    if (this.abandoned.signal.aborted) return;
     this.abandoned.abort();
+    if (this.sending) this.o.abortBulk();
   }
 
   /**
    * On a single stream End must follow the last chunk (PDD-KV-010): gives the
-   * device `graceMs` to take the rest, then abandons the transfer. A halt ends
-   * the wait at once.
+   * device `graceMs` to take the rest, then abandons the transfer
+   * (PDD-KV-018). A halt ends the wait at once. A chunk still blocked on the
+   * device's flow control is not awaited: it is already queued ahead of End,
+   * the transfer sends nothing after it, and the transport's write deadline
+   * ends a connection that never takes it.
    */
   async settle(graceMs: number): Promise<void> {
     if (!this.sending) return;
-    await Promise.race([this.sending, pause(graceMs, this.stop)]);
-    this.abandon();
-    await this.sending;
+    const sent = await Promise.race([this.sending.then(() => true), pause(graceMs, this.stop).then(() => false)]);
+    if (!sent) this.abandon();
   }
 }

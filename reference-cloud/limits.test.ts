@@ -101,7 +101,10 @@ describe("cloud limits", () => {
       await ask(busy.s, 1, { cloudTokenBudget: 200, targetTpotUs: 100_000 });
       await busy.wait(of(1, "firstToken"));
       const info = await idle.s.closed;
-      expect(info.code).toBe(ErrorCode.TIMEOUT);
+      // Goodbye{TIMEOUT}, then a graceful close, not a connection error (PDD-CONN-020).
+      expect(info.code).toBe(ErrorCode.UNSPECIFIED);
+      const bye = idle.frames.find((f) => f.body.case === "goodbye");
+      expect(bye?.body.case === "goodbye" && bye.body.value.code).toBe(ErrorCode.TIMEOUT);
       // The busy connection outlived it, its request still running: a token comes after the idle close.
       const seen = busy.frames.length;
       await busy.wait((f) => busy.frames.indexOf(f) >= seen && of(1, "tokenBatch")(f));

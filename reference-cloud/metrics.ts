@@ -15,7 +15,12 @@ export function createCloudMetrics() {
     }),
     activeSequences: new Gauge({
       name: "pdd_sequences_active",
-      help: "Sequences holding a request",
+      help: "Admission slots held: requests admitted and not yet freed",
+      registers: [registry],
+    }),
+    engineBusy: new Gauge({
+      name: "pdd_engine_sequences_busy",
+      help: "Engine sequences holding a request's state (engine occupancy, apart from admission)",
       registers: [registry],
     }),
     sequencesFreed: new Counter({

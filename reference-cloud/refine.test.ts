@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { surprisalDrop } from "./refine.js";
+import { keptFor, surprisalDrop } from "./refine.js";
 
 describe("surprisal-drop refinement", () => {
   const tokens = [1, 10, 11, 12, 13, 14, 15, 16, 17, 18];
@@ -25,6 +25,16 @@ describe("surprisal-drop refinement", () => {
       { start: 0, end: 1 },
       { start: 4, end: 10 },
     ]);
+  });
+
+  it("keeps ⌈r·n⌉ of r in float32 millionths: 6 of 10 at 0.6, over protobuf (float32) and MessagePack alike", () => {
+    expect(keptFor(Math.fround(0.6), 10)).toBe(6); // ⌈0.6000000238 × 10⌉ in doubles is 7
+    expect(keptFor(0.6, 10)).toBe(6);
+    expect(keptFor(0.6, 11)).toBe(7);
+    expect(keptFor(0.5, 7)).toBe(4);
+    expect(
+      surprisalDrop(tokens, s, { targetRatio: Math.fround(0.6), minKeepTokens: 0, keepTailTokens: 0 }).keptTokens,
+    ).toBe(6);
   });
 
   it("keeps everything at ratio 1 as one span", () => {

@@ -20,6 +20,16 @@ export interface Refinement {
   ratio: number;
 }
 
+/**
+ * ⌈r·n⌉ computed the same for every codec (PDD-REF-004): r as the float32 the
+ * field is, in millionths (ties up), then integer arithmetic. ⌈0.6·10⌉ in
+ * doubles is 7 over protobuf (0.6000000238) and 6 over MessagePack (0.6).
+ */
+export function keptFor(targetRatio: number, n: number): number {
+  const q = Math.round(Math.fround(targetRatio) * 1_000_000);
+  return Math.ceil((q * n) / 1_000_000);
+}
+
 /** `surprisal[i]` is -ln p(t_i | t_<i); index 0 is ignored (t_0 is always kept). */
 export function surprisalDrop(tokens: readonly number[], surprisal: ArrayLike<number>, p: RefineParams): Refinement {
   const n = tokens.length;
@@ -27,7 +37,7 @@ export function surprisalDrop(tokens: readonly number[], surprisal: ArrayLike<nu
   const keep = new Uint8Array(n);
   keep[0] = 1; // t0, which is the BOS token when the model adds one
   for (let i = Math.max(0, n - p.keepTailTokens); i < n; i++) keep[i] = 1;
-  const target = Math.min(n, Math.max(p.minKeepTokens, Math.ceil(p.targetRatio * n)));
+  const target = Math.min(n, Math.max(p.minKeepTokens, keptFor(p.targetRatio, n)));
   const candidates: number[] = [];
   for (let i = 1; i < n; i++) if (!keep[i]) candidates.push(i);
   // Increasing surprisal; ties by lower index first. NaN (unknown) counts as most surprising.

@@ -28,6 +28,7 @@ import type { CloudContext } from "./context.js";
 import { DecodeLoop, usSince } from "./decode-loop.js";
 import { KvTransfer, kvChunkBytes } from "./kv-sender.js";
 import { surprisalDrop } from "./refine.js";
+import type { AdmissionTicket } from "./scheduler.js";
 import { validateRequest, type RequestPlan } from "./validate.js";
 import { limitTimer } from "./wait.js";
 
@@ -66,8 +67,7 @@ export class CloudRequest {
   private stop: StopReason | undefined;
   private readonly halted = new AbortController();
   // What the request holds, given back before End (free).
-  private cancelQueued: (() => void) | undefined;
-  private admitted = false;
+  private ticket: AdmissionTicket | undefined;
   private slot: Slot | undefined;
   private freed = false;
   private kv: KvTransfer | undefined;
@@ -98,13 +98,21 @@ export class CloudRequest {
     if (action.kind === "takeover") this.halt({ kind: "takeover", index: action.index });
     else if (action.kind === "cancel") this.halt({ kind: "cancel" });
     else if (action.kind === "credit") this.kv?.credited();
+    else if (action.kind === "kv-abort") this.abandonKv();
+  }
+
+  /** The device gave the KV image up (KvAbort): no further chunk, the tokens go on (PDD-KV-019). */
+  private abandonKv(): void {
+    if (!this.kv) return;
+    this.kv.abandon();
+    this.host.abortBulk(this.id); // WebTransport: reset the request's KV stream with CANCELLED
   }
 
   /** Stops the request from outside: takeover, cancel, connection loss, limits, shutdown. */
   halt(reason: StopReason): void {
     if (this.stop) return;
     this.stop = reason;
-    this.cancelQueued?.();
+    this.ticket?.cancel();
     this.host.abortBulk(this.id);
     this.halted.abort();
   }
@@ -133,7 +141,10 @@ export class CloudRequest {
       if (!this.ended) {
         if (err.local !== "ERR_CLOSED") this.ctx.log.warn("request failed", { requestId: this.id, error: err.message });
         this.kv?.abandon(); // after Error only End (PDD-ORD-004)
-        await this.finish({ reason: EndReason.ERROR, tokenCount: 0, usage: {}, error: err }).catch(() => undefined);
+        // The tokens sent before the Error stand (PDD-MSG-014).
+        await this.finish({ reason: EndReason.ERROR, tokenCount: this.state.sent, usage: {}, error: err }).catch(
+          () => undefined,
+        );
       }
     } finally {
       clearTimeout(limit);
@@ -169,6 +180,8 @@ export class CloudRequest {
       send: (f) => this.send(f),
       kv: this.kv,
     }).run();
+    // The image is already exported: the sequence serves others while the device takes the rest (issue 13, item 3).
+    await this.free();
     await this.kv?.settle(KV_GRACE_MS);
     const { prefillUs, decodeUs, decoded } = d;
     const natural = d.eos ? EndReason.EOS : plan.budgetEnd;
@@ -196,6 +209,7 @@ export class CloudRequest {
           this.ctx.metrics.kvBytes.inc(frame.body.case === "kvChunk" ? frame.body.value.data.length : 0);
         },
         halted: this.halted.signal,
+        abortBulk: () => this.host.abortBulk(this.id),
       });
     }
     return plan;
@@ -208,8 +222,10 @@ export class CloudRequest {
    */
   private async admit(plan: RequestPlan): Promise<{ slot: Slot; queueUs: number } | undefined> {
     const { ctx } = this;
+    // From here on free() gives the ticket back, whatever fails next (the Accepted send to a gone peer included).
     const admission = ctx.admission.admit(this.req.priority);
-    this.cancelQueued = admission.cancel;
+    this.ticket = admission;
+    if (this.stop) admission.cancel(); // halted before it queued
     await this.send(
       create(CloudFrameSchema, {
         body: {
@@ -231,10 +247,9 @@ export class CloudRequest {
     } catch {
       return undefined;
     }
-    this.admitted = true;
     const slot = await ctx.engine.acquire();
     this.slot = slot;
-    ctx.metrics.activeSequences.set(ctx.engine.busy);
+    ctx.metrics.engineBusy.set(ctx.engine.busy);
     const queueUs = usSince(this.receivedAt);
     if (this.req.deadlineMs > 0 && queueUs / 1000 > this.req.deadlineMs) {
       throw new PddError(
@@ -310,9 +325,10 @@ export class CloudRequest {
     const { ctx } = this;
     if (this.slot) {
       await this.slot.release().catch(() => undefined);
+      ctx.metrics.engineBusy.set(ctx.engine.busy);
       ctx.metrics.sequencesFreed.inc({ reason: this.stop?.kind ?? "ended" });
     }
-    if (this.admitted) ctx.admission.release();
+    this.ticket?.leave();
     this.host.released();
   }
 

@@ -38,6 +38,32 @@ const refusal = (f: () => unknown) => {
 };
 
 describe("validating a request at the cloud", () => {
+  it("refuses a text too long in bytes to fit the prompt limit without tokenizing it (PDD-REQ-011)", () => {
+    const counting = Object.assign(Object.create(engine) as SimEngine, {
+      tokenized: 0,
+      tokenize(text: string) {
+        this.tokenized++;
+        return engine.tokenize(text);
+      },
+    });
+    const longest = Math.max(...engine.pieces.map((p) => p.length));
+    const huge = request({ prompt: { case: "text", value: "x".repeat(63 * longest + 1) } });
+    expect(refusal(() => validateRequest(huge, context({ engine: counting })))).toBe(ErrorCode.PROMPT_TOO_LONG);
+    expect(counting.tokenized).toBe(0);
+    expect(refusal(() => validateRequest(request(), context({ engine: counting })))).toBeUndefined();
+    expect(counting.tokenized).toBe(1);
+  });
+
+  it("refuses a display pace slower than one token a second, which would pin a sequence (PDD-REQ-009)", () => {
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 1_000_000 }), context()))).toBeUndefined();
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 1_000_001 }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 2 ** 32 - 1 }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+  });
+
   it("grants the asked budget within the cloud's limit and the context left after the prompt", () => {
     expect(validateRequest(request(), context())).toMatchObject({ prompt: [256, 97, 98, 99], budget: 8 });
     expect(validateRequest(request({ cloudTokenBudget: 100 }), context()).budget).toBe(16);
@@ -45,12 +71,14 @@ describe("validating a request at the cloud", () => {
     expect(validateRequest(long, context()).budget).toBe(64 - 56);
   });
 
-  it("ends at MAX_TOKENS only when max_tokens, not the budget, was the binding limit", () => {
+  it("ends at MAX_TOKENS whenever the whole budget is max_tokens tokens, also when it equals the budget asked", () => {
     expect(validateRequest(request({ maxTokens: 4 }), context())).toMatchObject({
       budget: 4,
       budgetEnd: EndReason.MAX_TOKENS,
     });
-    expect(validateRequest(request({ maxTokens: 8 }), context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
+    // PDD-IDX-004 (1.1): max_tokens == budget is MAX_TOKENS, not BUDGET_EXHAUSTED.
+    expect(validateRequest(request({ maxTokens: 8 }), context()).budgetEnd).toBe(EndReason.MAX_TOKENS);
+    expect(validateRequest(request({ maxTokens: 9 }), context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
     expect(validateRequest(request(), context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
   });
 
@@ -73,6 +101,12 @@ describe("validating a request at the cloud", () => {
       ErrorCode.TOKENIZER_MISMATCH,
     );
     expect(validateRequest(ids(1, 2), context()).prompt).toEqual([1, 2]);
+    // PDD-REQ-007: an empty list is INVALID_ARGUMENT before the tokenizer is checked.
+    expect(refusal(() => validateRequest(ids(), context({ deviceModel: undefined })))).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(refusal(() => validateRequest(request({ targetTpotUs: 1_000_001 }), context()))).toBe(
+      ErrorCode.INVALID_ARGUMENT,
+    );
+    expect(validateRequest(request({ targetTpotUs: 1_000_000 }), context()).budget).toBe(8);
   });
 
   it("grants KV only to the same model, and refinement only by surprisal drop within (0, 1]", () => {
@@ -85,6 +119,14 @@ describe("validating a request at the cloud", () => {
     });
     const refine = (targetRatio: number) =>
       validateRequest(request({ refine: { method: RefineMethod.SURPRISAL_DROP, targetRatio } }), context()).refine;
+    expect(
+      validateRequest(request({ kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 4096 } }), context()).kv
+        ?.granted,
+    ).toBe(true);
+    // Below the 4,096-byte minimum: refused, never rounded up (PDD-KV-014).
+    expect(
+      validateRequest(request({ kv: { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 4095 } }), context()).kv,
+    ).toMatchObject({ granted: false, refusal: ErrorCode.INVALID_ARGUMENT });
     expect(refine(0.5)?.granted).toBe(true);
     expect(refine(1.5)).toMatchObject({ granted: false, refusal: ErrorCode.INVALID_ARGUMENT });
     expect(validateRequest(request(), context())).toMatchObject({ kv: undefined, refine: undefined });

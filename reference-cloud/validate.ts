@@ -8,6 +8,8 @@ import {
   EndReason,
   ErrorCode,
   KvFormat,
+  MAX_TARGET_TPOT_US,
+  MIN_KV_CHUNK_BYTES,
   PddError,
   RefineMethod,
   type KvRequest,
@@ -29,27 +31,38 @@ export interface Grant {
 export interface RequestPlan {
   prompt: number[];
   budget: number;
-  /** How the request ends when it sends its whole budget: MAX_TOKENS when max_tokens was the binding limit. */
+  /** How the request ends when it sends its whole budget: MAX_TOKENS when that is max_tokens tokens (PDD-IDX-004). */
   budgetEnd: EndReason;
   kv: Grant | undefined;
   refine: Grant | undefined;
 }
 
 export interface ValidateContext {
-  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize" | "scoresPrompts">;
+  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize" | "pieces" | "scoresPrompts">;
   limits: CloudConfig["limits"];
   /** The model the device declared in its Hello. */
   deviceModel: ModelIdentity | undefined;
   draining: boolean;
 }
 
+/** The checks in the order of PDD-REQ-007 (steps 2 to 7; the ID and capacity are the connection's). */
 export function validateRequest(req: PrefillRequest, c: ValidateContext): RequestPlan {
   const { engine, limits } = c;
   if (c.draining) throw new PddError(ErrorCode.UNAVAILABLE, "cloud is draining", { retryable: true });
+  const p = req.prompt;
+  if (p.case === undefined || (p.case === "text" ? p.value.length === 0 : p.value.ids.length === 0))
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt, or an empty one (PDD-REQ-003)");
   if (req.cloudTokenBudget < 1)
     throw new PddError(ErrorCode.INVALID_ARGUMENT, "cloud_token_budget must be at least 1 (PDD-REQ-004)");
-  const prompt = promptTokens(req, c);
+  // A slower pace would hold a sequence for hours per token (issue 13, item 2).
+  if (req.targetTpotUs > MAX_TARGET_TPOT_US)
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      `target_tpot_us ${req.targetTpotUs} is over ${MAX_TARGET_TPOT_US} (PDD-REQ-009)`,
+    );
   const maxPrompt = Math.min(limits.maxPromptTokens ?? engine.contextSize, engine.contextSize - 1);
+  refuseLongText(req, maxPrompt, engine);
+  const prompt = promptTokens(req, c);
   if (prompt.length > maxPrompt)
     throw new PddError(
       ErrorCode.PROMPT_TOO_LONG,
@@ -57,21 +70,53 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
     );
   let budget = Math.min(req.cloudTokenBudget, limits.maxCloudTokenBudget, engine.contextSize - prompt.length);
   if (req.maxTokens > 0) budget = Math.min(budget, req.maxTokens);
-  const boundByMaxTokens = budget === req.maxTokens && req.maxTokens > 0 && budget < req.cloudTokenBudget;
+  // The whole answer is complete at max_tokens, whatever the budget (PDD-IDX-004).
+  const completesAnswer = req.maxTokens > 0 && budget === req.maxTokens;
   return {
     prompt,
     budget,
-    budgetEnd: boundByMaxTokens ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
+    budgetEnd: completesAnswer ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
     kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
     refine: req.refine ? refineGrant(req.refine, engine.scoresPrompts !== false) : undefined,
   };
 }
 
+/** The most bytes of text one token of the vocabulary stands for (PDD-REQ-011's L), by engine. */
+const longestPiece = new WeakMap<object, number>();
+
+/**
+ * PDD-REQ-011: a text longer than max_prompt_tokens × L bytes has more than
+ * max_prompt_tokens tokens, so it is refused without tokenizing it (a 4 MB
+ * prompt held the event loop for 1.7 s, issue 13, item 5).
+ */
+function refuseLongText(req: PrefillRequest, maxPrompt: number, engine: Pick<InferenceEngine, "pieces">): void {
+  if (req.prompt.case !== "text") return;
+  let l = longestPiece.get(engine);
+  if (l === undefined) {
+    l = 1;
+    for (const p of engine.pieces) l = Math.max(l, p.length);
+    longestPiece.set(engine, l);
+  }
+  // The UTF-8 length is at most 3 bytes per UTF-16 unit: no need to encode a text that is short anyway.
+  const text = req.prompt.value;
+  if (text.length * 3 <= maxPrompt * l) return;
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes > maxPrompt * l)
+    throw new PddError(
+      ErrorCode.PROMPT_TOO_LONG,
+      `prompt of ${bytes} bytes has more than ${maxPrompt} tokens (at most ${l} bytes a token; PDD-REQ-011)`,
+    );
+}
+
 function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
   const { engine } = c;
   if (req.prompt.case === "text") {
-    if (req.prompt.value.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
-    return engine.tokenize(req.prompt.value);
+    try {
+      return engine.tokenize(req.prompt.value);
+    } catch (e) {
+      if (e instanceof PddError) throw e;
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "the prompt cannot be tokenized (PDD-TOK-002)", { cause: e });
+    }
   }
   if (req.prompt.case === "tokens") {
     const dm = c.deviceModel;
@@ -79,9 +124,8 @@ function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
       throw new PddError(ErrorCode.TOKENIZER_MISMATCH, "token-id prompts need the cloud's tokenizer (PDD-REQ-002)");
     }
     const prompt = [...req.prompt.value.ids];
-    if (prompt.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "empty prompt (PDD-REQ-003)");
     if (prompt.some((t) => t >= engine.info.vocabSize))
-      throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary");
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "token id outside the vocabulary (PDD-REQ-008)");
     return prompt;
   }
   throw new PddError(ErrorCode.INVALID_ARGUMENT, "no prompt (PDD-REQ-003)");
@@ -99,6 +143,12 @@ export function kvGrant(kv: KvRequest, deviceModel: ModelIdentity | undefined, m
   if (!deviceModel || !sameBytes(deviceModel.modelFingerprint, modelFingerprint)) {
     return { granted: false, refusal: ErrorCode.MODEL_MISMATCH, detail: "model fingerprints differ (PDD-KV-001)" };
   }
+  if (kv.maxChunkBytes > 0 && kv.maxChunkBytes < MIN_KV_CHUNK_BYTES)
+    return {
+      granted: false,
+      refusal: ErrorCode.INVALID_ARGUMENT,
+      detail: `max_chunk_bytes ${kv.maxChunkBytes} is below the minimum of ${MIN_KV_CHUNK_BYTES} (PDD-KV-014)`,
+    };
   return { ...GRANTED };
 }
 

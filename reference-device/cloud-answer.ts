@@ -32,9 +32,14 @@ export class CloudAnswer {
     return this.ended || this.failed !== undefined;
   }
 
-  /** The cloud's tokens complete the answer (PDD-IDX-005). */
-  get endedWithEos(): boolean {
-    return this.endReason === EndReason.EOS && this.failed === undefined;
+  /**
+   * The cloud's tokens are the whole answer: it ended with EOS or MAX_TOKENS (PDD-IDX-005, PDD-IDX-008),
+   * or sent `maxTokens` without failing.
+   */
+  complete(maxTokens: number): boolean {
+    if (this.failed !== undefined) return false;
+    const ended = this.endReason === EndReason.EOS || this.endReason === EndReason.MAX_TOKENS;
+    return ended || this.received.length >= maxTokens;
   }
 
   accepted(a: Accepted): void {
@@ -58,14 +63,20 @@ export class CloudAnswer {
     if (end.reason === EndReason.ERROR) this.fail("cloud ended the request with an error");
   }
 
-  fail(why: string): void {
-    this.failed ??= why;
+  /** One word for why (connect-failure.ts's causes, or lost, violation, cloud-error, local-eval). */
+  failedCause: string | undefined;
+
+  /** The first failure stands, as `cause: why`. */
+  fail(why: string, cause = "cloud-error"): void {
+    if (this.failed !== undefined) return;
+    this.failed = why.startsWith(`${cause}:`) ? why : `${cause}: ${why}`;
+    this.failedCause = cause;
   }
 
-  /** The connection ended or failed before End. */
-  lost(why: string): void {
+  /** The connection ended or failed before End, or the device stopped using the cloud. */
+  lost(why: string, cause = "lost"): void {
     if (this.ended) return;
-    this.fail(why);
+    this.fail(why, cause);
     this.ended = true;
   }
 }

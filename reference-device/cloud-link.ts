@@ -9,6 +9,8 @@ import {
   Codec,
   DeviceFrameSchema,
   ErrorCode,
+  MIN_KV_CHUNK_BYTES,
+  MIN_MAX_FRAME_BYTES,
   PddError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
@@ -108,12 +110,19 @@ export class CloudLink {
     return done.finally(() => this.pongWaiters.delete(nonce));
   }
 
-  async close(): Promise<void> {
+  /** Says Goodbye and closes; a cloud that does not take part (silent, gone) delays it at most `graceMs`. */
+  async close(graceMs = 2_000): Promise<void> {
     if (this.lostWith) return;
-    await this.stream
-      .send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }))
-      .catch(() => undefined);
-    await this.stream.close();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
+    const polite = (async () => {
+      await this.stream
+        .send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }))
+        .catch(() => undefined);
+      await this.stream.close();
+    })();
+    await Promise.race([polite, late]).finally(() => clearTimeout(timer));
+    polite.catch(() => undefined);
     this.lose(new PddError(ErrorCode.UNAVAILABLE, "connection closed by the device", { local: "ERR_CLOSED" }));
   }
 
@@ -126,11 +135,13 @@ export class CloudLink {
   }
 
   private async pump(): Promise<void> {
+    let fromCloud = false; // a connection Error the cloud sent: nothing to report back
     try {
       for await (const frame of this.stream) {
         const b = frame.body;
         switch (b.case) {
           case "helloAck":
+            checkAckLimits(b.value);
             this.ack = b.value;
             for (const w of this.ackWaiters.splice(0)) w.resolve(b.value);
             break;
@@ -143,6 +154,7 @@ export class CloudLink {
             break;
           case "error":
             if (b.value.requestId === 0 && b.value.code !== ErrorCode.DUPLICATE_REQUEST_ID) {
+              fromCloud = true;
               throw new PddError(b.value.code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
             }
             this.sinks.get(b.value.requestId)?.onFrame(frame);
@@ -162,13 +174,40 @@ export class CloudLink {
         ),
       );
     } catch (e) {
-      this.lose(PddError.from(e));
-      await this.stream.close(ErrorCode.PROTOCOL_VIOLATION).catch(() => undefined);
+      const err = PddError.from(e, ErrorCode.PROTOCOL_VIOLATION);
+      // Reported before the requests hear of the loss: one of them may close the connection.
+      if (!fromCloud) await this.report(err);
+      this.lose(err);
+      await this.stream.close(err.code).catch(() => undefined);
     }
+  }
+
+  /** A connection error this device detected goes to the cloud before the close (PDD-CONN-023). */
+  private async report(err: PddError): Promise<void> {
+    const message = Buffer.from(err.rawMessage).subarray(0, 1024).toString("utf8"); // PDD-SEC-007
+    await this.stream
+      .send(create(DeviceFrameSchema, { body: { case: "error", value: { requestId: 0, code: err.code, message } } }))
+      .catch(() => undefined);
   }
 
   /** Set when the cloud sent Goodbye: start no new requests here. */
   draining = false;
+}
+
+/** A HelloAck announcing limits below their minimums is connection error INVALID_ARGUMENT (PDD-CONN-029). */
+function checkAckLimits(ack: HelloAck): void {
+  const l = ack.limits;
+  if (!l) return;
+  if (l.maxFrameBytes > 0 && l.maxFrameBytes < MIN_MAX_FRAME_BYTES)
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      `HelloAck.limits.max_frame_bytes ${l.maxFrameBytes} is below ${MIN_MAX_FRAME_BYTES} (PDD-MSG-012)`,
+    );
+  if (l.maxKvChunkBytes > 0 && l.maxKvChunkBytes < MIN_KV_CHUNK_BYTES)
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      `HelloAck.limits.max_kv_chunk_bytes ${l.maxKvChunkBytes} is below ${MIN_KV_CHUNK_BYTES} (PDD-KV-014)`,
+    );
 }
 
 function isSafeForHello(url: string): boolean {

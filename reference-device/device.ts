@@ -4,10 +4,11 @@
  * with no cloud, or when the cloud is unreachable, it answers alone.
  */
 import { create } from "@bufbuild/protobuf";
-import { ModelIdentitySchema } from "../proto/index.js";
+import { ErrorCode, ModelIdentitySchema, PddError } from "../proto/index.js";
 import { ensureDefaultModel, loadEngine, sameBytes, type InferenceEngine, type Sampling } from "../engine/index.js";
 import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
+import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
 import { DeviceRun, type Report } from "./run.js";
 
@@ -16,6 +17,12 @@ export interface DeviceOptions {
   engine?: InferenceEngine;
   modelPath?: string;
   threads?: number;
+  /**
+   * Concurrent requests: sequences in the local context (default 4). KV images
+   * carry the stream count (spec §7.2), so a device imports the reference
+   * cloud's images only with its 4.
+   */
+  sequences?: number;
   /** Cloud URL (ws://, wss://, grpc://, grpcs://, https://). Absent: local only. */
   cloud?: string;
   client?: ClientOptions;
@@ -48,6 +55,11 @@ export interface DeviceOptions {
    * benchmarks; 0 (the default) for real devices.
    */
   emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  /**
+   * Answer on the device alone when the cloud cannot be reached. Default
+   * true; false makes `generate` throw UNAVAILABLE naming the cause instead.
+   */
+  fallback?: boolean;
 }
 
 export interface GenerateOptions {
@@ -58,6 +70,8 @@ export interface GenerateOptions {
   /** Let the cloud decode the whole answer (the other baseline): no local model use. */
   cloudOnly?: boolean;
   onText?: (text: string) => void;
+  /** Stops the answer early (RunOptions.signal): resolves with what was shown, the cloud cancelled. */
+  signal?: AbortSignal;
   targetTpotMs?: number;
   cloudBudget?: number | "auto";
 }
@@ -79,7 +93,7 @@ export class PdDevice {
       (await loadEngine({
         modelPath: options.modelPath ?? ensureDefaultModel("tiny"),
         threads: options.threads,
-        sequences: 4,
+        sequences: options.sequences ?? 4,
       }));
     const device = new PdDevice(engine, options, options.engine === undefined);
     await device.calibrate();
@@ -177,7 +191,12 @@ export class PdDevice {
           kv: this.options.useKv !== false,
         });
         // The first request waits for the HelloAck: it says which model the cloud runs.
-        await link.helloAck();
+        await withTimeout(link.helloAck(), this.options.client?.connectTimeoutMs ?? 10_000, () => link.close()).catch(
+          async (e: unknown) => {
+            await link.close().catch(() => undefined);
+            throw e;
+          },
+        );
         this.link = link;
         this.backoffMs = 0;
         this.retryAt = 0;
@@ -186,8 +205,10 @@ export class PdDevice {
           (ms) => (this.observed.rttMs = ms),
           () => undefined,
         );
+        this.failure = undefined;
         return link;
-      } catch {
+      } catch (e) {
+        this.failure = connectFailure(e, url);
         // Exponential backoff with jitter: initial, ×2 per failure, capped.
         const { initialMs, maxMs } = { initialMs: 500, maxMs: 30_000, ...this.options.reconnect };
         this.backoffMs = Math.min(maxMs, this.backoffMs ? this.backoffMs * 2 : initialMs);
@@ -202,6 +223,8 @@ export class PdDevice {
 
   private backoffMs = 0;
   private retryAt = 0;
+  /** Why the last connection attempt failed; undefined once connected. */
+  failure: ConnectFailure | undefined;
   /** The current reconnection backoff, ms (0 when connected or never failed). */
   get reconnectBackoffMs(): number {
     return this.backoffMs;
@@ -215,9 +238,20 @@ export class PdDevice {
 
   async generate(prompt: string, opts: GenerateOptions = {}): Promise<Report> {
     const link = opts.localOnly ? undefined : await this.cloudLink();
+    const unavailable = !opts.localOnly && this.options.cloud && !link ? this.unavailable() : undefined;
+    if (unavailable && this.options.fallback === false)
+      throw new PddError(ErrorCode.UNAVAILABLE, `cloud not usable, ${unavailable.message}`);
     const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? 40;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
     const promptTokens = this.engine.tokenize(prompt).length;
+    // Past the context llama.cpp shifts it silently (issue 16): refuse a prompt that does not fit, and stop at the context.
+    const room = this.engine.contextSize - promptTokens;
+    if (room < 1)
+      throw new PddError(
+        ErrorCode.PROMPT_TOO_LONG,
+        `the prompt is ${promptTokens} tokens; the model's context holds ${this.engine.contextSize}`,
+      );
+    const maxTokens = Math.min(opts.maxTokens ?? 64, room);
     // KV is possible with the cloud's own model; the planner then says whether it beats recomputing.
     const ack = link?.ack;
     const kvPossible =
@@ -232,53 +266,54 @@ export class PdDevice {
         : 1;
     const planned =
       budgetOpt === "auto" && !opts.cloudOnly
-        ? this.planFor(
-            promptTokens,
-            targetTpotMs,
-            opts.maxTokens ?? 64,
-            kvPossible ? this.engine.kvBytesPerToken : 0,
-            refineFloor,
-          )
+        ? this.planFor(promptTokens, targetTpotMs, maxTokens, kvPossible ? this.engine.kvBytesPerToken : 0, refineFloor)
         : undefined;
-    const cloudBudget = opts.cloudOnly
-      ? (opts.maxTokens ?? 64)
-      : planned
-        ? planned.chosen.budget
-        : (budgetOpt as number);
+    const cloudBudget = opts.cloudOnly ? maxTokens : planned ? planned.chosen.budget : (budgetOpt as number);
     const useKv = this.options.useKv !== false && (planned ? !kvPossible || planned.chosen.kv : true);
     const refineRatio =
       this.options.refineRatio ?? (planned && planned.chosen.ratio < 1 ? planned.chosen.ratio : undefined);
-    const run = new DeviceRun(
-      this.engine,
-      prompt,
-      link ?? (this.options.cloud && !opts.localOnly ? unreachable() : undefined),
-      {
-        maxTokens: opts.maxTokens ?? 64,
-        sampling: opts.sampling,
-        targetTpotMs,
-        cloudBudget,
-        useKv,
-        refineRatio,
-        decodeMsPerToken: this.rates.decodeMsPerToken,
-        prefillMsPerToken: this.rates.prefillMsPerToken,
-        prefillChunk: this.options.prefillChunk ?? 64,
-        emulate: this.options.emulate,
-        cloudOnly: opts.cloudOnly,
-        onText: opts.onText,
-      },
-    );
+    const run = new DeviceRun(this.engine, prompt, link, {
+      cloudUnavailable: unavailable,
+      maxTokens,
+      sampling: opts.sampling,
+      targetTpotMs,
+      cloudBudget,
+      useKv,
+      refineRatio,
+      decodeMsPerToken: this.rates.decodeMsPerToken,
+      prefillMsPerToken: this.rates.prefillMsPerToken,
+      prefillChunk: this.options.prefillChunk ?? 64,
+      emulate: this.options.emulate,
+      cloudOnly: opts.cloudOnly,
+      onText: opts.onText,
+      signal: opts.signal,
+    });
     const report = await run.run();
     this.learn(report, promptTokens);
-    return report;
+    return maxTokens < (opts.maxTokens ?? 64) ? { ...report, stoppedAtContext: true } : report;
   }
 
   async close(): Promise<void> {
     await this.link?.close();
     if (this.ownsEngine) await this.engine.close();
   }
+
+  /** Why there is no link: the last attempt's failure, or the backoff after it. */
+  private unavailable(): ConnectFailure {
+    const f = this.failure ?? { cause: "refused-by-cloud" as const, message: "refused-by-cloud: not connected" };
+    const wait = Math.max(0, Math.round(this.retryAt - performance.now()));
+    return wait > 0 ? { ...f, message: `${f.message}; next attempt in ${wait} ms` } : f;
+  }
 }
 
-/** A stand-in link for a cloud that could not be reached: the run falls back at once. */
-function unreachable(): CloudLink {
-  return { live: false, lostWith: { message: "unreachable" } } as unknown as CloudLink;
+/** `p`, or a TIMEOUT after `ms` (then `onTimeout` runs). */
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => unknown): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void onTimeout();
+      reject(new PddError(ErrorCode.TIMEOUT, `no HelloAck within ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -6,6 +6,7 @@
  * report. @internal
  */
 import { SpeedController } from "./speed-controller.js";
+import { completeUtf8Prefix } from "./utf8.js";
 
 export interface Shown {
   piece: Uint8Array;
@@ -70,6 +71,12 @@ export class Display {
     this.queue = this.queue.slice(0, Math.max(0, k - this.shownCloudTokens));
   }
 
+  /** The run was stopped: nothing waiting is shown any more. */
+  discard(): void {
+    this.queue = [];
+    this.wake();
+  }
+
   close(): void {
     this.closed = true;
     this.wake();
@@ -102,8 +109,9 @@ export class Display {
     const waitStart = performance.now();
     await new Promise<void>((r) => (this.wakeup = r));
     this.wakeup = undefined;
-    if (this.times.length > 0 && performance.now() - waitStart > 2 * this.targetTpotMs && this.queue.length > 0)
-      this.stalls++;
+    // --tpot-ms 0 means "as fast as possible": no gap is a stall then (issue 16).
+    const late = this.targetTpotMs > 0 && performance.now() - waitStart > 2 * this.targetTpotMs;
+    if (this.times.length > 0 && late && this.queue.length > 0) this.stalls++;
   }
 
   private show(item: Shown): void {
@@ -114,18 +122,25 @@ export class Display {
     if (text) this.onText?.(text);
   }
 
-  /** Hands over what the decoder still holds (replacement characters for an incomplete one). */
+  /**
+   * Ends the text. An answer cut at max tokens inside a character holds its
+   * incomplete last bytes back instead of showing U+FFFD (issue 16).
+   */
   flush(): void {
-    const tail = this.decoder.decode();
-    if (tail) this.onText?.(tail);
+    const all = Buffer.concat(this.bytes);
+    this.heldBack = all.length - completeUtf8Prefix(all);
+    this.decoder.decode(); // drop what it held: the incomplete character
   }
+
+  /** Bytes of an incomplete last character, not shown. */
+  private heldBack = 0;
 
   /** The text shown and its timing, from `t0` (the run's start, performance.now() ms). */
   timing(t0: number): DisplayTiming {
     const gaps = this.times.slice(1).map((t, i) => t - this.times[i]!);
     const sorted = [...gaps].sort((a, b) => a - b);
     return {
-      text: Buffer.concat(this.bytes).toString("utf8"),
+      text: shownText(this.bytes, this.heldBack),
       ttftMs: this.times.length ? this.times[0]! - t0 : Number.NaN,
       tpotMs: {
         p50: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : 0,
@@ -134,4 +149,10 @@ export class Display {
       stalls: this.stalls,
     };
   }
+}
+
+/** The answer's text without its last `heldBack` bytes (an incomplete character). */
+function shownText(bytes: Uint8Array[], heldBack: number): string {
+  const all = Buffer.concat(bytes);
+  return all.subarray(0, all.length - heldBack).toString("utf8");
 }

@@ -112,6 +112,8 @@ describe("fallback", () => {
     await device.close();
     expect(r.mode).toBe("fallback");
     expect(r.deviceTokens).toBe(20);
-    expect(r.fallbackReason).toMatch(/unavailable|unreachable/);
+    // The cause, not "unreachable" (issue 16).
+    expect(r.fallbackCause).toBe("refused");
+    expect(r.fallbackReason).toMatch(/^refused: .*ECONNREFUSED/);
   });
 });

@@ -37,7 +37,10 @@ async function stableAddress(): Promise<{ port: number; target: (port?: number) 
     if (upstream === undefined) return void client.destroy();
     const cloud = connectTcp(upstream, "127.0.0.1");
     sockets.add(cloud);
-    cloud.on("close", () => (sockets.delete(cloud), client.destroy()));
+    cloud.on("close", () => {
+      sockets.delete(cloud);
+      client.destroy();
+    });
     cloud.on("error", () => client.destroy());
     client.on("close", () => cloud.destroy());
     client.pipe(cloud).pipe(client);
@@ -62,7 +65,9 @@ async function cutOnKv(upstream: string): Promise<{ url: string; cuts: () => num
       headers: { authorization: req.headers.authorization ?? "" },
     });
     const pending: Buffer[] = [];
-    server.on("open", () => pending.splice(0).forEach((b) => server.send(b)));
+    server.on("open", () => {
+      for (const b of pending.splice(0)) server.send(b);
+    });
     client.on("message", (b: Buffer) => (server.readyState === WebSocket.OPEN ? server.send(b) : pending.push(b)));
     server.on("message", (b: Buffer) => {
       const kv = client.protocol === "pdd.v1.proto" && fromBinary(CloudFrameSchema, b).body.case === "kvChunk";

@@ -2,11 +2,15 @@
  * The device's side of a KV transfer (spec §7): each chunk checked by its
  * CRC-32 as it comes (PDD-KV-007: a bad one means recompute instead), its
  * bytes handed back as credit (PDD-KV-009), and on the last chunk the image
- * assembled and checked against its size and SHA-256. Pure: the caller sends
- * the credit. @internal
+ * assembled and checked against its size and SHA-256. Its memory is bounded
+ * (PDD-KV-016): an image announcing more bytes than the device's model makes
+ * for the positions it may hold is refused before a byte is kept, and no
+ * credit is returned beyond it. Pure: the caller sends the credit and runs
+ * the deadline (PDD-KV-020) with `giveUp`. @internal
  *
  *   none ──Accepted(kv granted)──▶ receiving ──last chunk, checks pass──▶ ready
- *                                      └──bad CRC, bad image, cloud gone──▶ failed ◀──import fails── ready
+ *                                      └──bad CRC, too big, bad image, ──▶ failed ◀──import fails── ready
+ *                                         deadline, cloud gone
  */
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
@@ -16,6 +20,10 @@ export type KvPhase = "none" | "receiving" | "ready" | "failed";
 
 export class KvReceiver {
   phase: KvPhase = "none";
+  /** Why a granted image was not used (for the report). */
+  reason: string | undefined;
+  /** Bytes of `data` taken so far. */
+  private taken = 0;
   /** What Accepted said: asked, granted, or refused with a registry code (for the report). */
   asked = false;
   granted = false;
@@ -26,6 +34,9 @@ export class KvReceiver {
   image: Uint8Array | undefined;
   private chunks: Uint8Array[] = [];
   private readonly hash = createHash("sha256");
+
+  /** `maxBytes`: the largest image the device accepts (its model's image of every position it may hold). */
+  constructor(private readonly maxBytes = Number.POSITIVE_INFINITY) {}
 
   /** Accepted's answer to the KV ask (undefined: not asked). */
   accepted(grant: Grant | undefined): void {
@@ -39,10 +50,13 @@ export class KvReceiver {
   chunk(c: KvChunk, last: boolean): number {
     this.positions = c.tokenCount;
     if (this.phase !== "receiving") return 0;
-    if (crc32(c.data) !== c.crc32) {
-      this.phase = "failed";
-      return 0;
-    }
+    if (crc32(c.data) !== c.crc32) return this.fail(`KV chunk at offset ${c.offset}: CRC-32 mismatch`);
+    if (c.totalBytes > BigInt(Math.min(this.maxBytes, Number.MAX_SAFE_INTEGER)))
+      return this.fail(
+        `KV image of ${c.totalBytes} bytes announced, more than the ${this.maxBytes} this device accepts`,
+      );
+    this.taken += c.data.length;
+    if (this.taken > Number(c.totalBytes)) return this.fail(`KV data past the announced ${c.totalBytes} bytes`);
     this.chunks.push(c.data);
     this.hash.update(c.data); // as chunks come: no long pause at the end
     if (last) this.assemble(Number(c.totalBytes), c.imageSha256);
@@ -52,7 +66,8 @@ export class KvReceiver {
   private assemble(totalBytes: number, sha256: Uint8Array): void {
     const image = Buffer.concat(this.chunks);
     this.chunks = [];
-    if (image.length !== totalBytes || !this.hash.digest().equals(Buffer.from(sha256))) this.phase = "failed";
+    if (image.length !== totalBytes || !this.hash.digest().equals(Buffer.from(sha256)))
+      this.fail("KV image: size or SHA-256 mismatch");
     else {
       this.image = image;
       this.phase = "ready";
@@ -60,16 +75,34 @@ export class KvReceiver {
   }
 
   /** The cloud ended, failed or was lost: a transfer under way will not complete. */
-  interrupted(): void {
-    if (this.phase === "receiving") this.phase = "failed";
+  interrupted(why = "the cloud stopped before the image was complete"): void {
+    if (this.phase === "receiving") this.fail(why);
+  }
+
+  /** The transfer stalled past the device's deadline (PDD-KV-020). */
+  giveUp(why: string): void {
+    this.interrupted(why);
   }
 
   /** The image did not fit or load: the device recomputes instead. */
-  rejected(): void {
-    this.phase = "failed";
+  rejected(why: string): void {
+    this.fail(why);
   }
 
-  report(): { asked: boolean; granted: boolean; refusal?: string } {
-    return { asked: this.asked, granted: this.granted, ...(this.refusal ? { refusal: this.refusal } : {}) };
+  private fail(why: string): 0 {
+    this.phase = "failed";
+    this.reason ??= why;
+    this.chunks = [];
+    this.image = undefined;
+    return 0;
+  }
+
+  report(): { asked: boolean; granted: boolean; refusal?: string; reason?: string } {
+    return {
+      asked: this.asked,
+      granted: this.granted,
+      ...(this.refusal ? { refusal: this.refusal } : {}),
+      ...(this.reason ? { reason: this.reason } : {}),
+    };
   }
 }

@@ -17,8 +17,19 @@ import type { KvReceiver } from "./kv-receiver.js";
 import type { Report, RunOptions } from "./run.js";
 import { completeUtf8Prefix } from "./utf8.js";
 
-/** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0. */
-const sleep = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
+/** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0; cut short when the run is stopped. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
 
 export interface PipelineHost {
   readonly cloud: CloudAnswer;
@@ -33,6 +44,8 @@ export interface PipelineHost {
   progress(p: { prefilledTokens: number; coveredIndex: number; prefillTokensPerS: number }): void;
   /** Takes over at k: no cloud token at or past k is shown; a cloud still sending is told. */
   takeover(k: number): Promise<void>;
+  /** Stops using the cloud for this request (it is told), for `why`; false when the request had no cloud. */
+  abandonCloud(why: string): Promise<boolean>;
 }
 
 /** The prefill step's progress through the prompt it is prefilling. */
@@ -51,10 +64,14 @@ export class LocalPipeline {
   tpotMs: number | undefined;
   // For the report.
   prefillMs: number | null = null;
+  /** Prompt tokens the device prefilled (fewer than the prompt when the cloud's answer came first, or KV covered it). */
+  prefilledTokens = 0;
   readonly deviceIds: number[] = [];
   kvImported = false;
   refinement: Report["refinement"] = null;
   private prefillRate: number | undefined;
+  /** k, once the takeover is decided. */
+  private takenOverAt: number | undefined;
   /** Bytes shown from the cloud that the device's context lacks (a partial UTF-8 character at the seam). */
   private seamBytes: Uint8Array = new Uint8Array();
 
@@ -66,10 +83,45 @@ export class LocalPipeline {
   ) {}
 
   async run(slot: Slot): Promise<void> {
+    try {
+      await this.steps(slot);
+    } catch (e) {
+      // Whatever the cloud sent made the local model fail (a token, a KV image):
+      // stop using the cloud and recompute from what is on screen (issue 13).
+      // Without a cloud there is nothing to blame: the local model itself failed.
+      if (!(await this.host.abandonCloud(`the device could not use the cloud's data: ${(e as Error).message}`)))
+        throw e;
+      await slot.reset();
+      await this.recompute(slot);
+    }
+  }
+
+  private async steps(slot: Slot): Promise<void> {
     const coveredByKv = await this.prefill(slot);
-    const covered = await this.catchUp(slot, coveredByKv);
+    const covered = this.complete ? coveredByKv : await this.catchUp(slot, coveredByKv);
     const k = await this.takeover(covered);
     if (k !== undefined) await this.decode(slot, k);
+  }
+
+  /** The cloud's tokens are the whole answer: no local work is needed any more (issue 16). */
+  private get complete(): boolean {
+    return this.host.cloud.complete(this.opts.maxTokens);
+  }
+
+  /**
+   * After a failure: the prompt alone, then what is already on screen (the
+   * cloud's tokens before the takeover, then the device's), then the rest.
+   */
+  private async recompute(slot: Slot): Promise<void> {
+    const { cloud, display } = this.host;
+    this.kvImported = false;
+    await slot.prefill(this.engine.tokenize(this.prompt), { chunk: this.opts.prefillChunk });
+    const shown = this.takenOverAt ?? Math.min(cloud.received.length, display.shownCloud);
+    const covered = await this.catchUp(slot, 0, shown);
+    const k = this.takenOverAt ?? (await this.takeover(covered));
+    if (k === undefined) return;
+    if (this.deviceIds.length > 0) await slot.prefill(this.deviceIds);
+    await this.decode(slot, k);
   }
 
   // ------------------------------------------------------------ 1. prefill
@@ -79,9 +131,11 @@ export class LocalPipeline {
     const original = this.engine.tokenize(this.prompt);
     const p: Prefilling = { original, tokens: original, done: 0, switched: false, startedAt: performance.now() };
     let coveredByKv = 0;
-    while (p.done < p.tokens.length) {
+    while (p.done < p.tokens.length && !this.complete) {
+      this.opts.signal?.throwIfAborted();
       const { kv } = this.host;
-      if (kv.phase === "receiving") await this.host.until(() => kv.phase !== "receiving");
+      if (kv.phase === "receiving") await this.host.until(() => kv.phase !== "receiving" || this.complete);
+      if (this.complete) break;
       if (kv.phase === "ready" && kv.image) {
         const covered = await this.importKv(slot, p.tokens, kv.image);
         if (covered !== undefined) {
@@ -95,6 +149,7 @@ export class LocalPipeline {
       await this.prefillChunk(slot, p);
     }
     this.prefillMs = performance.now() - p.startedAt;
+    this.prefilledTokens = coveredByKv > 0 || this.kvImported ? 0 : p.done;
     this.host.progress({
       prefilledTokens: p.done,
       coveredIndex: Math.max(0, coveredByKv),
@@ -117,8 +172,8 @@ export class LocalPipeline {
       await slot.importState(image, this.host.cloudModelFingerprint ?? new Uint8Array(), last);
       this.kvImported = true;
       return answerCovered;
-    } catch {
-      kv.rejected();
+    } catch (e) {
+      kv.rejected(`KV image not imported: ${(e as Error).message}`);
       await slot.reset();
       return undefined;
     }
@@ -142,7 +197,7 @@ export class LocalPipeline {
   private async prefillChunk(slot: Slot, p: Prefilling): Promise<void> {
     const step = p.tokens.slice(p.done, p.done + this.opts.prefillChunk);
     const res = await slot.prefill(step, { chunk: this.opts.prefillChunk });
-    await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0));
+    await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
     p.done += res.done;
     this.prefillRate = p.done / Math.max(1e-3, (performance.now() - p.startedAt) / 1000);
     // Ready means the prompt and then the cloud's tokens (at most its budget) covered:
@@ -167,20 +222,22 @@ export class LocalPipeline {
   // ------------------------------------------------------------ 2. catch-up
 
   /** Evaluates the cloud tokens received meanwhile, until caught up; returns how many the context covers. */
-  private async catchUp(slot: Slot, coveredByKv: number): Promise<number> {
+  private async catchUp(slot: Slot, coveredByKv: number, upTo = Number.POSITIVE_INFINITY): Promise<number> {
     const { cloud } = this.host;
     let covered = coveredByKv;
+    const end = () => Math.min(upTo, cloud.received.length);
     // Caught up with everything received — and with what is on screen
     // (PDD-TAKEOVER-009), which cannot be more.
-    while (covered < cloud.received.length) {
-      const target = cloud.received.length;
+    while (covered < end() && !this.complete) {
+      this.opts.signal?.throwIfAborted();
+      const target = end();
       const before = covered;
       covered = await this.evaluateCloudTokens(slot, covered, target);
       this.readyAt =
         performance.now() + (cloud.received.length - covered) * (this.prefillMsPerToken() ?? 0) + (this.tpotMs ?? 0);
       if (covered === before) {
         // The cloud's text ends inside a UTF-8 character: wait for its last byte.
-        if (cloud.done) break;
+        if (cloud.done || target >= upTo) break;
         await this.host.until(() => cloud.received.length > target || cloud.done);
       }
     }
@@ -191,7 +248,7 @@ export class LocalPipeline {
   /** Adds cloud tokens [covered, upTo) to the context; returns the new covered count. */
   private async evaluateCloudTokens(slot: Slot, covered: number, upTo: number): Promise<number> {
     const received = this.host.cloud.received;
-    const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0));
+    const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
     if (this.host.sameTokenizer) {
       await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
       await emulated(upTo - covered);
@@ -220,29 +277,30 @@ export class LocalPipeline {
    */
   private async takeover(covered: number): Promise<number | undefined> {
     const { cloud, display } = this.host;
-    // End EOS: the answer is complete after the cloud's tokens (PDD-IDX-005), even
-    // when the device's context stops short of them (a character cut at the end).
-    const eos = cloud.endedWithEos;
-    const k = eos ? cloud.received.length : Math.max(covered, display.shownCloud);
+    // End EOS or MAX_TOKENS, or max_tokens received: the answer is complete after the cloud's tokens
+    // (PDD-IDX-005, PDD-IDX-008), even when the device's context stops short of them (a character cut at the end).
+    const complete = this.complete;
+    const k = complete ? Math.min(cloud.received.length, this.opts.maxTokens) : Math.max(covered, display.shownCloud);
+    this.takenOverAt = k;
     if (k > covered) {
       // Shown but not in the device's context: a character cut at the seam.
       // The device's own output will spell it again; those bytes are swallowed.
       this.seamBytes = Buffer.concat(cloud.received.slice(covered, k).map((t) => t.piece));
     }
     await this.host.takeover(k);
-    return eos && k >= cloud.received.length ? undefined : k;
+    return complete ? undefined : k;
   }
 
   // ------------------------------------------------------------ 4. decode
 
   /** Decodes the rest of the answer from k, showing each token after the cloud's. */
   private async decode(slot: Slot, k: number): Promise<void> {
-    const left = this.opts.maxTokens - k;
+    const left = this.opts.maxTokens - k - this.deviceIds.length;
     if (left <= 0) return;
     let last = performance.now();
     for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
-      if (this.engine.isEndOfGeneration(t)) break;
-      await sleep(this.opts.emulate?.decodeMsPerToken ?? 0);
+      if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
+      await sleep(this.opts.emulate?.decodeMsPerToken ?? 0, this.opts.signal);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);
       last = now;

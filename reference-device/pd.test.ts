@@ -129,7 +129,7 @@ describe("prompt refinement", () => {
     let agree = 0;
     let saved = 0;
     let total = 0;
-    const prompts = [200, 230, 260, 290, 320].map((n, i) => `${"Question " + i + ": "}${promptOf(n)}`);
+    const prompts = [200, 230, 260, 290, 320].map((n, i) => `${`Question ${i}: `}${promptOf(n)}`);
     for (const p of prompts) {
       const base = await (await PdDevice.create({ engine })).generate(p, {
         maxTokens: 32,
@@ -163,7 +163,8 @@ describe("prompt refinement", () => {
       if (JSON.stringify(ids(r)) === JSON.stringify(base.deviceTokenIds)) agree++;
     }
     console.log(
-      `refinement at ratio 0.5: first 32 tokens agree with the unrefined answer in ${agree}/${prompts.length} prompts; prefill tokens saved ${saved}/${total} (${((100 * saved) / total).toFixed(0)}%)`,
+      `refinement at ratio 0.5: first 32 tokens agree with the unrefined answer in ${agree}/${prompts.length} prompts; ` +
+        `prefill tokens saved ${saved}/${total} (${((100 * saved) / total).toFixed(0)}%)`,
     );
   });
 });

@@ -32,7 +32,10 @@ describe("planner", () => {
 
   it("lets the cloud serve the whole answer when the device would take over after its end", () => {
     const p = plan({ ...base, answerTokens: 20 });
+    expect(p.mode).toBe("cloud");
     expect(p.chosen.budget).toBe(20);
+    expect(p.chosen.stall).toBe(false);
+    expect(p.chosen.maxTpotMs).toBeLessThanOrEqual(base.targetTpotMs);
     expect(p.chosen.cloudCostMs).toBeCloseTo(p.cloudOnly.cloudCostMs, 5);
   });
 

@@ -56,7 +56,12 @@ export interface Candidate {
 }
 
 export interface Plan {
-  mode: "pd" | "local";
+  /**
+   * "local": the device alone answers first. "cloud": the device could not
+   * catch up before the answer ends, so the cloud's budget is the whole
+   * answer and nothing is handed over. "pd": the cloud starts, the device takes over.
+   */
+  mode: "pd" | "local" | "cloud";
   chosen: Candidate;
   candidates: Candidate[];
   /** The same request served by the cloud alone and by the device alone. */
@@ -71,55 +76,94 @@ const REFINE_RATIOS = [1, 0.75, 0.5, 0.35, 0.25];
 
 export function plan(i: PlanInput): Plan {
   validate(i);
-  const P = i.promptTokens;
-  const T = i.targetTpotMs;
-  const cloudStep = 1000 / i.cloud.decodeTokPerS;
-  const ttft = i.rttMs + i.cloud.queueMs + (1000 * P) / i.cloud.prefillTokPerS + cloudStep;
-  const I = Math.max(T, cloudStep);
-  const devPrefillMs = (1000 * P) / i.device.prefillTokPerS;
-  const devStep = 1000 / i.device.decodeTokPerS;
-  const bMin = Math.max(1, i.budget?.min ?? 1);
-  const bMax = Math.max(bMin, i.budget?.max ?? 256);
-  const N = Math.max(1, i.answerTokens);
+  const t = timings(i);
+  const candidates = enumerate(i, t);
+  const { chosen, ok } = choose(candidates, t.T);
+  const deviceOnly = { ttftMs: t.devPrefillMs + t.devStep, maxTpotMs: Math.max(t.T, t.devStep) };
+  const cloudOnly = { ttftMs: t.ttft, cloudCostMs: t.cloudPrefillMs + t.N * t.cloudStep };
+  const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : chosen.takeoverIndex >= t.N ? "cloud" : "pd";
+  const firstTokensMs = Array.from({ length: Math.min(chosen.takeoverIndex + 1, 8) }, (_, k) =>
+    round(chosen.ttftMs + k * t.I),
+  );
+  return {
+    mode,
+    chosen,
+    candidates,
+    cloudOnly,
+    deviceOnly,
+    pacing: { intervalMs: round(t.I), takeoverIndex: chosen.takeoverIndex, firstTokensMs },
+    explanation: explain(i, t, { candidates, chosen, ok, cloudOnly, deviceOnly, mode }),
+  };
+}
 
+/** What every candidate shares: the cloud's first token, the display pace, the device's speeds, the budget's bounds. */
+interface Timings {
+  /** Prompt tokens. */
+  P: number;
+  /** Target TPOT. */
+  T: number;
+  cloudStep: number;
+  cloudPrefillMs: number;
+  /** The cloud's first token, ms from the start. */
+  ttft: number;
+  /** The display interval: the target, or the cloud's decode step if slower. */
+  I: number;
+  devPrefillMs: number;
+  devStep: number;
+  bMin: number;
+  bMax: number;
+  /** Answer tokens. */
+  N: number;
+}
+
+function timings(i: PlanInput): Timings {
+  const P = i.promptTokens;
+  const cloudStep = 1000 / i.cloud.decodeTokPerS;
+  const cloudPrefillMs = (1000 * P) / i.cloud.prefillTokPerS;
+  const bMin = Math.max(1, i.budget?.min ?? 1);
+  return {
+    P,
+    T: i.targetTpotMs,
+    cloudStep,
+    cloudPrefillMs,
+    ttft: i.rttMs + i.cloud.queueMs + cloudPrefillMs + cloudStep,
+    I: Math.max(i.targetTpotMs, cloudStep),
+    devPrefillMs: (1000 * P) / i.device.prefillTokPerS,
+    devStep: 1000 / i.device.decodeTokPerS,
+    bMin,
+    bMax: Math.max(bMin, i.budget?.max ?? 256),
+    N: Math.max(1, i.answerTokens),
+  };
+}
+
+/** One candidate per way of serving: recompute at each allowed refinement ratio, and KV transfer if allowed. */
+function enumerate(i: PlanInput, t: Timings): Candidate[] {
   const candidates: Candidate[] = [];
   const ratios = i.refine?.allowed ? REFINE_RATIOS.filter((r) => r >= (i.refine?.minRatio ?? 0.5)) : [1];
   const kvOptions = i.kv?.allowed && i.kv.bytesPerToken > 0 ? [false, true] : [false];
   for (const kv of kvOptions) {
     for (const ratio of kv ? [1] : ratios) {
-      // A refined prompt arrives with the first token; a KV image after it.
-      let ready = devPrefillMs;
-      if (ratio < 1) ready = Math.min(ready, ttft - cloudStep + (1000 * ratio * P) / i.device.prefillTokPerS);
-      let kvExtraCost = 0;
-      if (kv) {
-        const bytes = P * i.kv!.bytesPerToken;
-        const exportMs = bytes / ((i.kv!.exportMBps ?? 1000) * 1000);
-        const transferMs = (bytes * 8) / (i.bandwidthMbps * 1000) + i.rttMs / 2;
-        const importMs = bytes / ((i.kv!.importMBps ?? 1000) * 1000);
-        ready = Math.min(ready, ttft + exportMs + transferMs + importMs);
-        kvExtraCost = exportMs;
-      }
-      candidates.push(
-        candidate({
-          kv,
-          ratio,
-          ttft,
-          ready,
-          I,
-          T,
-          devStep,
-          prefillRate: i.device.prefillTokPerS,
-          cloudPrefillMs: (1000 * P) / i.cloud.prefillTokPerS,
-          cloudStep,
-          bMin,
-          bMax,
-          N,
-          kvExtraCost,
-        }),
-      );
+      const { ready, kvExtraCost } = readyAt(i, t, kv ? i.kv : undefined, ratio);
+      candidates.push(candidate({ ...t, kv, ratio, ready, prefillRate: i.device.prefillTokPerS, kvExtraCost }));
     }
   }
+  return candidates;
+}
 
+/** When the device's context covers the prompt: a refined prompt arrives with the first token, a KV image after it. */
+function readyAt(i: PlanInput, t: Timings, kv: PlanInput["kv"], ratio: number): { ready: number; kvExtraCost: number } {
+  let ready = t.devPrefillMs;
+  if (ratio < 1) ready = Math.min(ready, t.ttft - t.cloudStep + (1000 * ratio * t.P) / i.device.prefillTokPerS);
+  if (!kv) return { ready, kvExtraCost: 0 };
+  const bytes = t.P * kv.bytesPerToken;
+  const exportMs = bytes / ((kv.exportMBps ?? 1000) * 1000);
+  const transferMs = (bytes * 8) / (i.bandwidthMbps * 1000) + i.rttMs / 2;
+  const importMs = bytes / ((kv.importMBps ?? 1000) * 1000);
+  return { ready: Math.min(ready, t.ttft + exportMs + transferMs + importMs), kvExtraCost: exportMs };
+}
+
+/** The cheapest for the cloud among those that keep the target without a stall; if none does, the lowest max TPOT. */
+function choose(candidates: Candidate[], T: number): { chosen: Candidate; ok: Candidate[] } {
   const ok = candidates.filter((c) => !c.stall && c.maxTpotMs <= T + 1e-9);
   const pool = ok.length > 0 ? ok : candidates;
   const chosen = [...pool].sort(
@@ -128,36 +172,44 @@ export function plan(i: PlanInput): Plan {
       b.ratio - a.ratio ||
       a.ttftMs - b.ttftMs,
   )[0]!;
-  const deviceOnly = { ttftMs: devPrefillMs + devStep, maxTpotMs: Math.max(T, devStep) };
-  const cloudOnly = { ttftMs: ttft, cloudCostMs: (1000 * P) / i.cloud.prefillTokPerS + N * cloudStep };
-  const mode = deviceOnly.ttftMs <= chosen.ttftMs ? "local" : "pd";
+  return { chosen, ok };
+}
 
-  const explanation = [
-    `TTFT through the cloud ${ms(ttft)} (RTT ${ms(i.rttMs)} + queue ${ms(i.cloud.queueMs)} + prefill ${ms((1000 * P) / i.cloud.prefillTokPerS)} + one decode step ${ms(cloudStep)}); device alone ${ms(deviceOnly.ttftMs)}.`,
-    `Display pace ${ms(I)} per token (target ${ms(T)}${I > T ? `, limited by the cloud's decode rate` : ""}); the device decodes at ${ms(devStep)} per token${devStep > T ? `, slower than the target: after the handover TPOT is ${ms(devStep)}` : ""}.`,
-    ...candidates.map(
-      (c) =>
-        `${c === chosen ? "→" : " "} ${c.kv ? "KV transfer" : c.ratio < 1 ? `refine to ${c.ratio}` : "recompute"}: device ready at ${ms(c.readyMs)}, takeover at token ${c.takeoverIndex}, budget ${c.budget}, max TPOT ${ms(c.maxTpotMs)}${c.stall ? " (stall: budget below the takeover)" : ""}, cloud time ${ms(c.cloudCostMs)} (${(cloudOnly.cloudCostMs / c.cloudCostMs).toFixed(1)}× less than cloud-only)`,
-    ),
-    ok.length > 0
-      ? `Chosen: the lowest cloud time among the ${ok.length} candidate(s) that keep TPOT at the target without a stall${chosen.ratio < 1 ? "; a refined prompt trades answer fidelity for it" : ""}.`
+function explain(
+  i: PlanInput,
+  t: Timings,
+  p: Pick<Plan, "candidates" | "chosen" | "cloudOnly" | "deviceOnly" | "mode"> & { ok: Candidate[] },
+): string[] {
+  const { chosen, deviceOnly } = p;
+  const ttftParts = `RTT ${ms(i.rttMs)} + queue ${ms(i.cloud.queueMs)} + prefill ${ms(t.cloudPrefillMs)} + one decode step ${ms(t.cloudStep)}`;
+  const paceLimit = t.I > t.T ? `, limited by the cloud's decode rate` : "";
+  const slowDevice = t.devStep > t.T ? `, slower than the target: after the handover TPOT is ${ms(t.devStep)}` : "";
+  const refined = chosen.ratio < 1 ? "; a refined prompt trades answer fidelity for it" : "";
+  const lower = (100 * (1 - chosen.ttftMs / deviceOnly.ttftMs)).toFixed(0);
+  return [
+    `TTFT through the cloud ${ms(t.ttft)} (${ttftParts}); device alone ${ms(deviceOnly.ttftMs)}.`,
+    `Display pace ${ms(t.I)} per token (target ${ms(t.T)}${paceLimit}); the device decodes at ${ms(t.devStep)} per token${slowDevice}.`,
+    ...p.candidates.map((c) => describe(c, c === chosen, p.cloudOnly.cloudCostMs)),
+    p.ok.length > 0
+      ? `Chosen: the lowest cloud time among the ${p.ok.length} candidate(s) that keep TPOT at the target without a stall${refined}.`
       : `No candidate keeps the target without a stall; chosen: the lowest max TPOT.`,
-    mode === "local"
+    p.mode === "local"
       ? `The device alone reaches its first token first: serve locally.`
-      : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${(100 * (1 - chosen.ttftMs / deviceOnly.ttftMs)).toFixed(0)}% lower).`,
+      : p.mode === "cloud"
+        ? `The device cannot catch up before the answer's ${t.N} tokens end: the cloud serves the whole answer (no handover, no stall).`
+        : `Cloud first token ${ms(chosen.ttftMs)} vs ${ms(deviceOnly.ttftMs)} alone (${lower}% lower).`,
   ];
-  const firstTokensMs = Array.from({ length: Math.min(chosen.takeoverIndex + 1, 8) }, (_, k) =>
-    round(chosen.ttftMs + k * I),
+}
+
+/** One line per candidate; the chosen one is marked with an arrow. */
+function describe(c: Candidate, chosen: boolean, cloudOnlyCostMs: number): string {
+  const way = c.kv ? "KV transfer" : c.ratio < 1 ? `refine to ${c.ratio}` : "recompute";
+  const stall = c.stall ? " (stall: budget below the takeover)" : "";
+  const saving = (cloudOnlyCostMs / c.cloudCostMs).toFixed(1);
+  return (
+    `${chosen ? "→" : " "} ${way}: device ready at ${ms(c.readyMs)}, takeover at token ${c.takeoverIndex}, budget ${c.budget}, ` +
+    `max TPOT ${ms(c.maxTpotMs)}${stall}, cloud time ${ms(c.cloudCostMs)} (${saving}× less than cloud-only)`
   );
-  return {
-    mode,
-    chosen,
-    candidates,
-    cloudOnly,
-    deviceOnly,
-    pacing: { intervalMs: round(I), takeoverIndex: chosen.takeoverIndex, firstTokensMs },
-    explanation,
-  };
 }
 
 function candidate(a: {

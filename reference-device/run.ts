@@ -21,10 +21,7 @@ import {
   DeviceRequestState,
   EndReason,
   ErrorCode,
-  KvFormat,
   PddError,
-  PrefillRequestSchema,
-  RefineMethod,
   type CloudFrame,
   type DeviceEvent,
   type DeviceFrame,
@@ -36,6 +33,10 @@ import type { CloudLink } from "./cloud-link.js";
 import { Display } from "./display.js";
 import { KvReceiver } from "./kv-receiver.js";
 import { LocalPipeline } from "./local-pipeline.js";
+import { prefillRequest } from "./prefill-request.js";
+import { whyNotRefined, type Report } from "./report.js";
+
+export type { Mode, Report } from "./report.js";
 
 export interface RunOptions {
   maxTokens: number;
@@ -49,40 +50,20 @@ export interface RunOptions {
   /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
   prefillMsPerToken?: number;
   prefillChunk: number;
+  /** How long a granted KV image may go without a chunk before the device recomputes (PDD-KV-020). Default 10,000. */
+  kvDeadlineMs?: number;
   emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  /** Set when a cloud was asked for but could not be connected: the run falls back at once, saying why. */
+  cloudUnavailable?: { cause: string; message: string };
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
   cloudOnly?: boolean;
   onText?: (text: string) => void;
-}
-
-export type Mode = "pd" | "local" | "fallback";
-
-export interface Report {
-  text: string;
-  mode: Mode;
-  ttftMs: number;
-  tpotMs: { p50: number; max: number };
-  stalls: number;
-  cloudTokens: number;
-  deviceTokens: number;
-  takeoverIndex: number | null;
-  prefillMs: { cloud: number | null; device: number | null };
-  kvImported: boolean;
-  /** What the cloud said about KV: not asked, granted, or refused with a registry code. */
-  kv: { asked: boolean; granted: boolean; refusal?: string };
-  refinement: { used: boolean; originalTokens: number; keptTokens: number } | null;
-  /** Token IDs shown: the cloud's [0, k) then the device's. */
-  cloudTokenIds: number[];
-  deviceTokenIds: number[];
-  /** Why the cloud was not (fully) used, for fallback runs. */
-  fallbackReason?: string;
-  endReason?: string;
-  /** Measured ms per locally decoded token, when the device decoded. */
-  localDecodeMs?: number;
-  /** The cloud's prompt tokens (Accepted.prompt_tokens), for its prefill rate. */
-  cloudPromptTokens?: number;
-  /** The rate the cloud decoded (and sent) at: End.usage decoded_tokens / decode_us. */
-  cloudDecodeTokPerS?: number;
+  /**
+   * Stops the run early (a client that went away, a stop string): the local
+   * work stops at its next step, tokens not yet shown are dropped, the cloud
+   * is sent Cancel, the sequence is released; run() resolves with what was shown.
+   */
+  signal?: AbortSignal;
 }
 
 const deviceFrame = (body: NonNullable<MessageInitShape<typeof DeviceFrameSchema>["body"]>): DeviceFrame =>
@@ -94,12 +75,17 @@ export class DeviceRun {
   /** Set when the request went to a live link. */
   private readonly state: DeviceRequestState | undefined;
   private readonly sameTokenizer: boolean;
+  private readonly sameModel: boolean;
   private readonly cloud = new CloudAnswer();
-  private readonly kv = new KvReceiver();
+  private readonly kv: KvReceiver;
+  /** Fires when a granted KV image makes no progress for the KV deadline. */
+  private kvTimer: NodeJS.Timeout | undefined;
   private readonly display: Display;
   private readonly local: LocalPipeline;
   /** The takeover index once decided; cloud tokens from k on are not shown. */
   private takeoverAt: number | undefined;
+  /** Whether the PrefillRequest went to the link: only then is there a cloud request to release. */
+  private requested = false;
   /** Whether a Takeover (or Cancel) went to the cloud: nothing else needs to release it. */
   private takeoverOnWire = false;
   /** The local pipeline waiting for a cloud event, if it is. */
@@ -107,19 +93,24 @@ export class DeviceRun {
 
   constructor(
     private readonly engine: Engine,
-    private readonly prompt: string,
+    prompt: string,
     private readonly link: CloudLink | undefined,
     private readonly opts: RunOptions,
   ) {
     const cm = link?.ack?.cloudModel;
     this.sameTokenizer = cm !== undefined && sameBytes(cm.tokenizerFingerprint, engine.info.tokenizerFingerprint);
     const sameModel = cm !== undefined && sameBytes(cm.modelFingerprint, engine.info.modelFingerprint);
+    this.sameModel = sameModel;
     const requestId = link?.live
       ? link.register({ onFrame: (f) => this.onCloudFrame(f), onLost: (e) => this.onCloudLost(e) })
       : 0;
     this.request = prefillRequest(requestId, prompt, opts, opts.useKv && sameModel);
+    // The largest image this model makes for every position the request may hold, plus the header (PDD-KV-016).
+    const positions = engine.tokenize(prompt).length + opts.maxTokens;
+    this.kv = new KvReceiver((engine.kvBytesPerToken + 16) * positions + (64 << 10));
     if (link?.live) this.state = new DeviceRequestState(this.request);
-    else if (link) this.cloud.fail(`cloud unavailable: ${link.lostWith?.message ?? "not connected"}`);
+    else if (link) this.cloud.fail(`connection lost before the request: ${link.lostWith?.message}`, "lost");
+    else if (opts.cloudUnavailable) this.cloud.fail(opts.cloudUnavailable.message, opts.cloudUnavailable.cause);
     this.display = new Display(opts.targetTpotMs, this.paceSource(), opts.onText);
     this.local = new LocalPipeline(engine, prompt, opts, {
       cloud: this.cloud,
@@ -130,13 +121,21 @@ export class DeviceRun {
       until: (cond) => this.until(cond),
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
+      abandonCloud: async (why) => {
+        if (!this.state) return false;
+        await this.abandonCloud(ErrorCode.CANCELLED, why, "local-eval");
+        return true;
+      },
     });
+    opts.signal?.addEventListener("abort", () => this.stop(), { once: true });
   }
 
   async run(): Promise<Report> {
     const slot = await this.engine.acquire();
     try {
-      if (this.state && this.link) {
+      // A run stopped before it started asks the cloud for nothing.
+      if (this.state && this.link && !this.opts.signal?.aborted) {
+        this.requested = true; // before the await: a Cancel sent meanwhile is queued after the request
         await this.link
           .send(deviceFrame({ case: "prefillRequest", value: this.request }))
           .catch((e: unknown) => this.onCloudLost(PddError.from(e)));
@@ -145,14 +144,20 @@ export class DeviceRun {
       try {
         if (this.opts.cloudOnly) await this.showCloudOnly();
         else await this.local.run(slot);
+      } catch (e) {
+        if (!this.opts.signal?.aborted) throw e;
       } finally {
         this.display.close();
+        clearTimeout(this.kvTimer);
+        // The sequence is free as soon as local work ends; the display may still be pacing the last tokens.
+        await slot.release();
       }
       await display;
       this.display.flush();
     } finally {
       await slot.release();
-      if (this.state && !this.cloud.ended && !this.takeoverOnWire) {
+      if (this.state && !this.requested) this.link?.unregister(this.request.requestId);
+      else if (this.state && !this.cloud.ended && !this.takeoverOnWire) {
         // Finished without taking over (max_tokens reached first): release the cloud.
         void this.sendToCloud(
           deviceFrame({
@@ -163,6 +168,24 @@ export class DeviceRun {
       }
     }
     return this.report();
+  }
+
+  /**
+   * The run was stopped (RunOptions.signal): the answer ends at what was
+   * shown, so no further cloud token is shown; the local work stops at its next step.
+   */
+  private stop(): void {
+    this.takeoverAt ??= this.display.shownCloud;
+    this.display.discard();
+    // The cloud is released now, not once the local step under way has finished.
+    if (this.requested && this.state && !this.cloud.done && !this.takeoverOnWire) {
+      this.takeoverOnWire = true;
+      const { requestId } = this.request;
+      void this.sendToCloud(
+        deviceFrame({ case: "cancel", value: { requestId, code: ErrorCode.CANCELLED, reason: "stopped by the user" } }),
+      );
+    }
+    this.changed();
   }
 
   /** The cloud-only baseline: the cloud's tokens are the answer. */
@@ -185,20 +208,39 @@ export class DeviceRun {
   /** The frame's meaning, per the state machine; a violation stops the cloud's part (PDD-SM-001). */
   private check(frame: CloudFrame): DeviceEvent | undefined {
     try {
-      return this.state?.receive(frame);
+      const ev = this.state?.receive(frame);
+      if (ev?.kind === "tokens") this.checkTokenIds(ev.startIndex, ev.tokens);
+      return ev;
     } catch (e) {
       // Keep what was valid, stop using the cloud, finish locally.
-      const err = PddError.from(e);
-      const { requestId } = this.request;
-      void this.sendToCloud(
-        deviceFrame({
-          case: "cancel",
-          value: { requestId, code: ErrorCode.PROTOCOL_VIOLATION, reason: err.rawMessage },
-        }),
-      );
-      this.onCloudLost(err);
+      void this.abandonCloud(ErrorCode.PROTOCOL_VIOLATION, PddError.from(e).message, "violation");
       return undefined;
     }
+  }
+
+  /** A device that evaluates the cloud's IDs (same tokenizer) refuses one its model does not have (issue 13). */
+  private checkTokenIds(startIndex: number, tokens: readonly { id: number }[]): void {
+    if (!this.sameTokenizer) return;
+    const vocab = this.engine.info.vocabSize;
+    const bad = tokens.findIndex((t) => t.id >= vocab);
+    if (bad >= 0)
+      throw new PddError(
+        ErrorCode.PROTOCOL_VIOLATION,
+        `token ${tokens[bad]!.id} at index ${startIndex + bad} is outside the vocabulary of ${vocab}`,
+      );
+  }
+
+  /** Stops using the cloud for this request: it is told with Cancel, and the device finishes alone. */
+  private async abandonCloud(code: ErrorCode, why: string, cause: string): Promise<void> {
+    if (this.cloud.done) return;
+    const { requestId } = this.request;
+    const cancel = this.sendToCloud(deviceFrame({ case: "cancel", value: { requestId, code, reason: why } }));
+    this.takeoverOnWire = true;
+    this.cloud.lost(why, cause);
+    this.kv.interrupted(why);
+    this.link?.unregister(requestId);
+    this.changed();
+    await cancel;
   }
 
   private route(ev: DeviceEvent, frame: CloudFrame): void {
@@ -206,6 +248,7 @@ export class DeviceRun {
       case "accepted":
         this.cloud.accepted(ev.accepted);
         this.kv.accepted(ev.accepted.kv);
+        this.watchKv();
         return;
       case "tokens":
         this.cloud.tokens(ev.startIndex, ev.tokens, frame);
@@ -214,6 +257,7 @@ export class DeviceRun {
         return;
       case "kv": {
         const credit = this.kv.chunk(ev.chunk, ev.last);
+        this.watchKv();
         // Return the credit as chunks are consumed (PDD-KV-009).
         const { requestId } = this.request;
         if (credit > 0)
@@ -224,7 +268,7 @@ export class DeviceRun {
         this.cloud.refined = ev.refined;
         return;
       case "error":
-        this.cloud.fail(`cloud error: ${ev.error.message}`);
+        this.cloud.fail(ev.error.message, "cloud-error");
         this.kv.interrupted();
         return;
       case "end":
@@ -237,9 +281,20 @@ export class DeviceRun {
     }
   }
 
+  /** (Re)arms the KV deadline while an image is coming: a stalled transfer is given up (PDD-KV-020). */
+  private watchKv(): void {
+    clearTimeout(this.kvTimer);
+    if (this.kv.phase !== "receiving") return;
+    const ms = this.opts.kvDeadlineMs ?? 10_000;
+    this.kvTimer = setTimeout(() => {
+      this.kv.giveUp(`no KV chunk for ${ms} ms: the device computed the prefill itself`);
+      this.changed();
+    }, ms);
+  }
+
   private onCloudLost(error: PddError): void {
     if (this.cloud.ended) return;
-    this.cloud.lost(`cloud lost: ${error.message}`);
+    this.cloud.lost(error.message, "lost");
     this.kv.interrupted();
     this.changed();
   }
@@ -252,6 +307,7 @@ export class DeviceRun {
 
   private async until(cond: () => boolean): Promise<void> {
     while (!cond()) {
+      this.opts.signal?.throwIfAborted();
       await new Promise<void>((r) => (this.wakeLocal = r));
       this.wakeLocal = undefined;
     }
@@ -317,6 +373,16 @@ export class DeviceRun {
     };
   }
 
+  private refinementReason(): { refinementReason?: string } {
+    const why = whyNotRefined(
+      this.opts.refineRatio !== undefined && this.state !== undefined,
+      this.request.refine !== undefined,
+      this.local.refinement,
+      this.cloud.failed !== undefined,
+    );
+    return why ? { refinementReason: why } : {};
+  }
+
   private report(): Report {
     const { cloud, local } = this;
     const k = this.takeoverAt ?? cloud.received.length;
@@ -324,49 +390,33 @@ export class DeviceRun {
     const shown = this.display.timing(this.t0);
     return {
       text: shown.text,
-      mode: !this.link ? "local" : cloud.failed ? "fallback" : "pd",
+      mode: cloud.failed ? "fallback" : this.link ? "pd" : "local",
       ttftMs: shown.ttftMs,
       tpotMs: shown.tpotMs,
       stalls: shown.stalls,
       cloudTokens: cloudShown,
       deviceTokens: local.deviceIds.length,
-      takeoverIndex: this.link && cloud.received.length > 0 ? k : null,
+      takeoverIndex: cloud.received.length > 0 ? k : null,
       prefillMs: { cloud: cloud.prefillMs, device: local.prefillMs },
+      devicePrefilledTokens: local.prefilledTokens,
       kvImported: local.kvImported,
       kv: this.kv.report(),
       refinement: local.refinement,
+      ...this.refinementReason(),
+      cloudModel: !this.link?.ack
+        ? null
+        : this.sameModel
+          ? "same"
+          : this.sameTokenizer
+            ? "same-tokenizer"
+            : "different",
       cloudTokenIds: cloud.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: local.deviceIds,
-      ...(cloud.failed ? { fallbackReason: cloud.failed } : {}),
+      ...(cloud.failed ? { fallbackReason: cloud.failed, fallbackCause: cloud.failedCause } : {}),
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
       ...(cloud.decodeTokPerS ? { cloudDecodeTokPerS: cloud.decodeTokPerS } : {}),
       ...(cloud.endReason !== undefined ? { endReason: EndReason[cloud.endReason] } : {}),
     };
   }
-}
-
-/** The request as the planner shaped it: KV when the models match and it pays, else refinement if asked. */
-function prefillRequest(requestId: number, prompt: string, o: RunOptions, wantKv: boolean): PrefillRequest {
-  const refineRatio = wantKv ? undefined : o.refineRatio;
-  return create(PrefillRequestSchema, {
-    requestId,
-    prompt: { case: "text", value: prompt },
-    sampling: {
-      temperature: o.sampling?.temperature ?? 0,
-      topK: o.sampling?.topK ?? 0,
-      topP: o.sampling?.topP ?? 0,
-      seed: BigInt(o.sampling?.seed ?? 0),
-    },
-    maxTokens: o.maxTokens,
-    cloudTokenBudget: Math.max(1, Math.min(o.cloudBudget, o.maxTokens)),
-    kv: wantKv
-      ? { format: KvFormat.LLAMA_SEQ_STATE, maxChunkBytes: 1 << 20, initialCreditBytes: 8n << 20n }
-      : undefined,
-    refine:
-      refineRatio !== undefined
-        ? { method: RefineMethod.SURPRISAL_DROP, targetRatio: refineRatio, minKeepTokens: 4, keepTailTokens: 8 }
-        : undefined,
-    targetTpotUs: Math.round(o.targetTpotMs * 1000),
-  });
 }

@@ -78,6 +78,28 @@ describe("reference peers on simulated engines", () => {
     }
   });
 
+  // Issue 16: with a long prompt on a phone (seconds of prefill) the device went on prefilling after the
+  // cloud had sent every token, and only then returned (and freed its sequence).
+  it("when the cloud's tokens are the whole answer, the device stops its prefill at once", async () => {
+    const device = await PdDevice.create({
+      engine: new SimEngine({ profile: PHONE }),
+      cloud: cloud.urls.ws,
+      targetTpotMs: 1,
+    });
+    try {
+      const long = "One long prompt for a slow phone. ".repeat(400);
+      const promptTokens = device.engine.tokenize(long).length;
+      const r = await device.generate(long, { maxTokens: 16, cloudBudget: 16 });
+      expect(r.mode).toBe("pd");
+      expect(r.cloudTokens).toBe(16);
+      expect(r.deviceTokens).toBe(0);
+      expect(r.devicePrefilledTokens).toBeLessThan(promptTokens);
+      expect(device.engine.busy).toBe(0);
+    } finally {
+      await device.close();
+    }
+  });
+
   it("without a floor, the planner never refines", async () => {
     const device = await PdDevice.create({
       engine: new SimEngine({ profile: phone }),

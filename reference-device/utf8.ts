@@ -2,7 +2,7 @@
 
 /** Length of the longest prefix of `b` that ends on a UTF-8 character boundary. */
 export function completeUtf8Prefix(b: Uint8Array): number {
-  let i = b.length;
+  const i = b.length;
   // Walk back over at most 3 continuation bytes to the lead byte.
   let k = 0;
   while (k < 4 && i - k - 1 >= 0 && (b[i - k - 1]! & 0xc0) === 0x80) k++;

@@ -9,6 +9,7 @@ const GRPC: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.PROTOCOL_VIOLATION]: 9,
   [ErrorCode.UNAUTHENTICATED]: 16,
   [ErrorCode.PERMISSION_DENIED]: 7,
+  [ErrorCode.INVALID_ARGUMENT]: 3, // a connection error since 1.1 (§13.3)
   [ErrorCode.UNAVAILABLE]: 14,
   [ErrorCode.TIMEOUT]: 4,
   [ErrorCode.INTERNAL]: 13,

@@ -5,7 +5,7 @@
  * single-stream bindings it must arrive after all of them.
  */
 import { create } from "@bufbuild/protobuf";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { CloudFrameSchema } from "../proto/index.js";
 import type { CloudStream } from "./message-stream.js";
 import { BINDINGS } from "./test/bindings.js";

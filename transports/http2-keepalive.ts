@@ -22,7 +22,10 @@ export function keepHttp2SessionAlive(
     }, timeoutMs);
     outstanding.unref();
     try {
-      session.ping(() => {
+      // The callback's error (a ping cancelled, too many outstanding) is not an ACK: the deadline stands
+      // (issue 13, item 7: a stopped WebTransport device was never detected).
+      session.ping((err) => {
+        if (err) return;
         clearTimeout(outstanding);
         outstanding = undefined;
       });

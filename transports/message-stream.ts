@@ -6,7 +6,13 @@
  * the frames: they send and receive typed envelopes, and the binding does the
  * rest (codec, delimiting, keep-alive, KV streams, close codes).
  */
-import type { CloudFrame, CodecName, DeviceFrame, ErrorCode } from "../proto/index.js";
+import {
+  WRITE_DEADLINE_MS,
+  type CloudFrame,
+  type CodecName,
+  type DeviceFrame,
+  type ErrorCode,
+} from "../proto/index.js";
 
 export type TransportName = "websocket" | "grpc" | "webtransport" | "memory";
 
@@ -54,7 +60,8 @@ export interface MessageStream<In, Out> {
   /**
    * The received frames, in order. A frame that fails to decode makes the
    * iterator throw a PddError (MALFORMED_FRAME or FRAME_TOO_LARGE); frames with
-   * no known body are skipped (PDD-VER-006). Ends when the connection closes.
+   * no known body (`body.case` undefined) are delivered: the peer ignores them,
+   * except as a first frame (PDD-VER-006, PDD-CONN-002). Ends when the connection closes.
    */
   [Symbol.asyncIterator](): AsyncIterator<In>;
   /** Graceful close carrying a PDD error code (UNSPECIFIED = normal) and reason. */
@@ -95,12 +102,16 @@ export interface ServerOptions {
    * binding's UNAUTHENTICATED (HTTP 401, gRPC status 16). Default: accept all.
    */
   authenticate?: (token: string | undefined) => boolean | Promise<boolean>;
+  /** A connection that has not begun (WebTransport: opened its control stream) within this is closed, ms. Default 10,000. */
+  handshakeTimeoutMs?: number;
   /** Keep-alive ping interval, ms. Default 15,000. */
   pingIntervalMs?: number;
   /** A peer silent this long after a ping is lost, ms. Default 30,000. */
   deadPeerTimeoutMs?: number;
   /** Send-side high-water mark, bytes. Default 1 MiB. */
   highWaterMark?: number;
+  /** A blocked sender whose peer takes no byte for this long ends the connection with TIMEOUT, ms. Default 10,000. */
+  writeDeadlineMs?: number;
   onConnection(stream: CloudStream): void;
 }
 
@@ -116,6 +127,8 @@ export interface ClientOptions {
   pingIntervalMs?: number;
   deadPeerTimeoutMs?: number;
   highWaterMark?: number;
+  /** A blocked sender whose peer takes no byte for this long ends the connection with TIMEOUT, ms. Default 10,000. */
+  writeDeadlineMs?: number;
   /** Connection attempt timeout, ms. Default 10,000. */
   connectTimeoutMs?: number;
 }
@@ -125,4 +138,7 @@ export const DEFAULTS = {
   deadPeerTimeoutMs: 30_000,
   highWaterMark: 1 << 20,
   connectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  /** A sender blocked on the high-water mark with no byte leaving for this long ends the connection (TIMEOUT). */
+  writeDeadlineMs: WRITE_DEADLINE_MS,
 } as const;

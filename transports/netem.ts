@@ -103,7 +103,7 @@ export async function startNetem(o: NetemOptions): Promise<Netem> {
       fifo.push({ at, chunk });
       queued += chunk.length;
       if (queued > queueBytes) src.pause();
-      timer ??= setTimeout(pump, at - performance.now());
+      if (timer === undefined) timer = setTimeout(pump, at - performance.now()); // one pump pending at a time
     });
     // A half-close or a close follows the data it comes after.
     const finish = () => {

@@ -22,6 +22,8 @@ export interface StreamBaseInit {
   outSchema: DescMessage;
   maxFrameBytes?: number;
   highWaterMark?: number;
+  /** Default DEFAULTS.writeDeadlineMs. */
+  writeDeadlineMs?: number;
   authToken?: string;
   remoteAddress?: string;
   /** Called when the receive queue is full / drained again. */
@@ -43,9 +45,19 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
   private readonly inSchema: DescMessage;
   private readonly outSchema: DescMessage;
   private pending = 0;
+  /** close() for an error has begun: frames still arriving are dropped undecoded. */
+  private failing = false;
   private readPaused = false;
   private readWaiters: (() => void)[] = [];
-  private drainWaiters: (() => void)[] = [];
+  /** Senders blocked on the high-water mark; they reject (ERR_CLOSED) if the stream closes first. */
+  private drainWaiters: { resolve: () => void; reject: (e: PddError) => void }[] = [];
+  /**
+   * Runs while a sender is blocked: a peer that takes no byte for this long
+   * is not reading (window 0, a stopped process) and would hold whatever the
+   * blocked sender holds for as long as it likes (issue 13, item 3).
+   */
+  private writeDeadline: NodeJS.Timeout | undefined;
+  private readonly writeDeadlineMs: number;
   private resolveClosed!: (info: CloseInfo) => void;
   private closeInfo: CloseInfo | undefined;
   private listeners: ((info: CloseInfo) => void)[] = [];
@@ -58,6 +70,7 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
     this.inSchema = init.inSchema;
     this.outSchema = init.outSchema;
     this.highWaterMark = init.highWaterMark ?? DEFAULTS.highWaterMark;
+    this.writeDeadlineMs = init.writeDeadlineMs ?? DEFAULTS.writeDeadlineMs;
     this.frameCodec = createCodec(init.codec, { maxFrameBytes: init.maxFrameBytes });
     this.queue = new FrameQueue<In>(
       this.highWaterMark,
@@ -124,16 +137,62 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
       () => this.released(size),
     );
     if (this.pending < this.highWaterMark) return RESOLVED;
-    return new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    this.armWriteDeadline();
+    return new Promise<void>((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
+  }
+
+  /**
+   * For bindings that know when a frame has left (ws): a sender over the mark
+   * waits for `written`, and rejects (ERR_CLOSED) when the stream closes
+   * first; the write deadline runs meanwhile.
+   */
+  protected waitWritten(written: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { resolve, reject };
+      this.drainWaiters.push(waiter);
+      this.armWriteDeadline();
+      const settle = (ok: boolean) => {
+        const i = this.drainWaiters.indexOf(waiter);
+        if (i < 0) return; // the close already rejected it
+        this.drainWaiters.splice(i, 1);
+        if (this.drainWaiters.length === 0) this.clearWriteDeadline();
+        else this.writeDeadline?.refresh();
+        if (ok) resolve();
+        else reject(this.closedError());
+      };
+      written.then(
+        () => settle(true),
+        () => settle(false),
+      );
+    });
+  }
+
+  private armWriteDeadline(): void {
+    this.writeDeadline ??= setTimeout(() => this.writeStalled(), this.writeDeadlineMs).unref();
   }
 
   private released(size: number): void {
     this.pending -= size;
     if (this.pending < this.highWaterMark && this.drainWaiters.length > 0) {
+      this.clearWriteDeadline();
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
-      for (const w of waiters) w();
-    }
+      for (const w of waiters) w.resolve();
+    } else this.writeDeadline?.refresh(); // progress: the deadline starts again
+  }
+
+  private clearWriteDeadline(): void {
+    clearTimeout(this.writeDeadline);
+    this.writeDeadline = undefined;
+  }
+
+  /** No byte left for writeDeadlineMs while a sender waited: the connection ends, abruptly (nothing more can be sent). */
+  private writeStalled(): void {
+    this.writeDeadline = undefined;
+    if (this.closeInfo || this.drainWaiters.length === 0) return;
+    const reason = `the peer took no data for ${this.writeDeadlineMs} ms`;
+    this.abortTransport(reason);
+    this.finish({ initiator: "local", abrupt: true, code: ErrorCode.TIMEOUT, reason });
   }
 
   /** Resolves when the consumer wants more frames (bindings that pull call it before each read). */
@@ -144,6 +203,7 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
 
   /** Bindings call this with each received frame's bytes. */
   protected receiveBytes(bytes: Uint8Array): void {
+    if (this.failing) return; // nobody will read it: a flood after our error close costs no decoding (issue 13, item 8)
     let message: In;
     try {
       message = this.frameCodec.decode(this.inSchema, bytes) as In;
@@ -156,7 +216,8 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
 
   /** Bindings that decode themselves (gRPC) call this with the message's wire size. */
   protected receiveMessage(message: In, size: number): void {
-    if ((message as { body?: { case?: string } }).body?.case === undefined) return; // PDD-VER-006
+    // Frames with no known body are delivered too: the peer ignores them after
+    // the Hello (PDD-VER-006), but as a first frame one is PROTOCOL_VIOLATION (PDD-CONN-002).
     this.queue.push(message, size);
   }
 
@@ -171,6 +232,7 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
 
   async close(code: ErrorCode = ErrorCode.UNSPECIFIED, reason = ""): Promise<void> {
     if (this.closeInfo) return;
+    if (code !== ErrorCode.UNSPECIFIED) this.failing = true;
     await this.closeTransport(code, reason).catch(() => undefined);
     this.finish({ initiator: "local", abrupt: false, code, reason });
   }
@@ -185,11 +247,13 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
   protected finish(info: CloseInfo): void {
     if (this.closeInfo) return;
     this.closeInfo = info;
+    this.clearWriteDeadline();
     this.queue.end();
     for (const r of this.readWaiters.splice(0)) r();
+    // A blocked sender's frame never left: it learns so instead of going on as if it had been sent.
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
-    for (const w of waiters) w();
+    for (const w of waiters) w.reject(this.closedError());
     this.resolveClosed(info);
     for (const l of this.listeners) l(info);
   }

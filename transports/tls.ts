@@ -8,7 +8,7 @@ import "reflect-metadata";
 import { createHash, webcrypto, X509Certificate } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 
-x509.cryptoProvider.set(webcrypto as never);
+x509.cryptoProvider.set(webcrypto);
 
 export interface SelfSignedCertificate {
   /** PEM certificate; also what a client trusts as its CA. */
@@ -42,7 +42,7 @@ export async function createSelfSignedCertificate(options: CertificateOptions = 
     name: `CN=${hosts[0] ?? "localhost"}`,
     notBefore,
     notAfter,
-    keys: keys as never,
+    keys,
     signingAlgorithm: alg,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),

@@ -6,14 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CloudFrameSchema,
-  DeviceFrameSchema,
-  ErrorCode,
-  PddError,
-  type CloudFrame,
-  type DeviceFrame,
-} from "../proto/index.js";
+import { CloudFrameSchema, DeviceFrameSchema, ErrorCode, PddError } from "../proto/index.js";
 import type { CloudStream, DeviceStream, PddServer, ServerOptions } from "./message-stream.js";
 import { startNetem } from "./netem.js";
 import { BINDINGS, type Binding } from "./test/bindings.js";
@@ -244,6 +237,38 @@ describe.each(BINDINGS)("$name", (b) => {
     } finally {
       await small.close(200);
     }
+  });
+
+  it("holds the first frame to 64 KiB and every later one to the connection's limit (PDD-LIMIT-002)", async () => {
+    const hello = (bytes: number) =>
+      create(DeviceFrameSchema, { body: { case: "hello", value: { clientName: "x".repeat(bytes) } } });
+    const refused = await b.connect(server.url, {}, cert);
+    const c1 = await next();
+    // The first thing the cloud side sees: the refusal, or (wrongly) the frame itself.
+    const failure = (async () => {
+      try {
+        for await (const _ of c1) return "the 65 KiB frame was delivered";
+      } catch (e) {
+        return e as PddError;
+      }
+      return undefined;
+    })();
+    await refused.send(hello(65 * 1024)).catch(() => undefined);
+    if (b.name.startsWith("grpc")) {
+      // The server ends the call before Connect reads the message: the device sees the status (PDD-GRPC-004).
+      const delivered = failure.then((f) => (typeof f === "string" ? f : new Promise<never>(() => {})));
+      const seen = await Promise.race([refused.closed.then((i) => i.code), delivered]);
+      expect([ErrorCode.FRAME_TOO_LARGE, ErrorCode.RESOURCE_EXHAUSTED]).toContain(seen);
+      c1.abort();
+    } else expect(await failure).toMatchObject({ code: ErrorCode.FRAME_TOO_LARGE });
+    refused.abort();
+    const served = await b.connect(server.url, {}, cert);
+    const c2 = await next();
+    await served.send(hello(60 * 1024));
+    await served.send(hello(MiB)); // a second frame: the 4 MiB limit
+    const got = await take(c2[Symbol.asyncIterator](), 2);
+    expect(got.map((f) => (f.body.case === "hello" ? f.body.value.clientName.length : 0))).toEqual([60 * 1024, MiB]);
+    await served.close();
   });
 
   it("refuses a missing or wrong credential, and admits the right one", async () => {

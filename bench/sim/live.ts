@@ -11,6 +11,7 @@ import { CLOUD_GPU, PHONE, SimEngine, type Profile } from "../../engine/index.js
 import { startCloud } from "../../reference-cloud/index.js";
 import { startNetem } from "../../transports/index.js";
 import { PdDevice, type Mode as RunMode } from "../../reference-device/index.js";
+import { NO_BATCHING, slowdown, type BatchingModel } from "./batching.js";
 import { simulate, type Mode, type RequestResult, type SimConfig } from "./simulate.js";
 import type { TraceRequest } from "./trace.js";
 
@@ -32,6 +33,8 @@ export interface LiveConfig {
   arrivalScale: number;
   device: Profile;
   cloud: Profile;
+  /** How the cloud's decode slows with its batch (batching.ts), in the live cloud engine and the model alike. Default: none. */
+  batching?: BatchingModel;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -86,17 +89,75 @@ export function modelConfig(c: Omit<LiveConfig, "onProgress">): SimConfig {
     jitter: 0,
     seed: 1,
     cloudPace: 0,
+    batching: c.batching,
   };
 }
 
 export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveConfig): Promise<LiveRun> {
   const predicted = simulate(trace, LIVE_MODES.find(([m]) => m === mode)![1], modelConfig(c));
-  const engine = new SimEngine({ profile: c.cloud, sequences: c.capacity });
-  const key = c.transport;
-  const cloud = await startCloud(
+  const batching = c.batching ?? NO_BATCHING;
+  const engine = new SimEngine({
+    profile: c.cloud,
+    sequences: c.capacity,
+    decodeSlowdown: (b) => slowdown(batching, Math.max(1, b)),
+  });
+  const cloud = await startLiveCloud(mode, c, engine);
+  const direct = cloud.urls[c.transport]!;
+  const path = await startNetem({
+    target: { port: Number(new URL(direct).port) },
+    rttMs: c.rttMs,
+    bandwidthMbps: c.bandwidthMbps,
+  });
+  const pool = new DevicePool(mode, c, path.via(direct), cloud.certificate.cert);
+  try {
+    // The phones a run needs at once (the model's peak, with room for the live run's), calibrated and
+    // connected before the first arrival: a phone calibrates when its app starts, not when asked.
+    const phones = Math.min(trace.length, Math.ceil(1.5 * peakConcurrency(trace, predicted, c.arrivalScale)) + 8);
+    await pool.warm(phones);
+    const before = { ...engine.usage };
+    const outcomes: ReplayOutcome = { modes: new Array(trace.length).fill(undefined), errors: [], fallbackReasons: [] };
+    const measured: RequestResult[] = new Array(trace.length);
+    let done = 0;
+    const loop = monitorLoop();
+    const t0 = performance.now() + 50;
+    await Promise.all(
+      trace.map(async (r, i) => {
+        measured[i] = await replayOne(r, i, t0 + r.atMs * c.arrivalScale, pool, mode, c, outcomes);
+        c.onProgress?.(++done, trace.length);
+      }),
+    );
+    const wallMs = performance.now() - t0;
+    const usage = usageSince(engine, before);
+    // Sequence time is measured by the engine in total; each request gets the mean.
+    for (const m of measured) {
+      m.cloudMs = usage.heldMs / trace.length;
+      m.cloudTokens = usage.decoded / trace.length;
+    }
+    return {
+      mode,
+      measured,
+      predicted,
+      modes: outcomes.modes,
+      cloud: usage,
+      errors: outcomes.errors,
+      fallbacks: outcomes.fallbackReasons.length,
+      fallbackReasons: outcomes.fallbackReasons,
+      devices: pool.size,
+      wallMs,
+      loop: loop.stop(),
+    };
+  } finally {
+    await pool.close();
+    await path.close();
+    await cloud.close({ drainSeconds: 0 });
+  }
+}
+
+function startLiveCloud(mode: LiveMode, c: LiveConfig, engine: SimEngine) {
+  return startCloud(
     {
       logLevel: "silent",
-      listen: { [key]: "127.0.0.1:0" },
+      listen: { [c.transport]: "127.0.0.1:0" },
       queueLimit: 100_000,
       decodePace: 0, // a batching GPU frees a sequence soonest by decoding at full speed (the planner's cost model)
       drainSeconds: 0,
@@ -111,119 +172,128 @@ export async function replayLive(trace: TraceRequest[], mode: LiveMode, c: LiveC
     },
     { engine },
   );
-  const direct = cloud.urls[key]!;
-  const path = await startNetem({
-    target: { port: Number(new URL(direct).port) },
-    rttMs: c.rttMs,
-    bandwidthMbps: c.bandwidthMbps,
-  });
-  const url = path.via(direct);
-  const idle: PdDevice[] = [];
-  const all: PdDevice[] = [];
-  const newDevice = async () => {
-    const d = await PdDevice.create({
-      engine: new SimEngine({ profile: c.device }),
-      cloud: mode === "device-only" ? undefined : url,
-      client: { ca: cloud.certificate.cert },
-      useKv: false, // the profiles' models differ: KV images are not exchangeable (PDD-KV-002)
-      targetTpotMs: c.targetTpotMs,
-    });
-    if (mode !== "device-only") await d.rtt(); // connected and measured, as a phone that has used the service
-    all.push(d);
-    return d;
-  };
-  try {
-    // The phones a run needs at once (the model's peak, with room for the live run's), calibrated and
-    // connected before the first arrival: a phone calibrates when its app starts, not when asked.
-    const phones = Math.min(trace.length, Math.ceil(1.5 * peakConcurrency(trace, predicted, c.arrivalScale)) + 8);
-    await Promise.all(Array.from({ length: phones }, async () => idle.push(await newDevice())));
-    const before = { ...engine.usage };
-    const measured: RequestResult[] = new Array(trace.length);
-    const modes: (RunMode | undefined)[] = new Array(trace.length).fill(undefined);
-    const errors: string[] = [];
-    let fallbacks = 0;
-    const fallbackReasons: string[] = [];
-    let done = 0;
-    const delay = monitorEventLoopDelay({ resolution: 10 });
-    let maxGcMs = 0;
-    const gcs = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) maxGcMs = Math.max(maxGcMs, e.duration);
-    });
-    gcs.observe({ entryTypes: ["gc"] });
-    delay.enable();
-    const t0 = performance.now() + 50;
-    const runs = trace.map(async (r, i) => {
-      const at = t0 + r.atMs * c.arrivalScale;
-      await new Promise((res) => setTimeout(res, Math.max(0, at - performance.now())));
-      const device = idle.pop() ?? (await newDevice());
-      const shown: number[] = [];
-      try {
-        const rep = await device.generate(promptOf(r.promptTokens), {
-          maxTokens: r.answerTokens,
-          localOnly: mode === "device-only",
-          cloudOnly: mode === "cloud-only",
-          targetTpotMs: c.targetTpotMs,
-          onText: (t) => {
-            const now = performance.now();
-            for (let k = 0; k < t.length; k++) shown.push(now);
-          },
-        });
-        modes[i] = rep.mode;
-        if (rep.mode === "fallback") {
-          fallbacks++;
-          fallbackReasons.push(`request ${i}: ${rep.fallbackReason ?? "?"}`);
-        }
-        if (shown.length !== r.answerTokens)
-          errors.push(`request ${i}: ${shown.length} of ${r.answerTokens} tokens shown`);
-      } catch (e) {
-        errors.push(`request ${i}: ${(e as Error).message}`);
-      } finally {
-        idle.push(device);
-      }
-      measured[i] = {
-        ttftMs: (shown[0] ?? Number.NaN) - at,
-        gaps: shown.slice(1).map((x, j) => x - shown[j]!),
-        cloudMs: 0,
-        cloudTokens: 0,
-        takeover: undefined,
-      };
-      c.onProgress?.(++done, trace.length);
-    });
-    await Promise.all(runs);
-    const wallMs = performance.now() - t0;
-    delay.disable();
-    gcs.disconnect();
-    const loop = { maxDelayMs: delay.max / 1e6, p99DelayMs: delay.percentile(99) / 1e6, maxGcMs };
-    const u = engine.usage;
-    const usage = {
-      heldMs: u.heldMs - before.heldMs,
-      prefilled: u.prefilled - before.prefilled,
-      decoded: u.decoded - before.decoded,
-      requests: u.acquired - before.acquired,
-    };
-    // Sequence time is measured by the engine in total; each request gets the mean.
-    for (const m of measured) {
-      m.cloudMs = usage.heldMs / trace.length;
-      m.cloudTokens = usage.decoded / trace.length;
-    }
-    return {
-      mode,
-      measured,
-      predicted,
-      modes,
-      cloud: usage,
-      errors,
-      fallbacks,
-      fallbackReasons,
-      devices: all.length,
-      wallMs,
-      loop,
-    };
-  } finally {
-    await Promise.all(all.map((d) => d.close().catch(() => undefined)));
-    await path.close();
-    await cloud.close({ drainSeconds: 0 });
+}
+
+/** Phones: an idle one serves the next arrival; a new one is made when none is idle. */
+class DevicePool {
+  private readonly idle: PdDevice[] = [];
+  private readonly all: PdDevice[] = [];
+  constructor(
+    private readonly mode: LiveMode,
+    private readonly c: LiveConfig,
+    private readonly url: string,
+    private readonly ca: string,
+  ) {}
+
+  get size(): number {
+    return this.all.length;
   }
+
+  async warm(n: number): Promise<void> {
+    await Promise.all(Array.from({ length: n }, async () => this.idle.push(await this.create())));
+  }
+
+  async take(): Promise<PdDevice> {
+    return this.idle.pop() ?? (await this.create());
+  }
+
+  give(d: PdDevice): void {
+    this.idle.push(d);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all.map((d) => d.close().catch(() => undefined)));
+  }
+
+  private async create(): Promise<PdDevice> {
+    const d = await PdDevice.create({
+      engine: new SimEngine({ profile: this.c.device }),
+      cloud: this.mode === "device-only" ? undefined : this.url,
+      client: { ca: this.ca },
+      useKv: false, // the profiles' models differ: KV images are not exchangeable (PDD-KV-002)
+      targetTpotMs: this.c.targetTpotMs,
+    });
+    if (this.mode !== "device-only") await d.rtt(); // connected and measured, as a phone that has used the service
+    this.all.push(d);
+    return d;
+  }
+}
+
+/** What the devices reported over a replay, by request. */
+interface ReplayOutcome {
+  modes: (RunMode | undefined)[];
+  errors: string[];
+  fallbackReasons: string[];
+}
+
+/** Request `i` at its arrival time, on a phone from the pool; its tokens timed as the display shows them. */
+async function replayOne(
+  r: TraceRequest,
+  i: number,
+  at: number,
+  pool: DevicePool,
+  mode: LiveMode,
+  c: LiveConfig,
+  out: ReplayOutcome,
+): Promise<RequestResult> {
+  await new Promise((res) => setTimeout(res, Math.max(0, at - performance.now())));
+  const device = await pool.take();
+  const shown: number[] = [];
+  try {
+    const rep = await device.generate(promptOf(r.promptTokens), {
+      maxTokens: r.answerTokens,
+      localOnly: mode === "device-only",
+      cloudOnly: mode === "cloud-only",
+      targetTpotMs: c.targetTpotMs,
+      onText: (t) => {
+        const now = performance.now();
+        for (let k = 0; k < t.length; k++) shown.push(now);
+      },
+    });
+    out.modes[i] = rep.mode;
+    if (rep.mode === "fallback") out.fallbackReasons.push(`request ${i}: ${rep.fallbackReason ?? "?"}`);
+    if (shown.length !== r.answerTokens)
+      out.errors.push(`request ${i}: ${shown.length} of ${r.answerTokens} tokens shown`);
+  } catch (e) {
+    out.errors.push(`request ${i}: ${(e as Error).message}`);
+  } finally {
+    pool.give(device);
+  }
+  return {
+    ttftMs: (shown[0] ?? Number.NaN) - at,
+    gaps: shown.slice(1).map((x, j) => x - shown[j]!),
+    cloudMs: 0,
+    cloudTokens: 0,
+    takeover: undefined,
+  };
+}
+
+/** Watches this process's event loop delay and GC pauses until stop(). */
+function monitorLoop(): { stop(): LiveRun["loop"] } {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  let maxGcMs = 0;
+  const gcs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) maxGcMs = Math.max(maxGcMs, e.duration);
+  });
+  gcs.observe({ entryTypes: ["gc"] });
+  delay.enable();
+  return {
+    stop: () => {
+      delay.disable();
+      gcs.disconnect();
+      return { maxDelayMs: delay.max / 1e6, p99DelayMs: delay.percentile(99) / 1e6, maxGcMs };
+    },
+  };
+}
+
+function usageSince(engine: SimEngine, before: SimEngine["usage"]): LiveRun["cloud"] {
+  const u = engine.usage;
+  return {
+    heldMs: u.heldMs - before.heldMs,
+    prefilled: u.prefilled - before.prefilled,
+    decoded: u.decoded - before.decoded,
+    requests: u.acquired - before.acquired,
+  };
 }
 
 /** The most requests the model has in flight at once. */
@@ -239,6 +309,9 @@ function peakConcurrency(trace: TraceRequest[], predicted: RequestResult[], scal
   events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let n = 0;
   let peak = 0;
-  for (const [, d] of events) peak = Math.max(peak, (n += d));
+  for (const [, d] of events) {
+    n += d;
+    peak = Math.max(peak, n);
+  }
   return peak;
 }

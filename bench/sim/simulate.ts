@@ -8,6 +8,7 @@
  */
 import { prng } from "../../shared/index.js";
 import { plan, SpeedController, type PlanInput } from "../../reference-device/index.js";
+import { NO_BATCHING, slowdown, type BatchingModel } from "./batching.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
 
@@ -39,6 +40,14 @@ export interface SimConfig {
    * i·target/pace after the first (0, the default: as fast as it decodes).
    */
   cloudPace?: number;
+  /**
+   * How a cloud sequence's decode slows with the batch (batching.ts); each
+   * request decodes at the rate of the batch it joins (the sequences busy
+   * when it is admitted, itself included) for its whole life. Default: none.
+   */
+  batching?: BatchingModel;
+  /** The cloud's max_cloud_token_budget: the most a P/D request may ask. Default 256, the reference cloud's. */
+  maxCloudBudget?: number;
 }
 
 export interface RequestResult {
@@ -60,123 +69,121 @@ export function simulate(
   const free = new Array<number>(c.capacity).fill(0); // when each cloud sequence is next free
   const rand = prng(c.seed);
   const out: RequestResult[] = [];
-  const cloudStep = 1000 / c.cloud.decodeTokPerS;
-  const devStep = 1000 / c.device.decodeTokPerS;
-  const devPer = 1000 / c.device.prefillTokPerS;
   for (const [n, r] of trace.entries()) {
-    const A = r.atMs * c.timeScale;
     const rtt = c.rttMs * (1 + c.jitter * (2 * rand() - 1));
-    const P = r.promptTokens;
-    const N = r.answerTokens;
-    if (mode.kind === "device-only") {
-      const avail = Array.from({ length: N }, (_, i) => A + P * devPer + (i + 1) * devStep);
-      out.push(
-        display(
-          A,
-          avail,
-          { k: 0, B: 0, received: [], localEta: () => undefined, devStep },
-          c.targetTpotMs,
-          true,
-          0,
-          0,
-          undefined,
-        ),
-      );
-      continue;
-    }
-    // The cloud: FIFO over `capacity` sequences.
-    const atCloud = A + rtt / 2;
-    let slot = 0;
-    for (let s = 1; s < free.length; s++) if (free[s]! < free[slot]!) slot = s;
-    const start = Math.max(atCloud, free[slot]!);
-    const queueMs = start - atCloud;
-    const prefillMs = (1000 * P) / c.cloud.prefillTokPerS;
-
-    let B = N;
-    let ratio = 1;
-    if (mode.kind === "pd") {
-      const input: PlanInput = {
-        promptTokens: P,
-        answerTokens: N,
-        rttMs: rtt,
-        bandwidthMbps: c.bandwidthMbps,
-        cloud: { queueMs, prefillTokPerS: c.cloud.prefillTokPerS, decodeTokPerS: c.cloud.decodeTokPerS },
-        device: { prefillTokPerS: c.device.prefillTokPerS, decodeTokPerS: c.device.decodeTokPerS },
-        targetTpotMs: c.targetTpotMs,
-        budget: { min: 1, max: 256 },
-        refine: { allowed: c.minRefineRatio < 1, minRatio: c.minRefineRatio },
-      };
-      if (mode.budget === "planner") {
-        const p = plan(input);
-        B = Math.min(N, p.chosen.budget);
-        ratio = p.chosen.ratio;
-      } else B = Math.min(N, mode.budget);
-    }
-    // Cloud token i leaves when it is decoded (and, with a pace, when it is due).
-    const pace = c.cloudPace ?? 0;
-    const sentAt = (i: number) =>
-      Math.max(
-        start + prefillMs + (i + 1) * cloudStep,
-        pace > 0 ? start + prefillMs + cloudStep + (i * c.targetTpotMs) / pace : 0,
-      );
-    const received = Array.from({ length: B }, (_, i) => sentAt(i) + rtt / 2);
-    if (mode.kind === "cloud-only") {
-      free[slot] = sentAt(N - 1);
-      const res = display(
-        A,
-        received,
-        { k: N, B: N, received, localEta: () => undefined, devStep },
-        c.targetTpotMs,
-        true,
-        0,
-        0,
-        undefined,
-      );
-      out.push({ ...res, cloudMs: sentAt(N - 1) - start, cloudTokens: N, takeover: undefined });
-      continue;
-    }
-    // The device: its own prefill (or the refined prompt's, which comes with
-    // the first token), then catch-up over what it received, then takeover.
-    let ready = A + P * devPer;
-    if (ratio < 1) ready = Math.min(ready, received[0]! + ratio * P * devPer);
-    let t = ready;
-    let covered = 0;
-    let got = 0;
-    while (covered < B) {
-      while (got < B && received[got]! <= t) got++;
-      if (covered >= got) break; // caught up with all it received: take over here
-      t = Math.max(t, received[covered]!) + devPer;
-      covered++;
-    }
-    const k = Math.min(covered, N);
-    const takeoverAt = t;
-    // The cloud stops at the takeover (or its budget), then frees the sequence.
-    const cloudTokens = Math.min(B, Math.max(k, received.filter((x) => x - rtt / 2 <= takeoverAt + rtt / 2).length));
-    const cloudMs = sentAt(Math.max(0, cloudTokens - 1)) - start;
-    free[slot] = start + cloudMs;
-    const avail = [...received.slice(0, k), ...Array.from({ length: N - k }, (_, j) => takeoverAt + (j + 1) * devStep)];
-    // When the cloud's tokens are the whole answer, no handover is coming: nothing to stretch for.
-    const handover = k < N;
-    const res = display(
-      A,
-      avail,
-      {
-        k,
-        B,
-        received,
-        localEta: (now) => (handover && now < takeoverAt + devStep ? takeoverAt + devStep - now : undefined),
-        devStep,
-      },
-      c.targetTpotMs,
-      mode.controller,
-      cloudMs,
-      cloudTokens,
-      k,
-    );
-    out.push(res);
+    out.push(mode.kind === "device-only" ? deviceOnly(r, c) : throughCloud(r, rtt, free, mode, c));
     if (onProgress && n % 500 === 0) onProgress(n);
   }
   return out;
+}
+
+function deviceOnly(r: TraceRequest, c: SimConfig): RequestResult {
+  const A = r.atMs * c.timeScale;
+  const devStep = 1000 / c.device.decodeTokPerS;
+  const devPer = 1000 / c.device.prefillTokPerS;
+  const avail = Array.from({ length: r.answerTokens }, (_, i) => A + r.promptTokens * devPer + (i + 1) * devStep);
+  const s = { k: 0, B: 0, received: [], localEta: () => undefined, devStep };
+  return display(A, avail, s, c.targetTpotMs, true, 0, 0, undefined);
+}
+
+/** A cloud-only or P/D request: the cloud (FIFO over `capacity` sequences) streams, the device may take over. */
+function throughCloud(
+  r: TraceRequest,
+  rtt: number,
+  free: number[],
+  mode: Exclude<Mode, { kind: "device-only" }>,
+  c: SimConfig,
+): RequestResult {
+  const A = r.atMs * c.timeScale;
+  const N = r.answerTokens;
+  const devStep = 1000 / c.device.decodeTokPerS;
+  const atCloud = A + rtt / 2;
+  let slot = 0;
+  for (let s = 1; s < free.length; s++) if (free[s]! < free[slot]!) slot = s;
+  const start = Math.max(atCloud, free[slot]!);
+  const batch = 1 + free.filter((f, s) => s !== slot && f > start).length;
+  const cloudStep = (1000 / c.cloud.decodeTokPerS) * slowdown(c.batching ?? NO_BATCHING, batch);
+  const { B, ratio } = mode.kind === "pd" ? pdBudget(r, rtt, start - atCloud, cloudStep, mode, c) : { B: N, ratio: 1 };
+  // Cloud token i leaves when it is decoded (and, with a pace, when it is due).
+  const prefillMs = (1000 * r.promptTokens) / c.cloud.prefillTokPerS;
+  const pace = c.cloudPace ?? 0;
+  const sentAt = (i: number) =>
+    Math.max(
+      start + prefillMs + (i + 1) * cloudStep,
+      pace > 0 ? start + prefillMs + cloudStep + (i * c.targetTpotMs) / pace : 0,
+    );
+  const received = Array.from({ length: B }, (_, i) => sentAt(i) + rtt / 2);
+  if (mode.kind === "cloud-only") {
+    free[slot] = sentAt(N - 1);
+    const s = { k: N, B: N, received, localEta: () => undefined, devStep };
+    const res = display(A, received, s, c.targetTpotMs, true, 0, 0, undefined);
+    return { ...res, cloudMs: sentAt(N - 1) - start, cloudTokens: N, takeover: undefined };
+  }
+  const { k, takeoverAt } = catchUp(r, A, received, ratio, c);
+  // The cloud stops at the takeover (or its budget), then frees the sequence.
+  const cloudTokens = Math.min(B, Math.max(k, received.filter((x) => x - rtt / 2 <= takeoverAt + rtt / 2).length));
+  const cloudMs = sentAt(Math.max(0, cloudTokens - 1)) - start;
+  free[slot] = start + cloudMs;
+  const avail = [...received.slice(0, k), ...Array.from({ length: N - k }, (_, j) => takeoverAt + (j + 1) * devStep)];
+  // When the cloud's tokens are the whole answer, no handover is coming: nothing to stretch for.
+  const handover = k < N;
+  const localEta = (now: number) => (handover && now < takeoverAt + devStep ? takeoverAt + devStep - now : undefined);
+  const s = { k, B, received, localEta, devStep };
+  return display(A, avail, s, c.targetTpotMs, mode.controller, cloudMs, cloudTokens, k);
+}
+
+/** The P/D cloud budget (the planner's, or fixed) and the refinement ratio. */
+function pdBudget(
+  r: TraceRequest,
+  rtt: number,
+  queueMs: number,
+  cloudStep: number,
+  mode: Extract<Mode, { kind: "pd" }>,
+  c: SimConfig,
+): { B: number; ratio: number } {
+  const N = r.answerTokens;
+  if (mode.budget !== "planner") return { B: Math.min(N, mode.budget), ratio: 1 };
+  const input: PlanInput = {
+    promptTokens: r.promptTokens,
+    answerTokens: N,
+    rttMs: rtt,
+    bandwidthMbps: c.bandwidthMbps,
+    cloud: { queueMs, prefillTokPerS: c.cloud.prefillTokPerS, decodeTokPerS: 1000 / cloudStep },
+    device: { prefillTokPerS: c.device.prefillTokPerS, decodeTokPerS: c.device.decodeTokPerS },
+    targetTpotMs: c.targetTpotMs,
+    budget: { min: 1, max: c.maxCloudBudget ?? 256 },
+    refine: { allowed: c.minRefineRatio < 1, minRatio: c.minRefineRatio },
+  };
+  const p = plan(input);
+  return { B: Math.min(N, p.chosen.budget), ratio: p.chosen.ratio };
+}
+
+/**
+ * The device: its own prefill (or the refined prompt's, which comes with the
+ * first token), then catch-up over what it received, then takeover at token k.
+ */
+function catchUp(
+  r: TraceRequest,
+  A: number,
+  received: number[],
+  ratio: number,
+  c: SimConfig,
+): { k: number; takeoverAt: number } {
+  const devPer = 1000 / c.device.prefillTokPerS;
+  const P = r.promptTokens;
+  const B = received.length;
+  let ready = A + P * devPer;
+  if (ratio < 1) ready = Math.min(ready, received[0]! + ratio * P * devPer);
+  let t = ready;
+  let covered = 0;
+  let got = 0;
+  while (covered < B) {
+    while (got < B && received[got]! <= t) got++;
+    if (covered >= got) break; // caught up with all it received: take over here
+    t = Math.max(t, received[covered]!) + devPer;
+    covered++;
+  }
+  return { k: Math.min(covered, r.answerTokens), takeoverAt: t };
 }
 
 /** Shows the tokens as the device would: paced by the SpeedController, or as they come. */

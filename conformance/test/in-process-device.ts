@@ -16,6 +16,8 @@ const PROMPT = "Tell me about the quick brown fox and the lazy dog, and why the 
 export function inProcessDevice(
   engine: Engine,
   answer: { maxTokens: number; cloudBudget?: number; targetTpotMs?: number } = { maxTokens: 12 },
+  /** Device options over the defaults below (e.g. a slower, chunked prefill that a KV image can still replace). */
+  options: { prefillChunk?: number; emulate?: { prefillMsPerToken?: number } } = {},
 ): DeviceLauncher {
   return {
     start(o) {
@@ -30,6 +32,7 @@ export function inProcessDevice(
             client: { ca: o.caPem, codec: o.codec },
             refineRatio: 0.5,
             emulate: { prefillMsPerToken: 3 },
+            ...options,
           });
           await device.generate(PROMPT, { targetTpotMs: 5, ...answer, onText: (t) => (text += t) });
           return { exitCode: 0, text, stderr: "" };

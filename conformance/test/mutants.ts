@@ -91,6 +91,16 @@ export const MUTANTS: Mutant[] = [
     },
   },
   {
+    name: "reports the tokens sent, not k, in End{TAKEN_OVER}.token_count",
+    mustFail: "cloud.takeover.race",
+    down: (f) => {
+      const e = f.end as Msg | undefined;
+      if (body(f) === "end" && e?.reason === 2)
+        e.tokenCount = Number((e.usage as Msg | undefined)?.sentTokens ?? e.tokenCount) as never;
+      return [f];
+    },
+  },
+  {
     name: "crashes on an oversize frame",
     mustFail: "cloud.oversize",
     up: (f, _s, bytes) => (bytes.length > 1 << 20 ? "crash" : [f]),
@@ -116,7 +126,9 @@ export async function startMutant(
       headers: token ? { authorization: `Bearer ${token}` } : {},
     });
     const pending: Buffer[] = [];
-    server.on("open", () => pending.splice(0).forEach((b) => server.send(b)));
+    server.on("open", () => {
+      for (const b of pending.splice(0)) server.send(b);
+    });
     client.on("message", (b: Buffer) => {
       let out: Buffer[] = [b];
       if (m.up) {

@@ -14,19 +14,23 @@ import { startCloud, type CloudPeer } from "../../reference-cloud/index.js";
 export const KEY = "conformance-test-key";
 export const MODEL = ensureDefaultModel("tiny");
 
-export function startConformanceCloud(listen: {
-  ws?: string;
-  grpc?: string;
-  webtransport?: string;
-}): Promise<CloudPeer> {
+export function startConformanceCloud(
+  listen: {
+    ws?: string;
+    grpc?: string;
+    webtransport?: string;
+  },
+  model = MODEL,
+  limits: { idleTimeoutMs?: number } = {},
+): Promise<CloudPeer> {
   const dir = mkdtempSync(join(tmpdir(), "pdd-conf-"));
   writeFileSync(join(dir, "keys"), `${KEY}\n`);
   return startCloud({
-    model: MODEL,
+    model,
     threads: 1,
     logLevel: "silent",
     keysFile: join(dir, "keys"),
-    limits: { handshakeTimeoutMs: 3000, maxRequestDurationMs: 3000 },
+    limits: { handshakeTimeoutMs: 3000, maxRequestDurationMs: 3000, ...limits },
     listen,
   });
 }

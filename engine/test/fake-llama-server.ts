@@ -215,7 +215,7 @@ export class FakeLlamaServer {
     plain.writeUInt32LE(0x67677371, 0);
     plain.writeUInt32LE(3, 4);
     plain.writeUInt32LE(tokens.length, 8);
-    tokens.forEach((t, i) => plain.writeInt32LE(t, 12 + 4 * i));
+    for (const [i, t] of tokens.entries()) plain.writeInt32LE(t, 12 + 4 * i);
     plain.fill(0xab, 12 + 4 * tokens.length);
     writeFileSync(join(this.o.slotSavePath!, String(body.filename)), toServerImage(new Uint8Array(plain)));
     res

@@ -1,14 +1,16 @@
 /**
- * Issue 13, item 1: one connection wedges the cloud. A device that never
+ * Issue 13, item 1: one connection wedged the cloud. A device that never
  * reads fills the cloud's send queue with refusals (cloud_token_budget 0),
  * so the cloud's Pong blocks; four valid requests queue behind it; then the
- * device vanishes. Today the cloud goes on processing the queued frames of
- * the gone connection, admits them, fails to send Accepted and never gives
- * the admission slots back (reference-cloud/request.ts `run()`: release only
- * `if (slot)`; connection.ts checks its own flag, not the stream's;
- * stream-base.ts resolves blocked senders on close).
+ * device vanishes. The cloud went on processing the queued frames of the gone
+ * connection, admitted them, failed to send Accepted and never gave the
+ * admission slots back (request.ts released only `if (slot)`; connection.ts
+ * checked its own flag, not the stream's; stream-base.ts resolved blocked
+ * senders on close). Now the ticket is given back whatever fails, queued
+ * frames of a closed stream are dropped, blocked senders reject, and a peer
+ * that does not read its answers stops being read.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import { eachBinding } from "../harness/cases.js";
 import type { CloudProcess } from "../harness/cloud-process.js";
@@ -62,10 +64,12 @@ describe("item 1: a connection that never reads, floods, and vanishes leaves no 
     dev.send(ping(b.codec));
     for (let j = 1; j <= 4; j++) dev.send(prefill(b.codec, n + j));
     await dev.flushed();
-    // The refusals are counted as the cloud makes them: once all are, the Ping and the four requests are in its queue.
+    // The refusals are counted as the cloud makes them: once all are, the Ping and the four requests are in its
+    // queue. A cloud that stops reading a peer that does not read its answers (and ends it at its write deadline,
+    // PDD-DOS-002) never counts them all: then the attacker vanishes once the cloud has closed its connection.
     const refused = await pollUntil(
-      () => errorsSent(cloud),
-      (e) => e - errors0 >= n,
+      async () => ({ errors: (await errorsSent(cloud)) - errors0, connections: (await cloud.held()).connections }),
+      (r) => r.errors >= n || r.connections === 0,
       30_000,
     );
     dev.vanish();
@@ -73,7 +77,8 @@ describe("item 1: a connection that never reads, floods, and vanishes leaves no 
     record({
       case: `1 admission leak ${b.name}`,
       flood: n,
-      refusedBeforeVanish: refused.value - errors0,
+      refusedBeforeVanish: refused.value.errors,
+      closedByCloudMs: refused.value.connections === 0 ? refused.ms : null,
       held: after.held,
       released: after.released,
       rssMiB: [after.rssBeforeMiB, after.rssAfterMiB],

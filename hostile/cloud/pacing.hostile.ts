@@ -1,8 +1,14 @@
 /**
- * Issue 13, item 2: pacing pins sequences. target_tpot_us = 2^32−1 makes the
- * cloud sleep 2,147 s between tokens (reference-cloud/request.ts, the pacing
- * `setTimeout` that nothing wakes); Cancel, a disconnect and SIGTERM do not
- * end the sleep, and max_request_duration_ms is only checked after a token.
+ * Issue 13, item 2: pacing pins sequences. target_tpot_us = 2^32−1 made the
+ * cloud sleep 2,147 s between tokens (the pacing `setTimeout` that nothing
+ * woke); Cancel, a disconnect and SIGTERM did not end the sleep, and
+ * max_request_duration_ms was only checked after a token.
+ *
+ * Spec 1.1 refuses a pace over 1 s per token (PDD-REQ-009), so the hint
+ * alone can no longer ask for hours. The halts are checked against the
+ * slowest pace still allowed (1,000,000 µs) on a cloud that sends at a
+ * thousandth of the display rate (decodePace 0.001: 1,000 s per token), so a
+ * paced wait that a halt does not wake still outlasts every deadline here.
  */
 import { create } from "@bufbuild/protobuf";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,9 +22,11 @@ import { openSession, PROMPT, TRANSPORTS, type Binding } from "../harness/normal
 import { MAX_TARGET_TPOT_US } from "../limits.js";
 
 const SLOWEST = 2 ** 32 - 1;
+/** 1,000 s per token: the slowest pace allowed, sent at a thousandth of it. */
+const PINNING = { decodePace: 0.001 };
 
-const fixture = new CloudFixture();
-const short = new CloudFixture({ config: { limits: { maxRequestDurationMs: 1500 } } });
+const fixture = new CloudFixture({ config: PINNING });
+const short = new CloudFixture({ config: { ...PINNING, limits: { maxRequestDurationMs: 1500 } } });
 afterAll(async () => {
   await fixture.stop();
   await short.stop();
@@ -33,14 +41,14 @@ const ask = (s: DeviceStream, requestId: number, extra: Record<string, unknown> 
           requestId,
           prompt: { case: "text", value: PROMPT },
           cloudTokenBudget: 8,
-          targetTpotUs: SLOWEST,
+          targetTpotUs: MAX_TARGET_TPOT_US,
           ...extra,
         },
       },
     }),
   );
 
-/** Four requests paced at 2^32−1 µs per token, each past its first token: every sequence is pinned. */
+/** Four requests paced at 1,000 s per token, each past its first token: every sequence is pinned. */
 async function pinAll(
   b: Binding,
   cloud: Parameters<typeof openSession>[0],
@@ -53,7 +61,7 @@ async function pinAll(
 }
 
 describe("item 2: a pacing hint cannot pin sequences", () => {
-  eachBinding(TRANSPORTS, "ws/proto", "Cancel frees four requests paced at 2^32−1 µs per token", async (b) => {
+  eachBinding(TRANSPORTS, "ws/proto", "Cancel frees four requests paced at 1,000 s per token", async (b) => {
     const { cloud } = await fixture.get();
     const { s, log } = await pinAll(b, cloud);
     const t0 = performance.now();
@@ -121,24 +129,26 @@ describe("item 2: a pacing hint cannot pin sequences", () => {
     },
   );
 
-  eachBinding(
-    TRANSPORTS,
-    undefined,
-    "target_tpot_us is clamped: 3 tokens asked at 2^32−1 µs come within 3 × 1 s",
-    async (b) => {
-      const { cloud } = await fixture.get();
-      const s = await openSession(cloud, b);
-      const log = new FrameLog(s);
-      const t0 = performance.now();
-      await ask(s, 1, { cloudTokenBudget: 3 });
-      const end = await log.wait(1, "end", (3 * MAX_TARGET_TPOT_US) / 1000 + 3_000);
-      const ms = performance.now() - t0;
-      s.abort();
-      const after = await fixture.check(b);
-      const tokens = log.frames.filter((f: CloudFrame) => f.body.case === "firstToken" || f.body.case === "tokenBatch");
-      record({ case: `2 tpot clamp ${b.name}`, ended: end !== undefined, tokens: tokens.length, ms, held: after.held });
-      expect(end).toBeDefined();
-      expect(after.healthy).toBe(true);
-    },
-  );
+  eachBinding(TRANSPORTS, undefined, "a pace slower than 1 s per token is refused at once (PDD-REQ-009)", async (b) => {
+    const { cloud } = await fixture.get();
+    const s = await openSession(cloud, b);
+    const log = new FrameLog(s);
+    const t0 = performance.now();
+    await ask(s, 1, { targetTpotUs: SLOWEST });
+    await ask(s, 2, { targetTpotUs: MAX_TARGET_TPOT_US + 1 });
+    const ends = await Promise.all([1, 2].map((id) => log.wait(id, "end", 5_000)));
+    const ms = performance.now() - t0;
+    s.abort();
+    const after = await fixture.check(b);
+    const codes = [1, 2].map((id) => {
+      const e = log.of(id, "error");
+      return e?.body.case === "error" ? ErrorCode[e.body.value.code] : undefined;
+    });
+    const tokens = log.frames.filter((f: CloudFrame) => f.body.case === "firstToken" || f.body.case === "tokenBatch");
+    record({ case: `2 tpot refused ${b.name}`, codes, tokens: tokens.length, ms, held: after.held });
+    expect(ends.every(Boolean)).toBe(true);
+    expect(codes).toEqual(["INVALID_ARGUMENT", "INVALID_ARGUMENT"]);
+    expect(tokens).toHaveLength(0);
+    expect(after.healthy).toBe(true);
+  });
 });

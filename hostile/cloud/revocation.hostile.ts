@@ -6,7 +6,7 @@
  * (`ctx.keyLimit` finds no entry).
  */
 import { create } from "@bufbuild/protobuf";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { DeviceFrameSchema, ErrorCode } from "../../proto/index.js";
 import { CloudFixture } from "../harness/aftermath.js";
 import { eachBinding } from "../harness/cases.js";
@@ -31,16 +31,18 @@ describe("item 9: a key removed by SIGHUP stops being served on the connections 
     cloud.signal("SIGHUP");
     const reloaded = await cloud.waitForLog(/keys reloaded/, 5_000, from);
     const t0 = performance.now();
-    // Three at once: the revoked key's limit was 1.
+    // Three at once: the revoked key's limit was 1. A cloud that closed the connection on reload refuses them all.
     for (let id = 1; id <= 3; id++)
-      await s.send(
-        create(DeviceFrameSchema, {
-          body: {
-            case: "prefillRequest",
-            value: { requestId: id, prompt: { case: "text", value: PROMPT }, cloudTokenBudget: 4 },
-          },
-        }),
-      );
+      await s
+        .send(
+          create(DeviceFrameSchema, {
+            body: {
+              case: "prefillRequest",
+              value: { requestId: id, prompt: { case: "text", value: PROMPT }, cloudTokenBudget: 4 },
+            },
+          }),
+        )
+        .catch(() => undefined);
     const outcomes = await Promise.all(
       [1, 2, 3].map(async (id) => {
         const first = await Promise.race([

@@ -9,7 +9,7 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { eachBinding } from "../harness/cases.js";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { CloudFixture } from "../harness/aftermath.js";
 import { ownChild } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";

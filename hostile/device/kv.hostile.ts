@@ -8,7 +8,7 @@
  * call is in try/catch), buffers every chunk and returns credit on arrival,
  * and waits for a granted image with no deadline.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { eachBinding } from "../harness/cases.js";
 import { mib, record } from "../harness/evidence.js";
 import { firstError, runDevice, type DeviceRun } from "../harness/device-process.js";
@@ -32,7 +32,10 @@ import { closeDeviceCase, deviceCase, tokenOf, type DeviceCase } from "./fixture
 const servers = new Map<string, Promise<HostileServer>>();
 const serverFor = (b: Binding) => {
   let s = servers.get(b.name);
-  if (!s) servers.set(b.name, (s = hostileServer(b)));
+  if (!s) {
+    s = hostileServer(b);
+    servers.set(b.name, s);
+  }
   return s;
 };
 afterAll(async () => {

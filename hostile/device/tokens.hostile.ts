@@ -7,7 +7,7 @@
  * reference-device/run.ts catch-up), llama.cpp's eval fails, and the error
  * escapes `run()`: `pdd device` exits 1.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { eachBinding } from "../harness/cases.js";
 import { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";
@@ -31,7 +31,10 @@ import { closeDeviceCase, deviceCase, tokenOf } from "./fixture.js";
 const servers = new Map<string, Promise<HostileServer>>();
 const serverFor = (b: Binding) => {
   let s = servers.get(b.name);
-  if (!s) servers.set(b.name, (s = hostileServer(b)));
+  if (!s) {
+    s = hostileServer(b);
+    servers.set(b.name, s);
+  }
   return s;
 };
 afterAll(async () => {

@@ -39,8 +39,10 @@ export interface CloudOptions {
 
 /** What the cloud's metrics say it holds. */
 export interface Held {
-  /** pdd_sequences_active: the admission count (see the issue: not engine occupancy). */
+  /** pdd_sequences_active: the admission count. */
   sequences: number;
+  /** pdd_engine_sequences_busy: engine occupancy, apart from admission (absent before the fix: -1). */
+  engineBusy: number;
   /** pdd_queue_depth: requests waiting for admission. */
   queued: number;
   /** pdd_connections: connections the cloud serves (those past the transport's accept). */
@@ -146,6 +148,7 @@ export class CloudProcess {
     return {
       sequences: m.get("pdd_sequences_active") ?? 0,
       queued: m.get("pdd_queue_depth") ?? 0,
+      engineBusy: m.get("pdd_engine_sequences_busy") ?? -1,
       connections: m.get("pdd_connections") ?? 0,
     };
   }
@@ -154,7 +157,7 @@ export class CloudProcess {
   waitIdle(deadlineMs: number): Promise<{ value: Held; ok: boolean; ms: number }> {
     return pollUntil(
       () => this.held(),
-      (h) => h.sequences === 0 && h.queued === 0,
+      (h) => h.sequences === 0 && h.queued === 0 && h.engineBusy <= 0,
       deadlineMs,
       100,
     );

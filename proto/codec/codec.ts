@@ -29,6 +29,12 @@ export interface CodecOptions {
 /** Spec default for max_frame_bytes (spec/11-limits.md). */
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
+/** The smallest non-zero max_frame_bytes a peer may announce: what every peer accepts before HelloAck (PDD-MSG-012). */
+export const MIN_MAX_FRAME_BYTES = 65_536;
+
+/** The smallest non-zero max_chunk_bytes / max_kv_chunk_bytes (PDD-KV-014). */
+export const MIN_KV_CHUNK_BYTES = 4096;
+
 export const CODEC_NAMES: readonly CodecName[] = ["proto", "msgpack"];
 
 export function codecFromWire(c: Codec): CodecName | undefined {

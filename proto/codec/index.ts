@@ -20,3 +20,12 @@ export function createCodec(name: string, options: CodecOptions = {}): FrameCode
       });
   }
 }
+export {
+  FIRST_FRAME_MAX_BYTES,
+  MAX_ERROR_MESSAGE_BYTES,
+  MAX_HELLO_LIST_ENTRIES,
+  MAX_PINGS_PER_SECOND,
+  MAX_REQUESTS_PER_SECOND,
+  MAX_TARGET_TPOT_US,
+  WRITE_DEADLINE_MS,
+} from "./limits.js";

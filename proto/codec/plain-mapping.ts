@@ -11,7 +11,15 @@
  *
  * @internal
  */
-import { create, ScalarType, type DescField, type DescMessage, type DescEnum, type Message } from "@bufbuild/protobuf";
+import {
+  create,
+  ScalarType,
+  type MessageInitShape,
+  type DescField,
+  type DescMessage,
+  type DescEnum,
+  type Message,
+} from "@bufbuild/protobuf";
 import { z } from "zod";
 
 type Plain = Record<string, unknown>;
@@ -92,6 +100,7 @@ export function encoderFor(desc: DescMessage): Encoder {
   const members = desc.members;
   enc = (msg: Message) => {
     const out: Plain = {};
+    // Fields are read by the descriptor's localName at run time; a Message type has no index signature.
     const m = msg as unknown as Record<string, unknown>;
     for (const member of members) {
       if (member.kind === "oneof") {
@@ -260,8 +269,9 @@ export function schemaFor<T extends Message>(desc: DescMessage): z.ZodType<T> {
         init[field.localName] = value;
       }
     }
-    return create(desc, init as never) as Message;
-  }) as unknown as z.ZodType<Message>;
+    // The init is built field by field from the descriptor at run time; MessageInitShape types it for one schema only.
+    return create(desc, init as MessageInitShape<DescMessage>);
+  });
   schemas.set(desc, schema);
   return schema as z.ZodType<T>;
 }

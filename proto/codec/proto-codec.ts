@@ -23,6 +23,7 @@ export function createProtoCodec(options: CodecOptions = {}): FrameCodec {
       checkFrameSize(bytes.length, max);
       if (schema.typeName === CloudFrameSchema.typeName) {
         const fast = decodeTokenFrame(bytes);
+        // D is CloudFrameSchema here, but TypeScript does not narrow a type parameter by a run-time check.
         if (fast !== undefined) return fast as unknown as MessageShape<D>;
       }
       try {

@@ -14,6 +14,7 @@ export type CloudAction =
   | { kind: "takeover"; index: number }
   | { kind: "cancel"; code: number }
   | { kind: "credit"; bytes: bigint }
+  | { kind: "kv-abort"; code: number }
   | { kind: "progress" }
   | { kind: "ignored" };
 
@@ -143,6 +144,9 @@ export class CloudRequestState {
       case "kvCredit":
         this.kvCredit += b.value.bytes;
         return { kind: "credit", bytes: b.value.bytes };
+      case "kvAbort":
+        // Ends the KV transfer only; the tokens go on (PDD-KV-019).
+        return { kind: "kv-abort", code: b.value.code };
       case "progress":
         return { kind: "progress" };
       default:

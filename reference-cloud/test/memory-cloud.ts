@@ -59,6 +59,7 @@ export async function memoryCloud(config: CloudConfigInput = {}, o: MemoryCloudO
     liveByKey: new Map(),
     draining: () => false,
     serverName: "memory",
+    connections: new Set(),
     requests: new Set(),
   };
   const connect = (token?: string) => open(ctx, token);

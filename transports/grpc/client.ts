@@ -1,6 +1,6 @@
 /** `connectGrpc`: the gRPC binding's client (spec §10.3). */
 import { ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   CloudFrameSchema,
   DEFAULT_MAX_FRAME_BYTES,
@@ -12,6 +12,9 @@ import {
 import { DEFAULTS, type ClientOptions, type DeviceStream } from "../message-stream.js";
 import { parseEndpoint } from "../url.js";
 import { GrpcStream } from "./stream.js";
+
+/** How long a closed connection waits for the cloud to end the call before its HTTP/2 session goes. */
+const CALL_END_GRACE_MS = 2_000;
 
 export interface GrpcClientOptions extends ClientOptions {
   /** Wire protocol: "grpc" (default) or "connect". */
@@ -39,13 +42,27 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     pingTimeoutMs: Math.max(1, (options.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs) - interval),
     pingIdleConnection: true,
   };
+  // One HTTP/2 session per PDD connection, closed with it: a cloud that keeps
+  // its side open must not keep the device's process alive (issue 16).
+  const sessionManager = new Http2SessionManager(
+    baseUrl,
+    {
+      pingIntervalMs: transportOptions.pingIntervalMs,
+      pingTimeoutMs: transportOptions.pingTimeoutMs,
+      pingIdleConnection: true,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    },
+    transportOptions.nodeOptions,
+  );
+  const withSession = { ...transportOptions, sessionManager };
   const transport =
-    options.protocol === "connect" ? createConnectTransport(transportOptions) : createGrpcTransport(transportOptions);
+    options.protocol === "connect" ? createConnectTransport(withSession) : createGrpcTransport(withSession);
   const client = createClient(PdDeviceService, transport);
   const stream = new GrpcStream<CloudFrame, DeviceFrame>({
     inSchema: CloudFrameSchema,
     outSchema: DeviceFrameSchema,
     highWaterMark: options.highWaterMark,
+    writeDeadlineMs: options.writeDeadlineMs,
     maxFrameBytes,
     remoteAddress: url,
   });
@@ -55,9 +72,17 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     headers: options.authToken ? { authorization: `Bearer ${options.authToken}` } : {},
     signal: abort.signal,
   });
-  void stream
+  const pumped = stream
     .pump(responses)
     .then(() => stream.peerEnded(undefined))
     .catch((e: unknown) => stream.peerEnded(ConnectError.from(e)));
+  // The session goes once the call has ended both ways (the cloud saw our half-close as graceful), or,
+  // for a cloud that never ends its half, a grace period after ours.
+  void stream.closed.then(async () => {
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([pumped, new Promise((r) => (grace = setTimeout(r, CALL_END_GRACE_MS).unref()))]);
+    clearTimeout(grace);
+    setImmediate(() => sessionManager.abort());
+  });
   return stream;
 }

@@ -1,5 +1,6 @@
 /** `createGrpcServer`: the gRPC binding's server, h2c or TLS (spec §10.3). */
 import {
+  constants,
   createSecureServer,
   createServer,
   type Http2Server,
@@ -11,6 +12,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   CloudFrameSchema,
   DEFAULT_MAX_FRAME_BYTES,
+  FIRST_FRAME_MAX_BYTES,
   DeviceFrameSchema,
   PdDeviceService,
   type CloudFrame,
@@ -23,6 +25,72 @@ import { listen, trackConnections } from "../server-util.js";
 import { GrpcStream } from "./stream.js";
 
 export const SESSION_PATH = "/pdd.v1.PdDeviceService/Session";
+/** The content types of PDD-GRPC-001: gRPC with the protobuf codec, and Connect's streaming protobuf. */
+const CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto", "application/connect+proto"]);
+
+/** A trailers-only gRPC response: one HEADERS frame with END_STREAM. */
+function trailersOnly(req: Http2ServerRequest, status: number, message: string): void {
+  req.stream.respond(
+    { ":status": 200, "content-type": "application/grpc", "grpc-status": String(status), "grpc-message": message },
+    { endStream: true },
+  );
+}
+
+/**
+ * PDD-LIMIT-002 on gRPC: the call's first message (the Hello) is held to
+ * 64 KiB, judged on its 5-byte prefix before Connect buffers or decodes it
+ * (issue 13, item 5: 3.9 MB Hellos without a credential were decoded in
+ * full). The tap only watches the bytes Connect reads; a first message over
+ * 64 KiB ends the call with RESOURCE_EXHAUSTED (PDD-GRPC-004).
+ */
+function holdFirstMessage(req: Http2ServerRequest, maxFrameBytes: number): void {
+  let prefix = Buffer.alloc(0);
+  const tap = (chunk: Buffer) => {
+    prefix = Buffer.concat([prefix, chunk.subarray(0, 5 - prefix.length)]);
+    if (prefix.length < 5) return;
+    req.stream.off("data", tap);
+    const length = prefix.readUInt32BE(1);
+    // Over the connection's limit, Connect refuses it itself, on the same prefix (readMaxBytes).
+    if (length <= FIRST_FRAME_MAX_BYTES || length > maxFrameBytes) return;
+    const message = `first message of ${length} bytes; the limit is ${FIRST_FRAME_MAX_BYTES} (PDD-LIMIT-002)`;
+    if (!req.stream.headersSent) trailersOnly(req, Code.ResourceExhausted, message);
+    req.stream.close(constants.NGHTTP2_CANCEL);
+  };
+  req.stream.on("data", tap);
+}
+
+/**
+ * Calls the server ends at once, before authentication and before Connect
+ * sees them (PDD-GRPC-007; issue 13, items 6 and 11): a session path with a
+ * query string (its credential check was skipped), a content type other than
+ * gRPC/Connect protobuf (`application/grpc+json` was served), and a
+ * `grpc-encoding` other than identity (such calls were never answered).
+ * Returns whether it answered the call.
+ */
+function refuseMalformedCall(req: Http2ServerRequest, res: Http2ServerResponse): boolean {
+  const url = req.url ?? "";
+  const q = url.indexOf("?");
+  if (q >= 0 && url.slice(0, q) === SESSION_PATH) {
+    trailersOnly(req, Code.Unimplemented, "unknown method");
+    return true;
+  }
+  if (url !== SESSION_PATH) return false;
+  const contentType = String(req.headers["content-type"] ?? "")
+    .split(";")[0]!
+    .trim()
+    .toLowerCase();
+  if (!CONTENT_TYPES.has(contentType)) {
+    res.writeHead(415, { "content-type": "text/plain" });
+    res.end("unsupported content type");
+    return true;
+  }
+  const encoding = req.headers["grpc-encoding"] ?? req.headers["connect-content-encoding"];
+  if (encoding !== undefined && encoding !== "identity") {
+    trailersOnly(req, Code.Unimplemented, "only identity encoding is accepted (PDD-GRPC-007)");
+    return true;
+  }
+  return false;
+}
 export const HTTP2_WINDOW = 4 << 20;
 
 /**
@@ -48,6 +116,7 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
             inSchema: DeviceFrameSchema,
             outSchema: CloudFrameSchema,
             highWaterMark: options.highWaterMark,
+            writeDeadlineMs: options.writeDeadlineMs,
             maxFrameBytes,
             authToken: bearerToken(ctx.requestHeader.get("authorization") ?? undefined),
           });
@@ -69,22 +138,14 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
   // gets a trailers-only UNAUTHENTICATED at once (PDD-GRPC-002).
   const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => {
     void (async () => {
+      if (refuseMalformedCall(req, res)) return;
+      if (req.url === SESSION_PATH) holdFirstMessage(req, maxFrameBytes);
       if (req.url === SESSION_PATH) {
         const token = bearerToken(req.headers.authorization);
         if (!(await admit(options.authenticate, token))) {
           const grpc = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
-          if (grpc) {
-            // A real trailers-only response: one HEADERS frame with END_STREAM.
-            req.stream.respond(
-              {
-                ":status": 200,
-                "content-type": "application/grpc",
-                "grpc-status": "16",
-                "grpc-message": "Unauthorized",
-              },
-              { endStream: true },
-            );
-          } else {
+          if (grpc) trailersOnly(req, Code.Unauthenticated, "Unauthorized");
+          else {
             res.writeHead(401, { "content-type": "application/json" });
             res.end(JSON.stringify({ code: "unauthenticated", message: "Unauthorized" }));
           }

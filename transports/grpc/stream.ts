@@ -26,12 +26,13 @@ export interface GrpcStreamInit {
   inSchema: DescMessage;
   outSchema: DescMessage;
   highWaterMark?: number;
+  writeDeadlineMs?: number;
   maxFrameBytes?: number;
   authToken?: string;
   remoteAddress?: string;
 }
 
-export class GrpcStream<In, O extends Out> extends StreamBase<In, O> {
+export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O> {
   private outgoing: { message: O; written: () => void }[] = [];
   private wake: (() => void) | undefined;
   private ending: { code: ErrorCode; reason: string; abrupt?: boolean } | undefined;
@@ -107,7 +108,7 @@ export class GrpcStream<In, O extends Out> extends StreamBase<In, O> {
         await this.readable();
         const r = await it.next();
         if (r.done) break;
-        this.receiveMessage(r.value, sizeOf(r.value as unknown as Out));
+        this.receiveMessage(r.value, sizeOf(r.value));
       }
       this.queue.end();
       if (server) {

@@ -58,6 +58,7 @@ export function connectWebSocket(url: string, options: ClientOptions = {}): Prom
           outSchema: DeviceFrameSchema,
           maxFrameBytes,
           highWaterMark: options.highWaterMark,
+          writeDeadlineMs: options.writeDeadlineMs,
           pingIntervalMs: options.pingIntervalMs,
           deadPeerTimeoutMs: options.deadPeerTimeoutMs,
           remoteAddress: url,

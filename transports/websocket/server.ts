@@ -7,6 +7,7 @@ import {
   CloudFrameSchema,
   DeviceFrameSchema,
   DEFAULT_MAX_FRAME_BYTES,
+  FIRST_FRAME_MAX_BYTES,
   type CloudFrame,
   type DeviceFrame,
 } from "../../proto/index.js";
@@ -42,7 +43,9 @@ export async function createWebSocketServer(options: WebSocketServerOptions): Pr
   });
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: maxFrameBytes,
+    // The Hello is held to 64 KiB, judged on the frame header before ws buffers it (PDD-LIMIT-002); each
+    // stream raises its own limit to maxFrameBytes once the first message is in.
+    maxPayload: Math.min(FIRST_FRAME_MAX_BYTES, maxFrameBytes),
     perMessageDeflate: false,
     clientTracking: false,
   });
@@ -67,7 +70,9 @@ export async function createWebSocketServer(options: WebSocketServerOptions): Pr
           inSchema: DeviceFrameSchema,
           outSchema: CloudFrameSchema,
           maxFrameBytes,
+          firstFrameMaxBytes: FIRST_FRAME_MAX_BYTES,
           highWaterMark: options.highWaterMark,
+          writeDeadlineMs: options.writeDeadlineMs,
           pingIntervalMs: options.pingIntervalMs,
           deadPeerTimeoutMs: options.deadPeerTimeoutMs,
           authToken: token,

@@ -1,7 +1,7 @@
 /** A MessageStream over one `ws` WebSocket (spec §10.2). @internal */
 import type { DescMessage } from "@bufbuild/protobuf";
 import type WebSocket from "ws";
-import { ErrorCode, PddError, type CodecName } from "../../proto/index.js";
+import { DEFAULT_MAX_FRAME_BYTES, ErrorCode, PddError, type CodecName } from "../../proto/index.js";
 import { closeReason, fromWsCloseCode, wsCloseCode } from "../error-mapping.js";
 import { DEFAULTS, type SendOptions } from "../message-stream.js";
 import { StreamBase } from "../stream-base.js";
@@ -12,7 +12,10 @@ export interface WsStreamInit {
   inSchema: DescMessage;
   outSchema: DescMessage;
   maxFrameBytes?: number;
+  /** The limit `ws` was opened with for the first message (the cloud's 64 KiB Hello); raised to maxFrameBytes after it. */
+  firstFrameMaxBytes?: number;
   highWaterMark?: number;
+  writeDeadlineMs?: number;
   pingIntervalMs?: number;
   deadPeerTimeoutMs?: number;
   authToken?: string;
@@ -36,15 +39,22 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
       outSchema: init.outSchema,
       maxFrameBytes: init.maxFrameBytes,
       highWaterMark: init.highWaterMark,
+      writeDeadlineMs: init.writeDeadlineMs,
       authToken: init.authToken,
       remoteAddress: init.remoteAddress,
       pauseReading: () => init.ws.pause(),
       resumeReading: () => init.ws.resume(),
     });
-    const ws = (this.ws = init.ws);
+    this.ws = init.ws;
+    const ws = init.ws;
     ws.binaryType = "nodebuffer";
+    let first = init.firstFrameMaxBytes !== undefined;
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       this.lastHeard = Date.now();
+      if (first) {
+        first = false;
+        raiseMessageLimit(ws, init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+      }
       if (!isBinary) {
         this.receiveError(
           new PddError(ErrorCode.MALFORMED_FRAME, "PDD-WS-002: text WebSocket message", { local: "ERR_FRAME_DECODE" }),
@@ -59,7 +69,7 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
       if (err.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
         // ws has already started closing with 1009 (PDD-WS-003).
         this.receiveError(
-          new PddError(ErrorCode.FRAME_TOO_LARGE, `message over the ${init.maxFrameBytes ?? "default"}-byte limit`, {
+          new PddError(ErrorCode.FRAME_TOO_LARGE, `message over the ${limitOf(ws) ?? "default"}-byte limit`, {
             local: "ERR_FRAME_TOO_LARGE",
           }),
         );
@@ -76,6 +86,10 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
     });
     const interval = init.pingIntervalMs ?? DEFAULTS.pingIntervalMs;
     const deadAfter = init.deadPeerTimeoutMs ?? DEFAULTS.deadPeerTimeoutMs;
+    // The silence is checked ten times per dead-peer timeout, so a peer is lost at most a tenth of it late
+    // (it was checked once per ping interval: 45 s instead of 30, issue 13, item 7); pings keep their interval.
+    let lastPing = Date.now();
+    const pingEvery = Math.min(interval, Math.max(50, Math.floor(deadAfter / 2)));
     this.keepAlive = setInterval(
       () => {
         if (Date.now() - this.lastHeard > deadAfter) {
@@ -89,9 +103,12 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
           });
           return;
         }
-        if (ws.readyState === ws.OPEN) ws.ping();
+        if (ws.readyState === ws.OPEN && Date.now() - lastPing >= pingEvery) {
+          lastPing = Date.now();
+          ws.ping();
+        }
       },
-      Math.min(interval, Math.max(50, Math.floor(deadAfter / 2))),
+      Math.max(10, Math.min(interval, Math.floor(deadAfter / 10))),
     );
     this.keepAlive.unref();
   }
@@ -117,7 +134,9 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
       this.ws.send(frame, SEND_OPTIONS);
       return RESOLVED;
     }
-    return new Promise((resolve) => this.ws.send(frame, SEND_OPTIONS, () => resolve()));
+    return this.waitWritten(
+      new Promise((resolve, reject) => this.ws.send(frame, SEND_OPTIONS, (err) => (err ? reject(err) : resolve()))),
+    );
   }
 
   protected writeFrame(frame: Uint8Array, _options: SendOptions | undefined): Promise<void> {
@@ -141,6 +160,11 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
         resolve();
       });
       this.ws.close(wsCloseCode(code), closeReason(reason));
+      // A peer closed for flooding (RESOURCE_EXHAUSTED) is read no more: its frames would keep ws parsing
+      // until the timer above ends the socket, starving every other connection (issue 13, item 8). Other
+      // closes keep reading, so the peer's close reply ends the socket at once (the fuzz tests close
+      // thousands of connections for malformed input).
+      if (code === ErrorCode.RESOURCE_EXHAUSTED) this.ws.pause();
     });
   }
 
@@ -149,4 +173,23 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
     this.stopKeepAlive();
     this.ws.terminate();
   }
+}
+
+/** ws keeps its message limit on the socket's receiver (ws 8: `_receiver._maxPayload`), checked at each frame header. */
+function receiverOf(ws: WebSocket): { _maxPayload?: unknown } | undefined {
+  const r: unknown = Reflect.get(ws, "_receiver");
+  return typeof r === "object" && r !== null ? r : undefined;
+}
+
+function limitOf(ws: WebSocket): number | undefined {
+  const max = receiverOf(ws)?._maxPayload;
+  return typeof max === "number" ? max : undefined;
+}
+
+/** From the second message on, the connection's own limit applies (PDD-LIMIT-002). */
+function raiseMessageLimit(ws: WebSocket, max: number): void {
+  const r = receiverOf(ws);
+  if (!r || typeof r._maxPayload !== "number")
+    throw new Error("ws has no _receiver._maxPayload: the 64 KiB Hello limit cannot be raised (ws changed)");
+  r._maxPayload = max;
 }

@@ -4,7 +4,14 @@
  * stream per request for KV chunks, so tokens never queue behind KV bytes.
  * @internal
  */
-import { ErrorCode, FrameDecoder, frameHeader, lengthPrefixed, PddError } from "../../proto/index.js";
+import {
+  ErrorCode,
+  FIRST_FRAME_MAX_BYTES,
+  FrameDecoder,
+  frameHeader,
+  lengthPrefixed,
+  PddError,
+} from "../../proto/index.js";
 import { keepHttp2SessionAlive } from "../http2-keepalive.js";
 import { DEFAULTS, type SendOptions } from "../message-stream.js";
 import { StreamBase, type StreamBaseInit } from "../stream-base.js";
@@ -43,6 +50,12 @@ export interface WtStreamInit extends Omit<StreamBaseInit, "transport" | "pauseR
   http2Session?: import("node:http2").Http2Session;
   pingIntervalMs?: number;
   deadPeerTimeoutMs?: number;
+  /**
+   * The cloud's end: the device opens no unidirectional stream (PDD-WT-006),
+   * so the first one closes the session with PROTOCOL_VIOLATION instead of
+   * getting a decoder of its own (issue 13, item 6).
+   */
+  refusePeerStreams?: boolean;
 }
 
 export class WtStream<In, Out> extends StreamBase<In, Out> {
@@ -55,9 +68,12 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
   private controlChain: Promise<void> = Promise.resolve();
 
   private lost = false;
+  /** The cloud's end (it refuses peer-opened streams and holds the Hello to 64 KiB). */
+  private readonly isCloud: boolean;
 
   constructor(init: WtStreamInit) {
     super({ transport: "webtransport", ...init });
+    this.isCloud = init.refusePeerStreams === true;
     applyBackpressureFix(init.control);
     if (init.http2Session) {
       // The library pings but never gives up on a silent peer; we do (PDD-TRANSPORT-002).
@@ -77,7 +93,8 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
     this.maxFrameBytes = init.maxFrameBytes;
     this.control = init.control.writable.getWriter();
     void this.readFrames(init.control.readable.getReader(), true);
-    void this.acceptKvStreams();
+    if (init.refusePeerStreams) void this.refuseUniStreams();
+    else void this.acceptKvStreams();
     init.session.closed.then(
       (info) => this.sessionEnded(info?.closeCode ?? 0, info?.reason ?? "", false),
       (err: unknown) => this.sessionEnded(0, String((err as Error)?.message ?? err), true),
@@ -91,7 +108,8 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
 
   /** Reads length-prefixed frames from one stream until it ends. */
   private async readFrames(reader: Reader, isControl: boolean): Promise<void> {
-    const decoder = new FrameDecoder(this.maxFrameBytes);
+    // The cloud reads the device's Hello under the 64 KiB first-frame limit (PDD-LIMIT-002).
+    const decoder = new FrameDecoder(this.maxFrameBytes, isControl && this.isCloud ? FIRST_FRAME_MAX_BYTES : undefined);
     try {
       for (;;) {
         // When the consumer falls behind, stop reading: the streams'
@@ -124,6 +142,28 @@ export class WtStream<In, Out> extends StreamBase<In, Out> {
     } catch {
       // the session ended
     }
+  }
+
+  private async refuseUniStreams(): Promise<void> {
+    try {
+      const { value, done } = await this.session.incomingUnidirectionalStreams.getReader().read();
+      if (done || !value) return;
+      void value
+        .getReader()
+        .cancel(ErrorCode.PROTOCOL_VIOLATION)
+        .catch(() => undefined);
+      this.refusePeer("the device opened a unidirectional stream (PDD-WT-006)");
+    } catch {
+      // the session ended
+    }
+  }
+
+  /** A stream the peer must not open: the session ends with PROTOCOL_VIOLATION (PDD-WT-006). */
+  refusePeer(reason: string): void {
+    if (this.isClosed) return;
+    this.closingLocally = true;
+    this.closeSessionOnce(ErrorCode.PROTOCOL_VIOLATION, reason);
+    this.finish({ initiator: "local", abrupt: true, code: ErrorCode.PROTOCOL_VIOLATION, reason });
   }
 
   protected writeFrame(frame: Uint8Array, options: SendOptions | undefined): Promise<void> {

@@ -1,0 +1,110 @@
+/**
+ * `pdd device serve`: the OpenAI-compatible API in front of the reference
+ * device (reference-device/openai-server.ts). It listens at once (GET /health
+ * says 503 until the model is loaded), prints one JSON line with its URL when
+ * ready, and writes one JSON line per request on stderr.
+ */
+import { intFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
+import { PdDevice, serveOpenAi, type DeviceOptions, type ServeOptions } from "../reference-device/index.js";
+
+/** The API key: the flag (visible in ps) or $PDD_SERVE_API_KEY (not). */
+export const API_KEY_ENV = "PDD_SERVE_API_KEY";
+
+const list = (v: string | undefined) =>
+  v === undefined
+    ? undefined
+    : v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+
+function flags(argv: string[]) {
+  const { values } = parseFlags(argv, {
+    cloud: { type: "string" },
+    model: { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    token: { type: "string" },
+    ca: { type: "string" },
+    codec: { type: "string" },
+    "no-kv": { type: "boolean" },
+    threads: { type: "string" },
+    parallel: { type: "string" },
+    queue: { type: "string" },
+    "tpot-ms": { type: "string" },
+    alias: { type: "string" },
+    "api-key": { type: "string" },
+    "allowed-hosts": { type: "string" },
+    "cors-origin": { type: "string" },
+    "max-body-bytes": { type: "string" },
+    "chat-template-file": { type: "string" },
+  });
+  if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
+    throw new UsageError("--codec must be proto or msgpack");
+  const apiKey = values["api-key"] ?? process.env[API_KEY_ENV];
+  if (apiKey !== undefined && apiKey.length < 8)
+    throw new UsageError(`the API key (--api-key or $${API_KEY_ENV}) must have at least 8 characters`);
+  if (values.alias !== undefined && !/^[\w.:/-]{1,128}$/.test(values.alias))
+    throw new UsageError("--alias must be 1-128 letters, digits or . _ : / -");
+  if (values["chat-template-file"] !== undefined) readFileFlag("chat-template-file", values["chat-template-file"]);
+  const parallel = intFlag("parallel", values.parallel, 4, 1, 64);
+  const serve: ServeOptions = {
+    host: values.host,
+    port: intFlag("port", values.port, 8080, 0, 65_535),
+    alias: values.alias,
+    apiKey,
+    allowedHosts: list(values["allowed-hosts"]),
+    corsOrigins: list(values["cors-origin"]),
+    parallel,
+    queue: intFlag("queue", values.queue, 8, 0, 10_000),
+    maxBodyBytes: intFlag("max-body-bytes", values["max-body-bytes"], 4 << 20, 1024, 1 << 30),
+    streamTpotMs: intFlag("tpot-ms", values["tpot-ms"], 40, 0, 60_000),
+    chatTemplateFile: values["chat-template-file"],
+  };
+  const device: DeviceOptions = {
+    modelPath: values.model,
+    cloud: values.cloud,
+    client: {
+      authToken: values.token,
+      ca: readFileFlag("ca", values.ca),
+      codec: values.codec as "proto" | "msgpack" | undefined,
+    },
+    useKv: !values["no-kv"],
+    threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
+    // At least the reference cloud's 4: KV images import only between contexts with the same sequence count.
+    sequences: Math.max(4, parallel),
+  };
+  return { serve, device };
+}
+
+export const runDeviceServe: Run = async (argv, io: Io) => {
+  const { serve, device: deviceOptions } = flags(argv);
+  const device = PdDevice.create(deviceOptions);
+  const server = await serveOpenAi(device, { ...serve, log: (line) => io.error(line) }).catch(async (e: unknown) => {
+    await (await device.catch(() => undefined))?.close();
+    throw e;
+  });
+  try {
+    await server.ready;
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
+  io.log(
+    JSON.stringify({
+      openai: server.url,
+      cloud: deviceOptions.cloud ?? null,
+      model: serve.alias ?? "pdd-device",
+      chatTemplate: server.chatTemplate,
+      parallel: serve.parallel,
+      apiKey: serve.apiKey !== undefined,
+    }),
+  );
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await server.close();
+  await (await device).close();
+  return 0;
+};

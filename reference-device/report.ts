@@ -1,0 +1,55 @@
+/** What a device run reports (pdd device --json prints it), and the reasons it gives. */
+
+export type Mode = "pd" | "local" | "fallback";
+
+export interface Report {
+  text: string;
+  mode: Mode;
+  ttftMs: number;
+  tpotMs: { p50: number; max: number };
+  stalls: number;
+  cloudTokens: number;
+  deviceTokens: number;
+  takeoverIndex: number | null;
+  prefillMs: { cloud: number | null; device: number | null };
+  /** Prompt tokens the device prefilled itself: fewer than the prompt when the cloud's tokens were the whole answer first. */
+  devicePrefilledTokens: number;
+  kvImported: boolean;
+  /** What the cloud said about KV: not asked, granted, or refused with a registry code; why a granted image was not used. */
+  kv: { asked: boolean; granted: boolean; refusal?: string; reason?: string };
+  refinement: { used: boolean; originalTokens: number; keptTokens: number } | null;
+  /** Why a refinement the options asked for was not used (issue 16: it silently never happened). */
+  refinementReason?: string;
+  /** How the cloud's model relates to the device's: KV needs "same", token IDs "same-tokenizer" (null: no cloud). */
+  cloudModel: "same" | "same-tokenizer" | "different" | null;
+  /** Token IDs shown: the cloud's [0, k) then the device's. */
+  cloudTokenIds: number[];
+  deviceTokenIds: number[];
+  /** Why the cloud was not (fully) used, for fallback runs: `cause: detail`. */
+  fallbackReason?: string;
+  /** The cause alone, one word (README, "Exit status and failure causes"). */
+  fallbackCause?: string;
+  endReason?: string;
+  /** Set when the answer was cut at the model's context (max tokens lowered to fit). */
+  stoppedAtContext?: boolean;
+  /** Measured ms per locally decoded token, when the device decoded. */
+  localDecodeMs?: number;
+  /** The cloud's prompt tokens (Accepted.prompt_tokens), for its prefill rate. */
+  cloudPromptTokens?: number;
+  /** The rate the cloud decoded (and sent) at: End.usage decoded_tokens / decode_us. */
+  cloudDecodeTokPerS?: number;
+}
+
+/** Why a refinement the options asked for did not happen, if it did not. */
+export function whyNotRefined(
+  asked: boolean,
+  requested: boolean,
+  refinement: Report["refinement"],
+  cloudFailed: boolean,
+): string | undefined {
+  if (!asked || refinement?.used) return undefined;
+  if (!requested) return "not asked: KV was asked instead (the cloud runs this model)";
+  if (cloudFailed) return "the cloud failed before its refined prompt was used";
+  if (!refinement) return "the cloud sent no refined prompt before the device had prefilled the prompt";
+  return "the refined prompt came too late: it was not shorter than what the device had left to prefill";
+}

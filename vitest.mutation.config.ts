@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * The tests Stryker runs for each mutant of the protocol core (stryker.config.json):
+ * the proto/ unit tests only, without the toolchain check (buf, protoc), which
+ * no mutant of the TypeScript sources can change.
+ */
+export default defineConfig({
+  test: {
+    include: ["proto/**/*.test.ts"],
+    exclude: ["node_modules/**", "dist/**", "proto/toolchain.test.ts"],
+    testTimeout: 60_000,
+  },
+});
