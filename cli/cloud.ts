@@ -2,6 +2,7 @@
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { backendUrl } from "../engine/index.js";
 import { certificateSha256 } from "../transports/index.js";
 import { choiceFlag, intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
 import { loadCloudConfigFile, startCloud, type CloudConfigInput, type CloudPeer } from "../reference-cloud/index.js";
@@ -9,6 +10,9 @@ import { loadCloudConfigFile, startCloud, type CloudConfigInput, type CloudPeer 
 const CLOUD_FLAGS = {
   model: { type: "string" },
   config: { type: "string" },
+  engine: { type: "string" },
+  backend: { type: "string", multiple: true },
+  "slot-save-dir": { type: "string" },
   ws: { type: "string" },
   grpc: { type: "string" },
   webtransport: { type: "string" },
@@ -29,6 +33,31 @@ const CLOUD_FLAGS = {
 } as const;
 
 type CloudFlags = ReturnType<typeof parseFlags<typeof CLOUD_FLAGS>>["values"];
+
+/** --engine, --backend and --slot-save-dir: which engine, and llama-server's URLs (checked here: exit 2). */
+function engineFlags(values: { engine?: string; backend?: string[]; "slot-save-dir"?: string }): CloudConfigInput {
+  const engine = values.engine;
+  if (engine !== undefined && engine !== "llama-cpp" && engine !== "llama-server")
+    throw new UsageError(`--engine must be llama-cpp or llama-server, not "${engine}"`);
+  const backends = values.backend ?? [];
+  if (backends.length > 0 && engine !== "llama-server") throw new UsageError("--backend needs --engine llama-server");
+  if (engine === "llama-server" && backends.length === 0)
+    throw new UsageError("--engine llama-server needs at least one --backend URL");
+  if (values["slot-save-dir"] && engine !== "llama-server")
+    throw new UsageError("--slot-save-dir needs --engine llama-server");
+  for (const b of backends) {
+    try {
+      backendUrl(b);
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^\[\w+\] /, ""));
+    }
+  }
+  return {
+    ...(engine ? { engine } : {}),
+    ...(backends.length > 0 ? { backends } : {}),
+    ...(values["slot-save-dir"] ? { slotSaveDir: values["slot-save-dir"] } : {}),
+  };
+}
 
 export const runCloud: Run = async (argv, io) => {
   const { values } = parseFlags(argv, CLOUD_FLAGS);
@@ -65,6 +94,7 @@ function cloudInput(values: CloudFlags): CloudConfigInput {
   const input: CloudConfigInput = {
     ...cfg,
     listen: listenFlags(values, cfg.listen),
+    ...engineFlags(values),
     ...(values.model ? { model: values.model } : {}),
     ...(values["tls-cert"]
       ? {

@@ -44,6 +44,27 @@ export function llamaRuntime(): Promise<Llama> {
   return shared;
 }
 
+/** llama.cpp's tokenizer of a GGUF, loaded vocabulary-only (no weights): what the llama-server engine tokenizes with. */
+export interface Vocabulary {
+  /** No BOS, no special-token parsing. */
+  tokenize(text: string): number[];
+  tokenizeContinuation(text: string): number[];
+  isEndOfGeneration(id: number): boolean;
+  readonly bos: number | undefined;
+  dispose(): Promise<void>;
+}
+
+export async function loadVocabulary(modelPath: string): Promise<Vocabulary> {
+  const model = await (await llamaRuntime()).loadModel({ modelPath, vocabOnly: true });
+  return {
+    tokenize: (text) => model.tokenize(text, false) as number[],
+    tokenizeContinuation: (text) => model.tokenize(text, false, "trimLeadingSpace") as number[],
+    isEndOfGeneration: (id) => model.isEogToken(id as Token),
+    bos: model.tokens.bos ?? undefined,
+    dispose: () => model.dispose(),
+  };
+}
+
 export interface EngineOptions {
   modelPath: string;
   /**

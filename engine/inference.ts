@@ -27,8 +27,25 @@ export interface Sampling {
   seed?: number;
 }
 
+/** One backend of an engine that serves through others (llama-server), as the cloud's metrics report it. */
+export interface BackendStatus {
+  url: string;
+  healthy: boolean;
+  slots: number;
+  /** This cloud's requests on it now. */
+  active: number;
+  /** Slots it reported decoding at the last health check (any client's). */
+  reportedBusy: number;
+  /** Times it was taken out of rotation. */
+  failures: number;
+}
+
 export interface InferenceEngine {
   readonly info: ModelInfo;
+  /** False when prefill cannot give surprisal (the cloud then refuses refinement); default true. */
+  readonly scoresPrompts?: boolean;
+  /** The backends it serves through, when it has any (for the cloud's metrics). */
+  backends?(): BackendStatus[];
   /** Bytes of every token (spec PDD-MSG-004). */
   readonly pieces: Uint8Array[];
   /** Positions per sequence. */

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
-import { ensureDefaultModel, loadEngine, type InferenceEngine } from "../engine/index.js";
+import { ensureDefaultModel, LlamaServerEngine, loadEngine, type InferenceEngine } from "../engine/index.js";
 import {
   createGrpcServer,
   createSelfSignedCertificate,
@@ -21,7 +21,7 @@ import { parseCloudConfig, type CloudConfig, type CloudConfigInput } from "./con
 import { CloudConnection } from "./connection.js";
 import type { CloudContext } from "./context.js";
 import { createLogger, type Logger } from "./log.js";
-import { createCloudMetrics, type CloudMetrics } from "./metrics.js";
+import { createCloudMetrics, registerBackendMetrics, type CloudMetrics } from "./metrics.js";
 import { Admission } from "./scheduler.js";
 
 export interface CloudPeer {
@@ -73,14 +73,41 @@ export function constantTimeIncludes(keyDigests: readonly Buffer[], token: strin
   return found;
 }
 
+/** The engine the config names: node-llama-cpp in this process, or llama-server backends. */
+async function createEngine(config: CloudConfig, log: Logger): Promise<InferenceEngine> {
+  if (config.engine === "llama-server") {
+    if (!config.backends?.length)
+      throw new PddError(ErrorCode.INVALID_ARGUMENT, "engine llama-server needs at least one backend URL");
+    return LlamaServerEngine.connect({
+      backends: config.backends,
+      modelPath: config.model,
+      slotSaveDir: config.slotSaveDir,
+      onBackendChange: (b, why) =>
+        (b.healthy ? log.info : log.warn)(b.healthy ? "backend back in rotation" : "backend out of rotation", {
+          backend: b.url,
+          why,
+        }),
+    });
+  }
+  if (config.backends?.length)
+    throw new PddError(ErrorCode.INVALID_ARGUMENT, "backends are for engine llama-server (--engine llama-server)");
+  return loadEngine({
+    modelPath: config.model ?? ensureDefaultModel("tiny"),
+    sequences: config.sequences,
+    threads: config.threads,
+    contextSize: config.contextSize,
+  });
+}
+
 export async function startCloud(
   input: CloudConfigInput,
   options: { engine?: InferenceEngine; log?: Logger } = {},
 ): Promise<CloudPeer> {
   const config = parseCloudConfig(input);
   const log = options.log ?? createLogger(config.logLevel, { component: "pdd-cloud" });
-  const engine = options.engine ?? (await loadCloudEngine(config));
+  const engine = options.engine ?? (await createEngine(config, log));
   const metrics = createCloudMetrics();
+  if (engine.backends) registerBackendMetrics(metrics, () => engine.backends!());
   const keyRing = new KeyRing(config.keysFile, log);
   const state = { draining: false, connections: new Set<CloudStream>() };
   const ctx = cloudContext(config, engine, metrics, log, keyRing, () => state.draining);
@@ -129,15 +156,6 @@ export async function startCloud(
       log.info("cloud stopped");
     },
   };
-}
-
-function loadCloudEngine(config: CloudConfig): Promise<InferenceEngine> {
-  return loadEngine({
-    modelPath: config.model ?? ensureDefaultModel("tiny"),
-    sequences: config.sequences,
-    threads: config.threads,
-    contextSize: config.contextSize,
-  });
 }
 
 /** The API keys of a keys file, re-read on reloadKeys (SIGHUP). */

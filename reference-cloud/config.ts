@@ -10,6 +10,12 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$/, "expe
 export const CloudConfigSchema = z
   .object({
     model: z.string().min(1).optional(),
+    /** What runs inference: node-llama-cpp in this process, or llama-server processes over HTTP (`backends`). */
+    engine: z.enum(["llama-cpp", "llama-server"]).default("llama-cpp"),
+    /** llama-server base URLs (engine "llama-server"). */
+    backends: z.array(z.string().min(1)).optional(),
+    /** This machine's path of the backends' --slot-save-path (a shared filesystem): KV images by slot save. */
+    slotSaveDir: z.string().min(1).optional(),
     listen: z
       .object({
         ws: hostPort.optional(),

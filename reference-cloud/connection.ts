@@ -235,7 +235,12 @@ export class CloudConnection {
             },
             // The positions one request gets, not the trained length (PDD-MSG-016).
             cloudModel: { ...e.info, contextLength: e.contextSize },
-            capabilities: { kvChunks: true, kvFormats: [1], refinement: true, tokenIds: true },
+            capabilities: {
+              kvChunks: true,
+              kvFormats: [1],
+              refinement: this.ctx.engine.scoresPrompts !== false,
+              tokenIds: true,
+            },
             serverName: this.ctx.serverName,
           },
         },

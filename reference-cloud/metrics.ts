@@ -1,5 +1,6 @@
 /** Prometheus metrics of the reference cloud (prom-client, its own registry). */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { BackendStatus } from "../engine/index.js";
 
 export function createCloudMetrics() {
   const registry = new Registry();
@@ -58,3 +59,22 @@ export function createCloudMetrics() {
 }
 
 export type CloudMetrics = ReturnType<typeof createCloudMetrics>;
+
+/** Per-backend gauges, read from the engine at each scrape: whether it is in rotation, its load, its failures. */
+export function registerBackendMetrics(m: CloudMetrics, backends: () => BackendStatus[]): void {
+  const gauge = (name: string, help: string, value: (b: BackendStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["backend"] as const,
+      registers: [m.registry],
+      collect() {
+        for (const b of backends()) this.set({ backend: b.url }, value(b));
+      },
+    });
+  gauge("pdd_backend_up", "1 while the backend is in rotation (its /health answers)", (b) => (b.healthy ? 1 : 0));
+  gauge("pdd_backend_slots", "Slots the backend has", (b) => b.slots);
+  gauge("pdd_backend_requests_active", "This cloud's requests on the backend", (b) => b.active);
+  gauge("pdd_backend_slots_busy", "Slots the backend reported decoding (any client's)", (b) => b.reportedBusy);
+  gauge("pdd_backend_failures", "Times the backend was taken out of rotation", (b) => b.failures);
+}

@@ -38,7 +38,7 @@ export interface RequestPlan {
 }
 
 export interface ValidateContext {
-  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize" | "pieces">;
+  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize" | "pieces" | "scoresPrompts">;
   limits: CloudConfig["limits"];
   /** The model the device declared in its Hello. */
   deviceModel: ModelIdentity | undefined;
@@ -77,7 +77,7 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
     budget,
     budgetEnd: completesAnswer ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
     kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
-    refine: req.refine ? refineGrant(req.refine) : undefined,
+    refine: req.refine ? refineGrant(req.refine, engine.scoresPrompts !== false) : undefined,
   };
 }
 
@@ -152,7 +152,13 @@ export function kvGrant(kv: KvRequest, deviceModel: ModelIdentity | undefined, m
   return { ...GRANTED };
 }
 
-export function refineGrant(r: RefineRequest): Grant {
+export function refineGrant(r: RefineRequest, scoresPrompts = true): Grant {
+  if (!scoresPrompts)
+    return {
+      granted: false,
+      refusal: ErrorCode.UNSUPPORTED_FEATURE,
+      detail: "this cloud's engine gives no prompt log-probabilities to score a refinement with",
+    };
   if (r.method !== RefineMethod.SURPRISAL_DROP)
     return {
       granted: false,

@@ -1,0 +1,200 @@
+/**
+ * One cloud request's sequence on a llama-server backend. The sequence is a
+ * token list held here: prefill only records tokens, and decoding is one
+ * streamed `/completion` whose prompt is the whole list as token IDs, with
+ * the prompt cache on, so a resumed request (after a KV export, or after
+ * recovering held-back tokens) re-evaluates nothing it already holds.
+ *
+ * llama-server streams a token only once the text so far is whole UTF-8: a
+ * token that ends inside a character (a byte-fallback token) is never
+ * streamed, only counted in `tokens_predicted`. A jump in that count makes
+ * this slot fetch the missing tokens with a non-streamed request (greedy
+ * decoding gives the same tokens again) and resume streaming after them.
+ * @internal
+ */
+import { randomUUID } from "node:crypto";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { ErrorCode, PddError } from "../proto/index.js";
+import type { InferenceSlot, Sampling } from "./inference.js";
+import type { CompletionParams } from "./llama-server-client.js";
+import { toSequenceImage } from "./llama-server-kv.js";
+import type { Backend, BackendPool } from "./llama-server-pool.js";
+
+export class LlamaServerSlot implements InferenceSlot {
+  /** Prompt and answer tokens; the last one is pending (not yet in the backend's KV for this request). */
+  private held: number[] = [];
+  private stream: AbortController | undefined;
+  /** exportState stopped the stream: generate resumes instead of ending. */
+  private interrupted = false;
+  private generating = false;
+  private released = false;
+
+  constructor(
+    private readonly pool: BackendPool,
+    readonly backend: Backend,
+    /** The backend's slot this sequence runs on, pinned by the pool: its prompt cache holds what we hold. */
+    private readonly idSlot: number,
+    private readonly slotSaveDir: string | undefined,
+  ) {}
+
+  get evaluated(): number {
+    return Math.max(0, this.held.length - 1);
+  }
+
+  get position(): number {
+    return this.held.length;
+  }
+
+  /** Records the tokens; the backend evaluates them with the first decode request. No surprisal (scoresPrompts). */
+  async prefill(tokens: readonly number[]): Promise<{ surprisal?: Float64Array; done: number }> {
+    this.assertUsable();
+    this.held.push(...tokens);
+    return { done: tokens.length };
+  }
+
+  async *generate(sampling: Sampling = {}, maxTokens = Number.POSITIVE_INFINITY): AsyncGenerator<number> {
+    this.assertUsable();
+    if (this.held.length === 0) throw new PddError(ErrorCode.INTERNAL, "nothing to decode from: prefill first");
+    if (this.generating) throw new PddError(ErrorCode.INTERNAL, "sequence is already decoding");
+    this.generating = true;
+    let n = 0;
+    try {
+      while (n < maxTokens) {
+        const before = n;
+        let ended = false;
+        for await (const t of this.streamOnce(sampling, maxTokens - n, () => (ended = true))) {
+          n++;
+          yield t;
+        }
+        if (ended || (n === before && !this.interrupted)) return;
+        this.interrupted = false;
+      }
+    } finally {
+      this.generating = false;
+      this.stream?.abort();
+    }
+  }
+
+  /**
+   * One streamed request from the held tokens; yields (and holds) each token,
+   * recovered ones included. Calls `ended` when the backend finished (EOS or
+   * n_predict); returns without it when interrupted or after a recovery.
+   */
+  private async *streamOnce(sampling: Sampling, left: number, ended: () => void): AsyncGenerator<number> {
+    const ctl = new AbortController();
+    this.stream = ctl;
+    const params = this.params(sampling, left);
+    let received = 0;
+    try {
+      for await (const c of this.backend.client.stream(params, ctl.signal)) {
+        const missing = c.tokensPredicted - received - c.tokens.length;
+        if (missing > 0) {
+          ctl.abort();
+          yield* this.recover(sampling, missing + c.tokens.length, c.tokens);
+          if (c.stop) ended();
+          return;
+        }
+        for (const t of c.tokens) {
+          received++;
+          this.held.push(t);
+          yield t;
+        }
+        if (c.stop) return ended();
+      }
+    } catch (e) {
+      if (ctl.signal.aborted) return; // stopped by us: the consumer, exportState or a recovery
+      throw this.failed(e);
+    }
+  }
+
+  /** Fetches `count` tokens from the held ones without streaming; `then` are the streamed ones they must end with. */
+  private async *recover(sampling: Sampling, count: number, then: number[]): AsyncGenerator<number> {
+    const { tokens } = await this.backend.client
+      .complete({ ...this.params(sampling, count) })
+      .catch((e: unknown) => Promise.reject(this.failed(e)));
+    if (then.length > 0 && tokens.slice(-then.length).join() !== then.join())
+      throw new PddError(
+        ErrorCode.INTERNAL,
+        `llama-server ${this.backend.client.url} decoded differently when asked again (sampling is not greedy?)`,
+      );
+    for (const t of tokens) {
+      this.held.push(t);
+      yield t;
+    }
+  }
+
+  private params(sampling: Sampling, left: number): CompletionParams {
+    return {
+      prompt: [...this.held],
+      nPredict: Number.isFinite(left) ? left : -1,
+      idSlot: this.idSlot,
+      temperature: sampling.temperature,
+      topK: sampling.topK,
+      topP: sampling.topP,
+      seed: sampling.seed,
+    };
+  }
+
+  /** A request that broke off: the backend leaves rotation when it is unreachable. */
+  private failed(e: unknown): PddError {
+    const err = e instanceof PddError ? e : undefined;
+    if (!err || err.code === ErrorCode.UNAVAILABLE) this.pool.markDown(this.backend, "a request to it failed");
+    return (
+      err ??
+      new PddError(ErrorCode.UNAVAILABLE, `llama-server ${this.backend.client.url} broke off mid-answer`, {
+        cause: e,
+        retryable: true,
+      })
+    );
+  }
+
+  /**
+   * The KV state of the evaluated tokens (all held but the pending one), from
+   * a slot save: the backend's slot is first brought to exactly those tokens
+   * (a one-token request on the cached prompt), then saved into
+   * `--slot-save-path`, read here, and rewritten into node-llama-cpp's
+   * sequence-image layout (llama-server-kv.ts). Decoding resumes afterwards.
+   */
+  async exportState(): Promise<Uint8Array> {
+    this.assertUsable();
+    if (!this.slotSaveDir)
+      throw new PddError(
+        ErrorCode.UNSUPPORTED_FEATURE,
+        "KV export from llama-server needs its --slot-save-path shared with the cloud (--slot-save-dir)",
+      );
+    this.interrupted = true;
+    this.stream?.abort();
+    const evaluated = this.held.slice(0, -1);
+    await this.backend.client.complete({ prompt: evaluated, nPredict: 1, idSlot: this.idSlot });
+    const filename = `pdd-kv-${randomUUID()}.bin`;
+    await this.backend.client.saveSlot(this.idSlot, filename);
+    const file = join(this.slotSaveDir, filename);
+    try {
+      return toSequenceImage(new Uint8Array(await readFile(file)));
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  async importState(): Promise<void> {
+    throw new PddError(ErrorCode.UNSUPPORTED_FEATURE, "the llama-server engine does not import KV state");
+  }
+
+  async reset(): Promise<void> {
+    this.assertUsable();
+    this.stream?.abort();
+    this.held = [];
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    this.stream?.abort();
+    this.pool.release(this.backend, this.idSlot);
+  }
+
+  private assertUsable(): void {
+    if (this.released) throw new PddError(ErrorCode.INTERNAL, "sequence already released");
+  }
+}
