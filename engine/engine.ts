@@ -13,10 +13,9 @@ import { join } from "node:path";
 // loaded, so importing engine/ (SimEngine, the interface) never loads it.
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { ErrorCode, PddError } from "../proto/index.js";
-import { fingerprints, sameBytes } from "./fingerprint.js";
-import { readGgufHeader } from "./gguf.js";
+import { sameBytes } from "./fingerprint.js";
 import { checkSeqState } from "./seq-state-check.js";
-import { tokenPieces } from "./pieces.js";
+import { describeModel } from "./model-info.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 
 /**
@@ -26,7 +25,7 @@ import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./infe
  */
 function readModelFile(path: string) {
   try {
-    return { header: readGgufHeader(path), fp: fingerprints(path) };
+    return describeModel(path);
   } catch (e) {
     if (e instanceof PddError) throw e;
     throw new PddError(ErrorCode.INVALID_ARGUMENT, `${path} is not a usable GGUF model: ${(e as Error).message}`, {
@@ -117,7 +116,7 @@ export class Engine implements InferenceEngine {
 
   /** Loads a GGUF model. A missing or malformed file is INVALID_ARGUMENT, never a crash. */
   static async load(options: EngineOptions): Promise<Engine> {
-    const { header, fp } = readModelFile(options.modelPath);
+    const described = readModelFile(options.modelPath);
     const llama = await llamaRuntime();
     let model: LlamaModel;
     try {
@@ -136,33 +135,15 @@ export class Engine implements InferenceEngine {
       threads: options.threads ?? Math.max(1, availableParallelism() - 1),
       batchSize: options.batchSize,
     });
-    const m = header.metadata;
-    const arch = String(m.get("general.architecture") ?? "unknown");
-    const tokModel = String(m.get("tokenizer.ggml.model") ?? "");
-    const addBos = m.has("tokenizer.ggml.add_bos_token")
-      ? m.get("tokenizer.ggml.add_bos_token") === true
-      : tokModel === "llama";
-    const pieces = tokenPieces(header);
-    const num = (k: string, d: number) => Number(m.get(`${arch}.${k}`) ?? d);
-    const embd = num("embedding_length", 0);
-    const heads = num("attention.head_count", 1);
-    const kvBytesPerToken = num("block_count", 0) * 2 * (embd / heads) * num("attention.head_count_kv", heads) * 2;
     return new Engine(
       options.modelPath,
       model,
       context,
-      {
-        name: String(m.get("general.name") ?? arch),
-        modelFingerprint: fp.model,
-        tokenizerFingerprint: fp.tokenizer,
-        vocabSize: pieces.length,
-        contextLength: trained,
-        architecture: arch,
-      },
-      pieces,
-      addBos,
-      kvBytesPerToken,
-      num("block_count", 0),
+      { ...described.info, contextLength: trained },
+      described.pieces,
+      described.addBos,
+      described.kvBytesPerToken,
+      described.layers,
     );
   }
 

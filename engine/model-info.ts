@@ -18,6 +18,8 @@ export interface ModelDescription {
   /** Σ of every tensor's element count, as llama.cpp's n_params counts it. */
   parameters: number;
   embedding: number;
+  /** The model's block count (KV images carry one K and one V row per layer). */
+  layers: number;
 }
 
 /** Reads and hashes `path`; a missing or malformed file is INVALID_ARGUMENT (readGgufHeader). */
@@ -50,5 +52,6 @@ export function describeModel(path: string): ModelDescription {
     kvBytesPerToken,
     parameters,
     embedding,
+    layers: num("block_count", 0),
   };
 }

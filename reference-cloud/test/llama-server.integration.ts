@@ -29,6 +29,7 @@ import { readSeqStateHeader } from "../../engine/llama-server-kv.js";
 import { PdDevice, type Report } from "../../reference-device/index.js";
 import { promptOf } from "../../reference-device/test/prompt.js";
 import { startCloud, type CloudPeer } from "../index.js";
+import { until } from "../../proto/test/until.js";
 
 const found = findLlamaServer();
 if (!found) {
@@ -50,15 +51,6 @@ let deviceB: Engine;
 
 const transports = ["ws", "grpc", "webtransport"] as const;
 const emulate = { prefillMsPerToken: 2, decodeMsPerToken: 0 };
-
-/** Polls `cond` (a state no event announces, e.g. another process's slots) up to a generous bound. */
-async function until(cond: () => Promise<boolean> | boolean, what: string, boundMs = 20_000): Promise<void> {
-  const end = performance.now() + boundMs;
-  while (!(await cond())) {
-    if (performance.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const busySlots = async (b: LlamaServerProcess) =>
   ((await (await fetch(`${b.url}/slots`)).json()) as { is_processing: boolean }[]).filter((s) => s.is_processing)
