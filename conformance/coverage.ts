@@ -4,6 +4,7 @@ import type { Case } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
 import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
+import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
@@ -12,6 +13,7 @@ export const ALL_CASES: Case[] = [
   ...CLOUD_CASES,
   ...MORE_CLOUD_CASES,
   ...CLOUD_1_1_CASES,
+  ...CLOUD_1_1_CONN_CASES,
   ...DEVICE_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
@@ -51,14 +53,11 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-CODEC-014",
   "PDD-CONN-021",
   "PDD-CONN-022",
-  "PDD-CONN-025",
-  "PDD-CONN-026",
   "PDD-CONN-028",
   "PDD-ERR-003",
   "PDD-FP-004",
   "PDD-FP-005",
   "PDD-FP-006",
-  "PDD-GRPC-006",
   "PDD-GRPC-007",
   "PDD-IDX-007",
   "PDD-KV-013",

@@ -27,6 +27,8 @@ export interface RawSession {
   /** WebTransport: writes bytes on the control stream as they are (no length prefix), and ends it. */
   sendUnframed?(bytes: Uint8Array): void;
   endControl?(): void;
+  /** gRPC: ends the request stream (a half-close); the call stays open for the server's messages. */
+  halfClose?(): void;
 }
 
 /** Items queued as they arrive, for one consumer that waits with a timeout. */
@@ -137,6 +139,7 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
     send: (f) => call.write(Buffer.from(f)),
     next: (t) => inbox.next(t),
     close: () => call.cancel(),
+    halfClose: () => call.end(),
   };
 }
 

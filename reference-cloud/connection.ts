@@ -129,6 +129,7 @@ export class CloudConnection {
         }
         await this.onFrame(frame);
       }
+      if (!this.closed && !this.streamEnded) await this.inputEnded();
     } catch (e) {
       const err = PddError.from(e, ErrorCode.MALFORMED_FRAME);
       // Undecodable or oversize input (PDD-CODEC-001, PDD-LIMIT-001): connection error.
@@ -147,6 +148,18 @@ export class CloudConnection {
       ctx.metrics.connections.dec();
       await this.stream.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * The device will send nothing more but the connection is open (a gRPC
+   * half-close): that is its Goodbye. Its requests run to their End, then
+   * the call ends with OK (PDD-CONN-026, PDD-CONN-025); a cancel meanwhile
+   * is a loss (serve()'s cleanup halts them).
+   */
+  private async inputEnded(): Promise<void> {
+    this.goodbye = true;
+    if (this.live() === 0) await this.close();
+    await this.stream.closed;
   }
 
   /**

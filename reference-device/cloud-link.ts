@@ -89,7 +89,15 @@ export class CloudLink {
 
   unregister(id: number): void {
     this.sinks.delete(id);
+    if (this.sinks.size === 0) for (const w of this.quietWaiters.splice(0)) w();
   }
+
+  /** Resolves once no request of this link is waiting for its End. */
+  private quiet(): Promise<void> {
+    if (this.sinks.size === 0) return Promise.resolve();
+    return new Promise((r) => this.quietWaiters.push(r));
+  }
+  private quietWaiters: (() => void)[] = [];
 
   async send(frame: DeviceFrame): Promise<void> {
     if (this.lostWith) throw this.lostWith;
@@ -110,7 +118,11 @@ export class CloudLink {
     return done.finally(() => this.pongWaiters.delete(nonce));
   }
 
-  /** Says Goodbye and closes; a cloud that does not take part (silent, gone) delays it at most `graceMs`. */
+  /**
+   * Says Goodbye, waits for the End of every request still open, then closes
+   * (on gRPC a half-close: the device sends nothing more, PDD-CONN-026). A
+   * cloud that does not take part (silent, gone) delays it at most `graceMs`.
+   */
   async close(graceMs = 2_000): Promise<void> {
     if (this.lostWith) return;
     let timer: NodeJS.Timeout | undefined;
@@ -119,9 +131,12 @@ export class CloudLink {
       await this.stream
         .send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }))
         .catch(() => undefined);
+      await this.quiet();
       await this.stream.close();
     })();
     await Promise.race([polite, late]).finally(() => clearTimeout(timer));
+    // Past the grace, requests still without their End do not hold the close.
+    for (const w of this.quietWaiters.splice(0)) w();
     polite.catch(() => undefined);
     this.lose(new PddError(ErrorCode.UNAVAILABLE, "connection closed by the device", { local: "ERR_CLOSED" }));
   }

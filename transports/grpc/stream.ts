@@ -97,7 +97,8 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
 
   /**
    * Feeds received messages from the call until it ends. On the server, the
-   * client's half-close is the end of the connection (`halfCloseEnds`).
+   * client's half-close ends the received frames but not the call: the
+   * server may still send until it closes (PDD-CONN-026).
    */
   async pump(incoming: AsyncIterable<In>, server?: { cancelled: () => boolean }): Promise<void> {
     try {
@@ -116,9 +117,9 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
         // set a moment later, tells the two apart.
         await new Promise((r) => setImmediate(r));
         if (server.cancelled()) return this.peerEnded(new ConnectError("call cancelled by the peer", 1));
-        this.ending ??= { code: ErrorCode.UNSPECIFIED, reason: "" };
-        this.wake?.();
-        this.peerEnded(undefined);
+        // A half-close is the device's Goodbye, not the end of the call: its
+        // requests run to their End, and the owner then closes with OK
+        // (PDD-CONN-026). A later cancel still ends the call (the signal).
       }
     } catch (e) {
       const err = ConnectError.from(e);

@@ -1,0 +1,72 @@
+/**
+ * Cloud cases for the connection, gRPC, WebTransport and timer rules of spec
+ * 1.1 (issue 14): each fails on a cloud that keeps the 1.0 reference's
+ * behaviour, shown by a broken peer in test/mutants-1-1-conn.ts.
+ */
+import type { Case } from "./case.js";
+import { expectThat, prefill } from "./cloud-cases.js";
+import { CheckFailure, field, isClose, requestIdOf, type Probe } from "./probe.js";
+import { render, type Frame } from "./wire.js";
+
+/** Frames of request `id` up to its End; checks that End says the whole budget was served. */
+async function servedToEnd(p: Probe, id: number, rule: string): Promise<Frame> {
+  const frames = await p.collect(id, 15_000);
+  const end = frames[frames.length - 1]!;
+  const reason = field<string>(end, "end.reason");
+  expectThat(
+    reason === "END_REASON_BUDGET_EXHAUSTED" || reason === "END_REASON_EOS",
+    `the started request run to its End (${rule})`,
+    render(end),
+  );
+  return end;
+}
+
+/**
+ * After the last End the cloud closes gracefully, and soon: close 1000, gRPC
+ * OK, session code 0, with no frame before it (PDD-CONN-025). The rule says
+ * "as soon as"; 5 s leaves a loaded machine room.
+ */
+async function expectGracefulClose(p: Probe, rule: string): Promise<void> {
+  const r = await p.recv(5000);
+  if (r === undefined) throw new CheckFailure(`a graceful close once every request has ended (${rule})`, "none in 5 s");
+  if (!isClose(r)) throw new CheckFailure(`no frame after the last End but the close (${rule})`, render(r as Frame));
+  const c = r.closed.code;
+  expectThat(
+    c === 1000 || c === 0,
+    `a graceful close: 1000, gRPC OK or session code 0 (${rule})`,
+    `close ${c} ${r.closed.reason}`,
+  );
+}
+
+export const CLOUD_1_1_CONN_CASES: Case[] = [
+  {
+    id: "cloud.goodbye.close",
+    title: "after the device's Goodbye, closes gracefully as soon as the started request has ended",
+    role: "cloud",
+    requirements: ["PDD-CONN-025"],
+    async run(p) {
+      await p.hello();
+      p.send(prefill(1, { cloudTokenBudget: 12, targetTpotUs: 20_000 }));
+      await p.until((f) => requestIdOf(f) === 1 && f.body === "firstToken", "FirstToken");
+      p.send({ goodbye: {} });
+      await servedToEnd(p, 1, "PDD-CONN-015");
+      await expectGracefulClose(p, "PDD-CONN-025");
+    },
+  },
+  {
+    id: "cloud.grpc.half-close",
+    title: "takes a gRPC half-close as the device's Goodbye: runs the started request to End, then ends the call OK",
+    role: "cloud",
+    transports: ["grpc"],
+    requirements: ["PDD-CONN-026", "PDD-GRPC-006"],
+    async run(p) {
+      await p.hello();
+      p.send(prefill(1, { cloudTokenBudget: 12, targetTpotUs: 20_000 }));
+      await p.until((f) => requestIdOf(f) === 1 && f.body === "firstToken", "FirstToken");
+      p.log.push("half-close of the request stream");
+      p.session.halfClose!();
+      await servedToEnd(p, 1, "PDD-CONN-026: a half-close is a Goodbye, not a loss");
+      await expectGracefulClose(p, "PDD-CONN-026, PDD-GRPC-006: status OK after the last End");
+    },
+  },
+];

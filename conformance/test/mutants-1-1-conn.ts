@@ -1,0 +1,50 @@
+/**
+ * Broken clouds for the connection, gRPC, WebTransport and timer cases of
+ * spec 1.1 (cloud-1-1-conn-cases.ts). Two kinds: a WebSocket proxy that
+ * rewrites frames (startMutant, mutants.ts), and the reference cloud itself
+ * with one step patched out for the duration of a run, for rules a
+ * WebSocket proxy cannot reach (gRPC calls, WebTransport sessions).
+ * @internal test support
+ */
+import { CloudConnection } from "../../reference-cloud/connection.js";
+import type { Mutant } from "./mutants.js";
+
+type Msg = Record<string, unknown>;
+const body = (f: Msg) => (f as { body?: string }).body;
+
+/** The reference cloud with one thing broken while `apply`'s undo has not run, reached over `transport`. */
+export interface PatchMutant {
+  name: string;
+  mustFail: string;
+  transport: "ws" | "grpc" | "webtransport";
+  apply(): () => void;
+}
+
+/** Replaces `obj[key]` until the returned undo runs. */
+function patch(obj: object, key: string, make: (orig: (...a: unknown[]) => unknown) => unknown): () => void {
+  const rec = obj as Record<string, unknown>;
+  const orig = rec[key] as (...a: unknown[]) => unknown;
+  rec[key] = make(orig);
+  return () => {
+    rec[key] = orig;
+  };
+}
+
+/** A cloud that ignores the device's Goodbye: it never closes after the last End (PDD-CONN-025). */
+export const GOODBYE_IGNORED: Mutant = {
+  name: "does not close after the device's Goodbye",
+  mustFail: "cloud.goodbye.close",
+  up: (f) => (body(f) === "goodbye" ? [] : [f]),
+};
+
+export const PROXY_MUTANTS_1_1_CONN: Mutant[] = [GOODBYE_IGNORED];
+
+/** The 1.0 reference: a gRPC half-close ended the connection, and its requests were halted (item 16). */
+export const HALF_CLOSE_AS_LOSS: PatchMutant = {
+  name: "halts its requests at a gRPC half-close",
+  mustFail: "cloud.grpc.half-close",
+  transport: "grpc",
+  apply: () => patch(CloudConnection.prototype, "inputEnded", () => async () => undefined),
+};
+
+export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [HALF_CLOSE_AS_LOSS];
