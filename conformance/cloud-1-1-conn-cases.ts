@@ -4,8 +4,8 @@
  * behaviour, shown by a broken peer in test/mutants-1-1-conn.ts.
  */
 import type { Case } from "./case.js";
-import { expectThat, prefill } from "./cloud-cases.js";
-import { CheckFailure, field, isClose, requestIdOf, type Probe } from "./probe.js";
+import { expectRequestError, expectThat, prefill } from "./cloud-cases.js";
+import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
 import { render, type Frame } from "./wire.js";
 
 /** Frames of request `id` up to its End; checks that End says the whole budget was served. */
@@ -67,6 +67,32 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
       p.session.halfClose!();
       await servedToEnd(p, 1, "PDD-CONN-026: a half-close is a Goodbye, not a loss");
       await expectGracefulClose(p, "PDD-CONN-026, PDD-GRPC-006: status OK after the last End");
+    },
+  },
+  {
+    id: "cloud.request.order-capacity",
+    title: "at its live-request limit, refuses an invalid request for what is wrong with it, not RESOURCE_EXHAUSTED",
+    role: "cloud",
+    requirements: ["PDD-REQ-007"],
+    async run(p) {
+      const ack = (await p.hello())!;
+      const max = field<number>(ack, "helloAck.limits.maxConcurrentRequests") || 8;
+      if (max > 64) throw new NotOffered(`max_concurrent_requests is ${max}; the case fills at most 64`);
+      for (let id = 1; id <= max; id++) p.send(prefill(id, { cloudTokenBudget: 256, targetTpotUs: 100_000 }));
+      for (let n = 0; n < max; n++) await p.until((f) => f.body === "accepted", `${max} Accepted`);
+      // Full: each of these fails an earlier step of PDD-REQ-007 than capacity (step 8).
+      let id = max;
+      for (const [what, extra] of [
+        ["an empty prompt (step 3)", { text: "" }],
+        ["cloud_token_budget 0 (step 4)", { cloudTokenBudget: 0 }],
+        ["target_tpot_us 2^32 - 1 (step 4)", { targetTpotUs: 4_294_967_295 }],
+      ] as const) {
+        p.send(prefill(++id, extra));
+        await expectRequestError(p, id, "ERROR_CODE_INVALID_ARGUMENT", `PDD-REQ-007: ${what} before capacity`);
+      }
+      p.send(prefill(++id));
+      await expectRequestError(p, id, "ERROR_CODE_RESOURCE_EXHAUSTED", "PDD-REQ-007 step 8, PDD-LIMIT-004");
+      for (let r = 1; r <= max; r++) p.send({ cancel: { requestId: r, code: "ERROR_CODE_CANCELLED" } });
     },
   },
 ];

@@ -37,7 +37,30 @@ export const GOODBYE_IGNORED: Mutant = {
   up: (f) => (body(f) === "goodbye" ? [] : [f]),
 };
 
-export const PROXY_MUTANTS_1_1_CONN: Mutant[] = [GOODBYE_IGNORED];
+/**
+ * The 1.0 reference: capacity was checked before validation, so a full
+ * connection answered every request RESOURCE_EXHAUSTED (REQ-007 step 8).
+ */
+export const CAPACITY_BEFORE_VALIDATION: Mutant = {
+  name: "checks capacity before validating a request",
+  mustFail: "cloud.request.order-capacity",
+  down: (f, s) => {
+    const live = (s.live as Set<number> | undefined) ?? new Set<number>();
+    s.live = live;
+    const id = Number(((f[body(f) ?? ""] as Msg | undefined)?.requestId as number | undefined) ?? 0);
+    if (body(f) === "accepted") live.add(id);
+    if (body(f) === "end") live.delete(id);
+    const err = f.error as Msg | undefined;
+    // The test cloud allows 8 live requests: a refusal while 8 live says "full".
+    if (body(f) === "error" && err && id > 0 && live.size >= 8 && !live.has(id)) {
+      err.code = 11; // RESOURCE_EXHAUSTED
+      err.retryable = true;
+    }
+    return [f];
+  },
+};
+
+export const PROXY_MUTANTS_1_1_CONN: Mutant[] = [GOODBYE_IGNORED, CAPACITY_BEFORE_VALIDATION];
 
 /** The 1.0 reference: a gRPC half-close ended the connection, and its requests were halted (item 16). */
 export const HALF_CLOSE_AS_LOSS: PatchMutant = {
