@@ -6,7 +6,7 @@
 import type { Case } from "./case.js";
 import { expectRequestError, expectThat, prefill } from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
-import { render, type Frame } from "./wire.js";
+import { encodeDevice, render, type Frame } from "./wire.js";
 
 /** Frames of request `id` up to its End; checks that End says the whole budget was served. */
 async function servedToEnd(p: Probe, id: number, rule: string): Promise<Frame> {
@@ -93,6 +93,43 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
       p.send(prefill(++id));
       await expectRequestError(p, id, "ERROR_CODE_RESOURCE_EXHAUSTED", "PDD-REQ-007 step 8, PDD-LIMIT-004");
       for (let r = 1; r <= max; r++) p.send({ cancel: { requestId: r, code: "ERROR_CODE_CANCELLED" } });
+    },
+  },
+  {
+    id: "cloud.grpc.encoding",
+    title:
+      "ends at once a call with an unknown grpc-encoding (UNIMPLEMENTED), refuses grpc+json (415) and a path with a query",
+    role: "cloud",
+    transports: ["grpc"],
+    requirements: ["PDD-GRPC-007"],
+    async run(p, env) {
+      p.close();
+      const call = env.target.grpcCall!;
+      const hello = encodeDevice(
+        { hello: { versions: [{ major: 1, minor: 0 }], codecs: ["CODEC_PROTO"], clientName: "pdd-conformance/0.1.0" } },
+        "proto",
+      );
+      const session = { path: "/pdd.v1.PdDeviceService/Session", contentType: "application/grpc", waitMs: 5000 };
+      const gzip = await call(hello, { ...session, encoding: "gzip" });
+      expectThat(
+        gzip !== "open" && gzip.grpcStatus === "12",
+        "a call with grpc-encoding gzip ended at once with status UNIMPLEMENTED (12) (PDD-GRPC-007)",
+        JSON.stringify(gzip),
+      );
+      const json = await call(hello, { ...session, contentType: "application/grpc+json" });
+      expectThat(
+        json !== "open" && json.http === 415,
+        "a call with content type application/grpc+json refused with HTTP 415 (PDD-GRPC-007)",
+        JSON.stringify(json),
+      );
+      const unknown = await call(hello, { ...session, path: "/pdd.v1.PdDeviceService/NoSuchMethod" });
+      const query = await call(hello, { ...session, path: `${session.path}?codec=proto` });
+      expectThat(
+        query !== "open" && (query.grpcStatus === "12" || JSON.stringify(query) === JSON.stringify(unknown)),
+        `a Session path with a query string ended at once, UNIMPLEMENTED (12) or as an unknown method ` +
+          `(${JSON.stringify(unknown)}) (PDD-GRPC-007)`,
+        JSON.stringify(query),
+      );
     },
   },
 ];

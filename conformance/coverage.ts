@@ -58,7 +58,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-FP-004",
   "PDD-FP-005",
   "PDD-FP-006",
-  "PDD-GRPC-007",
   "PDD-IDX-007",
   "PDD-KV-013",
   "PDD-KV-016",

@@ -180,6 +180,60 @@ export async function grpcResponseHeaders(
   }
 }
 
+/** How a raw HTTP/2 call to the gRPC server ended: its HTTP status and grpc-status, or "open" when it was still open. */
+export type GrpcCallEnd = { http: number; grpcStatus: string | undefined } | "open";
+
+/**
+ * One raw HTTP/2 call with the given path, content type and grpc-encoding,
+ * sending `frame` in one length-prefixed message without ending the request
+ * stream: how it ended within `waitMs` (PDD-GRPC-007). A server that leaves
+ * the call open is reported as "open".
+ */
+export async function grpcRawCall(
+  url: string,
+  frame: Uint8Array,
+  opts: { ca?: string; token?: string; path: string; contentType: string; encoding?: string; waitMs: number },
+): Promise<GrpcCallEnd> {
+  const { connect } = await import("node:http2");
+  const u = new URL(url);
+  const session = connect(`${u.protocol === "grpcs:" ? "https" : "http"}://${u.host}`, opts.ca ? { ca: opts.ca } : {});
+  session.on("error", () => undefined);
+  try {
+    const req = session.request({
+      ":method": "POST",
+      ":path": opts.path,
+      "content-type": opts.contentType,
+      te: "trailers",
+      ...(opts.encoding ? { "grpc-encoding": opts.encoding } : {}),
+      ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+    });
+    req.on("error", () => undefined);
+    const prefix = Buffer.alloc(5);
+    prefix[0] = opts.encoding && opts.encoding !== "identity" ? 1 : 0; // the compressed flag for a non-identity encoding
+    prefix.writeUInt32BE(frame.length, 1);
+    req.write(Buffer.concat([prefix, frame]));
+    let http = 0;
+    let grpcStatus: string | undefined;
+    req.on("response", (h) => {
+      http = Number(h[":status"]);
+      grpcStatus = h["grpc-status"] as string | undefined;
+    });
+    req.on("trailers", (t) => (grpcStatus ??= t["grpc-status"] as string | undefined));
+    req.resume();
+    return await new Promise<GrpcCallEnd>((resolve) => {
+      const timer = setTimeout(() => resolve("open"), opts.waitMs);
+      const ended = () => {
+        clearTimeout(timer);
+        resolve({ http, grpcStatus });
+      };
+      req.once("end", ended);
+      req.once("close", ended);
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
 /**
  * WebTransport (over HTTP/2 here): the control stream and every KV stream,
  * deframed by the suite's own 4-byte length prefix reader (spec §9.4).

@@ -11,7 +11,7 @@ import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
-import { grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
+import { grpcRawCall, grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
 import type { Codec } from "./wire.js";
 import { createHash, X509Certificate } from "node:crypto";
 
@@ -79,9 +79,11 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
             });
     };
     const target: Target = { url: o.target, transport, codec, token: o.token, raw };
-    if (transport === "grpc")
+    if (transport === "grpc") {
       target.grpcHeaders = (frame, acceptEncoding) =>
         grpcResponseHeaders(o.target, frame, { ca: o.ca, token: o.token, acceptEncoding });
+      target.grpcCall = (frame, call) => grpcRawCall(o.target, frame, { ca: o.ca, token: o.token, ...call });
+    }
     const open = async (): Promise<Probe> => {
       const probe = new Probe(await raw({}), codec, waitMs);
       probe.transport = transport;

@@ -7,6 +7,7 @@
  * @internal test support
  */
 import { CloudConnection } from "../../reference-cloud/connection.js";
+import { callChecks } from "../../transports/grpc/server.js";
 import type { Mutant } from "./mutants.js";
 
 type Msg = Record<string, unknown>;
@@ -70,4 +71,12 @@ export const HALF_CLOSE_AS_LOSS: PatchMutant = {
   apply: () => patch(CloudConnection.prototype, "inputEnded", () => async () => undefined),
 };
 
-export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [HALF_CLOSE_AS_LOSS];
+/** The 1.0 reference's gRPC server: no check of encoding, content type or query before Connect (issue 13.6). */
+export const MALFORMED_CALLS_SERVED: PatchMutant = {
+  name: "serves calls with a gzip encoding, grpc+json or a query string",
+  mustFail: "cloud.grpc.encoding",
+  transport: "grpc",
+  apply: () => patch(callChecks, "refuseMalformedCall", () => () => false),
+};
+
+export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [HALF_CLOSE_AS_LOSS, MALFORMED_CALLS_SERVED];
