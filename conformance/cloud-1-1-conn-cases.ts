@@ -4,8 +4,8 @@
  * behaviour, shown by a broken peer in test/mutants-1-1-conn.ts.
  */
 import type { Case } from "./case.js";
-import { expectRequestError, expectThat, prefill } from "./cloud-cases.js";
-import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } from "./probe.js";
+import { expectConnectionError, expectRequestError, expectThat, prefill } from "./cloud-cases.js";
+import { CheckFailure, field, isClose, NotOffered, Probe, requestIdOf } from "./probe.js";
 import { encodeDevice, render, type Frame } from "./wire.js";
 
 /** Frames of request `id` up to its End; checks that End says the whole budget was served. */
@@ -130,6 +130,48 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
           `(${JSON.stringify(unknown)}) (PDD-GRPC-007)`,
         JSON.stringify(query),
       );
+    },
+  },
+  {
+    id: "cloud.wt.no-control-stream",
+    title:
+      "closes a WebTransport session without a control stream (TIMEOUT), and one where the device opens a " +
+      "unidirectional or a second bidirectional stream (PROTOCOL_VIOLATION)",
+    role: "cloud",
+    transports: ["webtransport"],
+    codecs: ["proto"],
+    requirements: ["PDD-WT-006"],
+    async run(p, env) {
+      const ping = encodeDevice({ ping: { nonce: "1" } }, "proto");
+      const framed = Buffer.concat([Buffer.alloc(4), ping]);
+      framed.writeUInt32BE(ping.length);
+      for (const kind of ["uni", "bidi"] as const) {
+        const q = kind === "uni" ? p : await env.open();
+        await q.hello();
+        q.log.push(`the device opens a ${kind === "uni" ? "unidirectional" : "second bidirectional"} stream`);
+        q.session.openStream!(kind, framed);
+        await expectConnectionError(
+          q,
+          "ERROR_CODE_PROTOCOL_VIOLATION",
+          5,
+          `PDD-WT-006: a device-opened ${kind} stream`,
+        );
+      }
+      const silent = new Probe(await env.target.raw({ noControl: true }), "proto", 15_000);
+      silent.transport = "webtransport";
+      try {
+        // The default handshake timeout is 10 s (§11); a cloud may use less.
+        await expectConnectionError(
+          silent,
+          "ERROR_CODE_TIMEOUT",
+          19,
+          "PDD-WT-006: no control stream",
+          "webtransport",
+          15_000,
+        );
+      } finally {
+        silent.close();
+      }
     },
   },
 ];

@@ -71,7 +71,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-TAKEOVER-010",
   "PDD-TOK-001",
   "PDD-TOK-002",
-  "PDD-WT-006",
 ];
 
 export function coverage(cases: Case[] = ALL_CASES): { id: string; level: string; cases: string[] }[] {

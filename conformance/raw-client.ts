@@ -29,6 +29,8 @@ export interface RawSession {
   endControl?(): void;
   /** gRPC: ends the request stream (a half-close); the call stays open for the server's messages. */
   halfClose?(): void;
+  /** WebTransport: opens a unidirectional stream, or another bidirectional one, and writes `bytes` on it. */
+  openStream?(kind: "uni" | "bidi", bytes: Uint8Array): void;
 }
 
 /** Items queued as they arrive, for one consumer that waits with a timeout. */
@@ -241,7 +243,7 @@ export async function grpcRawCall(
 export async function openWebTransport(
   url: string,
   codec: Codec,
-  opts: { certHash?: Uint8Array; token?: string; codecParam?: string } = {},
+  opts: { certHash?: Uint8Array; token?: string; codecParam?: string; noControl?: boolean } = {},
 ): Promise<RawSession> {
   const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
   const { wt } = await loadWebTransport();
@@ -264,6 +266,7 @@ export async function openWebTransport(
       readable: ReadableStream<Uint8Array>;
       writable: WritableStream<Uint8Array>;
     }>;
+    createUnidirectionalStream(): Promise<WritableStream<Uint8Array>>;
     incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
     incomingBidirectionalStreams: ReadableStream<unknown>;
   } = new wt.WebTransport(u.toString(), init);
@@ -271,7 +274,10 @@ export async function openWebTransport(
   session.closed.catch(() => undefined);
   await session.ready;
   const inbox = new Inbox();
-  const control = await session.createBidirectionalStream();
+  // Without a control stream (PDD-WT-006's timeout): a stand-in that carries nothing.
+  const control = opts.noControl
+    ? { readable: new ReadableStream<Uint8Array>(), writable: new WritableStream<Uint8Array>() }
+    : await session.createBidirectionalStream();
   const writer = control.writable.getWriter();
   const fromUni = new WeakSet<Uint8Array>();
   let bidi = 0;
@@ -326,6 +332,14 @@ export async function openWebTransport(
     },
     sendUnframed: (b) => void writer.write(Buffer.from(b)).catch(() => undefined),
     endControl: () => void writer.close().catch(() => undefined),
+    openStream: (kind, bytes) =>
+      void (async () => {
+        const w =
+          kind === "uni"
+            ? await session.createUnidirectionalStream()
+            : (await session.createBidirectionalStream()).writable;
+        await w.getWriter().write(Buffer.from(bytes));
+      })().catch(() => undefined),
     onUniStream: (f) => fromUni.has(f),
     peerBidiStreams: () => bidi,
   };

@@ -76,6 +76,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
               certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined),
               token,
               codecParam: x.codecParam,
+              noControl: x.noControl,
             });
     };
     const target: Target = { url: o.target, transport, codec, token: o.token, raw };

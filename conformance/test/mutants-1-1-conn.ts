@@ -8,6 +8,7 @@
  */
 import { CloudConnection } from "../../reference-cloud/connection.js";
 import { callChecks } from "../../transports/grpc/server.js";
+import { WtStream } from "../../transports/webtransport/stream.js";
 import type { Mutant } from "./mutants.js";
 
 type Msg = Record<string, unknown>;
@@ -79,4 +80,12 @@ export const MALFORMED_CALLS_SERVED: PatchMutant = {
   apply: () => patch(callChecks, "refuseMalformedCall", () => () => false),
 };
 
-export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [HALF_CLOSE_AS_LOSS, MALFORMED_CALLS_SERVED];
+/** The 1.0 reference's WebTransport server: streams the device must not open were left alone (issue 13.6). */
+export const PEER_STREAMS_IGNORED: PatchMutant = {
+  name: "ignores streams the device must not open",
+  mustFail: "cloud.wt.no-control-stream",
+  transport: "webtransport",
+  apply: () => patch(WtStream.prototype, "refusePeer", () => () => undefined),
+};
+
+export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [HALF_CLOSE_AS_LOSS, MALFORMED_CALLS_SERVED, PEER_STREAMS_IGNORED];
