@@ -38,6 +38,24 @@ async function expectGracefulClose(p: Probe, rule: string): Promise<void> {
   );
 }
 
+/** One round trip, ms, measured with Ping/Pong (PDD-CONN-019). */
+async function roundTrip(p: Probe): Promise<number> {
+  const t0 = performance.now();
+  p.send({ ping: { nonce: "41" } });
+  await p.until((f) => f.body === "pong", "a Pong");
+  return performance.now() - t0;
+}
+
+/** Sends `stop` for request `id` and returns the ms until its End, after checking End's reason. */
+async function msToEnd(p: Probe, id: number, stop: Frame, reason: string): Promise<number> {
+  const t0 = performance.now();
+  p.send(stop);
+  const end = await p.until((f) => requestIdOf(f) === id && f.body === "end", `End of request ${id}`, 10_000);
+  const ms = performance.now() - t0;
+  expectThat(field(end, "end.reason") === reason, `End{${reason}}`, render(end));
+  return ms;
+}
+
 export const CLOUD_1_1_CONN_CASES: Case[] = [
   {
     id: "cloud.goodbye.close",
@@ -172,6 +190,84 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
       } finally {
         silent.close();
       }
+    },
+  },
+  {
+    id: "cloud.request.tpot-max",
+    title: "serves target_tpot_us 1,000,000 and refuses 1,000,001 and 2^32 - 1 with INVALID_ARGUMENT",
+    role: "cloud",
+    requirements: ["PDD-REQ-009"],
+    async run(p) {
+      await p.hello();
+      p.send(prefill(1, { cloudTokenBudget: 1, targetTpotUs: 1_000_000 }));
+      const frames = await p.collect(1);
+      expectThat(
+        frames[0]?.body === "accepted",
+        "target_tpot_us 1,000,000 served (PDD-REQ-009)",
+        frames.map((f) => f.body).join(", "),
+      );
+      for (const [id, tpot] of [
+        [2, 1_000_001],
+        [3, 4_294_967_295],
+      ] as const) {
+        p.send(prefill(id, { targetTpotUs: tpot }));
+        await expectRequestError(p, id, "ERROR_CODE_INVALID_ARGUMENT", `PDD-REQ-009: target_tpot_us ${tpot}`);
+      }
+    },
+  },
+  {
+    id: "cloud.stop.prompt-end",
+    title: "answers a Takeover and a Cancel with End within 1 s, though the request is paced at 1 token a second",
+    role: "cloud",
+    requirements: ["PDD-TAKEOVER-010", "PDD-CANCEL-001"],
+    async run(p) {
+      await p.hello();
+      const rtt = await roundTrip(p);
+      // 1 token a second: a cloud that waits for its next pacing slot holds End up to a second or more.
+      const paced = { cloudTokenBudget: 64, targetTpotUs: 1_000_000 };
+      const stops: [Frame, string][] = [
+        [{ takeover: { requestId: 1, index: 1 } }, "END_REASON_TAKEN_OVER"],
+        [{ cancel: { requestId: 2, code: "ERROR_CODE_CANCELLED" } }, "END_REASON_CANCELLED"],
+      ];
+      for (const [i, [stop, reason]] of stops.entries()) {
+        const id = i + 1;
+        p.send(prefill(id, paced));
+        await p.until((f) => requestIdOf(f) === id && f.body === "firstToken", "FirstToken", 15_000);
+        const ms = await msToEnd(p, id, stop, reason);
+        expectThat(
+          ms <= 1000 + rtt,
+          `End within 1 s + one round trip (${Math.round(rtt)} ms) of the ${stop.body} (PDD-TAKEOVER-010)`,
+          `${Math.round(ms)} ms`,
+        );
+      }
+    },
+  },
+  {
+    id: "cloud.hello.prompt",
+    title: "answers a Hello within 5 s while another connection holds every request it allows",
+    role: "cloud",
+    requirements: ["PDD-CONN-021"],
+    async run(p, env) {
+      const ack = (await p.hello())!;
+      const max = field<number>(ack, "helloAck.limits.maxConcurrentRequests") || 8;
+      const busy = Math.min(max, 64);
+      for (let id = 1; id <= busy; id++) p.send(prefill(id, { cloudTokenBudget: 256, targetTpotUs: 100_000 }));
+      for (let n = 0; n < busy; n++) await p.until((f) => f.body === "accepted", `${busy} Accepted`);
+      const q = await env.open();
+      const t0 = performance.now();
+      await q.hello({ await: false });
+      const r = await q.recv(5000);
+      const ms = Math.round(performance.now() - t0);
+      expectThat(
+        r !== undefined && !isClose(r) && (r as Frame).body === "helloAck",
+        "HelloAck within 5 s of the Hello, whatever the load (PDD-CONN-021)",
+        r === undefined
+          ? "nothing within 5 s"
+          : isClose(r)
+            ? `close ${r.closed.code}`
+            : `${render(r as Frame)} after ${ms} ms`,
+      );
+      for (let id = 1; id <= busy; id++) p.send({ cancel: { requestId: id, code: "ERROR_CODE_CANCELLED" } });
     },
   },
 ];

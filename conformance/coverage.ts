@@ -51,7 +51,6 @@ export const NOT_BLACK_BOX: Record<string, string> = {
 export const PENDING_1_1: readonly string[] = [
   "PDD-CODEC-012",
   "PDD-CODEC-014",
-  "PDD-CONN-021",
   "PDD-CONN-022",
   "PDD-CONN-028",
   "PDD-ERR-003",
@@ -68,7 +67,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-REF-008",
   "PDD-SEC-007",
   "PDD-SM-008",
-  "PDD-TAKEOVER-010",
   "PDD-TOK-001",
   "PDD-TOK-002",
 ];

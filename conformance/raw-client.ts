@@ -332,17 +332,24 @@ export async function openWebTransport(
     },
     sendUnframed: (b) => void writer.write(Buffer.from(b)).catch(() => undefined),
     endControl: () => void writer.close().catch(() => undefined),
-    openStream: (kind, bytes) =>
-      void (async () => {
-        const w =
-          kind === "uni"
-            ? await session.createUnidirectionalStream()
-            : (await session.createBidirectionalStream()).writable;
-        await w.getWriter().write(Buffer.from(bytes));
-      })().catch(() => undefined),
+    openStream: (kind, bytes) => void openStream(session, kind, bytes).catch(() => undefined),
     onUniStream: (f) => fromUni.has(f),
     peerBidiStreams: () => bidi,
   };
+}
+
+/** Opens a stream a device must not open (PDD-WT-006) and writes `bytes` on it. */
+async function openStream(
+  session: {
+    createUnidirectionalStream(): Promise<WritableStream<Uint8Array>>;
+    createBidirectionalStream(): Promise<{ writable: WritableStream<Uint8Array> }>;
+  },
+  kind: "uni" | "bidi",
+  bytes: Uint8Array,
+): Promise<void> {
+  const w =
+    kind === "uni" ? await session.createUnidirectionalStream() : (await session.createBidirectionalStream()).writable;
+  await w.getWriter().write(Buffer.from(bytes));
 }
 
 /** Reads 4-byte length-prefixed frames (spec §9.4) off a stream; reports a stream that ends inside a frame. */

@@ -10,6 +10,7 @@ import { CloudConnection } from "../../reference-cloud/connection.js";
 import { callChecks } from "../../transports/grpc/server.js";
 import { WtStream } from "../../transports/webtransport/stream.js";
 import type { Mutant } from "./mutants.js";
+import { HUGE_TPOT_SERVED } from "./mutants-1-1.js";
 
 type Msg = Record<string, unknown>;
 const body = (f: Msg) => (f as { body?: string }).body;
@@ -62,7 +63,30 @@ export const CAPACITY_BEFORE_VALIDATION: Mutant = {
   },
 };
 
-export const PROXY_MUTANTS_1_1_CONN: Mutant[] = [GOODBYE_IGNORED, CAPACITY_BEFORE_VALIDATION];
+/** A cloud whose End waits for the next pacing slot at 1 token a second (PDD-TAKEOVER-010; decodePace 0.5). */
+export const END_WAITS_FOR_PACING: Mutant = {
+  name: "holds End until its next pacing slot",
+  mustFail: "cloud.stop.prompt-end",
+  hold: (f) => {
+    const end = f.end as Msg | undefined;
+    return body(f) === "end" && (end?.reason === 2 || end?.reason === 5) ? 1500 : 0; // TAKEN_OVER, CANCELLED
+  },
+};
+
+/** A cloud whose HelloAck waits for a free sequence (PDD-CONN-021). */
+export const HELLO_ACK_WAITS: Mutant = {
+  name: "answers a Hello only once a sequence is free",
+  mustFail: "cloud.hello.prompt",
+  hold: (f) => (body(f) === "helloAck" ? 6000 : 0),
+};
+
+export const PROXY_MUTANTS_1_1_CONN: Mutant[] = [
+  GOODBYE_IGNORED,
+  CAPACITY_BEFORE_VALIDATION,
+  { ...HUGE_TPOT_SERVED, mustFail: "cloud.request.tpot-max" },
+  END_WAITS_FOR_PACING,
+  HELLO_ACK_WAITS,
+];
 
 /** The 1.0 reference: a gRPC half-close ended the connection, and its requests were halted (item 16). */
 export const HALF_CLOSE_AS_LOSS: PatchMutant = {
