@@ -4,7 +4,8 @@
  * behaviour, shown by a broken peer in test/mutants-1-1-conn.ts.
  */
 import type { Case } from "./case.js";
-import { expectConnectionError, expectRequestError, expectThat, prefill } from "./cloud-cases.js";
+import { codeAllowed } from "./error-scopes.js";
+import { closeCarries, expectConnectionError, expectRequestError, expectThat, prefill } from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, Probe, requestIdOf } from "./probe.js";
 import { encodeDevice, render, type Frame } from "./wire.js";
 
@@ -268,6 +269,65 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
             : `${render(r as Frame)} after ${ms} ms`,
       );
       for (let id = 1; id <= busy; id++) p.send({ cancel: { requestId: id, code: "ERROR_CODE_CANCELLED" } });
+    },
+  },
+  {
+    id: "cloud.error.scope",
+    title:
+      "sends each error code only in a scope §13.2 gives the cloud, acts on a device frame whose code is out of " +
+      "scope, and takes such a code in the device's Error as INTERNAL",
+    role: "cloud",
+    requirements: ["PDD-ERR-003"],
+    async run(p, env) {
+      await p.hello();
+      // What the cloud sends: a connection-scope refusal, request refusals, a grant refusal.
+      p.send(prefill(1, { cloudTokenBudget: 1 }));
+      p.send(prefill(1));
+      p.send(prefill(2, { text: "" }));
+      p.send(prefill(3, { kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE" } })); // no device_model: refused as a grant
+      let ends = 0;
+      while (ends < 3) {
+        const f = await p.until(
+          (x) => ["error", "accepted", "end"].includes(x.body!),
+          "the answers of requests 1 to 3",
+        );
+        if (f.body === "end") ends++;
+        const [code, scope] =
+          f.body === "error"
+            ? [field<string>(f, "error.code"), field<number>(f, "error.requestId") === 0 ? "conn" : "req"]
+            : [field<string>(f, "accepted.kv.refusal") ?? "", "grant"];
+        if (f.body === "end" || !code || code === "ERROR_CODE_UNSPECIFIED") continue;
+        expectThat(
+          codeAllowed(code, scope as "conn" | "req" | "grant", "cloud"),
+          `a code §13.2 lets the cloud send in scope ${scope} (PDD-ERR-003)`,
+          render(f),
+        );
+      }
+      // A Cancel with a code the device may not send (UNAUTHENTICATED) is still a Cancel.
+      p.send(prefill(4, { cloudTokenBudget: 256, targetTpotUs: 20_000 }));
+      await p.until((f) => requestIdOf(f) === 4 && f.body === "firstToken", "FirstToken");
+      p.send({ cancel: { requestId: 4, code: "ERROR_CODE_UNAUTHENTICATED" } });
+      const end = await p.until((f) => requestIdOf(f) === 4 && f.body === "end", "End of the cancelled request");
+      expectThat(
+        field(end, "end.reason") === "END_REASON_CANCELLED",
+        "End{CANCELLED}: a Cancel acts as a Cancel, whatever its code (PDD-ERR-003)",
+        render(end),
+      );
+      // The device's Error with a cloud-only code ends the connection as INTERNAL.
+      const q = await env.open();
+      await q.hello();
+      q.send({ error: { requestId: 0, code: "ERROR_CODE_DUPLICATE_REQUEST_ID", message: "out of scope" } });
+      const r = await q.recv(5000);
+      if (r === undefined || !isClose(r))
+        throw new CheckFailure(
+          "the connection closed (PDD-CONN-024)",
+          r === undefined ? "nothing in 5 s" : render(r as Frame),
+        );
+      expectThat(
+        closeCarries(q.transport ?? "websocket", r.closed.code, 20),
+        "a close carrying INTERNAL for a code the device may not send: 4020, gRPC 13, session 20 (PDD-ERR-003)",
+        `close ${r.closed.code} ${r.closed.reason}`,
+      );
     },
   },
 ];

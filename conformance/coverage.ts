@@ -53,7 +53,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-CODEC-014",
   "PDD-CONN-022",
   "PDD-CONN-028",
-  "PDD-ERR-003",
   "PDD-FP-004",
   "PDD-FP-005",
   "PDD-FP-006",

@@ -19,6 +19,7 @@ import {
   PddError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
+  receivedCode,
   type CloudFrame,
   type DeviceFrame,
   type Hello,
@@ -310,7 +311,8 @@ export class CloudConnection {
         // The device ended the connection (PDD-CONN-024): close before the
         // requests stop, so that none of their frames follow; serve() then
         // stops and frees them.
-        return this.close(b.value.code || ErrorCode.INTERNAL, "the device reported a connection error");
+        // A code §13.2 does not give the device here counts as INTERNAL (PDD-ERR-003).
+        return this.close(receivedCode(b.value.code, "conn", "device"), "the device reported a connection error");
       case "goodbye":
         this.goodbye = true;
         if (this.live() === 0) await this.close();

@@ -14,6 +14,7 @@ import {
   PddError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
+  receivedCode,
   type CloudFrame,
   type DeviceFrame,
   type HelloAck,
@@ -170,7 +171,8 @@ export class CloudLink {
           case "error":
             if (b.value.requestId === 0 && b.value.code !== ErrorCode.DUPLICATE_REQUEST_ID) {
               fromCloud = true;
-              throw new PddError(b.value.code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
+              const code = receivedCode(b.value.code, "conn", "cloud"); // PDD-ERR-003
+              throw new PddError(code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
             }
             this.sinks.get(b.value.requestId)?.onFrame(frame);
             break;

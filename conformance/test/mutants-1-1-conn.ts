@@ -6,6 +6,7 @@
  * WebSocket proxy cannot reach (gRPC calls, WebTransport sessions).
  * @internal test support
  */
+import { ERROR_SCOPES, ErrorCode } from "../../proto/index.js";
 import { CloudConnection } from "../../reference-cloud/connection.js";
 import { callChecks } from "../../transports/grpc/server.js";
 import { WtStream } from "../../transports/webtransport/stream.js";
@@ -80,7 +81,15 @@ export const HELLO_ACK_WAITS: Mutant = {
   hold: (f) => (body(f) === "helloAck" ? 6000 : 0),
 };
 
+/** A cloud that ignores a Cancel whose code the device may not send, instead of acting on it (PDD-ERR-003). */
+export const OUT_OF_SCOPE_CANCEL_IGNORED: Mutant = {
+  name: "ignores a Cancel with an out-of-scope code",
+  mustFail: "cloud.error.scope",
+  up: (f) => (body(f) === "cancel" && (f.cancel as Msg).code === 6 ? [] : [f]), // UNAUTHENTICATED
+};
+
 export const PROXY_MUTANTS_1_1_CONN: Mutant[] = [
+  OUT_OF_SCOPE_CANCEL_IGNORED,
   GOODBYE_IGNORED,
   CAPACITY_BEFORE_VALIDATION,
   { ...HUGE_TPOT_SERVED, mustFail: "cloud.request.tpot-max" },
@@ -112,4 +121,24 @@ export const PEER_STREAMS_IGNORED: PatchMutant = {
   apply: () => patch(WtStream.prototype, "refusePeer", () => () => undefined),
 };
 
-export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [HALF_CLOSE_AS_LOSS, MALFORMED_CALLS_SERVED, PEER_STREAMS_IGNORED];
+/** A cloud that closes with whatever code the device's Error carries (PDD-ERR-003): DUPLICATE_REQUEST_ID's 4008. */
+export const DEVICE_CODE_TRUSTED: PatchMutant = {
+  name: "closes with a code the device may not send",
+  mustFail: "cloud.error.scope",
+  transport: "ws",
+  apply: () => {
+    const row = ERROR_SCOPES[ErrorCode.DUPLICATE_REQUEST_ID]!;
+    const from = row.from;
+    row.from = ["cloud", "device"];
+    return () => {
+      row.from = from;
+    };
+  },
+};
+
+export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [
+  DEVICE_CODE_TRUSTED,
+  HALF_CLOSE_AS_LOSS,
+  MALFORMED_CALLS_SERVED,
+  PEER_STREAMS_IGNORED,
+];
