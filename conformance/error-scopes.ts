@@ -34,5 +34,5 @@ const TABLE: Record<string, { scopes: Scope[]; from: readonly ("cloud" | "device
 /** Whether §13.2 lets `from` send `code` (e.g. "ERROR_CODE_INTERNAL") in `scope`. */
 export function codeAllowed(code: string, scope: Scope, from: "cloud" | "device"): boolean {
   const row = TABLE[code.replace(/^ERROR_CODE_/, "")];
-  return row !== undefined && row.scopes.includes(scope) && row.from.includes(from);
+  return row?.scopes.includes(scope) === true && row.from.includes(from);
 }
