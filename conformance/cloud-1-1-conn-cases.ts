@@ -330,4 +330,80 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
       );
     },
   },
+  {
+    id: "cloud.error.size",
+    title: "keeps Error.message within 1,024 bytes and free of the credential, however large the input it refuses",
+    role: "cloud",
+    requirements: ["PDD-SEC-007"],
+    async run(p, env) {
+      const big = "x".repeat(60_000);
+      const sessions: [string, (q: Probe) => Promise<void>][] = [
+        [
+          "a 60 KB client_name with an unknown major version",
+          async (q) =>
+            q.send({
+              hello: {
+                versions: [{ major: 9, minor: 0 }],
+                codecs: [q.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"],
+                clientName: big,
+              },
+            }),
+        ],
+        [
+          "a Cancel with a 60 KB reason for a request never opened",
+          async (q) => {
+            await q.hello();
+            q.send({ cancel: { requestId: 99, code: "ERROR_CODE_CANCELLED", reason: big } });
+          },
+        ],
+        [
+          "a 60 KB prompt with cloud_token_budget 0",
+          async (q) => {
+            await q.hello();
+            q.send(prefill(1, { text: big, cloudTokenBudget: 0 }));
+          },
+        ],
+      ];
+      for (const [i, [what, provoke]] of sessions.entries()) {
+        const q = i === 0 ? p : await env.open();
+        await provoke(q);
+        const err = await q.until((f) => f.body === "error", `an Error for ${what}`);
+        const message = field<string>(err, "error.message") ?? "";
+        const bytes = Buffer.byteLength(message, "utf8");
+        expectThat(bytes <= 1024, `Error.message of at most 1,024 bytes for ${what} (PDD-SEC-007)`, `${bytes} bytes`);
+        const token = env.target.token;
+        expectThat(
+          !token || !message.includes(token),
+          "no credential in Error.message (PDD-SEC-007)",
+          "the suite's credential in it",
+        );
+        q.close();
+      }
+    },
+  },
+  {
+    id: "cloud.token.vocab",
+    title: "sends only token IDs below the vocab_size its HelloAck announces",
+    role: "cloud",
+    requirements: ["PDD-MSG-013"],
+    async run(p) {
+      const ack = (await p.hello())!;
+      const vocab = Number(field(ack, "helloAck.cloudModel.vocabSize"));
+      p.send(prefill(1, { cloudTokenBudget: 16 }));
+      const frames = await p.collect(1);
+      const ids = frames.flatMap((f) =>
+        f.body === "firstToken"
+          ? [field<number>(f, "firstToken.token.id")]
+          : f.body === "tokenBatch"
+            ? field<{ id: number }[]>(f, "tokenBatch.tokens").map((t) => t.id)
+            : [],
+      );
+      const bad = ids.find((id) => !(id >= 0 && id < vocab));
+      expectThat(
+        ids.length > 0 && bad === undefined,
+        `every token ID below vocab_size ${vocab} (PDD-MSG-013)`,
+        bad === undefined ? `${ids.length} tokens` : `token ID ${bad}`,
+      );
+    },
+  },
 ];

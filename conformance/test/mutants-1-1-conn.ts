@@ -88,7 +88,32 @@ export const OUT_OF_SCOPE_CANCEL_IGNORED: Mutant = {
   up: (f) => (body(f) === "cancel" && (f.cancel as Msg).code === 6 ? [] : [f]), // UNAUTHENTICATED
 };
 
+/** A cloud that echoes what it refuses into Error.message (PDD-SEC-007). */
+export const ERROR_ECHOES_INPUT: Mutant = {
+  name: "echoes the input it refuses into Error.message",
+  mustFail: "cloud.error.size",
+  down: (f) => {
+    const err = f.error as Msg | undefined;
+    if (body(f) === "error" && err) err.message = `${String(err.message ?? "")}: ${"x".repeat(2000)}`;
+    return [f];
+  },
+};
+
+/** A cloud that sends a token ID its vocabulary does not have (PDD-MSG-013). */
+export const TOKEN_OUTSIDE_VOCAB: Mutant = {
+  name: "sends a token ID outside its vocabulary",
+  mustFail: "cloud.token.vocab",
+  down: (f, s) => {
+    if (body(f) === "helloAck") s.vocab = ((f.helloAck as Msg).cloudModel as Msg | undefined)?.vocabSize;
+    const t = (f.firstToken as Msg | undefined)?.token as Msg | undefined;
+    if (body(f) === "firstToken" && t) t.id = Number(s.vocab);
+    return [f];
+  },
+};
+
 export const PROXY_MUTANTS_1_1_CONN: Mutant[] = [
+  ERROR_ECHOES_INPUT,
+  TOKEN_OUTSIDE_VOCAB,
   OUT_OF_SCOPE_CANCEL_IGNORED,
   GOODBYE_IGNORED,
   CAPACITY_BEFORE_VALIDATION,
