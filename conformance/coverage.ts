@@ -7,6 +7,7 @@ import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
 export const ALL_CASES: Case[] = [
@@ -17,6 +18,7 @@ export const ALL_CASES: Case[] = [
   ...DEVICE_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
+  ...DEVICE_1_1_CONN_CASES,
 ];
 
 /**
@@ -51,7 +53,6 @@ export const NOT_BLACK_BOX: Record<string, string> = {
 export const PENDING_1_1: readonly string[] = [
   "PDD-CODEC-012",
   "PDD-CODEC-014",
-  "PDD-CONN-022",
   "PDD-CONN-028",
   "PDD-FP-004",
   "PDD-FP-005",
@@ -63,7 +64,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-KV-018",
   "PDD-KV-020",
   "PDD-REF-008",
-  "PDD-SM-008",
   "PDD-TOK-001",
   "PDD-TOK-002",
 ];

@@ -29,6 +29,8 @@ export interface RawSession {
   endControl?(): void;
   /** gRPC: ends the request stream (a half-close); the call stays open for the server's messages. */
   halfClose?(): void;
+  /** gRPC, the suite's server: resolves when the device cancels the call (RST_STREAM), even after its half-close. */
+  cancelled?: Promise<void>;
   /** WebTransport: opens a unidirectional stream, or another bidirectional one, and writes `bytes` on it. */
   openStream?(kind: "uni" | "bidi", bytes: Uint8Array): void;
 }

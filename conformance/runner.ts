@@ -6,6 +6,7 @@ import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
@@ -220,6 +221,8 @@ function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): P
   ]);
 }
 
+const ALL_DEVICE_CASES = [...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES, ...DEVICE_1_1_CONN_CASES];
+
 export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseResult[]> {
   const transport = transportOf(o.listen);
   if (transport === "grpc" && o.codecs?.includes("msgpack"))
@@ -233,8 +236,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
     ? (o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]))
     : [undefined];
   const results: CaseResult[] = [];
-  const casesFor = (wanted: Codec | undefined) =>
-    selectCases([...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES], transport, wanted ?? "proto", o.filter);
+  const casesFor = (wanted: Codec | undefined) => selectCases(ALL_DEVICE_CASES, transport, wanted ?? "proto", o.filter);
   const total = codecs.reduce((n, wanted) => n + casesFor(wanted).length, 0);
   try {
     for (const wanted of codecs) {

@@ -22,6 +22,9 @@ import {
 } from "../proto/index.js";
 import { connect, type ClientOptions, type DeviceStream } from "../transports/index.js";
 
+/** A device gives a HelloAck at least this long (PDD-CONN-022). */
+export const MIN_HANDSHAKE_TIMEOUT_MS = 10_000;
+
 export interface RequestSink {
   onFrame(frame: CloudFrame): void;
   /** The connection ended or failed; no more frames will come. */
@@ -42,7 +45,7 @@ export class CloudLink {
   static async open(
     url: string,
     deviceModel: ModelIdentity,
-    options: ClientOptions & { kv?: boolean } = {},
+    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number } = {},
   ): Promise<CloudLink> {
     const stream = await connect(url, options);
     const link = new CloudLink(stream);
@@ -66,7 +69,27 @@ export class CloudLink {
       }),
     );
     void link.pump();
+    // connectTimeoutMs bounded this wait before there was a handshake timeout of its own.
+    const handshake = options.handshakeTimeoutMs ?? options.connectTimeoutMs ?? MIN_HANDSHAKE_TIMEOUT_MS;
+    link.awaitAck(Math.max(MIN_HANDSHAKE_TIMEOUT_MS, handshake));
     return link;
+  }
+
+  /**
+   * No HelloAck within `ms` of the Hello: connection error TIMEOUT, reported
+   * to the cloud and closed (PDD-CONN-022). Its requests end as for a lost
+   * connection; they were never started and may go elsewhere.
+   */
+  private awaitAck(ms: number): void {
+    const timer = setTimeout(() => {
+      if (this.ack || this.lostWith) return;
+      const err = new PddError(ErrorCode.TIMEOUT, `no HelloAck within ${ms} ms (PDD-CONN-022)`);
+      void this.report(err).then(() => this.stream.close(ErrorCode.TIMEOUT).catch(() => undefined));
+      this.lose(err);
+    }, ms);
+    timer.unref();
+    const stop = () => clearTimeout(timer);
+    this.ackWaiters.push({ resolve: stop, reject: stop });
   }
 
   get live(): boolean {

@@ -8,6 +8,9 @@
  */
 import { ERROR_SCOPES, ErrorCode } from "../../proto/index.js";
 import { CloudConnection } from "../../reference-cloud/connection.js";
+import { CloudLink } from "../../reference-device/cloud-link.js";
+import { DeviceRun } from "../../reference-device/run.js";
+import { grpcClientTiming } from "../../transports/grpc/client.js";
 import { callChecks } from "../../transports/grpc/server.js";
 import { WtStream } from "../../transports/webtransport/stream.js";
 import type { Mutant } from "./mutants.js";
@@ -166,4 +169,67 @@ export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [
   HALF_CLOSE_AS_LOSS,
   MALFORMED_CALLS_SERVED,
   PEER_STREAMS_IGNORED,
+];
+
+/** The reference device with one thing broken while `apply`'s undo has not run, listened for on `listen`. */
+export interface DevicePatchMutant {
+  name: string;
+  mustFail: string;
+  listen: "ws" | "grpc";
+  apply(): () => void;
+}
+
+/** A device that gives up on the HelloAck after 3 s (PDD-CONN-022; the 1.0 device used its connect timeout). */
+export const HANDSHAKE_TOO_SHORT: DevicePatchMutant = {
+  name: "gives up on the HelloAck after 3 s",
+  mustFail: "device.hello.timeout",
+  listen: "ws",
+  apply: () =>
+    patch(
+      CloudLink.prototype,
+      "awaitAck",
+      (orig) =>
+        function (this: CloudLink) {
+          return orig.call(this, 3000);
+        },
+    ),
+};
+
+/** A gRPC device that half-closes after its Error and never cancels a call the cloud leaves open (PDD-GRPC-006). */
+export const NEVER_CANCELS: DevicePatchMutant = {
+  name: "never cancels a call the cloud leaves open",
+  mustFail: "device.grpc.error-close",
+  listen: "grpc",
+  apply: () => {
+    const was = grpcClientTiming.callEndGraceMs;
+    grpcClientTiming.callEndGraceMs = 60_000;
+    return () => {
+      grpcClientTiming.callEndGraceMs = was;
+    };
+  },
+};
+
+/** A device whose answer waits for the End of its Takeover (PDD-SM-008). */
+export const ANSWER_WAITS_FOR_END: DevicePatchMutant = {
+  name: "holds its answer until the End of its Takeover",
+  mustFail: "device.takeover.no-end",
+  listen: "ws",
+  apply: () =>
+    patch(
+      DeviceRun.prototype,
+      "run",
+      (orig) =>
+        async function (this: DeviceRun) {
+          const report = await orig.call(this);
+          const cloud = Reflect.get(this, "cloud") as { ended: boolean }; // a private field of the run
+          while (!cloud.ended) await new Promise((r) => setTimeout(r, 50));
+          return report;
+        },
+    ),
+};
+
+export const DEVICE_PATCH_MUTANTS_1_1_CONN: DevicePatchMutant[] = [
+  HANDSHAKE_TOO_SHORT,
+  NEVER_CANCELS,
+  ANSWER_WAITS_FOR_END,
 ];

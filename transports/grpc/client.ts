@@ -70,6 +70,7 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     writeDeadlineMs: options.writeDeadlineMs,
     maxFrameBytes,
     remoteAddress: url,
+    client: true,
   });
   const abort = new AbortController();
   stream.cancelCall = (reason) => abort.abort(reason);

@@ -30,6 +30,8 @@ export interface GrpcStreamInit {
   maxFrameBytes?: number;
   authToken?: string;
   remoteAddress?: string;
+  /** The device's end: a close is a half-close, whatever its code (a client cannot set a status, PDD-CONN-023). */
+  client?: boolean;
 }
 
 export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O> {
@@ -40,9 +42,12 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
   /** Set by the owner: aborts the call without a status (RST_STREAM). */
   cancelCall: (reason: string) => void = () => {};
 
+  private readonly client: boolean;
+
   constructor(init: GrpcStreamInit) {
     super({ transport: "grpc", codec: "proto", ...init });
     this.outSchemaRef = init.outSchema;
+    this.client = init.client === true;
   }
 
   override send(message: O, _options?: SendOptions): Promise<void> {
@@ -87,7 +92,9 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
       }
       if (this.ending) {
         if (this.ending.abrupt) throw new ConnectError(this.ending.reason, 1 /* Canceled, no pdd-close trailer */);
-        if (this.ending.code !== ErrorCode.UNSPECIFIED) throw connectErrorFor(this.ending.code, this.ending.reason);
+        // A client that threw here would reset the call; it half-closes, and cancels later (client.ts).
+        if (this.ending.code !== ErrorCode.UNSPECIFIED && !this.client)
+          throw connectErrorFor(this.ending.code, this.ending.reason);
         return;
       }
       await new Promise<void>((resolve) => (this.wake = resolve));
