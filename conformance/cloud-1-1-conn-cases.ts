@@ -406,4 +406,41 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
       );
     },
   },
+  {
+    id: "cloud.idle.crossed-request",
+    title:
+      "never starts a request that crosses its idle Goodbye: UNAVAILABLE and End, or no frame for it before a graceful close",
+    role: "cloud",
+    requirements: ["PDD-CONN-028", "PDD-CONN-014"],
+    async run(p) {
+      const ack = (await p.hello())!;
+      const idle = field<number>(ack, "helloAck.limits.idleTimeoutMs") || 60_000;
+      if (idle > 15_000) throw new NotOffered(`idle_timeout_ms is ${idle}; the case waits at most 15 s`);
+      await p.until((f) => f.body === "goodbye", "the idle Goodbye (PDD-CONN-020)", idle + 5000);
+      // A request the device had on the wire when the Goodbye left the cloud.
+      p.send(prefill(1));
+      for (;;) {
+        const r = await p.recv(5000);
+        if (r === undefined) throw new CheckFailure("a close after the idle Goodbye (PDD-CONN-025)", "none in 5 s");
+        if (isClose(r)) {
+          expectThat(
+            r.closed.code === 1000 || r.closed.code === 0,
+            "a graceful close (PDD-CONN-025)",
+            `close ${r.closed.code}`,
+          );
+          return;
+        }
+        const f = r as Frame;
+        if (requestIdOf(f) !== 1) continue;
+        const refused =
+          (f.body === "error" && field(f, "error.code") === "ERROR_CODE_UNAVAILABLE") ||
+          (f.body === "end" && field(f, "end.reason") === "END_REASON_ERROR");
+        expectThat(
+          refused,
+          "a request after the cloud's Goodbye is not started: Error{UNAVAILABLE} and End, or nothing (PDD-CONN-014, PDD-CONN-028)",
+          render(f),
+        );
+      }
+    },
+  },
 ];

@@ -32,9 +32,6 @@ export const NOT_BLACK_BOX: Record<string, string> = {
     "repository's tests run `buf breaking` (WIRE_JSON) against the v1 baseline",
   "PDD-FP-003":
     "a rule for implementations whose models are not GGUF; the suite checks GGUF fingerprints (PDD-FP-001/002)",
-  "PDD-CONN-014":
-    "a cloud's Goodbye starts with its operator (a drain), and a device's next request after one " +
-    "needs a device that makes two; neither is within the suite's reach",
   "PDD-KV-009":
     "a device returns credit as it reads, so the suite cannot make a chunk exceed what the device has granted when it arrives",
   "PDD-REF-009":
@@ -53,7 +50,6 @@ export const NOT_BLACK_BOX: Record<string, string> = {
 export const PENDING_1_1: readonly string[] = [
   "PDD-CODEC-012",
   "PDD-CODEC-014",
-  "PDD-CONN-028",
   "PDD-FP-004",
   "PDD-FP-005",
   "PDD-FP-006",

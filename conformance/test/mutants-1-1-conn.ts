@@ -24,6 +24,8 @@ export interface PatchMutant {
   name: string;
   mustFail: string;
   transport: "ws" | "grpc" | "webtransport";
+  /** Run against the cloud with a 1 s idle timeout. */
+  idle?: boolean;
   apply(): () => void;
 }
 
@@ -164,7 +166,26 @@ export const DEVICE_CODE_TRUSTED: PatchMutant = {
   },
 };
 
+/** A cloud that says Goodbye when idle but does not close, and serves the request that crosses it (PDD-CONN-028). */
+export const IDLE_GOODBYE_WITHOUT_CLOSE: PatchMutant = {
+  name: "serves a request that crosses its idle Goodbye",
+  mustFail: "cloud.idle.crossed-request",
+  transport: "ws",
+  idle: true,
+  apply: () =>
+    patch(
+      CloudConnection.prototype,
+      "close",
+      (orig) =>
+        async function (this: CloudConnection, ...a: unknown[]) {
+          if (a.length === 0) return; // the graceful close after the idle Goodbye never happens
+          return orig.apply(this, a);
+        },
+    ),
+};
+
 export const PATCH_MUTANTS_1_1_CONN: PatchMutant[] = [
+  IDLE_GOODBYE_WITHOUT_CLOSE,
   DEVICE_CODE_TRUSTED,
   HALF_CLOSE_AS_LOSS,
   MALFORMED_CALLS_SERVED,
