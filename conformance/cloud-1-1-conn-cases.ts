@@ -89,7 +89,7 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
     },
   },
   {
-    id: "cloud.request.order-capacity",
+    id: "cloud.capacity.after-validation",
     title: "at its live-request limit, refuses an invalid request for what is wrong with it, not RESOURCE_EXHAUSTED",
     role: "cloud",
     requirements: ["PDD-REQ-007"],
@@ -244,7 +244,7 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
     },
   },
   {
-    id: "cloud.hello.prompt",
+    id: "cloud.ack.prompt",
     title: "answers a Hello within 5 s while another connection holds every request it allows",
     role: "cloud",
     requirements: ["PDD-CONN-021"],
@@ -407,7 +407,7 @@ export const CLOUD_1_1_CONN_CASES: Case[] = [
     },
   },
   {
-    id: "cloud.idle.crossed-request",
+    id: "cloud.crossed-goodbye",
     title:
       "never starts a request that crosses its idle Goodbye: UNAVAILABLE and End, or no frame for it before a graceful close",
     role: "cloud",

@@ -40,17 +40,17 @@ describe("the spec 1.1 connection cases", () => {
     const mine = results.filter(exact(CLOUD_1_1_CONN_CASES.map((c) => c.id)));
     expect(mine.length).toBeGreaterThan(0);
     // The shared cloud keeps the 60 s idle timeout: the idle case runs against the other one, below.
-    expect(problems(mine, ["cloud.idle.crossed-request"])).toEqual([]);
+    expect(problems(mine, ["cloud.crossed-goodbye"])).toEqual([]);
   });
 
-  it("pass against a cloud with a short idle timeout (cloud.idle.crossed-request)", async () => {
+  it("pass against a cloud with a short idle timeout (cloud.crossed-goodbye)", async () => {
     const results = await runConformance({
       role: "cloud",
       target: idle.urls.ws!,
       token: KEY,
-      filter: "cloud.idle.crossed-request",
+      filter: "cloud.crossed-goodbye",
     });
-    expect(results.map((r) => r.id)).toContain("cloud.idle.crossed-request");
+    expect(results.map((r) => r.id)).toContain("cloud.crossed-goodbye");
     expect(problems(results, [])).toEqual([]);
   });
 

@@ -82,7 +82,7 @@ export const DEVICE_1_1_CONN_CASES: Case[] = [
     },
   },
   {
-    id: "device.takeover.no-end",
+    id: "device.stop.no-end",
     title: "finishes its answer after Takeover though the cloud never sends End",
     role: "device",
     requirements: ["PDD-SM-008"],

@@ -7,26 +7,19 @@ import { create } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ErrorCode, ModelIdentitySchema, type DeviceFrame } from "../proto/index.js";
 import { createLinkedPair } from "../transports/memory/linked-pair.js";
-
-const pair = vi.hoisted(() => ({ current: undefined as ReturnType<typeof createLinkedPair> | undefined }));
-vi.mock("../transports/index.js", async (orig) => ({
-  ...(await orig<typeof import("../transports/index.js")>()),
-  connect: async () => pair.current!.device,
-}));
-const { CloudLink } = await import("./cloud-link.js");
+import { CloudLink } from "./cloud-link.js";
 
 afterEach(() => vi.useRealTimers());
 
 describe("the device's handshake timer", () => {
   it("reports TIMEOUT 10 s after the Hello when no HelloAck came, and not before", async () => {
     vi.useFakeTimers();
-    pair.current = createLinkedPair();
+    const { device, cloud } = createLinkedPair();
     const seen: DeviceFrame[] = [];
-    const cloud = pair.current.cloud;
     void (async () => {
       for await (const f of cloud) seen.push(f);
     })();
-    const link = await CloudLink.open("ws://127.0.0.1:1", create(ModelIdentitySchema, {}));
+    const link = await CloudLink.over(device, create(ModelIdentitySchema, {}));
     const ack = link.helloAck().then(
       () => "ack",
       (e: { code: ErrorCode }) => e.code,

@@ -47,7 +47,15 @@ export class CloudLink {
     deviceModel: ModelIdentity,
     options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number } = {},
   ): Promise<CloudLink> {
-    const stream = await connect(url, options);
+    return CloudLink.over(await connect(url, options), deviceModel, { ...options, helloAuth: isSafeForHello(url) });
+  }
+
+  /** Sends Hello on a connected stream; `helloAuth`: whether the token may go in the Hello (PDD-SEC-002). */
+  static async over(
+    stream: DeviceStream,
+    deviceModel: ModelIdentity,
+    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number; helloAuth?: boolean } = {},
+  ): Promise<CloudLink> {
     const link = new CloudLink(stream);
     const codec = stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
     await stream.send(
@@ -61,7 +69,7 @@ export class CloudLink {
             capabilities: { kvChunks: options.kv !== false, kvFormats: [1], refinement: true },
             deviceModel,
             // Only over TLS or loopback (PDD-SEC-002); the transport header carries it otherwise.
-            authToken: options.authToken && isSafeForHello(url) ? options.authToken : "",
+            authToken: options.authToken && options.helloAuth ? options.authToken : "",
             clientName: "pdd-device/0.1.0",
             maxFrameBytes: options.maxFrameBytes ?? 0,
           },

@@ -52,7 +52,7 @@ export const GOODBYE_IGNORED: Mutant = {
  */
 export const CAPACITY_BEFORE_VALIDATION: Mutant = {
   name: "checks capacity before validating a request",
-  mustFail: "cloud.request.order-capacity",
+  mustFail: "cloud.capacity.after-validation",
   down: (f, s) => {
     const live = (s.live as Set<number> | undefined) ?? new Set<number>();
     s.live = live;
@@ -82,7 +82,7 @@ export const END_WAITS_FOR_PACING: Mutant = {
 /** A cloud whose HelloAck waits for a free sequence (PDD-CONN-021). */
 export const HELLO_ACK_WAITS: Mutant = {
   name: "answers a Hello only once a sequence is free",
-  mustFail: "cloud.hello.prompt",
+  mustFail: "cloud.ack.prompt",
   hold: (f) => (body(f) === "helloAck" ? 6000 : 0),
 };
 
@@ -169,7 +169,7 @@ export const DEVICE_CODE_TRUSTED: PatchMutant = {
 /** A cloud that says Goodbye when idle but does not close, and serves the request that crosses it (PDD-CONN-028). */
 export const IDLE_GOODBYE_WITHOUT_CLOSE: PatchMutant = {
   name: "serves a request that crosses its idle Goodbye",
-  mustFail: "cloud.idle.crossed-request",
+  mustFail: "cloud.crossed-goodbye",
   transport: "ws",
   idle: true,
   apply: () =>
@@ -233,7 +233,7 @@ export const NEVER_CANCELS: DevicePatchMutant = {
 /** A device whose answer waits for the End of its Takeover (PDD-SM-008). */
 export const ANSWER_WAITS_FOR_END: DevicePatchMutant = {
   name: "holds its answer until the End of its Takeover",
-  mustFail: "device.takeover.no-end",
+  mustFail: "device.stop.no-end",
   listen: "ws",
   apply: () =>
     patch(
