@@ -51,6 +51,8 @@ export class CloudConnection {
   /** The credential this connection authenticated with (when the cloud requires one). */
   private credential: string | undefined;
   private hello: Hello | undefined;
+  /** The minor version negotiated with the Hello: 1.1 rules apply from 1 on (PDD-VER-007). */
+  private minor = 0;
   private requests = new Map<number, CloudRequest>();
   private maxRequestId = 0;
   private goodbye = false;
@@ -215,6 +217,7 @@ export class CloudConnection {
         `Hello.max_frame_bytes ${hello.maxFrameBytes} is below the minimum of ${MIN_MAX_FRAME_BYTES} (PDD-MSG-012)`,
       );
     this.hello = hello;
+    this.minor = version.minor;
     const e = this.ctx.engine;
     const l = this.ctx.config.limits;
     await this.send(
@@ -382,6 +385,7 @@ export class CloudConnection {
         else this.ctx.liveByKey.delete(key);
       },
       deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
+      minor: this.minor,
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
     const request = new CloudRequest(this.ctx, host, req);
