@@ -4,6 +4,9 @@
  * negotiated (PDD-VER-007) offers 1.1 and checks the rule of the version the
  * HelloAck names: the 1.1 behaviour, or the 1.0 one it replaces.
  */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { SPEC_DIR } from "../spec/index.js";
 import type { Case } from "./case.js";
 import { checkServed, expectThat, prefill } from "./cloud-cases.js";
 import { walkMsgpack } from "./msgpack-walk.js";
@@ -29,6 +32,28 @@ function helloListing(p: Probe, codecs: (string | number)[]): void {
 
 /** A float64 just above 0.5000005 that is 0.50000047683… as a float32: q is 500,000 as a float32, 500,001 as it arrives. */
 const RATIO_ROUNDING_TO_HALF = 0.500000503;
+
+interface TokenVectors {
+  modelFingerprint: string;
+  vectors: { text: string; ids: number[] }[];
+}
+
+/** The spec's tokenization vectors (spec/vectors/, Appendix C.3), or undefined where they are not installed. */
+function tokenVectors(): TokenVectors | undefined {
+  const dir = join(SPEC_DIR, "vectors");
+  if (!existsSync(join(dir, "tokenization.json"))) return undefined;
+  const fp = JSON.parse(readFileSync(join(dir, "fingerprints.json"), "utf8")) as { model_fingerprint: string };
+  const t = JSON.parse(readFileSync(join(dir, "tokenization.json"), "utf8")) as TokenVectors;
+  return { modelFingerprint: fp.model_fingerprint, vectors: t.vectors };
+}
+
+/** The token IDs a Llama-Seq-State image names in its header (§7.2): Magic, Version, Token-Count, Token…. */
+function seqStateTokens(image: Buffer): number[] | undefined {
+  if (image.length < 12 || image.readUInt32LE(0) !== 0x67677371) return undefined;
+  const n = image.readUInt32LE(8);
+  if (image.length < 12 + 4 * n) return undefined;
+  return Array.from({ length: n }, (_, i) => image.readUInt32LE(12 + 4 * i));
+}
 
 export const CLOUD_1_1_KV_CASES: Case[] = [
   {
@@ -193,6 +218,49 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
         reason === want && tokens === room && field(end, "end.tokenCount") === room,
         `End{${want}, ${room}} at version 1.${minor}: prompt + tokens = context_length ${context} (PDD-IDX-007)`,
         render(end),
+      );
+    },
+  },
+  {
+    id: "cloud.tokenization",
+    title: "tokenizes the spec's test texts as Appendix C says, when it serves spec/vectors/spec.gguf",
+    role: "cloud",
+    requirements: ["PDD-TOK-001", "PDD-REQ-001"],
+    async run(p, env) {
+      const t = tokenVectors();
+      if (!t) throw new NotOffered("the spec's test vectors (spec/vectors/) are not installed");
+      await p.hello();
+      const model = field<Record<string, Uint8Array>>(p.ack!, "helloAck.cloudModel");
+      if (Buffer.from(model.modelFingerprint ?? []).toString("hex") !== t.modelFingerprint)
+        throw new NotOffered("the cloud does not serve spec/vectors/spec.gguf, the model of the vectors");
+      // The empty text is a vector (BOS only) but not a prompt (PDD-REQ-003).
+      const texts = t.vectors.filter((v) => v.text !== "");
+      for (const [i, v] of texts.entries()) {
+        p.send(prefill(i + 1, { text: v.text, cloudTokenBudget: 1 }));
+        const accepted = await p.until((f) => requestIdOf(f) === i + 1, `Accepted for ${JSON.stringify(v.text)}`);
+        expectThat(
+          field(accepted, "accepted.promptTokens") === v.ids.length,
+          `prompt_tokens ${v.ids.length} for ${JSON.stringify(v.text)} (PDD-TOK-001)`,
+          render(accepted),
+        );
+        await p.collect(i + 1);
+      }
+      // The IDs themselves, where the cloud shows them: the header of its KV image (§7.2).
+      if (field(p.ack!, "helloAck.capabilities.kvChunks") !== true) return;
+      p.close();
+      const q = await env.open();
+      await q.hello({ deviceModel: model });
+      const v = texts.reduce((a, b) => (b.ids.length > a.ids.length ? b : a));
+      const kv = { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: String(64 << 20) };
+      q.send(prefill(1, { text: v.text, cloudTokenBudget: 2, kv }));
+      const frames = await q.collect(1, 20_000);
+      const chunks = frames.filter((f) => f.body === "kvChunk").map((f) => field<Buffer>(f, "kvChunk.data"));
+      const tokens = seqStateTokens(Buffer.concat(chunks));
+      if (!tokens) throw new NotOffered("no KV image header to read the prompt's token IDs from");
+      expectThat(
+        JSON.stringify(tokens.slice(0, v.ids.length)) === JSON.stringify(v.ids),
+        `the image's first tokens ${JSON.stringify(v.ids)} for ${JSON.stringify(v.text)} (PDD-TOK-001)`,
+        JSON.stringify(tokens.slice(0, v.ids.length)),
       );
     },
   },

@@ -6,20 +6,36 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CloudPeer } from "../reference-cloud/index.js";
 import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
+import { join } from "node:path";
+import { VECTOR_MODEL, VECTORS_DIR } from "../spec/vectors/generate.js";
 import { runConformance } from "./runner.js";
 import { startMutant } from "./test/mutants.js";
-import { MSGPACK_MUTANTS_1_1, PROTO_MUTANTS_1_1, startMsgpackMutant } from "./test/mutants-1-1-kv.js";
+import {
+  MSGPACK_MUTANTS_1_1,
+  PROTO_MUTANTS_1_1,
+  SPEC_MODEL_MUTANTS,
+  startMsgpackMutant,
+} from "./test/mutants-1-1-kv.js";
 import { KEY, problems, startConformanceCloud } from "./test/reference-cloud.js";
 
+/** The model of the spec's fingerprint and tokenization vectors. */
+const SPEC_MODEL = join(VECTORS_DIR, VECTOR_MODEL);
+
 let cloud: CloudPeer;
+let specCloud: CloudPeer;
 beforeAll(async () => {
-  cloud = await startConformanceCloud({ ws: "127.0.0.1:0" });
+  [cloud, specCloud] = await Promise.all([
+    startConformanceCloud({ ws: "127.0.0.1:0" }),
+    startConformanceCloud({ ws: "127.0.0.1:0" }, SPEC_MODEL),
+  ]);
 });
 afterAll(async () => {
-  await cloud.close({ drainSeconds: 0 });
+  await Promise.all([cloud.close({ drainSeconds: 0 }), specCloud.close({ drainSeconds: 0 })]);
 });
 
-const ids = CLOUD_1_1_KV_CASES.map((c) => c.id);
+/** Cases that need the cloud to serve the spec's vector model. */
+const SPEC_MODEL_CASES = ["cloud.fingerprints", "cloud.tokenization"];
+const ids = CLOUD_1_1_KV_CASES.map((c) => c.id).filter((id) => !SPEC_MODEL_CASES.includes(id));
 
 describe("the spec 1.1 codec, context and refinement cases", () => {
   it("pass against the reference cloud (version 1.0) on both codecs", async () => {
@@ -37,6 +53,38 @@ describe("the spec 1.1 codec, context and refinement cases", () => {
       await proxy.close();
     }
   });
+
+  it("check the fingerprints, vocab_size and tokens of a cloud serving spec/vectors/spec.gguf", async () => {
+    const results = await runConformance({
+      role: "cloud",
+      target: specCloud.urls.ws!,
+      token: KEY,
+      codecs: ["proto"],
+      modelFile: SPEC_MODEL,
+      filter: SPEC_MODEL_CASES.join(","),
+    });
+    expect(results.map((r) => r.id).sort()).toEqual(SPEC_MODEL_CASES);
+    expect(problems(results, [])).toEqual([]);
+  });
+
+  it.each(SPEC_MODEL_MUTANTS.map((m) => [m.name, m] as const))(
+    "a spec.gguf cloud that %s fails the named case",
+    async (_n, m) => {
+      const proxy = await startMutant(specCloud.urls.ws!, m, KEY);
+      try {
+        const results = await runConformance({
+          role: "cloud",
+          target: proxy.url,
+          codecs: ["proto"],
+          modelFile: SPEC_MODEL,
+          filter: m.mustFail,
+        });
+        expect(results.filter((r) => r.id === m.mustFail).map((r) => r.status)).toEqual(["fail"]);
+      } finally {
+        await proxy.close();
+      }
+    },
+  );
 
   it.each(MSGPACK_MUTANTS_1_1.map((m) => [m.name, m] as const))(
     "a MessagePack cloud that %s fails the named case",

@@ -55,9 +55,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-CONN-026",
   "PDD-CONN-028",
   "PDD-ERR-003",
-  "PDD-FP-004",
-  "PDD-FP-005",
-  "PDD-FP-006",
   "PDD-GRPC-006",
   "PDD-GRPC-007",
   "PDD-KV-013",
@@ -69,7 +66,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-SEC-007",
   "PDD-SM-008",
   "PDD-TAKEOVER-010",
-  "PDD-TOK-001",
   "PDD-TOK-002",
   "PDD-WT-006",
 ];

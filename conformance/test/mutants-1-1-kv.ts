@@ -68,6 +68,31 @@ export const UNKNOWN_CODEC_REFUSED: Mutant = {
   },
 };
 
+/** A cloud that announces the output tensor's row count, or any count but the vocabulary's (PDD-FP-006). */
+export const VOCAB_SIZE_OFF: Mutant = {
+  name: "announces a vocab_size other than the entries of tokenizer.ggml.tokens",
+  mustFail: "cloud.fingerprints",
+  down: (f) => {
+    const model = (f.helloAck as Msg | undefined)?.cloudModel as Msg | undefined;
+    if (body(f) === "helloAck" && model) model.vocabSize = Number(model.vocabSize) + 1;
+    return [f];
+  },
+};
+
+/** A cloud that tokenizes without the BOS token the model adds (PDD-TOK-001, PDD-REQ-001). */
+export const PROMPT_WITHOUT_BOS: Mutant = {
+  name: "counts a text's prompt tokens without the BOS",
+  mustFail: "cloud.tokenization",
+  down: (f) => {
+    const accepted = f.accepted as Msg | undefined;
+    if (body(f) === "accepted" && accepted) accepted.promptTokens = Number(accepted.promptTokens) - 1;
+    return [f];
+  },
+};
+
+/** Run against the reference serving spec/vectors/spec.gguf, with the model file given (conformance-1-1-kv.test.ts). */
+export const SPEC_MODEL_MUTANTS: Mutant[] = [VOCAB_SIZE_OFF, PROMPT_WITHOUT_BOS];
+
 /** Run against the reference at 1.0 (conformance-1-1-kv.test.ts). */
 export const PROTO_MUTANTS_1_1: Mutant[] = [CONTEXT_FULL_UNDER_1_0, REFINE_DEFAULTS_UNDER_1_0, UNKNOWN_CODEC_REFUSED];
 /** Run against the reference at 1.1 (conformance-1-1-minor.test.ts). */
