@@ -8,9 +8,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SPEC_DIR } from "../spec/index.js";
 import type { Case } from "./case.js";
-import { checkServed, expectThat, prefill } from "./cloud-cases.js";
+import { checkServed, expectThat, kvModel, prefill } from "./cloud-cases.js";
 import { walkMsgpack } from "./msgpack-walk.js";
-import { field, NotOffered, type Probe, requestIdOf } from "./probe.js";
+import { CheckFailure, field, NotOffered, type Probe, requestIdOf } from "./probe.js";
 import { render, type Frame } from "./wire.js";
 
 const V1_1 = [{ major: 1, minor: 1 }];
@@ -53,6 +53,43 @@ function seqStateTokens(image: Buffer): number[] | undefined {
   const n = image.readUInt32LE(8);
   if (image.length < 12 + 4 * n) return undefined;
   return Array.from({ length: n }, (_, i) => image.readUInt32LE(12 + 4 * i));
+}
+
+/** The KV hold limit (PDD-KV-018), and the slack the case allows a loaded machine on top of it. */
+const KV_HOLD_MS = 10_000;
+const KV_HOLD_SLACK_MS = 2_000;
+const KV_CHUNK = 4096;
+
+/** A KV request whose credit covers one chunk: the transfer stalls after it unless the device grants more. */
+const starvedKv = (id: number, budget: number, tpotUs: number): Frame =>
+  prefill(id, {
+    text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+    cloudTokenBudget: budget,
+    targetTpotUs: tpotUs,
+    kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: KV_CHUNK, initialCreditBytes: String(KV_CHUNK) },
+  });
+
+/**
+ * Reads request `id` to its End: the KV bytes received, when its last token
+ * came, and the End. An Error is allowed only as `timeoutAllowed` says: a
+ * request-duration limit (PDD-ORD-006) shorter than the hold may end it first.
+ */
+async function readToEnd(
+  q: Probe,
+  id: number,
+  what: string,
+  timeoutAllowed = false,
+): Promise<{ kvBytes: number; lastTokenAt: number; end: Frame }> {
+  let kvBytes = 0;
+  let lastTokenAt = performance.now();
+  for (;;) {
+    const f = await q.until((x) => requestIdOf(x) === id, what, KV_HOLD_MS + KV_HOLD_SLACK_MS + 3000);
+    if (f.body === "kvChunk") kvBytes += field<Uint8Array>(f, "kvChunk.data").length;
+    if (f.body === "firstToken" || f.body === "tokenBatch") lastTokenAt = performance.now();
+    if (f.body === "error" && !(timeoutAllowed && field(f, "error.code") === "ERROR_CODE_TIMEOUT"))
+      throw new CheckFailure("no Error: an abandoned KV transfer is not one (PDD-KV-017)", render(f));
+    if (f.body === "end") return { kvBytes, lastTokenAt, end: f };
+  }
 }
 
 export const CLOUD_1_1_KV_CASES: Case[] = [
@@ -261,6 +298,57 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
         JSON.stringify(tokens.slice(0, v.ids.length)) === JSON.stringify(v.ids),
         `the image's first tokens ${JSON.stringify(v.ids)} for ${JSON.stringify(v.text)} (PDD-TOK-001)`,
         JSON.stringify(tokens.slice(0, v.ids.length)),
+      );
+    },
+  },
+  {
+    id: "cloud.kv.hold",
+    title: "holds End for a stalled KV transfer at most 10 s after the last token, then abandons it without an error",
+    role: "cloud",
+    requirements: ["PDD-KV-018", "PDD-KV-017"],
+    needs: ["kv"],
+    async run(p, env) {
+      const model = await kvModel(p);
+      p.close();
+      const q = await env.open();
+      await q.hello({ deviceModel: model });
+      // Budget 2 at full speed: the last token comes at once, then the transfer waits for credit that never comes.
+      q.send(starvedKv(1, 2, 0));
+      const accepted = await q.until((f) => requestIdOf(f) === 1, "Accepted");
+      if (field(accepted, "accepted.kv.granted") !== true) throw new NotOffered("KV was not granted");
+      const limit = Number(field(q.ack!, "helloAck.limits.maxRequestDurationMs")) || Number.POSITIVE_INFINITY;
+      const shortLimit = limit < KV_HOLD_MS + KV_HOLD_SLACK_MS;
+      const what = "the request's End within the KV hold limit (PDD-KV-018)";
+      const { kvBytes, lastTokenAt, end } = await readToEnd(q, 1, what, shortLimit);
+      const held = performance.now() - lastTokenAt;
+      expectThat(
+        held <= KV_HOLD_MS + KV_HOLD_SLACK_MS,
+        `End at most 10 s after the last token (PDD-KV-018; ${KV_HOLD_SLACK_MS / 1000} s of slack)`,
+        `${Math.round(held)} ms`,
+      );
+      const total = Number(field(accepted, "accepted.kvTotalBytes")) || Number.POSITIVE_INFINITY;
+      const sent = Number(field(end, "end.usage.kvBytesSent"));
+      expectThat(
+        // Under a request-duration limit shorter than the hold, End{ERROR} after Error{TIMEOUT} (PDD-ORD-006).
+        [...(shortLimit ? ["END_REASON_ERROR"] : []), "END_REASON_BUDGET_EXHAUSTED", "END_REASON_EOS"].includes(
+          field<string>(end, "end.reason"),
+        ) &&
+          sent === kvBytes &&
+          kvBytes <= KV_CHUNK &&
+          sent < total,
+        "the tokens' own End, kv_bytes_sent = the bytes of the one credited chunk < total_bytes: abandoned, not an error (PDD-KV-017)",
+        `${kvBytes} bytes received; ${render(end)}`,
+      );
+      // Cancel abandons a transfer too (PDD-KV-017): no chunk after it, whatever credit comes.
+      q.send(starvedKv(2, 64, 50_000));
+      await q.until((f) => requestIdOf(f) === 2 && f.body === "firstToken", "FirstToken of request 2");
+      q.send({ cancel: { requestId: 2, code: "ERROR_CODE_CANCELLED" } });
+      q.send({ kvCredit: { requestId: 2, bytes: String(1 << 20) } });
+      const second = await readToEnd(q, 2, "the cancelled request's End");
+      expectThat(
+        Number(field(second.end, "end.usage.kvBytesSent")) === second.kvBytes && second.kvBytes <= KV_CHUNK,
+        "no chunk past the credit before the Cancel: the Cancel abandoned the transfer (PDD-KV-017)",
+        `${second.kvBytes} bytes received; ${render(second.end)}`,
       );
     },
   },

@@ -11,26 +11,30 @@ import { VECTOR_MODEL, VECTORS_DIR } from "../spec/vectors/generate.js";
 import { runConformance } from "./runner.js";
 import { startMutant } from "./test/mutants.js";
 import {
+  KV_HOLD_UNBOUNDED,
   MSGPACK_MUTANTS_1_1,
   PROTO_MUTANTS_1_1,
   SPEC_MODEL_MUTANTS,
   startMsgpackMutant,
 } from "./test/mutants-1-1-kv.js";
-import { KEY, problems, startConformanceCloud } from "./test/reference-cloud.js";
+import { KEY, MODEL, problems, startConformanceCloud } from "./test/reference-cloud.js";
 
 /** The model of the spec's fingerprint and tokenization vectors. */
 const SPEC_MODEL = join(VECTORS_DIR, VECTOR_MODEL);
 
 let cloud: CloudPeer;
 let specCloud: CloudPeer;
+/** A cloud whose request-duration limit is longer than the KV hold limit, so that the hold is what ends a stalled transfer. */
+let patient: CloudPeer;
 beforeAll(async () => {
-  [cloud, specCloud] = await Promise.all([
+  [cloud, specCloud, patient] = await Promise.all([
     startConformanceCloud({ ws: "127.0.0.1:0" }),
     startConformanceCloud({ ws: "127.0.0.1:0" }, SPEC_MODEL),
+    startConformanceCloud({ ws: "127.0.0.1:0", grpc: "127.0.0.1:0" }, MODEL, { maxRequestDurationMs: 60_000 }),
   ]);
 });
 afterAll(async () => {
-  await Promise.all([cloud.close({ drainSeconds: 0 }), specCloud.close({ drainSeconds: 0 })]);
+  await Promise.all([cloud, specCloud, patient].map((c) => c.close({ drainSeconds: 0 })));
 });
 
 /** Cases that need the cloud to serve the spec's vector model. */
@@ -49,6 +53,37 @@ describe("the spec 1.1 codec, context and refinement cases", () => {
     try {
       const results = await runConformance({ role: "cloud", target: proxy.url, codecs: ["proto"], filter: m.mustFail });
       expect(results.filter((r) => r.id === m.mustFail).map((r) => r.status)).toEqual(["fail"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it.each(["ws", "grpc"] as const)(
+    "end a stalled KV transfer by the hold limit over %s (cloud.kv.hold)",
+    async (key) => {
+      const results = await runConformance({
+        role: "cloud",
+        target: patient.urls[key]!,
+        ca: patient.certificate.cert,
+        token: KEY,
+        codecs: ["proto"],
+        filter: "cloud.kv.hold",
+      });
+      expect(results.map((r) => r.id)).toEqual(["cloud.kv.hold"]);
+      expect(problems(results, [])).toEqual([]);
+    },
+  );
+
+  it("fail a cloud that holds End for a stalled KV transfer without bound (cloud.kv.hold)", async () => {
+    const proxy = await startMutant(patient.urls.ws!, KV_HOLD_UNBOUNDED, KEY);
+    try {
+      const results = await runConformance({
+        role: "cloud",
+        target: proxy.url,
+        codecs: ["proto"],
+        filter: "cloud.kv.hold",
+      });
+      expect(results.map((r) => r.status)).toEqual(["fail"]);
     } finally {
       await proxy.close();
     }

@@ -59,8 +59,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-GRPC-007",
   "PDD-KV-013",
   "PDD-KV-016",
-  "PDD-KV-017",
-  "PDD-KV-018",
   "PDD-KV-020",
   "PDD-MSG-013",
   "PDD-SEC-007",

@@ -93,7 +93,18 @@ export const PROMPT_WITHOUT_BOS: Mutant = {
 /** Run against the reference serving spec/vectors/spec.gguf, with the model file given (conformance-1-1-kv.test.ts). */
 export const SPEC_MODEL_MUTANTS: Mutant[] = [VOCAB_SIZE_OFF, PROMPT_WITHOUT_BOS];
 
-/** Run against the reference at 1.0 (conformance-1-1-kv.test.ts). */
+/** A cloud with no KV hold limit: End waits for credit that never comes (PDD-KV-018). */
+export const KV_HOLD_UNBOUNDED: Mutant = {
+  name: "holds End for a stalled KV transfer without bound",
+  mustFail: "cloud.kv.hold",
+  down: (f) => {
+    const end = f.end as Msg | undefined;
+    const usage = end?.usage as Msg | undefined;
+    return body(f) === "end" && Number(usage?.kvBytesSent) > 0 ? [] : [f];
+  },
+};
+
+/** Run against the reference at 1.0 (conformance-1-1-kv.test.ts; KV_HOLD_UNBOUNDED there against a cloud with a long request-duration limit). */
 export const PROTO_MUTANTS_1_1: Mutant[] = [CONTEXT_FULL_UNDER_1_0, REFINE_DEFAULTS_UNDER_1_0, UNKNOWN_CODEC_REFUSED];
 /** Run against the reference at 1.1 (conformance-1-1-minor.test.ts). */
 export const PROTO_MUTANTS_AT_1_1: Mutant[] = [CONTEXT_FULL_AS_BUDGET, REFINE_DEFAULTS_REFUSED];

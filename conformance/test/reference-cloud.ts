@@ -21,7 +21,7 @@ export function startConformanceCloud(
     webtransport?: string;
   },
   model = MODEL,
-  limits: { idleTimeoutMs?: number } = {},
+  limits: { idleTimeoutMs?: number; maxRequestDurationMs?: number } = {},
 ): Promise<CloudPeer> {
   const dir = mkdtempSync(join(tmpdir(), "pdd-conf-"));
   writeFileSync(join(dir, "keys"), `${KEY}\n`);
