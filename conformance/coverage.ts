@@ -7,6 +7,7 @@ import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
 export const ALL_CASES: Case[] = [
@@ -17,6 +18,7 @@ export const ALL_CASES: Case[] = [
   ...DEVICE_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
+  ...DEVICE_1_1_KV_CASES,
 ];
 
 /**
@@ -58,8 +60,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-GRPC-006",
   "PDD-GRPC-007",
   "PDD-KV-013",
-  "PDD-KV-016",
-  "PDD-KV-020",
   "PDD-MSG-013",
   "PDD-SEC-007",
   "PDD-SM-008",

@@ -6,6 +6,7 @@ import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
@@ -18,6 +19,8 @@ import { createHash, X509Certificate } from "node:crypto";
 function certificateSha256(pem: string): Uint8Array {
   return new Uint8Array(createHash("sha256").update(new X509Certificate(pem).raw).digest());
 }
+
+const DEVICE_ROLE_CASES = [...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES, ...DEVICE_1_1_KV_CASES];
 
 export interface RunOptions {
   role: "cloud";
@@ -231,7 +234,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
     : [undefined];
   const results: CaseResult[] = [];
   const casesFor = (wanted: Codec | undefined) =>
-    selectCases([...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES], transport, wanted ?? "proto", o.filter);
+    selectCases(DEVICE_ROLE_CASES, transport, wanted ?? "proto", o.filter);
   const total = codecs.reduce((n, wanted) => n + casesFor(wanted).length, 0);
   try {
     for (const wanted of codecs) {
