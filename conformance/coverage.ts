@@ -59,7 +59,6 @@ export const PENDING_1_1: readonly string[] = [
   "PDD-ERR-003",
   "PDD-GRPC-006",
   "PDD-GRPC-007",
-  "PDD-KV-013",
   "PDD-MSG-013",
   "PDD-SEC-007",
   "PDD-SM-008",

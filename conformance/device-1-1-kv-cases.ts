@@ -8,8 +8,10 @@
 import { randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import type { Case } from "./case.js";
+import type { DeviceCaseEnv } from "./case.js";
 import {
   accept,
+  chunksOf,
   end,
   expectAnswer,
   expectThat,
@@ -22,6 +24,7 @@ import {
 } from "./device-cases.js";
 import { field, isClose, NotOffered, type Probe } from "./probe.js";
 import { render, type Frame } from "./wire.js";
+import { decoyImage, expectedAnswer, textOf, withoutCutChar } from "./oracle.js";
 
 /** The stall bound of PDD-KV-020, and the slack a loaded machine gets on top of it. */
 const STALL_MS = 10_000;
@@ -65,7 +68,65 @@ async function nextOf(p: Probe, s: Served, what: string, ms: number): Promise<Fr
   return p.until((f) => f.body !== "progress" && field(f, `${f.body}.requestId`) === s.id, what, ms);
 }
 
+/**
+ * An intact, loadable image whose header names other tokens than the
+ * prompt's: the lying image of oracle.ts (the prompt's own image with its KV
+ * values wrecked, so importing it shows in the answer) with a filler between
+ * its first and last token. A device that checks the header's tokens
+ * (PDD-KV-013) refuses it and answers its own prompt; one that does not
+ * imports it, checksums and all.
+ */
+async function otherContextCase(p: Probe, env: DeviceCaseEnv): Promise<void> {
+  const oracle = env.oracle;
+  if (!oracle) throw new NotOffered("needs the suite's own copy of the device's model (--model FILE)");
+  const hello = await greet(p, { model: "device", tokenizer: "device", kv: true });
+  needsKv(hello);
+  const dm = field<Record<string, Uint8Array> | null>(hello, "hello.deviceModel");
+  if (!dm?.modelFingerprint || !Buffer.from(dm.modelFingerprint).equals(Buffer.from(oracle.fingerprints.model)))
+    throw new NotOffered("the device does not announce the model given with --model");
+  const s = await nextRequest(p, hello);
+  const kvAsk = field<Record<string, unknown> | null>(s.request, "prefillRequest.kv");
+  const maxTokens = field<number>(s.request, "prefillRequest.maxTokens");
+  if (!kvAsk || !(maxTokens >= 2)) throw new NotOffered("the device asked no KV, or leaves no token of its own");
+  const prompt = oracle.tokenize(field<string>(s.request, "prefillRequest.text"));
+  accept(p, s, { budget: 1, promptTokens: prompt.length, kv: { granted: true } });
+  const [t0] = await oracle.continuation(prompt, 1);
+  const filler = oracle.tokenizeContinuation(" zebra")[0];
+  if (t0 === undefined || filler === undefined || prompt.length < 3) throw new NotOffered("no usable prompt");
+  const built = await decoyImage(oracle, prompt);
+  if (!built) throw new NotOffered("the prompt is too short for a lying image");
+  const image = Buffer.from(built.image);
+  for (let i = 1; i < prompt.length - 1; i++) image.writeUInt32LE(filler, 12 + 4 * i); // Token[i] (§7.2)
+  const want = await expectedAnswer(oracle, prompt, [t0], maxTokens);
+  const afterOther = await oracle.continuationAfterImage(image, prompt[prompt.length - 1]!, [t0], maxTokens - 1);
+  const otherAnswer = afterOther ? textOf(oracle, [t0, ...afterOther]) : want;
+  if (otherAnswer === want) throw new NotOffered("with this model the lying image gives the same answer");
+  if (BigInt(image.length) > BigInt(String(kvAsk.initialCreditBytes ?? 0)))
+    throw new NotOffered(`the image (${image.length} bytes) is over the device's initial credit`);
+  const chunk = Math.min(Number(kvAsk.maxChunkBytes ?? 0) || 1 << 20, 64 << 10);
+  sendKv(p, s, chunksOf(s.id, image, { tokenCount: prompt.length, chunk }));
+  p.send({ firstToken: { requestId: s.id, token: { id: t0, piece: oracle.piece(t0) }, queueUs: 0, prefillUs: 1000 } });
+  s.sent = 1;
+  end(p, s, "END_REASON_BUDGET_EXHAUSTED", 1, { kvBytesSent: String(image.length) });
+  await drainChecking(p, s, () => undefined);
+  const out = await expectAnswer(env, s, 1, "PDD-KV-013");
+  if (!out) return;
+  expectThat(
+    withoutCutChar(out.text) === withoutCutChar(want),
+    `the continuation of its own prompt ${JSON.stringify(want.slice(0, 80))}: an image of other tokens refused (PDD-KV-013)`,
+    `${JSON.stringify(out.text.slice(0, 80))}${out.text === otherAnswer ? " — the lying image's answer: it imported it" : ""}`,
+  );
+}
+
 export const DEVICE_1_1_KV_CASES: Case[] = [
+  {
+    id: "device.kv.other-tokens",
+    title: "refuses an intact KV image whose header names other tokens than its prompt's, and answers its own prompt",
+    role: "device",
+    requirements: ["PDD-KV-013"],
+    answer: true,
+    run: otherContextCase,
+  },
   {
     id: "device.kv.huge",
     title: "refuses a KV image announcing more bytes than its model makes, with KvAbort{RESOURCE_EXHAUSTED}",
