@@ -106,7 +106,7 @@ export async function greet(
   );
   expectThat(
     codecs.includes("CODEC_PROTO"),
-    "CODEC_PROTO among the device's codecs (PDD-CODEC-002)",
+    "CODEC_PROTO among the device's codecs: it lists every codec it implements (PDD-CONN-007, PDD-CODEC-002)",
     JSON.stringify(codecs),
   );
   const dm = field<Record<string, Uint8Array> | null>(hello, "hello.deviceModel");
