@@ -1,25 +1,20 @@
 /**
  * The cases of rules that apply once 1.1 is negotiated (PDD-VER-007) against
  * the reference cloud speaking 1.1. Until the lead sets PROTOCOL_MINOR to 1
- * (issue 14), this file sets it for its own module graph only.
+ * (issue 14), the cloud is told to (startCloud's protocolMinor).
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CloudPeer } from "../reference-cloud/index.js";
 import { runConformance } from "./runner.js";
 import { startMutant } from "./test/mutants.js";
 import { PROTO_MUTANTS_AT_1_1 } from "./test/mutants-1-1-kv.js";
-import { KEY, problems, startConformanceCloud } from "./test/reference-cloud.js";
-
-vi.mock("../proto/version.js", async (original) => ({
-  ...(await original<typeof import("../proto/version.js")>()),
-  PROTOCOL_MINOR: 1,
-}));
+import { KEY, MODEL, problems, startConformanceCloud } from "./test/reference-cloud.js";
 
 const CASES = ["cloud.request.context-full", "cloud.refine.defaults"];
 
 let cloud: CloudPeer;
 beforeAll(async () => {
-  cloud = await startConformanceCloud({ ws: "127.0.0.1:0" });
+  cloud = await startConformanceCloud({ ws: "127.0.0.1:0" }, MODEL, {}, 1);
 });
 afterAll(async () => {
   await cloud.close({ drainSeconds: 0 });

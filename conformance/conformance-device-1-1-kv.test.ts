@@ -1,18 +1,14 @@
 /**
  * The device's KV bounds (device-1-1-kv-cases.ts) against the reference
  * device speaking 1.1, where KvAbort shows them. Until the lead sets
- * PROTOCOL_MINOR to 1 (issue 14), this file sets it for its own module graph.
+ * PROTOCOL_MINOR to 1 (issue 14), the device is told to offer 1.1
+ * (DeviceOptions.protocolMinor).
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../engine/index.js";
 import { runDeviceConformance } from "./runner.js";
 import { inProcessDevice } from "./test/in-process-device.js";
 import { MODEL, problems } from "./test/reference-cloud.js";
-
-vi.mock("../proto/version.js", async (original) => ({
-  ...(await original<typeof import("../proto/version.js")>()),
-  PROTOCOL_MINOR: 1,
-}));
 
 let engine: Engine;
 beforeAll(async () => {
@@ -32,7 +28,7 @@ const run = (filter: string) =>
     launcher: inProcessDevice(
       engine,
       { maxTokens: 12, cloudBudget: 4, targetTpotMs: 1 },
-      { prefillChunk: 4, emulate: { prefillMsPerToken: 10 } },
+      { prefillChunk: 4, emulate: { prefillMsPerToken: 10 }, protocolMinor: 1 },
     ),
     filter,
   });
@@ -42,5 +38,10 @@ describe("a device at 1.1 bounds a KV transfer", () => {
     const results = await run("device.kv.huge,device.kv.stalled");
     expect(results.map((r) => r.id).sort()).toEqual(["device.kv.huge", "device.kv.stalled"]);
     expect(problems(results, [])).toEqual([]);
+    // At 1.1, so that the KvAbort checks ran.
+    expect(results.map((r) => r.log.find((l) => l.includes("→ helloAck")))).toEqual([
+      expect.stringContaining('"version":{"major":1,"minor":1}'),
+      expect.stringContaining('"version":{"major":1,"minor":1}'),
+    ]);
   });
 });

@@ -30,6 +30,7 @@ import { PerSecond, truncateUtf8 } from "./peer-limits.js";
 import { CloudRequest, type RequestHost } from "./request.js";
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
+type Supported = typeof SUPPORTED;
 /** Frames served in a row before the loop lets other connections run (PDD-DOS-001). */
 const FRAMES_PER_TURN = 64;
 
@@ -80,7 +81,7 @@ export class CloudConnection {
   private async fail(
     code: ErrorCode,
     message: string,
-    extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {},
+    extra: Partial<{ supportedVersions: Supported }> = {},
   ): Promise<void> {
     if (this.closed) return;
     message = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES); // PDD-SEC-007: never a peer's input echoed whole
@@ -199,13 +200,14 @@ export class CloudConnection {
       return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
     const malformed = malformedHello(hello);
     if (malformed) return this.fail(ErrorCode.INVALID_ARGUMENT, malformed);
-    const version = negotiateVersion(hello.versions, SUPPORTED);
+    const supported = [{ major: PROTOCOL_MAJOR, minor: this.ctx.protocolMinor }];
+    const version = negotiateVersion(hello.versions, supported);
     if (!version)
       return this.fail(
         ErrorCode.UNSUPPORTED_VERSION,
         // The offered versions, not echoed whole: at most 8 of them (PDD-SEC-007).
         `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`,
-        { supportedVersions: SUPPORTED },
+        { supportedVersions: supported },
       );
     const codec = this.stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
     if (!hello.codecs.includes(codec))

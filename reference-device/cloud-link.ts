@@ -41,7 +41,7 @@ export class CloudLink {
   static async open(
     url: string,
     deviceModel: ModelIdentity,
-    options: ClientOptions & { kv?: boolean } = {},
+    options: ClientOptions & { kv?: boolean; protocolMinor?: number } = {},
   ): Promise<CloudLink> {
     const stream = await connect(url, options);
     const link = new CloudLink(stream);
@@ -51,7 +51,7 @@ export class CloudLink {
         body: {
           case: "hello",
           value: {
-            versions: [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }],
+            versions: [{ major: PROTOCOL_MAJOR, minor: options.protocolMinor ?? PROTOCOL_MINOR }],
             // Every codec this device implements, the connection's first (PDD-MSG-005).
             codecs: codec === Codec.PROTO ? [Codec.PROTO, Codec.MSGPACK] : [Codec.MSGPACK, Codec.PROTO],
             capabilities: { kvChunks: options.kv !== false, kvFormats: [1], refinement: true },
