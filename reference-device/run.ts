@@ -259,6 +259,7 @@ export class DeviceRun {
         return;
       case "kv": {
         const credit = this.kv.chunk(ev.chunk, ev.last);
+        this.sendKvAbort();
         this.watchKv();
         // Return the credit as chunks are consumed (PDD-KV-009).
         const { requestId } = this.request;
@@ -290,8 +291,22 @@ export class DeviceRun {
     const ms = this.opts.kvDeadlineMs ?? 10_000;
     this.kvTimer = setTimeout(() => {
       this.kv.giveUp(`no KV chunk for ${ms} ms: the device computed the prefill itself`);
+      this.sendKvAbort();
       this.changed();
     }, ms);
+  }
+
+  /**
+   * Tells the cloud that an image the device gave up is not wanted, so that it
+   * stops sending it and goes on with the tokens (PDD-KV-019). KvAbort is a 1.1
+   * message: under 1.0 the cloud would not know it (PDD-VER-007).
+   */
+  private sendKvAbort(): void {
+    const abort = this.kv.takeAbort();
+    if (!abort || (this.link?.ack?.version?.minor ?? 0) < 1) return;
+    const { requestId } = this.request;
+    const reason = abort.reason.slice(0, 1024);
+    void this.sendToCloud(deviceFrame({ case: "kvAbort", value: { requestId, code: abort.code, reason } }));
   }
 
   private onCloudLost(error: PddError): void {
