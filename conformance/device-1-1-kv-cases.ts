@@ -32,7 +32,7 @@ const STALL_SLACK_MS = 5_000;
 
 /** Greets a device that asks for KV, at 1.1 when it offers it, and accepts its first request with KV granted. */
 async function kvRequest(p: Probe): Promise<{ s: Served; kvAsk: Record<string, unknown>; at11: boolean }> {
-  const hello = await greet(p, { model: "device", kv: true, minor: 1 });
+  const hello = await greet(p, { model: "device", kv: true });
   needsKv(hello);
   const offered = field<{ major: number; minor: number }[]>(hello, "hello.versions");
   const at11 = offered.some((v) => v.major === 1 && v.minor >= 1);

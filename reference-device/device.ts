@@ -13,11 +13,6 @@ import { plan, type Plan } from "./planner.js";
 import { DeviceRun, type Report } from "./run.js";
 
 export interface DeviceOptions {
-  /**
-   * The highest 1.x minor the Hello offers (default PROTOCOL_MINOR). @internal: tests of the 1.1
-   * rules (PDD-VER-007) set 1 before the release does.
-   */
-  protocolMinor?: number;
   /** A loaded engine, or a model path (default: the embedded tiny model). */
   engine?: InferenceEngine;
   modelPath?: string;
@@ -194,7 +189,6 @@ export class PdDevice {
         const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), {
           ...this.options.client,
           kv: this.options.useKv !== false,
-          protocolMinor: this.options.protocolMinor,
         });
         // The first request waits for the HelloAck: it says which model the cloud runs. The link gives up
         // after its handshake timeout with connection error TIMEOUT (PDD-CONN-022).
