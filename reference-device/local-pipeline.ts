@@ -38,8 +38,8 @@ export interface PipelineHost {
   /** The cloud's model fingerprint, which its KV image carries. */
   readonly cloudModelFingerprint: Uint8Array | undefined;
   readonly sameTokenizer: boolean;
-  /** Resolves once `cond()` holds, checked again at each cloud event. */
-  until(cond: () => boolean): Promise<void>;
+  /** Resolves once `cond()` holds, checked again at each cloud event; or after `timeoutMs` when given. */
+  until(cond: () => boolean, timeoutMs?: number): Promise<void>;
   /** Tells the cloud how the prefill went (informative, PDD-MSG-007). */
   progress(p: { prefilledTokens: number; coveredIndex: number; prefillTokensPerS: number }): void;
   /** Takes over at k: no cloud token at or past k is shown; a cloud still sending is told. */
@@ -221,28 +221,70 @@ export class LocalPipeline {
 
   // ------------------------------------------------------------ 2. catch-up
 
-  /** Evaluates the cloud tokens received meanwhile, until caught up; returns how many the context covers. */
+  /**
+   * Evaluates the cloud tokens received meanwhile until the context is a lead
+   * ahead of the display; returns how many it covers. Not every token
+   * received: the cloud sends ahead of the display (decode_pace), and
+   * covering all it sent put the takeover at the whole budget (k = 160 of
+   * 160 in the demo). Not just what is shown: taking over with nothing
+   * buffered leaves the display waiting for the device's first token, on top
+   * of the time since the last one (66.9 ms gaps on the NPU, issue 18).
+   */
   private async catchUp(slot: Slot, coveredByKv: number, upTo = Number.POSITIVE_INFINITY): Promise<number> {
-    const { cloud } = this.host;
+    const { cloud, display } = this.host;
+    const lead = this.takeoverLead();
     let covered = coveredByKv;
-    const end = () => Math.min(upTo, cloud.received.length);
-    // Caught up with everything received — and with what is on screen
-    // (PDD-TAKEOVER-009), which cannot be more.
-    while (covered < end() && !this.complete) {
+    while (!this.complete) {
       this.opts.signal?.throwIfAborted();
-      const target = end();
+      const available = Math.min(upTo, cloud.received.length);
+      // The cloud is streaming and has granted tokens still to send.
+      const moreComing = available > 0 && available < upTo && !cloud.done && available < cloud.grantedBudget;
+      const target = Math.min(available, display.shownCloud + lead);
+      if (covered >= target) {
+        // A lead ahead of what is shown (PDD-TAKEOVER-009 needs only k ≥ shown), or all there will be.
+        if (covered >= display.shownCloud + lead || !moreComing) break;
+        // Short of the lead: the cloud's next token is worth waiting for only while it keeps up with the display.
+        const wait = this.cloudWorthWaitingMs();
+        if (wait === undefined) break;
+        await this.host.until(() => cloud.received.length > available || cloud.done, wait);
+        if (cloud.received.length === available && !cloud.done) break; // it did not come in time
+        continue;
+      }
       const before = covered;
       covered = await this.evaluateCloudTokens(slot, covered, target);
-      this.readyAt =
-        performance.now() + (cloud.received.length - covered) * (this.prefillMsPerToken() ?? 0) + (this.tpotMs ?? 0);
+      this.readyAt = performance.now() + (target - covered) * (this.prefillMsPerToken() ?? 0) + (this.tpotMs ?? 0);
       if (covered === before) {
         // The cloud's text ends inside a UTF-8 character: wait for its last byte.
-        if (cloud.done || target >= upTo) break;
+        if (!moreComing) break;
         await this.host.until(() => cloud.received.length > target || cloud.done);
       }
     }
     this.readyAt = undefined;
     return covered;
+  }
+
+  /**
+   * How long to wait for the cloud's next token rather than take over short
+   * of the lead: while the cloud sends at least at the display's pace, its
+   * next token is due within its interval (twice that, for jitter); a cloud
+   * slower than the display is not waited for (the device's token comes first).
+   */
+  private cloudWorthWaitingMs(): number | undefined {
+    const { arrivalIntervalMs, lastTokenAt } = this.host.cloud;
+    const pace = Math.max(1, this.opts.targetTpotMs);
+    if (arrivalIntervalMs === undefined || lastTokenAt === undefined || arrivalIntervalMs > pace) return undefined;
+    const due = lastTokenAt + 2 * arrivalIntervalMs - performance.now();
+    return due > 0 ? due : undefined;
+  }
+
+  /**
+   * Cloud tokens the context should be ahead of the display at the takeover:
+   * enough for the display to show while the device decodes its first own
+   * token, plus one for the step under way.
+   */
+  private takeoverLead(): number {
+    const step = this.opts.decodeMsPerToken ?? 0;
+    return Math.ceil(step / Math.max(1, this.opts.targetTpotMs)) + 1;
   }
 
   /** Adds cloud tokens [covered, upTo) to the context; returns the new covered count. */

@@ -118,7 +118,7 @@ export class DeviceRun {
       display: this.display,
       cloudModelFingerprint: cm?.modelFingerprint,
       sameTokenizer: this.sameTokenizer,
-      until: (cond) => this.until(cond),
+      until: (cond, timeoutMs) => this.until(cond, timeoutMs),
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
       abandonCloud: async (why) => {
@@ -305,11 +305,24 @@ export class DeviceRun {
     this.wakeLocal?.();
   }
 
-  private async until(cond: () => boolean): Promise<void> {
-    while (!cond()) {
-      this.opts.signal?.throwIfAborted();
-      await new Promise<void>((r) => (this.wakeLocal = r));
-      this.wakeLocal = undefined;
+  /** Resolves once `cond()` holds, or after `timeoutMs` when given. */
+  private async until(cond: () => boolean, timeoutMs?: number): Promise<void> {
+    let late = false;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            late = true;
+            this.wakeLocal?.();
+          }, timeoutMs);
+    try {
+      while (!cond() && !late) {
+        this.opts.signal?.throwIfAborted();
+        await new Promise<void>((r) => (this.wakeLocal = r));
+        this.wakeLocal = undefined;
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -416,6 +429,7 @@ export class DeviceRun {
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
       ...(cloud.decodeTokPerS ? { cloudDecodeTokPerS: cloud.decodeTokPerS } : {}),
+      ...(cloud.decodedTokens !== undefined ? { cloudDecodedTokens: cloud.decodedTokens } : {}),
       ...(cloud.endReason !== undefined ? { endReason: EndReason[cloud.endReason] } : {}),
     };
   }
