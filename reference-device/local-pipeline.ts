@@ -196,8 +196,9 @@ export class LocalPipeline {
 
   private async prefillChunk(slot: Slot, p: Prefilling): Promise<void> {
     const step = p.tokens.slice(p.done, p.done + this.opts.prefillChunk);
+    const t = performance.now();
     const res = await slot.prefill(step, { chunk: this.opts.prefillChunk });
-    await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
+    await this.emulated("prefill", step.length, t);
     p.done += res.done;
     this.prefillRate = p.done / Math.max(1e-3, (performance.now() - p.startedAt) / 1000);
     // Ready means the prompt and then the cloud's tokens (at most its budget) covered:
@@ -290,7 +291,8 @@ export class LocalPipeline {
   /** Adds cloud tokens [covered, upTo) to the context; returns the new covered count. */
   private async evaluateCloudTokens(slot: Slot, covered: number, upTo: number): Promise<number> {
     const received = this.host.cloud.received;
-    const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
+    const t = performance.now();
+    const emulated = (n: number) => this.emulated("prefill", n, t);
     if (this.host.sameTokenizer) {
       await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
       await emulated(upTo - covered);
@@ -342,13 +344,24 @@ export class LocalPipeline {
     let last = performance.now();
     for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
       if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
-      await sleep(this.opts.emulate?.decodeMsPerToken ?? 0, this.opts.signal);
+      await this.emulated("decode", 1, last);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);
       last = now;
       this.deviceIds.push(t);
       this.host.display.push({ piece: this.withoutSeam(this.engine.pieces[t] ?? new Uint8Array()), source: "device" });
     }
+  }
+
+  /**
+   * The emulated slower device (RunOptions.emulate) after `n` tokens of work
+   * begun at `since`: the per-token ms on top of it, or ("pad") what makes the
+   * step take that per token in all, whatever this machine spent on it.
+   */
+  private emulated(kind: "prefill" | "decode", n: number, since: number): Promise<void> {
+    const e = this.opts.emulate;
+    const ms = n * ((kind === "prefill" ? e?.prefillMsPerToken : e?.decodeMsPerToken) ?? 0);
+    return sleep(e?.mode === "pad" ? ms - (performance.now() - since) : ms, this.opts.signal);
   }
 
   /** The part of `piece` not already shown at the seam. */

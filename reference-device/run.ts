@@ -38,6 +38,18 @@ import { whyNotRefined, type Report } from "./report.js";
 
 export type { Mode, Report } from "./report.js";
 
+/**
+ * A slower device emulated on a fast machine: milliseconds per local prefill
+ * and decode token, added to each step ("add", the default) or padding each
+ * step to that many in all ("pad": the device runs at 1000/ms tokens per
+ * second whatever this machine's own speed, as long as it is faster).
+ */
+export interface Emulation {
+  prefillMsPerToken?: number;
+  decodeMsPerToken?: number;
+  mode?: "add" | "pad";
+}
+
 export interface RunOptions {
   maxTokens: number;
   sampling?: Sampling;
@@ -52,7 +64,7 @@ export interface RunOptions {
   prefillChunk: number;
   /** How long a granted KV image may go without a chunk before the device recomputes (PDD-KV-020). Default 10,000. */
   kvDeadlineMs?: number;
-  emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  emulate?: Emulation;
   /** Set when a cloud was asked for but could not be connected: the run falls back at once, saying why. */
   cloudUnavailable?: { cause: string; message: string };
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
