@@ -77,6 +77,18 @@ describe("pdd CLI", () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it.each([
+    ["not GGUF", resolve(import.meta.dirname, "..", "package.json"), /package\.json is not a usable GGUF model/],
+    ["missing", "/nonexistent/model.gguf", /cannot open model file \/nonexistent\/model\.gguf: ENOENT/],
+  ])("pdd demo --model refuses a %s file with one typed line and exit status 1", async (_, file, why) => {
+    const r = await pdd("demo", "--model", file);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^pdd demo: \[invalid_argument\] /);
+    expect(r.stderr).toMatch(why);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stdout).toBe("");
+  });
+
   it("refuses an unknown simulated-engine profile with one typed line and exit status 1", async () => {
     const r = await pdd("device", "--local-only", "--prompt", "hi", "--model", "sim:mainframe");
     expect(r.status).toBe(1);
