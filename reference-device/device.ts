@@ -284,6 +284,7 @@ export class PdDevice {
       refineRatio,
       decodeMsPerToken: this.rates.decodeMsPerToken,
       prefillMsPerToken: this.rates.prefillMsPerToken,
+      ...(this.observed.cloudDecodeTokPerS ? { cloudMsPerToken: 1000 / this.observed.cloudDecodeTokPerS } : {}),
       prefillChunk: this.options.prefillChunk ?? 64,
       emulate: this.options.emulate,
       cloudOnly: opts.cloudOnly,

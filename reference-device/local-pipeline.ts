@@ -265,17 +265,26 @@ export class LocalPipeline {
   }
 
   /**
-   * How long to wait for the cloud's next token rather than take over short
-   * of the lead: while the cloud sends at least at the display's pace, its
-   * next token is due within its interval (twice that, for jitter); a cloud
-   * slower than the display is not waited for (the device's token comes first).
+   * Short of the lead, how long to wait for the cloud's next token rather
+   * than take over now; undefined: take over now. Taking over is right when
+   * the device's first own token makes the display's next slot (the last
+   * shown + the target TPOT), or when the cloud's next token is not expected
+   * before the device's own would come. Otherwise the display would wait on
+   * the device's decode step (a 63 ms gap at a 50 ms target on the NPU, where
+   * the cloud's token came 30 ms later): wait for the cloud's, until a little
+   * after it is due. Its interval is the measured one, else the rate the
+   * cloud showed on earlier requests; with neither, nothing is waited for.
    */
   private cloudWorthWaitingMs(): number | undefined {
-    const { arrivalIntervalMs, lastTokenAt } = this.host.cloud;
-    const pace = Math.max(1, this.opts.targetTpotMs);
-    if (arrivalIntervalMs === undefined || lastTokenAt === undefined || arrivalIntervalMs > pace) return undefined;
-    const due = lastTokenAt + 2 * arrivalIntervalMs - performance.now();
-    return due > 0 ? due : undefined;
+    const { cloud, display } = this.host;
+    const now = performance.now();
+    const own = now + (this.opts.decodeMsPerToken ?? 0);
+    const slot = (display.lastShownAt ?? now) + Math.max(1, this.opts.targetTpotMs);
+    const interval = cloud.arrivalIntervalMs ?? this.opts.cloudMsPerToken;
+    if (own <= slot || interval === undefined || cloud.lastTokenAt === undefined) return undefined;
+    const due = cloud.lastTokenAt + interval;
+    if (due >= own) return undefined;
+    return Math.max(0, due - now) + interval / 2;
   }
 
   /**

@@ -59,6 +59,8 @@ export interface RunOptions {
   refineRatio?: number;
   /** The device's calibrated ms per decoded token (reported in DeviceProgress). */
   decodeMsPerToken?: number;
+  /** Ms between the cloud's tokens seen on earlier requests: its next token's due time before this one's are measured. */
+  cloudMsPerToken?: number;
   /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
   prefillMsPerToken?: number;
   prefillChunk: number;
