@@ -13,6 +13,11 @@ import { plan, type Plan } from "./planner.js";
 import { DeviceRun, type Emulation, type Report } from "./run.js";
 
 export interface DeviceOptions {
+  /**
+   * The highest 1.x minor the Hello offers (default PROTOCOL_MINOR). @internal: tests of the 1.1
+   * rules (PDD-VER-007) set 1 before the release does.
+   */
+  protocolMinor?: number;
   /** A loaded engine, or a model path (default: the embedded tiny model). */
   engine?: InferenceEngine;
   modelPath?: string;
@@ -191,14 +196,11 @@ export class PdDevice {
         const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), {
           ...this.options.client,
           kv: this.options.useKv !== false,
+          protocolMinor: this.options.protocolMinor,
         });
-        // The first request waits for the HelloAck: it says which model the cloud runs.
-        await withTimeout(link.helloAck(), this.options.client?.connectTimeoutMs ?? 10_000, () => link.close()).catch(
-          async (e: unknown) => {
-            await link.close().catch(() => undefined);
-            throw e;
-          },
-        );
+        // The first request waits for the HelloAck: it says which model the cloud runs. The link gives up
+        // after its handshake timeout with connection error TIMEOUT (PDD-CONN-022).
+        await link.helloAck();
         this.link = link;
         this.backoffMs = 0;
         this.retryAt = 0;
@@ -307,16 +309,4 @@ export class PdDevice {
     const wait = Math.max(0, Math.round(this.retryAt - performance.now()));
     return wait > 0 ? { ...f, message: `${f.message}; next attempt in ${wait} ms` } : f;
   }
-}
-
-/** `p`, or a TIMEOUT after `ms` (then `onTimeout` runs). */
-function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => unknown): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      void onTimeout();
-      reject(new PddError(ErrorCode.TIMEOUT, `no HelloAck within ${ms} ms`));
-    }, ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

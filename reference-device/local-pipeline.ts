@@ -168,8 +168,11 @@ export class LocalPipeline {
     try {
       if (answerCovered < 0 || answerCovered > cloud.received.length || cloud.promptTokens !== promptTokens.length)
         throw new Error("image does not fit");
-      const last = answerCovered > 0 ? cloud.received[answerCovered - 1]!.id : promptTokens[promptTokens.length - 1]!;
-      await slot.importState(image, this.host.cloudModelFingerprint ?? new Uint8Array(), last);
+      const answer = cloud.received.slice(0, answerCovered).map((t) => t.id);
+      const last = answerCovered > 0 ? answer[answerCovered - 1]! : promptTokens[promptTokens.length - 1]!;
+      // The image must cover this prompt and these answer tokens: another context loads, into another answer (PDD-KV-013).
+      const covers = [...promptTokens, ...answer];
+      await slot.importState(image, this.host.cloudModelFingerprint ?? new Uint8Array(), last, covers);
       this.kvImported = true;
       return answerCovered;
     } catch (e) {

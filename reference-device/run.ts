@@ -94,6 +94,8 @@ export class DeviceRun {
   private readonly kv: KvReceiver;
   /** Fires when a granted KV image makes no progress for the KV deadline. */
   private kvTimer: NodeJS.Timeout | undefined;
+  /** How long a Takeover or Cancel waits for its End before the request is closed here (PDD-SM-008). */
+  static endWaitMs = 10_000;
   private readonly display: Display;
   private readonly local: LocalPipeline;
   /** The takeover index once decided; cloud tokens from k on are not shown. */
@@ -193,7 +195,7 @@ export class DeviceRun {
     this.display.discard();
     // The cloud is released now, not once the local step under way has finished.
     if (this.requested && this.state && !this.cloud.done && !this.takeoverOnWire) {
-      this.takeoverOnWire = true;
+      this.stopSent();
       const { requestId } = this.request;
       void this.sendToCloud(
         deviceFrame({ case: "cancel", value: { requestId, code: ErrorCode.CANCELLED, reason: "stopped by the user" } }),
@@ -249,7 +251,7 @@ export class DeviceRun {
     if (this.cloud.done) return;
     const { requestId } = this.request;
     const cancel = this.sendToCloud(deviceFrame({ case: "cancel", value: { requestId, code, reason: why } }));
-    this.takeoverOnWire = true;
+    this.stopSent();
     this.cloud.lost(why, cause);
     this.kv.interrupted(why);
     this.link?.unregister(requestId);
@@ -271,6 +273,7 @@ export class DeviceRun {
         return;
       case "kv": {
         const credit = this.kv.chunk(ev.chunk, ev.last);
+        this.sendKvAbort();
         this.watchKv();
         // Return the credit as chunks are consumed (PDD-KV-009).
         const { requestId } = this.request;
@@ -302,8 +305,22 @@ export class DeviceRun {
     const ms = this.opts.kvDeadlineMs ?? 10_000;
     this.kvTimer = setTimeout(() => {
       this.kv.giveUp(`no KV chunk for ${ms} ms: the device computed the prefill itself`);
+      this.sendKvAbort();
       this.changed();
     }, ms);
+  }
+
+  /**
+   * Tells the cloud that an image the device gave up is not wanted, so that it
+   * stops sending it and goes on with the tokens (PDD-KV-019). KvAbort is a 1.1
+   * message: under 1.0 the cloud would not know it (PDD-VER-007).
+   */
+  private sendKvAbort(): void {
+    const abort = this.kv.takeAbort();
+    if (!abort || (this.link?.ack?.version?.minor ?? 0) < 1) return;
+    const { requestId } = this.request;
+    const reason = abort.reason.slice(0, 1024);
+    void this.sendToCloud(deviceFrame({ case: "kvAbort", value: { requestId, code: abort.code, reason } }));
   }
 
   private onCloudLost(error: PddError): void {
@@ -365,12 +382,25 @@ export class DeviceRun {
     );
   }
 
+  /**
+   * A Takeover or Cancel went to the cloud: the answer never waits for its
+   * End, and after endWaitMs without one the request is closed here, its
+   * later frames ignored (PDD-SM-008, PDD-SM-002).
+   */
+  private stopSent(): void {
+    this.takeoverOnWire = true;
+    const { requestId } = this.request;
+    setTimeout(() => {
+      if (!this.cloud.ended) this.link?.unregister(requestId);
+    }, DeviceRun.endWaitMs).unref();
+  }
+
   /** Takes over at k: applied to the display before anything yields, then said to a cloud still sending. */
   private async takeover(k: number): Promise<void> {
     this.takeoverAt = k;
     this.display.dropCloudFrom(k);
     if (this.cloud.done || !this.state) return;
-    this.takeoverOnWire = true;
+    this.stopSent();
     const { requestId } = this.request;
     if (this.state.phase === "requested") {
       // Ahead of the cloud before it even accepted: a Takeover is not
