@@ -45,6 +45,9 @@ export const NOT_BLACK_BOX: Record<string, string> = {
   "PDD-TRANSPORT-002":
     "a dead peer is detected after the keep-alive timeout (30 s by default); transports/transports.test.ts " +
     "checks the reference bindings with a black-holing proxy",
+  "PDD-WT-007":
+    "the suite can send a KvChunk before Accepted but cannot make it arrive first: the order across " +
+    "WebTransport streams is the network's; reference-device/early-kv.test.ts checks the reference device",
   "PDD-SEC-002": "the rule is about connections to non-loopback addresses without TLS; the suite listens on loopback",
 };
 

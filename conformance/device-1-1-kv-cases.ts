@@ -132,9 +132,7 @@ export const DEVICE_1_1_KV_CASES: Case[] = [
     title: "refuses a KV image announcing more bytes than its model makes, with KvAbort{RESOURCE_EXHAUSTED}",
     role: "device",
     requirements: ["PDD-KV-016"],
-    // On WebTransport the chunk's own stream can overtake Accepted, and a device may take that for a
-    // KvChunk before Accepted (the spec does not yet say what it must do): single-stream bindings only.
-    transports: ["websocket", "grpc"],
+    // On WebTransport the chunk's own stream can overtake Accepted: the device holds it (PDD-WT-007).
     answer: true,
     async run(p, env) {
       const { s, kvAsk, at11 } = await kvRequest(p);

@@ -21,6 +21,7 @@ import {
   type ModelIdentity,
 } from "../proto/index.js";
 import { connect, type ClientOptions, type DeviceStream } from "../transports/index.js";
+import { EarlyKvChunks } from "./early-kv.js";
 
 /** A device gives a HelloAck at least this long (PDD-CONN-022). */
 export const MIN_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -39,7 +40,12 @@ export class CloudLink {
   ack: HelloAck | undefined;
   lostWith: PddError | undefined;
 
-  private constructor(private readonly stream: DeviceStream) {}
+  /** WebTransport only: chunks that overtook their Accepted (PDD-WT-007); elsewhere that order is a violation. */
+  private readonly early: EarlyKvChunks | undefined;
+
+  private constructor(private readonly stream: DeviceStream) {
+    this.early = stream.transport === "webtransport" ? new EarlyKvChunks() : undefined;
+  }
 
   /** Connects and sends Hello; resolves without waiting for HelloAck. */
   static async open(
@@ -125,6 +131,7 @@ export class CloudLink {
 
   unregister(id: number): void {
     this.sinks.delete(id);
+    this.early?.forget(id);
     if (this.sinks.size === 0) for (const w of this.quietWaiters.splice(0)) w();
   }
 
@@ -137,6 +144,7 @@ export class CloudLink {
 
   async send(frame: DeviceFrame): Promise<void> {
     if (this.lostWith) throw this.lostWith;
+    this.early?.sent(frame);
     await this.stream.send(frame);
   }
 
@@ -185,6 +193,12 @@ export class CloudLink {
     this.sinks.clear();
   }
 
+  private deliver(id: number, frame: CloudFrame): void {
+    const sink = this.sinks.get(id);
+    if (!sink) return;
+    for (const f of this.early ? this.early.route(id, frame) : [frame]) sink.onFrame(f);
+  }
+
   private async pump(): Promise<void> {
     let fromCloud = false; // a connection Error the cloud sent: nothing to report back
     try {
@@ -209,11 +223,11 @@ export class CloudLink {
               const code = receivedCode(b.value.code, "conn", "cloud"); // PDD-ERR-003
               throw new PddError(code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
             }
-            this.sinks.get(b.value.requestId)?.onFrame(frame);
+            this.deliver(b.value.requestId, frame);
             break;
           default: {
             const id = (b.value as { requestId?: number } | undefined)?.requestId;
-            if (id !== undefined) this.sinks.get(id)?.onFrame(frame);
+            if (id !== undefined) this.deliver(id, frame);
           }
         }
       }
