@@ -11,7 +11,6 @@ import {
   expectThat,
   kvModel,
   prefill,
-  startStreaming,
 } from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, Probe, requestIdOf } from "./probe.js";
 import { Refused } from "./raw-client.js";
@@ -428,7 +427,11 @@ export const CLOUD_1_1_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-CONN-027"],
     async run(p) {
-      await startStreaming(p);
+      // 64 tokens paced for 20 ms each: well inside the test cloud's 3 s request limit on a loaded machine
+      // (startStreaming's 256 took 3 s there and ended TIMEOUT).
+      await p.hello();
+      p.send(prefill(1, { cloudTokenBudget: 64, targetTpotUs: 20_000 }));
+      await p.until((f) => f.body === "firstToken", "FirstToken");
       p.send({ goodbye: {} });
       p.send(prefill(2));
       await expectRequestError(p, 2, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-CONN-027");
