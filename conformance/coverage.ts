@@ -6,6 +6,7 @@ import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
 export const ALL_CASES: Case[] = [
@@ -13,6 +14,7 @@ export const ALL_CASES: Case[] = [
   ...MORE_CLOUD_CASES,
   ...CLOUD_1_1_CASES,
   ...DEVICE_CASES,
+  ...DEVICE_END_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
 ];

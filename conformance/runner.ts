@@ -5,6 +5,7 @@ import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
@@ -216,6 +217,8 @@ function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): P
   ]);
 }
 
+const DEVICE_ROLE_CASES = [...DEVICE_CASES, ...DEVICE_END_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES];
+
 export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseResult[]> {
   const transport = transportOf(o.listen);
   if (transport === "grpc" && o.codecs?.includes("msgpack"))
@@ -230,7 +233,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
     : [undefined];
   const results: CaseResult[] = [];
   const casesFor = (wanted: Codec | undefined) =>
-    selectCases([...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES], transport, wanted ?? "proto", o.filter);
+    selectCases(DEVICE_ROLE_CASES, transport, wanted ?? "proto", o.filter);
   const total = codecs.reduce((n, wanted) => n + casesFor(wanted).length, 0);
   try {
     for (const wanted of codecs) {
