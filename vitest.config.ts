@@ -14,6 +14,7 @@ const SLOWEST_FIRST = [
   "conformance/conformance-cloud.test.ts",
   "conformance/conformance-device.test.ts",
   "conformance/conformance-device-kv.test.ts",
+  "conformance/conformance-small-context.test.ts",
   "conformance/fuzz-device.test.ts",
   "reference-device/interop.test.ts",
   "reference-device/fallback.test.ts",
