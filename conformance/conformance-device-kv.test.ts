@@ -47,6 +47,28 @@ describe("device KV cases, checked against the suite's own model", () => {
     ]);
   });
 
+  it("pass the reference device whatever its model's first token is (here not the suite's marker piece)", async () => {
+    // Found with `pdd conformance --role device --exec "pdd device ..."` on a longer prompt: the answer's
+    // first token is the model's own, and the cases wrongly required the marker " The" in its place.
+    const prompt = "The quick brown fox jumps over the lazy dog. ".repeat(2);
+    const oracle = oracleOn(engine);
+    const [t0] = await oracle.continuation(oracle.tokenize(prompt), 1);
+    expect(Buffer.from(oracle.piece(t0!)).toString("utf8")).not.toBe(" The");
+    const results = await runDeviceConformance({
+      role: "device",
+      listen: "ws://127.0.0.1:0",
+      launcher: inProcessDevice(
+        engine,
+        { maxTokens: 12, cloudBudget: 8, targetTpotMs: 1 },
+        { prefillChunk: 4, emulate: { prefillMsPerToken: 10 }, prompt },
+      ),
+      codecs: ["proto"],
+      filter: "device.kv.",
+      oracle,
+    });
+    expect(problems(results, [])).toEqual([]);
+  });
+
   it("are not offered without the model, never passed", async () => {
     const results = await runDeviceConformance({
       role: "device",
