@@ -153,6 +153,12 @@ describe("the cloud's request state machine: what it sends", () => {
     expect(s).toMatchObject({ kvSent: 6n, kvAvailable: 0n });
   });
 
+  it("neither KV nor a refined prompt before Accepted has granted them", () => {
+    const s = new CloudRequestState(1, { kvCredit: 64n });
+    expect(violationOf(() => s.beforeSend(chunk(0n, 4)))).toBe("PDD-KV-001: KvChunk without a grant");
+    expect(violationOf(() => s.beforeSend(refined()))).toBe("PDD-ORD-005: RefinedPrompt not granted or twice");
+  });
+
   it("RefinedPrompt: only when granted, and once", () => {
     expect(violationOf(() => sent(0).beforeSend(refined()))).toBe("PDD-ORD-005: RefinedPrompt not granted or twice");
     const s = new CloudRequestState(1);

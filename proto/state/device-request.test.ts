@@ -149,6 +149,8 @@ describe("the device's request state machine: what it sends", () => {
     const s = kvRequest(4n);
     s.beforeSend(credit());
     expect(s.kvCredit).toBe(8n);
+    s.beforeSend(progress());
+    expect(s).toMatchObject({ kvCredit: 8n, phase: "accepted" });
   });
 });
 
