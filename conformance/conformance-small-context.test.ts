@@ -29,9 +29,9 @@ describe("conformance suite against a cloud with a 128-token context", () => {
       codecs: ["proto"],
       modelFile: MODEL,
     });
-    // As against the 4096-token model (conformance-cloud.test.ts): no end-of-generation, and an idle
-    // timeout longer than the cases that need it wait.
-    expect(problems(results, ["cloud.eos", "cloud.idle", "cloud.crossed-goodbye"])).toEqual([]);
+    // As against the 4096-token model (conformance-cloud.test.ts): no end-of-generation, an idle
+    // timeout longer than the cases that need it wait, and not the model of spec/vectors.
+    expect(problems(results, ["cloud.eos", "cloud.idle", "cloud.crossed-goodbye", "cloud.tokenization"])).toEqual([]);
     expect(results.filter((r) => r.status === "not-offered" && !r.details)).toEqual([]);
   });
 });

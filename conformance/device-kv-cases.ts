@@ -10,7 +10,7 @@
  * from one that skips the check (llama.cpp refuses random bytes either way).
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { Case, DeviceCaseEnv } from "./case.js";
+import type { Case, DeviceCaseEnv, DeviceOutcome } from "./case.js";
 import {
   accept,
   chunksOf,
@@ -105,14 +105,8 @@ async function checkAnswer(
   env: DeviceCaseEnv,
   o: { want: string; decoyAnswer: string; rule: string; oneToken: string },
 ): Promise<void> {
-  // Not expectAnswer: its prefix is the suite's marker pieces, and here token 0 is the model's own first token.
-  const out = await env.outcome();
+  const out = await finishedAnswer(env, o.rule);
   if (!out) return;
-  expectThat(
-    out.exitCode === 0,
-    `the device to finish its answer and exit 0 (${o.rule})`,
-    `exit ${out.exitCode}: ${out.stderr.slice(-300)}`,
-  );
   const why =
     out.text === o.decoyAnswer
       ? " — the answer after importing the lying image: the device imported it"
@@ -124,6 +118,21 @@ async function checkAnswer(
     `the greedy continuation of the prompt, as without KV: ${JSON.stringify(o.want.slice(0, 80))} (${o.rule})`,
     `${JSON.stringify(out.text.slice(0, 80))}${why}`,
   );
+}
+
+/**
+ * The device's answer once it exited 0. Not expectAnswer: its prefix is the suite's marker pieces,
+ * and in the KV cases token 0 is the model's own first token.
+ */
+export async function finishedAnswer(env: DeviceCaseEnv, rule: string): Promise<DeviceOutcome | undefined> {
+  const out = await env.outcome();
+  if (!out) return undefined;
+  expectThat(
+    out.exitCode === 0,
+    `the device to finish its answer and exit 0 (${rule})`,
+    `exit ${out.exitCode}: ${out.stderr.slice(-300)}`,
+  );
+  return out;
 }
 
 function kvCase(
