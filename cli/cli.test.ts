@@ -155,7 +155,10 @@ describe("pdd CLI", () => {
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
-    [["model", "create", "--preset", "huge"], /--preset must be one of tiny, tiny-eos, small, tiny-b, spec, bench/],
+    [
+      ["model", "create", "--preset", "huge"],
+      /--preset must be one of tiny, tiny-eos, tiny-ctx128, small, tiny-b, spec, bench/,
+    ],
     [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
     [["demo", "--device", "laptop"], /--device must be one of phone, phone-npu, none/],
     [["demo", "--rtt-ms", "5000"], /--rtt-ms must be between 0 and 2000/],

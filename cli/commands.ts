@@ -113,7 +113,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "model create",
     summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench, spec)",
-    usage: "pdd model create [--preset tiny|tiny-eos|small|tiny-b|bench|spec] [--out PATH]",
+    usage: "pdd model create [--preset tiny|tiny-eos|tiny-ctx128|small|tiny-b|bench|spec] [--out PATH]",
     load: async () => (await import("./model.js")).runModelCreate,
   },
   {

@@ -13,6 +13,7 @@ import {
   prefill,
 } from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, Probe, requestIdOf } from "./probe.js";
+import { fittedPrompt } from "./prompt-room.js";
 import { Refused } from "./raw-client.js";
 import { Packr } from "msgpackr";
 import { render, type Frame } from "./wire.js";
@@ -116,7 +117,7 @@ export const CLOUD_1_1_CASES: Case[] = [
       await q.hello({ deviceModel: model });
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          text: fittedPrompt(q, { repeats: 20, budget: 12 }),
           cloudTokenBudget: 12,
           targetTpotUs: 50_000,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: "0" },
@@ -213,7 +214,7 @@ export const CLOUD_1_1_CASES: Case[] = [
       const CHUNK = 4096;
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          text: fittedPrompt(q, { repeats: 20, budget: 24 }),
           cloudTokenBudget: 24,
           targetTpotUs: 20_000,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: CHUNK, initialCreditBytes: String(CHUNK) },

@@ -58,6 +58,20 @@ export const PRESETS = {
     seed: 1,
     eos: true,
   },
+  /**
+   * tiny with a 128-token context: a cloud whose limits are tight, against which
+   * the conformance suite must size its prompts or say "not offered" (issue 15).
+   */
+  "tiny-ctx128": {
+    vocab: "a",
+    embedding: 64,
+    layers: 2,
+    heads: 4,
+    feedForward: 192,
+    contextLength: 128,
+    type: 1,
+    seed: 1,
+  },
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
