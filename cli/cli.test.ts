@@ -10,6 +10,7 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Io } from "./kit.js";
 import { main } from "./main.js";
+import { DEFAULT_TARGET_TPOT_MS } from "../reference-device/index.js";
 
 /** Runs `pdd args…` in this process; what it would print, and its exit status. */
 async function pdd(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
@@ -99,6 +100,16 @@ describe("pdd CLI", () => {
     );
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ mode: "local", deviceTokens: 12 });
+  });
+
+  it("plans with the device's own default TPOT and states cloud time as a share of cloud-only", async () => {
+    const r = await pdd("plan", "--prompt-tokens", "2000", "--kv-bytes-per-token", "1000", "--explain");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`(target ${DEFAULT_TARGET_TPOT_MS} ms)`);
+    // The recompute candidate costs what cloud-only costs: 100%, where it once said "1.0× less".
+    expect(r.stdout).toMatch(/ {2}recompute: .*cloud time (\d+) ms \(100% of cloud-only's \1 ms\)/);
+    expect(r.stdout).toMatch(/→ KV transfer: .*\((\d|[1-9]\d)% of cloud-only's \d+ ms\)/);
+    expect(r.stdout).not.toMatch(/less than/);
   });
 
   it("decodes a token-batch frame given as hex", async () => {

@@ -5,7 +5,13 @@
  * ready, and writes one JSON line per request on stderr.
  */
 import { intFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
-import { PdDevice, serveOpenAi, type DeviceOptions, type ServeOptions } from "../reference-device/index.js";
+import {
+  DEFAULT_TARGET_TPOT_MS,
+  PdDevice,
+  serveOpenAi,
+  type DeviceOptions,
+  type ServeOptions,
+} from "../reference-device/index.js";
 
 /** The API key: the flag (visible in ps) or $PDD_SERVE_API_KEY (not). */
 export const API_KEY_ENV = "PDD_SERVE_API_KEY";
@@ -58,7 +64,7 @@ function flags(argv: string[]) {
     parallel,
     queue: intFlag("queue", values.queue, 8, 0, 10_000),
     maxBodyBytes: intFlag("max-body-bytes", values["max-body-bytes"], 4 << 20, 1024, 1 << 30),
-    streamTpotMs: intFlag("tpot-ms", values["tpot-ms"], 40, 0, 60_000),
+    streamTpotMs: intFlag("tpot-ms", values["tpot-ms"], DEFAULT_TARGET_TPOT_MS, 0, 60_000),
     chatTemplateFile: values["chat-template-file"],
   };
   const device: DeviceOptions = {

@@ -1,6 +1,6 @@
 /** `pdd plan`: the planner's choice for one request (budget, pacing, refinement, KV), with its predictions. */
 import { CLOUD_GPU, PHONE } from "../engine/index.js";
-import { plan } from "../reference-device/index.js";
+import { DEFAULT_TARGET_TPOT_MS, plan } from "../reference-device/index.js";
 import { intFlag, numFlag, parseFlags, UsageError, type Run } from "./kit.js";
 
 export const runPlan: Run = async (argv, io) => {
@@ -39,7 +39,7 @@ export const runPlan: Run = async (argv, io) => {
       prefillTokPerS: numFlag("device-prefill", values["device-prefill"], PHONE.prefillTokPerS),
       decodeTokPerS: numFlag("device-decode", values["device-decode"], PHONE.decodeTokPerS),
     },
-    targetTpotMs: numFlag("tpot-ms", values["tpot-ms"], 50),
+    targetTpotMs: numFlag("tpot-ms", values["tpot-ms"], DEFAULT_TARGET_TPOT_MS),
     budget: { max: intFlag("max-budget", values["max-budget"], 256, 1, 1 << 20) },
     kv: { allowed: kvBytes > 0, bytesPerToken: kvBytes },
     refine: { allowed: minRatio < 1, minRatio },
