@@ -141,6 +141,9 @@ describe("pdd CLI", () => {
       ["device", "--prompt", "hi", "--local-only", "--refine-min", "0"],
       /--refine-min must be a number above 0 up to 1/,
     ],
+    [["device", "serve", "--cloud", "http://x"], /--cloud: .*unsupported scheme "http:"/],
+    [["device", "serve", "--cloud", "grpc://x:1", "--codec", "msgpack"], /the gRPC binding carries only proto/],
+    [["device", "serve", "--emulate-ms-per-token", "5", "--device-profile", "phone"], /not both/],
     [["cloud", "--pace", "fast"], /--pace must be a number from 0 up to 100/],
     [
       ["bench", "trace", "--trace", "/nonexistent.csv", "--device-profile", "desktop"],

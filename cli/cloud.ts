@@ -7,7 +7,7 @@ import { certificateSha256 } from "../transports/index.js";
 import { choiceFlag, intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
 import { loadCloudConfigFile, startCloud, type CloudConfigInput, type CloudPeer } from "../reference-cloud/index.js";
 
-const CLOUD_FLAGS = {
+export const CLOUD_FLAGS = {
   model: { type: "string" },
   config: { type: "string" },
   engine: { type: "string" },

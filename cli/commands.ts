@@ -48,9 +48,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "device serve",
     summary: "serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) backed by the reference device",
     usage:
-      "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--codec proto|msgpack] [--no-kv] [--threads N]\n" +
+      "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--cert-sha256 HEX] [--codec proto|msgpack] [--no-kv] [--threads N]\n" +
       "                 [--parallel N] [--queue N] [--tpot-ms N] [--alias NAME] [--api-key KEY] [--allowed-hosts H,H] [--cors-origin O,O]\n" +
-      "                 [--max-body-bytes N] [--chat-template-file FILE]\n" +
+      "                 [--max-body-bytes N] [--chat-template-file FILE] [--emulate-ms-per-token N | --device-profile phone|phone-npu]\n" +
       "  --api-key KEY or $PDD_SERVE_API_KEY (kept out of ps); --tpot-ms paces streamed answers only (default 40).",
     load: async () => (await import("./device-serve.js")).runDeviceServe,
   },
