@@ -44,7 +44,6 @@ function splitHostPort(hp: string): { host: string; port: number } {
   return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, "$1"), port: Number(hp.slice(i + 1)) };
 }
 
-/** Reads an API key file: one key per line, "#" comments, blank lines ignored. */
 /** A keys file: one key per line, optionally followed by its limit of concurrent requests; # starts a comment. */
 export function readKeys(path: string): { key: string; maxConcurrent?: number }[] {
   return readFileSync(path, "utf8")
@@ -172,7 +171,11 @@ class KeyRing {
   }
 
   reload(): void {
-    if (!this.file) return;
+    if (!this.file) {
+      // A SIGHUP that does nothing says so, rather than leaving the operator to guess.
+      this.log.warn("keys not reloaded: no keys file (start with --keys FILE)");
+      return;
+    }
     try {
       this.list = readKeys(this.file);
       this.keys = this.list.map((k) => digest(k.key));
