@@ -120,6 +120,30 @@ describe("pdd CLI", () => {
     });
   });
 
+  it.each(["proto", "msgpack"])(
+    "encodes a frame written as JSON, and pdd decode gives the same JSON back (%s)",
+    async (codec) => {
+      const frame = {
+        prefillRequest: { requestId: 3, text: "The fox.", cloudTokenBudget: 8, targetTpotUs: 40000 },
+      };
+      const enc = await pdd("encode", "--from", "device", "--codec", codec, "--json", JSON.stringify(frame));
+      expect(enc.status).toBe(0);
+      expect(enc.stdout).toMatch(/^[0-9a-f]+\n$/);
+      const dec = await pdd("decode", "--from", "device", "--codec", codec, "--hex", enc.stdout.trim());
+      expect(JSON.parse(dec.stdout)).toEqual(frame);
+    },
+  );
+
+  it.each([
+    ['{"tokenBatch":{"requestId":7,"bogus":1}}', /\[invalid_argument\] not a cloud frame: .*key "bogus" is unknown/],
+    ["{tokenBatch", /\[invalid_argument\] the frame is not JSON/],
+  ])("refuses to encode %s with one typed line and exit status 1", async (json, message) => {
+    const r = await pdd("encode", "--from", "cloud", "--json", json);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).toBe("");
+  });
+
   it("reports a malformed frame with its registry code and exit status 1", async () => {
     const r = await pdd("decode", "--from", "cloud", "--hex", "22ff");
     expect(r.status).toBe(1);
@@ -144,6 +168,9 @@ describe("pdd CLI", () => {
     [["device", "serve", "--cloud", "http://x"], /--cloud: .*unsupported scheme "http:"/],
     [["device", "serve", "--cloud", "grpc://x:1", "--codec", "msgpack"], /the gRPC binding carries only proto/],
     [["device", "serve", "--emulate-ms-per-token", "5", "--device-profile", "phone"], /not both/],
+    [["encode", "--json", "{}"], /--from device\|cloud is required/],
+    [["encode", "--from", "cloud"], /give one of --json, --file/],
+    [["encode", "--from", "cloud", "--json", "{}", "--format", "octal"], /--format must be one of hex, base64/],
     [["cloud", "--pace", "fast"], /--pace must be a number from 0 up to 100/],
     [
       ["bench", "trace", "--trace", "/nonexistent.csv", "--device-profile", "desktop"],

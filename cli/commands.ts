@@ -119,4 +119,11 @@ export const COMMANDS: readonly CommandSpec[] = [
     usage: "pdd decode --from device|cloud [--codec proto|msgpack] (--hex HEX | --base64 B64 | --file PATH)",
     load: async () => (await import("./decode.js")).runDecode,
   },
+  {
+    name: "encode",
+    summary: "encode one pdd.v1 frame written as JSON (what pdd decode prints) and print its bytes",
+    usage:
+      "pdd encode --from device|cloud [--codec proto|msgpack] (--json JSON | --file PATH) [--format hex|base64 | --out FILE]",
+    load: async () => (await import("./encode.js")).runEncode,
+  },
 ];
