@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import type { Io } from "./kit.js";
 import { main } from "./main.js";
 import { DEFAULT_TARGET_TPOT_MS } from "../reference-device/index.js";
+import { PHONE } from "../engine/index.js";
 
 /** Runs `pdd args…` in this process; what it would print, and its exit status. */
 async function pdd(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
@@ -110,6 +111,35 @@ describe("pdd CLI", () => {
     expect(r.stdout).toMatch(/ {2}recompute: .*cloud time (\d+) ms \(100% of cloud-only's \1 ms\)/);
     expect(r.stdout).toMatch(/→ KV transfer: .*\((\d|[1-9]\d)% of cloud-only's \d+ ms\)/);
     expect(r.stdout).not.toMatch(/less than/);
+  });
+
+  it.each([
+    [["--emulate-ms-per-token", "15"], 15, 15],
+    [["--device-profile", "phone"], 1000 / PHONE.prefillTokPerS, 1000 / PHONE.decodeTokPerS],
+  ])("%j slows each local token by at least its emulated time", async (flags, prefillMs, decodeMs) => {
+    const prompt = "emulate a slower device";
+    const r = await pdd(
+      "device",
+      "--local-only",
+      "--model",
+      "sim:instant",
+      "--prompt",
+      prompt,
+      "--max-tokens",
+      "4",
+      "--json",
+      ...flags,
+    );
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      devicePrefilledTokens: number;
+      prefillMs: { device: number };
+      localDecodeMs: number;
+    };
+    // Lower bounds only: load makes a run slower, never faster (a timer may fire up to 1 ms early).
+    expect(report.devicePrefilledTokens).toBeGreaterThan(10);
+    expect(report.prefillMs.device).toBeGreaterThanOrEqual(report.devicePrefilledTokens * prefillMs - 1);
+    expect(report.localDecodeMs).toBeGreaterThanOrEqual(decodeMs - 1);
   });
 
   it("decodes a token-batch frame given as hex", async () => {
