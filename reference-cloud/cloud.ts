@@ -127,7 +127,8 @@ export async function startCloud(
   // A wrong transport credential is refused at the transport; a missing one
   // may still come in the Hello (PDD-SEC-002).
   const authenticate = ctx.authorize && ((token: string | undefined) => token === undefined || ctx.authorize!(token));
-  const { servers, urls } = await listenAll(config, certificate, { onConnection, authenticate });
+  const serving = () => !state.draining;
+  const { servers, urls } = await listenAll(config, certificate, { onConnection, authenticate, serving });
   const metricsServer =
     config.metricsPort === undefined ? undefined : await serveMetrics(metrics, config.metricsPort, log);
   if (metricsServer) urls.metrics = metricsServer.url;
@@ -220,7 +221,11 @@ function cloudContext(
 async function listenAll(
   config: CloudConfig,
   certificate: CloudPeer["certificate"],
-  handlers: { onConnection: (stream: CloudStream) => void; authenticate: ((token?: string) => boolean) | undefined },
+  handlers: {
+    onConnection: (stream: CloudStream) => void;
+    authenticate: ((token?: string) => boolean) | undefined;
+    serving: () => boolean;
+  },
 ): Promise<{ servers: PddServer[]; urls: CloudPeer["urls"] }> {
   const common = {
     ...handlers,
