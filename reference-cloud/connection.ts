@@ -19,6 +19,7 @@ import {
   PddError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
+  receivedCode,
   type CloudFrame,
   type DeviceFrame,
   type Hello,
@@ -141,6 +142,7 @@ export class CloudConnection {
         }
         await this.onFrame(frame);
       }
+      if (!this.closed && !this.streamEnded) await this.inputEnded();
     } catch (e) {
       const err = PddError.from(e, ErrorCode.MALFORMED_FRAME);
       // Undecodable or oversize input (PDD-CODEC-001, PDD-LIMIT-001): connection error.
@@ -160,6 +162,18 @@ export class CloudConnection {
       ctx.log.debug("connection closed", { requests: this.maxRequestId });
       await this.stream.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * The device will send nothing more but the connection is open (a gRPC
+   * half-close): that is its Goodbye. Its requests run to their End, then
+   * the call ends with OK (PDD-CONN-026, PDD-CONN-025); a cancel meanwhile
+   * is a loss (serve()'s cleanup halts them).
+   */
+  private async inputEnded(): Promise<void> {
+    this.goodbye = true;
+    if (this.live() === 0) await this.close();
+    await this.stream.closed;
   }
 
   /**
@@ -310,7 +324,8 @@ export class CloudConnection {
         // The device ended the connection (PDD-CONN-024): close before the
         // requests stop, so that none of their frames follow; serve() then
         // stops and frees them.
-        return this.close(b.value.code || ErrorCode.INTERNAL, "the device reported a connection error");
+        // A code §13.2 does not give the device here counts as INTERNAL (PDD-ERR-003).
+        return this.close(receivedCode(b.value.code, "conn", "device"), "the device reported a connection error");
       case "goodbye":
         this.goodbye = true;
         if (this.live() === 0) await this.close();
@@ -361,6 +376,29 @@ export class CloudConnection {
     });
   }
 
+  /**
+   * PDD-LIMIT-004/005: a request over the connection's or its credential's
+   * live-request limit is refused alone (retryable). Otherwise it takes one of
+   * its credential's slots; returns whether it did.
+   */
+  private claimCapacity(key: string | undefined, id: number): boolean {
+    const max = this.ctx.config.limits.maxConcurrentRequests;
+    let others = 0;
+    for (const [rid, r] of this.requests) if (rid !== id && r.live) others++;
+    if (others >= max)
+      throw new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${max} live requests on this connection`, {
+        retryable: true,
+      });
+    const keyLimit = this.ctx.keyLimit(key);
+    if (key === undefined) return false;
+    if (keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit)
+      throw new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, {
+        retryable: true,
+      });
+    this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
+    return true;
+  }
+
   private async onRequest(
     req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never,
   ): Promise<void> {
@@ -394,6 +432,10 @@ export class CloudConnection {
         if (n > 0) this.ctx.liveByKey.set(key, n);
         else this.ctx.liveByKey.delete(key);
       },
+      // Capacity is checked after the request itself is found valid (PDD-REQ-007 step 8).
+      claim: () => {
+        counted = this.claimCapacity(key, id);
+      },
       deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
@@ -406,33 +448,6 @@ export class CloudConnection {
         new PddError(ErrorCode.PROTOCOL_VIOLATION, "PrefillRequest after the device's Goodbye (PDD-CONN-027)"),
         () => this.live() === 0 && void this.close(),
       );
-    }
-    if (this.live() >= this.ctx.config.limits.maxConcurrentRequests) {
-      // PDD-LIMIT-004/005: this request alone is refused.
-      return this.refuseRequest(
-        id,
-        request,
-        new PddError(
-          ErrorCode.RESOURCE_EXHAUSTED,
-          `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`,
-          { retryable: true },
-        ),
-      );
-    }
-    const keyLimit = this.ctx.keyLimit(key);
-    if (key !== undefined && keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit) {
-      // A per-credential limit, across connections: this request alone is refused.
-      return this.refuseRequest(
-        id,
-        request,
-        new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, {
-          retryable: true,
-        }),
-      );
-    }
-    if (key !== undefined) {
-      this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
-      counted = true;
     }
     this.requests.set(id, request);
     void request.run().then(() => {

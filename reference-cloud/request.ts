@@ -40,6 +40,8 @@ export interface RequestHost {
   abortBulk(requestId: number): void;
   /** The request gave back its sequence, before its End: what the connection counts for it is free too. */
   released(): void;
+  /** A valid request takes its place among the live ones; throws RESOURCE_EXHAUSTED when there is none (PDD-LIMIT-004). */
+  claim(): void;
   deviceModel: ModelIdentity | undefined;
   maxFrameBytes: number;
 }
@@ -156,6 +158,7 @@ export class CloudRequest {
   /** The steps, in order; a halt between two of them goes straight to finish. */
   private async serve(): Promise<void> {
     const plan = this.validate();
+    this.host.claim(); // capacity after validation (PDD-REQ-007 step 8)
     this.ctx.log.debug("request started", {
       requestId: this.id,
       promptTokens: plan.prompt.length,

@@ -193,13 +193,9 @@ export class PdDevice {
           ...this.options.client,
           kv: this.options.useKv !== false,
         });
-        // The first request waits for the HelloAck: it says which model the cloud runs.
-        await withTimeout(link.helloAck(), this.options.client?.connectTimeoutMs ?? 10_000, () => link.close()).catch(
-          async (e: unknown) => {
-            await link.close().catch(() => undefined);
-            throw e;
-          },
-        );
+        // The first request waits for the HelloAck: it says which model the cloud runs. The link gives up
+        // after its handshake timeout with connection error TIMEOUT (PDD-CONN-022).
+        await link.helloAck();
         this.link = link;
         this.backoffMs = 0;
         this.retryAt = 0;
@@ -307,16 +303,4 @@ export class PdDevice {
     const wait = Math.max(0, Math.round(this.retryAt - performance.now()));
     return wait > 0 ? { ...f, message: `${f.message}; next attempt in ${wait} ms` } : f;
   }
-}
-
-/** `p`, or a TIMEOUT after `ms` (then `onTimeout` runs). */
-function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => unknown): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      void onTimeout();
-      reject(new PddError(ErrorCode.TIMEOUT, `no HelloAck within ${ms} ms`));
-    }, ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -80,6 +80,8 @@ export class DeviceRun {
   private readonly kv: KvReceiver;
   /** Fires when a granted KV image makes no progress for the KV deadline. */
   private kvTimer: NodeJS.Timeout | undefined;
+  /** How long a Takeover or Cancel waits for its End before the request is closed here (PDD-SM-008). */
+  static endWaitMs = 10_000;
   private readonly display: Display;
   private readonly local: LocalPipeline;
   /** The takeover index once decided; cloud tokens from k on are not shown. */
@@ -179,7 +181,7 @@ export class DeviceRun {
     this.display.discard();
     // The cloud is released now, not once the local step under way has finished.
     if (this.requested && this.state && !this.cloud.done && !this.takeoverOnWire) {
-      this.takeoverOnWire = true;
+      this.stopSent();
       const { requestId } = this.request;
       void this.sendToCloud(
         deviceFrame({ case: "cancel", value: { requestId, code: ErrorCode.CANCELLED, reason: "stopped by the user" } }),
@@ -235,7 +237,7 @@ export class DeviceRun {
     if (this.cloud.done) return;
     const { requestId } = this.request;
     const cancel = this.sendToCloud(deviceFrame({ case: "cancel", value: { requestId, code, reason: why } }));
-    this.takeoverOnWire = true;
+    this.stopSent();
     this.cloud.lost(why, cause);
     this.kv.interrupted(why);
     this.link?.unregister(requestId);
@@ -338,12 +340,25 @@ export class DeviceRun {
     );
   }
 
+  /**
+   * A Takeover or Cancel went to the cloud: the answer never waits for its
+   * End, and after endWaitMs without one the request is closed here, its
+   * later frames ignored (PDD-SM-008, PDD-SM-002).
+   */
+  private stopSent(): void {
+    this.takeoverOnWire = true;
+    const { requestId } = this.request;
+    setTimeout(() => {
+      if (!this.cloud.ended) this.link?.unregister(requestId);
+    }, DeviceRun.endWaitMs).unref();
+  }
+
   /** Takes over at k: applied to the display before anything yields, then said to a cloud still sending. */
   private async takeover(k: number): Promise<void> {
     this.takeoverAt = k;
     this.display.dropCloudFrom(k);
     if (this.cloud.done || !this.state) return;
-    this.takeoverOnWire = true;
+    this.stopSent();
     const { requestId } = this.request;
     if (this.state.phase === "requested") {
       // Ahead of the cloud before it even accepted: a Takeover is not

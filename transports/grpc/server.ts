@@ -92,6 +92,9 @@ function refuseMalformedCall(req: Http2ServerRequest, res: Http2ServerResponse):
   }
   return false;
 }
+/** The call checks the handler runs, in an object so that the conformance tests can take one out. @internal */
+export const callChecks = { refuseMalformedCall };
+
 export const HTTP2_WINDOW = 4 << 20;
 
 /**
@@ -143,7 +146,7 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
     void (async () => {
       if (req.url === HEALTH_CHECK_PATH)
         return answerHealthCheck(req, res, () => !closing && (options.serving?.() ?? true));
-      if (refuseMalformedCall(req, res)) return;
+      if (callChecks.refuseMalformedCall(req, res)) return;
       if (req.url === SESSION_PATH) holdFirstMessage(req, maxFrameBytes);
       if (req.url === SESSION_PATH) {
         const token = bearerToken(req.headers.authorization);
