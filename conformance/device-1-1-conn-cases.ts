@@ -40,15 +40,16 @@ export const DEVICE_1_1_CONN_CASES: Case[] = [
       const hello = await p.until(() => true, "Hello as the device's first frame (PDD-CONN-001)");
       expectThat(hello.body === "hello", "Hello as the device's first frame (PDD-CONN-001)", render(hello));
       const t0 = performance.now();
-      // No HelloAck. The device gives up after its handshake timeout, at least 10 s (the suite saw the
-      // Hello after the device sent it: 100 ms of timer slack), and the case waits 16 s at most.
+      // No HelloAck. The device gives up after its handshake timeout, at least 10 s after it sent the
+      // Hello. The suite sees the Hello later than it was sent (transport, decoding, a loaded machine:
+      // 170 ms was seen beside CPU hogs), so it allows 1 s of slack; the case waits 16 s at most.
       const [err, ms] = await deviceError(p, t0, 16_000, "PDD-CONN-022");
       expectThat(
         field(err, "error.requestId") === 0 && field(err, "error.code") === "ERROR_CODE_TIMEOUT",
         "DeviceFrame.error{0, TIMEOUT} (PDD-CONN-022, PDD-CONN-029)",
         render(err),
       );
-      expectThat(ms >= 9_900, "no earlier than 10 s after the Hello (PDD-CONN-022)", `after ${Math.round(ms)} ms`);
+      expectThat(ms >= 9_000, "no earlier than 10 s after the Hello (PDD-CONN-022)", `after ${Math.round(ms)} ms`);
     },
   },
   {

@@ -4,9 +4,11 @@ import { CLOUD_CASES } from "./cloud-cases.js";
 import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
+import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
 import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
+import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
@@ -64,7 +66,13 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
     throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
   const waitMs = o.waitMs ?? 5000;
   const results: CaseResult[] = [];
-  const cloudCases = [...CLOUD_CASES, ...MORE_CLOUD_CASES, ...CLOUD_1_1_CASES, ...CLOUD_1_1_CONN_CASES];
+  const cloudCases = [
+    ...CLOUD_CASES,
+    ...MORE_CLOUD_CASES,
+    ...CLOUD_1_1_CASES,
+    ...CLOUD_1_1_CONN_CASES,
+    ...CLOUD_1_1_KV_CASES,
+  ];
   const total = codecs.reduce((n, codec) => n + selectCases(cloudCases, transport, codec, o.filter).length, 0);
   for (const codec of codecs) {
     const raw: Target["raw"] = (x) => {
@@ -221,7 +229,13 @@ function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): P
   ]);
 }
 
-const ALL_DEVICE_CASES = [...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES, ...DEVICE_1_1_CONN_CASES];
+const ALL_DEVICE_CASES = [
+  ...DEVICE_CASES,
+  ...DEVICE_KV_CASES,
+  ...DEVICE_1_1_CASES,
+  ...DEVICE_1_1_CONN_CASES,
+  ...DEVICE_1_1_KV_CASES,
+];
 
 export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseResult[]> {
   const transport = transportOf(o.listen);

@@ -35,6 +35,7 @@ import { CloudRequest, type RequestHost } from "./request.js";
 let lastConnectionId = 0;
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
+type Supported = typeof SUPPORTED;
 /** Frames served in a row before the loop lets other connections run (PDD-DOS-001). */
 const FRAMES_PER_TURN = 64;
 
@@ -56,6 +57,8 @@ export class CloudConnection {
   /** The credential this connection authenticated with (when the cloud requires one). */
   private credential: string | undefined;
   private hello: Hello | undefined;
+  /** The minor version negotiated with the Hello: 1.1 rules apply from 1 on (PDD-VER-007). */
+  private minor = 0;
   private requests = new Map<number, CloudRequest>();
   private maxRequestId = 0;
   private goodbye = false;
@@ -90,7 +93,7 @@ export class CloudConnection {
   private async fail(
     code: ErrorCode,
     message: string,
-    extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {},
+    extra: Partial<{ supportedVersions: Supported }> = {},
   ): Promise<void> {
     if (this.closed) return;
     message = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES); // PDD-SEC-007: never a peer's input echoed whole
@@ -224,13 +227,14 @@ export class CloudConnection {
       return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
     const malformed = malformedHello(hello);
     if (malformed) return this.fail(ErrorCode.INVALID_ARGUMENT, malformed);
-    const version = negotiateVersion(hello.versions, SUPPORTED);
+    const supported = [{ major: PROTOCOL_MAJOR, minor: this.ctx.protocolMinor }];
+    const version = negotiateVersion(hello.versions, supported);
     if (!version)
       return this.fail(
         ErrorCode.UNSUPPORTED_VERSION,
         // The offered versions, not echoed whole: at most 8 of them (PDD-SEC-007).
         `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`,
-        { supportedVersions: SUPPORTED },
+        { supportedVersions: supported },
       );
     const codec = this.stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
     if (!hello.codecs.includes(codec))
@@ -242,6 +246,7 @@ export class CloudConnection {
         `Hello.max_frame_bytes ${hello.maxFrameBytes} is below the minimum of ${MIN_MAX_FRAME_BYTES} (PDD-MSG-012)`,
       );
     this.hello = hello;
+    this.minor = version.minor;
     const e = this.ctx.engine;
     const l = this.ctx.config.limits;
     await this.send(
@@ -437,6 +442,7 @@ export class CloudConnection {
         counted = this.claimCapacity(key, id);
       },
       deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
+      minor: this.minor,
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
     const request = new CloudRequest(this.ctx, host, req);

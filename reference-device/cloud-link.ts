@@ -45,7 +45,7 @@ export class CloudLink {
   static async open(
     url: string,
     deviceModel: ModelIdentity,
-    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number } = {},
+    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number; protocolMinor?: number } = {},
   ): Promise<CloudLink> {
     return CloudLink.over(await connect(url, options), deviceModel, { ...options, helloAuth: isSafeForHello(url) });
   }
@@ -54,7 +54,12 @@ export class CloudLink {
   static async over(
     stream: DeviceStream,
     deviceModel: ModelIdentity,
-    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number; helloAuth?: boolean } = {},
+    options: ClientOptions & {
+      kv?: boolean;
+      handshakeTimeoutMs?: number;
+      helloAuth?: boolean;
+      protocolMinor?: number;
+    } = {},
   ): Promise<CloudLink> {
     const link = new CloudLink(stream);
     const codec = stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
@@ -63,7 +68,7 @@ export class CloudLink {
         body: {
           case: "hello",
           value: {
-            versions: [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }],
+            versions: [{ major: PROTOCOL_MAJOR, minor: options.protocolMinor ?? PROTOCOL_MINOR }],
             // Every codec this device implements, the connection's first (PDD-MSG-005).
             codecs: codec === Codec.PROTO ? [Codec.PROTO, Codec.MSGPACK] : [Codec.MSGPACK, Codec.PROTO],
             capabilities: { kvChunks: options.kv !== false, kvFormats: [1], refinement: true },

@@ -10,12 +10,17 @@ import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
 import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
-import { DeviceRun, type Report } from "./run.js";
+import { DeviceRun, type Emulation, type Report } from "./run.js";
 
 /** The display pace a person reads at, when neither the caller nor the options set one (`pdd plan` uses it too). */
 export const DEFAULT_TARGET_TPOT_MS = 40;
 
 export interface DeviceOptions {
+  /**
+   * The highest 1.x minor the Hello offers (default PROTOCOL_MINOR). @internal: tests of the 1.1
+   * rules (PDD-VER-007) set 1 before the release does.
+   */
+  protocolMinor?: number;
   /** A loaded engine, or a model path (default: the embedded tiny model). */
   engine?: InferenceEngine;
   modelPath?: string;
@@ -53,11 +58,12 @@ export interface DeviceOptions {
   /** Reconnection backoff after a failed connection attempt, ms. Default 500, doubling to 30,000. */
   reconnect?: { initialMs?: number; maxMs?: number };
   /**
-   * Emulates a slower device (a phone) on a fast machine: extra milliseconds
-   * per token of local prefill and of local decoding. For demos, tests and
-   * benchmarks; 0 (the default) for real devices.
+   * Emulates a slower device (a phone) on a fast machine: milliseconds per
+   * token of local prefill and of local decoding, added to each step or (mode
+   * "pad") padding each step to that in all (Emulation). For demos, tests and
+   * benchmarks; none (the default) for real devices.
    */
-  emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  emulate?: Emulation;
   /**
    * Answer on the device alone when the cloud cannot be reached. Default
    * true; false makes `generate` throw UNAVAILABLE naming the cause instead.
@@ -119,9 +125,10 @@ export class PdDevice {
       for await (const _ of slot.generate({}, 4)) n++;
       const decode = (performance.now() - t) / Math.max(1, n);
       const e = this.options.emulate ?? {};
+      const at = (own: number, ms = 0) => (e.mode === "pad" ? Math.max(own, ms) : own + ms);
       this.rates = {
-        prefillMsPerToken: prefill + (e.prefillMsPerToken ?? 0),
-        decodeMsPerToken: decode + (e.decodeMsPerToken ?? 0),
+        prefillMsPerToken: at(prefill, e.prefillMsPerToken),
+        decodeMsPerToken: at(decode, e.decodeMsPerToken),
       };
     } finally {
       await slot.release();
@@ -192,6 +199,7 @@ export class PdDevice {
         const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), {
           ...this.options.client,
           kv: this.options.useKv !== false,
+          protocolMinor: this.options.protocolMinor,
         });
         // The first request waits for the HelloAck: it says which model the cloud runs. The link gives up
         // after its handshake timeout with connection error TIMEOUT (PDD-CONN-022).
@@ -281,6 +289,7 @@ export class PdDevice {
       refineRatio,
       decodeMsPerToken: this.rates.decodeMsPerToken,
       prefillMsPerToken: this.rates.prefillMsPerToken,
+      ...(this.observed.cloudDecodeTokPerS ? { cloudMsPerToken: 1000 / this.observed.cloudDecodeTokPerS } : {}),
       prefillChunk: this.options.prefillChunk ?? 64,
       emulate: this.options.emulate,
       cloudOnly: opts.cloudOnly,

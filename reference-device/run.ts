@@ -38,6 +38,18 @@ import { whyNotRefined, type Report } from "./report.js";
 
 export type { Mode, Report } from "./report.js";
 
+/**
+ * A slower device emulated on a fast machine: milliseconds per local prefill
+ * and decode token, added to each step ("add", the default) or padding each
+ * step to that many in all ("pad": the device runs at 1000/ms tokens per
+ * second whatever this machine's own speed, as long as it is faster).
+ */
+export interface Emulation {
+  prefillMsPerToken?: number;
+  decodeMsPerToken?: number;
+  mode?: "add" | "pad";
+}
+
 export interface RunOptions {
   maxTokens: number;
   sampling?: Sampling;
@@ -47,12 +59,14 @@ export interface RunOptions {
   refineRatio?: number;
   /** The device's calibrated ms per decoded token (reported in DeviceProgress). */
   decodeMsPerToken?: number;
+  /** Ms between the cloud's tokens seen on earlier requests: its next token's due time before this one's are measured. */
+  cloudMsPerToken?: number;
   /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
   prefillMsPerToken?: number;
   prefillChunk: number;
   /** How long a granted KV image may go without a chunk before the device recomputes (PDD-KV-020). Default 10,000. */
   kvDeadlineMs?: number;
-  emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  emulate?: Emulation;
   /** Set when a cloud was asked for but could not be connected: the run falls back at once, saying why. */
   cloudUnavailable?: { cause: string; message: string };
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
@@ -120,7 +134,7 @@ export class DeviceRun {
       display: this.display,
       cloudModelFingerprint: cm?.modelFingerprint,
       sameTokenizer: this.sameTokenizer,
-      until: (cond) => this.until(cond),
+      until: (cond, timeoutMs) => this.until(cond, timeoutMs),
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
       abandonCloud: async (why) => {
@@ -259,6 +273,7 @@ export class DeviceRun {
         return;
       case "kv": {
         const credit = this.kv.chunk(ev.chunk, ev.last);
+        this.sendKvAbort();
         this.watchKv();
         // Return the credit as chunks are consumed (PDD-KV-009).
         const { requestId } = this.request;
@@ -290,8 +305,22 @@ export class DeviceRun {
     const ms = this.opts.kvDeadlineMs ?? 10_000;
     this.kvTimer = setTimeout(() => {
       this.kv.giveUp(`no KV chunk for ${ms} ms: the device computed the prefill itself`);
+      this.sendKvAbort();
       this.changed();
     }, ms);
+  }
+
+  /**
+   * Tells the cloud that an image the device gave up is not wanted, so that it
+   * stops sending it and goes on with the tokens (PDD-KV-019). KvAbort is a 1.1
+   * message: under 1.0 the cloud would not know it (PDD-VER-007).
+   */
+  private sendKvAbort(): void {
+    const abort = this.kv.takeAbort();
+    if (!abort || (this.link?.ack?.version?.minor ?? 0) < 1) return;
+    const { requestId } = this.request;
+    const reason = abort.reason.slice(0, 1024);
+    void this.sendToCloud(deviceFrame({ case: "kvAbort", value: { requestId, code: abort.code, reason } }));
   }
 
   private onCloudLost(error: PddError): void {
@@ -307,11 +336,24 @@ export class DeviceRun {
     this.wakeLocal?.();
   }
 
-  private async until(cond: () => boolean): Promise<void> {
-    while (!cond()) {
-      this.opts.signal?.throwIfAborted();
-      await new Promise<void>((r) => (this.wakeLocal = r));
-      this.wakeLocal = undefined;
+  /** Resolves once `cond()` holds, or after `timeoutMs` when given. */
+  private async until(cond: () => boolean, timeoutMs?: number): Promise<void> {
+    let late = false;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            late = true;
+            this.wakeLocal?.();
+          }, timeoutMs);
+    try {
+      while (!cond() && !late) {
+        this.opts.signal?.throwIfAborted();
+        await new Promise<void>((r) => (this.wakeLocal = r));
+        this.wakeLocal = undefined;
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -431,6 +473,7 @@ export class DeviceRun {
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
       ...(cloud.decodeTokPerS ? { cloudDecodeTokPerS: cloud.decodeTokPerS } : {}),
+      ...(cloud.decodedTokens !== undefined ? { cloudDecodedTokens: cloud.decodedTokens } : {}),
       ...(cloud.endReason !== undefined ? { endReason: EndReason[cloud.endReason] } : {}),
     };
   }
