@@ -14,6 +14,7 @@ const SLOWEST_FIRST = [
   "conformance/conformance-cloud.test.ts",
   "conformance/conformance-device.test.ts",
   "conformance/conformance-device-kv.test.ts",
+  "conformance/conformance-small-context.test.ts",
   "conformance/fuzz-device.test.ts",
   "reference-device/interop.test.ts",
   "reference-device/fallback.test.ts",
@@ -37,7 +38,8 @@ class SlowestFirst extends BaseSequencer {
 export default defineConfig({
   test: {
     include: ["**/*.test.ts"],
-    exclude: ["node_modules/**", "dist/**"],
+    // .stryker-tmp: the sandboxes of a mutation run (npm run test:mutation) in progress.
+    exclude: ["node_modules/**", "dist/**", ".stryker-tmp/**"],
     // Hang detectors, not speed checks: beside two busy processes (npm run test:stress) the
     // heaviest tests (conformance over WebTransport: 18 s unloaded) take 3-4x as long.
     testTimeout: 180_000,

@@ -11,6 +11,8 @@ import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import type { Io } from "./kit.js";
 import { main } from "./main.js";
+import { DEFAULT_TARGET_TPOT_MS } from "../reference-device/index.js";
+import { PHONE } from "../engine/index.js";
 
 /** Runs `pdd args…` in this process; what it would print, and its exit status. */
 async function pdd(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
@@ -118,12 +120,75 @@ describe("pdd CLI", () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ mode: "local", deviceTokens: 12 });
   });
 
+  it("plans with the device's own default TPOT and states cloud time as a share of cloud-only", async () => {
+    const r = await pdd("plan", "--prompt-tokens", "2000", "--kv-bytes-per-token", "1000", "--explain");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`(target ${DEFAULT_TARGET_TPOT_MS} ms)`);
+    // The recompute candidate costs what cloud-only costs: 100%, where it once said "1.0× less".
+    expect(r.stdout).toMatch(/ {2}recompute: .*cloud time (\d+) ms \(100% of cloud-only's \1 ms\)/);
+    expect(r.stdout).toMatch(/→ KV transfer: .*\((\d|[1-9]\d)% of cloud-only's \d+ ms\)/);
+    expect(r.stdout).not.toMatch(/less than/);
+  });
+
+  it.each([
+    [["--emulate-ms-per-token", "15"], 15, 15],
+    [["--device-profile", "phone"], 1000 / PHONE.prefillTokPerS, 1000 / PHONE.decodeTokPerS],
+  ])("%j slows each local token by at least its emulated time", async (flags, prefillMs, decodeMs) => {
+    const prompt = "emulate a slower device";
+    const r = await pdd(
+      "device",
+      "--local-only",
+      "--model",
+      "sim:instant",
+      "--prompt",
+      prompt,
+      "--max-tokens",
+      "4",
+      "--json",
+      ...flags,
+    );
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      devicePrefilledTokens: number;
+      prefillMs: { device: number };
+      localDecodeMs: number;
+    };
+    // Lower bounds only: load makes a run slower, never faster (a timer may fire up to 1 ms early).
+    expect(report.devicePrefilledTokens).toBeGreaterThan(10);
+    expect(report.prefillMs.device).toBeGreaterThanOrEqual(report.devicePrefilledTokens * prefillMs - 1);
+    expect(report.localDecodeMs).toBeGreaterThanOrEqual(decodeMs - 1);
+  });
+
   it("decodes a token-batch frame given as hex", async () => {
     const r = await pdd("decode", "--from", "cloud", "--hex", "220a0807100c1a04080512012e");
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
       tokenBatch: { requestId: 7, startIndex: 12, tokens: [{ id: 5, piece: "Lg==" }] },
     });
+  });
+
+  it.each(["proto", "msgpack"])(
+    "encodes a frame written as JSON, and pdd decode gives the same JSON back (%s)",
+    async (codec) => {
+      const frame = {
+        prefillRequest: { requestId: 3, text: "The fox.", cloudTokenBudget: 8, targetTpotUs: 40000 },
+      };
+      const enc = await pdd("encode", "--from", "device", "--codec", codec, "--json", JSON.stringify(frame));
+      expect(enc.status).toBe(0);
+      expect(enc.stdout).toMatch(/^[0-9a-f]+\n$/);
+      const dec = await pdd("decode", "--from", "device", "--codec", codec, "--hex", enc.stdout.trim());
+      expect(JSON.parse(dec.stdout)).toEqual(frame);
+    },
+  );
+
+  it.each([
+    ['{"tokenBatch":{"requestId":7,"bogus":1}}', /\[invalid_argument\] not a cloud frame: .*key "bogus" is unknown/],
+    ["{tokenBatch", /\[invalid_argument\] the frame is not JSON/],
+  ])("refuses to encode %s with one typed line and exit status 1", async (json, message) => {
+    const r = await pdd("encode", "--from", "cloud", "--json", json);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).toBe("");
   });
 
   it("reports a malformed frame with its registry code and exit status 1", async () => {
@@ -147,6 +212,12 @@ describe("pdd CLI", () => {
       ["device", "--prompt", "hi", "--local-only", "--refine-min", "0"],
       /--refine-min must be a number above 0 up to 1/,
     ],
+    [["device", "serve", "--cloud", "http://x"], /--cloud: .*unsupported scheme "http:"/],
+    [["device", "serve", "--cloud", "grpc://x:1", "--codec", "msgpack"], /the gRPC binding carries only proto/],
+    [["device", "serve", "--emulate-ms-per-token", "5", "--device-profile", "phone"], /not both/],
+    [["encode", "--json", "{}"], /--from device\|cloud is required/],
+    [["encode", "--from", "cloud"], /give one of --json, --file/],
+    [["encode", "--from", "cloud", "--json", "{}", "--format", "octal"], /--format must be one of hex, base64/],
     [["cloud", "--pace", "fast"], /--pace must be a number from 0 up to 100/],
     [
       ["bench", "trace", "--trace", "/nonexistent.csv", "--device-profile", "desktop"],
@@ -155,7 +226,10 @@ describe("pdd CLI", () => {
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
-    [["model", "create", "--preset", "huge"], /--preset must be one of tiny, tiny-eos, small, tiny-b, spec, bench/],
+    [
+      ["model", "create", "--preset", "huge"],
+      /--preset must be one of tiny, tiny-eos, tiny-ctx128, small, tiny-b, spec, bench/,
+    ],
     [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
     [["demo", "--device", "laptop"], /--device must be one of phone, phone-npu, none/],
     [["demo", "--rtt-ms", "5000"], /--rtt-ms must be between 0 and 2000/],

@@ -7,7 +7,7 @@ import { certificateSha256 } from "../transports/index.js";
 import { choiceFlag, intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
 import { loadCloudConfigFile, startCloud, type CloudConfigInput, type CloudPeer } from "../reference-cloud/index.js";
 
-const CLOUD_FLAGS = {
+export const CLOUD_FLAGS = {
   model: { type: "string" },
   config: { type: "string" },
   engine: { type: "string" },
@@ -70,13 +70,16 @@ export const runCloud: Run = async (argv, io) => {
     await cloud.close();
     throw e;
   }
+  // Before the line that says it is ready: a SIGHUP sent on seeing it must find the handler (not kill the process).
+  const reload = () => cloud.reloadKeys();
+  process.on("SIGHUP", reload);
   io.log(JSON.stringify({ listening: cloud.urls, model: cloud.engine.info.name, ...trust }));
-  process.on("SIGHUP", () => cloud.reloadKeys());
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
+  process.off("SIGHUP", reload); // one reload (and one log line) per SIGHUP, however many clouds this process ran
   await cloud.close();
   return 0;
 };

@@ -51,9 +51,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "device serve",
     summary: "serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) backed by the reference device",
     usage:
-      "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--codec proto|msgpack] [--no-kv] [--threads N]\n" +
+      "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--cert-sha256 HEX] [--codec proto|msgpack] [--no-kv] [--threads N]\n" +
       "                 [--parallel N] [--queue N] [--tpot-ms N] [--alias NAME] [--api-key KEY] [--allowed-hosts H,H] [--cors-origin O,O]\n" +
-      "                 [--max-body-bytes N] [--chat-template-file FILE]\n" +
+      "                 [--max-body-bytes N] [--chat-template-file FILE] [--emulate-ms-per-token N | --device-profile phone|phone-npu]\n" +
       "  --api-key KEY or $PDD_SERVE_API_KEY (kept out of ps); --tpot-ms paces streamed answers only (default 40).",
     load: async () => (await import("./device-serve.js")).runDeviceServe,
   },
@@ -113,7 +113,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: "model create",
     summary: "generate a deterministic llama GGUF test model (tiny, small, tiny-b, bench, spec)",
-    usage: "pdd model create [--preset tiny|tiny-eos|small|tiny-b|bench|spec] [--out PATH]",
+    usage: "pdd model create [--preset tiny|tiny-eos|tiny-ctx128|small|tiny-b|bench|spec] [--out PATH]",
     load: async () => (await import("./model.js")).runModelCreate,
   },
   {
@@ -121,5 +121,12 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "decode one pdd.v1 frame (hex, base64 or a file) and print it as JSON",
     usage: "pdd decode --from device|cloud [--codec proto|msgpack] (--hex HEX | --base64 B64 | --file PATH)",
     load: async () => (await import("./decode.js")).runDecode,
+  },
+  {
+    name: "encode",
+    summary: "encode one pdd.v1 frame written as JSON (what pdd decode prints) and print its bytes",
+    usage:
+      "pdd encode --from device|cloud [--codec proto|msgpack] (--json JSON | --file PATH) [--format hex|base64 | --out FILE]",
+    load: async () => (await import("./encode.js")).runEncode,
   },
 ];

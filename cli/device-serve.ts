@@ -4,8 +4,15 @@
  * says 503 until the model is loaded), prints one JSON line with its URL when
  * ready, and writes one JSON line per request on stderr.
  */
+import { CLOUD_FLAGS, clientOptions, emulation } from "./device-flags.js";
 import { intFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
-import { PdDevice, serveOpenAi, type DeviceOptions, type ServeOptions } from "../reference-device/index.js";
+import {
+  DEFAULT_TARGET_TPOT_MS,
+  PdDevice,
+  serveOpenAi,
+  type DeviceOptions,
+  type ServeOptions,
+} from "../reference-device/index.js";
 
 /** The API key: the flag (visible in ps) or $PDD_SERVE_API_KEY (not). */
 export const API_KEY_ENV = "PDD_SERVE_API_KEY";
@@ -18,29 +25,26 @@ const list = (v: string | undefined) =>
         .map((s) => s.trim())
         .filter(Boolean);
 
+export const SERVE_FLAGS = {
+  ...CLOUD_FLAGS,
+  model: { type: "string" },
+  host: { type: "string" },
+  port: { type: "string" },
+  "no-kv": { type: "boolean" },
+  threads: { type: "string" },
+  parallel: { type: "string" },
+  queue: { type: "string" },
+  "tpot-ms": { type: "string" },
+  alias: { type: "string" },
+  "api-key": { type: "string" },
+  "allowed-hosts": { type: "string" },
+  "cors-origin": { type: "string" },
+  "max-body-bytes": { type: "string" },
+  "chat-template-file": { type: "string" },
+} as const;
+
 function flags(argv: string[]) {
-  const { values } = parseFlags(argv, {
-    cloud: { type: "string" },
-    model: { type: "string" },
-    host: { type: "string" },
-    port: { type: "string" },
-    token: { type: "string" },
-    ca: { type: "string" },
-    codec: { type: "string" },
-    "no-kv": { type: "boolean" },
-    threads: { type: "string" },
-    parallel: { type: "string" },
-    queue: { type: "string" },
-    "tpot-ms": { type: "string" },
-    alias: { type: "string" },
-    "api-key": { type: "string" },
-    "allowed-hosts": { type: "string" },
-    "cors-origin": { type: "string" },
-    "max-body-bytes": { type: "string" },
-    "chat-template-file": { type: "string" },
-  });
-  if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
-    throw new UsageError("--codec must be proto or msgpack");
+  const { values } = parseFlags(argv, SERVE_FLAGS);
   const apiKey = values["api-key"] ?? process.env[API_KEY_ENV];
   if (apiKey !== undefined && apiKey.length < 8)
     throw new UsageError(`the API key (--api-key or $${API_KEY_ENV}) must have at least 8 characters`);
@@ -58,17 +62,14 @@ function flags(argv: string[]) {
     parallel,
     queue: intFlag("queue", values.queue, 8, 0, 10_000),
     maxBodyBytes: intFlag("max-body-bytes", values["max-body-bytes"], 4 << 20, 1024, 1 << 30),
-    streamTpotMs: intFlag("tpot-ms", values["tpot-ms"], 40, 0, 60_000),
+    streamTpotMs: intFlag("tpot-ms", values["tpot-ms"], DEFAULT_TARGET_TPOT_MS, 0, 60_000),
     chatTemplateFile: values["chat-template-file"],
   };
   const device: DeviceOptions = {
     modelPath: values.model,
     cloud: values.cloud,
-    client: {
-      authToken: values.token,
-      ca: readFileFlag("ca", values.ca),
-      codec: values.codec as "proto" | "msgpack" | undefined,
-    },
+    client: clientOptions(values),
+    emulate: emulation(values),
     useKv: !values["no-kv"],
     threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
     // At least the reference cloud's 4: KV images import only between contexts with the same sequence count.

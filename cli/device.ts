@@ -3,23 +3,25 @@ import { CLOUD_FLAGS, clientOptions, emulation } from "./device-flags.js";
 import { intFlag, numberFlag, parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
 import { PdDevice } from "../reference-device/index.js";
 
+export const DEVICE_FLAGS = {
+  ...CLOUD_FLAGS,
+  prompt: { type: "string" },
+  "prompt-file": { type: "string" },
+  model: { type: "string" },
+  "max-tokens": { type: "string" },
+  budget: { type: "string" },
+  "tpot-ms": { type: "string" },
+  "no-kv": { type: "boolean" },
+  refine: { type: "string" },
+  "refine-min": { type: "string" },
+  "local-only": { type: "boolean" },
+  "no-fallback": { type: "boolean" },
+  threads: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
 export const runDevice: Run = async (argv, io) => {
-  const { values } = parseFlags(argv, {
-    ...CLOUD_FLAGS,
-    prompt: { type: "string" },
-    "prompt-file": { type: "string" },
-    model: { type: "string" },
-    "max-tokens": { type: "string" },
-    budget: { type: "string" },
-    "tpot-ms": { type: "string" },
-    "no-kv": { type: "boolean" },
-    refine: { type: "string" },
-    "refine-min": { type: "string" },
-    "local-only": { type: "boolean" },
-    "no-fallback": { type: "boolean" },
-    threads: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const { values } = parseFlags(argv, DEVICE_FLAGS);
   const prompt = readFileFlag("prompt-file", values["prompt-file"]) ?? values.prompt;
   if (prompt === undefined || prompt.length === 0) throw new UsageError("give --prompt TEXT or --prompt-file FILE");
   if (!values.cloud && !values["local-only"])

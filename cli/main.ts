@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { COMMANDS, type CommandSpec } from "./commands.js";
+import { flagLines } from "./flag-help.js";
 import { PACKAGE_ROOT, processIo, UsageError, type Io } from "./kit.js";
 
 function version(): string {
@@ -75,8 +76,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const rest = argv.slice(match.name.split(" ").length);
   if (wantsHelp(rest)) {
     const sub = group(match.name);
+    const flags = flagLines(match.name);
     io.log(
-      `usage: ${match.usage}\n\n${match.summary}${sub.length ? `\n\nsubcommands:\n${listing(sub).join("\n")}` : ""}`,
+      `usage: ${match.usage}\n\n${match.summary}${flags.length ? `\n\n${flags.join("\n")}` : ""}` +
+        `${sub.length ? `\n\nsubcommands:\n${listing(sub).join("\n")}` : ""}`,
     );
     return 0;
   }

@@ -2,8 +2,10 @@
 import { choiceFlag, parseFlags, type Run } from "./kit.js";
 import { createModel, defaultModelPath, parameterCount, PRESETS, type PresetName } from "../engine/index.js";
 
+export const MODEL_CREATE_FLAGS = { preset: { type: "string" }, out: { type: "string" } } as const;
+
 export const runModelCreate: Run = async (argv, io) => {
-  const { values } = parseFlags(argv, { preset: { type: "string" }, out: { type: "string" } });
+  const { values } = parseFlags(argv, MODEL_CREATE_FLAGS);
   const preset = choiceFlag("preset", values.preset, Object.keys(PRESETS) as PresetName[], "tiny");
   const out = values.out ?? defaultModelPath(preset);
   const shape = PRESETS[preset];

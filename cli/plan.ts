@@ -1,26 +1,28 @@
 /** `pdd plan`: the planner's choice for one request (budget, pacing, refinement, KV), with its predictions. */
 import { CLOUD_GPU, PHONE } from "../engine/index.js";
-import { plan } from "../reference-device/index.js";
+import { DEFAULT_TARGET_TPOT_MS, plan } from "../reference-device/index.js";
 import { intFlag, numFlag, parseFlags, UsageError, type Run } from "./kit.js";
 
+export const PLAN_FLAGS = {
+  "prompt-tokens": { type: "string" },
+  "answer-tokens": { type: "string" },
+  "rtt-ms": { type: "string" },
+  "bandwidth-mbps": { type: "string" },
+  "cloud-queue-ms": { type: "string" },
+  "cloud-prefill": { type: "string" },
+  "cloud-decode": { type: "string" },
+  "device-prefill": { type: "string" },
+  "device-decode": { type: "string" },
+  "tpot-ms": { type: "string" },
+  "max-budget": { type: "string" },
+  "kv-bytes-per-token": { type: "string" },
+  "refine-min-ratio": { type: "string" },
+  explain: { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
 export const runPlan: Run = async (argv, io) => {
-  const { values } = parseFlags(argv, {
-    "prompt-tokens": { type: "string" },
-    "answer-tokens": { type: "string" },
-    "rtt-ms": { type: "string" },
-    "bandwidth-mbps": { type: "string" },
-    "cloud-queue-ms": { type: "string" },
-    "cloud-prefill": { type: "string" },
-    "cloud-decode": { type: "string" },
-    "device-prefill": { type: "string" },
-    "device-decode": { type: "string" },
-    "tpot-ms": { type: "string" },
-    "max-budget": { type: "string" },
-    "kv-bytes-per-token": { type: "string" },
-    "refine-min-ratio": { type: "string" },
-    explain: { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const { values } = parseFlags(argv, PLAN_FLAGS);
   if (values["prompt-tokens"] === undefined) throw new UsageError("--prompt-tokens N is required");
   const kvBytes = numFlag("kv-bytes-per-token", values["kv-bytes-per-token"], 0, true);
   const minRatio = numFlag("refine-min-ratio", values["refine-min-ratio"], 1);
@@ -39,7 +41,7 @@ export const runPlan: Run = async (argv, io) => {
       prefillTokPerS: numFlag("device-prefill", values["device-prefill"], PHONE.prefillTokPerS),
       decodeTokPerS: numFlag("device-decode", values["device-decode"], PHONE.decodeTokPerS),
     },
-    targetTpotMs: numFlag("tpot-ms", values["tpot-ms"], 50),
+    targetTpotMs: numFlag("tpot-ms", values["tpot-ms"], DEFAULT_TARGET_TPOT_MS),
     budget: { max: intFlag("max-budget", values["max-budget"], 256, 1, 1 << 20) },
     kv: { allowed: kvBytes > 0, bytesPerToken: kvBytes },
     refine: { allowed: minRatio < 1, minRatio },

@@ -11,9 +11,9 @@ import {
   expectThat,
   kvModel,
   prefill,
-  startStreaming,
 } from "./cloud-cases.js";
 import { CheckFailure, field, isClose, NotOffered, Probe, requestIdOf } from "./probe.js";
+import { fittedPrompt } from "./prompt-room.js";
 import { Refused } from "./raw-client.js";
 import { Packr } from "msgpackr";
 import { render, type Frame } from "./wire.js";
@@ -117,7 +117,7 @@ export const CLOUD_1_1_CASES: Case[] = [
       await q.hello({ deviceModel: model });
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          text: fittedPrompt(q, { repeats: 20, budget: 12 }),
           cloudTokenBudget: 12,
           targetTpotUs: 50_000,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: "0" },
@@ -214,7 +214,7 @@ export const CLOUD_1_1_CASES: Case[] = [
       const CHUNK = 4096;
       q.send(
         prefill(1, {
-          text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+          text: fittedPrompt(q, { repeats: 20, budget: 24 }),
           cloudTokenBudget: 24,
           targetTpotUs: 20_000,
           kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: CHUNK, initialCreditBytes: String(CHUNK) },
@@ -428,7 +428,11 @@ export const CLOUD_1_1_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-CONN-027"],
     async run(p) {
-      await startStreaming(p);
+      // 64 tokens paced for 20 ms each: well inside the test cloud's 3 s request limit on a loaded machine
+      // (startStreaming's 256 took 3 s there and ended TIMEOUT).
+      await p.hello();
+      p.send(prefill(1, { cloudTokenBudget: 64, targetTpotUs: 20_000 }));
+      await p.until((f) => f.body === "firstToken", "FirstToken");
       p.send({ goodbye: {} });
       p.send(prefill(2));
       await expectRequestError(p, 2, "ERROR_CODE_PROTOCOL_VIOLATION", "PDD-CONN-027");

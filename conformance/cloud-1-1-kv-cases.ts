@@ -11,6 +11,7 @@ import type { Case } from "./case.js";
 import { checkServed, expectThat, kvModel, prefill } from "./cloud-cases.js";
 import { walkMsgpack } from "./msgpack-walk.js";
 import { CheckFailure, field, NotOffered, type Probe, requestIdOf } from "./probe.js";
+import { fittedPrompt } from "./prompt-room.js";
 import { render, type Frame } from "./wire.js";
 
 const V1_1 = [{ major: 1, minor: 1 }];
@@ -61,9 +62,9 @@ const KV_HOLD_SLACK_MS = 2_000;
 const KV_CHUNK = 4096;
 
 /** A KV request whose credit covers one chunk: the transfer stalls after it unless the device grants more. */
-const starvedKv = (id: number, budget: number, tpotUs: number): Frame =>
+const starvedKv = (q: Probe, id: number, budget: number, tpotUs: number): Frame =>
   prefill(id, {
-    text: "The quick brown fox jumps over the lazy dog. ".repeat(20),
+    text: fittedPrompt(q, { repeats: 20, budget }),
     cloudTokenBudget: budget,
     targetTpotUs: tpotUs,
     kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: KV_CHUNK, initialCreditBytes: String(KV_CHUNK) },
@@ -313,7 +314,7 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
       const q = await env.open();
       await q.hello({ deviceModel: model });
       // Budget 2 at full speed: the last token comes at once, then the transfer waits for credit that never comes.
-      q.send(starvedKv(1, 2, 0));
+      q.send(starvedKv(q, 1, 2, 0));
       const accepted = await q.until((f) => requestIdOf(f) === 1, "Accepted");
       if (field(accepted, "accepted.kv.granted") !== true) throw new NotOffered("KV was not granted");
       const limit = Number(field(q.ack!, "helloAck.limits.maxRequestDurationMs")) || Number.POSITIVE_INFINITY;
@@ -340,7 +341,7 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
         `${kvBytes} bytes received; ${render(end)}`,
       );
       // Cancel abandons a transfer too (PDD-KV-017): no chunk after it, whatever credit comes.
-      q.send(starvedKv(2, 64, 50_000));
+      q.send(starvedKv(q, 2, 64, 50_000));
       await q.until((f) => requestIdOf(f) === 2 && f.body === "firstToken", "FirstToken of request 2");
       q.send({ cancel: { requestId: 2, code: "ERROR_CODE_CANCELLED" } });
       q.send({ kvCredit: { requestId: 2, bytes: String(1 << 20) } });

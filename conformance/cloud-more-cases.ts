@@ -464,7 +464,8 @@ export const MORE_CLOUD_CASES: Case[] = [
           maxFrameBytes: LIMIT,
         },
       });
-      await q.until((f) => f.body === "helloAck", "HelloAck");
+      // Kept as the probe's HelloAck: the prompt below is sized to the limits it announces.
+      q.ack = await q.until((f) => f.body === "helloAck", "HelloAck");
       // No max_chunk_bytes: only the frame limit bounds the chunks.
       q.send(
         prefill(1, {

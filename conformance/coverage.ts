@@ -11,6 +11,7 @@ import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
 import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
 import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
+import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
 export const ALL_CASES: Case[] = [
@@ -21,6 +22,7 @@ export const ALL_CASES: Case[] = [
   ...CLOUD_1_1_KV_CASES,
   ...CLOUD_TOK_CASES,
   ...DEVICE_CASES,
+  ...DEVICE_END_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
   ...DEVICE_1_1_CONN_CASES,

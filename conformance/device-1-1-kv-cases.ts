@@ -24,6 +24,7 @@ import {
 } from "./device-cases.js";
 import { field, isClose, NotOffered, type Probe } from "./probe.js";
 import { render, type Frame } from "./wire.js";
+import { finishedAnswer } from "./device-kv-cases.js";
 import { decoyImage, expectedAnswer, textOf, withoutCutChar } from "./oracle.js";
 
 /** The stall bound of PDD-KV-020, and the slack a loaded machine gets on top of it. */
@@ -109,7 +110,7 @@ async function otherContextCase(p: Probe, env: DeviceCaseEnv): Promise<void> {
   s.sent = 1;
   end(p, s, "END_REASON_BUDGET_EXHAUSTED", 1, { kvBytesSent: String(image.length) });
   await drainChecking(p, s, () => undefined);
-  const out = await expectAnswer(env, s, 1, "PDD-KV-013");
+  const out = await finishedAnswer(env, "PDD-KV-013");
   if (!out) return;
   expectThat(
     withoutCutChar(out.text) === withoutCutChar(want),

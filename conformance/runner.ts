@@ -10,6 +10,7 @@ import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
 import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
 import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
+import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
@@ -233,6 +234,7 @@ function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): P
 
 const ALL_DEVICE_CASES = [
   ...DEVICE_CASES,
+  ...DEVICE_END_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
   ...DEVICE_1_1_CONN_CASES,

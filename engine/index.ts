@@ -8,7 +8,14 @@ export { CLOUD_GPU, INSTANT, PHONE, PHONE_NPU, PROFILES, type Profile } from "./
 export { loadEngine, SIM_PREFIX } from "./load.js";
 export { fingerprints, sameBytes, type Fingerprints } from "./fingerprint.js";
 export { readGgufHeader, type GgufHeader } from "./gguf.js";
-export { createModel, parameterCount, PRESETS, type ModelShape, type PresetName } from "./model-create.js";
+export {
+  CHATML_TEMPLATE,
+  createModel,
+  parameterCount,
+  PRESETS,
+  type ModelShape,
+  type PresetName,
+} from "./model-create.js";
 export { SKELETON_TEXT } from "./vocab.js";
 export { defaultModelPath, ensureDefaultModel } from "./default-model.js";
 export { bundleHead, llamaCppSource, llamaCppVersion, type LlamaCppSource } from "./llama-cpp-source.js";

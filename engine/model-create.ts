@@ -31,7 +31,7 @@ export interface ModelShape {
   skeleton?: number;
   /** Scale of the attention and FFN outputs added to the residual stream (default 0.5). */
   mix?: number;
-  /** A Jinja chat template for `tokenizer.chat_template` (not in the fingerprints); the presets have none. */
+  /** A Jinja chat template for `tokenizer.chat_template` (not in the fingerprints); tiny has CHATML_TEMPLATE. */
   chatTemplate?: string;
   /**
    * The sentence's last token (".") is followed by end-of-generation (EOS,
@@ -46,9 +46,28 @@ export interface ModelShape {
   missingByte?: number;
 }
 
+/**
+ * ChatML, the embedded default model's chat template, so `pdd device serve`
+ * renders chats through the Jinja path a user's instruct GGUF takes. Outside
+ * the fingerprints (spec Appendix B): a cached tiny without it is the same model.
+ */
+export const CHATML_TEMPLATE =
+  "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}" +
+  "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 export const PRESETS = {
-  /** ~0.2M parameters, ~0.5 MB: the embedded default and the test model. */
-  tiny: { vocab: "a", embedding: 64, layers: 2, heads: 4, feedForward: 192, contextLength: 4096, type: 1, seed: 1 },
+  /** ~0.2M parameters, ~0.5 MB: the embedded default and the test model; the only preset with a chat template. */
+  tiny: {
+    vocab: "a",
+    embedding: 64,
+    layers: 2,
+    heads: 4,
+    feedForward: 192,
+    contextLength: 4096,
+    type: 1,
+    seed: 1,
+    chatTemplate: CHATML_TEMPLATE,
+  },
   /**
    * tiny whose answers end: greedy decoding finishes the sentence, then emits
    * EOS. The model of the end-of-generation cases (cloud.eos, device.end.eos).
@@ -63,6 +82,20 @@ export const PRESETS = {
     type: 1,
     seed: 1,
     eos: true,
+  },
+  /**
+   * tiny with a 128-token context: a cloud whose limits are tight, against which
+   * the conformance suite must size its prompts or say "not offered" (issue 15).
+   */
+  "tiny-ctx128": {
+    vocab: "a",
+    embedding: 64,
+    layers: 2,
+    heads: 4,
+    feedForward: 192,
+    contextLength: 128,
+    type: 1,
+    seed: 1,
   },
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },

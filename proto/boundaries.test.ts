@@ -26,6 +26,12 @@ describe("a frame of exactly max_frame_bytes is legal (spec §11), one byte more
   it("checkFrameSize", () => {
     expect(codeOf(() => checkFrameSize(100, 100))).toBe("none");
     expect(codeOf(() => checkFrameSize(101, 100))).toBe(ErrorCode.FRAME_TOO_LARGE);
+    expect(() => checkFrameSize(101, 100)).toThrow(
+      expect.objectContaining({
+        local: "ERR_FRAME_TOO_LARGE",
+        message: expect.stringMatching(/101 bytes .* 100 bytes/),
+      }),
+    );
   });
 
   it("the length-prefixed decoder", () => {

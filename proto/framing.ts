@@ -111,7 +111,6 @@ export class FrameDecoder {
   /** Removes exactly n buffered bytes (n <= buffered). */
   private take(n: number): Uint8Array {
     const first = this.chunks[0];
-    if (n === 0) return new Uint8Array(0);
     if (first !== undefined && first.length >= n) {
       const out = first.subarray(0, n);
       if (first.length === n) this.chunks.shift();

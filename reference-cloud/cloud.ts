@@ -44,7 +44,6 @@ function splitHostPort(hp: string): { host: string; port: number } {
   return { host: hp.slice(0, i).replace(/^\[(.*)\]$/, "$1"), port: Number(hp.slice(i + 1)) };
 }
 
-/** Reads an API key file: one key per line, "#" comments, blank lines ignored. */
 /** A keys file: one key per line, optionally followed by its limit of concurrent requests; # starts a comment. */
 export function readKeys(path: string): { key: string; maxConcurrent?: number }[] {
   return readFileSync(path, "utf8")
@@ -137,7 +136,8 @@ export async function startCloud(
   // A wrong transport credential is refused at the transport; a missing one
   // may still come in the Hello (PDD-SEC-002).
   const authenticate = ctx.authorize && ((token: string | undefined) => token === undefined || ctx.authorize!(token));
-  const { servers, urls } = await listenAll(config, certificate, { onConnection, authenticate });
+  const serving = () => !state.draining;
+  const { servers, urls } = await listenAll(config, certificate, { onConnection, authenticate, serving });
   const metricsServer =
     config.metricsPort === undefined ? undefined : await serveMetrics(metrics, config.metricsPort, log);
   if (metricsServer) urls.metrics = metricsServer.url;
@@ -181,7 +181,11 @@ class KeyRing {
   }
 
   reload(): void {
-    if (!this.file) return;
+    if (!this.file) {
+      // A SIGHUP that does nothing says so, rather than leaving the operator to guess.
+      this.log.warn("keys not reloaded: no keys file (start with --keys FILE)");
+      return;
+    }
     try {
       this.list = readKeys(this.file);
       this.keys = this.list.map((k) => digest(k.key));
@@ -227,7 +231,11 @@ function cloudContext(
 async function listenAll(
   config: CloudConfig,
   certificate: CloudPeer["certificate"],
-  handlers: { onConnection: (stream: CloudStream) => void; authenticate: ((token?: string) => boolean) | undefined },
+  handlers: {
+    onConnection: (stream: CloudStream) => void;
+    authenticate: ((token?: string) => boolean) | undefined;
+    serving: () => boolean;
+  },
 ): Promise<{ servers: PddServer[]; urls: CloudPeer["urls"] }> {
   const common = {
     ...handlers,

@@ -3,6 +3,7 @@
  * with zod. Defaults follow spec §11.
  */
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { z } from "zod";
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$/, "expected HOST:PORT");
@@ -95,9 +96,32 @@ export function loadCloudConfigFile(path: string): CloudConfigInput {
   } catch (e) {
     throw new Error(`cannot read config file ${path}: ${(e as Error).message}`);
   }
+  let input: CloudConfigInput;
   try {
-    return JSON.parse(text) as CloudConfigInput;
+    input = JSON.parse(text) as CloudConfigInput;
   } catch (e) {
     throw new Error(`config file ${path} is not JSON: ${(e as Error).message}`);
   }
+  return withPemFiles(input, dirname(path));
+}
+
+/**
+ * tls.cert and tls.key as a deployer writes them: PEM text, or a file's path
+ * (relative to the config file), as --tls-cert and --tls-key take (issue 16:
+ * a path was taken for PEM text).
+ */
+function withPemFiles(input: CloudConfigInput, dir: string): CloudConfigInput {
+  const tls = input?.tls;
+  if (typeof tls !== "object" || tls === null) return input;
+  const pem = (field: "cert" | "key"): string => {
+    const v = tls[field];
+    if (typeof v !== "string" || v.includes("-----BEGIN")) return v;
+    const file = resolve(dir, v);
+    try {
+      return readFileSync(file, "utf8");
+    } catch (e) {
+      throw new Error(`config: tls.${field}: cannot read ${file}: ${(e as Error).message}`);
+    }
+  };
+  return { ...input, tls: { cert: pem("cert"), key: pem("key") } };
 }

@@ -28,7 +28,11 @@ import {
 import type { CloudStream } from "../transports/index.js";
 import type { CloudContext } from "./context.js";
 import { PerSecond, truncateUtf8 } from "./peer-limits.js";
+import { withFields } from "./log.js";
 import { CloudRequest, type RequestHost } from "./request.js";
+
+/** Connection IDs, unique in this process, so request IDs (which restart per connection) can be told apart in logs. */
+let lastConnectionId = 0;
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
 type Supported = typeof SUPPORTED;
@@ -66,10 +70,17 @@ export class CloudConnection {
   private readonly pings = new PerSecond(MAX_PINGS_PER_SECOND);
   private readonly asks = new PerSecond(MAX_REQUESTS_PER_SECOND);
 
+  /** This connection's ID in logs (`conn`). */
+  readonly id = ++lastConnectionId;
+  private readonly ctx: CloudContext;
+
   constructor(
     private readonly stream: CloudStream,
-    private readonly ctx: CloudContext,
-  ) {}
+    shared: CloudContext,
+  ) {
+    // Every line this connection and its requests log names the connection.
+    this.ctx = { ...shared, log: withFields(shared.log, { conn: this.id }) };
+  }
 
   private async send(
     frame: CloudFrame,
@@ -111,6 +122,7 @@ export class CloudConnection {
     const { ctx } = this;
     ctx.metrics.connections.inc();
     ctx.connections.add(this);
+    ctx.log.debug("connection opened", { peer: this.stream.remoteAddress });
     this.stream.onClose(() => (this.streamEnded = true));
     const handshake = setTimeout(
       () =>
@@ -150,6 +162,7 @@ export class CloudConnection {
       await Promise.all([...this.requests.values()].map((r) => r.done));
       ctx.connections.delete(this);
       ctx.metrics.connections.dec();
+      ctx.log.debug("connection closed", { requests: this.maxRequestId });
       await this.stream.close().catch(() => undefined);
     }
   }

@@ -22,3 +22,12 @@ export function createLogger(
     };
   return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
 }
+
+/** A logger whose every line carries `fields` too (a connection's ID on each of its lines). */
+export function withFields(log: Logger, fields: Record<string, unknown>): Logger {
+  const at =
+    (lvl: keyof Logger) =>
+    (msg: string, more: Record<string, unknown> = {}) =>
+      log[lvl](msg, { ...fields, ...more });
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}

@@ -161,6 +161,13 @@ export class CloudRequest {
   private async serve(): Promise<void> {
     const plan = this.validate();
     this.host.claim(); // capacity after validation (PDD-REQ-007 step 8)
+    this.ctx.log.debug("request started", {
+      requestId: this.id,
+      promptTokens: plan.prompt.length,
+      budget: plan.budget,
+      kv: plan.kv?.granted ?? false,
+      refine: plan.refine?.granted ?? false,
+    });
     const admitted = await this.admit(plan);
     if (!admitted) return this.finish(this.outcome(plan.budgetEnd, {})); // stopped while queued
     const { slot, queueUs } = admitted;
@@ -354,6 +361,13 @@ export class CloudRequest {
         );
       }
       metrics.requests.inc({ end: EndReason[o.reason] ?? String(o.reason) });
+      this.ctx.log.debug("request ended", {
+        requestId: this.id,
+        end: EndReason[o.reason] ?? o.reason,
+        tokens: this.state.sent,
+        ...(this.stop ? { stop: this.stop.kind } : {}),
+        ...(o.error ? { error: ErrorCode[o.error.code] ?? o.error.code } : {}),
+      });
       const u = o.usage;
       await this.send(
         create(CloudFrameSchema, {

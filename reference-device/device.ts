@@ -12,6 +12,9 @@ import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
 import { DeviceRun, type Emulation, type Report } from "./run.js";
 
+/** The display pace a person reads at, when neither the caller nor the options set one (`pdd plan` uses it too). */
+export const DEFAULT_TARGET_TPOT_MS = 40;
+
 export interface DeviceOptions {
   /** A loaded engine, or a model path (default: the embedded tiny model). */
   engine?: InferenceEngine;
@@ -239,7 +242,7 @@ export class PdDevice {
     const unavailable = !opts.localOnly && this.options.cloud && !link ? this.unavailable() : undefined;
     if (unavailable && this.options.fallback === false)
       throw new PddError(ErrorCode.UNAVAILABLE, `cloud not usable, ${unavailable.message}`);
-    const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? 40;
+    const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? DEFAULT_TARGET_TPOT_MS;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
     const promptTokens = this.engine.tokenize(prompt).length;
     // Past the context llama.cpp shifts it silently (issue 16): refuse a prompt that does not fit, and stop at the context.

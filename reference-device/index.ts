@@ -1,5 +1,5 @@
 /** Public surface of reference-device/: the reference device peer. */
-export { PdDevice, type DeviceOptions, type GenerateOptions } from "./device.js";
+export { DEFAULT_TARGET_TPOT_MS, PdDevice, type DeviceOptions, type GenerateOptions } from "./device.js";
 export type { Emulation, Report, Mode } from "./run.js";
 export { SpeedController, type PaceInput } from "./speed-controller.js";
 export { serveOpenAi, type OpenAiServer, type RequestLog, type ServeOptions } from "./openai.js";

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createModel, Engine, PRESETS } from "../engine/index.js";
+import { createModel, Engine, ensureDefaultModel, PRESETS } from "../engine/index.js";
 import { PdDevice } from "./device.js";
 import { serveOpenAi } from "./openai.js";
 import { loadChatTemplate } from "./openai-template.js";
@@ -17,7 +17,7 @@ let plain: Engine;
 
 beforeAll(async () => {
   createModel(join(dir, "chatml.gguf"), { ...PRESETS.tiny, chatTemplate: CHATML });
-  createModel(join(dir, "tiny.gguf"), PRESETS.tiny);
+  createModel(join(dir, "tiny.gguf"), { ...PRESETS.tiny, chatTemplate: undefined });
   templated = await Engine.load({ modelPath: join(dir, "chatml.gguf"), threads: 1, sequences: 4 });
   plain = await Engine.load({ modelPath: join(dir, "tiny.gguf"), threads: 1, sequences: 4 });
 });
@@ -44,7 +44,18 @@ describe("chat templates", () => {
     );
   });
 
-  it("a model without one (the embedded models) uses the documented fallback; a template file overrides either", async () => {
+  it("the embedded default model (tiny) has ChatML, so it answers through the Jinja path", async () => {
+    const embedded = await Engine.load({ modelPath: ensureDefaultModel("tiny"), threads: 1, sequences: 4 });
+    try {
+      const t = await loadChatTemplate(embedded);
+      expect(t.source).toBe("gguf");
+      expect(t.render(chat.slice(1, 2))).toBe("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    } finally {
+      await embedded.close();
+    }
+  });
+
+  it("a model without one uses the documented fallback; a template file overrides either", async () => {
     const t = await loadChatTemplate(plain);
     expect(t.source).toBe("fallback");
     expect(t.render(chat)).toBe("system: Be brief.\nuser: Hi\nassistant: Hello!\nuser: Again\nassistant:");

@@ -6,8 +6,9 @@
  *   user gives) is rendered with node-llama-cpp's Jinja support
  *   (JinjaTemplateChatWrapper), as llama-server renders it, with the
  *   generation prompt added.
- * - A model without one (the embedded generated models have none) gets the
- *   fallback: one "role: content" line per message, then "assistant:".
+ * - A model without one (the generated presets other than the embedded
+ *   default, tiny, which has ChatML) gets the fallback: one "role: content"
+ *   line per message, then "assistant:".
  *
  * The template's BOS is dropped (the tokenizer adds it when the model wants
  * one); other control tokens are spelled as their text. A text prompt never

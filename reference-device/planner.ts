@@ -205,10 +205,10 @@ function explain(
 function describe(c: Candidate, chosen: boolean, cloudOnlyCostMs: number): string {
   const way = c.kv ? "KV transfer" : c.ratio < 1 ? `refine to ${c.ratio}` : "recompute";
   const stall = c.stall ? " (stall: budget below the takeover)" : "";
-  const saving = (cloudOnlyCostMs / c.cloudCostMs).toFixed(1);
+  const share = Math.round((100 * c.cloudCostMs) / cloudOnlyCostMs);
   return (
     `${chosen ? "→" : " "} ${way}: device ready at ${ms(c.readyMs)}, takeover at token ${c.takeoverIndex}, budget ${c.budget}, ` +
-    `max TPOT ${ms(c.maxTpotMs)}${stall}, cloud time ${ms(c.cloudCostMs)} (${saving}× less than cloud-only)`
+    `max TPOT ${ms(c.maxTpotMs)}${stall}, cloud time ${ms(c.cloudCostMs)} (${share}% of cloud-only's ${ms(cloudOnlyCostMs)})`
   );
 }
 

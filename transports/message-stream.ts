@@ -114,6 +114,8 @@ export interface ServerOptions {
   highWaterMark?: number;
   /** A blocked sender whose peer takes no byte for this long ends the connection with TIMEOUT, ms. Default 10,000. */
   writeDeadlineMs?: number;
+  /** gRPC only: whether grpc.health.v1 Check says SERVING (a draining server says NOT_SERVING). Default: until close(). */
+  serving?: () => boolean;
   onConnection(stream: CloudStream): void;
 }
 

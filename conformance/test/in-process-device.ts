@@ -17,12 +17,13 @@ export function inProcessDevice(
   engine: Engine,
   answer: { maxTokens: number; cloudBudget?: number; targetTpotMs?: number } = { maxTokens: 12 },
   /** Device options over the defaults below (e.g. a slower, chunked prefill that a KV image can still replace). */
-  options: { prefillChunk?: number; emulate?: { prefillMsPerToken?: number } } = {},
+  options: { prefillChunk?: number; emulate?: { prefillMsPerToken?: number }; prompt?: string } = {},
 ): DeviceLauncher {
   return {
     start(o) {
       let text = "";
       let device: PdDevice | undefined;
+      const { prompt = PROMPT, ...deviceOptions } = options;
       const outcome = (async () => {
         try {
           // A device a little slower than the suite's cloud (3 ms per prompt token), so cloud tokens are used.
@@ -32,9 +33,9 @@ export function inProcessDevice(
             client: { ca: o.caPem, codec: o.codec },
             refineRatio: 0.5,
             emulate: { prefillMsPerToken: 3 },
-            ...options,
+            ...deviceOptions,
           });
-          await device.generate(PROMPT, { targetTpotMs: 5, ...answer, onText: (t) => (text += t) });
+          await device.generate(prompt, { targetTpotMs: 5, ...answer, onText: (t) => (text += t) });
           return { exitCode: 0, text, stderr: "" };
         } catch (e) {
           return { exitCode: 1, text, stderr: String((e as Error)?.stack ?? e) };

@@ -22,6 +22,7 @@ import { admit, bearerToken } from "../auth.js";
 import { keepHttp2SessionAlive } from "../http2-keepalive.js";
 import { DEFAULTS, type PddServer, type ServerOptions } from "../message-stream.js";
 import { listen, trackConnections } from "../server-util.js";
+import { answerHealthCheck, HEALTH_CHECK_PATH } from "./health.js";
 import { GrpcStream } from "./stream.js";
 
 export const SESSION_PATH = "/pdd.v1.PdDeviceService/Session";
@@ -103,6 +104,8 @@ export const HTTP2_WINDOW = 4 << 20;
  */
 export async function createGrpcServer(options: ServerOptions): Promise<PddServer> {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  /** Set when close() begins: health checks then say NOT_SERVING. */
+  let closing = false;
   const tracker = trackConnections<GrpcStream<DeviceFrame, CloudFrame>>();
   const adapter = connectNodeAdapter({
     grpc: true,
@@ -141,6 +144,8 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
   // gets a trailers-only UNAUTHENTICATED at once (PDD-GRPC-002).
   const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => {
     void (async () => {
+      if (req.url === HEALTH_CHECK_PATH)
+        return answerHealthCheck(req, res, () => !closing && (options.serving?.() ?? true));
       if (callChecks.refuseMalformedCall(req, res)) return;
       if (req.url === SESSION_PATH) holdFirstMessage(req, maxFrameBytes);
       if (req.url === SESSION_PATH) {
@@ -181,6 +186,7 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
       return tracker.size;
     },
     async close(graceMs = 1_000) {
+      closing = true;
       await tracker.closeAll(graceMs);
       for (const s of sessions) s.destroy();
       await new Promise<void>((resolve) => http2.close(() => resolve()));

@@ -16,6 +16,7 @@ import type { PddServer, ServerOptions } from "../message-stream.js";
 import { listen, trackConnections } from "../server-util.js";
 import { codecFromSubprotocol, SUBPROTOCOLS } from "./subprotocols.js";
 import { WsStream } from "./stream.js";
+import { assertWsMessageLimitWorks } from "./message-limit.js";
 
 export interface WebSocketServerOptions extends ServerOptions {
   /** URL path to serve; default "/pdd". */
@@ -35,6 +36,7 @@ function refuse(socket: Duplex, status: number, text: string): void {
 export async function createWebSocketServer(options: WebSocketServerOptions): Promise<PddServer> {
   const path = options.path ?? "/pdd";
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  assertWsMessageLimitWorks(); // before listening: the Hello limit depends on ws internals
   const http: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key })
     : createHttpServer();

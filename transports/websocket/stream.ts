@@ -5,6 +5,7 @@ import { DEFAULT_MAX_FRAME_BYTES, ErrorCode, PddError, type CodecName } from "..
 import { closeReason, fromWsCloseCode, wsCloseCode } from "../error-mapping.js";
 import { DEFAULTS, type SendOptions } from "../message-stream.js";
 import { StreamBase } from "../stream-base.js";
+import { messageLimitOf, raiseMessageLimit } from "./message-limit.js";
 
 export interface WsStreamInit {
   ws: WebSocket;
@@ -53,7 +54,12 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
       this.lastHeard = Date.now();
       if (first) {
         first = false;
-        raiseMessageLimit(ws, init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+        try {
+          raiseMessageLimit(ws, init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+        } catch (e) {
+          this.receiveError(e); // ws changed under us (the server checks at start): the connection fails, the process does not
+          return;
+        }
       }
       if (!isBinary) {
         this.receiveError(
@@ -69,7 +75,7 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
       if (err.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") {
         // ws has already started closing with 1009 (PDD-WS-003).
         this.receiveError(
-          new PddError(ErrorCode.FRAME_TOO_LARGE, `message over the ${limitOf(ws) ?? "default"}-byte limit`, {
+          new PddError(ErrorCode.FRAME_TOO_LARGE, `message over the ${messageLimitOf(ws) ?? "default"}-byte limit`, {
             local: "ERR_FRAME_TOO_LARGE",
           }),
         );
@@ -173,23 +179,4 @@ export class WsStream<In, Out> extends StreamBase<In, Out> {
     this.stopKeepAlive();
     this.ws.terminate();
   }
-}
-
-/** ws keeps its message limit on the socket's receiver (ws 8: `_receiver._maxPayload`), checked at each frame header. */
-function receiverOf(ws: WebSocket): { _maxPayload?: unknown } | undefined {
-  const r: unknown = Reflect.get(ws, "_receiver");
-  return typeof r === "object" && r !== null ? r : undefined;
-}
-
-function limitOf(ws: WebSocket): number | undefined {
-  const max = receiverOf(ws)?._maxPayload;
-  return typeof max === "number" ? max : undefined;
-}
-
-/** From the second message on, the connection's own limit applies (PDD-LIMIT-002). */
-function raiseMessageLimit(ws: WebSocket, max: number): void {
-  const r = receiverOf(ws);
-  if (!r || typeof r._maxPayload !== "number")
-    throw new Error("ws has no _receiver._maxPayload: the 64 KiB Hello limit cannot be raised (ws changed)");
-  r._maxPayload = max;
 }
