@@ -45,7 +45,7 @@ export function untokenizableChar(tokens: Buffer[]): string | undefined {
 
 export const CLOUD_TOK_CASES: Case[] = [
   {
-    id: "cloud.tokenization.untokenizable",
+    id: "cloud.text.untokenizable",
     title: "refuses a text prompt its vocabulary cannot tokenize with INVALID_ARGUMENT, and serves the next",
     role: "cloud",
     requirements: ["PDD-TOK-002"],

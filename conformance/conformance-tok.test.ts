@@ -15,7 +15,7 @@ import { runConformance } from "./runner.js";
 import { problems } from "./test/reference-cloud.js";
 
 const NOBYTE = ensureDefaultModel("tiny-nobyte");
-const CASE = "cloud.tokenization.untokenizable";
+const CASE = "cloud.text.untokenizable";
 
 const children: ChildProcess[] = [];
 afterEach(() => {
