@@ -108,11 +108,22 @@ export class LlamaServerSlot implements InferenceSlot {
     }
   }
 
-  /** Fetches `count` tokens from the held ones without streaming; `then` are the streamed ones they must end with. */
+  /**
+   * Fetches `count` tokens from the held ones without streaming; `then` are the streamed ones they must end with.
+   * A non-streamed answer whose text ends inside a UTF-8 character is one llama-server cannot give (it parses the
+   * final text and answers 500), as when the budget ends inside one: then up to 4 more tokens (a character's most
+   * bytes) are asked for, and only the first `count` kept. Greedy decoding makes the longer answer start the same.
+   */
   private async *recover(sampling: Sampling, count: number, then: number[]): AsyncGenerator<number> {
-    const { tokens } = await this.backend.client
-      .complete({ ...this.params(sampling, count) })
-      .catch((e: unknown) => Promise.reject(this.failed(e)));
+    let tokens: number[] | undefined;
+    for (let extra = 0; !tokens; extra++) {
+      try {
+        tokens = (await this.backend.client.complete(this.params(sampling, count + extra))).tokens.slice(0, count);
+      } catch (e) {
+        const partial = e instanceof PddError && e.code === ErrorCode.INTERNAL && / answered 500: /.test(e.message);
+        if (!partial || extra === 4) throw this.failed(e);
+      }
+    }
     if (then.length > 0 && tokens.slice(-then.length).join() !== then.join())
       throw new PddError(
         ErrorCode.INTERNAL,
@@ -166,7 +177,13 @@ export class LlamaServerSlot implements InferenceSlot {
     this.interrupted = true;
     this.stream?.abort();
     const evaluated = this.held.slice(0, -1);
-    await this.backend.client.complete({ prompt: evaluated, nPredict: 1, idSlot: this.idSlot });
+    // Streamed: a non-streamed answer fails (HTTP 500) when its one token ends inside a UTF-8 character.
+    const drained = new AbortController();
+    for await (const chunk of this.backend.client.stream(
+      { prompt: evaluated, nPredict: 1, idSlot: this.idSlot },
+      drained.signal,
+    ))
+      if (chunk.stop) break;
     const filename = `pdd-kv-${randomUUID()}.bin`;
     await this.backend.client.saveSlot(this.idSlot, filename);
     const file = join(this.slotSaveDir, filename);
