@@ -174,7 +174,7 @@ export class LlamaServerEngine implements InferenceEngine {
 
   async acquire(): Promise<InferenceSlot> {
     const { backend, idSlot } = await this.pool.acquire();
-    return new LlamaServerSlot(this.pool, backend, idSlot, this.slotSaveDir);
+    return new LlamaServerSlot(this.pool, backend, idSlot, this.slotSaveDir, this.pieces);
   }
 
   async close(): Promise<void> {

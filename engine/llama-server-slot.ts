@@ -18,12 +18,15 @@ import { join } from "node:path";
 import { ErrorCode, PddError } from "../proto/index.js";
 import type { InferenceSlot, Sampling } from "./inference.js";
 import type { CompletionParams } from "./llama-server-client.js";
-import { toSequenceImage } from "./llama-server-kv.js";
+import { readSeqStateHeader, toSequenceImage } from "./llama-server-kv.js";
 import type { Backend, BackendPool } from "./llama-server-pool.js";
+import { wholeTextPrefix } from "./llama-server-utf8.js";
 
 export class LlamaServerSlot implements InferenceSlot {
   /** Prompt and answer tokens; the last one is pending (not yet in the backend's KV for this request). */
   private held: number[] = [];
+  /** Where the answer starts in `held`: tokens before it are the prompt's, which no request may cut. */
+  private answerFrom = 0;
   private stream: AbortController | undefined;
   /** exportState stopped the stream: generate resumes instead of ending. */
   private interrupted = false;
@@ -36,6 +39,8 @@ export class LlamaServerSlot implements InferenceSlot {
     /** The backend's slot this sequence runs on, pinned by the pool: its prompt cache holds what we hold. */
     private readonly idSlot: number,
     private readonly slotSaveDir: string | undefined,
+    /** Every token's bytes: where the held text ends inside a UTF-8 character. */
+    private readonly pieces: readonly Uint8Array[],
   ) {}
 
   get evaluated(): number {
@@ -50,6 +55,7 @@ export class LlamaServerSlot implements InferenceSlot {
   async prefill(tokens: readonly number[]): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
     this.held.push(...tokens);
+    this.answerFrom = this.held.length;
     return { done: tokens.length };
   }
 
@@ -84,8 +90,10 @@ export class LlamaServerSlot implements InferenceSlot {
   private async *streamOnce(sampling: Sampling, left: number, ended: () => void): AsyncGenerator<number> {
     const ctl = new AbortController();
     this.stream = ctl;
-    const params = this.params(sampling, left);
-    let received = 0;
+    // From whole text (llama-server-utf8.ts): the backend decodes the cut tokens again, streaming no chunk for them.
+    const { prompt, again } = wholeTextPrefix(this.held, this.pieces, this.answerFrom);
+    const params = { ...this.params(sampling, left + again.length), prompt };
+    let received = again.length;
     try {
       for await (const c of this.backend.client.stream(params, ctl.signal)) {
         const missing = c.tokensPredicted - received - c.tokens.length;
@@ -109,22 +117,29 @@ export class LlamaServerSlot implements InferenceSlot {
   }
 
   /**
-   * Fetches `count` tokens from the held ones without streaming; `then` are the streamed ones they must end with.
-   * A non-streamed answer whose text ends inside a UTF-8 character is one llama-server cannot give (it parses the
-   * final text and answers 500), as when the budget ends inside one: then up to 4 more tokens (a character's most
-   * bytes) are asked for, and only the first `count` kept. Greedy decoding makes the longer answer start the same.
+   * Fetches `count` tokens after the held ones without streaming; `then` are the streamed ones they must end with.
+   * llama-server parses a non-streamed answer's text and fails (HTTP 500) when it is not whole UTF-8: when the
+   * held tokens end inside a character (the answer would start inside it), the request starts from before that
+   * character and decodes its tokens again; when the answer would end inside one (the budget ends there), up to 4
+   * more tokens (a character's most bytes) are asked for. Greedy decoding gives the same tokens again (checked).
    */
   private async *recover(sampling: Sampling, count: number, then: number[]): AsyncGenerator<number> {
+    const { prompt, again: cut } = wholeTextPrefix(this.held, this.pieces, this.answerFrom);
+    const back = cut.length;
     let tokens: number[] | undefined;
     for (let extra = 0; !tokens; extra++) {
       try {
-        tokens = (await this.backend.client.complete(this.params(sampling, count + extra))).tokens.slice(0, count);
+        const params = { ...this.params(sampling, back + count + extra), prompt };
+        tokens = (await this.backend.client.complete(params)).tokens.slice(0, back + count);
       } catch (e) {
         const partial = e instanceof PddError && e.code === ErrorCode.INTERNAL && / answered 500: /.test(e.message);
         if (!partial || extra === 4) throw this.failed(e);
       }
     }
-    if (then.length > 0 && tokens.slice(-then.length).join() !== then.join())
+    const again = tokens.slice(0, back);
+    tokens = tokens.slice(back);
+    const differs = then.length > 0 && tokens.slice(-then.length).join() !== then.join();
+    if (differs || again.join() !== cut.join())
       throw new PddError(
         ErrorCode.INTERNAL,
         `llama-server ${this.backend.client.url} decoded differently when asked again (sampling is not greedy?)`,
@@ -177,21 +192,27 @@ export class LlamaServerSlot implements InferenceSlot {
     this.interrupted = true;
     this.stream?.abort();
     const evaluated = this.held.slice(0, -1);
-    // Streamed: a non-streamed answer fails (HTTP 500) when its one token ends inside a UTF-8 character.
+    // Streamed, from whole text (llama-server-utf8.ts): the slot's KV ends up holding `prompt`, then `again`
+    // decoded anew, and the one token sampled after them is not evaluated.
+    const { prompt, again } = wholeTextPrefix(evaluated, this.pieces, this.answerFrom);
     const drained = new AbortController();
-    for await (const chunk of this.backend.client.stream(
-      { prompt: evaluated, nPredict: 1, idSlot: this.idSlot },
-      drained.signal,
-    ))
-      if (chunk.stop) break;
+    const request = { prompt, nPredict: again.length + 1, idSlot: this.idSlot };
+    for await (const chunk of this.backend.client.stream(request, drained.signal)) if (chunk.stop) break;
     const filename = `pdd-kv-${randomUUID()}.bin`;
     await this.backend.client.saveSlot(this.idSlot, filename);
     const file = join(this.slotSaveDir, filename);
+    let image: Uint8Array;
     try {
-      return toSequenceImage(new Uint8Array(await readFile(file)));
+      image = toSequenceImage(new Uint8Array(await readFile(file)));
     } finally {
       await rm(file, { force: true });
     }
+    if (readSeqStateHeader(image).tokens.join() !== evaluated.join())
+      throw new PddError(
+        ErrorCode.INTERNAL,
+        `llama-server ${this.backend.client.url} saved other tokens than the sequence's (sampling is not greedy?)`,
+      );
+    return image;
   }
 
   async importState(): Promise<void> {
@@ -202,6 +223,7 @@ export class LlamaServerSlot implements InferenceSlot {
     this.assertUsable();
     this.stream?.abort();
     this.held = [];
+    this.answerFrom = 0;
   }
 
   async release(): Promise<void> {
