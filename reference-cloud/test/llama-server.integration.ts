@@ -50,6 +50,7 @@ let device: Engine;
 let deviceB: Engine;
 
 const transports = ["ws", "grpc", "webtransport"] as const;
+const NOT_OFFERED = ["cloud.refine", "cloud.refine.identity", "cloud.refine.rounding", "cloud.eos", "cloud.idle"];
 const emulate = { prefillMsPerToken: 2, decodeMsPerToken: 0 };
 
 const busySlots = async (b: LlamaServerProcess) =>
@@ -123,11 +124,18 @@ suite("the cloud on llama-server", () => {
     await until(async () => (await Promise.all(backends.map(busySlots))).every((n) => n === 0), "idle slots");
   });
 
-  it("a device on another vocabulary (tiny-b) gets its own --local-only text", async () => {
+  it("a device on another vocabulary (tiny-b) continues the cloud's text with no missing or doubled character", async () => {
     const r = await pd(deviceB, "ws", false);
     expect(r.mode).toBe("pd");
     expect(r.cloudTokens).toBeGreaterThan(0);
-    expect(r.text).toBe((await baseline(deviceB, promptOf(deviceB, 150))).text);
+    expect(r.deviceTokens).toBeGreaterThan(0);
+    // Both generated models write the same sentence, but 60 tokens are not the same text in two vocabularies
+    // (the cloud's tokens count toward max_tokens in its own): the answer is a prefix of the device's own longer
+    // answer.
+    const local = await PdDevice.create({ engine: deviceB, emulate }).then((d) =>
+      d.generate(promptOf(deviceB, 150), { maxTokens: 240, localOnly: true, targetTpotMs: 0 }),
+    );
+    expect(local.text.startsWith(r.text), JSON.stringify({ pd: r.text, local: local.text })).toBe(true);
   });
 
   it("a llama-server slot image, rewritten, loads into node-llama-cpp and decodes on the same", async () => {
@@ -189,7 +197,10 @@ suite("the cloud on llama-server", () => {
       token: KEY,
       modelFile: tiny,
     });
-    expect(problems(results, ["cloud.eos", "cloud.refine"])).toEqual([]);
+    // Not offered, legitimately: refinement (llama-server gives no prompt log-probabilities, and this engine
+    // scores with no local model), and as for the node-llama-cpp cloud, cloud.eos (the tiny model never ends)
+    // and cloud.idle (the default idle timeout): conformance-eos.test.ts and conformance-1-1.test.ts run them.
+    expect(problems(results, NOT_OFFERED)).toEqual([]);
   });
 
   it("a backend killed mid-answer: the answer completes, and the backend leaves rotation", async () => {
