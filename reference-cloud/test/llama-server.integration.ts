@@ -33,9 +33,9 @@ import { until } from "../../proto/test/until.js";
 
 const found = findLlamaServer();
 if (!found) {
-  const why = "llama-server is not built: run `npm run build:llama-server` (about 9 minutes on 2 cores)";
-  if (process.env.PDD_REQUIRE_LLAMA_SERVER === "1") throw new Error(why);
-  process.stderr.write(`\n*** SKIPPED: ${why} ***\n\n`);
+  const why = "no llama-server: run `npm run build:llama-server` (about 9 minutes on 2 cores)";
+  if (process.env.PDD_REQUIRE_LLAMA_SERVER === "1") throw new Error(`PDD_REQUIRE_LLAMA_SERVER=1 but ${why}`);
+  process.stderr.write(`\n*** skipped: ${why} ***\n\n`);
 }
 const suite = found ? describe : describe.skip;
 
