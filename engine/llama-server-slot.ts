@@ -20,6 +20,7 @@ import type { InferenceSlot, Sampling } from "./inference.js";
 import type { CompletionParams } from "./llama-server-client.js";
 import { readSeqStateHeader, toSequenceImage } from "./llama-server-kv.js";
 import type { Backend, BackendPool } from "./llama-server-pool.js";
+import type { PromptScorer } from "./llama-server-scorer.js";
 import { wholeTextPrefix } from "./llama-server-utf8.js";
 
 export class LlamaServerSlot implements InferenceSlot {
@@ -41,6 +42,8 @@ export class LlamaServerSlot implements InferenceSlot {
     private readonly slotSaveDir: string | undefined,
     /** Every token's bytes: where the held text ends inside a UTF-8 character. */
     private readonly pieces: readonly Uint8Array[],
+    /** Scores a prompt for refinement (llama-server gives no prompt log-probabilities); none: no surprisal. */
+    private readonly scorer?: PromptScorer,
   ) {}
 
   get evaluated(): number {
@@ -51,12 +54,19 @@ export class LlamaServerSlot implements InferenceSlot {
     return this.held.length;
   }
 
-  /** Records the tokens; the backend evaluates them with the first decode request. No surprisal (scoresPrompts). */
-  async prefill(tokens: readonly number[]): Promise<{ surprisal?: Float64Array; done: number }> {
+  /**
+   * Records the tokens; the backend evaluates them with the first decode request. Surprisal, when asked for, comes
+   * from the engine's local scoring model, over these tokens alone.
+   */
+  async prefill(
+    tokens: readonly number[],
+    opts: { surprisal?: boolean } = {},
+  ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
+    const surprisal = opts.surprisal && this.scorer ? await this.scorer.surprisal(tokens) : undefined;
     this.held.push(...tokens);
     this.answerFrom = this.held.length;
-    return { done: tokens.length };
+    return { surprisal, done: tokens.length };
   }
 
   async *generate(sampling: Sampling = {}, maxTokens = Number.POSITIVE_INFINITY): AsyncGenerator<number> {
