@@ -263,7 +263,9 @@ describe("layers", () => {
   it("the engine interface imports nothing, and only engine/engine.ts loads node-llama-cpp, at run time", () => {
     expect(ALL.filter((i) => i.file === "engine/inference.ts").map(describeImport)).toEqual([]);
     const llama = SHIPPED.filter((i) => i.specifier === "node-llama-cpp");
-    expect([...new Set(llama.map((i) => i.file))]).toEqual(["engine/engine.ts"]);
+    // Other engine files may name node-llama-cpp's types (serial-sampling.ts wraps a context); only engine.ts loads it.
+    expect([...new Set(llama.filter((i) => !i.typeOnly).map((i) => i.file))]).toEqual(["engine/engine.ts"]);
+    expect(llama.filter((i) => !i.file.startsWith("engine/")).map(describeImport)).toEqual([]);
     expect(llama.filter((i) => !i.typeOnly && !i.dynamic).map(describeImport)).toEqual([]);
   });
 });

@@ -187,4 +187,14 @@ describe("the P/D-Device invariants of the engine", () => {
     const together = await Promise.all(ps.map((p) => decode(p, 20)));
     expect(together).toEqual(alone);
   });
+
+  it("counts a sequence handed from a release to a waiting acquire once", async () => {
+    const held = await Promise.all([1, 2, 3, 4].map(() => engine.acquire()));
+    const waiter = engine.acquire();
+    await held[0]!.release();
+    const handed = await waiter;
+    expect(engine.busy).toBe(4);
+    await Promise.all([handed, ...held.slice(1)].map((s) => s.release()));
+    expect(engine.busy).toBe(0);
+  });
 });

@@ -15,6 +15,7 @@ import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } fro
 import { ErrorCode, PddError } from "../proto/index.js";
 import { sameBytes } from "./fingerprint.js";
 import { checkSeqState } from "./seq-state-check.js";
+import { serializeSampling } from "./serial-sampling.js";
 import { describeModel } from "./model-info.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 
@@ -135,6 +136,7 @@ export class Engine implements InferenceEngine {
       threads: options.threads ?? Math.max(1, availableParallelism() - 1),
       batchSize: options.batchSize,
     });
+    serializeSampling(context);
     return new Engine(
       options.modelPath,
       model,
@@ -190,11 +192,10 @@ export class Engine implements InferenceEngine {
     this.inUse--;
     if (this.closed) return; // the context is gone, and its sequences with it
     await seq.clearHistory();
+    // A waiter counts itself in use when acquire() resumes.
     const w = this.waiting.shift();
-    if (w) {
-      this.inUse++;
-      w(seq);
-    } else this.free.push(seq);
+    if (w) w(seq);
+    else this.free.push(seq);
   }
 
   private closed = false;

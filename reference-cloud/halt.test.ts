@@ -220,4 +220,18 @@ describe("a connection whose device is gone", () => {
     expect(cloud.engine.usage.acquired).toBe(0);
     await expectAllFree(cloud);
   });
+
+  it("answers none of the frames it received before the close: no Pong tried, no error counted", async () => {
+    cloud = await memoryCloud({ decodePace: 0 });
+    const { device } = cloud;
+    // The Pings reach the cloud's queue before the close does (both are delivered as microtasks, in order).
+    for (let n = 1n; n <= 4n; n++)
+      void device
+        .send(create(DeviceFrameSchema, { body: { case: "ping", value: { nonce: n } } }))
+        .catch(() => undefined);
+    device.abort();
+    await cloud.served;
+    // Answering one would fail on the closed stream and count a connection error the device never caused.
+    expect((await cloud.ctx.metrics.errors.get()).values).toEqual([]);
+  });
 });

@@ -129,8 +129,10 @@ describe("the official openai client against pdd device serve", () => {
     expect((await client.models.retrieve("pdd-device")).id).toBe("pdd-device");
   });
 
-  it("4 concurrent requests are all answered, each with the text it gets alone", async () => {
-    const prompts = ["One.", "Two.", "Three.", "Four."];
+  // 8 at once: 4 generate (the device's sequences) and 4 wait. Mixed answers once came from llama.cpp's
+  // batch output reorder racing between samplings (engine/serial-sampling.ts).
+  it("8 concurrent requests are all answered, each with the text it gets alone", async () => {
+    const prompts = ["One.", "Two.", "Three.", "Four.", "The fox.", "Five owls", "Six, then seven:", "Eight"];
     const alone: string[] = [];
     for (const p of prompts)
       alone.push(

@@ -82,10 +82,11 @@ describe("item 1: a connection that never reads, floods, and vanishes leaves no 
       held: after.held,
       released: after.released,
       rssMiB: [after.rssBeforeMiB, after.rssAfterMiB],
+      heapMiB: [after.heapBeforeMiB, after.heapAfterMiB],
       live: after.live,
     });
     expect(after.held).toMatchObject({ sequences: 0, queued: 0 });
     expect(after.live).toMatchObject({ ok: true, correct: true });
-    expect(after.rssOk).toBe(true);
+    expect(after.memoryOk).toBe(true);
   });
 });

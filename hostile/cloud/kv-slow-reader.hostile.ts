@@ -96,7 +96,12 @@ describe("item 3: a device that asks for KV and stops reading does not pin its s
         other: { ok: other.ok, correct: other.correct, ms: otherMs, error: other.error },
         heldWhileAttacking,
         attackerReaped: reaped && { ok: reaped.ok, ms: performance.now() - t0 },
-        after: { held: after.held, live: after.live.ok, rssMiB: [after.rssBeforeMiB, after.rssAfterMiB] },
+        after: {
+          held: after.held,
+          live: after.live.ok,
+          rssMiB: [after.rssBeforeMiB, after.rssAfterMiB],
+          heapMiB: [after.heapBeforeMiB, after.heapAfterMiB],
+        },
       });
       expect(other).toMatchObject({ ok: true, correct: true });
       if (reaped) expect(reaped.ok).toBe(true);

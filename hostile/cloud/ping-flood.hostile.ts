@@ -84,6 +84,7 @@ describe("item 8: a Ping flood does not starve other connections", () => {
         ok: answer.ok && answer.correct,
         held: after.held,
         rssMiB: [after.rssBeforeMiB, after.rssAfterMiB],
+        heapMiB: [after.heapBeforeMiB, after.heapAfterMiB],
         healthy: after.healthy,
       });
       expect(answer).toMatchObject({ ok: true, correct: true });

@@ -80,6 +80,7 @@ describe("item 5: expensive input before authentication", () => {
         maxGapMs: answer.maxGapMs,
         idleGapMs: idleGap,
         rssMiB: { before: mib(rss0), peak: mib(peak), after: after.rssAfterMiB },
+        heapMiB: [after.heapBeforeMiB, after.heapAfterMiB],
         closes,
         healthy: after.healthy,
       });

@@ -7,12 +7,14 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { ensureDefaultModel } from "../../engine/index.js";
 import { certificateSha256 } from "../../transports/index.js";
 import { rssOf } from "./proc.js";
 import { pollUntil } from "./wait.js";
 
 export const PDD_BIN = resolve(import.meta.dirname, "../../bin/pdd.js");
+const HEAP_PROBE = pathToFileURL(resolve(import.meta.dirname, "heap-probe.mjs")).href;
 
 /** Every peer process a case started and has not seen exit: killed when the test process exits, however it ends. */
 const live = new Set<ChildProcess>();
@@ -69,7 +71,9 @@ export class CloudProcess {
 
   static async start(o: CloudOptions = {}): Promise<CloudProcess> {
     const dir = mkdtempSync(join(tmpdir(), "pdd-hostile-cloud-"));
-    const args = [PDD_BIN, "cloud", "--model", ensureDefaultModel("tiny"), "--threads", "1"];
+    // The heap probe answers SIGUSR2 with the memory held after a full collection (heap-probe.mjs).
+    const args = ["--expose-gc", "--import", HEAP_PROBE, PDD_BIN, "cloud", "--model", ensureDefaultModel("tiny")];
+    args.push("--threads", "1");
     args.push("--ws", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--webtransport", "127.0.0.1:0", "--metrics-port", "0");
     args.push("--log-level", o.logLevel ?? "info", "--sequences", String(o.sequences ?? 4));
     if (o.keys !== undefined) {
@@ -129,6 +133,20 @@ export class CloudProcess {
 
   rss(): number {
     return rssOf(this.pid);
+  }
+
+  /**
+   * Bytes the cloud holds after a full garbage collection: V8's heap in use
+   * plus memory outside it that JS objects own (Buffers, ArrayBuffers); what a
+   * leak of JS objects or buffers grows and allocator retention does not.
+   */
+  async heldAfterGc(deadlineMs = 10_000): Promise<number> {
+    const from = this.lines.length;
+    this.child.kill("SIGUSR2");
+    const line = await this.waitForLog(/^\{"heapProbe"/, deadlineMs, from);
+    if (!line) throw new Error(`the cloud (pid ${this.pid}) did not answer its heap probe within ${deadlineMs} ms`);
+    const p = (JSON.parse(line) as { heapProbe: { heapUsed: number; external: number } }).heapProbe;
+    return p.heapUsed + p.external;
   }
 
   /** Every sample of the cloud's Prometheus text, by series (`name{labels}`). */
