@@ -10,14 +10,19 @@
  *   new device's first request: the TCP, TLS and binding handshakes and the
  *   Hello/HelloAck are inside it. "Warm" is the next request on the open
  *   connection, with another prompt of the same length (no cache can help it).
+ *   Only the warm run shows its whole answer; the cold one (and the sweep's
+ *   device-only run) stops at its first text, which keeps the demo under a minute.
+ * - The cloud's cost is the tokens it decoded (End.usage), against cloud-only's.
  * - The device's speed is this CPU's, or an emulated phone's: the published
  *   prefill and decode rates of engine/profiles.ts, reached by adding a sleep
  *   per token on top of this CPU's measured rate. The ratio to device-only is
  *   set by that choice, so the demo shows it at every speed side by side.
  */
-import { Engine, ensureDefaultModel, PHONE, PHONE_NPU, type Profile } from "../engine/index.js";
+import { statSync } from "node:fs";
+import { Engine, ensureDefaultModel, PHONE, PHONE_NPU, readGgufHeader, type Profile } from "../engine/index.js";
+import { ErrorCode, PddError } from "../proto/index.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
-import { PdDevice, type GenerateOptions, type Report } from "../reference-device/index.js";
+import { PdDevice, type Emulation, type GenerateOptions, type Report } from "../reference-device/index.js";
 import { createSelfSignedCertificate, startNetem, type Netem } from "../transports/index.js";
 
 /** The device speeds the demo can emulate: none (this CPU) or a published phone profile. */
@@ -26,8 +31,10 @@ export type DeviceSpeed = (typeof DEVICE_SPEEDS)[number];
 const PUBLISHED: Record<Exclude<DeviceSpeed, "none">, Profile> = { phone: PHONE, "phone-npu": PHONE_NPU };
 
 export interface DemoOptions {
-  /** Notes in the prompt: its length. */
-  notes: number;
+  /** A GGUF model for both peers (default: the embedded model, generated on first use). */
+  modelPath?: string;
+  /** Notes in the prompt: its length; "auto": 20, or as many as fit the model's context with the answer. */
+  notes: number | "auto";
   maxTokens: number;
   /** The cloud's token budget, or "auto" for the planner's. */
   budget: number | "auto";
@@ -43,13 +50,15 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
-/** One device speed: what it is called and the extra ms per token that reach it on this CPU. */
+/** One device speed: what it is called and the emulation that reaches it on this CPU. */
 export interface DeviceSetting {
   speed: DeviceSpeed;
   label: string;
   prefillTokPerS: number;
   decodeTokPerS: number;
-  emulate: { prefillMsPerToken: number; decodeMsPerToken: number };
+  emulate: Emulation;
+  /** The emulated model's KV bytes per position (none for this CPU's own model). */
+  kvBytesPerToken?: number;
 }
 
 export interface DemoRow {
@@ -65,7 +74,13 @@ export interface DemoRow {
 }
 
 export interface DemoRun {
+  /** The model both peers ran: its name, file and size. */
+  model: { name: string; path: string; bytes: number; embedded: boolean; contextSize: number };
+  /** Notes in the prompt (fewer than asked when "auto" had to fit a small context). */
+  notes: number;
   promptTokens: number;
+  /** The embedded model's KV bytes per position: what the "P/D + KV" row's image holds. */
+  kvBytesPerToken: number;
   /** This CPU's measured rates with no emulation, ms per token. */
   cpu: { prefillMsPerToken: number; decodeMsPerToken: number };
   settings: DeviceSetting[];
@@ -78,7 +93,13 @@ export const demoPrompt = (notes: number, label = "Note") =>
   `${Array.from({ length: notes }, (_, i) => `${label} ${i + 1}: the cloud prefills fast, the device decodes.`).join(" ")} ` +
   "Summarise the notes above in one sentence.";
 
-/** The emulation that brings this CPU down to `speed`'s published rates (none when this CPU is slower already). */
+/**
+ * The emulation that brings this CPU down to `speed`'s published rates: each
+ * local step padded to the published ms per token (nothing when this CPU is
+ * slower). Padding, not a fixed sleep on top of a calibrated rate: a 64-token
+ * calibration overestimated this CPU's per-token cost on a long prompt, and
+ * the "758 tok/s" device prefilled at 1,565.
+ */
 export function deviceSetting(speed: DeviceSpeed, cpu: DemoRun["cpu"]): DeviceSetting {
   if (speed === "none")
     return {
@@ -86,7 +107,7 @@ export function deviceSetting(speed: DeviceSpeed, cpu: DemoRun["cpu"]): DeviceSe
       label: "this CPU, no emulation",
       prefillTokPerS: 1000 / cpu.prefillMsPerToken,
       decodeTokPerS: 1000 / cpu.decodeMsPerToken,
-      emulate: { prefillMsPerToken: 0, decodeMsPerToken: 0 },
+      emulate: {},
     };
   const p = PUBLISHED[speed];
   return {
@@ -94,18 +115,28 @@ export function deviceSetting(speed: DeviceSpeed, cpu: DemoRun["cpu"]): DeviceSe
     label: `emulated ${p.name}`,
     prefillTokPerS: p.prefillTokPerS,
     decodeTokPerS: p.decodeTokPerS,
-    emulate: {
-      prefillMsPerToken: Math.max(0, 1000 / p.prefillTokPerS - cpu.prefillMsPerToken),
-      decodeMsPerToken: Math.max(0, 1000 / p.decodeTokPerS - cpu.decodeMsPerToken),
-    },
+    emulate: { prefillMsPerToken: 1000 / p.prefillTokPerS, decodeMsPerToken: 1000 / p.decodeTokPerS, mode: "pad" },
+    kvBytesPerToken: p.kvBytesPerToken,
   };
 }
 
-/** A generate call timed as the user sees it: from submit to the first text shown. */
-async function timed(device: PdDevice, prompt: string, opts: GenerateOptions) {
+/**
+ * A generate call timed as the user sees it: from submit to the first text
+ * shown. `ttftOnly` stops the answer there (the user's stop button): a run
+ * whose only number is its TTFT does not spend the answer's length on screen.
+ */
+async function timed(device: PdDevice, prompt: string, opts: GenerateOptions, ttftOnly = false) {
   let first: number | undefined;
+  const stop = new AbortController();
   const t0 = performance.now();
-  const report = await device.generate(prompt, { ...opts, onText: () => (first ??= performance.now()) });
+  const report = await device.generate(prompt, {
+    ...opts,
+    signal: stop.signal,
+    onText: () => {
+      first ??= performance.now();
+      if (ttftOnly) stop.abort();
+    },
+  });
   return { ttftMs: (first ?? Number.NaN) - t0, report };
 }
 
@@ -140,7 +171,7 @@ async function coldAndWarm(
   };
   try {
     s.o.log?.(`${setting.speed}: ${mode} over ${transport} …`);
-    const cold = await timed(device, s.coldPrompt, opts);
+    const cold = await timed(device, s.coldPrompt, opts, true);
     const warm = await timed(device, s.prompt, opts);
     return {
       speed: setting.speed,
@@ -155,10 +186,11 @@ async function coldAndWarm(
   }
 }
 
-async function deviceOnly(s: Stage, setting: DeviceSetting): Promise<DemoRow> {
+/** The device alone; `ttftOnly` (the sweep's rows) stops at the first text, the table's only use of it. */
+async function deviceOnly(s: Stage, setting: DeviceSetting, ttftOnly: boolean): Promise<DemoRow> {
   s.o.log?.(`${setting.speed}: device only …`);
   const device = await PdDevice.create({ engine: s.engine, emulate: setting.emulate });
-  const run = await timed(device, s.prompt, { maxTokens: s.o.maxTokens, localOnly: true });
+  const run = await timed(device, s.prompt, { maxTokens: s.o.maxTokens, localOnly: true }, ttftOnly);
   await device.close();
   return {
     speed: setting.speed,
@@ -174,8 +206,8 @@ async function deviceOnly(s: Stage, setting: DeviceSetting): Promise<DemoRow> {
 async function rowsFor(s: Stage, settings: DeviceSetting[]): Promise<DemoRow[]> {
   const rows: DemoRow[] = [];
   for (const setting of settings) {
-    rows.push(await deviceOnly(s, setting));
     const main = setting.speed === s.o.device;
+    rows.push(await deviceOnly(s, setting, !main));
     for (const t of main ? (["websocket", "grpc", "webtransport"] as const) : (["websocket"] as const))
       rows.push(await coldAndWarm(s, setting, t, "P/D"));
     if (!main) continue;
@@ -185,19 +217,54 @@ async function rowsFor(s: Stage, settings: DeviceSetting[]): Promise<DemoRow[]> 
   return rows;
 }
 
+/** The model file, checked before anything starts: a missing or non-GGUF file is INVALID_ARGUMENT (exit 1). */
+function demoModel(o: DemoOptions): string {
+  if (o.modelPath === undefined) {
+    o.log?.("generating or loading the embedded model …");
+    return ensureDefaultModel("tiny");
+  }
+  readGgufHeader(o.modelPath);
+  return o.modelPath;
+}
+
+export const DEFAULT_NOTES = 20;
+
+/** The notes that make the prompt: as asked, or ("auto") the default shortened to fit the context with the answer. */
+function fitNotes(engine: Engine, o: DemoOptions): number {
+  const fits = (n: number) => engine.tokenize(demoPrompt(n, "Memo")).length + o.maxTokens <= engine.contextSize;
+  if (o.notes !== "auto") {
+    if (!fits(o.notes))
+      throw new PddError(
+        ErrorCode.PROMPT_TOO_LONG,
+        `${o.notes} notes and ${o.maxTokens} answer tokens do not fit the model's context of ${engine.contextSize}: ` +
+          "lower --notes or --max-tokens",
+      );
+    return o.notes;
+  }
+  let n = DEFAULT_NOTES;
+  while (n > 1 && !fits(n)) n--;
+  if (!fits(n))
+    throw new PddError(
+      ErrorCode.PROMPT_TOO_LONG,
+      `a ${o.maxTokens}-token answer leaves no room for a prompt in the model's context of ${engine.contextSize}`,
+    );
+  return n;
+}
+
 export async function runDemo(o: DemoOptions): Promise<DemoRun> {
-  o.log?.("generating or loading the embedded model …");
-  const modelPath = ensureDefaultModel("tiny");
+  const modelPath = demoModel(o);
   const tls = await createSelfSignedCertificate();
   const cloud = await startCloud({
     model: modelPath,
+    threads: 1,
     logLevel: "warn",
     tls: { cert: tls.cert, key: tls.key },
     listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
   });
   const netems: Netem[] = [];
-  const engine = await Engine.load({ modelPath, sequences: 4 });
+  const engine = await Engine.load({ modelPath, sequences: 4, threads: 1 });
   try {
+    const notes = fitNotes(engine, o);
     const behind = async (url: string) => {
       const n = await startNetem({
         target: { port: Number(new URL(url).port) },
@@ -217,9 +284,17 @@ export async function runDemo(o: DemoOptions): Promise<DemoRun> {
     await cpuDevice.close();
     const speeds = o.sweep ? [o.device, ...DEVICE_SPEEDS.filter((d) => d !== o.device)] : [o.device];
     const settings = speeds.map((d) => deviceSetting(d, cpu));
-    const prompt = demoPrompt(o.notes);
-    const rows = await rowsFor({ engine, prompt, coldPrompt: demoPrompt(o.notes, "Memo"), cloud, urls, o }, settings);
-    return { promptTokens: engine.tokenize(prompt).length, cpu, settings, rows, options: o };
+    const prompt = demoPrompt(notes);
+    const rows = await rowsFor({ engine, prompt, coldPrompt: demoPrompt(notes, "Memo"), cloud, urls, o }, settings);
+    const promptTokens = engine.tokenize(prompt).length;
+    const model = {
+      name: engine.info.name,
+      path: modelPath,
+      bytes: statSync(modelPath).size,
+      embedded: o.modelPath === undefined,
+      contextSize: engine.contextSize,
+    };
+    return { model, notes, promptTokens, kvBytesPerToken: engine.kvBytesPerToken, cpu, settings, rows, options: o };
   } finally {
     for (const n of netems) await n.close();
     await cloud.close({ drainSeconds: 1 });

@@ -4,6 +4,7 @@
  * benchmark scripts (*.bench.ts) are entry points, not imported.
  */
 export {
+  DEFAULT_NOTES,
   DEVICE_SPEEDS,
   demoPrompt,
   deviceSetting,

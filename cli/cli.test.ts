@@ -7,6 +7,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import type { Io } from "./kit.js";
 import { main } from "./main.js";
@@ -27,9 +28,13 @@ async function pdd(...args: string[]): Promise<{ status: number; stdout: string;
 
 /**
  * Spawns bin/pdd.js in a Node whose resolve hook refuses every module whose
- * URL contains one of `refused`: the command fails if it loads one.
+ * URL contains one of `refused`: the command fails if it loads one. The
+ * package's own folders are matched below its root, so a checkout that sits
+ * in a folder named like one of them (a work tree called "bench") is not refused.
  */
-function spawnPdd(args: string[], refused: string[]) {
+function spawnPdd(args: string[], paths: string[]) {
+  const root = pathToFileURL(resolve(import.meta.dirname, "..")).href;
+  const refused = paths.map((x) => (x.startsWith("/node_modules/") ? x : root + x));
   const hook =
     "export async function resolve(s, c, next) { const r = await next(s, c); " +
     `if (${JSON.stringify(refused)}.some((x) => r.url.includes(x))) throw new Error("refused to load " + r.url); return r; }`;
@@ -75,6 +80,18 @@ describe("pdd CLI", () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/\[invalid_argument\] .*package\.json is not a usable GGUF model: missing GGUF magic/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it.each([
+    ["not GGUF", resolve(import.meta.dirname, "..", "package.json"), /package\.json is not a usable GGUF model/],
+    ["missing", "/nonexistent/model.gguf", /cannot open model file \/nonexistent\/model\.gguf: ENOENT/],
+  ])("pdd demo --model refuses a %s file with one typed line and exit status 1", async (_, file, why) => {
+    const r = await pdd("demo", "--model", file);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^pdd demo: \[invalid_argument\] /);
+    expect(r.stderr).toMatch(why);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stdout).toBe("");
   });
 
   it("refuses an unknown simulated-engine profile with one typed line and exit status 1", async () => {

@@ -19,8 +19,11 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary:
       "a cloud behind an emulated network and a device: one long prompt over every transport, against the baselines",
     usage:
-      "pdd demo [--device phone|phone-npu|none] [--no-sweep] [--rtt-ms 50] [--bandwidth-mbps 100]\n" +
-      "         [--notes N] [--max-tokens N] [--budget N] [--codec proto|msgpack] [--json]",
+      "pdd demo [--model FILE.gguf] [--device phone-npu|phone|none] [--no-sweep] [--rtt-ms 50] [--bandwidth-mbps 100]\n" +
+      "         [--notes N] [--max-tokens 48] [--budget N] [--codec proto|msgpack] [--json]\n" +
+      "  --model: a GGUF model for both peers (default: the embedded one); exit 1 with one line when the file\n" +
+      "    is missing or not GGUF, or when --notes and --max-tokens do not fit its context (without --notes\n" +
+      "    the prompt is shortened to fit, and the output says so); exit 2 for a bad flag",
     load: async () => (await import("./demo.js")).runDemo,
   },
   {

@@ -38,9 +38,20 @@ export interface Target {
   /** The credential the suite was given (--token), if any. */
   token?: string;
   /** Opens a raw session with other credentials, subprotocols or codec parameter; throws `Refused` on an HTTP refusal. */
-  raw(o: { token?: string | null; protocols?: string[]; codecParam?: string }): Promise<RawSession>;
+  raw(o: {
+    token?: string | null;
+    protocols?: string[];
+    codecParam?: string;
+    /** WebTransport: open the session without its control stream. */
+    noControl?: boolean;
+  }): Promise<RawSession>;
   /** gRPC: the response headers of a Session call that sends `frame` with this grpc-accept-encoding. */
   grpcHeaders?(frame: Uint8Array, acceptEncoding: string): Promise<Record<string, string | string[] | undefined>>;
+  /** gRPC: one raw call with this path, content type and grpc-encoding, and how it ended within `waitMs`. */
+  grpcCall?(
+    frame: Uint8Array,
+    o: { path: string; contentType: string; encoding?: string; waitMs: number },
+  ): Promise<import("./raw-client.js").GrpcCallEnd>;
 }
 
 export interface CaseEnv {

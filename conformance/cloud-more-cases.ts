@@ -60,7 +60,8 @@ export const MORE_CLOUD_CASES: Case[] = [
     id: "cloud.fingerprints",
     title: "announces the Appendix B fingerprints of its model file",
     role: "cloud",
-    requirements: ["PDD-FP-001", "PDD-FP-002", "PDD-CONN-010"],
+    // PDD-FP-004/005: the suite computes B.1 only for GGUF v2/v3, and hashes a file with a type outside Table B-1 whole.
+    requirements: ["PDD-FP-001", "PDD-FP-002", "PDD-FP-004", "PDD-FP-005", "PDD-FP-006", "PDD-CONN-010"],
     async run(p, env) {
       if (!env.modelFile)
         throw new NotOffered("give the suite the cloud's model file (--model FILE) to check its fingerprints");
@@ -74,8 +75,13 @@ export const MORE_CLOUD_CASES: Case[] = [
       );
       expectThat(
         Buffer.from(m.modelFingerprint ?? []).equals(want.model),
-        `model_fingerprint ${want.model.toString("hex")} (PDD-FP-001)`,
+        `model_fingerprint ${want.model.toString("hex")} (PDD-FP-001, PDD-FP-005)`,
         Buffer.from(m.modelFingerprint ?? []).toString("hex"),
+      );
+      expectThat(
+        Number(m.vocabSize) === want.vocabSize,
+        `vocab_size ${want.vocabSize}, the entries of tokenizer.ggml.tokens (PDD-FP-006)`,
+        String(m.vocabSize),
       );
     },
   },

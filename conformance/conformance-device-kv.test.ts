@@ -43,6 +43,9 @@ describe("device KV cases, checked against the suite's own model", () => {
       "device.kv.bad-sha",
       "device.kv.unloadable",
       "device.kv.foreign-model",
+      "device.kv.other-tokens",
+      "device.kv.huge",
+      "device.kv.stalled",
     ]);
   });
 

@@ -4,17 +4,25 @@ import type { Case } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
 import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
+import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
+import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
+import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
 export const ALL_CASES: Case[] = [
   ...CLOUD_CASES,
   ...MORE_CLOUD_CASES,
   ...CLOUD_1_1_CASES,
+  ...CLOUD_1_1_CONN_CASES,
+  ...CLOUD_1_1_KV_CASES,
   ...DEVICE_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
+  ...DEVICE_1_1_CONN_CASES,
+  ...DEVICE_1_1_KV_CASES,
 ];
 
 /**
@@ -28,9 +36,6 @@ export const NOT_BLACK_BOX: Record<string, string> = {
     "repository's tests run `buf breaking` (WIRE_JSON) against the v1 baseline",
   "PDD-FP-003":
     "a rule for implementations whose models are not GGUF; the suite checks GGUF fingerprints (PDD-FP-001/002)",
-  "PDD-CONN-014":
-    "a cloud's Goodbye starts with its operator (a drain), and a device's next request after one " +
-    "needs a device that makes two; neither is within the suite's reach",
   "PDD-KV-009":
     "a device returns credit as it reads, so the suite cannot make a chunk exceed what the device has granted when it arrives",
   "PDD-REF-009":
@@ -46,35 +51,7 @@ export const NOT_BLACK_BOX: Record<string, string> = {
  * empty when 1.1 is released (issue 14). A test fails for an entry that has
  * gained a case, so the list only shrinks.
  */
-export const PENDING_1_1: readonly string[] = [
-  "PDD-CODEC-012",
-  "PDD-CODEC-014",
-  "PDD-CONN-021",
-  "PDD-CONN-022",
-  "PDD-CONN-025",
-  "PDD-CONN-026",
-  "PDD-CONN-028",
-  "PDD-ERR-003",
-  "PDD-FP-004",
-  "PDD-FP-005",
-  "PDD-FP-006",
-  "PDD-GRPC-006",
-  "PDD-GRPC-007",
-  "PDD-IDX-007",
-  "PDD-KV-013",
-  "PDD-KV-016",
-  "PDD-KV-017",
-  "PDD-KV-018",
-  "PDD-KV-020",
-  "PDD-MSG-013",
-  "PDD-REF-008",
-  "PDD-SEC-007",
-  "PDD-SM-008",
-  "PDD-TAKEOVER-010",
-  "PDD-TOK-001",
-  "PDD-TOK-002",
-  "PDD-WT-006",
-];
+export const PENDING_1_1: readonly string[] = ["PDD-TOK-002"];
 
 export function coverage(cases: Case[] = ALL_CASES): { id: string; level: string; cases: string[] }[] {
   const reqs = loadRequirements();

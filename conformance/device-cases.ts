@@ -80,6 +80,8 @@ export async function greet(
     kv?: boolean;
     refinement?: boolean;
     limits?: Record<string, number>;
+    /** The highest minor the suite answers with (default 0): the version is 1.min(offered, this) (PDD-VER-002). */
+    minor?: number;
   } = {},
 ): Promise<Frame> {
   const hello = await p.until(() => true, "Hello as the device's first frame (PDD-CONN-001)");
@@ -104,7 +106,7 @@ export async function greet(
   );
   expectThat(
     codecs.includes("CODEC_PROTO"),
-    "CODEC_PROTO among the device's codecs (PDD-CODEC-002)",
+    "CODEC_PROTO among the device's codecs: it lists every codec it implements (PDD-CONN-007, PDD-CODEC-002)",
     JSON.stringify(codecs),
   );
   const dm = field<Record<string, Uint8Array> | null>(hello, "hello.deviceModel");
@@ -120,7 +122,10 @@ export async function greet(
     throw new NotOffered("the device does not announce its model, so it cannot take KV");
   p.send({
     helloAck: {
-      version: { major: 1, minor: 0 },
+      version: {
+        major: 1,
+        minor: Math.min(o.minor ?? 0, ...versions.filter((v) => v.major === 1).map((v) => v.minor)),
+      },
       codec: mine,
       limits: {
         maxFrameBytes: 16 << 20,

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 
-/** Bytes per block and elements per block of the GGML tensor types (ggml.c's type traits). */
+/** Table B-1: bytes per block and elements per block of the GGML tensor types. */
 const GGML_TYPES: Record<number, [bytes: number, elements: number]> = {
   0: [4, 1], // F32
   1: [2, 1], // F16
@@ -22,12 +22,27 @@ const GGML_TYPES: Record<number, [bytes: number, elements: number]> = {
   13: [176, 256], // Q5_K
   14: [210, 256], // Q6_K
   15: [292, 256], // Q8_K
+  16: [66, 256], // IQ2_XXS
+  17: [74, 256], // IQ2_XS
+  18: [98, 256], // IQ3_XXS
+  19: [50, 256], // IQ1_S
+  20: [18, 32], // IQ4_NL
+  21: [110, 256], // IQ3_S
+  22: [82, 256], // IQ2_S
+  23: [136, 256], // IQ4_XS
   24: [1, 1], // I8
   25: [2, 1], // I16
   26: [4, 1], // I32
   27: [8, 1], // I64
   28: [8, 1], // F64
+  29: [56, 256], // IQ1_M
   30: [2, 1], // BF16
+  34: [54, 256], // TQ1_0
+  35: [66, 256], // TQ2_0
+  39: [17, 32], // MXFP4
+  40: [36, 64], // NVFP4
+  41: [18, 128], // Q1_0
+  42: [18, 64], // Q2_0
 };
 
 class Reader {
@@ -101,11 +116,20 @@ const u64le = (v: number) => {
   return b;
 };
 
-/** Appendix B.1 and B.2 fingerprints of a GGUF file. */
-export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buffer } {
-  const r = new Reader(readFileSync(path));
-  if (r.bytes(4).toString("latin1") !== "GGUF") throw new Error(`${path} is not a GGUF file`);
-  r.u32(); // version
+/** A file B.1 and B.2 do not apply to (PDD-FP-004): another model format, B.3. */
+export class NotGgufV2V3 extends Error {}
+
+/**
+ * Appendix B.1 and B.2 fingerprints of a GGUF file, and its vocabulary size
+ * (B.4). Throws NotGgufV2V3 for anything but a little-endian GGUF v2 or v3.
+ */
+export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buffer; vocabSize: number } {
+  const file = readFileSync(path);
+  const r = new Reader(file);
+  if (file.length < 8 || r.bytes(4).toString("latin1") !== "GGUF") throw new NotGgufV2V3(`${path} is not a GGUF file`);
+  const version = r.u32(); // a big-endian file reads as 0x02000000 or 0x03000000
+  if (version !== 2 && version !== 3)
+    throw new NotGgufV2V3(`${path} is GGUF version ${version}, not 2 or 3 (PDD-FP-004)`);
   const tensorCount = r.u64();
   const kvCount = r.u64();
   const kv = new Map<string, Value>();
@@ -143,22 +167,26 @@ export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buff
       id("tokenizer.ggml.padding_token_id"),
     ]),
   );
-  const arch = (kv.get("general.architecture") as Buffer | undefined)?.toString("utf8");
+  // The default follows the tokenizer model, not general.architecture (B.2 step 5).
+  const tokenizerModel = (kv.get("tokenizer.ggml.model") as Buffer | undefined)?.toString("latin1");
   const addBos = kv.has("tokenizer.ggml.add_bos_token")
     ? kv.get("tokenizer.ggml.add_bos_token") === true
-    : arch === "llama";
+    : tokenizerModel === "llama";
   t.update(Buffer.of(addBos ? 1 : 0));
   const tokenizer = t.digest();
 
+  const vocabSize = tokens.length;
+  if (!tensors.every((x) => GGML_TYPES[x.type])) {
+    // A type outside Table B-1: the whole file, under its own domain string (PDD-FP-005).
+    return { model: createHash("sha256").update("pdd.v1/model-file\n").update(file).digest(), tokenizer, vocabSize };
+  }
   const m = createHash("sha256").update("pdd.v1/model\n").update(tokenizer);
   for (const x of tensors) {
-    const traits = GGML_TYPES[x.type];
-    if (!traits)
-      throw new Error(`tensor ${x.name.toString("utf8")} has GGML type ${x.type}, which this reader does not size`);
+    const traits = GGML_TYPES[x.type]!;
     const elements = x.dims.reduce((a, d) => a * d, 1);
     const size = (elements / traits[1]) * traits[0];
     m.update(Buffer.concat([x.name, Buffer.of(0), u32le(x.type), u64le(x.dims.length), ...x.dims.map(u64le)]));
     m.update(r.b.subarray(dataStart + x.offset, dataStart + x.offset + size));
   }
-  return { model: m.digest(), tokenizer };
+  return { model: m.digest(), tokenizer, vocabSize };
 }

@@ -64,6 +64,7 @@ class MsgpackWalker {
   }
 
   private map(path: string, n: number): undefined {
+    if (path) this.note(path, "map"); // presence of a message field is its key with a map (PDD-CODEC-014)
     for (let k = 0; k < n; k++) {
       const key = this.key(path);
       this.value(path ? `${path}.${key}` : key);

@@ -27,6 +27,12 @@ export interface RawSession {
   /** WebTransport: writes bytes on the control stream as they are (no length prefix), and ends it. */
   sendUnframed?(bytes: Uint8Array): void;
   endControl?(): void;
+  /** gRPC: ends the request stream (a half-close); the call stays open for the server's messages. */
+  halfClose?(): void;
+  /** gRPC, the suite's server: resolves when the device cancels the call (RST_STREAM), even after its half-close. */
+  cancelled?: Promise<void>;
+  /** WebTransport: opens a unidirectional stream, or another bidirectional one, and writes `bytes` on it. */
+  openStream?(kind: "uni" | "bidi", bytes: Uint8Array): void;
 }
 
 /** Items queued as they arrive, for one consumer that waits with a timeout. */
@@ -137,6 +143,7 @@ export async function openGrpc(url: string, opts: { ca?: string; token?: string 
     send: (f) => call.write(Buffer.from(f)),
     next: (t) => inbox.next(t),
     close: () => call.cancel(),
+    halfClose: () => call.end(),
   };
 }
 
@@ -177,6 +184,60 @@ export async function grpcResponseHeaders(
   }
 }
 
+/** How a raw HTTP/2 call to the gRPC server ended: its HTTP status and grpc-status, or "open" when it was still open. */
+export type GrpcCallEnd = { http: number; grpcStatus: string | undefined } | "open";
+
+/**
+ * One raw HTTP/2 call with the given path, content type and grpc-encoding,
+ * sending `frame` in one length-prefixed message without ending the request
+ * stream: how it ended within `waitMs` (PDD-GRPC-007). A server that leaves
+ * the call open is reported as "open".
+ */
+export async function grpcRawCall(
+  url: string,
+  frame: Uint8Array,
+  opts: { ca?: string; token?: string; path: string; contentType: string; encoding?: string; waitMs: number },
+): Promise<GrpcCallEnd> {
+  const { connect } = await import("node:http2");
+  const u = new URL(url);
+  const session = connect(`${u.protocol === "grpcs:" ? "https" : "http"}://${u.host}`, opts.ca ? { ca: opts.ca } : {});
+  session.on("error", () => undefined);
+  try {
+    const req = session.request({
+      ":method": "POST",
+      ":path": opts.path,
+      "content-type": opts.contentType,
+      te: "trailers",
+      ...(opts.encoding ? { "grpc-encoding": opts.encoding } : {}),
+      ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+    });
+    req.on("error", () => undefined);
+    const prefix = Buffer.alloc(5);
+    prefix[0] = opts.encoding && opts.encoding !== "identity" ? 1 : 0; // the compressed flag for a non-identity encoding
+    prefix.writeUInt32BE(frame.length, 1);
+    req.write(Buffer.concat([prefix, frame]));
+    let http = 0;
+    let grpcStatus: string | undefined;
+    req.on("response", (h) => {
+      http = Number(h[":status"]);
+      grpcStatus = h["grpc-status"] as string | undefined;
+    });
+    req.on("trailers", (t) => (grpcStatus ??= t["grpc-status"] as string | undefined));
+    req.resume();
+    return await new Promise<GrpcCallEnd>((resolve) => {
+      const timer = setTimeout(() => resolve("open"), opts.waitMs);
+      const ended = () => {
+        clearTimeout(timer);
+        resolve({ http, grpcStatus });
+      };
+      req.once("end", ended);
+      req.once("close", ended);
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
 /**
  * WebTransport (over HTTP/2 here): the control stream and every KV stream,
  * deframed by the suite's own 4-byte length prefix reader (spec §9.4).
@@ -184,7 +245,7 @@ export async function grpcResponseHeaders(
 export async function openWebTransport(
   url: string,
   codec: Codec,
-  opts: { certHash?: Uint8Array; token?: string; codecParam?: string } = {},
+  opts: { certHash?: Uint8Array; token?: string; codecParam?: string; noControl?: boolean } = {},
 ): Promise<RawSession> {
   const { loadWebTransport } = await import("../transports/index.js"); // the library only, not the binding
   const { wt } = await loadWebTransport();
@@ -207,6 +268,7 @@ export async function openWebTransport(
       readable: ReadableStream<Uint8Array>;
       writable: WritableStream<Uint8Array>;
     }>;
+    createUnidirectionalStream(): Promise<WritableStream<Uint8Array>>;
     incomingUnidirectionalStreams: ReadableStream<ReadableStream<Uint8Array>>;
     incomingBidirectionalStreams: ReadableStream<unknown>;
   } = new wt.WebTransport(u.toString(), init);
@@ -214,7 +276,10 @@ export async function openWebTransport(
   session.closed.catch(() => undefined);
   await session.ready;
   const inbox = new Inbox();
-  const control = await session.createBidirectionalStream();
+  // Without a control stream (PDD-WT-006's timeout): a stand-in that carries nothing.
+  const control = opts.noControl
+    ? { readable: new ReadableStream<Uint8Array>(), writable: new WritableStream<Uint8Array>() }
+    : await session.createBidirectionalStream();
   const writer = control.writable.getWriter();
   const fromUni = new WeakSet<Uint8Array>();
   let bidi = 0;
@@ -269,9 +334,24 @@ export async function openWebTransport(
     },
     sendUnframed: (b) => void writer.write(Buffer.from(b)).catch(() => undefined),
     endControl: () => void writer.close().catch(() => undefined),
+    openStream: (kind, bytes) => void openStream(session, kind, bytes).catch(() => undefined),
     onUniStream: (f) => fromUni.has(f),
     peerBidiStreams: () => bidi,
   };
+}
+
+/** Opens a stream a device must not open (PDD-WT-006) and writes `bytes` on it. */
+async function openStream(
+  session: {
+    createUnidirectionalStream(): Promise<WritableStream<Uint8Array>>;
+    createBidirectionalStream(): Promise<{ writable: WritableStream<Uint8Array> }>;
+  },
+  kind: "uni" | "bidi",
+  bytes: Uint8Array,
+): Promise<void> {
+  const w =
+    kind === "uni" ? await session.createUnidirectionalStream() : (await session.createBidirectionalStream()).writable;
+  await w.getWriter().write(Buffer.from(bytes));
 }
 
 /** Reads 4-byte length-prefixed frames (spec §9.4) off a stream; reports a stream that ends inside a frame. */

@@ -104,11 +104,13 @@ async function listenGrpc(host: string, port: number): Promise<RawServer> {
     const inbox = new Inbox();
     call.on("data", (d: Buffer) => inbox.push(new Uint8Array(d)));
     call.on("end", () => inbox.push({ code: 0, reason: "the device half-closed the call" }));
+    const cancelled = new Promise<void>((r) => call.once("cancelled", () => r()));
     call.on("cancelled", () => inbox.push({ code: 1, reason: "the device cancelled the call" }));
     call.on("error", () => undefined);
     let ended = false;
     queue.push({
       codec: "proto",
+      cancelled,
       send: (f) => void (ended || call.write(Buffer.from(f))),
       sendKv: (_id, f) => void (ended || call.write(Buffer.from(f))),
       endKv: () => undefined,

@@ -3,14 +3,18 @@ import type { Case, CaseResult, DeviceOutcome, Target } from "./case.js";
 import { CLOUD_CASES } from "./cloud-cases.js";
 import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
+import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
+import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
+import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
+import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
 import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
-import { grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
+import { grpcRawCall, grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
 import type { Codec } from "./wire.js";
 import { createHash, X509Certificate } from "node:crypto";
 
@@ -62,7 +66,13 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
     throw new TargetError("the gRPC binding carries only the proto codec (spec §9.1)");
   const waitMs = o.waitMs ?? 5000;
   const results: CaseResult[] = [];
-  const cloudCases = [...CLOUD_CASES, ...MORE_CLOUD_CASES, ...CLOUD_1_1_CASES];
+  const cloudCases = [
+    ...CLOUD_CASES,
+    ...MORE_CLOUD_CASES,
+    ...CLOUD_1_1_CASES,
+    ...CLOUD_1_1_CONN_CASES,
+    ...CLOUD_1_1_KV_CASES,
+  ];
   const total = codecs.reduce((n, codec) => n + selectCases(cloudCases, transport, codec, o.filter).length, 0);
   for (const codec of codecs) {
     const raw: Target["raw"] = (x) => {
@@ -75,12 +85,15 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
               certHash: o.certHash ?? (o.ca ? certificateSha256(o.ca) : undefined),
               token,
               codecParam: x.codecParam,
+              noControl: x.noControl,
             });
     };
     const target: Target = { url: o.target, transport, codec, token: o.token, raw };
-    if (transport === "grpc")
+    if (transport === "grpc") {
       target.grpcHeaders = (frame, acceptEncoding) =>
         grpcResponseHeaders(o.target, frame, { ca: o.ca, token: o.token, acceptEncoding });
+      target.grpcCall = (frame, call) => grpcRawCall(o.target, frame, { ca: o.ca, token: o.token, ...call });
+    }
     const open = async (): Promise<Probe> => {
       const probe = new Probe(await raw({}), codec, waitMs);
       probe.transport = transport;
@@ -216,6 +229,14 @@ function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): P
   ]);
 }
 
+const ALL_DEVICE_CASES = [
+  ...DEVICE_CASES,
+  ...DEVICE_KV_CASES,
+  ...DEVICE_1_1_CASES,
+  ...DEVICE_1_1_CONN_CASES,
+  ...DEVICE_1_1_KV_CASES,
+];
+
 export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseResult[]> {
   const transport = transportOf(o.listen);
   if (transport === "grpc" && o.codecs?.includes("msgpack"))
@@ -229,8 +250,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
     ? (o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]))
     : [undefined];
   const results: CaseResult[] = [];
-  const casesFor = (wanted: Codec | undefined) =>
-    selectCases([...DEVICE_CASES, ...DEVICE_KV_CASES, ...DEVICE_1_1_CASES], transport, wanted ?? "proto", o.filter);
+  const casesFor = (wanted: Codec | undefined) => selectCases(ALL_DEVICE_CASES, transport, wanted ?? "proto", o.filter);
   const total = codecs.reduce((n, wanted) => n + casesFor(wanted).length, 0);
   try {
     for (const wanted of codecs) {

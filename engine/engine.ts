@@ -14,7 +14,8 @@ import { join } from "node:path";
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { ErrorCode, PddError } from "../proto/index.js";
 import { sameBytes } from "./fingerprint.js";
-import { checkSeqState } from "./seq-state-check.js";
+import { readSeqStateHeader } from "./llama-server-kv.js";
+import { checkSeqState, sameTokens } from "./seq-state-check.js";
 import { serializeSampling } from "./serial-sampling.js";
 import { describeModel } from "./model-info.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
@@ -337,13 +338,19 @@ export class Slot implements InferenceSlot {
    * out of the cache again and held as the pending token, so decoding can
    * continue from it exactly as after a prefill.
    */
-  async importState(image: Uint8Array, modelFingerprint: Uint8Array, lastToken?: number): Promise<void> {
+  async importState(
+    image: Uint8Array,
+    modelFingerprint: Uint8Array,
+    lastToken?: number,
+    tokens?: readonly number[],
+  ): Promise<void> {
     this.assertUsable();
     if (!sameBytes(modelFingerprint, this.engine.info.modelFingerprint)) {
       throw new PddError(ErrorCode.MODEL_MISMATCH, "KV state comes from another model; it cannot be imported");
     }
     // llama.cpp trusts the header: a hostile one costs memory or fails the next evaluation (issue 13).
     checkSeqState(image, { contextSize: this.engine.contextSize, layers: this.engine.layers });
+    if (tokens) sameTokens(readSeqStateHeader(image).tokens, tokens);
     const dir = mkdtempSync(join(tmpdir(), "pdd-kv-"));
     try {
       const file = join(dir, "state.bin");

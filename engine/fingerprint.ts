@@ -3,9 +3,9 @@
  * defines them: content hashes, never of the path. Hashing streams the
  * tensor data; results are cached per (path, size, mtime).
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
-import { readGgufHeader, type GgufHeader, type GgufValue } from "./gguf.js";
+import { readGgufHeader, type GgufHeader } from "./gguf.js";
 
 /** Byte-wise equality, for comparing fingerprints. */
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -25,21 +25,20 @@ function u32(n: number): Buffer {
   return b;
 }
 
-/** B.2 */
+/** B.2, over the strings' stored bytes (B.0). */
 export function tokenizerFingerprint(h: GgufHeader): Uint8Array {
   const m = h.metadata;
   const hash = createHash("sha256");
   hash.update("pdd.v1/tokenizer\n");
-  const model = String(m.get("tokenizer.ggml.model") ?? "");
-  hash.update(Buffer.from(model, "utf8"));
+  const model = h.rawStrings.get("tokenizer.ggml.model")?.[0] ?? Buffer.alloc(0);
+  hash.update(model);
   hash.update(Buffer.from([0]));
-  const tokens = (m.get("tokenizer.ggml.tokens") as GgufValue[] | undefined) ?? [];
+  const tokens = h.rawStrings.get("tokenizer.ggml.tokens") ?? [];
   const scores = m.get("tokenizer.ggml.scores") as number[] | undefined;
   const types = m.get("tokenizer.ggml.token_type") as number[] | undefined;
   hash.update(u32(tokens.length));
   const f = Buffer.alloc(4);
-  tokens.forEach((t, i) => {
-    const bytes = Buffer.from(String(t), "utf8");
+  tokens.forEach((bytes, i) => {
     hash.update(u32(bytes.length));
     hash.update(bytes);
     f.writeFloatLE(scores?.[i] ?? 0);
@@ -47,24 +46,26 @@ export function tokenizerFingerprint(h: GgufHeader): Uint8Array {
     f.writeInt32LE(types?.[i] ?? 0);
     hash.update(f);
   });
-  const merges = (m.get("tokenizer.ggml.merges") as GgufValue[] | undefined) ?? [];
+  const merges = h.rawStrings.get("tokenizer.ggml.merges") ?? [];
   hash.update(u32(merges.length));
-  for (const mg of merges) {
-    const bytes = Buffer.from(String(mg), "utf8");
+  for (const bytes of merges) {
     hash.update(u32(bytes.length));
     hash.update(bytes);
   }
-  const id = (k: string) => u32(m.has(k) ? Number(m.get(k)) : 0xffffffff);
+  // Any integer type, modulo 2^32 (B.2 step 5).
+  const id = (k: string) =>
+    u32(m.has(k) ? Number(BigInt.asUintN(32, BigInt(m.get(k) as number | bigint))) : 0xffffffff);
   hash.update(id("tokenizer.ggml.bos_token_id"));
   hash.update(id("tokenizer.ggml.eos_token_id"));
   hash.update(id("tokenizer.ggml.padding_token_id"));
   const addBos = m.has("tokenizer.ggml.add_bos_token")
     ? m.get("tokenizer.ggml.add_bos_token") === true
-    : model === "llama";
+    : model.toString("latin1") === "llama";
   hash.update(Buffer.from([addBos ? 1 : 0]));
   return new Uint8Array(hash.digest());
 }
 
+/** Table B-1: block size (elements) and block bytes of each GGML type (llama.cpp release v0.4.0). */
 const TYPE_BYTES: Record<number, [block: number, bytes: number]> = {
   0: [1, 4], // F32
   1: [1, 2], // F16
@@ -73,17 +74,79 @@ const TYPE_BYTES: Record<number, [block: number, bytes: number]> = {
   6: [32, 22], // Q5_0
   7: [32, 24], // Q5_1
   8: [32, 34], // Q8_0
+  9: [32, 36], // Q8_1
+  10: [256, 84], // Q2_K
+  11: [256, 110], // Q3_K
+  12: [256, 144], // Q4_K
+  13: [256, 176], // Q5_K
+  14: [256, 210], // Q6_K
+  15: [256, 292], // Q8_K
+  16: [256, 66], // IQ2_XXS
+  17: [256, 74], // IQ2_XS
+  18: [256, 98], // IQ3_XXS
+  19: [256, 50], // IQ1_S
+  20: [32, 18], // IQ4_NL
+  21: [256, 110], // IQ3_S
+  22: [256, 82], // IQ2_S
+  23: [256, 136], // IQ4_XS
+  24: [1, 1], // I8
+  25: [1, 2], // I16
+  26: [1, 4], // I32
+  27: [1, 8], // I64
+  28: [1, 8], // F64
+  29: [256, 56], // IQ1_M
   30: [1, 2], // BF16
+  34: [256, 54], // TQ1_0
+  35: [256, 66], // TQ2_0
+  39: [32, 17], // MXFP4
+  40: [64, 36], // NVFP4
+  41: [128, 18], // Q1_0
+  42: [64, 18], // Q2_0
 };
 
-/** Bytes of a tensor's data; for types without an entry, the distance to the next tensor (or EOF). */
-function tensorSize(h: GgufHeader, i: number, fileSize: number): number {
-  const t = h.tensors[i]!;
-  const n = t.dims.reduce((a, b) => a * Number(b), 1);
-  const tb = TYPE_BYTES[t.type];
-  if (tb) return (n / tb[0]) * tb[1];
-  const next = h.tensors.slice(i + 1).find((x) => x.offset > t.offset);
-  return (next ? Number(next.offset) : fileSize - h.dataOffset) - Number(t.offset);
+/** Bytes of a tensor's data (B.1 step 3.4): no alignment padding. */
+function tensorSize(t: GgufHeader["tensors"][number]): number {
+  const [block, bytes] = TYPE_BYTES[t.type]!;
+  return (t.dims.reduce((a, b) => a * Number(b), 1) / block) * bytes;
+}
+
+/** Hashes `n` bytes of `fd` from `pos` into `hash`, in 8 MiB reads. */
+function hashRange(fd: number, hash: Hash, pos: number, n: number, path: string): void {
+  const buf = Buffer.alloc(Math.min(8 << 20, Math.max(n, 1)));
+  while (n > 0) {
+    const got = readSync(fd, buf, 0, Math.min(buf.length, n), pos);
+    if (got <= 0) throw new Error(`${path}: tensor data runs past the end of the file`);
+    hash.update(buf.subarray(0, got));
+    n -= got;
+    pos += got;
+  }
+}
+
+/** PDD-FP-005: a file with a tensor type outside Table B-1 is hashed whole, under its own domain string. */
+function wholeFileFingerprint(fd: number, size: number, path: string): Uint8Array {
+  const hash = createHash("sha256").update("pdd.v1/model-file\n");
+  hashRange(fd, hash, 0, size, path);
+  return new Uint8Array(hash.digest());
+}
+
+/** B.1 over the tensors of `h`, read from `fd`. */
+function tensorFingerprint(h: GgufHeader, tok: Uint8Array, fd: number, path: string): Uint8Array {
+  const hash = createHash("sha256");
+  hash.update("pdd.v1/model\n");
+  hash.update(tok);
+  for (const t of h.tensors) {
+    hash.update(t.nameBytes);
+    hash.update(Buffer.from([0]));
+    hash.update(u32(t.type));
+    const dims = Buffer.alloc(8 * (t.dims.length + 1));
+    dims.writeBigUInt64LE(BigInt(t.dims.length), 0);
+    t.dims.forEach((d, k) => {
+      dims.writeBigUInt64LE(d, 8 * (k + 1));
+    });
+    hash.update(dims);
+    hashRange(fd, hash, h.dataOffset + Number(t.offset), tensorSize(t), path);
+  }
+  return new Uint8Array(hash.digest());
 }
 
 /** B.1 and B.2 for the GGUF file at `path`. */
@@ -92,38 +155,18 @@ export function fingerprints(path: string): Fingerprints {
   const key = `${path}\0${st.size}\0${st.mtimeMs}`;
   const hit = cache.get(key);
   if (hit) return hit;
-  const h = readGgufHeader(path);
+  const h = readGgufHeader(path); // GGUF v2 or v3 only (PDD-FP-004)
   const tok = tokenizerFingerprint(h);
-  const hash = createHash("sha256");
-  hash.update("pdd.v1/model\n");
-  hash.update(tok);
   const fd = openSync(path, "r");
+  let model: Uint8Array;
   try {
-    const buf = Buffer.alloc(8 << 20);
-    h.tensors.forEach((t, i) => {
-      hash.update(Buffer.from(t.name, "utf8"));
-      hash.update(Buffer.from([0]));
-      hash.update(u32(t.type));
-      const dims = Buffer.alloc(8 * (t.dims.length + 1));
-      dims.writeBigUInt64LE(BigInt(t.dims.length), 0);
-      t.dims.forEach((d, k) => {
-        dims.writeBigUInt64LE(d, 8 * (k + 1));
-      });
-      hash.update(dims);
-      let left = tensorSize(h, i, st.size);
-      let pos = h.dataOffset + Number(t.offset);
-      while (left > 0) {
-        const n = readSync(fd, buf, 0, Math.min(buf.length, left), pos);
-        if (n <= 0) throw new Error(`${path}: tensor ${t.name} runs past the end of the file`);
-        hash.update(buf.subarray(0, n));
-        left -= n;
-        pos += n;
-      }
-    });
+    model = h.tensors.every((t) => TYPE_BYTES[t.type])
+      ? tensorFingerprint(h, tok, fd, path)
+      : wholeFileFingerprint(fd, st.size, path);
   } finally {
     closeSync(fd);
   }
-  const result = { model: new Uint8Array(hash.digest()), tokenizer: tok };
+  const result = { model, tokenizer: tok };
   cache.set(key, result);
   return result;
 }

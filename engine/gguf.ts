@@ -29,6 +29,8 @@ export type GgufValue = number | bigint | boolean | string | GgufValue[];
 
 export interface TensorInfo {
   name: string;
+  /** The name's bytes as stored (Appendix B hashes them, never a re-encoding). */
+  nameBytes: Buffer;
   dims: bigint[];
   type: number;
   /** Offset of the tensor's data, relative to the start of the data section. */
@@ -42,7 +44,12 @@ export interface GgufHeader {
   /** Absolute file offset where tensor data starts. */
   dataOffset: number;
   alignment: number;
+  /** The stored bytes of the string values Appendix B hashes (RAW_STRING_KEYS): one Buffer per string. */
+  rawStrings: Map<string, Buffer[]>;
 }
+
+/** Metadata whose strings the fingerprints hash as stored: decoding and re-encoding would change invalid UTF-8 (Appendix B.0). */
+const RAW_STRING_KEYS = new Set(["tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges"]);
 
 const TYPE_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
 
@@ -69,15 +76,19 @@ export function readGgufHeader(path: string): GgufHeader {
     const kvCount = Number(r.u64());
     if (tensorCount > 1 << 20 || kvCount > 1 << 20) throw badModel(path, "implausible tensor or metadata count");
     const metadata = new Map<string, GgufValue>();
+    const rawStrings = new Map<string, Buffer[]>();
     for (let i = 0; i < kvCount; i++) {
       const key = r.str();
+      r.raw = RAW_STRING_KEYS.has(key) ? [] : undefined;
       metadata.set(key, r.value(r.u32()));
+      if (r.raw) rawStrings.set(key, r.raw);
+      r.raw = undefined;
     }
     const tensors: TensorInfo[] = [];
     for (let i = 0; i < tensorCount; i++) tensors.push(r.tensorInfo());
     const alignment = Number(metadata.get("general.alignment") ?? 32);
     const dataOffset = Math.ceil(r.pos / alignment) * alignment;
-    return { version, metadata, tensors, dataOffset, alignment };
+    return { version, metadata, tensors, dataOffset, alignment, rawStrings };
   } finally {
     closeSync(fd);
   }
@@ -103,6 +114,8 @@ class HeaderReader {
   buf = Buffer.alloc(1 << 20);
   have: number;
   pos = 0;
+  /** When set, every string read is also kept here as its stored bytes. */
+  raw: Buffer[] | undefined;
   constructor(
     private readonly fd: number,
     private readonly path: string,
@@ -133,10 +146,16 @@ class HeaderReader {
   }
 
   str(): string {
+    const b = this.strBytes();
+    this.raw?.push(Buffer.from(b));
+    return b.toString("utf8");
+  }
+
+  strBytes(): Buffer {
     const n = Number(this.u64());
     if (n > 1 << 24) throw badModel(this.path, "string longer than 16 MiB in header");
     const o = this.take(n);
-    return this.buf.toString("utf8", o, o + n);
+    return this.buf.subarray(o, o + n);
   }
 
   value(t: number): GgufValue {
@@ -156,12 +175,13 @@ class HeaderReader {
   }
 
   tensorInfo(): TensorInfo {
-    const name = this.str();
+    const nameBytes = Buffer.from(this.strBytes());
+    const name = nameBytes.toString("utf8");
     const nd = this.u32();
     if (nd > 8) throw badModel(this.path, `tensor ${name} has ${nd} dimensions`);
     const dims: bigint[] = [];
     for (let d = 0; d < nd; d++) dims.push(this.u64());
-    return { name, dims, type: this.u32(), offset: this.u64() };
+    return { name, nameBytes, dims, type: this.u32(), offset: this.u64() };
   }
 }
 

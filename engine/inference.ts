@@ -90,8 +90,16 @@ export interface InferenceSlot {
   generate(sampling?: Sampling, maxTokens?: number): AsyncGenerator<number>;
   /** The KV state (the tokens evaluated so far) as an opaque image. */
   exportState(): Promise<Uint8Array>;
-  /** Replaces the state with an image: MODEL_MISMATCH from another model, KV_INTEGRITY when unloadable. */
-  importState(image: Uint8Array, modelFingerprint: Uint8Array, lastToken?: number): Promise<void>;
+  /**
+   * Replaces the state with an image: MODEL_MISMATCH from another model, KV_INTEGRITY when unloadable,
+   * or when `tokens` is given and the image covers other tokens (PDD-KV-013).
+   */
+  importState(
+    image: Uint8Array,
+    modelFingerprint: Uint8Array,
+    lastToken?: number,
+    tokens?: readonly number[],
+  ): Promise<void>;
   reset(): Promise<void>;
   /** Frees the sequence for another request; idempotent. */
   release(): Promise<void>;

@@ -115,3 +115,16 @@ class HeaderReader {
     this.skip(cells, size * embd);
   }
 }
+
+/**
+ * Throws KV_INTEGRITY unless an image's token list is `want`: the device's own
+ * prompt tokens and the cloud's answer tokens it covers (PDD-KV-013). An image
+ * of another context loads and decodes, into another answer.
+ */
+export function sameTokens(have: ArrayLike<number>, want: readonly number[]): void {
+  const same = have.length === want.length && want.every((t, i) => have[i] === t);
+  if (!same)
+    throw bad(
+      `the image covers ${have.length} tokens that are not the ${want.length} of this prompt and answer (PDD-KV-013)`,
+    );
+}

@@ -74,7 +74,11 @@ describe("simulated engine", () => {
     await expect(slot.importState(new Uint8Array(64), phone.info.modelFingerprint)).rejects.toMatchObject({
       code: ErrorCode.KV_INTEGRITY,
     });
-    await slot.importState(own, phone.info.modelFingerprint);
+    // An image of other tokens than the ones it must cover (PDD-KV-013).
+    await expect(slot.importState(own, phone.info.modelFingerprint, undefined, [256, 1, 3])).rejects.toMatchObject({
+      code: ErrorCode.KV_INTEGRITY,
+    });
+    await slot.importState(own, phone.info.modelFingerprint, undefined, [256, 1, 2]);
     expect(slot.evaluated).toBe(3);
     await slot.release();
   });

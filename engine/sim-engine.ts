@@ -21,6 +21,7 @@ import { ErrorCode, PddError } from "../proto/index.js";
 import { sameBytes } from "./fingerprint.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
 import type { Profile } from "./profiles.js";
+import { sameTokens } from "./seq-state-check.js";
 
 const BOS = 256;
 const EOS = 257;
@@ -241,12 +242,18 @@ class SimSlot implements InferenceSlot {
     return this.engine.image(this.tokens.slice(0, this.evaluated));
   }
 
-  async importState(image: Uint8Array, modelFingerprint: Uint8Array, lastToken?: number): Promise<void> {
+  async importState(
+    image: Uint8Array,
+    modelFingerprint: Uint8Array,
+    lastToken?: number,
+    expected?: readonly number[],
+  ): Promise<void> {
     this.assertUsable();
     if (!sameBytes(modelFingerprint, this.engine.info.modelFingerprint)) {
       throw new PddError(ErrorCode.MODEL_MISMATCH, "KV state comes from another model; it cannot be imported");
     }
     const tokens = this.engine.parseImage(image);
+    if (expected) sameTokens(tokens, expected); // PDD-KV-013
     this.tokens = [];
     this.hash = 0;
     this.pending = false;

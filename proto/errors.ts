@@ -35,6 +35,43 @@ const DEFAULT_LOCAL: Record<number, LocalCode> = {
 /** Codes a client may retry without changing the request (spec §13.2). */
 const RETRYABLE = new Set<ErrorCode>([ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT]);
 
+/** Where a code travels (§13.2): a connection Error, a request Error or Cancel, a KvAbort, a refused grant. */
+export type ErrorScope = "conn" | "req" | "kv" | "grant";
+
+/** §13.2: the scopes each code may be sent in, and by whom. @internal (a table the tests may alter) */
+export const ERROR_SCOPES: Record<number, { scopes: ErrorScope[]; from: ("cloud" | "device")[] }> = {
+  [ErrorCode.MALFORMED_FRAME]: { scopes: ["conn"], from: ["cloud", "device"] },
+  [ErrorCode.FRAME_TOO_LARGE]: { scopes: ["conn"], from: ["cloud", "device"] },
+  [ErrorCode.UNSUPPORTED_VERSION]: { scopes: ["conn"], from: ["cloud", "device"] },
+  [ErrorCode.UNSUPPORTED_CODEC]: { scopes: ["conn"], from: ["cloud", "device"] },
+  [ErrorCode.PROTOCOL_VIOLATION]: { scopes: ["conn", "req", "kv"], from: ["cloud", "device"] },
+  [ErrorCode.UNAUTHENTICATED]: { scopes: ["conn"], from: ["cloud"] },
+  [ErrorCode.PERMISSION_DENIED]: { scopes: ["conn", "req"], from: ["cloud"] },
+  [ErrorCode.DUPLICATE_REQUEST_ID]: { scopes: ["conn"], from: ["cloud"] },
+  [ErrorCode.INVALID_ARGUMENT]: { scopes: ["conn", "req", "grant"], from: ["cloud", "device"] },
+  [ErrorCode.PROMPT_TOO_LONG]: { scopes: ["req"], from: ["cloud"] },
+  [ErrorCode.RESOURCE_EXHAUSTED]: { scopes: ["req", "kv"], from: ["cloud", "device"] },
+  [ErrorCode.UNAVAILABLE]: { scopes: ["conn", "req"], from: ["cloud"] },
+  [ErrorCode.DEADLINE_EXCEEDED]: { scopes: ["req"], from: ["cloud"] },
+  [ErrorCode.MODEL_MISMATCH]: { scopes: ["grant"], from: ["cloud"] },
+  [ErrorCode.TOKENIZER_MISMATCH]: { scopes: ["req", "grant"], from: ["cloud"] },
+  [ErrorCode.KV_INTEGRITY]: { scopes: ["kv"], from: ["device"] },
+  [ErrorCode.FLOW_CONTROL]: { scopes: ["kv"], from: ["device"] },
+  [ErrorCode.CANCELLED]: { scopes: ["req", "kv"], from: ["device"] },
+  [ErrorCode.TIMEOUT]: { scopes: ["conn", "req"], from: ["cloud", "device"] },
+  [ErrorCode.INTERNAL]: { scopes: ["conn", "req"], from: ["cloud", "device"] },
+  [ErrorCode.UNSUPPORTED_FEATURE]: { scopes: ["grant"], from: ["cloud"] },
+};
+
+/**
+ * A code as received from `from` in `scope`: itself when §13.2 gives it
+ * there, else INTERNAL (PDD-ERR-003; the frame still acts as its type says).
+ */
+export function receivedCode(code: ErrorCode, scope: ErrorScope, from: "cloud" | "device"): ErrorCode {
+  const row = ERROR_SCOPES[code];
+  return row?.scopes.includes(scope) && row.from.includes(from) ? code : ErrorCode.INTERNAL;
+}
+
 /** Lower-case wire name of a code, e.g. `malformed_frame`. */
 export function errorCodeName(code: ErrorCode): string {
   const name = ErrorCode[code] as string | undefined;

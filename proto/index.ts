@@ -9,7 +9,17 @@
 import { fileURLToPath } from "node:url";
 
 export * from "./gen/pdd/v1/pdd_pb.js";
-export { ErrorCode, PddError, errorCodeName, isRetryable, type LocalCode, type PddErrorOptions } from "./errors.js";
+export {
+  ErrorCode,
+  ERROR_SCOPES,
+  PddError,
+  errorCodeName,
+  isRetryable,
+  receivedCode,
+  type ErrorScope,
+  type LocalCode,
+  type PddErrorOptions,
+} from "./errors.js";
 export * from "./codec/index.js";
 export { FrameDecoder, frameHeader, lengthPrefixed, LENGTH_PREFIX_BYTES } from "./framing.js";
 export * from "./version.js";

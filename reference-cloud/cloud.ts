@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import { readFileSync } from "node:fs";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { CloudFrameSchema, ErrorCode, PddError } from "../proto/index.js";
+import { CloudFrameSchema, ErrorCode, PddError, PROTOCOL_MINOR } from "../proto/index.js";
 import { ensureDefaultModel, LlamaServerEngine, loadEngine, type InferenceEngine } from "../engine/index.js";
 import {
   createGrpcServer,
@@ -107,7 +107,15 @@ async function createEngine(config: CloudConfig, log: Logger): Promise<Inference
 
 export async function startCloud(
   input: CloudConfigInput,
-  options: { engine?: InferenceEngine; log?: Logger } = {},
+  options: {
+    engine?: InferenceEngine;
+    log?: Logger;
+    /**
+     * The highest 1.x minor to negotiate (default PROTOCOL_MINOR). @internal: tests of the 1.1 rules
+     * (PDD-VER-007) set 1 before the release does.
+     */
+    protocolMinor?: number;
+  } = {},
 ): Promise<CloudPeer> {
   const config = parseCloudConfig(input);
   const log = options.log ?? createLogger(config.logLevel, { component: "pdd-cloud" });
@@ -117,6 +125,7 @@ export async function startCloud(
   const keyRing = new KeyRing(config.keysFile, log);
   const state = { draining: false, connections: new Set<CloudStream>() };
   const ctx = cloudContext(config, engine, metrics, log, keyRing, () => state.draining);
+  ctx.protocolMinor = options.protocolMinor ?? PROTOCOL_MINOR;
   const onConnection = (stream: CloudStream) => {
     if (state.draining) {
       stream
@@ -214,6 +223,7 @@ function cloudContext(
     liveByKey: new Map(),
     draining,
     serverName: "pdd-cloud/0.1.0",
+    protocolMinor: PROTOCOL_MINOR,
     connections: new Set(),
     requests: new Set(),
   };

@@ -19,6 +19,7 @@ import {
   PddError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
+  receivedCode,
   type CloudFrame,
   type DeviceFrame,
   type Hello,
@@ -30,6 +31,7 @@ import { PerSecond, truncateUtf8 } from "./peer-limits.js";
 import { CloudRequest, type RequestHost } from "./request.js";
 
 const SUPPORTED = [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }];
+type Supported = typeof SUPPORTED;
 /** Frames served in a row before the loop lets other connections run (PDD-DOS-001). */
 const FRAMES_PER_TURN = 64;
 
@@ -51,6 +53,8 @@ export class CloudConnection {
   /** The credential this connection authenticated with (when the cloud requires one). */
   private credential: string | undefined;
   private hello: Hello | undefined;
+  /** The minor version negotiated with the Hello: 1.1 rules apply from 1 on (PDD-VER-007). */
+  private minor = 0;
   private requests = new Map<number, CloudRequest>();
   private maxRequestId = 0;
   private goodbye = false;
@@ -78,7 +82,7 @@ export class CloudConnection {
   private async fail(
     code: ErrorCode,
     message: string,
-    extra: Partial<{ supportedVersions: typeof SUPPORTED }> = {},
+    extra: Partial<{ supportedVersions: Supported }> = {},
   ): Promise<void> {
     if (this.closed) return;
     message = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES); // PDD-SEC-007: never a peer's input echoed whole
@@ -129,6 +133,7 @@ export class CloudConnection {
         }
         await this.onFrame(frame);
       }
+      if (!this.closed && !this.streamEnded) await this.inputEnded();
     } catch (e) {
       const err = PddError.from(e, ErrorCode.MALFORMED_FRAME);
       // Undecodable or oversize input (PDD-CODEC-001, PDD-LIMIT-001): connection error.
@@ -147,6 +152,18 @@ export class CloudConnection {
       ctx.metrics.connections.dec();
       await this.stream.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * The device will send nothing more but the connection is open (a gRPC
+   * half-close): that is its Goodbye. Its requests run to their End, then
+   * the call ends with OK (PDD-CONN-026, PDD-CONN-025); a cancel meanwhile
+   * is a loss (serve()'s cleanup halts them).
+   */
+  private async inputEnded(): Promise<void> {
+    this.goodbye = true;
+    if (this.live() === 0) await this.close();
+    await this.stream.closed;
   }
 
   /**
@@ -197,13 +214,14 @@ export class CloudConnection {
       return this.fail(ErrorCode.UNAUTHENTICATED, "missing or invalid credential (PDD-CONN-011)");
     const malformed = malformedHello(hello);
     if (malformed) return this.fail(ErrorCode.INVALID_ARGUMENT, malformed);
-    const version = negotiateVersion(hello.versions, SUPPORTED);
+    const supported = [{ major: PROTOCOL_MAJOR, minor: this.ctx.protocolMinor }];
+    const version = negotiateVersion(hello.versions, supported);
     if (!version)
       return this.fail(
         ErrorCode.UNSUPPORTED_VERSION,
         // The offered versions, not echoed whole: at most 8 of them (PDD-SEC-007).
         `no common major version; offered ${hello.versions.map((v) => `${v.major}.${v.minor}`).join(", ") || "none"} (PDD-VER-003)`,
-        { supportedVersions: SUPPORTED },
+        { supportedVersions: supported },
       );
     const codec = this.stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
     if (!hello.codecs.includes(codec))
@@ -215,6 +233,7 @@ export class CloudConnection {
         `Hello.max_frame_bytes ${hello.maxFrameBytes} is below the minimum of ${MIN_MAX_FRAME_BYTES} (PDD-MSG-012)`,
       );
     this.hello = hello;
+    this.minor = version.minor;
     const e = this.ctx.engine;
     const l = this.ctx.config.limits;
     await this.send(
@@ -297,7 +316,8 @@ export class CloudConnection {
         // The device ended the connection (PDD-CONN-024): close before the
         // requests stop, so that none of their frames follow; serve() then
         // stops and frees them.
-        return this.close(b.value.code || ErrorCode.INTERNAL, "the device reported a connection error");
+        // A code §13.2 does not give the device here counts as INTERNAL (PDD-ERR-003).
+        return this.close(receivedCode(b.value.code, "conn", "device"), "the device reported a connection error");
       case "goodbye":
         this.goodbye = true;
         if (this.live() === 0) await this.close();
@@ -348,6 +368,29 @@ export class CloudConnection {
     });
   }
 
+  /**
+   * PDD-LIMIT-004/005: a request over the connection's or its credential's
+   * live-request limit is refused alone (retryable). Otherwise it takes one of
+   * its credential's slots; returns whether it did.
+   */
+  private claimCapacity(key: string | undefined, id: number): boolean {
+    const max = this.ctx.config.limits.maxConcurrentRequests;
+    let others = 0;
+    for (const [rid, r] of this.requests) if (rid !== id && r.live) others++;
+    if (others >= max)
+      throw new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${max} live requests on this connection`, {
+        retryable: true,
+      });
+    const keyLimit = this.ctx.keyLimit(key);
+    if (key === undefined) return false;
+    if (keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit)
+      throw new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, {
+        retryable: true,
+      });
+    this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
+    return true;
+  }
+
   private async onRequest(
     req: DeviceFrame["body"] & { case: "prefillRequest" } extends { value: infer V } ? V : never,
   ): Promise<void> {
@@ -381,7 +424,12 @@ export class CloudConnection {
         if (n > 0) this.ctx.liveByKey.set(key, n);
         else this.ctx.liveByKey.delete(key);
       },
+      // Capacity is checked after the request itself is found valid (PDD-REQ-007 step 8).
+      claim: () => {
+        counted = this.claimCapacity(key, id);
+      },
       deviceModel: this.hello?.deviceModel as ModelIdentity | undefined,
+      minor: this.minor,
       maxFrameBytes: this.hello?.maxFrameBytes || DEFAULT_MAX_FRAME_BYTES,
     };
     const request = new CloudRequest(this.ctx, host, req);
@@ -393,33 +441,6 @@ export class CloudConnection {
         new PddError(ErrorCode.PROTOCOL_VIOLATION, "PrefillRequest after the device's Goodbye (PDD-CONN-027)"),
         () => this.live() === 0 && void this.close(),
       );
-    }
-    if (this.live() >= this.ctx.config.limits.maxConcurrentRequests) {
-      // PDD-LIMIT-004/005: this request alone is refused.
-      return this.refuseRequest(
-        id,
-        request,
-        new PddError(
-          ErrorCode.RESOURCE_EXHAUSTED,
-          `more than ${this.ctx.config.limits.maxConcurrentRequests} live requests on this connection`,
-          { retryable: true },
-        ),
-      );
-    }
-    const keyLimit = this.ctx.keyLimit(key);
-    if (key !== undefined && keyLimit !== undefined && (this.ctx.liveByKey.get(key) ?? 0) >= keyLimit) {
-      // A per-credential limit, across connections: this request alone is refused.
-      return this.refuseRequest(
-        id,
-        request,
-        new PddError(ErrorCode.RESOURCE_EXHAUSTED, `more than ${keyLimit} live requests for this credential`, {
-          retryable: true,
-        }),
-      );
-    }
-    if (key !== undefined) {
-      this.ctx.liveByKey.set(key, (this.ctx.liveByKey.get(key) ?? 0) + 1);
-      counted = true;
     }
     this.requests.set(id, request);
     void request.run().then(() => {

@@ -20,6 +20,8 @@ export interface CloudContext {
   /** True once the cloud is shutting down: new requests get UNAVAILABLE. */
   draining: () => boolean;
   serverName: string;
+  /** The highest 1.x minor this cloud negotiates (PROTOCOL_MINOR unless startCloud's options say less or more). */
+  protocolMinor: number;
   /** Every connection past its transport's accept: a key reload asks each to check its credential again. */
   connections: Set<{ recheckCredential(): void }>;
   /** Every request not yet ended, across connections (for shutdown). */

@@ -29,7 +29,7 @@ import { DecodeLoop, usSince } from "./decode-loop.js";
 import { KvTransfer, kvChunkBytes } from "./kv-sender.js";
 import { surprisalDrop } from "./refine.js";
 import type { AdmissionTicket } from "./scheduler.js";
-import { validateRequest, type RequestPlan } from "./validate.js";
+import { refineWithDefaults, validateRequest, type RequestPlan } from "./validate.js";
 import { limitTimer } from "./wait.js";
 
 /** How long End waits for a KV transfer that the device is still taking. */
@@ -40,7 +40,11 @@ export interface RequestHost {
   abortBulk(requestId: number): void;
   /** The request gave back its sequence, before its End: what the connection counts for it is free too. */
   released(): void;
+  /** A valid request takes its place among the live ones; throws RESOURCE_EXHAUSTED when there is none (PDD-LIMIT-004). */
+  claim(): void;
   deviceModel: ModelIdentity | undefined;
+  /** The connection's negotiated minor version (PDD-VER-007). */
+  minor: number;
   maxFrameBytes: number;
 }
 
@@ -156,6 +160,7 @@ export class CloudRequest {
   /** The steps, in order; a halt between two of them goes straight to finish. */
   private async serve(): Promise<void> {
     const plan = this.validate();
+    this.host.claim(); // capacity after validation (PDD-REQ-007 step 8)
     const admitted = await this.admit(plan);
     if (!admitted) return this.finish(this.outcome(plan.budgetEnd, {})); // stopped while queued
     const { slot, queueUs } = admitted;
@@ -196,6 +201,7 @@ export class CloudRequest {
       engine: this.ctx.engine,
       limits: this.ctx.config.limits,
       deviceModel: this.host.deviceModel,
+      minor: this.host.minor,
       draining: this.ctx.draining(),
     });
     if (plan.kv?.granted) {
@@ -271,7 +277,7 @@ export class CloudRequest {
   }
 
   private async sendRefinement(prompt: number[], surprisal: Float64Array): Promise<void> {
-    const r = this.req.refine!;
+    const r = refineWithDefaults(this.req.refine!, this.host.minor);
     const ref = surprisalDrop(prompt, surprisal, {
       targetRatio: r.targetRatio,
       minKeepTokens: r.minKeepTokens,

@@ -23,6 +23,7 @@ const context = (over: Partial<ValidateContext> = {}): ValidateContext => ({
   engine,
   limits: parseCloudConfig({ limits: { maxCloudTokenBudget: 16 } }).limits,
   deviceModel: create(ModelIdentitySchema, { ...engine.info }),
+  minor: 0,
   draining: false,
   ...over,
 });
@@ -80,6 +81,28 @@ describe("validating a request at the cloud", () => {
     expect(validateRequest(request({ maxTokens: 8 }), context()).budgetEnd).toBe(EndReason.MAX_TOKENS);
     expect(validateRequest(request({ maxTokens: 9 }), context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
     expect(validateRequest(request(), context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
+  });
+
+  it("ends at CONTEXT_FULL when the budget fills the context, only under 1.1 (PDD-IDX-007)", () => {
+    const long = request({ prompt: { case: "text", value: "x".repeat(55) }, cloudTokenBudget: 16 });
+    expect(validateRequest(long, context({ minor: 1 }))).toMatchObject({
+      budget: 8,
+      budgetEnd: EndReason.CONTEXT_FULL,
+    });
+    expect(validateRequest(long, context()).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
+    expect(validateRequest({ ...long, maxTokens: 8 }, context({ minor: 1 })).budgetEnd).toBe(EndReason.MAX_TOKENS);
+    expect(validateRequest(request(), context({ minor: 1 })).budgetEnd).toBe(EndReason.BUDGET_EXHAUSTED);
+  });
+
+  it("grants refine: {} as the surprisal drop at 0.5 under 1.1, and refuses it under 1.0 (PDD-REF-008)", () => {
+    const empty = request({ refine: {} });
+    expect(validateRequest(empty, context({ minor: 1 })).refine?.granted).toBe(true);
+    expect(validateRequest(empty, context()).refine).toMatchObject({
+      granted: false,
+      refusal: ErrorCode.UNSUPPORTED_FEATURE,
+    });
+    const nan = request({ refine: { targetRatio: Number.NaN } });
+    expect(validateRequest(nan, context({ minor: 1 })).refine?.refusal).toBe(ErrorCode.INVALID_ARGUMENT);
   });
 
   it("refuses, with a typed code, what cannot be served", () => {

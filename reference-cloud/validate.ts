@@ -42,6 +42,8 @@ export interface ValidateContext {
   limits: CloudConfig["limits"];
   /** The model the device declared in its Hello. */
   deviceModel: ModelIdentity | undefined;
+  /** The negotiated minor version: CONTEXT_FULL and the refine defaults are 1.1 rules (PDD-VER-007). */
+  minor: number;
   draining: boolean;
 }
 
@@ -70,14 +72,37 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
     );
   let budget = Math.min(req.cloudTokenBudget, limits.maxCloudTokenBudget, engine.contextSize - prompt.length);
   if (req.maxTokens > 0) budget = Math.min(budget, req.maxTokens);
-  // The whole answer is complete at max_tokens, whatever the budget (PDD-IDX-004).
-  const completesAnswer = req.maxTokens > 0 && budget === req.maxTokens;
   return {
     prompt,
     budget,
-    budgetEnd: completesAnswer ? EndReason.MAX_TOKENS : EndReason.BUDGET_EXHAUSTED,
+    budgetEnd: budgetEnd(req, prompt.length, budget, c),
     kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
-    refine: req.refine ? refineGrant(req.refine, engine.scoresPrompts !== false) : undefined,
+    refine: req.refine
+      ? refineGrant(refineWithDefaults(req.refine, c.minor), engine.scoresPrompts !== false)
+      : undefined,
+  };
+}
+
+/** The End reason of a request that sends its whole budget (PDD-IDX-004). */
+function budgetEnd(req: PrefillRequest, prompt: number, budget: number, c: ValidateContext): EndReason {
+  // The whole answer is complete at max_tokens, whatever the budget.
+  if (req.maxTokens > 0 && budget === req.maxTokens) return EndReason.MAX_TOKENS;
+  // The tokens fill the context: under 1.1 the device learns why it got fewer (PDD-IDX-007).
+  if (c.minor >= 1 && prompt + budget === c.engine.contextSize) return EndReason.CONTEXT_FULL;
+  return EndReason.BUDGET_EXHAUSTED;
+}
+
+/**
+ * The refinement asked, with 1.1's defaults for the fields left at 0: the
+ * surprisal drop at ratio 0.5 (PDD-REF-008). Under 1.0 the zeros stand and
+ * are refused (PDD-REF-001).
+ */
+export function refineWithDefaults(r: RefineRequest, minor: number): RefineRequest {
+  if (minor < 1) return r;
+  return {
+    ...r,
+    method: r.method === RefineMethod.UNSPECIFIED ? RefineMethod.SURPRISAL_DROP : r.method,
+    targetRatio: r.targetRatio === 0 ? 0.5 : r.targetRatio,
   };
 }
 

@@ -20,12 +20,17 @@ export class CloudAnswer {
   prefillMs: number | null = null;
   /** The rate the cloud decoded (and sent) at: End.usage decoded_tokens / decode_us. */
   decodeTokPerS: number | undefined;
+  /** End.usage decoded_tokens: what the request cost the cloud in decode steps, sent or not. */
+  decodedTokens: number | undefined;
   refined: RefinedPrompt | undefined;
   /** No more frames will come: End arrived or the connection was lost. */
   ended = false;
   endReason: EndReason | undefined;
   /** Why the cloud was not (fully) used; the first reason stands. */
   failed: string | undefined;
+  /** When the last token arrived (performance.now() ms) and the smoothed ms between arrivals, once two came. */
+  lastTokenAt: number | undefined;
+  arrivalIntervalMs: number | undefined;
 
   /** The cloud will send no more tokens. */
   get done(): boolean {
@@ -47,7 +52,12 @@ export class CloudAnswer {
     this.promptTokens = a.promptTokens;
   }
 
-  tokens(startIndex: number, tokens: Received[], frame: CloudFrame): void {
+  tokens(startIndex: number, tokens: Received[], frame: CloudFrame, now = performance.now()): void {
+    if (this.lastTokenAt !== undefined && tokens.length > 0) {
+      const each = (now - this.lastTokenAt) / tokens.length;
+      this.arrivalIntervalMs = this.arrivalIntervalMs === undefined ? each : 0.7 * this.arrivalIntervalMs + 0.3 * each;
+    }
+    if (tokens.length > 0) this.lastTokenAt = now;
     if (startIndex === 0 && this.prefillMs === null) {
       const ft = frame.body.case === "firstToken" ? frame.body.value : undefined;
       this.prefillMs = ft ? ft.prefillUs / 1000 : null;
@@ -57,6 +67,7 @@ export class CloudAnswer {
 
   end(end: End): void {
     const u = end.usage;
+    if (u) this.decodedTokens = u.decodedTokens;
     if (u && u.decodeUs > 0 && u.decodedTokens >= 4) this.decodeTokPerS = (1e6 * u.decodedTokens) / u.decodeUs;
     this.ended = true;
     this.endReason = end.reason;

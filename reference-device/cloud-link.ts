@@ -14,12 +14,16 @@ import {
   PddError,
   PROTOCOL_MAJOR,
   PROTOCOL_MINOR,
+  receivedCode,
   type CloudFrame,
   type DeviceFrame,
   type HelloAck,
   type ModelIdentity,
 } from "../proto/index.js";
 import { connect, type ClientOptions, type DeviceStream } from "../transports/index.js";
+
+/** A device gives a HelloAck at least this long (PDD-CONN-022). */
+export const MIN_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface RequestSink {
   onFrame(frame: CloudFrame): void;
@@ -41,9 +45,22 @@ export class CloudLink {
   static async open(
     url: string,
     deviceModel: ModelIdentity,
-    options: ClientOptions & { kv?: boolean } = {},
+    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number; protocolMinor?: number } = {},
   ): Promise<CloudLink> {
-    const stream = await connect(url, options);
+    return CloudLink.over(await connect(url, options), deviceModel, { ...options, helloAuth: isSafeForHello(url) });
+  }
+
+  /** Sends Hello on a connected stream; `helloAuth`: whether the token may go in the Hello (PDD-SEC-002). */
+  static async over(
+    stream: DeviceStream,
+    deviceModel: ModelIdentity,
+    options: ClientOptions & {
+      kv?: boolean;
+      handshakeTimeoutMs?: number;
+      helloAuth?: boolean;
+      protocolMinor?: number;
+    } = {},
+  ): Promise<CloudLink> {
     const link = new CloudLink(stream);
     const codec = stream.codec === "msgpack" ? Codec.MSGPACK : Codec.PROTO;
     await stream.send(
@@ -51,13 +68,13 @@ export class CloudLink {
         body: {
           case: "hello",
           value: {
-            versions: [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }],
+            versions: [{ major: PROTOCOL_MAJOR, minor: options.protocolMinor ?? PROTOCOL_MINOR }],
             // Every codec this device implements, the connection's first (PDD-MSG-005).
             codecs: codec === Codec.PROTO ? [Codec.PROTO, Codec.MSGPACK] : [Codec.MSGPACK, Codec.PROTO],
             capabilities: { kvChunks: options.kv !== false, kvFormats: [1], refinement: true },
             deviceModel,
             // Only over TLS or loopback (PDD-SEC-002); the transport header carries it otherwise.
-            authToken: options.authToken && isSafeForHello(url) ? options.authToken : "",
+            authToken: options.authToken && options.helloAuth ? options.authToken : "",
             clientName: "pdd-device/0.1.0",
             maxFrameBytes: options.maxFrameBytes ?? 0,
           },
@@ -65,7 +82,27 @@ export class CloudLink {
       }),
     );
     void link.pump();
+    // connectTimeoutMs bounded this wait before there was a handshake timeout of its own.
+    const handshake = options.handshakeTimeoutMs ?? options.connectTimeoutMs ?? MIN_HANDSHAKE_TIMEOUT_MS;
+    link.awaitAck(Math.max(MIN_HANDSHAKE_TIMEOUT_MS, handshake));
     return link;
+  }
+
+  /**
+   * No HelloAck within `ms` of the Hello: connection error TIMEOUT, reported
+   * to the cloud and closed (PDD-CONN-022). Its requests end as for a lost
+   * connection; they were never started and may go elsewhere.
+   */
+  private awaitAck(ms: number): void {
+    const timer = setTimeout(() => {
+      if (this.ack || this.lostWith) return;
+      const err = new PddError(ErrorCode.TIMEOUT, `no HelloAck within ${ms} ms (PDD-CONN-022)`);
+      void this.report(err).then(() => this.stream.close(ErrorCode.TIMEOUT).catch(() => undefined));
+      this.lose(err);
+    }, ms);
+    timer.unref();
+    const stop = () => clearTimeout(timer);
+    this.ackWaiters.push({ resolve: stop, reject: stop });
   }
 
   get live(): boolean {
@@ -89,7 +126,15 @@ export class CloudLink {
 
   unregister(id: number): void {
     this.sinks.delete(id);
+    if (this.sinks.size === 0) for (const w of this.quietWaiters.splice(0)) w();
   }
+
+  /** Resolves once no request of this link is waiting for its End. */
+  private quiet(): Promise<void> {
+    if (this.sinks.size === 0) return Promise.resolve();
+    return new Promise((r) => this.quietWaiters.push(r));
+  }
+  private quietWaiters: (() => void)[] = [];
 
   async send(frame: DeviceFrame): Promise<void> {
     if (this.lostWith) throw this.lostWith;
@@ -110,7 +155,11 @@ export class CloudLink {
     return done.finally(() => this.pongWaiters.delete(nonce));
   }
 
-  /** Says Goodbye and closes; a cloud that does not take part (silent, gone) delays it at most `graceMs`. */
+  /**
+   * Says Goodbye, waits for the End of every request still open, then closes
+   * (on gRPC a half-close: the device sends nothing more, PDD-CONN-026). A
+   * cloud that does not take part (silent, gone) delays it at most `graceMs`.
+   */
   async close(graceMs = 2_000): Promise<void> {
     if (this.lostWith) return;
     let timer: NodeJS.Timeout | undefined;
@@ -119,9 +168,12 @@ export class CloudLink {
       await this.stream
         .send(create(DeviceFrameSchema, { body: { case: "goodbye", value: { reason: "done" } } }))
         .catch(() => undefined);
+      await this.quiet();
       await this.stream.close();
     })();
     await Promise.race([polite, late]).finally(() => clearTimeout(timer));
+    // Past the grace, requests still without their End do not hold the close.
+    for (const w of this.quietWaiters.splice(0)) w();
     polite.catch(() => undefined);
     this.lose(new PddError(ErrorCode.UNAVAILABLE, "connection closed by the device", { local: "ERR_CLOSED" }));
   }
@@ -155,7 +207,8 @@ export class CloudLink {
           case "error":
             if (b.value.requestId === 0 && b.value.code !== ErrorCode.DUPLICATE_REQUEST_ID) {
               fromCloud = true;
-              throw new PddError(b.value.code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
+              const code = receivedCode(b.value.code, "conn", "cloud"); // PDD-ERR-003
+              throw new PddError(code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
             }
             this.sinks.get(b.value.requestId)?.onFrame(frame);
             break;

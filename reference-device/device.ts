@@ -10,9 +10,14 @@ import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
 import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
-import { DeviceRun, type Report } from "./run.js";
+import { DeviceRun, type Emulation, type Report } from "./run.js";
 
 export interface DeviceOptions {
+  /**
+   * The highest 1.x minor the Hello offers (default PROTOCOL_MINOR). @internal: tests of the 1.1
+   * rules (PDD-VER-007) set 1 before the release does.
+   */
+  protocolMinor?: number;
   /** A loaded engine, or a model path (default: the embedded tiny model). */
   engine?: InferenceEngine;
   modelPath?: string;
@@ -50,11 +55,12 @@ export interface DeviceOptions {
   /** Reconnection backoff after a failed connection attempt, ms. Default 500, doubling to 30,000. */
   reconnect?: { initialMs?: number; maxMs?: number };
   /**
-   * Emulates a slower device (a phone) on a fast machine: extra milliseconds
-   * per token of local prefill and of local decoding. For demos, tests and
-   * benchmarks; 0 (the default) for real devices.
+   * Emulates a slower device (a phone) on a fast machine: milliseconds per
+   * token of local prefill and of local decoding, added to each step or (mode
+   * "pad") padding each step to that in all (Emulation). For demos, tests and
+   * benchmarks; none (the default) for real devices.
    */
-  emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  emulate?: Emulation;
   /**
    * Answer on the device alone when the cloud cannot be reached. Default
    * true; false makes `generate` throw UNAVAILABLE naming the cause instead.
@@ -116,9 +122,10 @@ export class PdDevice {
       for await (const _ of slot.generate({}, 4)) n++;
       const decode = (performance.now() - t) / Math.max(1, n);
       const e = this.options.emulate ?? {};
+      const at = (own: number, ms = 0) => (e.mode === "pad" ? Math.max(own, ms) : own + ms);
       this.rates = {
-        prefillMsPerToken: prefill + (e.prefillMsPerToken ?? 0),
-        decodeMsPerToken: decode + (e.decodeMsPerToken ?? 0),
+        prefillMsPerToken: at(prefill, e.prefillMsPerToken),
+        decodeMsPerToken: at(decode, e.decodeMsPerToken),
       };
     } finally {
       await slot.release();
@@ -189,14 +196,11 @@ export class PdDevice {
         const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), {
           ...this.options.client,
           kv: this.options.useKv !== false,
+          protocolMinor: this.options.protocolMinor,
         });
-        // The first request waits for the HelloAck: it says which model the cloud runs.
-        await withTimeout(link.helloAck(), this.options.client?.connectTimeoutMs ?? 10_000, () => link.close()).catch(
-          async (e: unknown) => {
-            await link.close().catch(() => undefined);
-            throw e;
-          },
-        );
+        // The first request waits for the HelloAck: it says which model the cloud runs. The link gives up
+        // after its handshake timeout with connection error TIMEOUT (PDD-CONN-022).
+        await link.helloAck();
         this.link = link;
         this.backoffMs = 0;
         this.retryAt = 0;
@@ -282,6 +286,7 @@ export class PdDevice {
       refineRatio,
       decodeMsPerToken: this.rates.decodeMsPerToken,
       prefillMsPerToken: this.rates.prefillMsPerToken,
+      ...(this.observed.cloudDecodeTokPerS ? { cloudMsPerToken: 1000 / this.observed.cloudDecodeTokPerS } : {}),
       prefillChunk: this.options.prefillChunk ?? 64,
       emulate: this.options.emulate,
       cloudOnly: opts.cloudOnly,
@@ -304,16 +309,4 @@ export class PdDevice {
     const wait = Math.max(0, Math.round(this.retryAt - performance.now()));
     return wait > 0 ? { ...f, message: `${f.message}; next attempt in ${wait} ms` } : f;
   }
-}
-
-/** `p`, or a TIMEOUT after `ms` (then `onTimeout` runs). */
-function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => unknown): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      void onTimeout();
-      reject(new PddError(ErrorCode.TIMEOUT, `no HelloAck within ${ms} ms`));
-    }, ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -51,6 +51,11 @@ export class Display {
     this.controller = new SpeedController(targetTpotMs);
   }
 
+  /** When the last token was shown (performance.now() ms), if one was. */
+  get lastShownAt(): number | undefined {
+    return this.times[this.times.length - 1];
+  }
+
   /** Cloud tokens shown so far. */
   get shownCloud(): number {
     return this.shownCloudTokens;

@@ -1,6 +1,6 @@
 /** Public surface of reference-device/: the reference device peer. */
 export { PdDevice, type DeviceOptions, type GenerateOptions } from "./device.js";
-export type { Report, Mode } from "./run.js";
+export type { Emulation, Report, Mode } from "./run.js";
 export { SpeedController, type PaceInput } from "./speed-controller.js";
 export { serveOpenAi, type OpenAiServer, type RequestLog, type ServeOptions } from "./openai.js";
 export { plan, type PlanInput, type Plan, type Candidate } from "./planner.js";

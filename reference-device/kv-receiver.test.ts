@@ -89,4 +89,25 @@ describe("the device's KV receiver", () => {
     done.interrupted();
     expect(done.phase).toBe("ready");
   });
+
+  it("owes the cloud one KvAbort with the code of why it gave a transfer up, and none for a transfer the cloud ended", () => {
+    const codeOf = (r: KvReceiver) => r.takeAbort()?.code;
+    const bad = granted();
+    const [first] = chunks(8);
+    first!.chunk.crc32 ^= 1;
+    bad.chunk(first!.chunk, false);
+    expect(codeOf(bad)).toBe(ErrorCode.KV_INTEGRITY);
+    expect(bad.takeAbort()).toBeUndefined(); // once
+    const small = new KvReceiver(16);
+    small.accepted(create(GrantSchema, { granted: true }));
+    // Too big is found before the checksum: the size decides (PDD-KV-016).
+    expect(small.chunk({ ...chunks(8)[0]!.chunk, crc32: 0 }, false)).toBe(0);
+    expect(codeOf(small)).toBe(ErrorCode.RESOURCE_EXHAUSTED);
+    const stalled = granted();
+    stalled.giveUp("no chunk for 10 s");
+    expect(codeOf(stalled)).toBe(ErrorCode.CANCELLED);
+    const ended = granted();
+    ended.interrupted();
+    expect(codeOf(ended)).toBeUndefined();
+  });
 });

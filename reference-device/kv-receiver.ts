@@ -22,6 +22,11 @@ export class KvReceiver {
   phase: KvPhase = "none";
   /** Why a granted image was not used (for the report). */
   reason: string | undefined;
+  /**
+   * The KvAbort a transfer given up while the cloud may still send owes it
+   * (PDD-KV-007, PDD-KV-016, PDD-KV-020); taken once by `takeAbort`.
+   */
+  private abort: { code: ErrorCode; reason: string } | undefined;
   /** Bytes of `data` taken so far. */
   private taken = 0;
   /** What Accepted said: asked, granted, or refused with a registry code (for the report). */
@@ -50,13 +55,17 @@ export class KvReceiver {
   chunk(c: KvChunk, last: boolean): number {
     this.positions = c.tokenCount;
     if (this.phase !== "receiving") return 0;
-    if (crc32(c.data) !== c.crc32) return this.fail(`KV chunk at offset ${c.offset}: CRC-32 mismatch`);
+    // The size first: nothing of an image too big to take is kept, whatever its checksums (PDD-KV-016).
     if (c.totalBytes > BigInt(Math.min(this.maxBytes, Number.MAX_SAFE_INTEGER)))
       return this.fail(
         `KV image of ${c.totalBytes} bytes announced, more than the ${this.maxBytes} this device accepts`,
+        ErrorCode.RESOURCE_EXHAUSTED,
       );
+    if (crc32(c.data) !== c.crc32)
+      return this.fail(`KV chunk at offset ${c.offset}: CRC-32 mismatch`, ErrorCode.KV_INTEGRITY);
     this.taken += c.data.length;
-    if (this.taken > Number(c.totalBytes)) return this.fail(`KV data past the announced ${c.totalBytes} bytes`);
+    if (this.taken > Number(c.totalBytes))
+      return this.fail(`KV data past the announced ${c.totalBytes} bytes`, ErrorCode.PROTOCOL_VIOLATION);
     this.chunks.push(c.data);
     this.hash.update(c.data); // as chunks come: no long pause at the end
     if (last) this.assemble(Number(c.totalBytes), c.imageSha256);
@@ -67,7 +76,7 @@ export class KvReceiver {
     const image = Buffer.concat(this.chunks);
     this.chunks = [];
     if (image.length !== totalBytes || !this.hash.digest().equals(Buffer.from(sha256)))
-      this.fail("KV image: size or SHA-256 mismatch");
+      this.fail("KV image: size or SHA-256 mismatch", ErrorCode.KV_INTEGRITY);
     else {
       this.image = image;
       this.phase = "ready";
@@ -79,9 +88,16 @@ export class KvReceiver {
     if (this.phase === "receiving") this.fail(why);
   }
 
-  /** The transfer stalled past the device's deadline (PDD-KV-020). */
+  /** The transfer stalled past the device's deadline (PDD-KV-020); the cloud may still be sending, so it is told. */
   giveUp(why: string): void {
-    this.interrupted(why);
+    if (this.phase === "receiving") this.fail(why, ErrorCode.CANCELLED);
+  }
+
+  /** The KvAbort owed to the cloud, once: undefined when none is (or it was already taken). */
+  takeAbort(): { code: ErrorCode; reason: string } | undefined {
+    const a = this.abort;
+    this.abort = undefined;
+    return a;
   }
 
   /** The image did not fit or load: the device recomputes instead. */
@@ -89,7 +105,9 @@ export class KvReceiver {
     this.fail(why);
   }
 
-  private fail(why: string): 0 {
+  /** `abortCode`: the transfer may go on at the cloud, which a KvAbort with this code stops. */
+  private fail(why: string, abortCode?: ErrorCode): 0 {
+    if (abortCode !== undefined && this.phase === "receiving") this.abort = { code: abortCode, reason: why };
     this.phase = "failed";
     this.reason ??= why;
     this.chunks = [];

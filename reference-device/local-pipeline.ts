@@ -38,8 +38,8 @@ export interface PipelineHost {
   /** The cloud's model fingerprint, which its KV image carries. */
   readonly cloudModelFingerprint: Uint8Array | undefined;
   readonly sameTokenizer: boolean;
-  /** Resolves once `cond()` holds, checked again at each cloud event. */
-  until(cond: () => boolean): Promise<void>;
+  /** Resolves once `cond()` holds, checked again at each cloud event; or after `timeoutMs` when given. */
+  until(cond: () => boolean, timeoutMs?: number): Promise<void>;
   /** Tells the cloud how the prefill went (informative, PDD-MSG-007). */
   progress(p: { prefilledTokens: number; coveredIndex: number; prefillTokensPerS: number }): void;
   /** Takes over at k: no cloud token at or past k is shown; a cloud still sending is told. */
@@ -168,8 +168,11 @@ export class LocalPipeline {
     try {
       if (answerCovered < 0 || answerCovered > cloud.received.length || cloud.promptTokens !== promptTokens.length)
         throw new Error("image does not fit");
-      const last = answerCovered > 0 ? cloud.received[answerCovered - 1]!.id : promptTokens[promptTokens.length - 1]!;
-      await slot.importState(image, this.host.cloudModelFingerprint ?? new Uint8Array(), last);
+      const answer = cloud.received.slice(0, answerCovered).map((t) => t.id);
+      const last = answerCovered > 0 ? answer[answerCovered - 1]! : promptTokens[promptTokens.length - 1]!;
+      // The image must cover this prompt and these answer tokens: another context loads, into another answer (PDD-KV-013).
+      const covers = [...promptTokens, ...answer];
+      await slot.importState(image, this.host.cloudModelFingerprint ?? new Uint8Array(), last, covers);
       this.kvImported = true;
       return answerCovered;
     } catch (e) {
@@ -196,8 +199,9 @@ export class LocalPipeline {
 
   private async prefillChunk(slot: Slot, p: Prefilling): Promise<void> {
     const step = p.tokens.slice(p.done, p.done + this.opts.prefillChunk);
+    const t = performance.now();
     const res = await slot.prefill(step, { chunk: this.opts.prefillChunk });
-    await sleep(step.length * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
+    await this.emulated("prefill", step.length, t);
     p.done += res.done;
     this.prefillRate = p.done / Math.max(1e-3, (performance.now() - p.startedAt) / 1000);
     // Ready means the prompt and then the cloud's tokens (at most its budget) covered:
@@ -221,23 +225,41 @@ export class LocalPipeline {
 
   // ------------------------------------------------------------ 2. catch-up
 
-  /** Evaluates the cloud tokens received meanwhile, until caught up; returns how many the context covers. */
+  /**
+   * Evaluates the cloud tokens received meanwhile until the context is a lead
+   * ahead of the display; returns how many it covers. Not every token
+   * received: the cloud sends ahead of the display (decode_pace), and
+   * covering all it sent put the takeover at the whole budget (k = 160 of
+   * 160 in the demo). Not just what is shown: taking over with nothing
+   * buffered leaves the display waiting for the device's first token, on top
+   * of the time since the last one (66.9 ms gaps on the NPU, issue 18).
+   */
   private async catchUp(slot: Slot, coveredByKv: number, upTo = Number.POSITIVE_INFINITY): Promise<number> {
-    const { cloud } = this.host;
+    const { cloud, display } = this.host;
+    const lead = this.takeoverLead();
     let covered = coveredByKv;
-    const end = () => Math.min(upTo, cloud.received.length);
-    // Caught up with everything received — and with what is on screen
-    // (PDD-TAKEOVER-009), which cannot be more.
-    while (covered < end() && !this.complete) {
+    while (!this.complete) {
       this.opts.signal?.throwIfAborted();
-      const target = end();
+      const available = Math.min(upTo, cloud.received.length);
+      // The cloud is streaming and has granted tokens still to send.
+      const moreComing = available > 0 && available < upTo && !cloud.done && available < cloud.grantedBudget;
+      const target = Math.min(available, display.shownCloud + lead);
+      if (covered >= target) {
+        // A lead ahead of what is shown (PDD-TAKEOVER-009 needs only k ≥ shown), or all there will be.
+        if (covered >= display.shownCloud + lead || !moreComing) break;
+        // Short of the lead: the cloud's next token is worth waiting for only while it keeps up with the display.
+        const wait = this.cloudWorthWaitingMs();
+        if (wait === undefined) break;
+        await this.host.until(() => cloud.received.length > available || cloud.done, wait);
+        if (cloud.received.length === available && !cloud.done) break; // it did not come in time
+        continue;
+      }
       const before = covered;
       covered = await this.evaluateCloudTokens(slot, covered, target);
-      this.readyAt =
-        performance.now() + (cloud.received.length - covered) * (this.prefillMsPerToken() ?? 0) + (this.tpotMs ?? 0);
+      this.readyAt = performance.now() + (target - covered) * (this.prefillMsPerToken() ?? 0) + (this.tpotMs ?? 0);
       if (covered === before) {
         // The cloud's text ends inside a UTF-8 character: wait for its last byte.
-        if (cloud.done || target >= upTo) break;
+        if (!moreComing) break;
         await this.host.until(() => cloud.received.length > target || cloud.done);
       }
     }
@@ -245,10 +267,44 @@ export class LocalPipeline {
     return covered;
   }
 
+  /**
+   * Short of the lead, how long to wait for the cloud's next token rather
+   * than take over now; undefined: take over now. Taking over is right when
+   * the device's first own token makes the display's next slot (the last
+   * shown + the target TPOT), or when the cloud's next token is not expected
+   * before the device's own would come. Otherwise the display would wait on
+   * the device's decode step (a 63 ms gap at a 50 ms target on the NPU, where
+   * the cloud's token came 30 ms later): wait for the cloud's, until a little
+   * after it is due. Its interval is the measured one, else the rate the
+   * cloud showed on earlier requests; with neither, nothing is waited for.
+   */
+  private cloudWorthWaitingMs(): number | undefined {
+    const { cloud, display } = this.host;
+    const now = performance.now();
+    const own = now + (this.opts.decodeMsPerToken ?? 0);
+    const slot = (display.lastShownAt ?? now) + Math.max(1, this.opts.targetTpotMs);
+    const interval = cloud.arrivalIntervalMs ?? this.opts.cloudMsPerToken;
+    if (own <= slot || interval === undefined || cloud.lastTokenAt === undefined) return undefined;
+    const due = cloud.lastTokenAt + interval;
+    if (due >= own) return undefined;
+    return Math.max(0, due - now) + interval / 2;
+  }
+
+  /**
+   * Cloud tokens the context should be ahead of the display at the takeover:
+   * enough for the display to show while the device decodes its first own
+   * token, plus one for the step under way.
+   */
+  private takeoverLead(): number {
+    const step = this.opts.decodeMsPerToken ?? 0;
+    return Math.ceil(step / Math.max(1, this.opts.targetTpotMs)) + 1;
+  }
+
   /** Adds cloud tokens [covered, upTo) to the context; returns the new covered count. */
   private async evaluateCloudTokens(slot: Slot, covered: number, upTo: number): Promise<number> {
     const received = this.host.cloud.received;
-    const emulated = (n: number) => sleep(n * (this.opts.emulate?.prefillMsPerToken ?? 0), this.opts.signal);
+    const t = performance.now();
+    const emulated = (n: number) => this.emulated("prefill", n, t);
     if (this.host.sameTokenizer) {
       await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
       await emulated(upTo - covered);
@@ -300,13 +356,24 @@ export class LocalPipeline {
     let last = performance.now();
     for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
       if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
-      await sleep(this.opts.emulate?.decodeMsPerToken ?? 0, this.opts.signal);
+      await this.emulated("decode", 1, last);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);
       last = now;
       this.deviceIds.push(t);
       this.host.display.push({ piece: this.withoutSeam(this.engine.pieces[t] ?? new Uint8Array()), source: "device" });
     }
+  }
+
+  /**
+   * The emulated slower device (RunOptions.emulate) after `n` tokens of work
+   * begun at `since`: the per-token ms on top of it, or ("pad") what makes the
+   * step take that per token in all, whatever this machine spent on it.
+   */
+  private emulated(kind: "prefill" | "decode", n: number, since: number): Promise<void> {
+    const e = this.opts.emulate;
+    const ms = n * ((kind === "prefill" ? e?.prefillMsPerToken : e?.decodeMsPerToken) ?? 0);
+    return sleep(e?.mode === "pad" ? ms - (performance.now() - since) : ms, this.opts.signal);
   }
 
   /** The part of `piece` not already shown at the seam. */

@@ -38,6 +38,8 @@ export interface Report {
   cloudPromptTokens?: number;
   /** The rate the cloud decoded (and sent) at: End.usage decoded_tokens / decode_us. */
   cloudDecodeTokPerS?: number;
+  /** Tokens the cloud decoded for this request, sent or not (End.usage): its decode cost, against cloud-only's. */
+  cloudDecodedTokens?: number;
 }
 
 /** Why a refinement the options asked for did not happen, if it did not. */

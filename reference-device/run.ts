@@ -38,6 +38,18 @@ import { whyNotRefined, type Report } from "./report.js";
 
 export type { Mode, Report } from "./report.js";
 
+/**
+ * A slower device emulated on a fast machine: milliseconds per local prefill
+ * and decode token, added to each step ("add", the default) or padding each
+ * step to that many in all ("pad": the device runs at 1000/ms tokens per
+ * second whatever this machine's own speed, as long as it is faster).
+ */
+export interface Emulation {
+  prefillMsPerToken?: number;
+  decodeMsPerToken?: number;
+  mode?: "add" | "pad";
+}
+
 export interface RunOptions {
   maxTokens: number;
   sampling?: Sampling;
@@ -47,12 +59,14 @@ export interface RunOptions {
   refineRatio?: number;
   /** The device's calibrated ms per decoded token (reported in DeviceProgress). */
   decodeMsPerToken?: number;
+  /** Ms between the cloud's tokens seen on earlier requests: its next token's due time before this one's are measured. */
+  cloudMsPerToken?: number;
   /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
   prefillMsPerToken?: number;
   prefillChunk: number;
   /** How long a granted KV image may go without a chunk before the device recomputes (PDD-KV-020). Default 10,000. */
   kvDeadlineMs?: number;
-  emulate?: { prefillMsPerToken?: number; decodeMsPerToken?: number };
+  emulate?: Emulation;
   /** Set when a cloud was asked for but could not be connected: the run falls back at once, saying why. */
   cloudUnavailable?: { cause: string; message: string };
   /** The cloud-only baseline: show the cloud's tokens, never run the local model. */
@@ -80,6 +94,8 @@ export class DeviceRun {
   private readonly kv: KvReceiver;
   /** Fires when a granted KV image makes no progress for the KV deadline. */
   private kvTimer: NodeJS.Timeout | undefined;
+  /** How long a Takeover or Cancel waits for its End before the request is closed here (PDD-SM-008). */
+  static endWaitMs = 10_000;
   private readonly display: Display;
   private readonly local: LocalPipeline;
   /** The takeover index once decided; cloud tokens from k on are not shown. */
@@ -118,7 +134,7 @@ export class DeviceRun {
       display: this.display,
       cloudModelFingerprint: cm?.modelFingerprint,
       sameTokenizer: this.sameTokenizer,
-      until: (cond) => this.until(cond),
+      until: (cond, timeoutMs) => this.until(cond, timeoutMs),
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
       abandonCloud: async (why) => {
@@ -179,7 +195,7 @@ export class DeviceRun {
     this.display.discard();
     // The cloud is released now, not once the local step under way has finished.
     if (this.requested && this.state && !this.cloud.done && !this.takeoverOnWire) {
-      this.takeoverOnWire = true;
+      this.stopSent();
       const { requestId } = this.request;
       void this.sendToCloud(
         deviceFrame({ case: "cancel", value: { requestId, code: ErrorCode.CANCELLED, reason: "stopped by the user" } }),
@@ -235,7 +251,7 @@ export class DeviceRun {
     if (this.cloud.done) return;
     const { requestId } = this.request;
     const cancel = this.sendToCloud(deviceFrame({ case: "cancel", value: { requestId, code, reason: why } }));
-    this.takeoverOnWire = true;
+    this.stopSent();
     this.cloud.lost(why, cause);
     this.kv.interrupted(why);
     this.link?.unregister(requestId);
@@ -257,6 +273,7 @@ export class DeviceRun {
         return;
       case "kv": {
         const credit = this.kv.chunk(ev.chunk, ev.last);
+        this.sendKvAbort();
         this.watchKv();
         // Return the credit as chunks are consumed (PDD-KV-009).
         const { requestId } = this.request;
@@ -288,8 +305,22 @@ export class DeviceRun {
     const ms = this.opts.kvDeadlineMs ?? 10_000;
     this.kvTimer = setTimeout(() => {
       this.kv.giveUp(`no KV chunk for ${ms} ms: the device computed the prefill itself`);
+      this.sendKvAbort();
       this.changed();
     }, ms);
+  }
+
+  /**
+   * Tells the cloud that an image the device gave up is not wanted, so that it
+   * stops sending it and goes on with the tokens (PDD-KV-019). KvAbort is a 1.1
+   * message: under 1.0 the cloud would not know it (PDD-VER-007).
+   */
+  private sendKvAbort(): void {
+    const abort = this.kv.takeAbort();
+    if (!abort || (this.link?.ack?.version?.minor ?? 0) < 1) return;
+    const { requestId } = this.request;
+    const reason = abort.reason.slice(0, 1024);
+    void this.sendToCloud(deviceFrame({ case: "kvAbort", value: { requestId, code: abort.code, reason } }));
   }
 
   private onCloudLost(error: PddError): void {
@@ -305,11 +336,24 @@ export class DeviceRun {
     this.wakeLocal?.();
   }
 
-  private async until(cond: () => boolean): Promise<void> {
-    while (!cond()) {
-      this.opts.signal?.throwIfAborted();
-      await new Promise<void>((r) => (this.wakeLocal = r));
-      this.wakeLocal = undefined;
+  /** Resolves once `cond()` holds, or after `timeoutMs` when given. */
+  private async until(cond: () => boolean, timeoutMs?: number): Promise<void> {
+    let late = false;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            late = true;
+            this.wakeLocal?.();
+          }, timeoutMs);
+    try {
+      while (!cond() && !late) {
+        this.opts.signal?.throwIfAborted();
+        await new Promise<void>((r) => (this.wakeLocal = r));
+        this.wakeLocal = undefined;
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -338,12 +382,25 @@ export class DeviceRun {
     );
   }
 
+  /**
+   * A Takeover or Cancel went to the cloud: the answer never waits for its
+   * End, and after endWaitMs without one the request is closed here, its
+   * later frames ignored (PDD-SM-008, PDD-SM-002).
+   */
+  private stopSent(): void {
+    this.takeoverOnWire = true;
+    const { requestId } = this.request;
+    setTimeout(() => {
+      if (!this.cloud.ended) this.link?.unregister(requestId);
+    }, DeviceRun.endWaitMs).unref();
+  }
+
   /** Takes over at k: applied to the display before anything yields, then said to a cloud still sending. */
   private async takeover(k: number): Promise<void> {
     this.takeoverAt = k;
     this.display.dropCloudFrom(k);
     if (this.cloud.done || !this.state) return;
-    this.takeoverOnWire = true;
+    this.stopSent();
     const { requestId } = this.request;
     if (this.state.phase === "requested") {
       // Ahead of the cloud before it even accepted: a Takeover is not
@@ -416,6 +473,7 @@ export class DeviceRun {
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
       ...(cloud.decodeTokPerS ? { cloudDecodeTokPerS: cloud.decodeTokPerS } : {}),
+      ...(cloud.decodedTokens !== undefined ? { cloudDecodedTokens: cloud.decodedTokens } : {}),
       ...(cloud.endReason !== undefined ? { endReason: EndReason[cloud.endReason] } : {}),
     };
   }

@@ -68,11 +68,34 @@ describe("reference peers on simulated engines", () => {
       await device.generate(prompt, { maxTokens: 40 }); // learns the cloud's rates from End.usage and FirstToken
       expect(device.observed.cloudDecodeTokPerS).toBeGreaterThan(0);
       const promptTokens = device.engine.tokenize(prompt).length;
-      expect(device.planFor(promptTokens, 3, 120, 0, 0.5).chosen.ratio).toBeLessThan(1);
-      const r = await device.generate(prompt, { maxTokens: 120 });
+      // 400 tokens: the device's catch-up ends well inside the answer with or without refinement, so the
+      // refined prompt's earlier takeover is cheaper for the cloud (at 120 both ended past it under load).
+      const p = device.planFor(promptTokens, 3, 400, 0, 0.5);
+      expect(p.chosen.ratio).toBeLessThan(1);
+      const r = await device.generate(prompt, { maxTokens: 400 });
       expect(r.refinement?.used).toBe(true);
       expect(r.refinement!.keptTokens).toBeLessThan(r.refinement!.originalTokens);
-      expect(r.text).toHaveLength(120);
+      expect(r.text).toHaveLength(400);
+    } finally {
+      await device.close();
+    }
+  });
+
+  // Issue 18: the cloud sends ahead of the display, and the device caught up over every token it had
+  // received, so the takeover came at the whole budget (k = 160 of 160 in the demo).
+  it("the device takes over near what is shown, not after every token the cloud sent ahead", async () => {
+    const device = await PdDevice.create({
+      engine: new SimEngine({ profile: phone }),
+      cloud: cloud.urls.ws,
+      targetTpotMs: 100,
+    });
+    try {
+      // The cloud (unpaced) sends its 30 tokens at once; the display shows one per 100 ms meanwhile.
+      const r = await device.generate(prompt, { maxTokens: 40, cloudBudget: 30 });
+      expect(r.mode).toBe("pd");
+      expect(r.deviceTokens).toBeGreaterThan(0);
+      expect(r.takeoverIndex).toBeLessThan(15);
+      expect(r.cloudTokens + r.deviceTokens).toBe(40);
     } finally {
       await device.close();
     }

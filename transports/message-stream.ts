@@ -61,7 +61,9 @@ export interface MessageStream<In, Out> {
    * The received frames, in order. A frame that fails to decode makes the
    * iterator throw a PddError (MALFORMED_FRAME or FRAME_TOO_LARGE); frames with
    * no known body (`body.case` undefined) are delivered: the peer ignores them,
-   * except as a first frame (PDD-VER-006, PDD-CONN-002). Ends when the connection closes.
+   * except as a first frame (PDD-VER-006, PDD-CONN-002). Ends when the connection closes, or
+   * earlier when the peer will send nothing more but the connection stays open for
+   * sending (a gRPC device's half-close, PDD-CONN-026): `closed` then has not resolved.
    */
   [Symbol.asyncIterator](): AsyncIterator<In>;
   /** Graceful close carrying a PDD error code (UNSPECIFIED = normal) and reason. */

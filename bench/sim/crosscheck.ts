@@ -141,6 +141,8 @@ async function crossCheckOne(
       },
       capacity: 4,
       targetTpotMs,
+      // The reference cloud's default decodePace (config.ts): it sends ahead of the display at twice its rate.
+      cloudPace: 2,
       timeScale: 1,
       minRefineRatio: 1,
       jitter: 0,

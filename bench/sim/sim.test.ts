@@ -118,16 +118,26 @@ describe("trace simulation", () => {
     }
   });
 
-  it("P/D planner keeps every synthetic shape without a stall, at the target TPOT but for bursts on the NPU, with batched decoding", () => {
+  it("P/D planner keeps every synthetic shape at the target TPOT without a stall, with batched decoding", () => {
     for (const shape of SHAPES)
       for (const device of [PHONE, PHONE_NPU]) {
         const t = synthesize(shape, 1500, 1);
-        const c = { ...base, device, rttMs: 50, capacity: 32, batching: VLLM_H100_8B, maxCloudBudget: 4096 };
+        // As bench:shapes runs it: no refinement, seed 1.
+        const shapes = {
+          rttMs: 50,
+          capacity: 32,
+          batching: VLLM_H100_8B,
+          maxCloudBudget: 4096,
+          minRefineRatio: 1,
+          seed: 1,
+        };
+        const c = { ...base, ...shapes, device };
         const gaps = simulate(t, { kind: "pd", budget: "planner", controller: true }, c).flatMap((r) => r.gaps);
         const worst = gaps.reduce((m, g) => Math.max(m, g), 0);
         expect(gaps.filter((g) => g > 100).length, `${shape.name} on ${device.name}`).toBe(0);
-        // bursty on the NPU: a device that catches up before the cloud's next token takes over early (known, reported).
-        if (shape.name !== "bursty") expect(worst, `${shape.name} on ${device.name}`).toBeLessThanOrEqual(50 + 1e-6);
+        // Bursts on the NPU reached 66.9 ms: the device took over before the cloud's next token, then made the
+        // display wait for its own first decode step (issue 18).
+        expect(worst, `${shape.name} on ${device.name}`).toBeLessThanOrEqual(50 + 1e-6);
       }
   });
 });

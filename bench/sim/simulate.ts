@@ -159,8 +159,13 @@ function pdBudget(
 }
 
 /**
- * The device: its own prefill (or the refined prompt's, which comes with the
- * first token), then catch-up over what it received, then takeover at token k.
+ * The device (reference-device/local-pipeline.ts): its own prefill (or the
+ * refined prompt's, which comes with the first token), then catch-up over the
+ * cloud tokens received up to a lead ahead of the display, then takeover at
+ * token k. Short of the lead it waits for the cloud's next token when the
+ * device's own first token would miss the display's next slot and the
+ * cloud's comes sooner. The display is taken at the target pace here, not
+ * stretched, and the device's estimate of the cloud's next arrival is exact.
  */
 function catchUp(
   r: TraceRequest,
@@ -170,18 +175,31 @@ function catchUp(
   c: SimConfig,
 ): { k: number; takeoverAt: number } {
   const devPer = 1000 / c.device.prefillTokPerS;
+  const devStep = 1000 / c.device.decodeTokPerS;
+  const T = c.targetTpotMs;
+  const lead = Math.ceil(devStep / Math.max(1, T)) + 1;
   const P = r.promptTokens;
   const B = received.length;
+  const shownAt: number[] = [];
+  for (const [i, x] of received.entries()) shownAt.push(i === 0 ? x : Math.max(x, shownAt[i - 1]! + T));
   let ready = A + P * devPer;
   if (ratio < 1) ready = Math.min(ready, received[0]! + ratio * P * devPer);
   let t = ready;
   let covered = 0;
   let got = 0;
-  while (covered < B) {
+  let shown = 0;
+  for (;;) {
     while (got < B && received[got]! <= t) got++;
-    if (covered >= got) break; // caught up with all it received: take over here
-    t = Math.max(t, received[covered]!) + devPer;
-    covered++;
+    while (shown < got && shownAt[shown]! <= t) shown++;
+    if (covered < Math.min(got, shown + lead)) {
+      t = Math.max(t, received[covered]!) + devPer;
+      covered++;
+      continue;
+    }
+    if (got === 0 || got >= B || covered >= shown + lead) break;
+    const slot = (shown > 0 ? shownAt[shown - 1]! : t) + T;
+    if (t + devStep <= slot || received[got]! >= t + devStep) break;
+    t = received[got]!; // the cloud's next token comes before the device's own would
   }
   return { k: Math.min(covered, r.answerTokens), takeoverAt: t };
 }

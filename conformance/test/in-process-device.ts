@@ -17,7 +17,7 @@ export function inProcessDevice(
   engine: Engine,
   answer: { maxTokens: number; cloudBudget?: number; targetTpotMs?: number } = { maxTokens: 12 },
   /** Device options over the defaults below (e.g. a slower, chunked prefill that a KV image can still replace). */
-  options: { prefillChunk?: number; emulate?: { prefillMsPerToken?: number } } = {},
+  options: { prefillChunk?: number; emulate?: { prefillMsPerToken?: number }; protocolMinor?: number } = {},
 ): DeviceLauncher {
   return {
     start(o) {

@@ -15,6 +15,8 @@ export interface Mutant {
   down?: (f: Msg, state: Record<string, unknown>) => Msg[];
   /** Rewrites a device→cloud frame. */
   up?: (f: Msg, state: Record<string, unknown>, bytes: Buffer) => Msg[] | "crash";
+  /** Holds a cloud→device frame this many ms before it goes on (the frames after it wait too, in order). */
+  hold?: (f: Msg, state: Record<string, unknown>) => number;
 }
 
 const decode = (t: typeof CloudFrameType, b: Buffer) => t.decode(b) as unknown as Msg;
@@ -149,17 +151,28 @@ export async function startMutant(
       }
       for (const o of out) server.readyState === WebSocket.OPEN ? server.send(o) : pending.push(o);
     });
+    // Frames held (Mutant.hold) keep their order: everything after one waits behind it, the close too.
+    let held: Promise<void> | undefined;
+    const forward = (go: () => void, ms = 0) => {
+      if (ms > 0) held = (held ?? Promise.resolve()).then(() => new Promise((r) => setTimeout(r, ms)));
+      if (held) held = held.then(go);
+      else go();
+    };
     server.on("message", (b: Buffer) => {
       const f = decode(CloudFrameType, b);
+      const ms = m.hold?.(f, state) ?? 0;
       const out = m.down ? m.down(f, state) : [f];
-      for (const o of out) client.send(CloudFrameType.encode(CloudFrameType.fromObject(o)).finish());
+      forward(() => {
+        for (const o of out) client.send(CloudFrameType.encode(CloudFrameType.fromObject(o)).finish());
+      }, ms);
     });
     client.on("close", () => server.close());
-    server.on(
-      "close",
-      (code, reason) =>
-        client.readyState === WebSocket.OPEN &&
-        client.close(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000, reason),
+    server.on("close", (code, reason) =>
+      forward(
+        () =>
+          client.readyState === WebSocket.OPEN &&
+          void client.close(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000, reason),
+      ),
     );
     server.on("error", () => client.terminate());
     client.on("error", () => server.terminate());

@@ -21,18 +21,23 @@ export function startConformanceCloud(
     webtransport?: string;
   },
   model = MODEL,
-  limits: { idleTimeoutMs?: number } = {},
+  limits: { idleTimeoutMs?: number; maxRequestDurationMs?: number } = {},
+  /** The highest 1.x minor the cloud negotiates (startCloud's option). */
+  protocolMinor?: number,
 ): Promise<CloudPeer> {
   const dir = mkdtempSync(join(tmpdir(), "pdd-conf-"));
   writeFileSync(join(dir, "keys"), `${KEY}\n`);
-  return startCloud({
-    model,
-    threads: 1,
-    logLevel: "silent",
-    keysFile: join(dir, "keys"),
-    limits: { handshakeTimeoutMs: 3000, maxRequestDurationMs: 3000, ...limits },
-    listen,
-  });
+  return startCloud(
+    {
+      model,
+      threads: 1,
+      logLevel: "silent",
+      keysFile: join(dir, "keys"),
+      limits: { handshakeTimeoutMs: 3000, maxRequestDurationMs: 3000, ...limits },
+      listen,
+    },
+    { protocolMinor },
+  );
 }
 
 /** Failures, and "not offered" outside the features the reference legitimately lacks. */

@@ -173,8 +173,10 @@ function scalarSchema(type: ScalarType): z.ZodType<unknown> {
     case ScalarType.BYTES:
       return bytesSchema;
     case ScalarType.DOUBLE:
-    case ScalarType.FLOAT:
       return floatSchema;
+    case ScalarType.FLOAT:
+      // A float 64 on the wire means its nearest float32, as over protobuf (PDD-CODEC-012).
+      return floatSchema.transform(Math.fround);
     case ScalarType.INT32:
     case ScalarType.SINT32:
     case ScalarType.SFIXED32:

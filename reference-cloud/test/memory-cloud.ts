@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { INSTANT, SimEngine } from "../../engine/index.js";
-import { Codec, DeviceFrameSchema, ModelIdentitySchema, type CloudFrame } from "../../proto/index.js";
+import { Codec, DeviceFrameSchema, ModelIdentitySchema, PROTOCOL_MINOR, type CloudFrame } from "../../proto/index.js";
 import { createLinkedPair, type DeviceStream } from "../../transports/index.js";
 import { parseCloudConfig, type CloudConfigInput } from "../config.js";
 import { CloudConnection } from "../connection.js";
@@ -59,6 +59,7 @@ export async function memoryCloud(config: CloudConfigInput = {}, o: MemoryCloudO
     liveByKey: new Map(),
     draining: () => false,
     serverName: "memory",
+    protocolMinor: PROTOCOL_MINOR,
     connections: new Set(),
     requests: new Set(),
   };

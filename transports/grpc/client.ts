@@ -13,8 +13,13 @@ import { DEFAULTS, type ClientOptions, type DeviceStream } from "../message-stre
 import { parseEndpoint } from "../url.js";
 import { GrpcStream } from "./stream.js";
 
-/** How long a closed connection waits for the cloud to end the call before its HTTP/2 session goes. */
-const CALL_END_GRACE_MS = 2_000;
+/**
+ * How long a closed connection (a half-close) waits for the cloud to end the
+ * call before it cancels it (PDD-CONN-023, PDD-GRPC-006). A field, not a
+ * constant, so that the conformance tests can build a device that never
+ * cancels. @internal
+ */
+export const grpcClientTiming = { callEndGraceMs: 1_000 };
 
 export interface GrpcClientOptions extends ClientOptions {
   /** Wire protocol: "grpc" (default) or "connect". */
@@ -65,6 +70,7 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     writeDeadlineMs: options.writeDeadlineMs,
     maxFrameBytes,
     remoteAddress: url,
+    client: true,
   });
   const abort = new AbortController();
   stream.cancelCall = (reason) => abort.abort(reason);
@@ -76,12 +82,15 @@ export async function connectGrpc(url: string, options: GrpcClientOptions = {}):
     .pump(responses)
     .then(() => stream.peerEnded(undefined))
     .catch((e: unknown) => stream.peerEnded(ConnectError.from(e)));
-  // The session goes once the call has ended both ways (the cloud saw our half-close as graceful), or,
-  // for a cloud that never ends its half, a grace period after ours.
+  // Our close is a half-close. The session goes once the cloud has ended the call; a cloud that has not
+  // within 1 s gets a cancel (RST_STREAM CANCEL) first (PDD-CONN-023, PDD-GRPC-006).
   void stream.closed.then(async () => {
     let grace: NodeJS.Timeout | undefined;
-    await Promise.race([pumped, new Promise((r) => (grace = setTimeout(r, CALL_END_GRACE_MS).unref()))]);
+    const late = new Promise<"late">((r) => (grace = setTimeout(() => r("late"), grpcClientTiming.callEndGraceMs)));
+    grace?.unref();
+    const ended = await Promise.race([pumped, late]);
     clearTimeout(grace);
+    if (ended === "late") abort.abort("the cloud did not end the call within 1 s of the half-close");
     setImmediate(() => sessionManager.abort());
   });
   return stream;

@@ -91,6 +91,9 @@ function refuseMalformedCall(req: Http2ServerRequest, res: Http2ServerResponse):
   }
   return false;
 }
+/** The call checks the handler runs, in an object so that the conformance tests can take one out. @internal */
+export const callChecks = { refuseMalformedCall };
+
 export const HTTP2_WINDOW = 4 << 20;
 
 /**
@@ -138,7 +141,7 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
   // gets a trailers-only UNAUTHENTICATED at once (PDD-GRPC-002).
   const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => {
     void (async () => {
-      if (refuseMalformedCall(req, res)) return;
+      if (callChecks.refuseMalformedCall(req, res)) return;
       if (req.url === SESSION_PATH) holdFirstMessage(req, maxFrameBytes);
       if (req.url === SESSION_PATH) {
         const token = bearerToken(req.headers.authorization);

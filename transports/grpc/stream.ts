@@ -30,6 +30,8 @@ export interface GrpcStreamInit {
   maxFrameBytes?: number;
   authToken?: string;
   remoteAddress?: string;
+  /** The device's end: a close is a half-close, whatever its code (a client cannot set a status, PDD-CONN-023). */
+  client?: boolean;
 }
 
 export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O> {
@@ -40,9 +42,12 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
   /** Set by the owner: aborts the call without a status (RST_STREAM). */
   cancelCall: (reason: string) => void = () => {};
 
+  private readonly client: boolean;
+
   constructor(init: GrpcStreamInit) {
     super({ transport: "grpc", codec: "proto", ...init });
     this.outSchemaRef = init.outSchema;
+    this.client = init.client === true;
   }
 
   override send(message: O, _options?: SendOptions): Promise<void> {
@@ -87,7 +92,9 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
       }
       if (this.ending) {
         if (this.ending.abrupt) throw new ConnectError(this.ending.reason, 1 /* Canceled, no pdd-close trailer */);
-        if (this.ending.code !== ErrorCode.UNSPECIFIED) throw connectErrorFor(this.ending.code, this.ending.reason);
+        // A client that threw here would reset the call; it half-closes, and cancels later (client.ts).
+        if (this.ending.code !== ErrorCode.UNSPECIFIED && !this.client)
+          throw connectErrorFor(this.ending.code, this.ending.reason);
         return;
       }
       await new Promise<void>((resolve) => (this.wake = resolve));
@@ -97,7 +104,8 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
 
   /**
    * Feeds received messages from the call until it ends. On the server, the
-   * client's half-close is the end of the connection (`halfCloseEnds`).
+   * client's half-close ends the received frames but not the call: the
+   * server may still send until it closes (PDD-CONN-026).
    */
   async pump(incoming: AsyncIterable<In>, server?: { cancelled: () => boolean }): Promise<void> {
     try {
@@ -116,9 +124,9 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
         // set a moment later, tells the two apart.
         await new Promise((r) => setImmediate(r));
         if (server.cancelled()) return this.peerEnded(new ConnectError("call cancelled by the peer", 1));
-        this.ending ??= { code: ErrorCode.UNSPECIFIED, reason: "" };
-        this.wake?.();
-        this.peerEnded(undefined);
+        // A half-close is the device's Goodbye, not the end of the call: its
+        // requests run to their End, and the owner then closes with OK
+        // (PDD-CONN-026). A later cancel still ends the call (the signal).
       }
     } catch (e) {
       const err = ConnectError.from(e);
