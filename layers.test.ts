@@ -62,7 +62,14 @@ const CONFORMANCE_MAY_USE: Record<string, readonly string[]> = {
 };
 
 /** Packages proto/ may use: the schema runtime and the two codecs' libraries. node:url only locates the .proto. */
-const PURE_PROTO_IMPORTS = ["@bufbuild/protobuf", "@bufbuild/protobuf/codegenv2", "msgpackr", "zod", "node:url"];
+const PURE_PROTO_IMPORTS = [
+  "@bufbuild/protobuf",
+  "@bufbuild/protobuf/codegenv2",
+  "@bufbuild/protobuf/wire",
+  "msgpackr",
+  "zod",
+  "node:url",
+];
 
 interface Import {
   /** Repository-relative path of the importing file. */

@@ -160,7 +160,7 @@ describe("pdd CLI", () => {
   });
 
   it("decodes a token-batch frame given as hex", async () => {
-    const r = await pdd("decode", "--from", "cloud", "--hex", "220a0807100c1a04080512012e");
+    const r = await pdd("decode", "--from", "cloud", "--hex", "220b0807100c1a05080512012e");
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
       tokenBatch: { requestId: 7, startIndex: 12, tokens: [{ id: 5, piece: "Lg==" }] },
@@ -224,6 +224,7 @@ describe("pdd CLI", () => {
       /--device-profile must be one of phone, phone-npu/,
     ],
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
+    [["cloud", "--refine-model", "x.gguf"], /--refine-model needs --engine llama-server/],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
     [

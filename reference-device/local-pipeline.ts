@@ -256,11 +256,14 @@ export class LocalPipeline {
       }
       const before = covered;
       covered = await this.evaluateCloudTokens(slot, covered, target);
+      // The cloud's text ends inside a UTF-8 character at the target: cover the rest of that character from
+      // what has come, and wait for its last byte only when it has not come. (Waiting on `received > target`
+      // when more than the target had come spun without yielding: a hang on another vocabulary, issue 19.)
+      if (covered === before && target < available) covered = await this.evaluateCloudTokens(slot, covered, available);
       this.readyAt = performance.now() + (target - covered) * (this.prefillMsPerToken() ?? 0) + (this.tpotMs ?? 0);
       if (covered === before) {
-        // The cloud's text ends inside a UTF-8 character: wait for its last byte.
         if (!moreComing) break;
-        await this.host.until(() => cloud.received.length > target || cloud.done);
+        await this.host.until(() => cloud.received.length > available || cloud.done);
       }
     }
     this.readyAt = undefined;

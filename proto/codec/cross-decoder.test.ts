@@ -6,7 +6,9 @@ import { fromBinary, toBinary, toJson, type DescMessage } from "@bufbuild/protob
 import protobuf from "protobufjs";
 import { describe, expect, it } from "vitest";
 import { CloudFrameSchema, DeviceFrameSchema } from "../gen/pdd/v1/pdd_pb.js";
+import { ErrorCode } from "../errors.js";
 import { PROTO_FILE } from "../index.js";
+import { createCodec } from "./index.js";
 import { cloudSamples, deviceSamples } from "../test/samples.js";
 
 const root = protobuf.loadSync(PROTO_FILE);
@@ -60,5 +62,29 @@ describe.each(cases)("%s under protobufjs", (typeName, schema, samples) => {
       const back = fromBinary(schema, bytes);
       expect(canonical(toJson(schema, back))).toEqual(canonical(plain));
     }
+  });
+});
+
+describe("malformed nesting, under protobufjs and the proto codec alike", () => {
+  const type = root.lookupType("pdd.v1.CloudFrame");
+  const codec = createCodec("proto");
+  // A TokenBatch{7, 12, [Token{5, "."}]} with its length prefixes right, then with the Token's or the
+  // batch's one byte short or long: a field that runs past its own message is refused, not read on.
+  it.each([
+    ["220b0807100c1a05080512012e", true],
+    ["220b0807100c1a04080512012e", false], // the Token's piece runs past the Token
+    ["220a0807100c1a04080512012e", false], // ...and the batch ends a byte early
+    ["220b0807100c1a06080512012e", false], // the Token runs past the batch
+  ])("%s: valid %s", (hex, valid) => {
+    const bytes = Buffer.from(hex, "hex");
+    const ours = () => codec.decode(CloudFrameSchema, bytes);
+    const theirs = () => type.decode(bytes);
+    if (valid) {
+      expect(ours).not.toThrow();
+      expect(theirs).not.toThrow();
+      return;
+    }
+    expect(theirs).toThrow();
+    expect(ours).toThrow(expect.objectContaining({ code: ErrorCode.MALFORMED_FRAME }));
   });
 });

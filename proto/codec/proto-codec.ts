@@ -6,6 +6,7 @@ import { DEFAULT_MAX_FRAME_BYTES, type CodecOptions, type FrameCodec } from "./c
 import { checkFrameSize } from "./limits.js";
 import { decodeTokenFrame } from "./hot-path-decode.js";
 import { encodeHotFrame } from "./hot-path-encode.js";
+import { checkNesting } from "./nesting.js";
 
 export function createProtoCodec(options: CodecOptions = {}): FrameCodec {
   const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
@@ -27,6 +28,7 @@ export function createProtoCodec(options: CodecOptions = {}): FrameCodec {
         if (fast !== undefined) return fast as unknown as MessageShape<D>;
       }
       try {
+        checkNesting(schema, bytes);
         return fromBinary(schema, bytes);
       } catch (e) {
         throw new PddError(ErrorCode.MALFORMED_FRAME, `invalid ${schema.name} protobuf: ${(e as Error).message}`, {
