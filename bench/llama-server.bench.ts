@@ -12,7 +12,9 @@
  * numbers compare engines under one load, not a GPU cloud.
  *
  * BENCH_PRESET (default small), BENCH_REQUESTS (24), BENCH_CONCURRENCY (4),
- * BENCH_PROMPT_TOKENS (200), BENCH_MAX_TOKENS (32), BENCH_PD_BUDGET (8).
+ * BENCH_PROMPT_TOKENS (200), BENCH_MAX_TOKENS (32), BENCH_PD_BUDGET (8),
+ * BENCH_MODES ("cloud-only,pd"; "cloud-only" alone for a model too big for
+ * the in-process devices to decode in reasonable time).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,6 +37,9 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const PROMPT_TOKENS = Number(process.env.BENCH_PROMPT_TOKENS ?? 200);
 const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 32);
 const PD_BUDGET = Number(process.env.BENCH_PD_BUDGET ?? 8);
+const MODES = (process.env.BENCH_MODES ?? "cloud-only,pd").split(",");
+if (MODES.some((m) => m !== "cloud-only" && m !== "pd"))
+  throw new Error(`BENCH_MODES: "cloud-only", "pd" or both, comma-separated; not ${MODES.join(",")}`);
 
 const { binary } = await ensureLlamaServer({ log: (l) => process.stderr.write(`llama-server: ${l}\n`) });
 const dir = mkdtempSync(join(tmpdir(), "pdd-bench-llama-server-"));
@@ -82,7 +87,7 @@ async function load(cloud: CloudPeer, cloudOnly: boolean): Promise<Omit<Row, "en
 async function measure(engine: string, config: CloudConfigInput, rows: Row[]): Promise<void> {
   const cloud = await startCloud({ logLevel: "warn", listen: { ws: "127.0.0.1:0" }, ...config });
   try {
-    for (const cloudOnly of [true, false]) {
+    for (const cloudOnly of MODES.map((m) => m === "cloud-only")) {
       const r = await load(cloud, cloudOnly);
       const row = { engine, mode: cloudOnly ? "cloud only" : "P/D", ...r };
       rows.push(row);

@@ -224,6 +224,7 @@ describe("pdd CLI", () => {
       /--device-profile must be one of phone, phone-npu/,
     ],
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
+    [["cloud", "--refine-model", "x.gguf"], /--refine-model needs --engine llama-server/],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
     [

@@ -13,6 +13,7 @@ export const CLOUD_FLAGS = {
   engine: { type: "string" },
   backend: { type: "string", multiple: true },
   "slot-save-dir": { type: "string" },
+  "refine-model": { type: "string" },
   ws: { type: "string" },
   grpc: { type: "string" },
   webtransport: { type: "string" },
@@ -34,8 +35,13 @@ export const CLOUD_FLAGS = {
 
 type CloudFlags = ReturnType<typeof parseFlags<typeof CLOUD_FLAGS>>["values"];
 
-/** --engine, --backend and --slot-save-dir: which engine, and llama-server's URLs (checked here: exit 2). */
-function engineFlags(values: { engine?: string; backend?: string[]; "slot-save-dir"?: string }): CloudConfigInput {
+/** --engine, --backend, --slot-save-dir, --refine-model: which engine, and llama-server's (checked here: exit 2). */
+function engineFlags(values: {
+  engine?: string;
+  backend?: string[];
+  "slot-save-dir"?: string;
+  "refine-model"?: string;
+}): CloudConfigInput {
   const engine = values.engine;
   if (engine !== undefined && engine !== "llama-cpp" && engine !== "llama-server")
     throw new UsageError(`--engine must be llama-cpp or llama-server, not "${engine}"`);
@@ -45,6 +51,8 @@ function engineFlags(values: { engine?: string; backend?: string[]; "slot-save-d
     throw new UsageError("--engine llama-server needs at least one --backend URL");
   if (values["slot-save-dir"] && engine !== "llama-server")
     throw new UsageError("--slot-save-dir needs --engine llama-server");
+  if (values["refine-model"] && engine !== "llama-server")
+    throw new UsageError("--refine-model needs --engine llama-server");
   for (const b of backends) {
     try {
       backendUrl(b);
@@ -56,6 +64,7 @@ function engineFlags(values: { engine?: string; backend?: string[]; "slot-save-d
     ...(engine ? { engine } : {}),
     ...(backends.length > 0 ? { backends } : {}),
     ...(values["slot-save-dir"] ? { slotSaveDir: values["slot-save-dir"] } : {}),
+    ...(values["refine-model"] ? { refineModel: values["refine-model"] } : {}),
   };
 }
 

@@ -653,7 +653,10 @@ export const CLOUD_CASES: Case[] = [
       const promptTokens = field<number>(accepted, "accepted.promptTokens");
       const kv: KvProgress = { received: 0, total: -1, credit, sha: undefined, parts: [] };
       let end: Frame | undefined;
-      while (!end) {
+      // On WebTransport, End may come before the last chunks (PDD-KV-011): read on to the bytes End counts.
+      const owed = (e: Frame) =>
+        q.transport === "webtransport" ? Number(field(e, "end.usage.kvBytesSent")) - kv.received : 0;
+      while (!end || owed(end) > 0) {
         const f = await q.until((x) => requestIdOf(x) === 1, "KV chunks and End", 15_000);
         if (f.body === "end") end = f;
         if (f.body !== "kvChunk") continue;

@@ -66,6 +66,15 @@ export function completionBody(p: CompletionParams, stream: boolean): Record<str
   };
 }
 
+/**
+ * One connection per request. llama-server (cpp-httplib) closes kept-alive
+ * connections that Node's fetch then reuses: the next request on one fails
+ * before any answer with "other side closed" (UND_ERR_SOCKET), which took
+ * healthy backends out of rotation and failed requests in the conformance
+ * run. A new loopback or LAN connection costs far less than a decode step.
+ */
+const NO_REUSE = { connection: "close" };
+
 const unreachable = (url: string, e: unknown) => {
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   const why = cause?.code ?? cause?.message ?? (e as Error).message;
@@ -90,7 +99,7 @@ export class LlamaServerClient {
    */
   async health(signal: AbortSignal): Promise<"ok" | "down" | "slow"> {
     try {
-      const res = await fetch(`${this.url}/health`, { signal });
+      const res = await fetch(`${this.url}/health`, { signal, headers: NO_REUSE });
       await res.body?.cancel();
       return res.status === 200 ? "ok" : "down";
     } catch {
@@ -208,7 +217,7 @@ export class LlamaServerClient {
   private async getJson(path: string, ok = [200], signal?: AbortSignal): Promise<unknown> {
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { signal: this.deadline(signal) });
+      res = await fetch(`${this.url}${path}`, { signal: this.deadline(signal), headers: NO_REUSE });
     } catch (e) {
       throw unreachable(this.url, e);
     }
@@ -224,7 +233,7 @@ export class LlamaServerClient {
     try {
       res = await fetch(`${this.url}${path}`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...NO_REUSE },
         body: JSON.stringify(body),
         signal,
       });

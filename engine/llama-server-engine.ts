@@ -16,6 +16,7 @@ import { ErrorCode, PddError } from "../proto/index.js";
 import { loadVocabulary, type Vocabulary } from "./engine.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo } from "./inference.js";
 import { LlamaServerClient } from "./llama-server-client.js";
+import { PromptScorer } from "./llama-server-scorer.js";
 import { LlamaServerSlot } from "./llama-server-slot.js";
 import { Backend, BackendPool, type BackendStatus } from "./llama-server-pool.js";
 import { describeModel, type ModelDescription } from "./model-info.js";
@@ -38,6 +39,11 @@ export interface LlamaServerEngineOptions {
   startupTimeoutMs?: number;
   /** Told when a backend leaves or rejoins rotation. */
   onBackendChange?: (b: BackendStatus, why: string) => void;
+  /**
+   * A GGUF this process scores prompts with for refinement (llama-server-scorer.ts): a small model with the
+   * served model's tokenizer. Without it, the engine offers no refinement.
+   */
+  refineModel?: string;
 }
 
 /** Parses and normalises a backend URL; a bad one is INVALID_ARGUMENT. */
@@ -98,16 +104,19 @@ async function checkSameModel(client: LlamaServerClient, d: ModelDescription, pa
 }
 
 export class LlamaServerEngine implements InferenceEngine {
-  /** Prompt surprisal needs prompt log-probabilities, which llama-server does not return. */
-  readonly scoresPrompts = false;
-
   private constructor(
     private readonly description: ModelDescription,
     private readonly vocab: Vocabulary,
     readonly pool: BackendPool,
     readonly contextSize: number,
     readonly slotSaveDir: string | undefined,
+    /** Scores prompts for refinement; llama-server returns no prompt log-probabilities. */
+    readonly scorer: PromptScorer | undefined,
   ) {}
+
+  get scoresPrompts(): boolean {
+    return this.scorer !== undefined;
+  }
 
   static async connect(o: LlamaServerEngineOptions): Promise<LlamaServerEngine> {
     if (o.backends.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "no llama-server backend given");
@@ -117,8 +126,10 @@ export class LlamaServerEngine implements InferenceEngine {
     const path = modelFileOf(o, props[0]!.modelPath);
     const description = describeModel(path);
     const vocab = await loadVocabulary(path);
+    let scorer: PromptScorer | undefined;
     try {
       for (const c of clients) await checkSameModel(c, description, path, vocab);
+      if (o.refineModel) scorer = await PromptScorer.load(o.refineModel, description.info);
     } catch (e) {
       await vocab.dispose();
       throw e;
@@ -126,7 +137,7 @@ export class LlamaServerEngine implements InferenceEngine {
     const backends = clients.map((c, i) => new Backend(c, props[i]!.totalSlots, props[i]!.endpointSlots));
     const pool = new BackendPool(backends, { healthIntervalMs: o.healthIntervalMs, onChange: o.onBackendChange });
     const contextSize = Math.min(...props.map((p) => p.slotContext));
-    return new LlamaServerEngine(description, vocab, pool, contextSize, o.slotSaveDir);
+    return new LlamaServerEngine(description, vocab, pool, contextSize, o.slotSaveDir, scorer);
   }
 
   get info(): ModelInfo {
@@ -174,11 +185,12 @@ export class LlamaServerEngine implements InferenceEngine {
 
   async acquire(): Promise<InferenceSlot> {
     const { backend, idSlot } = await this.pool.acquire();
-    return new LlamaServerSlot(this.pool, backend, idSlot, this.slotSaveDir);
+    return new LlamaServerSlot(this.pool, backend, idSlot, this.slotSaveDir, this.pieces, this.scorer);
   }
 
   async close(): Promise<void> {
     this.pool.close();
+    await this.scorer?.close();
     await this.vocab.dispose();
   }
 }

@@ -44,9 +44,10 @@ export function llamaServerArgs(o: LlamaServerProcessOptions): string[] {
     // recoveries, a KV save and the health checks of a few cloud peers.
     ["--threads-http", String(Math.max(8, 4 * slots))],
     ["--metrics", "--slots", "--no-webui"],
-    // node-llama-cpp's default: the same attention path (greedy tokens agree), and a KV image with V
-    // transposed as a node-llama-cpp device expects (flash attention stores V untransposed).
-    ["--flash-attn", "off"],
+    // node-llama-cpp 3.21.1's default ("auto", which llama.cpp resolves the same way in both): the same attention
+    // path, so greedy tokens agree, and the same V layout in a slot image (flash attention stores V untransposed,
+    // without it transposed; llama.cpp refuses an image of the other layout: "incompatible V transposition").
+    ["--flash-attn", "auto"],
     o.slotSavePath ? ["--slot-save-path", o.slotSavePath.endsWith("/") ? o.slotSavePath : `${o.slotSavePath}/`] : [],
     o.extra ?? [],
   ].flat();

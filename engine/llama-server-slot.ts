@@ -18,12 +18,16 @@ import { join } from "node:path";
 import { ErrorCode, PddError } from "../proto/index.js";
 import type { InferenceSlot, Sampling } from "./inference.js";
 import type { CompletionParams } from "./llama-server-client.js";
-import { toSequenceImage } from "./llama-server-kv.js";
+import { readSeqStateHeader, toSequenceImage } from "./llama-server-kv.js";
 import type { Backend, BackendPool } from "./llama-server-pool.js";
+import type { PromptScorer } from "./llama-server-scorer.js";
+import { wholeTextPrefix } from "./llama-server-utf8.js";
 
 export class LlamaServerSlot implements InferenceSlot {
   /** Prompt and answer tokens; the last one is pending (not yet in the backend's KV for this request). */
   private held: number[] = [];
+  /** Where the answer starts in `held`: tokens before it are the prompt's, which no request may cut. */
+  private answerFrom = 0;
   private stream: AbortController | undefined;
   /** exportState stopped the stream: generate resumes instead of ending. */
   private interrupted = false;
@@ -36,6 +40,10 @@ export class LlamaServerSlot implements InferenceSlot {
     /** The backend's slot this sequence runs on, pinned by the pool: its prompt cache holds what we hold. */
     private readonly idSlot: number,
     private readonly slotSaveDir: string | undefined,
+    /** Every token's bytes: where the held text ends inside a UTF-8 character. */
+    private readonly pieces: readonly Uint8Array[],
+    /** Scores a prompt for refinement (llama-server gives no prompt log-probabilities); none: no surprisal. */
+    private readonly scorer?: PromptScorer,
   ) {}
 
   get evaluated(): number {
@@ -46,11 +54,19 @@ export class LlamaServerSlot implements InferenceSlot {
     return this.held.length;
   }
 
-  /** Records the tokens; the backend evaluates them with the first decode request. No surprisal (scoresPrompts). */
-  async prefill(tokens: readonly number[]): Promise<{ surprisal?: Float64Array; done: number }> {
+  /**
+   * Records the tokens; the backend evaluates them with the first decode request. Surprisal, when asked for, comes
+   * from the engine's local scoring model, over these tokens alone.
+   */
+  async prefill(
+    tokens: readonly number[],
+    opts: { surprisal?: boolean } = {},
+  ): Promise<{ surprisal?: Float64Array; done: number }> {
     this.assertUsable();
+    const surprisal = opts.surprisal && this.scorer ? await this.scorer.surprisal(tokens) : undefined;
     this.held.push(...tokens);
-    return { done: tokens.length };
+    this.answerFrom = this.held.length;
+    return { surprisal, done: tokens.length };
   }
 
   async *generate(sampling: Sampling = {}, maxTokens = Number.POSITIVE_INFINITY): AsyncGenerator<number> {
@@ -84,8 +100,10 @@ export class LlamaServerSlot implements InferenceSlot {
   private async *streamOnce(sampling: Sampling, left: number, ended: () => void): AsyncGenerator<number> {
     const ctl = new AbortController();
     this.stream = ctl;
-    const params = this.params(sampling, left);
-    let received = 0;
+    // From whole text (llama-server-utf8.ts): the backend decodes the cut tokens again, streaming no chunk for them.
+    const { prompt, again } = wholeTextPrefix(this.held, this.pieces, this.answerFrom);
+    const params = { ...this.params(sampling, left + again.length), prompt };
+    let received = again.length;
     try {
       for await (const c of this.backend.client.stream(params, ctl.signal)) {
         const missing = c.tokensPredicted - received - c.tokens.length;
@@ -108,12 +126,30 @@ export class LlamaServerSlot implements InferenceSlot {
     }
   }
 
-  /** Fetches `count` tokens from the held ones without streaming; `then` are the streamed ones they must end with. */
+  /**
+   * Fetches `count` tokens after the held ones without streaming; `then` are the streamed ones they must end with.
+   * llama-server parses a non-streamed answer's text and fails (HTTP 500) when it is not whole UTF-8: when the
+   * held tokens end inside a character (the answer would start inside it), the request starts from before that
+   * character and decodes its tokens again; when the answer would end inside one (the budget ends there), up to 4
+   * more tokens (a character's most bytes) are asked for. Greedy decoding gives the same tokens again (checked).
+   */
   private async *recover(sampling: Sampling, count: number, then: number[]): AsyncGenerator<number> {
-    const { tokens } = await this.backend.client
-      .complete({ ...this.params(sampling, count) })
-      .catch((e: unknown) => Promise.reject(this.failed(e)));
-    if (then.length > 0 && tokens.slice(-then.length).join() !== then.join())
+    const { prompt, again: cut } = wholeTextPrefix(this.held, this.pieces, this.answerFrom);
+    const back = cut.length;
+    let tokens: number[] | undefined;
+    for (let extra = 0; !tokens; extra++) {
+      try {
+        const params = { ...this.params(sampling, back + count + extra), prompt };
+        tokens = (await this.backend.client.complete(params)).tokens.slice(0, back + count);
+      } catch (e) {
+        const partial = e instanceof PddError && e.code === ErrorCode.INTERNAL && / answered 500: /.test(e.message);
+        if (!partial || extra === 4) throw this.failed(e);
+      }
+    }
+    const again = tokens.slice(0, back);
+    tokens = tokens.slice(back);
+    const differs = then.length > 0 && tokens.slice(-then.length).join() !== then.join();
+    if (differs || again.join() !== cut.join())
       throw new PddError(
         ErrorCode.INTERNAL,
         `llama-server ${this.backend.client.url} decoded differently when asked again (sampling is not greedy?)`,
@@ -166,15 +202,27 @@ export class LlamaServerSlot implements InferenceSlot {
     this.interrupted = true;
     this.stream?.abort();
     const evaluated = this.held.slice(0, -1);
-    await this.backend.client.complete({ prompt: evaluated, nPredict: 1, idSlot: this.idSlot });
+    // Streamed, from whole text (llama-server-utf8.ts): the slot's KV ends up holding `prompt`, then `again`
+    // decoded anew, and the one token sampled after them is not evaluated.
+    const { prompt, again } = wholeTextPrefix(evaluated, this.pieces, this.answerFrom);
+    const drained = new AbortController();
+    const request = { prompt, nPredict: again.length + 1, idSlot: this.idSlot };
+    for await (const chunk of this.backend.client.stream(request, drained.signal)) if (chunk.stop) break;
     const filename = `pdd-kv-${randomUUID()}.bin`;
     await this.backend.client.saveSlot(this.idSlot, filename);
     const file = join(this.slotSaveDir, filename);
+    let image: Uint8Array;
     try {
-      return toSequenceImage(new Uint8Array(await readFile(file)));
+      image = toSequenceImage(new Uint8Array(await readFile(file)));
     } finally {
       await rm(file, { force: true });
     }
+    if (readSeqStateHeader(image).tokens.join() !== evaluated.join())
+      throw new PddError(
+        ErrorCode.INTERNAL,
+        `llama-server ${this.backend.client.url} saved other tokens than the sequence's (sampling is not greedy?)`,
+      );
+    return image;
   }
 
   async importState(): Promise<void> {
@@ -185,6 +233,7 @@ export class LlamaServerSlot implements InferenceSlot {
     this.assertUsable();
     this.stream?.abort();
     this.held = [];
+    this.answerFrom = 0;
   }
 
   async release(): Promise<void> {

@@ -111,16 +111,21 @@ describe("llama-server engine: decoding", () => {
   });
 
   it("recovers tokens llama-server held back (a partial UTF-8 character), in order", async () => {
-    const f = await fake({ holdBack: new Set([2, 3, 7]) });
+    const held = new Set<number>();
+    const f = await fake({ holdBack: held });
     const e = await connect([f]);
     const prompt = e.tokenize("the lazy dog");
+    for (const i of [2, 3, 7]) held.add(prompt.length + i);
     expect(await decode(e, prompt, 10)).toEqual(f.answer(prompt, 10));
   });
 
   it("recovers a held-back tail at the end of the budget", async () => {
-    const f = await fake({ holdBack: new Set([4, 5]) });
+    const held = new Set<number>();
+    const f = await fake({ holdBack: held });
     const e = await connect([f]);
     const prompt = e.tokenize("the lazy dog");
+    // The budget ends inside a character: a non-streamed request for just the tail fails, as llama-server's does.
+    for (const i of [4, 5]) held.add(prompt.length + i);
     expect(await decode(e, prompt, 6)).toEqual(f.answer(prompt, 6));
   });
 
@@ -256,6 +261,26 @@ describe("llama-server engine: KV by slot save", () => {
     await slot.release();
     expect(out).toEqual(f.answer(prompt, 8));
     expect(readdirSync(saves)).toEqual([]); // the slot file is read once and removed
+  });
+
+  it("exports state when the one token that brings the slot there ends inside a character", async () => {
+    const saves = mkdtempSync(join(dir, "slots-"));
+    const held = new Set<number>();
+    const f = await fake({ slotSavePath: saves, holdBack: held });
+    const e = await connect([f], { slotSaveDir: saves });
+    const prompt = e.tokenize("the quick brown fox");
+    // The export brings the slot to prompt + 2 answer tokens with a one-token request; that token is partial.
+    held.add(prompt.length + 2);
+    const slot = await e.acquire();
+    await slot.prefill(prompt);
+    const gen = slot.generate({}, 8);
+    const out: number[] = [];
+    for (let i = 0; i < 3; i++) out.push((await gen.next()).value as number);
+    const image = await slot.exportState();
+    expect(Array.from(readSeqStateHeader(image).tokens)).toEqual([...prompt, ...out.slice(0, -1)]);
+    for await (const t of gen) out.push(t);
+    await slot.release();
+    expect(out).toEqual(f.answer(prompt, 8));
   });
 
   it("refuses a KV export without a shared --slot-save-path: UNSUPPORTED_FEATURE", async () => {

@@ -81,6 +81,7 @@ async function createEngine(config: CloudConfig, log: Logger): Promise<Inference
       backends: config.backends,
       modelPath: config.model,
       slotSaveDir: config.slotSaveDir,
+      refineModel: config.refineModel,
       onBackendChange: (b, why) =>
         (b.healthy ? log.info : log.warn)(b.healthy ? "backend back in rotation" : "backend out of rotation", {
           backend: b.url,
@@ -90,6 +91,11 @@ async function createEngine(config: CloudConfig, log: Logger): Promise<Inference
   }
   if (config.backends?.length)
     throw new PddError(ErrorCode.INVALID_ARGUMENT, "backends are for engine llama-server (--engine llama-server)");
+  if (config.refineModel)
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      "a refinement model is for engine llama-server: node-llama-cpp scores with the served model",
+    );
   return loadEngine({
     modelPath: config.model ?? ensureDefaultModel("tiny"),
     sequences: config.sequences,

@@ -17,6 +17,8 @@ export const CloudConfigSchema = z
     backends: z.array(z.string().min(1)).optional(),
     /** This machine's path of the backends' --slot-save-path (a shared filesystem): KV images by slot save. */
     slotSaveDir: z.string().min(1).optional(),
+    /** engine "llama-server": a small GGUF with the served model's tokenizer that scores prompts for refinement. */
+    refineModel: z.string().min(1).optional(),
     listen: z
       .object({
         ws: hostPort.optional(),

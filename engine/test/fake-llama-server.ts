@@ -27,7 +27,10 @@ export interface FakeOptions {
   nCtx?: number;
   /** The next token after `tokens`; default: a fixed mix of the last token and the position, never a special one. */
   next?: (tokens: readonly number[]) => number;
-  /** Positions (0-based, within one request's answer) whose chunk is held back, as for a partial UTF-8 character. */
+  /**
+   * Positions in the sequence (0-based, prompt included) whose token ends inside a UTF-8 character: llama-server
+   * streams no chunk for it, and a non-streamed answer ending there fails (500).
+   */
   holdBack?: ReadonlySet<number>;
   /** `--slot-save-path`: slot saves write here. */
   slotSavePath?: string;
@@ -188,14 +191,17 @@ export class FakeLlamaServer {
       tokens.push(t);
       out.push(t);
       if (slot.owner === owner) slot.tokens = tokens.slice(0, -1);
-      if (log.stream && !this.o.holdBack?.has(out.length - 1))
+      if (log.stream && !this.o.holdBack?.has(tokens.length - 1))
         res.write(
           `data: ${JSON.stringify({ tokens: [t], tokens_predicted: out.length, id_slot: id, stop: false })}\n\n`,
         );
       await new Promise((r) => setImmediate(r));
     }
     const final = { tokens: log.stream ? [] : out, tokens_predicted: out.length, id_slot: id, stop: true };
-    if (!closed) {
+    // Like llama-server, which parses the final text: a non-streamed answer that ends inside a character fails.
+    if (!closed && !log.stream && this.o.holdBack?.has(tokens.length - 1))
+      json500(res, "The model produced output that does not match the expected Content-only format");
+    else if (!closed) {
       if (log.stream) res.end(`data: ${JSON.stringify({ ...final, stop_type: "limit" })}\n\n`);
       else res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(final));
     }
@@ -222,6 +228,12 @@ export class FakeLlamaServer {
       .writeHead(200, { "content-type": "application/json" })
       .end(JSON.stringify({ id_slot: id, filename: body.filename, n_saved: tokens.length }));
   }
+}
+
+function json500(res: ServerResponse, message: string): void {
+  res
+    .writeHead(500, { "content-type": "application/json" })
+    .end(JSON.stringify({ error: { code: 500, message, type: "server_error" } }));
 }
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {

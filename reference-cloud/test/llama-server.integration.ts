@@ -33,9 +33,9 @@ import { until } from "../../proto/test/until.js";
 
 const found = findLlamaServer();
 if (!found) {
-  const why = "llama-server is not built: run `npm run build:llama-server` (about 9 minutes on 2 cores)";
-  if (process.env.PDD_REQUIRE_LLAMA_SERVER === "1") throw new Error(why);
-  process.stderr.write(`\n*** SKIPPED: ${why} ***\n\n`);
+  const why = "no llama-server: run `npm run build:llama-server` (about 9 minutes on 2 cores)";
+  if (process.env.PDD_REQUIRE_LLAMA_SERVER === "1") throw new Error(`PDD_REQUIRE_LLAMA_SERVER=1 but ${why}`);
+  process.stderr.write(`\n*** skipped: ${why} ***\n\n`);
 }
 const suite = found ? describe : describe.skip;
 
@@ -50,6 +50,10 @@ let device: Engine;
 let deviceB: Engine;
 
 const transports = ["ws", "grpc", "webtransport"] as const;
+// Not offered, legitimately, as for the node-llama-cpp cloud: cloud.eos (the tiny model never ends) and cloud.idle
+// (the default idle timeout); conformance-eos.test.ts and conformance-1-1.test.ts run them. Refinement is offered:
+// the cloud scores prompts with a local model (--refine-model), llama-server giving no prompt log-probabilities.
+const NOT_OFFERED = ["cloud.eos", "cloud.idle"];
 const emulate = { prefillMsPerToken: 2, decodeMsPerToken: 0 };
 
 const busySlots = async (b: LlamaServerProcess) =>
@@ -69,6 +73,7 @@ suite("the cloud on llama-server", () => {
       engine: "llama-server",
       backends: backends.map((b) => b.url),
       slotSaveDir: saves,
+      refineModel: tiny,
       logLevel: process.env.PDD_LOG_LEVEL === "warn" ? "warn" : "silent",
       keysFile: join(dir, "keys"),
       limits: { handshakeTimeoutMs: 3000, maxRequestDurationMs: 6000 },
@@ -123,11 +128,18 @@ suite("the cloud on llama-server", () => {
     await until(async () => (await Promise.all(backends.map(busySlots))).every((n) => n === 0), "idle slots");
   });
 
-  it("a device on another vocabulary (tiny-b) gets its own --local-only text", async () => {
+  it("a device on another vocabulary (tiny-b) continues the cloud's text with no missing or doubled character", async () => {
     const r = await pd(deviceB, "ws", false);
     expect(r.mode).toBe("pd");
     expect(r.cloudTokens).toBeGreaterThan(0);
-    expect(r.text).toBe((await baseline(deviceB, promptOf(deviceB, 150))).text);
+    expect(r.deviceTokens).toBeGreaterThan(0);
+    // Both generated models write the same sentence, but 60 tokens are not the same text in two vocabularies
+    // (the cloud's tokens count toward max_tokens in its own): the answer is a prefix of the device's own longer
+    // answer.
+    const local = await PdDevice.create({ engine: deviceB, emulate }).then((d) =>
+      d.generate(promptOf(deviceB, 150), { maxTokens: 240, localOnly: true, targetTpotMs: 0 }),
+    );
+    expect(local.text.startsWith(r.text), JSON.stringify({ pd: r.text, local: local.text })).toBe(true);
   });
 
   it("a llama-server slot image, rewritten, loads into node-llama-cpp and decodes on the same", async () => {
@@ -189,7 +201,7 @@ suite("the cloud on llama-server", () => {
       token: KEY,
       modelFile: tiny,
     });
-    expect(problems(results, ["cloud.eos", "cloud.refine"])).toEqual([]);
+    expect(problems(results, NOT_OFFERED)).toEqual([]);
   });
 
   it("a backend killed mid-answer: the answer completes, and the backend leaves rotation", async () => {
@@ -205,7 +217,8 @@ suite("the cloud on llama-server", () => {
     );
     const r = await answer;
     await d.close();
-    expect(r.text).toBe((await baseline(device, promptOf(device, 150))).text);
+    const report = JSON.stringify({ ...r, cloudTokenIds: undefined, deviceTokenIds: undefined });
+    expect(r.text, report).toBe((await baseline(device, promptOf(device, 150))).text);
     const again = await pd(device, "ws", false);
     expect(again.text).toBe(r.text);
   });
