@@ -229,7 +229,7 @@ describe("pdd CLI", () => {
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
     [
       ["model", "create", "--preset", "huge"],
-      /--preset must be one of tiny, tiny-eos, tiny-ctx128, small, tiny-b, spec, bench/,
+      /--preset must be one of tiny, tiny-eos, tiny-ctx128, small, tiny-b, spec, tiny-nobyte, bench/,
     ],
     [["demo", "--notes", "0"], /--notes must be between 1 and 400/],
     [["demo", "--device", "laptop"], /--device must be one of phone, phone-npu, none/],

@@ -42,7 +42,7 @@ const SPEC_MODEL_CASES = ["cloud.fingerprints", "cloud.tokenization"];
 const ids = CLOUD_1_1_KV_CASES.map((c) => c.id).filter((id) => !SPEC_MODEL_CASES.includes(id));
 
 describe("the spec 1.1 codec, context and refinement cases", () => {
-  it("pass against the reference cloud (version 1.0) on both codecs", async () => {
+  it("pass against the reference cloud (version 1.1) on both codecs", async () => {
     const results = await runConformance({ role: "cloud", target: cloud.urls.ws!, token: KEY, filter: ids.join(",") });
     expect(new Set(results.map((r) => r.id))).toEqual(new Set(ids));
     expect(problems(results, [])).toEqual([]);

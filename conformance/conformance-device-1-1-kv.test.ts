@@ -1,8 +1,6 @@
 /**
  * The device's KV bounds (device-1-1-kv-cases.ts) against the reference
- * device speaking 1.1, where KvAbort shows them. Until the lead sets
- * PROTOCOL_MINOR to 1 (issue 14), the device is told to offer 1.1
- * (DeviceOptions.protocolMinor).
+ * device speaking 1.1, where KvAbort shows them.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../engine/index.js";
@@ -28,7 +26,7 @@ const run = (filter: string) =>
     launcher: inProcessDevice(
       engine,
       { maxTokens: 12, cloudBudget: 4, targetTpotMs: 1 },
-      { prefillChunk: 4, emulate: { prefillMsPerToken: 10 }, protocolMinor: 1 },
+      { prefillChunk: 4, emulate: { prefillMsPerToken: 10 } },
     ),
     filter,
   });

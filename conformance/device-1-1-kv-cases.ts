@@ -33,7 +33,7 @@ const STALL_SLACK_MS = 5_000;
 
 /** Greets a device that asks for KV, at 1.1 when it offers it, and accepts its first request with KV granted. */
 async function kvRequest(p: Probe): Promise<{ s: Served; kvAsk: Record<string, unknown>; at11: boolean }> {
-  const hello = await greet(p, { model: "device", kv: true, minor: 1 });
+  const hello = await greet(p, { model: "device", kv: true });
   needsKv(hello);
   const offered = field<{ major: number; minor: number }[]>(hello, "hello.versions");
   const at11 = offered.some((v) => v.major === 1 && v.minor >= 1);
@@ -133,9 +133,7 @@ export const DEVICE_1_1_KV_CASES: Case[] = [
     title: "refuses a KV image announcing more bytes than its model makes, with KvAbort{RESOURCE_EXHAUSTED}",
     role: "device",
     requirements: ["PDD-KV-016"],
-    // On WebTransport the chunk's own stream can overtake Accepted, and a device may take that for a
-    // KvChunk before Accepted (the spec does not yet say what it must do): single-stream bindings only.
-    transports: ["websocket", "grpc"],
+    // On WebTransport the chunk's own stream can overtake Accepted: the device holds it (PDD-WT-007).
     answer: true,
     async run(p, env) {
       const { s, kvAsk, at11 } = await kvRequest(p);

@@ -12,7 +12,7 @@ import { CheckFailure, field, isClose, NotOffered, requestIdOf, type Probe } fro
 import { closeCodeFor } from "./error-mapping.js";
 import { ggufFingerprints } from "./fingerprints.js";
 import { textOf, withoutCutChar, type ModelOracle } from "./oracle.js";
-import { render, type Frame } from "./wire.js";
+import { render, SUITE_MINOR, type Frame } from "./wire.js";
 
 export function expectThat(ok: boolean, expected: string, observed: string): void {
   if (!ok) throw new CheckFailure(expected, observed);
@@ -80,7 +80,7 @@ export async function greet(
     kv?: boolean;
     refinement?: boolean;
     limits?: Record<string, number>;
-    /** The highest minor the suite answers with (default 0): the version is 1.min(offered, this) (PDD-VER-002). */
+    /** The highest minor the suite answers with (default SUITE_MINOR): the version is 1.min(offered, this) (PDD-VER-002). */
     minor?: number;
   } = {},
 ): Promise<Frame> {
@@ -124,7 +124,7 @@ export async function greet(
     helloAck: {
       version: {
         major: 1,
-        minor: Math.min(o.minor ?? 0, ...versions.filter((v) => v.major === 1).map((v) => v.minor)),
+        minor: Math.min(o.minor ?? SUITE_MINOR, ...versions.filter((v) => v.major === 1).map((v) => v.minor)),
       },
       codec: mine,
       limits: {

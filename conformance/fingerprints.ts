@@ -123,7 +123,13 @@ export class NotGgufV2V3 extends Error {}
  * Appendix B.1 and B.2 fingerprints of a GGUF file, and its vocabulary size
  * (B.4). Throws NotGgufV2V3 for anything but a little-endian GGUF v2 or v3.
  */
-export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buffer; vocabSize: number } {
+export function ggufFingerprints(path: string): {
+  model: Buffer;
+  tokenizer: Buffer;
+  vocabSize: number;
+  /** The token texts (raw bytes), the tokenizer model and tokenizer.ggml.add_space_prefix (Appendix C). */
+  vocabulary: { tokens: Buffer[]; tokenizerModel: string | undefined; addSpacePrefix: boolean };
+} {
   const file = readFileSync(path);
   const r = new Reader(file);
   if (file.length < 8 || r.bytes(4).toString("latin1") !== "GGUF") throw new NotGgufV2V3(`${path} is not a GGUF file`);
@@ -176,9 +182,15 @@ export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buff
   const tokenizer = t.digest();
 
   const vocabSize = tokens.length;
+  const vocabulary = { tokens, tokenizerModel, addSpacePrefix: kv.get("tokenizer.ggml.add_space_prefix") !== false };
   if (!tensors.every((x) => GGML_TYPES[x.type])) {
     // A type outside Table B-1: the whole file, under its own domain string (PDD-FP-005).
-    return { model: createHash("sha256").update("pdd.v1/model-file\n").update(file).digest(), tokenizer, vocabSize };
+    return {
+      model: createHash("sha256").update("pdd.v1/model-file\n").update(file).digest(),
+      tokenizer,
+      vocabSize,
+      vocabulary,
+    };
   }
   const m = createHash("sha256").update("pdd.v1/model\n").update(tokenizer);
   for (const x of tensors) {
@@ -188,5 +200,5 @@ export function ggufFingerprints(path: string): { model: Buffer; tokenizer: Buff
     m.update(Buffer.concat([x.name, Buffer.of(0), u32le(x.type), u64le(x.dims.length), ...x.dims.map(u64le)]));
     m.update(r.b.subarray(dataStart + x.offset, dataStart + x.offset + size));
   }
-  return { model: m.digest(), tokenizer, vocabSize };
+  return { model: m.digest(), tokenizer, vocabSize, vocabulary };
 }

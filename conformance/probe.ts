@@ -4,7 +4,16 @@
  */
 import type { CloseInfo, RawSession } from "./raw-client.js";
 import { Packr } from "msgpackr";
-import { decodeCloud, decodeDevice, encodeCloud, encodeDevice, render, type Codec, type Frame } from "./wire.js";
+import {
+  decodeCloud,
+  decodeDevice,
+  encodeCloud,
+  encodeDevice,
+  render,
+  SUITE_MINOR,
+  type Codec,
+  type Frame,
+} from "./wire.js";
 
 const rawPackr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -137,10 +146,10 @@ export class Probe {
     this.log.push(`${this.stamp()} ← ${render(f)}${this.session.onUniStream?.(v) ? " (KV stream)" : ""}`);
     this.sizes.set(f, v.length);
     if (this.session.onUniStream?.(v)) this.fromUni.add(f);
-    // Version 1.0 is negotiated: every frame of the peer has a body this schema knows (PDD-VER-007, PDD-MSG-001).
+    // The suite negotiates 1.1 at most: every frame of the peer has a body this schema knows (PDD-VER-007, PDD-MSG-001).
     if (this.plays === "device" && !f.body)
       throw new CheckFailure(
-        "only message types of the negotiated version 1.0 (PDD-VER-007, PDD-MSG-001)",
+        "only message types of the negotiated version (PDD-VER-007, PDD-MSG-001)",
         `a frame with no known body (${v.length} bytes)`,
       );
     return f;
@@ -167,7 +176,7 @@ export class Probe {
   ): Promise<Frame | undefined> {
     this.send({
       hello: {
-        versions: opts.versions ?? [{ major: 1, minor: 0 }],
+        versions: opts.versions ?? [{ major: 1, minor: SUITE_MINOR }],
         codecs: opts.codecs ?? [this.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK"],
         capabilities: { kvChunks: true, kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"], refinement: true },
         deviceModel: opts.deviceModel,

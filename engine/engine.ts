@@ -13,6 +13,7 @@ import { join } from "node:path";
 // loaded, so importing engine/ (SimEngine, the interface) never loads it.
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { ErrorCode, PddError } from "../proto/index.js";
+import { checkTokenizable, type Untokenizable } from "./byte-fallback.js";
 import { sameBytes } from "./fingerprint.js";
 import { readSeqStateHeader } from "./llama-server-kv.js";
 import { checkSeqState, sameTokens } from "./seq-state-check.js";
@@ -106,6 +107,7 @@ export class Engine implements InferenceEngine {
     addBos: boolean,
     kvBytesPerToken: number,
     layers: number,
+    private readonly untokenizable: Untokenizable | undefined,
   ) {
     this.kvBytesPerToken = kvBytesPerToken;
     this.layers = layers;
@@ -147,11 +149,13 @@ export class Engine implements InferenceEngine {
       described.addBos,
       described.kvBytesPerToken,
       described.layers,
+      described.untokenizable,
     );
   }
 
   /** Tokenizes a prompt: BOS when the model asks for it, no chat template (PDD-REQ-001). */
   tokenize(text: string): number[] {
+    checkTokenizable(this.untokenizable, text);
     const ids = this.model.tokenize(text, false) as number[];
     const bos = this.model.tokens.bos;
     return this.addBos && bos !== null ? [bos, ...ids] : ids;
@@ -159,6 +163,7 @@ export class Engine implements InferenceEngine {
 
   /** Tokenizes text that continues earlier text: no BOS, no added space prefix. */
   tokenizeContinuation(text: string): number[] {
+    checkTokenizable(this.untokenizable, text);
     return this.model.tokenize(text, false, "trimLeadingSpace") as number[];
   }
 

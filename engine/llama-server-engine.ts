@@ -13,6 +13,7 @@
  */
 import { existsSync } from "node:fs";
 import { ErrorCode, PddError } from "../proto/index.js";
+import { checkTokenizable } from "./byte-fallback.js";
 import { loadVocabulary, type Vocabulary } from "./engine.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo } from "./inference.js";
 import { LlamaServerClient } from "./llama-server-client.js";
@@ -166,12 +167,14 @@ export class LlamaServerEngine implements InferenceEngine {
   }
 
   tokenize(text: string): number[] {
+    checkTokenizable(this.description.untokenizable, text);
     const ids = this.vocab.tokenize(text);
     const bos = this.vocab.bos;
     return this.description.addBos && bos !== undefined ? [bos, ...ids] : ids;
   }
 
   tokenizeContinuation(text: string): number[] {
+    checkTokenizable(this.description.untokenizable, text);
     return this.vocab.tokenizeContinuation(text);
   }
 

@@ -12,7 +12,7 @@ import { closeSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { prngNormal } from "./random.js";
 import { GgufType, writeGguf, type MetaEntry, type TensorSpec } from "./gguf.js";
-import { buildVocab, layoutTokens, SKELETON_TEXT, type VocabName } from "./vocab.js";
+import { buildVocab, layoutTokens, SKELETON_TEXT, type VocabEntry, type VocabName } from "./vocab.js";
 
 /** tokenizer.ggml.eos_token_id of every generated model. */
 const EOS_ID = 2;
@@ -38,6 +38,12 @@ export interface ModelShape {
    * id 2) instead of the sentence's first token: answers end (default false).
    */
   eos?: boolean;
+  /**
+   * A byte whose byte token (`<0xNN>`) is renamed to an unused token: a
+   * vocabulary in which a character needing that byte cannot be tokenized
+   * (PDD-TOK-002). Token IDs stay those of the full vocabulary.
+   */
+  missingByte?: number;
 }
 
 /**
@@ -112,6 +118,21 @@ export const PRESETS = {
    * to commit.
    */
   spec: { vocab: "a", embedding: 8, layers: 1, heads: 2, feedForward: 16, contextLength: 256, type: 1, seed: 5 },
+  /**
+   * tiny without the byte token <0xF4>: a character of U+100000…U+10FFFF has
+   * no tokenization. The model of the untokenizable-prompt case (PDD-TOK-002).
+   */
+  "tiny-nobyte": {
+    vocab: "a",
+    embedding: 64,
+    layers: 2,
+    heads: 4,
+    feedForward: 192,
+    contextLength: 4096,
+    type: 1,
+    seed: 1,
+    missingByte: 0xf4,
+  },
   /** ~86M parameters, ~175 MB: prefill has a real cost (benchmarks). */
   bench: {
     vocab: "a",
@@ -135,7 +156,7 @@ export function parameterCount(shape: ModelShape): number {
 
 /** Writes the model to `path` (atomically). `onProgress` gets the fraction done. */
 export function createModel(path: string, shape: ModelShape, onProgress?: (fraction: number) => void): void {
-  const vocab = buildVocab(shape.vocab);
+  const vocab = withoutByteToken(buildVocab(shape.vocab), shape.missingByte);
   const headDim = shape.embedding / shape.heads;
   if (!Number.isInteger(headDim)) throw new RangeError("embedding must be a multiple of heads");
   const rand = prngNormal(shape.seed);
@@ -143,6 +164,16 @@ export function createModel(path: string, shape: ModelShape, onProgress?: (fract
   const tensors = modelTensors(shape, vocab.length, skeleton, rand);
   writeAtomically(path, modelMetadata(shape, vocab, headDim), tensors, onProgress);
 }
+
+function withoutByteToken(vocab: VocabEntry[], byte: number | undefined): VocabEntry[] {
+  if (byte === undefined) return vocab;
+  const text = `<0x${byte.toString(16).toUpperCase().padStart(2, "0")}>`;
+  const i = vocab.findIndex((e) => e.piece === text);
+  if (i < 0 || SKELETON_BYTES.has(byte)) throw new RangeError(`byte ${byte} has no token, or the skeleton needs it`);
+  return vocab.map((e, j) => (j === i ? { piece: `<unused${byte}>`, score: 0, type: 5 } : e));
+}
+
+const SKELETON_BYTES = new Set(Buffer.from(SKELETON_TEXT, "utf8"));
 
 /** Token embeddings, and the skeleton sentence's successor of every token (-1: none). */
 interface Skeleton {

@@ -4,6 +4,7 @@
  * BOS, and the KV bytes per position. Both engines (in-process and
  * llama-server) describe their model this way.
  */
+import { untokenizableIn, type Untokenizable } from "./byte-fallback.js";
 import { fingerprints } from "./fingerprint.js";
 import { readGgufHeader } from "./gguf.js";
 import type { ModelInfo } from "./inference.js";
@@ -20,6 +21,8 @@ export interface ModelDescription {
   embedding: number;
   /** The model's block count (KV images carry one K and one V row per layer). */
   layers: number;
+  /** The vocabulary's untokenizable texts (PDD-TOK-002); undefined when there are none. */
+  untokenizable: Untokenizable | undefined;
 }
 
 /** Reads and hashes `path`; a missing or malformed file is INVALID_ARGUMENT (readGgufHeader). */
@@ -53,5 +56,6 @@ export function describeModel(path: string): ModelDescription {
     parameters,
     embedding,
     layers: num("block_count", 0),
+    untokenizable: untokenizableIn(header),
   };
 }

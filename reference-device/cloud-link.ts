@@ -21,6 +21,7 @@ import {
   type ModelIdentity,
 } from "../proto/index.js";
 import { connect, type ClientOptions, type DeviceStream } from "../transports/index.js";
+import { EarlyKvChunks } from "./early-kv.js";
 
 /** A device gives a HelloAck at least this long (PDD-CONN-022). */
 export const MIN_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -39,13 +40,18 @@ export class CloudLink {
   ack: HelloAck | undefined;
   lostWith: PddError | undefined;
 
-  private constructor(private readonly stream: DeviceStream) {}
+  /** WebTransport only: chunks that overtook their Accepted (PDD-WT-007); elsewhere that order is a violation. */
+  private readonly early: EarlyKvChunks | undefined;
+
+  private constructor(private readonly stream: DeviceStream) {
+    this.early = stream.transport === "webtransport" ? new EarlyKvChunks() : undefined;
+  }
 
   /** Connects and sends Hello; resolves without waiting for HelloAck. */
   static async open(
     url: string,
     deviceModel: ModelIdentity,
-    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number; protocolMinor?: number } = {},
+    options: ClientOptions & { kv?: boolean; handshakeTimeoutMs?: number } = {},
   ): Promise<CloudLink> {
     return CloudLink.over(await connect(url, options), deviceModel, { ...options, helloAuth: isSafeForHello(url) });
   }
@@ -58,7 +64,6 @@ export class CloudLink {
       kv?: boolean;
       handshakeTimeoutMs?: number;
       helloAuth?: boolean;
-      protocolMinor?: number;
     } = {},
   ): Promise<CloudLink> {
     const link = new CloudLink(stream);
@@ -68,7 +73,7 @@ export class CloudLink {
         body: {
           case: "hello",
           value: {
-            versions: [{ major: PROTOCOL_MAJOR, minor: options.protocolMinor ?? PROTOCOL_MINOR }],
+            versions: [{ major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR }],
             // Every codec this device implements, the connection's first (PDD-MSG-005).
             codecs: codec === Codec.PROTO ? [Codec.PROTO, Codec.MSGPACK] : [Codec.MSGPACK, Codec.PROTO],
             capabilities: { kvChunks: options.kv !== false, kvFormats: [1], refinement: true },
@@ -126,6 +131,7 @@ export class CloudLink {
 
   unregister(id: number): void {
     this.sinks.delete(id);
+    this.early?.forget(id);
     if (this.sinks.size === 0) for (const w of this.quietWaiters.splice(0)) w();
   }
 
@@ -138,6 +144,7 @@ export class CloudLink {
 
   async send(frame: DeviceFrame): Promise<void> {
     if (this.lostWith) throw this.lostWith;
+    this.early?.sent(frame);
     await this.stream.send(frame);
   }
 
@@ -186,6 +193,12 @@ export class CloudLink {
     this.sinks.clear();
   }
 
+  private deliver(id: number, frame: CloudFrame): void {
+    const sink = this.sinks.get(id);
+    if (!sink) return;
+    for (const f of this.early ? this.early.route(id, frame) : [frame]) sink.onFrame(f);
+  }
+
   private async pump(): Promise<void> {
     let fromCloud = false; // a connection Error the cloud sent: nothing to report back
     try {
@@ -210,11 +223,11 @@ export class CloudLink {
               const code = receivedCode(b.value.code, "conn", "cloud"); // PDD-ERR-003
               throw new PddError(code, b.value.message, { local: "ERR_REMOTE", retryable: b.value.retryable });
             }
-            this.sinks.get(b.value.requestId)?.onFrame(frame);
+            this.deliver(b.value.requestId, frame);
             break;
           default: {
             const id = (b.value as { requestId?: number } | undefined)?.requestId;
-            if (id !== undefined) this.sinks.get(id)?.onFrame(frame);
+            if (id !== undefined) this.deliver(id, frame);
           }
         }
       }

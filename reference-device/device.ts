@@ -16,11 +16,6 @@ import { DeviceRun, type Emulation, type Report } from "./run.js";
 export const DEFAULT_TARGET_TPOT_MS = 40;
 
 export interface DeviceOptions {
-  /**
-   * The highest 1.x minor the Hello offers (default PROTOCOL_MINOR). @internal: tests of the 1.1
-   * rules (PDD-VER-007) set 1 before the release does.
-   */
-  protocolMinor?: number;
   /** A loaded engine, or a model path (default: the embedded tiny model). */
   engine?: InferenceEngine;
   modelPath?: string;
@@ -199,7 +194,6 @@ export class PdDevice {
         const link = await CloudLink.open(url, create(ModelIdentitySchema, { ...this.engine.info }), {
           ...this.options.client,
           kv: this.options.useKv !== false,
-          protocolMinor: this.options.protocolMinor,
         });
         // The first request waits for the HelloAck: it says which model the cloud runs. The link gives up
         // after its handshake timeout with connection error TIMEOUT (PDD-CONN-022).

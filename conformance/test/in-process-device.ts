@@ -17,12 +17,7 @@ export function inProcessDevice(
   engine: Engine,
   answer: { maxTokens: number; cloudBudget?: number; targetTpotMs?: number } = { maxTokens: 12 },
   /** Device options over the defaults below (e.g. a slower, chunked prefill that a KV image can still replace). */
-  options: {
-    prefillChunk?: number;
-    emulate?: { prefillMsPerToken?: number };
-    protocolMinor?: number;
-    prompt?: string;
-  } = {},
+  options: { prefillChunk?: number; emulate?: { prefillMsPerToken?: number }; prompt?: string } = {},
 ): DeviceLauncher {
   return {
     start(o) {

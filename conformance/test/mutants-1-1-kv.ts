@@ -105,7 +105,9 @@ export const KV_HOLD_UNBOUNDED: Mutant = {
 };
 
 /** Run against the reference at 1.0 (conformance-1-1-kv.test.ts; KV_HOLD_UNBOUNDED there against a cloud with a long request-duration limit). */
-export const PROTO_MUTANTS_1_1: Mutant[] = [CONTEXT_FULL_UNDER_1_0, REFINE_DEFAULTS_UNDER_1_0, UNKNOWN_CODEC_REFUSED];
+export const PROTO_MUTANTS_1_1: Mutant[] = [UNKNOWN_CODEC_REFUSED];
+/** Run against a cloud that negotiates 1.0 (startCloud's protocolMinor 0). */
+export const PROTO_MUTANTS_AT_1_0: Mutant[] = [CONTEXT_FULL_UNDER_1_0, REFINE_DEFAULTS_UNDER_1_0];
 /** Run against the reference at 1.1 (conformance-1-1-minor.test.ts). */
 export const PROTO_MUTANTS_AT_1_1: Mutant[] = [CONTEXT_FULL_AS_BUDGET, REFINE_DEFAULTS_REFUSED];
 
