@@ -40,6 +40,10 @@ export const FLAG_HELP: Readonly<Record<string, FlagHelp>> = {
     ["--engine llama-cpp|llama-server", "infer in this process, or on llama-server backends (default: llama-cpp)"],
     ["--backend URL", "a llama-server base URL (repeat for several; --engine llama-server)"],
     ["--slot-save-dir DIR", "this machine's path of the backends' --slot-save-path, for KV transfer"],
+    [
+      "--refine-model FILE",
+      "a small GGUF with the served model's tokenizer, loaded here to score prompts for refinement (llama-server only)",
+    ],
     ["--ws HOST:PORT", "WebSocket listener (default: 127.0.0.1:4100; port 0 picks a free one)"],
     ["--grpc HOST:PORT", "gRPC listener (default: 127.0.0.1:4101)"],
     ["--webtransport HOST:PORT", "WebTransport (HTTP/3) listener (default: 127.0.0.1:4102)"],
