@@ -171,7 +171,7 @@ describe(`the packed ${PKG.name}`, () => {
       "--from",
       "cloud",
       "--hex",
-      "220a0807100c1a04080512012e",
+      "220b0807100c1a05080512012e",
     ]);
     expect(r.stderr).toBe("");
     expect(JSON.parse(r.stdout)).toMatchObject({ tokenBatch: { requestId: 7 } });
