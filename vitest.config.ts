@@ -1,5 +1,6 @@
 import { BaseSequencer, type TestSpecification } from "vitest/node";
 import { defineConfig } from "vitest/config";
+import { MATRIX_FILES } from "./vitest.matrix.js";
 
 /**
  * The files that take longest (measured on 2 cores), slowest first. They start
@@ -39,7 +40,8 @@ export default defineConfig({
   test: {
     include: ["**/*.test.ts"],
     // .stryker-tmp: the sandboxes of a mutation run (npm run test:mutation) in progress.
-    exclude: ["node_modules/**", "dist/**", ".stryker-tmp/**"],
+    // The binding-matrix conformance runs are npm run test:matrix's (vitest.matrix.ts), in CI.
+    exclude: ["node_modules/**", "dist/**", ".stryker-tmp/**", ...MATRIX_FILES],
     // Hang detectors, not speed checks: beside two busy processes (npm run test:stress) the
     // heaviest tests (conformance over WebTransport: 18 s unloaded) take 3-4x as long.
     testTimeout: 180_000,
