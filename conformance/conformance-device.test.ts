@@ -42,13 +42,14 @@ describe.concurrent("conformance suite against the reference device", () => {
 
   it("drives `pdd device` through --exec and reads the answer from its stdout", async () => {
     const prompt = join(mkdtempSync(join(tmpdir(), "pdd-conf-")), "prompt.txt");
-    writeFileSync(prompt, "The quick brown fox jumps over the lazy dog. ".repeat(60));
+    writeFileSync(prompt, "The quick brown fox jumps over the lazy dog. ".repeat(30));
     const bin = join(import.meta.dirname, "..", "bin", "pdd.js");
-    // A fixed budget of 64 tokens, which the suite paces at 40 ms in device.takeover.in-flight: 2.5 s to
-    // prefill the prompt and take over, however loaded the machine (the planner's budget counts on a cloud
-    // pacing at the display rate). The answer is shown at 1 ms a token.
+    // A fixed budget of 128 tokens, which the suite paces at 40 ms in device.takeover.in-flight: 5 s to
+    // prefill the 300-token prompt and take over, however loaded the machine (the planner's budget counts on
+    // a cloud pacing at the display rate; 64 tokens and a 600-token prompt ran out beside two CPU hogs).
+    // The answer is shown at 1 ms a token.
     const launcher = execLauncher(
-      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 72 --budget 64 --tpot-ms 1 --threads 1`,
+      `node ${bin} device --cloud {url} --codec {codec} --prompt-file ${prompt} --max-tokens 136 --budget 128 --tpot-ms 1 --threads 1`,
     );
     const results = await runDeviceConformance({
       role: "device",
