@@ -55,48 +55,31 @@ export const CHATML_TEMPLATE =
   "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}" +
   "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
+/** The tiny model's shape, which its variants below share. */
+const TINY = {
+  vocab: "a",
+  embedding: 64,
+  layers: 2,
+  heads: 4,
+  feedForward: 192,
+  contextLength: 4096,
+  type: 1,
+  seed: 1,
+} as const satisfies ModelShape;
+
 export const PRESETS = {
   /** ~0.2M parameters, ~0.5 MB: the embedded default and the test model; the only preset with a chat template. */
-  tiny: {
-    vocab: "a",
-    embedding: 64,
-    layers: 2,
-    heads: 4,
-    feedForward: 192,
-    contextLength: 4096,
-    type: 1,
-    seed: 1,
-    chatTemplate: CHATML_TEMPLATE,
-  },
+  tiny: { ...TINY, chatTemplate: CHATML_TEMPLATE },
   /**
    * tiny whose answers end: greedy decoding finishes the sentence, then emits
    * EOS. The model of the end-of-generation cases (cloud.eos, device.end.eos).
    */
-  "tiny-eos": {
-    vocab: "a",
-    embedding: 64,
-    layers: 2,
-    heads: 4,
-    feedForward: 192,
-    contextLength: 4096,
-    type: 1,
-    seed: 1,
-    eos: true,
-  },
+  "tiny-eos": { ...TINY, eos: true },
   /**
    * tiny with a 128-token context: a cloud whose limits are tight, against which
    * the conformance suite must size its prompts or say "not offered" (issue 15).
    */
-  "tiny-ctx128": {
-    vocab: "a",
-    embedding: 64,
-    layers: 2,
-    heads: 4,
-    feedForward: 192,
-    contextLength: 128,
-    type: 1,
-    seed: 1,
-  },
+  "tiny-ctx128": { ...TINY, contextLength: 128 },
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
   small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
@@ -122,17 +105,7 @@ export const PRESETS = {
    * tiny without the byte token <0xF4>: a character of U+100000…U+10FFFF has
    * no tokenization. The model of the untokenizable-prompt case (PDD-TOK-002).
    */
-  "tiny-nobyte": {
-    vocab: "a",
-    embedding: 64,
-    layers: 2,
-    heads: 4,
-    feedForward: 192,
-    contextLength: 4096,
-    type: 1,
-    seed: 1,
-    missingByte: 0xf4,
-  },
+  "tiny-nobyte": { ...TINY, missingByte: 0xf4 },
   /** ~86M parameters, ~175 MB: prefill has a real cost (benchmarks). */
   bench: {
     vocab: "a",
