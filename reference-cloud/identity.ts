@@ -2,7 +2,7 @@
  * The model identities the cloud sends: the served model in HelloAck, and
  * the scoring model in RefinedPrompt.scorer (spec §8.5). Pure.
  */
-import type { InferenceEngine, ModelInfo } from "../engine/index.js";
+import { sameBytes, type InferenceEngine, type ModelInfo } from "../engine/index.js";
 
 /** HelloAck.cloud_model: the served model, with the positions one request gets, not the trained length (PDD-MSG-016). */
 export function servedIdentity(e: Pick<InferenceEngine, "info" | "contextSize">): ModelInfo {
@@ -21,5 +21,8 @@ export function scorerIdentity(
   minor: number,
 ): ModelInfo | undefined {
   if (minor < SCORER_SINCE_MINOR) return undefined;
-  return e.scoringModel ?? servedIdentity(e);
+  const s = e.scoringModel;
+  // The served model's own file, loaded again to score: it is the served model, named as cloud_model is.
+  if (!s || sameBytes(s.modelFingerprint, e.info.modelFingerprint)) return servedIdentity(e);
+  return s;
 }
