@@ -182,19 +182,29 @@ export class LocalPipeline {
     }
   }
 
-  /** Starts over on the refined prompt when it came in time and is shorter than what is left to prefill. */
+  /**
+   * Moves to the refined prompt when it came in time and leaves less to
+   * prefill. With the cloud's token IDs, the prefix prefilled so far stays
+   * and only the kept tokens after it are left (what the refined prompt
+   * arrives to is often a third of the prompt done, issue 18); with another
+   * tokenizer only the refined text is known, so it starts over on that.
+   */
   private async switchToRefined(slot: Slot, p: Prefilling): Promise<void> {
     const r = this.host.cloud.refined;
     if (!r || this.host.kv.granted) return;
-    const tokens = this.host.sameTokenizer
-      ? r.kept.flatMap((s) => p.original.slice(s.start, s.end))
+    const keep = this.host.sameTokenizer;
+    const rest = keep
+      ? r.kept.flatMap((s) => p.original.slice(Math.max(s.start, p.done), Math.max(s.end, p.done)))
       : this.engine.tokenize(r.text);
-    if (tokens.length >= p.original.length - p.done) return;
+    if (rest.length >= p.original.length - p.done) return;
     p.switched = true;
-    await slot.reset();
-    p.tokens = tokens;
-    p.done = 0;
-    this.refinement = { used: true, originalTokens: p.original.length, keptTokens: tokens.length };
+    if (keep) p.tokens = [...p.original.slice(0, p.done), ...rest];
+    else {
+      await slot.reset();
+      p.tokens = rest;
+      p.done = 0;
+    }
+    this.refinement = { used: true, originalTokens: p.original.length, keptTokens: p.tokens.length };
   }
 
   private async prefillChunk(slot: Slot, p: Prefilling): Promise<void> {
