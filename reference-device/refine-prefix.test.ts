@@ -11,7 +11,7 @@ import { INSTANT, SimEngine } from "../engine/index.js";
 import { RefinedPromptSchema } from "../proto/index.js";
 import { LocalPipeline } from "./local-pipeline.js";
 import type { RunOptions } from "./run.js";
-import { scriptedHost } from "./test/scripted-host.js";
+import { scriptedClock, scriptedHost } from "./test/scripted-host.js";
 
 const PROMPT = "The quick brown fox jumps over the lazy dog, twice over.";
 const CHUNK = 4;
@@ -71,6 +71,48 @@ describe("a refined prompt that comes mid-prefill", () => {
     expect(r.resets).toBe(0);
     expect(r.context.slice(0, expected.length)).toEqual(expected);
     expect(r.refinement).toEqual({ used: true, originalTokens: n, keptTokens: expected.length });
+  });
+
+  it("tells the display at once when it will be ready: from what the refined prompt leaves, not the whole prompt", async () => {
+    const clock = scriptedClock();
+    const engine = new SimEngine({ profile: INSTANT });
+    const original = engine.tokenize(PROMPT);
+    const kept = [
+      { start: 0, end: 1 },
+      { start: 6, end: 8 },
+    ];
+    const s = scriptedHost({ targetTpotMs: 50, sameTokenizer: true });
+    s.cloud.grantedBudget = 4;
+    const opts: RunOptions = {
+      maxTokens: 4,
+      targetTpotMs: 50,
+      cloudBudget: 4,
+      useKv: false,
+      prefillChunk: CHUNK,
+      prefillMsPerToken: 10,
+    };
+    const pipeline = new LocalPipeline(engine, PROMPT, opts, s.host);
+    const slot = await engine.acquire();
+    const estimates: (number | undefined)[] = [];
+    const prefill = slot.prefill.bind(slot);
+    slot.prefill = (tokens, o) => {
+      if (!s.cloud.refined) {
+        // The refined prompt arrives during the first chunk, as the run reports it.
+        s.cloud.refined = create(RefinedPromptSchema, {
+          kept,
+          text: "",
+          originalTokens: original.length,
+          keptTokens: 3,
+        });
+        pipeline.refinedArrived();
+        estimates.push(pipeline.readyAt);
+      }
+      return prefill(tokens, o);
+    };
+    await pipeline.run(slot);
+    await slot.release();
+    // Nothing prefilled yet: the 3 kept tokens, then the cloud's 4, at 10 ms each (not the whole prompt's).
+    expect(estimates).toEqual([clock.now + (3 + 4) * 10]);
   });
 
   it("with another tokenizer: starts over on the refined text", async () => {
