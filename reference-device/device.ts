@@ -140,11 +140,13 @@ export class PdDevice {
     answerTokens = 256,
     kvBytesPerToken = 0,
     refineMinRatio = 1,
+    /** The cloud's tokenizer is the device's: a refined prompt's spans let it keep what it prefilled. */
+    sameTokenizer = true,
   ): Plan {
     const { prefillMsPerToken: p, decodeMsPerToken: d } = this.rates;
     return plan({
       kv: { allowed: kvBytesPerToken > 0, bytesPerToken: kvBytesPerToken },
-      refine: { allowed: refineMinRatio < 1, minRatio: refineMinRatio },
+      refine: { allowed: refineMinRatio < 1, minRatio: refineMinRatio, keepsPrefilled: sameTokenizer },
       promptTokens: Math.max(1, promptTokens),
       answerTokens,
       rttMs: this.observed.rttMs ?? 20,
@@ -267,7 +269,15 @@ export class PdDevice {
         : 1;
     const planned =
       budgetOpt === "auto" && !opts.cloudOnly
-        ? this.planFor(promptTokens, targetTpotMs, maxTokens, kvPossible ? this.engine.kvBytesPerToken : 0, refineFloor)
+        ? this.planFor(
+            promptTokens,
+            targetTpotMs,
+            maxTokens,
+            kvPossible ? this.engine.kvBytesPerToken : 0,
+            refineFloor,
+            ack?.cloudModel !== undefined &&
+              sameBytes(ack.cloudModel.tokenizerFingerprint, this.engine.info.tokenizerFingerprint),
+          )
         : undefined;
     const cloudBudget = opts.cloudOnly ? maxTokens : planned ? planned.chosen.budget : (budgetOpt as number);
     const useKv = this.options.useKv !== false && (planned ? !kvPossible || planned.chosen.kv : true);

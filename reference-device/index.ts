@@ -3,4 +3,4 @@ export { DEFAULT_TARGET_TPOT_MS, PdDevice, type DeviceOptions, type GenerateOpti
 export type { Emulation, Report, Mode } from "./run.js";
 export { SpeedController, type PaceInput } from "./speed-controller.js";
 export { serveOpenAi, type OpenAiServer, type RequestLog, type ServeOptions } from "./openai.js";
-export { plan, type PlanInput, type Plan, type Candidate } from "./planner.js";
+export { plan, refinedReadyAt, type PlanInput, type Plan, type Candidate } from "./planner.js";

@@ -283,6 +283,7 @@ export class DeviceRun {
       }
       case "refined":
         this.cloud.refined = ev.refined;
+        this.local.refinedArrived();
         return;
       case "error":
         this.cloud.fail(ev.error.message, "cloud-error");
