@@ -50,6 +50,8 @@ export function llamaRuntime(): Promise<Llama> {
 export interface Vocabulary {
   /** No BOS, no special-token parsing. */
   tokenize(text: string): number[];
+  /** No BOS; text spelling a control token becomes it. */
+  tokenizeSpecial(text: string): number[];
   tokenizeContinuation(text: string): number[];
   isEndOfGeneration(id: number): boolean;
   readonly bos: number | undefined;
@@ -60,6 +62,7 @@ export async function loadVocabulary(modelPath: string): Promise<Vocabulary> {
   const model = await (await llamaRuntime()).loadModel({ modelPath, vocabOnly: true });
   return {
     tokenize: (text) => model.tokenize(text, false) as number[],
+    tokenizeSpecial: (text) => model.tokenize(text, true) as number[],
     tokenizeContinuation: (text) => model.tokenize(text, false, "trimLeadingSpace") as number[],
     isEndOfGeneration: (id) => model.isEogToken(id as Token),
     bos: model.tokens.bos ?? undefined,
@@ -165,6 +168,14 @@ export class Engine implements InferenceEngine {
   tokenizeContinuation(text: string): number[] {
     checkTokenizable(this.untokenizable, text);
     return this.model.tokenize(text, false, "trimLeadingSpace") as number[];
+  }
+
+  /** Tokenizes a templated chat: BOS when the model asks for it, control tokens parsed (llama-server's chat). */
+  tokenizeTemplated(text: string): number[] {
+    checkTokenizable(this.untokenizable, text);
+    const ids = this.model.tokenize(text, true) as number[];
+    const bos = this.model.tokens.bos;
+    return this.addBos && bos !== null ? [bos, ...ids] : ids;
   }
 
   /** The bytes of `ids`, concatenated. */
@@ -406,7 +417,8 @@ export interface TemplateMessage {
  * node-llama-cpp's JinjaTemplateChatWrapper. The returned function renders a
  * chat with the generation prompt as text: BOS dropped (tokenize() adds it
  * when the model wants one), EOS/EOT spelled as `eosText`, other control
- * tokens as their text. Throws when node-llama-cpp cannot use the template.
+ * tokens as their text, which tokenizeTemplated() turns back into the control
+ * tokens. Throws when node-llama-cpp cannot use the template.
  */
 export async function compileChatTemplate(
   template: string,

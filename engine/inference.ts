@@ -60,6 +60,12 @@ export interface InferenceEngine {
   tokenize(text: string): number[];
   /** Tokenizes text that continues earlier text: no BOS, no added space prefix. */
   tokenizeContinuation(text: string): number[];
+  /**
+   * Tokenizes a chat prompt rendered by the model's template, as llama-server
+   * tokenizes its chats: BOS when the model asks for it, and text that spells
+   * a control token (`<|im_start|>`) becomes that token (parse_special).
+   */
+  tokenizeTemplated(text: string): number[];
   /** The bytes of `ids`, concatenated. */
   bytes(ids: readonly number[]): Uint8Array;
   isEndOfGeneration(id: number): boolean;

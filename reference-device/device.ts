@@ -10,6 +10,7 @@ import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
 import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
+import { promptTokens as tokensOf, type Prompt } from "./prompt.js";
 import { DeviceRun, type Emulation, type Report } from "./run.js";
 
 /** The display pace a person reads at, when neither the caller nor the options set one (`pdd plan` uses it too). */
@@ -237,14 +238,15 @@ export class PdDevice {
     return link?.ping();
   }
 
-  async generate(prompt: string, opts: GenerateOptions = {}): Promise<Report> {
+  /** Answers `prompt`: a text, or a chat rendered by the model's template (prompt.ts). */
+  async generate(prompt: Prompt, opts: GenerateOptions = {}): Promise<Report> {
     const link = opts.localOnly ? undefined : await this.cloudLink();
     const unavailable = !opts.localOnly && this.options.cloud && !link ? this.unavailable() : undefined;
     if (unavailable && this.options.fallback === false)
       throw new PddError(ErrorCode.UNAVAILABLE, `cloud not usable, ${unavailable.message}`);
     const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? DEFAULT_TARGET_TPOT_MS;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
-    const promptTokens = this.engine.tokenize(prompt).length;
+    const promptTokens = tokensOf(this.engine, prompt).length;
     // Past the context llama.cpp shifts it silently (issue 16): refuse a prompt that does not fit, and stop at the context.
     const room = this.engine.contextSize - promptTokens;
     if (room < 1)

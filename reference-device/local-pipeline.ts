@@ -15,6 +15,7 @@ import type { CloudAnswer } from "./cloud-answer.js";
 import type { Display } from "./display.js";
 import type { KvReceiver } from "./kv-receiver.js";
 import type { Report, RunOptions } from "./run.js";
+import { promptTokens, type Prompt } from "./prompt.js";
 import { completeUtf8Prefix } from "./utf8.js";
 
 /** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0; cut short when the run is stopped. */
@@ -38,6 +39,8 @@ export interface PipelineHost {
   /** The cloud's model fingerprint, which its KV image carries. */
   readonly cloudModelFingerprint: Uint8Array | undefined;
   readonly sameTokenizer: boolean;
+  /** False when the cloud tokenized a templated chat's text itself: its prompt tokens are not the device's. */
+  readonly samePromptTokens: boolean;
   /** Resolves once `cond()` holds, checked again at each cloud event; or after `timeoutMs` when given. */
   until(cond: () => boolean, timeoutMs?: number): Promise<void>;
   /** Tells the cloud how the prefill went (informative, PDD-MSG-007). */
@@ -77,7 +80,7 @@ export class LocalPipeline {
 
   constructor(
     private readonly engine: InferenceEngine,
-    private readonly prompt: string,
+    private readonly prompt: Prompt,
     private readonly opts: RunOptions,
     private readonly host: PipelineHost,
   ) {}
@@ -115,7 +118,7 @@ export class LocalPipeline {
   private async recompute(slot: Slot): Promise<void> {
     const { cloud, display } = this.host;
     this.kvImported = false;
-    await slot.prefill(this.engine.tokenize(this.prompt), { chunk: this.opts.prefillChunk });
+    await slot.prefill(promptTokens(this.engine, this.prompt), { chunk: this.opts.prefillChunk });
     const shown = this.takenOverAt ?? Math.min(cloud.received.length, display.shownCloud);
     const covered = await this.catchUp(slot, 0, shown);
     const k = this.takenOverAt ?? (await this.takeover(covered));
@@ -128,7 +131,7 @@ export class LocalPipeline {
 
   /** Prefills the prompt; returns the cloud tokens a KV image covered instead (0 without one). */
   private async prefill(slot: Slot): Promise<number> {
-    const original = this.engine.tokenize(this.prompt);
+    const original = promptTokens(this.engine, this.prompt);
     const p: Prefilling = { original, tokens: original, done: 0, switched: false, startedAt: performance.now() };
     let coveredByKv = 0;
     while (p.done < p.tokens.length && !this.complete) {
@@ -186,9 +189,13 @@ export class LocalPipeline {
   private async switchToRefined(slot: Slot, p: Prefilling): Promise<void> {
     const r = this.host.cloud.refined;
     if (!r || this.host.kv.granted) return;
-    const tokens = this.host.sameTokenizer
-      ? r.kept.flatMap((s) => p.original.slice(s.start, s.end))
-      : this.engine.tokenize(r.text);
+    // A refined chat keeps whatever template markers survived as control tokens.
+    const tokens =
+      this.host.sameTokenizer && this.host.samePromptTokens
+        ? r.kept.flatMap((s) => p.original.slice(s.start, s.end))
+        : typeof this.prompt === "string"
+          ? this.engine.tokenize(r.text)
+          : this.engine.tokenizeTemplated(r.text);
     if (tokens.length >= p.original.length - p.done) return;
     p.switched = true;
     await slot.reset();

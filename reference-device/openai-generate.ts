@@ -14,6 +14,7 @@ import { observeReport, type ServeMetrics } from "./openai-metrics.js";
 import type { GenerationRequest } from "./openai-schema.js";
 import { StopMatcher } from "./openai-stop.js";
 import type { ChatTemplate } from "./openai-template.js";
+import { templatedPrompt, type Prompt } from "./prompt.js";
 import type { Report } from "./run.js";
 
 /** A prompt longer than this many bytes per context position is refused before tokenizing (tokenizing is synchronous). */
@@ -43,23 +44,30 @@ export interface GenerationLog {
 }
 
 interface Prepared {
-  prompt: string;
+  prompt: Prompt;
   promptTokens: number;
   maxTokens: number;
 }
 
-/** The prompt text and its token count, refused with the OpenAI error when it does not fit the context. */
+/**
+ * The prompt and its token count, refused with the OpenAI error when it does
+ * not fit the context. A chat rendered by the model's template is tokenized
+ * with its control tokens, as llama-server's; the fallback's "role: content"
+ * lines and a completion's prompt are texts (prompt.ts).
+ */
 export function prepare(ctx: GenerateContext, r: GenerationRequest): Prepared {
-  const prompt = r.kind === "chat" ? ctx.template.render(r.messages) : r.prompt;
+  const text = r.kind === "chat" ? ctx.template.render(r.messages) : r.prompt;
   const param = r.kind === "chat" ? "messages" : "prompt";
   const n = ctx.device.engine.contextSize;
-  const bytes = Buffer.byteLength(prompt);
+  const bytes = Buffer.byteLength(text);
   if (bytes > PROMPT_BYTES_PER_TOKEN * n)
     throw ApiError.contextExceeded(
       param,
       `This model's maximum context length is ${n} tokens. However, your ${param} are ${bytes} bytes, over ${PROMPT_BYTES_PER_TOKEN} bytes per token of the context; they were not tokenized.`,
     );
-  const promptTokens = ctx.device.engine.tokenize(prompt).length;
+  const templated = r.kind === "chat" && ctx.template.source !== "fallback";
+  const prompt = templated ? templatedPrompt(ctx.device.engine, text) : text;
+  const promptTokens = typeof prompt === "string" ? ctx.device.engine.tokenize(prompt).length : prompt.tokens.length;
   if (promptTokens >= n)
     throw ApiError.contextExceeded(
       param,
