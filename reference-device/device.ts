@@ -8,6 +8,7 @@ import { ErrorCode, ModelIdentitySchema, PddError } from "../proto/index.js";
 import { ensureDefaultModel, loadEngine, sameBytes, type InferenceEngine, type Sampling } from "../engine/index.js";
 import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
+import { scoreCloudTokens } from "./cloud-logprobs.js";
 import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
 import { promptTokens as tokensOf, type Prompt } from "./prompt.js";
@@ -79,6 +80,12 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   targetTpotMs?: number;
   cloudBudget?: number | "auto";
+  /**
+   * Report each shown token's log-probability with this many alternatives
+   * (Report.logprobs; engines with `givesLogprobs`). The cloud's tokens are
+   * scored on the device after the answer (cloud-logprobs.ts).
+   */
+  logprobs?: number;
 }
 
 export class PdDevice {
@@ -246,7 +253,8 @@ export class PdDevice {
       throw new PddError(ErrorCode.UNAVAILABLE, `cloud not usable, ${unavailable.message}`);
     const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? DEFAULT_TARGET_TPOT_MS;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
-    const promptTokens = tokensOf(this.engine, prompt).length;
+    const promptIds = tokensOf(this.engine, prompt);
+    const promptTokens = promptIds.length;
     // Past the context llama.cpp shifts it silently (issue 16): refuse a prompt that does not fit, and stop at the context.
     const room = this.engine.contextSize - promptTokens;
     if (room < 1)
@@ -291,9 +299,15 @@ export class PdDevice {
       cloudOnly: opts.cloudOnly,
       onText: opts.onText,
       signal: opts.signal,
+      logprobs: opts.logprobs,
     });
     const report = await run.run();
     this.learn(report, promptTokens);
+    if (opts.logprobs !== undefined)
+      report.logprobs = [
+        ...(await scoreCloudTokens(this.engine, promptIds, report, opts.logprobs)),
+        ...(report.logprobs ?? []),
+      ];
     return maxTokens < (opts.maxTokens ?? 64) ? { ...report, stoppedAtContext: true } : report;
   }
 

@@ -10,7 +10,7 @@
  * waits for more through the host; the display shows what it produces.
  * @internal
  */
-import type { InferenceEngine, InferenceSlot as Slot } from "../engine/index.js";
+import type { InferenceEngine, InferenceSlot as Slot, TokenLogprob } from "../engine/index.js";
 import type { CloudAnswer } from "./cloud-answer.js";
 import type { Display } from "./display.js";
 import type { KvReceiver } from "./kv-receiver.js";
@@ -70,6 +70,8 @@ export class LocalPipeline {
   /** Prompt tokens the device prefilled (fewer than the prompt when the cloud's answer came first, or KV covered it). */
   prefilledTokens = 0;
   readonly deviceIds: number[] = [];
+  /** With RunOptions.logprobs: each of deviceIds' log-probabilities. */
+  readonly deviceLogprobs: TokenLogprob[] = [];
   kvImported = false;
   refinement: Report["refinement"] = null;
   private prefillRate: number | undefined;
@@ -364,8 +366,12 @@ export class LocalPipeline {
     const left = this.opts.maxTokens - k - this.deviceIds.length;
     if (left <= 0) return;
     let last = performance.now();
-    for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
+    let logprob: TokenLogprob | undefined;
+    const top = this.opts.logprobs;
+    const logprobs = top !== undefined ? { top, each: (lp: TokenLogprob) => (logprob = lp) } : undefined;
+    for await (const t of slot.generate(this.opts.sampling ?? {}, left, logprobs)) {
       if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
+      if (logprob) this.deviceLogprobs.push(logprob);
       await this.emulated("decode", 1, last);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);

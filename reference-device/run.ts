@@ -65,6 +65,8 @@ export interface RunOptions {
   /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
   prefillMsPerToken?: number;
   prefillChunk: number;
+  /** Log-probabilities of the device's own tokens, with this many alternatives each (engines that give them). */
+  logprobs?: number;
   /** How long a granted KV image may go without a chunk before the device recomputes (PDD-KV-020). Default 10,000. */
   kvDeadlineMs?: number;
   emulate?: Emulation;
@@ -477,6 +479,7 @@ export class DeviceRun {
             : "different",
       cloudTokenIds: cloud.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: local.deviceIds,
+      ...(this.opts.logprobs !== undefined ? { logprobs: local.deviceLogprobs } : {}),
       ...(cloud.failed ? { fallbackReason: cloud.failed, fallbackCause: cloud.failedCause } : {}),
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
