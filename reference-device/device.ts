@@ -8,7 +8,7 @@ import { ErrorCode, ModelIdentitySchema, PddError } from "../proto/index.js";
 import { ensureDefaultModel, loadEngine, sameBytes, type InferenceEngine, type Sampling } from "../engine/index.js";
 import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
-import { scoreCloudTokens } from "./cloud-logprobs.js";
+import { withCloudLogprobs } from "./cloud-logprobs.js";
 import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
 import { promptTokens as tokensOf, type Prompt } from "./prompt.js";
@@ -82,8 +82,8 @@ export interface GenerateOptions {
   cloudBudget?: number | "auto";
   /**
    * Report each shown token's log-probability with this many alternatives
-   * (Report.logprobs; engines with `givesLogprobs`). The cloud's tokens are
-   * scored on the device after the answer (cloud-logprobs.ts).
+   * (Report.logprobs; engines with `givesLogprobs`). The cloud's tokens get
+   * theirs from the device's catch-up, or are scored after the answer (cloud-logprobs.ts).
    */
   logprobs?: number;
 }
@@ -304,10 +304,7 @@ export class PdDevice {
     const report = await run.run();
     this.learn(report, promptTokens);
     if (opts.logprobs !== undefined)
-      report.logprobs = [
-        ...(await scoreCloudTokens(this.engine, promptIds, report, opts.logprobs)),
-        ...(report.logprobs ?? []),
-      ];
+      report.logprobs = await withCloudLogprobs(this.engine, promptIds, report, opts.logprobs);
     return maxTokens < (opts.maxTokens ?? 64) ? { ...report, stoppedAtContext: true } : report;
   }
 

@@ -72,6 +72,8 @@ export class LocalPipeline {
   readonly deviceIds: number[] = [];
   /** With RunOptions.logprobs: each of deviceIds' log-probabilities. */
   readonly deviceLogprobs: TokenLogprob[] = [];
+  /** With RunOptions.logprobs: the cloud tokens' the catch-up computed, by answer index (holes where it did not evaluate them). */
+  readonly cloudLogprobs: (TokenLogprob | undefined)[] = [];
   kvImported = false;
   refinement: Report["refinement"] = null;
   private prefillRate: number | undefined;
@@ -318,7 +320,15 @@ export class LocalPipeline {
     const t = performance.now();
     const emulated = (n: number) => this.emulated("prefill", n, t);
     if (this.host.sameTokenizer) {
-      await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
+      // Asked for log-probabilities: the catch-up evaluates these tokens anyway, so it keeps theirs.
+      const top = this.opts.logprobs;
+      const res = await slot.prefill(
+        received.slice(covered, upTo).map((t) => t.id),
+        top !== undefined ? { logprobs: top } : {},
+      );
+      res.logprobs?.forEach((lp, i) => {
+        this.cloudLogprobs[covered + i] = lp;
+      });
       await emulated(upTo - covered);
       return upTo;
     }

@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createModel, Engine, PRESETS } from "../engine/index.js";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createModel, Engine, PRESETS, Slot } from "../engine/index.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
 import { PdDevice } from "./device.js";
 import { serveOpenAi, type OpenAiServer } from "./openai.js";
@@ -33,6 +33,7 @@ beforeAll(async () => {
     cloud: cloud.urls.ws,
     targetTpotMs: 0,
     cloudBudget: 4,
+    useKv: false, // the catch-up evaluates every cloud token (a KV image would cover some)
     emulate: { prefillMsPerToken: 50 },
   });
   api = await serveOpenAi(device, { streamTpotMs: 0 });
@@ -49,15 +50,34 @@ afterAll(async () => {
 const user = (content: string) => [{ role: "user" as const, content }];
 type Pdd = { pdd: { cloudTokens: number; deviceTokens: number } };
 
+/** Runs `f`, counting the device's prefills that score the prompt again for log-probabilities (cloud-logprobs.ts). */
+async function scoringPasses<T>(f: () => Promise<T>): Promise<{ result: T; passes: number }> {
+  const prefill = vi.spyOn(Slot.prototype, "prefill");
+  try {
+    const result = await f();
+    const passes = prefill.mock.calls.filter(
+      ([tokens, opts], i) =>
+        (prefill.mock.contexts[i] as Slot).engine === engine && opts?.logprobs !== undefined && tokens.length > 4,
+    ).length;
+    return { result, passes };
+  } finally {
+    prefill.mockRestore();
+  }
+}
+
 describe("logprobs", () => {
   it("chat: every token of a greedy P/D answer, the cloud's and the device's, is its position's most likely", async () => {
-    const r = await client.chat.completions.create({
-      model: "pdd-device",
-      messages: user("The quick brown fox"),
-      max_tokens: 16,
-      logprobs: true,
-      top_logprobs: 3,
-    });
+    const { result: r, passes } = await scoringPasses(() =>
+      client.chat.completions.create({
+        model: "pdd-device",
+        messages: user("The quick brown fox"),
+        max_tokens: 16,
+        logprobs: true,
+        top_logprobs: 3,
+      }),
+    );
+    // The cloud's tokens got theirs from the catch-up, which evaluated them anyway: no second prefill.
+    expect(passes).toBe(0);
     const { pdd } = r as unknown as Pdd;
     expect(pdd.cloudTokens).toBeGreaterThan(0);
     expect(pdd.deviceTokens).toBeGreaterThan(0);
@@ -105,6 +125,24 @@ describe("logprobs", () => {
     expect(lp.token_logprobs!.every((x) => typeof x === "number" && x <= 0)).toBe(true);
     expect(lp.top_logprobs!.every((m, i) => Object.keys(m).length === 2 && tokens[i]! in m)).toBe(true);
     expect(lp.text_offset).toEqual(tokens.map((_, i) => tokens.slice(0, i).join("").length));
+  });
+
+  it("an answer the cloud's tokens made whole is scored on the device after it", async () => {
+    const { result: r, passes } = await scoringPasses(() =>
+      client.chat.completions.create({
+        model: "pdd-device",
+        messages: user("The quick brown fox"),
+        max_tokens: 3,
+        logprobs: true,
+      }),
+    );
+    expect((r as unknown as Pdd).pdd).toMatchObject({ cloudTokens: 3, deviceTokens: 0 });
+    expect(passes).toBe(1);
+    const content = r.choices[0]!.logprobs!.content!;
+    expect(content).toHaveLength(3);
+    expect(content.every((t) => typeof t.logprob === "number" && t.logprob <= 0 && t.top_logprobs.length === 0)).toBe(
+      true,
+    );
   });
 
   it("without logprobs, choices carry logprobs: null", async () => {

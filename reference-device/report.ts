@@ -28,8 +28,8 @@ export interface Report {
   deviceTokenIds: number[];
   /**
    * With GenerateOptions.logprobs: each shown token's, in the order of the IDs
-   * (the device's own from its sampling; the cloud's scored on the device
-   * afterwards, null when its tokenizer is not the device's).
+   * (the device's own from its sampling; the cloud's computed on the device,
+   * null when its tokenizer is not the device's).
    */
   logprobs?: (TokenLogprob | null)[];
   /** Why the cloud was not (fully) used, for fallback runs: `cause: detail`. */

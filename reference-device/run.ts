@@ -450,6 +450,20 @@ export class DeviceRun {
     return why ? { refinementReason: why } : {};
   }
 
+  /**
+   * The shown tokens' log-probabilities, when asked for: the device's own, and
+   * the cloud's its catch-up computed (null where it did not, or where it
+   * prefilled a refined prompt: not the prompt the answer is for).
+   */
+  private logprobs(cloudShown: number): Pick<Report, "logprobs"> {
+    if (this.opts.logprobs === undefined) return {};
+    const { local } = this;
+    const cloud = local.refinement?.used ? [] : local.cloudLogprobs;
+    return {
+      logprobs: [...Array.from({ length: cloudShown }, (_, i) => cloud[i] ?? null), ...local.deviceLogprobs],
+    };
+  }
+
   private report(): Report {
     const { cloud, local } = this;
     const k = this.takeoverAt ?? cloud.received.length;
@@ -479,7 +493,7 @@ export class DeviceRun {
             : "different",
       cloudTokenIds: cloud.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: local.deviceIds,
-      ...(this.opts.logprobs !== undefined ? { logprobs: local.deviceLogprobs } : {}),
+      ...this.logprobs(cloudShown),
       ...(cloud.failed ? { fallbackReason: cloud.failed, fallbackCause: cloud.failedCause } : {}),
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
