@@ -27,6 +27,7 @@ import {
 } from "../proto/index.js";
 import type { CloudStream } from "../transports/index.js";
 import type { CloudContext } from "./context.js";
+import { servedIdentity } from "./identity.js";
 import { PerSecond, truncateUtf8 } from "./peer-limits.js";
 import { withFields } from "./log.js";
 import { CloudRequest, type RequestHost } from "./request.js";
@@ -265,8 +266,7 @@ export class CloudConnection {
               idleTimeoutMs: l.idleTimeoutMs,
               maxRequestDurationMs: l.maxRequestDurationMs,
             },
-            // The positions one request gets, not the trained length (PDD-MSG-016).
-            cloudModel: { ...e.info, contextLength: e.contextSize },
+            cloudModel: servedIdentity(e),
             capabilities: {
               kvChunks: true,
               kvFormats: [1],

@@ -81,7 +81,7 @@ export function prepare(ctx: GenerateContext, r: GenerationRequest): Prepared {
 }
 
 /** The parts of the report shown to clients as `pdd`: no token IDs, no text, no log-probabilities. */
-function pddExtension(rep: Report) {
+export function pddExtension(rep: Report) {
   const { cloudTokenIds: _c, deviceTokenIds: _d, text: _t, logprobs: _l, ...rest } = rep;
   return rest;
 }
