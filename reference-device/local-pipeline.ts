@@ -10,11 +10,12 @@
  * waits for more through the host; the display shows what it produces.
  * @internal
  */
-import type { InferenceEngine, InferenceSlot as Slot } from "../engine/index.js";
+import type { InferenceEngine, InferenceSlot as Slot, TokenLogprob } from "../engine/index.js";
 import type { CloudAnswer } from "./cloud-answer.js";
 import type { Display } from "./display.js";
 import type { KvReceiver } from "./kv-receiver.js";
 import type { Report, RunOptions } from "./run.js";
+import { promptTokens, type Prompt } from "./prompt.js";
 import { completeUtf8Prefix } from "./utf8.js";
 
 /** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0; cut short when the run is stopped. */
@@ -38,6 +39,8 @@ export interface PipelineHost {
   /** The cloud's model fingerprint, which its KV image carries. */
   readonly cloudModelFingerprint: Uint8Array | undefined;
   readonly sameTokenizer: boolean;
+  /** False when the cloud tokenized a templated chat's text itself: its prompt tokens are not the device's. */
+  readonly samePromptTokens: boolean;
   /** Resolves once `cond()` holds, checked again at each cloud event; or after `timeoutMs` when given. */
   until(cond: () => boolean, timeoutMs?: number): Promise<void>;
   /** Tells the cloud how the prefill went (informative, PDD-MSG-007). */
@@ -67,6 +70,10 @@ export class LocalPipeline {
   /** Prompt tokens the device prefilled (fewer than the prompt when the cloud's answer came first, or KV covered it). */
   prefilledTokens = 0;
   readonly deviceIds: number[] = [];
+  /** With RunOptions.logprobs: each of deviceIds' log-probabilities. */
+  readonly deviceLogprobs: TokenLogprob[] = [];
+  /** With RunOptions.logprobs: the cloud tokens' the catch-up computed, by answer index (holes where it did not evaluate them). */
+  readonly cloudLogprobs: (TokenLogprob | undefined)[] = [];
   kvImported = false;
   refinement: Report["refinement"] = null;
   private prefillRate: number | undefined;
@@ -79,7 +86,7 @@ export class LocalPipeline {
 
   constructor(
     private readonly engine: InferenceEngine,
-    private readonly prompt: string,
+    private readonly prompt: Prompt,
     private readonly opts: RunOptions,
     private readonly host: PipelineHost,
   ) {}
@@ -117,7 +124,7 @@ export class LocalPipeline {
   private async recompute(slot: Slot): Promise<void> {
     const { cloud, display } = this.host;
     this.kvImported = false;
-    await slot.prefill(this.engine.tokenize(this.prompt), { chunk: this.opts.prefillChunk });
+    await slot.prefill(promptTokens(this.engine, this.prompt), { chunk: this.opts.prefillChunk });
     const shown = this.takenOverAt ?? Math.min(cloud.received.length, display.shownCloud);
     const covered = await this.catchUp(slot, 0, shown);
     const k = this.takenOverAt ?? (await this.takeover(covered));
@@ -130,7 +137,7 @@ export class LocalPipeline {
 
   /** Prefills the prompt; returns the cloud tokens a KV image covered instead (0 without one). */
   private async prefill(slot: Slot): Promise<number> {
-    const original = this.engine.tokenize(this.prompt);
+    const original = promptTokens(this.engine, this.prompt);
     const p: Prefilling = { original, tokens: original, done: 0, switched: false, startedAt: performance.now() };
     this.prefilling = p;
     let coveredByKv = 0;
@@ -197,7 +204,7 @@ export class LocalPipeline {
     const rest = this.refinedRest(p);
     if (!rest) return;
     p.switched = true;
-    if (this.host.sameTokenizer) p.tokens = [...p.original.slice(0, p.done), ...rest];
+    if (this.spansApply()) p.tokens = [...p.original.slice(0, p.done), ...rest];
     else {
       await slot.reset();
       p.tokens = rest;
@@ -210,10 +217,18 @@ export class LocalPipeline {
   private refinedRest(p: Prefilling): number[] | undefined {
     const r = this.host.cloud.refined;
     if (!r || p.switched || this.host.kv.granted) return undefined;
-    const rest = this.host.sameTokenizer
+    // A refined chat keeps whatever template markers survived as control tokens.
+    const rest = this.spansApply()
       ? r.kept.flatMap((s) => p.original.slice(Math.max(s.start, p.done), Math.max(s.end, p.done)))
-      : this.engine.tokenize(r.text);
+      : typeof this.prompt === "string"
+        ? this.engine.tokenize(r.text)
+        : this.engine.tokenizeTemplated(r.text);
     return rest.length < p.original.length - p.done ? rest : undefined;
+  }
+
+  /** The refined prompt's spans index this device's prompt tokens only when the cloud got the same tokens. */
+  private spansApply(): boolean {
+    return this.host.sameTokenizer && this.host.samePromptTokens;
   }
 
   /**
@@ -342,7 +357,15 @@ export class LocalPipeline {
     const t = performance.now();
     const emulated = (n: number) => this.emulated("prefill", n, t);
     if (this.host.sameTokenizer) {
-      await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
+      // Asked for log-probabilities: the catch-up evaluates these tokens anyway, so it keeps theirs.
+      const top = this.opts.logprobs;
+      const res = await slot.prefill(
+        received.slice(covered, upTo).map((t) => t.id),
+        top !== undefined ? { logprobs: top } : {},
+      );
+      res.logprobs?.forEach((lp, i) => {
+        this.cloudLogprobs[covered + i] = lp;
+      });
       await emulated(upTo - covered);
       return upTo;
     }
@@ -390,8 +413,12 @@ export class LocalPipeline {
     const left = this.opts.maxTokens - k - this.deviceIds.length;
     if (left <= 0) return;
     let last = performance.now();
-    for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
+    let logprob: TokenLogprob | undefined;
+    const top = this.opts.logprobs;
+    const logprobs = top !== undefined ? { top, each: (lp: TokenLogprob) => (logprob = lp) } : undefined;
+    for await (const t of slot.generate(this.opts.sampling ?? {}, left, logprobs)) {
       if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
+      if (logprob) this.deviceLogprobs.push(logprob);
       await this.emulated("decode", 1, last);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);

@@ -59,6 +59,7 @@ export function scriptedHost(o: {
     display,
     cloudModelFingerprint: undefined,
     sameTokenizer: o.sameTokenizer,
+    samePromptTokens: o.sameTokenizer,
     until: async (cond, timeoutMs) => {
       const w = { held: cond(), timeoutMs };
       waits.push(w);
