@@ -8,10 +8,23 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SPEC_DIR } from "../spec/index.js";
 import type { Case } from "./case.js";
-import { checkServed, expectThat, kvModel, prefill } from "./cloud-cases.js";
+import {
+  checkServed,
+  codecName,
+  contextLimits,
+  expectThat,
+  fillContext,
+  helloFrame,
+  kvGranted,
+  kvPrefill,
+  kvSession,
+  prefill,
+  refinementOffered,
+  reopenAsCloudModel,
+  tokenIdsOffered,
+} from "./cloud-helpers.js";
 import { walkMsgpack } from "./msgpack-walk.js";
 import { CheckFailure, field, NotOffered, type Probe, requestIdOf } from "./probe.js";
-import { fittedPrompt } from "./prompt-room.js";
 import { render, type Frame } from "./wire.js";
 
 const V1_1 = [{ major: 1, minor: 1 }];
@@ -28,7 +41,7 @@ function refinedOf(frames: Frame[], what: string): Frame {
 
 /** A Hello with the given codec list (entries may be numbers the schema does not name). */
 function helloListing(p: Probe, codecs: (string | number)[]): void {
-  p.sendUnchecked({ hello: { versions: [{ major: 1, minor: 0 }], codecs, clientName: "pdd-conformance/0.1.0" } });
+  p.sendUnchecked(helloFrame(p.codec, { codecs, clientName: "pdd-conformance/0.1.0" }));
 }
 
 /** A float64 just above 0.5000005 that is 0.50000047683… as a float32: q is 500,000 as a float32, 500,001 as it arrives. */
@@ -62,13 +75,8 @@ const KV_HOLD_SLACK_MS = 2_000;
 const KV_CHUNK = 4096;
 
 /** A KV request whose credit covers one chunk: the transfer stalls after it unless the device grants more. */
-const starvedKv = (q: Probe, id: number, budget: number, tpotUs: number): Frame =>
-  prefill(id, {
-    text: fittedPrompt(q, { repeats: 20, budget }),
-    cloudTokenBudget: budget,
-    targetTpotUs: tpotUs,
-    kv: { format: "KV_FORMAT_LLAMA_SEQ_STATE", maxChunkBytes: KV_CHUNK, initialCreditBytes: String(KV_CHUNK) },
-  });
+const starvedKv = (q: Probe, id: number, budget: number, targetTpotUs: number): Frame =>
+  kvPrefill(q, id, { repeats: 20, budget, targetTpotUs, maxChunkBytes: KV_CHUNK, credit: KV_CHUNK });
 
 /**
  * Reads request `id` to its End: the KV bytes received, when its last token
@@ -100,7 +108,7 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
     role: "cloud",
     requirements: ["PDD-CONN-007"],
     async run(p, env) {
-      const mine = p.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK";
+      const mine = codecName(p.codec);
       // A codec number this version does not name, beside the connection's: informative (PDD-CONN-007).
       helloListing(p, [mine, 9]);
       const ack = await p.until(() => true, "HelloAck to a Hello listing an unknown codec too (PDD-CONN-007)");
@@ -162,8 +170,7 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
     needs: ["refinement"],
     async run(p) {
       await p.hello();
-      if (field(p.ack!, "helloAck.capabilities.refinement") !== true)
-        throw new NotOffered("the cloud does not offer refinement");
+      refinementOffered(p);
       // As a float32 the ratio is 500,000 millionths, so an even prompt keeps exactly half; taken as the
       // float64 it arrives as, it is 500,001 and keeps one token more (PDD-CODEC-012, PDD-REF-004).
       let text = "The quick brown fox jumps over the lazy dog and the owls smile";
@@ -193,8 +200,7 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
     needs: ["refinement"],
     async run(p) {
       await p.hello({ versions: V1_1 });
-      if (field(p.ack!, "helloAck.capabilities.refinement") !== true)
-        throw new NotOffered("the cloud does not offer refinement");
+      refinementOffered(p);
       const minor = negotiatedMinor(p);
       const asks: [string, Record<string, unknown>][] = [
         ["refine: {}", {}],
@@ -232,22 +238,13 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
     requirements: ["PDD-IDX-007", "PDD-IDX-004", "PDD-VER-007"],
     async run(p, env) {
       await p.hello({ versions: V1_1 });
-      if (field(p.ack!, "helloAck.capabilities.tokenIds") !== true)
-        throw new NotOffered("the cloud does not take token-ID prompts");
-      const model = field<Record<string, unknown>>(p.ack!, "helloAck.cloudModel");
-      const context = Number(model.contextLength);
-      const maxPrompt = field<number>(p.ack!, "helloAck.limits.maxPromptTokens") || context - 1;
+      tokenIdsOffered(p);
+      const { context, maxPrompt } = contextLimits(p);
       if (maxPrompt > 8192) throw new NotOffered(`max_prompt_tokens is ${maxPrompt}; the case prefills at most 8,192`);
-      p.close();
-      const q = await env.open();
-      await q.hello({ versions: V1_1, deviceModel: model });
+      const q = await reopenAsCloudModel(p, env, V1_1);
       const minor = negotiatedMinor(q);
-      // A prompt of max_prompt_tokens tokens (token 1, the usual BOS): the context has room for context − max.
       const room = context - maxPrompt;
-      q.send({ prefillRequest: { requestId: 1, tokens: { ids: Array(maxPrompt).fill(1) }, cloudTokenBudget: 256 } });
-      const frames = await q.collect(1, 20_000);
-      const { tokens, granted } = checkServed(frames, 1, 256);
-      const end = frames[frames.length - 1]!;
+      const { end, tokens, granted } = await fillContext(q, maxPrompt);
       const reason = field<string>(end, "end.reason");
       if (reason === "END_REASON_EOS") throw new NotOffered("the model ended its answer before the context was full");
       if (granted < room) throw new NotOffered(`granted ${granted} < the ${room} positions left: a budget limit`);
@@ -285,9 +282,7 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
       }
       // The IDs themselves, where the cloud shows them: the header of its KV image (§7.2).
       if (field(p.ack!, "helloAck.capabilities.kvChunks") !== true) return;
-      p.close();
-      const q = await env.open();
-      await q.hello({ deviceModel: model });
+      const q = await reopenAsCloudModel(p, env);
       const v = texts.reduce((a, b) => (b.ids.length > a.ids.length ? b : a));
       const kv = { format: "KV_FORMAT_LLAMA_SEQ_STATE", initialCreditBytes: String(64 << 20) };
       q.send(prefill(1, { text: v.text, cloudTokenBudget: 2, kv }));
@@ -309,14 +304,10 @@ export const CLOUD_1_1_KV_CASES: Case[] = [
     requirements: ["PDD-KV-018", "PDD-KV-017"],
     needs: ["kv"],
     async run(p, env) {
-      const model = await kvModel(p);
-      p.close();
-      const q = await env.open();
-      await q.hello({ deviceModel: model });
+      const q = await kvSession(p, env);
       // Budget 2 at full speed: the last token comes at once, then the transfer waits for credit that never comes.
       q.send(starvedKv(q, 1, 2, 0));
-      const accepted = await q.until((f) => requestIdOf(f) === 1, "Accepted");
-      if (field(accepted, "accepted.kv.granted") !== true) throw new NotOffered("KV was not granted");
+      const accepted = await kvGranted(q, 1);
       const limit = Number(field(q.ack!, "helloAck.limits.maxRequestDurationMs")) || Number.POSITIVE_INFINITY;
       const shortLimit = limit < KV_HOLD_MS + KV_HOLD_SLACK_MS;
       const what = "the request's End within the KV hold limit (PDD-KV-018)";

@@ -3,9 +3,13 @@
  * connection: what `--exec` does, without a process per run.
  * @internal test support
  */
-import type { Engine } from "../../engine/index.js";
+import { expect } from "vitest";
+import { oracleOn } from "../../cli/conformance-oracle.js";
+import { Engine } from "../../engine/index.js";
 import { PdDevice } from "../../reference-device/index.js";
-import type { DeviceLauncher } from "../runner.js";
+import { type DeviceLauncher, runDeviceConformance } from "../runner.js";
+import type { Codec } from "../wire.js";
+import { MODEL, problems } from "./reference-cloud.js";
 
 const PROMPT = "Tell me about the quick brown fox and the lazy dog, and why the naive owls smile.";
 
@@ -46,4 +50,30 @@ export function inProcessDevice(
       return { outcome, stop: () => undefined };
     },
   };
+}
+
+/**
+ * Every device case against the reference device in this process, listening on `listen` with `codecs`:
+ * no problem, and at least 14 cases. An engine of its own: devices sharing one context would wait on each
+ * other's evaluations.
+ */
+export async function expectDevicePasses(listen: string, codecs: Codec[]): Promise<void> {
+  const engine = await Engine.load({ modelPath: MODEL, threads: 1, sequences: 4 });
+  try {
+    const results = await runDeviceConformance({
+      role: "device",
+      listen,
+      codecs,
+      // A fixed budget of 64, which the suite paces at 40 ms in device.takeover.in-flight: 2.5 s to
+      // take over, however loaded the machine. The answer is shown at 1 ms a token, so its length
+      // costs little.
+      launcher: inProcessDevice(engine, { maxTokens: 72, cloudBudget: 64, targetTpotMs: 1 }),
+      modelFile: MODEL,
+      oracle: oracleOn(engine),
+    });
+    expect(problems(results, [])).toEqual([]);
+    expect(results.length).toBeGreaterThanOrEqual(14);
+  } finally {
+    await engine.close();
+  }
 }

@@ -4,53 +4,16 @@
  * limit, and what each device frame asks of the cloud. Written against
  * Stryker's survivors (npm run test:mutation, issue 15).
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { CloudFrameSchema, DeviceFrameSchema } from "../gen/pdd/v1/pdd_pb.js";
-import { ErrorCode, PddError } from "../errors.js";
+import { ErrorCode } from "../errors.js";
+import { accepted, batch, cloud, device, first, refined, takeover, violationOf } from "../test/request-frames.js";
 import { CloudRequestState, type CloudRequestLimits } from "./cloud-request.js";
 
-type CloudBody = MessageInitShape<typeof CloudFrameSchema>["body"];
-type DeviceBody = MessageInitShape<typeof DeviceFrameSchema>["body"];
-const cloud = (body: CloudBody) => create(CloudFrameSchema, { body });
-const device = (body: DeviceBody) => create(DeviceFrameSchema, { body });
-const tok = (id: number) => ({ id, piece: Uint8Array.of(0x61) });
-
-const accepted = (budget = 8, grants: { kv?: boolean; refine?: boolean } = {}) =>
-  cloud({
-    case: "accepted",
-    value: {
-      requestId: 1,
-      cloudTokenBudget: budget,
-      kv: grants.kv === undefined ? undefined : { granted: grants.kv },
-      refine: grants.refine === undefined ? undefined : { granted: grants.refine },
-    },
-  });
-const first = () => cloud({ case: "firstToken", value: { requestId: 1, token: tok(0) } });
-const batch = (start: number, n: number) =>
-  cloud({
-    case: "tokenBatch",
-    value: { requestId: 1, startIndex: start, tokens: Array.from({ length: n }, (_, i) => tok(start + i)) },
-  });
 const error = () => cloud({ case: "error", value: { requestId: 1, code: ErrorCode.INTERNAL } });
 const end = (reason: number, tokenCount = 0) => cloud({ case: "end", value: { requestId: 1, reason, tokenCount } });
 const chunk = (offset: bigint, n: number) =>
   cloud({ case: "kvChunk", value: { requestId: 1, offset, totalBytes: 64n, data: new Uint8Array(n) } });
-const refined = () => cloud({ case: "refinedPrompt", value: { requestId: 1, text: "x" } });
-const takeover = (index: number) => device({ case: "takeover", value: { requestId: 1, index } });
 const cancel = (code = ErrorCode.CANCELLED) => device({ case: "cancel", value: { requestId: 1, code } });
-
-/** The message of the PROTOCOL_VIOLATION `fn` throws, without the code prefix. */
-function violationOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PddError);
-    expect(e).toMatchObject({ code: ErrorCode.PROTOCOL_VIOLATION, local: "ERR_STATE", requestId: 1 });
-    return (e as PddError).rawMessage;
-  }
-  throw new Error("expected a protocol violation");
-}
 
 /** A request accepted with `budget` that has sent `n` tokens. */
 function sent(n: number, budget = 8, limits: CloudRequestLimits = {}): CloudRequestState {

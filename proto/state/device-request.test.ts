@@ -4,35 +4,14 @@
  * limit, and what the device may keep. Written against Stryker's survivors
  * (npm run test:mutation, issue 15).
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { CloudFrameSchema, DeviceFrameSchema, PrefillRequestSchema } from "../gen/pdd/v1/pdd_pb.js";
-import { ErrorCode, PddError } from "../errors.js";
+import { PrefillRequestSchema } from "../gen/pdd/v1/pdd_pb.js";
+import { ErrorCode } from "../errors.js";
+import { accepted, batch, cloud, device, first, refined, takeover, tok, violationOf } from "../test/request-frames.js";
 import { DeviceRequestState } from "./device-request.js";
 
-type CloudBody = MessageInitShape<typeof CloudFrameSchema>["body"];
-type DeviceBody = MessageInitShape<typeof DeviceFrameSchema>["body"];
 type Usage = { sentTokens: number };
-const cloud = (body: CloudBody) => create(CloudFrameSchema, { body });
-const device = (body: DeviceBody) => create(DeviceFrameSchema, { body });
-const tok = (id: number) => ({ id, piece: Uint8Array.of(0x61) });
-
-const accepted = (budget = 8, grants: { kv?: boolean; refine?: boolean } = {}) =>
-  cloud({
-    case: "accepted",
-    value: {
-      requestId: 1,
-      cloudTokenBudget: budget,
-      kv: grants.kv === undefined ? undefined : { granted: grants.kv },
-      refine: grants.refine === undefined ? undefined : { granted: grants.refine },
-    },
-  });
-const first = () => cloud({ case: "firstToken", value: { requestId: 1, token: tok(0) } });
-const batch = (start: number, n: number) =>
-  cloud({
-    case: "tokenBatch",
-    value: { requestId: 1, startIndex: start, tokens: Array.from({ length: n }, (_, i) => tok(start + i)) },
-  });
 const error = () =>
   cloud({ case: "error", value: { requestId: 1, code: ErrorCode.UNAVAILABLE, message: "busy", retryable: true } });
 const end = (reason: number, tokenCount: number, usage?: Usage) =>
@@ -48,22 +27,9 @@ const chunk = (offset: bigint, n: number, o: { total?: bigint; sha?: boolean } =
       imageSha256: o.sha ? new Uint8Array(32) : new Uint8Array(),
     },
   });
-const refined = () => cloud({ case: "refinedPrompt", value: { requestId: 1, text: "x" } });
-const takeover = (index: number) => device({ case: "takeover", value: { requestId: 1, index } });
 const cancel = () => device({ case: "cancel", value: { requestId: 1, code: ErrorCode.CANCELLED } });
 const credit = () => device({ case: "kvCredit", value: { requestId: 1, bytes: 4n } });
 const progress = () => device({ case: "progress", value: { requestId: 1 } });
-
-function violationOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(PddError);
-    expect(e).toMatchObject({ code: ErrorCode.PROTOCOL_VIOLATION, local: "ERR_STATE", requestId: 1 });
-    return (e as PddError).rawMessage;
-  }
-  throw new Error("expected a protocol violation");
-}
 
 interface Ask {
   kv?: bigint;
