@@ -153,10 +153,11 @@ describe("pdd CLI", () => {
       prefillMs: { device: number };
       localDecodeMs: number;
     };
-    // Lower bounds only: load makes a run slower, never faster (a timer may fire up to 1 ms early).
+    // Lower bounds only: load makes a run slower, never faster. Node rounds a timer's delay to whole
+    // milliseconds and a sleep measured with performance.now() was seen 1.003 ms short: 2 ms of slack.
     expect(report.devicePrefilledTokens).toBeGreaterThan(10);
-    expect(report.prefillMs.device).toBeGreaterThanOrEqual(report.devicePrefilledTokens * prefillMs - 1);
-    expect(report.localDecodeMs).toBeGreaterThanOrEqual(decodeMs - 1);
+    expect(report.prefillMs.device).toBeGreaterThanOrEqual(report.devicePrefilledTokens * prefillMs - 2);
+    expect(report.localDecodeMs).toBeGreaterThanOrEqual(decodeMs - 2);
   });
 
   it("decodes a token-batch frame given as hex", async () => {
