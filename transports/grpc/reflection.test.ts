@@ -56,7 +56,11 @@ let open: PddServer;
 let keyed: PddServer;
 beforeAll(async () => {
   open = await createGrpcServer({ onConnection: () => undefined });
-  keyed = await createGrpcServer({ onConnection: () => undefined, authenticate: (t) => t === "secret-key" });
+  // As the cloud's hook: a session without a transport token may still bring one in its Hello.
+  keyed = await createGrpcServer({
+    onConnection: () => undefined,
+    authenticate: (t) => t === undefined || t === "secret-key",
+  });
 });
 afterAll(async () => {
   await open.close(0);
