@@ -67,7 +67,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       "  options: [--model GGUF] [--case TEXT[,TEXT]] [--json FILE] [--junit FILE] [--verbose]\n" +
       "  --model GGUF: the peer's model file, to check the fingerprints it announces (Appendix B).\n" +
       "  --exec COMMAND runs the device once per case; {url}, {codec}, {ca} and {cert_sha256} are replaced,\n" +
-      "  and the command must print the answer it displays on stdout.",
+      "  and the command must print the answer it displays on stdout.\n" +
+      "exit status: 0 no case failed, 1 a case failed, 2 a usage error, 3 the target could not be reached\n" +
+      "             (no case ran; the cause is on stderr and in --json/--junit)",
     load: async () => (await import("./conformance.js")).runConformanceCommand,
   },
   {

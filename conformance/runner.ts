@@ -17,6 +17,7 @@ import { listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
 import { grpcRawCall, grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
+import { reachCloud, TargetUnreachable } from "./reach.js";
 import type { Codec } from "./wire.js";
 import { createHash, X509Certificate } from "node:crypto";
 
@@ -42,6 +43,8 @@ export interface RunOptions {
   modelFile?: string;
   /** Each result as its case ends: the how-manieth of how many. */
   onResult?: (r: CaseResult, done: number, total: number) => void;
+  /** How long the reachability check waits for the connection and for an answer to its Hello, ms (default 15000). */
+  reachTimeoutMs?: number;
 }
 
 export class TargetError extends Error {}
@@ -77,6 +80,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
     ...CLOUD_TOK_CASES,
   ];
   const total = codecs.reduce((n, codec) => n + selectCases(cloudCases, transport, codec, o.filter).length, 0);
+  let reached = false;
   for (const codec of codecs) {
     const raw: Target["raw"] = (x) => {
       const token = x.token === null ? undefined : (x.token ?? o.token);
@@ -97,6 +101,9 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
         grpcResponseHeaders(o.target, frame, { ca: o.ca, token: o.token, acceptEncoding });
       target.grpcCall = (frame, call) => grpcRawCall(o.target, frame, { ca: o.ca, token: o.token, ...call });
     }
+    // Once, before any case: a target that cannot be reached is said once, not as a FAIL per case.
+    if (!reached) await reachCloud(() => raw({}), codec, transport, o.reachTimeoutMs);
+    reached = true;
     const open = async (): Promise<Probe> => {
       const probe = new Probe(await raw({}), codec, waitMs);
       probe.transport = transport;
@@ -163,6 +170,7 @@ async function runCase(
       details = "the frames were checked; the displayed answer is observable with --exec only";
     }
   } catch (e) {
+    if (e instanceof TargetUnreachable) throw e;
     if (e instanceof NotOffered) {
       status = "not-offered";
       details = e.message;
@@ -221,6 +229,12 @@ export interface DeviceRunOptions {
   onListening?: (url: string) => void;
 }
 
+/** A device that exited before it ever connected: the run stops, naming its exit and its last words. */
+function unreachable(e: unknown): unknown {
+  if (!(e instanceof CheckFailure) || !e.observed.startsWith("it exited")) return e;
+  return new TargetUnreachable(`the device never connected: ${e.observed}`, "exited", e);
+}
+
 /** A launched device run's outcome, or a failure once it has run for `ms`; nothing without a launcher. */
 function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): Promise<DeviceOutcome | undefined> {
   if (!launched) return Promise.resolve(undefined);
@@ -254,6 +268,8 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
     ? (o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]))
     : [undefined];
   const results: CaseResult[] = [];
+  /** Until a device has connected once, one that does not connect stops the run (TargetUnreachable). */
+  let neverConnected = true;
   const casesFor = (wanted: Codec | undefined) => selectCases(ALL_DEVICE_CASES, transport, wanted ?? "proto", o.filter);
   const total = codecs.reduce((n, wanted) => n + casesFor(wanted).length, 0);
   try {
@@ -282,8 +298,16 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
               `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`,
             );
           });
-          const session = await (exited ? Promise.race([server.accept(connectMs), exited]) : server.accept(connectMs));
+          const session = await (exited
+            ? Promise.race([server.accept(connectMs), exited])
+            : server.accept(connectMs)
+          ).catch((e: unknown) => {
+            throw neverConnected ? unreachable(e) : e;
+          });
+          if (!session && neverConnected)
+            throw new TargetUnreachable(`the device never connected: no connection within ${connectMs} ms`, "timeout");
           if (!session) throw new CheckFailure("the device to connect", `no connection within ${connectMs} ms`);
+          neverConnected = false;
           if (wanted && session.codec !== wanted)
             throw new CheckFailure(`a connection with the ${wanted} codec`, session.codec);
           codec = session.codec;
