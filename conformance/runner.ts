@@ -13,7 +13,7 @@ import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
-import { listen } from "./raw-server.js";
+import { type AcceptedSession, listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
 import { grpcRawCall, grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
@@ -229,10 +229,28 @@ export interface DeviceRunOptions {
   onListening?: (url: string) => void;
 }
 
-/** A device that exited before it ever connected: the run stops, naming its exit and its last words. */
-function unreachable(e: unknown): unknown {
-  if (!(e instanceof CheckFailure) || !e.observed.startsWith("it exited")) return e;
-  return new TargetUnreachable(`the device never connected: ${e.observed}`, "exited", e);
+/**
+ * The device's connection. One that exits first or does not connect within
+ * `connectMs` fails the case, or, when no device has connected yet (`first`),
+ * stops the run (TargetUnreachable): every case would fail the same way.
+ */
+async function acceptDevice(
+  server: { accept(ms: number): Promise<AcceptedSession | undefined> },
+  connectMs: number,
+  outcome: Promise<DeviceOutcome> | undefined,
+  first: boolean,
+): Promise<AcceptedSession> {
+  // Without a launcher (--listen alone) only the connection can end the wait: a race with
+  // `undefined` would settle at once, before any device could connect.
+  const exited = outcome?.then((out): never => {
+    const observed = `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`;
+    if (first) throw new TargetUnreachable(`the device never connected: ${observed}`, "exited");
+    throw new CheckFailure("the device to connect", observed);
+  });
+  const session = await (exited ? Promise.race([server.accept(connectMs), exited]) : server.accept(connectMs));
+  if (session) return session;
+  if (first) throw new TargetUnreachable(`the device never connected: no connection within ${connectMs} ms`, "timeout");
+  throw new CheckFailure("the device to connect", `no connection within ${connectMs} ms`);
 }
 
 /** A launched device run's outcome, or a failure once it has run for `ms`; nothing without a launcher. */
@@ -290,23 +308,7 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
             certSha256: tls ? Buffer.from(certificateSha256(tls.cert)).toString("hex") : undefined,
           });
           if (launched) stops.push(launched.stop);
-          // Without a launcher (--listen alone) only the connection can end the wait: a race with
-          // `undefined` would settle at once, before any device could connect.
-          const exited = launched?.outcome.then((out): never => {
-            throw new CheckFailure(
-              "the device to connect",
-              `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`,
-            );
-          });
-          const session = await (exited
-            ? Promise.race([server.accept(connectMs), exited])
-            : server.accept(connectMs)
-          ).catch((e: unknown) => {
-            throw neverConnected ? unreachable(e) : e;
-          });
-          if (!session && neverConnected)
-            throw new TargetUnreachable(`the device never connected: no connection within ${connectMs} ms`, "timeout");
-          if (!session) throw new CheckFailure("the device to connect", `no connection within ${connectMs} ms`);
+          const session = await acceptDevice(server, connectMs, launched?.outcome, neverConnected);
           neverConnected = false;
           if (wanted && session.codec !== wanted)
             throw new CheckFailure(`a connection with the ${wanted} codec`, session.codec);
