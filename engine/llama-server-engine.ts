@@ -119,6 +119,10 @@ export class LlamaServerEngine implements InferenceEngine {
     return this.scorer !== undefined;
   }
 
+  get scoringModel(): ModelInfo | undefined {
+    return this.scorer?.info;
+  }
+
   static async connect(o: LlamaServerEngineOptions): Promise<LlamaServerEngine> {
     if (o.backends.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "no llama-server backend given");
     const clients = o.backends.map((b) => new LlamaServerClient(backendUrl(b)));
@@ -176,6 +180,13 @@ export class LlamaServerEngine implements InferenceEngine {
   tokenizeContinuation(text: string): number[] {
     checkTokenizable(this.description.untokenizable, text);
     return this.vocab.tokenizeContinuation(text);
+  }
+
+  tokenizeTemplated(text: string): number[] {
+    checkTokenizable(this.description.untokenizable, text);
+    const ids = this.vocab.tokenizeSpecial(text);
+    const bos = this.vocab.bos;
+    return this.description.addBos && bos !== undefined ? [bos, ...ids] : ids;
   }
 
   bytes(ids: readonly number[]): Uint8Array {
