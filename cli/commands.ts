@@ -53,7 +53,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     usage:
       "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--cert-sha256 HEX] [--codec proto|msgpack] [--no-kv] [--threads N]\n" +
       "                 [--parallel N] [--queue N] [--tpot-ms N] [--alias NAME] [--api-key KEY] [--allowed-hosts H,H] [--cors-origin O,O]\n" +
-      "                 [--max-body-bytes N] [--chat-template-file FILE] [--emulate-ms-per-token N | --device-profile phone|phone-npu]\n" +
+      "                 [--max-body-bytes N] [--chat-template-file FILE] [--emulate-ms-per-token N | --device-profile phone|phone-npu] [--no-fallback]\n" +
       "  --api-key KEY or $PDD_SERVE_API_KEY (kept out of ps); --tpot-ms paces streamed answers only (default 40).",
     load: async () => (await import("./device-serve.js")).runDeviceServe,
   },
@@ -67,7 +67,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       "  options: [--model GGUF] [--case TEXT[,TEXT]] [--json FILE] [--junit FILE] [--verbose]\n" +
       "  --model GGUF: the peer's model file, to check the fingerprints it announces (Appendix B).\n" +
       "  --exec COMMAND runs the device once per case; {url}, {codec}, {ca} and {cert_sha256} are replaced,\n" +
-      "  and the command must print the answer it displays on stdout.",
+      "  and the command must print the answer it displays on stdout.\n" +
+      "exit status: 0 no case failed, 1 a case failed, 2 a usage error, 3 the target could not be reached\n" +
+      "             (no case ran; the cause is on stderr and in --json/--junit)",
     load: async () => (await import("./conformance.js")).runConformanceCommand,
   },
   {

@@ -1,16 +1,22 @@
 /** `pdd conformance`: runs the suite against a cloud or a device under test. */
 import { existsSync, writeFileSync } from "node:fs";
-import { parseFlags, readFileFlag, UsageError, type Run } from "./kit.js";
+import { parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
 import {
   execLauncher,
   junit,
   runConformance,
   runDeviceConformance,
   STATUS_LABEL,
+  junitUnreachable,
   table,
   TargetError,
+  TargetUnreachable,
   type CaseResult,
 } from "../conformance/index.js";
+import { connectFailure } from "../reference-device/index.js";
+
+/** Exit status when the target could not be reached and no case ran (0: all passed, 1: a case failed, 2: usage). */
+export const UNREACHABLE_EXIT = 3;
 
 export const runConformanceCommand: Run = async (argv, io) => {
   const { values } = parseFlags(argv, {
@@ -79,6 +85,7 @@ export const runConformanceCommand: Run = async (argv, io) => {
     }
   } catch (e) {
     if (e instanceof TargetError) throw new UsageError(e.message);
+    if (e instanceof TargetUnreachable) return cannotReach(e, values.target ?? values.listen ?? "", values, io);
     if (e instanceof UsageError) throw e;
     io.error(`pdd conformance: ${(e as Error).message}`);
     return 1;
@@ -91,6 +98,22 @@ export const runConformanceCommand: Run = async (argv, io) => {
   if (values.junit) writeFileSync(values.junit, junit(results));
   return results.some((r) => r.status === "fail") ? 1 : 0;
 };
+
+/**
+ * One line on stderr naming the cause (the device's classifier: refused, tls,
+ * auth, not-found, protocol, ...; or timeout / exited for a device that never
+ * connected), the same in the reports, and exit status 3.
+ */
+function cannotReach(e: TargetUnreachable, target: string, files: { json?: string; junit?: string }, io: Io): number {
+  const failure = e.kind ? { cause: e.kind, message: `${e.kind}: ${e.message}` } : connectFailure(e, target);
+  io.error(`pdd conformance: cannot reach the target: ${failure.message.replace(/\s*\n\s*/g, " / ")}`);
+  if (files.json) {
+    const report = { target, reached: false, cause: failure.cause, message: failure.message, results: [] };
+    writeFileSync(files.json, JSON.stringify(report, null, 2));
+  }
+  if (files.junit) writeFileSync(files.junit, junitUnreachable(failure.message));
+  return UNREACHABLE_EXIT;
+}
 
 function modelFlag(path: string | undefined): string | undefined {
   if (path !== undefined && !existsSync(path)) throw new UsageError(`--model: no such file: ${path}`);

@@ -21,4 +21,8 @@ describe("pdd device serve flags", () => {
     await expect(runDeviceServe(["--parallel", "0"], io)).rejects.toThrow(/--parallel/);
     await expect(runDeviceServe(["--codec", "json"], io)).rejects.toThrow(/--codec/);
   });
+
+  it("--no-fallback without --cloud is a usage error", async () => {
+    await expect(runDeviceServe(["--no-fallback"], io)).rejects.toThrow(/--no-fallback needs --cloud/);
+  });
 });

@@ -6,7 +6,9 @@
  */
 import { CLOUD_FLAGS, clientOptions, emulation } from "./device-flags.js";
 import { intFlag, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
+import { ErrorCode, PddError } from "../proto/index.js";
 import {
+  type ConnectFailure,
   DEFAULT_TARGET_TPOT_MS,
   PdDevice,
   serveOpenAi,
@@ -41,6 +43,7 @@ export const SERVE_FLAGS = {
   "cors-origin": { type: "string" },
   "max-body-bytes": { type: "string" },
   "chat-template-file": { type: "string" },
+  "no-fallback": { type: "boolean" },
 } as const;
 
 function flags(argv: string[]) {
@@ -51,6 +54,7 @@ function flags(argv: string[]) {
   if (values.alias !== undefined && !/^[\w.:/-]{1,128}$/.test(values.alias))
     throw new UsageError("--alias must be 1-128 letters, digits or . _ : / -");
   if (values["chat-template-file"] !== undefined) readFileFlag("chat-template-file", values["chat-template-file"]);
+  if (values["no-fallback"] && !values.cloud) throw new UsageError("--no-fallback needs --cloud URL");
   const parallel = intFlag("parallel", values.parallel, 4, 1, 64);
   const serve: ServeOptions = {
     host: values.host,
@@ -74,8 +78,39 @@ function flags(argv: string[]) {
     threads: values.threads ? intFlag("threads", values.threads, 1, 1, 256) : undefined,
     // At least the reference cloud's 4: KV images import only between contexts with the same sequence count.
     sequences: Math.max(4, parallel),
+    fallback: !values["no-fallback"],
   };
   return { serve, device };
+}
+
+/**
+ * Tries the cloud once before saying it is ready (issue 16: a cloud that was
+ * down went unsaid until a request's log line). Unreachable: one line for a
+ * person and one JSON log line on stderr, naming the cause, and serving goes
+ * on with the device alone; with --no-fallback it does not start (exit 1).
+ */
+async function cloudAtStartup(device: PdDevice, noFallback: boolean, io: Io): Promise<ConnectFailure | undefined> {
+  const failure = await device.probeCloud();
+  if (!failure) return undefined;
+  const level = noFallback ? "error" : "warn";
+  io.error(
+    JSON.stringify({
+      time: new Date().toISOString(),
+      level,
+      msg: "cloud unreachable",
+      cause: failure.cause,
+      error: failure.message,
+    }),
+  );
+  if (noFallback)
+    throw new PddError(
+      ErrorCode.UNAVAILABLE,
+      `cannot reach the cloud, ${failure.message}; not starting (--no-fallback)`,
+    );
+  io.error(
+    `pdd device serve: cannot reach the cloud, ${failure.message}; requests are answered on the device alone until it is reachable`,
+  );
+  return failure;
 }
 
 export const runDeviceServe: Run = async (argv, io: Io) => {
@@ -85,16 +120,20 @@ export const runDeviceServe: Run = async (argv, io: Io) => {
     await (await device.catch(() => undefined))?.close();
     throw e;
   });
+  let cloudError: ConnectFailure | undefined;
   try {
     await server.ready;
+    cloudError = await cloudAtStartup(await device, deviceOptions.fallback === false, io);
   } catch (e) {
     await server.close();
+    await (await device.catch(() => undefined))?.close();
     throw e;
   }
   io.log(
     JSON.stringify({
       openai: server.url,
       cloud: deviceOptions.cloud ?? null,
+      cloudError: cloudError ?? null,
       model: serve.alias ?? "pdd-device",
       chatTemplate: server.chatTemplate,
       parallel: serve.parallel,

@@ -102,6 +102,10 @@ export const FLAG_HELP: Readonly<Record<string, FlagHelp>> = {
       "--chat-template-file FILE",
       "a Jinja chat template instead of the model's tokenizer.chat_template (default: the model's, else a plain fallback)",
     ],
+    [
+      "--no-fallback",
+      "do not start when the cloud cannot be reached at startup (exit 1); later, a request the cloud cannot serve gets an error naming the cause",
+    ],
   ],
   plan: [
     ["--prompt-tokens N", "the prompt's length in tokens (required)"],

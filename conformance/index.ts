@@ -7,8 +7,9 @@ export {
   type DeviceLauncher,
   TargetError,
 } from "./runner.js";
+export { TargetUnreachable, type UnreachableKind } from "./reach.js";
 export { execLauncher } from "./launcher.js";
-export { table, junit, STATUS_LABEL } from "./report.js";
+export { table, junit, junitUnreachable, STATUS_LABEL } from "./report.js";
 export { coverage, coverageProblems, renderCoverage, ALL_CASES, NOT_BLACK_BOX } from "./coverage.js";
 export type { Case, CaseResult, Status, DeviceOutcome } from "./case.js";
 export { fuzzCloud, replayInput, FuzzFailure, type FuzzReport } from "./fuzz.js";

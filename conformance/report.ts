@@ -58,3 +58,12 @@ export function junit(results: CaseResult[]): string {
     `failures="${failures}" skipped="${skipped}">\n${cases.join("\n")}\n</testsuite>\n`
   );
 }
+
+/** A run that could not reach its target: one errored test case, so CI shows why nothing ran. */
+export function junitUnreachable(message: string): string {
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="pdd-conformance" tests="1" failures="0" errors="1">\n` +
+    `  <testcase classname="pdd.conformance" name="target reachable"><error message="${xml(message)}"/></testcase>\n` +
+    "</testsuite>\n"
+  );
+}

@@ -15,10 +15,11 @@ import { DEVICE_1_2_CASES } from "./device-1-2-cases.js";
 import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
-import { listen } from "./raw-server.js";
+import { type AcceptedSession, listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
 import { CheckFailure, NotOffered, Probe } from "./probe.js";
 import { grpcRawCall, grpcResponseHeaders, openGrpc, openWebSocket, openWebTransport } from "./raw-client.js";
+import { reachCloud, TargetUnreachable } from "./reach.js";
 import type { Codec } from "./wire.js";
 import { createHash, X509Certificate } from "node:crypto";
 
@@ -44,6 +45,8 @@ export interface RunOptions {
   modelFile?: string;
   /** Each result as its case ends: the how-manieth of how many. */
   onResult?: (r: CaseResult, done: number, total: number) => void;
+  /** How long the reachability check waits for the connection and for an answer to its Hello, ms (default 15000). */
+  reachTimeoutMs?: number;
 }
 
 export class TargetError extends Error {}
@@ -80,6 +83,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
     ...CLOUD_TOK_CASES,
   ];
   const total = codecs.reduce((n, codec) => n + selectCases(cloudCases, transport, codec, o.filter).length, 0);
+  let reached = false;
   for (const codec of codecs) {
     const raw: Target["raw"] = (x) => {
       const token = x.token === null ? undefined : (x.token ?? o.token);
@@ -100,6 +104,9 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
         grpcResponseHeaders(o.target, frame, { ca: o.ca, token: o.token, acceptEncoding });
       target.grpcCall = (frame, call) => grpcRawCall(o.target, frame, { ca: o.ca, token: o.token, ...call });
     }
+    // Once, before any case: a target that cannot be reached is said once, not as a FAIL per case.
+    if (!reached) await reachCloud(() => raw({}), codec, transport, o.reachTimeoutMs);
+    reached = true;
     const open = async (): Promise<Probe> => {
       const probe = new Probe(await raw({}), codec, waitMs);
       probe.transport = transport;
@@ -166,6 +173,7 @@ async function runCase(
       details = "the frames were checked; the displayed answer is observable with --exec only";
     }
   } catch (e) {
+    if (e instanceof TargetUnreachable) throw e;
     if (e instanceof NotOffered) {
       status = "not-offered";
       details = e.message;
@@ -224,6 +232,30 @@ export interface DeviceRunOptions {
   onListening?: (url: string) => void;
 }
 
+/**
+ * The device's connection. One that exits first or does not connect within
+ * `connectMs` fails the case, or, when no device has connected yet (`first`),
+ * stops the run (TargetUnreachable): every case would fail the same way.
+ */
+async function acceptDevice(
+  server: { accept(ms: number): Promise<AcceptedSession | undefined> },
+  connectMs: number,
+  outcome: Promise<DeviceOutcome> | undefined,
+  first: boolean,
+): Promise<AcceptedSession> {
+  // Without a launcher (--listen alone) only the connection can end the wait: a race with
+  // `undefined` would settle at once, before any device could connect.
+  const exited = outcome?.then((out): never => {
+    const observed = `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`;
+    if (first) throw new TargetUnreachable(`the device never connected: ${observed}`, "exited");
+    throw new CheckFailure("the device to connect", observed);
+  });
+  const session = await (exited ? Promise.race([server.accept(connectMs), exited]) : server.accept(connectMs));
+  if (session) return session;
+  if (first) throw new TargetUnreachable(`the device never connected: no connection within ${connectMs} ms`, "timeout");
+  throw new CheckFailure("the device to connect", `no connection within ${connectMs} ms`);
+}
+
 /** A launched device run's outcome, or a failure once it has run for `ms`; nothing without a launcher. */
 function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): Promise<DeviceOutcome | undefined> {
   if (!launched) return Promise.resolve(undefined);
@@ -258,6 +290,8 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
     ? (o.codecs ?? (transport === "grpc" ? ["proto"] : ["proto", "msgpack"]))
     : [undefined];
   const results: CaseResult[] = [];
+  /** Until a device has connected once, one that does not connect stops the run (TargetUnreachable). */
+  let neverConnected = true;
   const casesFor = (wanted: Codec | undefined) => selectCases(ALL_DEVICE_CASES, transport, wanted ?? "proto", o.filter);
   const total = codecs.reduce((n, wanted) => n + casesFor(wanted).length, 0);
   try {
@@ -278,16 +312,8 @@ export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseRes
             certSha256: tls ? Buffer.from(certificateSha256(tls.cert)).toString("hex") : undefined,
           });
           if (launched) stops.push(launched.stop);
-          // Without a launcher (--listen alone) only the connection can end the wait: a race with
-          // `undefined` would settle at once, before any device could connect.
-          const exited = launched?.outcome.then((out): never => {
-            throw new CheckFailure(
-              "the device to connect",
-              `it exited with ${out.exitCode} first: ${out.stderr.slice(-400)}`,
-            );
-          });
-          const session = await (exited ? Promise.race([server.accept(connectMs), exited]) : server.accept(connectMs));
-          if (!session) throw new CheckFailure("the device to connect", `no connection within ${connectMs} ms`);
+          const session = await acceptDevice(server, connectMs, launched?.outcome, neverConnected);
+          neverConnected = false;
           if (wanted && session.codec !== wanted)
             throw new CheckFailure(`a connection with the ${wanted} codec`, session.codec);
           codec = session.codec;

@@ -16,6 +16,8 @@ import {
   type CloudStream,
   type PddServer,
   type SelfSignedCertificate,
+  servingState,
+  type ServingState,
 } from "../transports/index.js";
 import { parseCloudConfig, type CloudConfig, type CloudConfigInput } from "./config.js";
 import { CloudConnection } from "./connection.js";
@@ -142,7 +144,8 @@ export async function startCloud(
   // A wrong transport credential is refused at the transport; a missing one
   // may still come in the Hello (PDD-SEC-002).
   const authenticate = ctx.authorize && ((token: string | undefined) => token === undefined || ctx.authorize!(token));
-  const serving = () => !state.draining;
+  // grpc.health.v1 says NOT_SERVING from the moment the cloud begins to drain (Watch calls see it).
+  const serving = servingState(true);
   const { servers, urls } = await listenAll(config, certificate, { onConnection, authenticate, serving });
   const metricsServer =
     config.metricsPort === undefined ? undefined : await serveMetrics(metrics, config.metricsPort, log);
@@ -164,6 +167,7 @@ export async function startCloud(
     },
     async close(opts = {}) {
       state.draining = true;
+      serving.set(false);
       await drain(ctx, state.connections, 1000 * (opts.drainSeconds ?? config.drainSeconds));
       for (const s of servers) await s.close(500);
       if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
@@ -240,7 +244,7 @@ async function listenAll(
   handlers: {
     onConnection: (stream: CloudStream) => void;
     authenticate: ((token?: string) => boolean) | undefined;
-    serving: () => boolean;
+    serving: ServingState;
   },
 ): Promise<{ servers: PddServer[]; urls: CloudPeer["urls"] }> {
   const common = {

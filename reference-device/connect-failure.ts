@@ -3,7 +3,8 @@
  * one line a person can act on (issue 16: every failure used to read "cloud
  * unavailable: unreachable"). The transports report failures in their own
  * words (Node's socket and TLS codes, HTTP statuses, gRPC statuses); this maps
- * them to the causes the README documents. @internal
+ * them to the causes the README documents (pdd device, and pdd conformance
+ * for a target it cannot reach).
  */
 import { ErrorCode, PddError } from "../proto/index.js";
 
@@ -52,6 +53,8 @@ function classify(err: PddError, text: string): FailureCause {
   if (err.code === ErrorCode.INVALID_ARGUMENT && /scheme|not a URL/i.test(text)) return "scheme";
   if (/ENOTFOUND|EAI_AGAIN|getaddrinfo/.test(text)) return "dns";
   if (/ECONNREFUSED/.test(text)) return "refused";
+  // A TLS client (wss://, grpcs://) at a port that does not speak TLS: a scheme for another port, not a trust problem.
+  if (/wrong version number|WRONG_VERSION_NUMBER|packet length too long/i.test(text)) return "protocol";
   if (TLS.test(text)) return "tls";
   if (/\b404\b|not found|unimplemented/i.test(text)) return "not-found";
   if (/timed? ?out|ETIMEDOUT|no session within|no HelloAck/i.test(text)) return "timeout";
@@ -72,7 +75,8 @@ const HINT: Record<FailureCause, string> = {
   auth: "give the cloud's key with --token",
   "not-found": "check the URL's path",
   codec: "try --codec proto",
-  protocol: "the port serves another binding: check the scheme against the port (pdd cloud prints one URL per binding)",
+  protocol:
+    "the port serves another binding, or no TLS: check the scheme against the port (pdd cloud prints one URL per binding)",
   timeout: "the cloud did not answer in time",
   "refused-by-cloud": "see the cloud's reason",
 };

@@ -241,6 +241,16 @@ export class PdDevice {
     return this.backoffMs;
   }
 
+  /**
+   * Connects to the cloud now (connect + HelloAck, bounded by the connect and
+   * handshake timeouts, 10 s each) and says why it cannot be used; undefined
+   * when it can, or when there is no cloud. `pdd device serve` asks at startup.
+   */
+  async probeCloud(): Promise<ConnectFailure | undefined> {
+    if (!this.options.cloud) return undefined;
+    return (await this.cloudLink()) ? undefined : (this.failure ?? this.unavailable());
+  }
+
   /** Measured round-trip time to the cloud, ms (undefined without a cloud). */
   async rtt(): Promise<number | undefined> {
     const link = await this.cloudLink();

@@ -1,5 +1,6 @@
 /** Public surface of reference-device/: the reference device peer. */
 export { DEFAULT_TARGET_TPOT_MS, PdDevice, type DeviceOptions, type GenerateOptions } from "./device.js";
+export { connectFailure, type ConnectFailure, type FailureCause } from "./connect-failure.js";
 export type { Emulation, Report, Mode } from "./run.js";
 export { templatedPrompt, type Prompt, type TemplatedPrompt } from "./prompt.js";
 export { SpeedController, type PaceInput } from "./speed-controller.js";

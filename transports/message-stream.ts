@@ -97,6 +97,33 @@ export interface PddServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Whether a server serves, and who to tell when that changes (grpc.health.v1 Watch). */
+export interface ServingState {
+  readonly serving: boolean;
+  /** Calls `listener` after each change; returns the function that stops it. */
+  onChange(listener: () => void): () => void;
+}
+
+/** A ServingState its owner flips with `set` (the cloud: false when it begins to drain). */
+export function servingState(initial = true): ServingState & { set(serving: boolean): void } {
+  let serving = initial;
+  const listeners = new Set<() => void>();
+  return {
+    get serving() {
+      return serving;
+    },
+    set(next: boolean) {
+      if (next === serving) return;
+      serving = next;
+      for (const l of [...listeners]) l();
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
+
 /** Settings every server binding accepts. */
 export interface ServerOptions {
   host?: string;
@@ -121,8 +148,11 @@ export interface ServerOptions {
   highWaterMark?: number;
   /** A blocked sender whose peer takes no byte for this long ends the connection with TIMEOUT, ms. Default 10,000. */
   writeDeadlineMs?: number;
-  /** gRPC only: whether grpc.health.v1 Check says SERVING (a draining server says NOT_SERVING). Default: until close(). */
-  serving?: () => boolean;
+  /**
+   * gRPC only: whether grpc.health.v1 says SERVING; Watch calls see each change
+   * (a draining server says NOT_SERVING). Default: SERVING until close().
+   */
+  serving?: ServingState;
   onConnection(stream: CloudStream): void;
 }
 

@@ -1,66 +1,86 @@
 /**
- * `grpc.health.v1.Health/Check` on the gRPC binding, so grpc_health_probe,
- * Kubernetes gRPC probes and `grpcurl ... grpc.health.v1.Health/Check` work
- * without the schema (issue 16). Answered before Connect sees the call, with
- * the two messages encoded by hand: HealthCheckRequest { string service = 1; }
- * and HealthCheckResponse { ServingStatus status = 1; }. `Watch` and server
- * reflection are not served (UNIMPLEMENTED).
+ * `grpc.health.v1.Health` on the gRPC binding, so grpc_health_probe,
+ * Kubernetes gRPC probes, grpcurl and load balancers that watch health work
+ * without the schema (issue 16). `Check` answers at once; `Watch` sends the
+ * status, then each change: SERVING, then NOT_SERVING when the server begins
+ * to drain, and ends when the server closes. No credential is needed: a probe
+ * has none, and the answer says nothing a port scan does not.
  */
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { PdDeviceService } from "../../proto/index.js";
+import type { ServingState } from "../message-stream.js";
+import {
+  type Health,
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+  HealthCheckResponse_ServingStatus as Status,
+  HealthCheckResponseSchema,
+} from "./gen/grpc/health/v1/health_pb.js";
 
-export const HEALTH_CHECK_PATH = "/grpc.health.v1.Health/Check";
-/** The services this server answers for: "" (the server) and the P/D-Device service. */
-const SERVICES = new Set(["", "pdd.v1.PdDeviceService"]);
-const SERVING = 1;
-const NOT_SERVING = 2;
-const GRPC_NOT_FOUND = 5;
-const GRPC_INVALID_ARGUMENT = 3;
-/** A HealthCheckRequest names a service: a few hundred bytes at most. */
-const MAX_REQUEST_BYTES = 4096;
+/** The services this server answers for: "" (the server as a whole) and the P/D-Device service. */
+const SERVICES = new Set(["", PdDeviceService.typeName]);
+/** Open Watch calls at most: each holds a listener, and Watch needs no credential. */
+export const MAX_WATCHERS = 256;
 
-/** The service a length-prefixed HealthCheckRequest names; undefined when it is malformed. */
-export function requestedService(body: Buffer): string | undefined {
-  if (body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) return undefined;
-  try {
-    const r = new BinaryReader(body.subarray(5));
-    let service = "";
-    while (r.pos < r.len) {
-      const [field, wireType] = r.tag();
-      if (field === 1 && wireType === 2) service = r.string();
-      else r.skip(wireType, field);
-    }
-    return service;
-  } catch {
-    return undefined;
-  }
+/** What Health needs from the server: whether it serves, whether it is closing (Watch calls then end), and changes to either. */
+export interface HealthSource extends Pick<ServingState, "onChange"> {
+  serving(): boolean;
+  closing(): boolean;
 }
 
-/** Answers a Check call: SERVING while `serving()`, NOT_SERVING when draining, NOT_FOUND for another service. */
-export function answerHealthCheck(req: Http2ServerRequest, res: Http2ServerResponse, serving: () => boolean): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  req.on("data", (c: Buffer) => {
-    size += c.length;
-    if (size <= MAX_REQUEST_BYTES) chunks.push(c);
-  });
-  req.once("end", () => {
-    const service = size > MAX_REQUEST_BYTES ? undefined : requestedService(Buffer.concat(chunks));
-    const stream = req.stream;
-    if (stream.destroyed) return;
-    if (service === undefined || !SERVICES.has(service)) {
-      const [status, message] =
-        service === undefined
-          ? [GRPC_INVALID_ARGUMENT, "malformed HealthCheckRequest"]
-          : [GRPC_NOT_FOUND, `unknown service ${service.slice(0, 100)}`];
-      stream.respond(
-        { ":status": 200, "content-type": "application/grpc", "grpc-status": String(status), "grpc-message": message },
-        { endStream: true },
-      );
-      return;
+export function healthService(source: HealthSource): ServiceImpl<typeof Health> {
+  let watchers = 0;
+  const statusOf = (service: string) =>
+    !SERVICES.has(service) ? Status.SERVICE_UNKNOWN : source.serving() ? Status.SERVING : Status.NOT_SERVING;
+  return {
+    check(req: HealthCheckRequest): HealthCheckResponse {
+      const status = statusOf(req.service);
+      if (status === Status.SERVICE_UNKNOWN)
+        throw new ConnectError(`unknown service ${req.service.slice(0, 100)}`, Code.NotFound);
+      return create(HealthCheckResponseSchema, { status });
+    },
+    async *watch(req: HealthCheckRequest, ctx: HandlerContext): AsyncIterable<HealthCheckResponse> {
+      if (watchers >= MAX_WATCHERS)
+        throw new ConnectError(`at most ${MAX_WATCHERS} Watch calls at once`, Code.ResourceExhausted);
+      watchers++;
+      try {
+        yield* changes(() => statusOf(req.service), source, ctx.signal);
+      } finally {
+        watchers--;
+      }
+    },
+  };
+}
+
+/** The status now and after each change; done once the server closes (after saying NOT_SERVING) or the call ends. */
+async function* changes(
+  status: () => Status,
+  source: HealthSource,
+  signal: AbortSignal,
+): AsyncIterable<HealthCheckResponse> {
+  let wake: (() => void) | undefined;
+  let changed = false;
+  const poke = () => {
+    changed = true;
+    wake?.();
+  };
+  const off = source.onChange(poke);
+  signal.addEventListener("abort", poke, { once: true });
+  try {
+    let last: Status | undefined;
+    for (;;) {
+      changed = false;
+      const now = status();
+      if (now !== last) yield create(HealthCheckResponseSchema, { status: now });
+      last = now;
+      if (signal.aborted || source.closing()) return;
+      // A change that came while the response was being written is not lost: `changed` says so.
+      if (!changed) await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
     }
-    res.writeHead(200, { "content-type": "application/grpc" });
-    res.addTrailers({ "grpc-status": "0" });
-    res.end(Buffer.from([0, 0, 0, 0, 2, 0x08, serving() ? SERVING : NOT_SERVING]));
-  });
+  } finally {
+    off();
+    signal.removeEventListener("abort", poke);
+  }
 }

@@ -22,20 +22,12 @@ import { admit, bearerToken } from "../auth.js";
 import { keepHttp2SessionAlive } from "../http2-keepalive.js";
 import { DEFAULTS, type PddServer, type ServerOptions } from "../message-stream.js";
 import { listen, trackConnections } from "../server-util.js";
-import { answerHealthCheck, HEALTH_CHECK_PATH } from "./health.js";
+import { refuseUnauthenticated, sideCalls, trailersOnly } from "./side-calls.js";
 import { GrpcStream } from "./stream.js";
 
 export const SESSION_PATH = "/pdd.v1.PdDeviceService/Session";
 /** The content types of PDD-GRPC-001: gRPC with the protobuf codec, and Connect's streaming protobuf. */
 const CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto", "application/connect+proto"]);
-
-/** A trailers-only gRPC response: one HEADERS frame with END_STREAM. */
-function trailersOnly(req: Http2ServerRequest, status: number, message: string): void {
-  req.stream.respond(
-    { ":status": 200, "content-type": "application/grpc", "grpc-status": String(status), "grpc-message": message },
-    { endStream: true },
-  );
-}
 
 /**
  * PDD-LIMIT-002 on gRPC: the call's first message (the Hello) is held to
@@ -104,8 +96,7 @@ export const HTTP2_WINDOW = 4 << 20;
  */
 export async function createGrpcServer(options: ServerOptions): Promise<PddServer> {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  /** Set when close() begins: health checks then say NOT_SERVING. */
-  let closing = false;
+  const side = sideCalls(options);
   const tracker = trackConnections<GrpcStream<DeviceFrame, CloudFrame>>();
   const adapter = connectNodeAdapter({
     grpc: true,
@@ -144,21 +135,12 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
   // gets a trailers-only UNAUTHENTICATED at once (PDD-GRPC-002).
   const handler = (req: Http2ServerRequest, res: Http2ServerResponse) => {
     void (async () => {
-      if (req.url === HEALTH_CHECK_PATH)
-        return answerHealthCheck(req, res, () => !closing && (options.serving?.() ?? true));
+      if (side.handles(req.url)) return side.handle(req, res);
       if (callChecks.refuseMalformedCall(req, res)) return;
       if (req.url === SESSION_PATH) holdFirstMessage(req, maxFrameBytes);
       if (req.url === SESSION_PATH) {
         const token = bearerToken(req.headers.authorization);
-        if (!(await admit(options.authenticate, token))) {
-          const grpc = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
-          if (grpc) trailersOnly(req, Code.Unauthenticated, "Unauthorized");
-          else {
-            res.writeHead(401, { "content-type": "application/json" });
-            res.end(JSON.stringify({ code: "unauthenticated", message: "Unauthorized" }));
-          }
-          return;
-        }
+        if (!(await admit(options.authenticate, token))) return refuseUnauthenticated(req, res);
       }
       adapter(req, res);
     })();
@@ -186,8 +168,9 @@ export async function createGrpcServer(options: ServerOptions): Promise<PddServe
       return tracker.size;
     },
     async close(graceMs = 1_000) {
-      closing = true;
+      side.closing();
       await tracker.closeAll(graceMs);
+      await side.closed(graceMs);
       for (const s of sessions) s.destroy();
       await new Promise<void>((resolve) => http2.close(() => resolve()));
     },
