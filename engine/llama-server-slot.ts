@@ -205,11 +205,15 @@ export class LlamaServerSlot implements InferenceSlot {
     // Streamed, from whole text (llama-server-utf8.ts): the slot's KV ends up holding `prompt`, then `again`
     // decoded anew, and the one token sampled after them is not evaluated.
     const { prompt, again } = wholeTextPrefix(evaluated, this.pieces, this.answerFrom);
-    const drained = new AbortController();
     const request = { prompt, nPredict: again.length + 1, idSlot: this.idSlot };
-    for await (const chunk of this.backend.client.stream(request, drained.signal)) if (chunk.stop) break;
     const filename = `pdd-kv-${randomUUID()}.bin`;
-    await this.backend.client.saveSlot(this.idSlot, filename);
+    try {
+      for await (const chunk of this.backend.client.stream(request, new AbortController().signal))
+        if (chunk.stop) break;
+      await this.backend.client.saveSlot(this.idSlot, filename);
+    } catch (e) {
+      throw this.failed(e);
+    }
     const file = join(this.slotSaveDir, filename);
     let image: Uint8Array;
     try {
