@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorCode, PddError } from "../proto/index.js";
 import { llamaRuntime } from "./engine.js";
 import { createModel, fingerprints, LlamaServerEngine, PRESETS } from "./index.js";
@@ -122,6 +122,31 @@ describe("llama-server engine: decoding", () => {
     expect(await decode(e, prompt, 6)).toEqual(f.answer(prompt, 6));
   });
 
+  it.each([
+    ["a token held back", [3]],
+    ["a held-back tail at the end of the budget", [4, 5]],
+  ])("sampled decoding (temperature > 0) with %s: INTERNAL, never tokens decoded again", async (_, positions) => {
+    const held = new Set<number>();
+    const f = await fake({ holdBack: held });
+    const e = await connect([f]);
+    const prompt = e.tokenize("the lazy dog");
+    for (const i of positions) held.add(prompt.length + i);
+    const slot = await e.acquire();
+    await slot.prefill(prompt);
+    const out: number[] = [];
+    const err = await rejection(
+      (async () => {
+        for await (const t of slot.generate({ temperature: 0.8, seed: 7 }, 6)) out.push(t);
+      })(),
+    );
+    await slot.release();
+    expect(err.code).toBe(ErrorCode.INTERNAL);
+    expect(err.message).toMatch(/sampled decoding \(temperature > 0\) cannot have the same tokens again/);
+    expect(out).toEqual(f.answer(prompt, positions[0]!)); // the tokens before the held-back ones stand
+    expect(f.completions.length).toBe(1); // nothing was asked again
+    expect(e.backends()[0]!.healthy).toBe(true); // the backend did nothing wrong
+  });
+
   it("aborts the backend request when the consumer stops, which frees the backend's slot", async () => {
     const f = await fake({ gated: true, slots: 1 });
     const e = await connect([f]);
@@ -164,6 +189,30 @@ describe("llama-server engine: backends", () => {
     expect(e.backends().find((x) => x.url === a.url)).toMatchObject({ healthy: false, failures: 1 });
     const prompt = e.tokenize("the dog");
     for (let i = 0; i < 3; i++) expect(await decode(e, prompt, 4)).toEqual(b.answer(prompt, 4));
+  });
+});
+
+describe("llama-server engine: health checks", () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("a dead backend with no request on it leaves rotation within 1 s: at the health check one default period (250 ms) on", async () => {
+    // Only the pool's period is faked: the check itself is real HTTP to the fakes, and its answer the event awaited.
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    const a = await fake();
+    const b = await fake();
+    const changes: { url: string; healthy: boolean; why: string }[] = [];
+    const e = await LlamaServerEngine.connect({
+      backends: [a.url, b.url],
+      onBackendChange: (s, why) => changes.push({ url: s.url, healthy: s.healthy, why }),
+    });
+    engines.push(e);
+    await a.kill();
+    vi.advanceTimersByTime(249);
+    expect(changes).toEqual([]); // no check before the period
+    vi.advanceTimersByTime(1);
+    await until(() => changes.length > 0, "the dead backend to leave rotation");
+    expect(changes).toEqual([{ url: a.url, healthy: false, why: "GET /health failed" }]);
+    expect(e.backends().map((x) => x.healthy)).toEqual([false, true]);
   });
 });
 
