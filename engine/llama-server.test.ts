@@ -15,6 +15,7 @@ import { createModel, fingerprints, LlamaServerEngine, PRESETS } from "./index.j
 import { readSeqStateHeader, toSequenceImage, toServerImage } from "./llama-server-kv.js";
 import { describeModel } from "./model-info.js";
 import { until } from "../proto/test/until.js";
+import { greedy } from "./test/greedy.js";
 import { FakeLlamaServer, fakeModel, type FakeModel, type FakeOptions } from "./test/fake-llama-server.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-llama-server-"));
@@ -52,18 +53,6 @@ async function connect(backends: FakeLlamaServer[], o: { slotSaveDir?: string } 
   return e;
 }
 
-async function decode(e: LlamaServerEngine, prompt: number[], n: number): Promise<number[]> {
-  const slot = await e.acquire();
-  try {
-    await slot.prefill(prompt);
-    const out: number[] = [];
-    for await (const t of slot.generate({}, n)) out.push(t);
-    return out;
-  } finally {
-    await slot.release();
-  }
-}
-
 const rejection = async (p: Promise<unknown>) => {
   const e = await p.then(
     () => undefined,
@@ -96,7 +85,7 @@ describe("llama-server engine: decoding", () => {
     const f = await fake();
     const e = await connect([f]);
     const prompt = e.tokenize("the quick brown fox");
-    expect(await decode(e, prompt, 12)).toEqual(f.answer(prompt, 12));
+    expect(await greedy(e, prompt, 12)).toEqual(f.answer(prompt, 12));
     const sent = f.completions.at(-1)!;
     expect(sent.prompt).toEqual(prompt);
     expect(sent.n_predict).toBe(12);
@@ -109,7 +98,7 @@ describe("llama-server engine: decoding", () => {
     const e = await connect([f]);
     const prompt = e.tokenize("the lazy dog");
     for (const i of [2, 3, 7]) held.add(prompt.length + i);
-    expect(await decode(e, prompt, 10)).toEqual(f.answer(prompt, 10));
+    expect(await greedy(e, prompt, 10)).toEqual(f.answer(prompt, 10));
   });
 
   it("recovers a held-back tail at the end of the budget", async () => {
@@ -119,7 +108,7 @@ describe("llama-server engine: decoding", () => {
     const prompt = e.tokenize("the lazy dog");
     // The budget ends inside a character: a non-streamed request for just the tail fails, as llama-server's does.
     for (const i of [4, 5]) held.add(prompt.length + i);
-    expect(await decode(e, prompt, 6)).toEqual(f.answer(prompt, 6));
+    expect(await greedy(e, prompt, 6)).toEqual(f.answer(prompt, 6));
   });
 
   it.each([
@@ -188,7 +177,7 @@ describe("llama-server engine: backends", () => {
     await e.pool.check();
     expect(e.backends().find((x) => x.url === a.url)).toMatchObject({ healthy: false, failures: 1 });
     const prompt = e.tokenize("the dog");
-    for (let i = 0; i < 3; i++) expect(await decode(e, prompt, 4)).toEqual(b.answer(prompt, 4));
+    for (let i = 0; i < 3; i++) expect(await greedy(e, prompt, 4)).toEqual(b.answer(prompt, 4));
   });
 });
 
@@ -223,36 +212,30 @@ describe("llama-server engine: a backend that dies, at each point of a request",
     e: LlamaServerEngine,
     held: Set<number>,
   ) => Promise<{ fails: Promise<unknown>; requests: number }>;
+  /** A slot decoding "the dog" with `released` tokens let out by the gated fake. */
+  const decoding = async (f: FakeLlamaServer, e: LlamaServerEngine, released: number) => {
+    const slot = await e.acquire();
+    await slot.prefill(e.tokenize("the dog"));
+    f.release(released);
+    return { slot, gen: slot.generate({}, 100) };
+  };
   const points: Record<string, Start> = {
     // The headers are out, no token yet: Node's fetch ended such a body as if it were complete (issue 19).
-    "before its first token": async (_f, e) => {
-      const slot = await e.acquire();
-      await slot.prefill(e.tokenize("the dog"));
-      return { fails: slot.generate({}, 100).next(), requests: 1 };
-    },
+    "before its first token": async (f, e) => ({ fails: (await decoding(f, e, 0)).gen.next(), requests: 1 }),
     "between two tokens": async (f, e) => {
-      const slot = await e.acquire();
-      await slot.prefill(e.tokenize("the dog"));
-      const gen = slot.generate({}, 100);
-      f.release(1);
+      const { gen } = await decoding(f, e, 1);
       await gen.next();
       return { fails: gen.next(), requests: 1 };
     },
     "while it recovers a held-back token": async (f, e, held) => {
-      const slot = await e.acquire();
-      const prompt = e.tokenize("the dog");
-      await slot.prefill(prompt);
-      held.add(prompt.length + 1);
-      const gen = slot.generate({}, 100);
-      f.release(3); // token 0, token 1 held back, token 2 shows the gap: the slot asks for token 1 again
+      held.add(e.tokenize("the dog").length + 1);
+      // Token 0, token 1 held back, token 2 shows the gap: the slot asks for token 1 again.
+      const { gen } = await decoding(f, e, 3);
       await gen.next();
       return { fails: gen.next(), requests: 2 };
     },
     "while it brings the slot to the KV export": async (f, e) => {
-      const slot = await e.acquire();
-      await slot.prefill(e.tokenize("the dog"));
-      const gen = slot.generate({}, 100);
-      f.release(2);
+      const { slot, gen } = await decoding(f, e, 2);
       await gen.next();
       await gen.next();
       return { fails: slot.exportState(), requests: 2 };
@@ -333,11 +316,17 @@ describe("llama-server engine: KV by slot save", () => {
     expect(() => toSequenceImage(new Uint8Array(8))).toThrow(/not a llama sequence-state image/);
   });
 
-  it("exports the evaluated tokens' state from the backend's slot, then decodes on unchanged", async () => {
+  it.each([
+    ["", []],
+    // The export brings the slot to prompt + 2 answer tokens with a one-token request; that token is partial.
+    [" when the one token that brings the slot there ends inside a character", [2]],
+  ])("exports the evaluated tokens' state from the backend's slot%s, then decodes on unchanged", async (_, partial) => {
     const saves = mkdtempSync(join(dir, "slots-"));
-    const f = await fake({ slotSavePath: saves });
+    const held = new Set<number>();
+    const f = await fake({ slotSavePath: saves, holdBack: held });
     const e = await connect([f], { slotSaveDir: saves });
     const prompt = e.tokenize("the quick brown fox");
+    for (const i of partial) held.add(prompt.length + i);
     const slot = await e.acquire();
     await slot.prefill(prompt);
     const gen = slot.generate({}, 8);
@@ -349,26 +338,6 @@ describe("llama-server engine: KV by slot save", () => {
     await slot.release();
     expect(out).toEqual(f.answer(prompt, 8));
     expect(readdirSync(saves)).toEqual([]); // the slot file is read once and removed
-  });
-
-  it("exports state when the one token that brings the slot there ends inside a character", async () => {
-    const saves = mkdtempSync(join(dir, "slots-"));
-    const held = new Set<number>();
-    const f = await fake({ slotSavePath: saves, holdBack: held });
-    const e = await connect([f], { slotSaveDir: saves });
-    const prompt = e.tokenize("the quick brown fox");
-    // The export brings the slot to prompt + 2 answer tokens with a one-token request; that token is partial.
-    held.add(prompt.length + 2);
-    const slot = await e.acquire();
-    await slot.prefill(prompt);
-    const gen = slot.generate({}, 8);
-    const out: number[] = [];
-    for (let i = 0; i < 3; i++) out.push((await gen.next()).value as number);
-    const image = await slot.exportState();
-    expect(Array.from(readSeqStateHeader(image).tokens)).toEqual([...prompt, ...out.slice(0, -1)]);
-    for await (const t of gen) out.push(t);
-    await slot.release();
-    expect(out).toEqual(f.answer(prompt, 8));
   });
 
   it("refuses a KV export without a shared --slot-save-path: UNSUPPORTED_FEATURE", async () => {
