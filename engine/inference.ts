@@ -44,6 +44,8 @@ export interface InferenceEngine {
   readonly info: ModelInfo;
   /** False when prefill cannot give surprisal (the cloud then refuses refinement); default true. */
   readonly scoresPrompts?: boolean;
+  /** False when a sequence's KV state cannot be exported (the cloud then offers no KV format and refuses KV); default true. */
+  readonly exportsKv?: boolean;
   /** The backends it serves through, when it has any (for the cloud's metrics). */
   backends?(): BackendStatus[];
   /** Bytes of every token (spec PDD-MSG-004). */

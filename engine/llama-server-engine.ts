@@ -119,6 +119,11 @@ export class LlamaServerEngine implements InferenceEngine {
     return this.scorer !== undefined;
   }
 
+  /** KV images come from slot saves, which this machine reads only through a shared --slot-save-path. */
+  get exportsKv(): boolean {
+    return this.slotSaveDir !== undefined;
+  }
+
   static async connect(o: LlamaServerEngineOptions): Promise<LlamaServerEngine> {
     if (o.backends.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "no llama-server backend given");
     const clients = o.backends.map((b) => new LlamaServerClient(backendUrl(b)));

@@ -342,6 +342,7 @@ describe("llama-server engine: KV by slot save", () => {
 
   it("refuses a KV export without a shared --slot-save-path: UNSUPPORTED_FEATURE", async () => {
     const e = await connect([await fake()]);
+    expect(e.exportsKv).toBe(false); // so the cloud offers no KV format and refuses KV in Accepted
     const slot = await e.acquire();
     await slot.prefill(e.tokenize("the dog"));
     expect((await rejection(slot.exportState())).code).toBe(ErrorCode.UNSUPPORTED_FEATURE);

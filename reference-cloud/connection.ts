@@ -11,6 +11,7 @@ import {
   Codec,
   DEFAULT_MAX_FRAME_BYTES,
   ErrorCode,
+  KvFormat,
   MAX_ERROR_MESSAGE_BYTES,
   MAX_PINGS_PER_SECOND,
   MAX_REQUESTS_PER_SECOND,
@@ -268,8 +269,8 @@ export class CloudConnection {
             // The positions one request gets, not the trained length (PDD-MSG-016).
             cloudModel: { ...e.info, contextLength: e.contextSize },
             capabilities: {
-              kvChunks: true,
-              kvFormats: [1],
+              kvChunks: this.ctx.engine.exportsKv !== false,
+              kvFormats: this.ctx.engine.exportsKv !== false ? [KvFormat.LLAMA_SEQ_STATE] : [],
               refinement: this.ctx.engine.scoresPrompts !== false,
               tokenIds: true,
             },

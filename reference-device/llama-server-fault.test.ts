@@ -59,7 +59,7 @@ function holdPrefill(open: Promise<void>): void {
  */
 async function answerWith(
   backendOptions: Partial<FakeOptions>,
-  generate: Omit<GenerateOptions, "maxTokens">,
+  generate: Omit<GenerateOptions, "maxTokens"> & { useKv?: boolean },
   during: (backend: FakeLlamaServer, sent: () => Promise<number>) => Promise<void>,
 ): Promise<Report> {
   const backend = await FakeLlamaServer.start({
@@ -74,7 +74,7 @@ async function answerWith(
   let cloudEnded!: () => void;
   const acquire = engine.acquire;
   try {
-    const device = await PdDevice.create({ engine, cloud: cloud.urls.ws, useKv: false });
+    const device = await PdDevice.create({ engine, cloud: cloud.urls.ws, useKv: generate.useKv === true });
     holdPrefill(new Promise((r) => (cloudEnded = r))); // after the device's calibration, which prefills
     const answer = device.generate(prompt, { ...generate, maxTokens: 30 });
     await until(() => backend.completions.length > 0, "the backend to take the request");
@@ -114,5 +114,13 @@ it("a sampled answer whose backend holds back a token (a split character): the d
   expect(r.mode).toBe("fallback");
   expect(r.fallbackReason).toMatch(/sampled decoding \(temperature > 0\) cannot have the same tokens again/);
   expect(r.cloudTokens).toBe(2); // the tokens before the held-back one stand
+  expect(r.cloudTokens + r.deviceTokens).toBe(30);
+});
+
+it("a cloud on llama-server without a shared --slot-save-path offers no KV: refused in Accepted, the answer is P/D", async () => {
+  const r = await answerWith({}, { cloudBudget: 30, targetTpotMs: 0, useKv: true }, async () => {});
+  // The export used to be granted, then failed the request mid-answer with UNSUPPORTED_FEATURE.
+  expect(r.kv).toMatchObject({ granted: false, refusal: "UNSUPPORTED_FEATURE" });
+  expect(r.mode).toBe("pd");
   expect(r.cloudTokens + r.deviceTokens).toBe(30);
 });
