@@ -6,11 +6,13 @@ import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
 import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
+import { CLOUD_1_2_CASES } from "./cloud-1-2-cases.js";
 import { CLOUD_TOK_CASES } from "./cloud-tok-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
 import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
 import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
+import { DEVICE_1_2_CASES } from "./device-1-2-cases.js";
 import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 
@@ -20,6 +22,7 @@ export const ALL_CASES: Case[] = [
   ...CLOUD_1_1_CASES,
   ...CLOUD_1_1_CONN_CASES,
   ...CLOUD_1_1_KV_CASES,
+  ...CLOUD_1_2_CASES,
   ...CLOUD_TOK_CASES,
   ...DEVICE_CASES,
   ...DEVICE_END_CASES,
@@ -27,6 +30,7 @@ export const ALL_CASES: Case[] = [
   ...DEVICE_1_1_CASES,
   ...DEVICE_1_1_CONN_CASES,
   ...DEVICE_1_1_KV_CASES,
+  ...DEVICE_1_2_CASES,
 ];
 
 /**

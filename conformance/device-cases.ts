@@ -71,6 +71,18 @@ export function observe(s: Served, f: Frame): void {
   if (f.body === "cancel") s.cancelled = true;
 }
 
+/** What greet answered on each session: the negotiated minor and HelloAck.cloud_model. */
+const acked = new WeakMap<Probe, { minor: number; cloudModel: Frame }>();
+
+/** The negotiated minor greet answered on `p` (0 before its HelloAck). */
+export const ackedMinor = (p: Probe): number => acked.get(p)?.minor ?? 0;
+
+/** RefinedPrompt.scorer as the suite's cloud sends it: its served model, from 1.2 on (PDD-REF-011, PDD-REF-012). */
+export function suiteScorer(p: Probe): { scorer?: Frame } {
+  const a = acked.get(p);
+  return a && a.minor >= 2 ? { scorer: a.cloudModel } : {};
+}
+
 /** Waits for the device's Hello, checks it, and answers HelloAck. */
 export async function greet(
   p: Probe,
@@ -120,12 +132,21 @@ export async function greet(
   const own = o.model === "device" && dm?.modelFingerprint?.length === 32;
   if (o.model === "device" && !own)
     throw new NotOffered("the device does not announce its model, so it cannot take KV");
+  const minor = Math.min(o.minor ?? SUITE_MINOR, ...versions.filter((v) => v.major === 1).map((v) => v.minor));
+  const cloudModel = {
+    name: "pdd-conformance",
+    modelFingerprint: own ? dm!.modelFingerprint : FOREIGN.model,
+    // Not the device's unless a case asks: the device must then use the pieces (PDD-MSG-009).
+    tokenizerFingerprint:
+      o.tokenizer === "device" && dm?.tokenizerFingerprint ? dm.tokenizerFingerprint : FOREIGN.tokenizer,
+    vocabSize: 65_536,
+    contextLength: 8192,
+    architecture: "llama",
+  };
+  acked.set(p, { minor, cloudModel });
   p.send({
     helloAck: {
-      version: {
-        major: 1,
-        minor: Math.min(o.minor ?? SUITE_MINOR, ...versions.filter((v) => v.major === 1).map((v) => v.minor)),
-      },
+      version: { major: 1, minor },
       codec: mine,
       limits: {
         maxFrameBytes: 16 << 20,
@@ -137,16 +158,7 @@ export async function greet(
         maxRequestDurationMs: 300_000,
         ...o.limits,
       },
-      cloudModel: {
-        name: "pdd-conformance",
-        modelFingerprint: own ? dm!.modelFingerprint : FOREIGN.model,
-        // Not the device's unless a case asks: the device must then use the pieces (PDD-MSG-009).
-        tokenizerFingerprint:
-          o.tokenizer === "device" && dm?.tokenizerFingerprint ? dm.tokenizerFingerprint : FOREIGN.tokenizer,
-        vocabSize: 65_536,
-        contextLength: 8192,
-        architecture: "llama",
-      },
+      cloudModel,
       capabilities: {
         kvChunks: o.kv ?? false,
         kvFormats: ["KV_FORMAT_LLAMA_SEQ_STATE"],
@@ -450,7 +462,7 @@ export function sendKv(p: Probe, s: Served, frames: Frame[]): void {
  * re-tokenized as a continuation or with the prompt (Appendix C leaves the
  * seam to it). A device that never prefills or decodes cannot show it.
  */
-async function expectOwnContinuation(oracle: ModelOracle, s: Served, text: string, rule: string): Promise<void> {
+export async function expectOwnContinuation(oracle: ModelOracle, s: Served, text: string, rule: string): Promise<void> {
   const prompt = field<string>(s.request, "prefillRequest.text");
   const max = field<number>(s.request, "prefillRequest.maxTokens");
   const cloud = cloudText(1).toString("utf8");
@@ -698,6 +710,7 @@ export const DEVICE_CASES: Case[] = [
               originalTokens: 400,
               keptTokens: 1,
               ratio: 0.0025,
+              ...suiteScorer(p),
             },
           });
         },

@@ -146,7 +146,7 @@ export class Probe {
     this.log.push(`${this.stamp()} ← ${render(f)}${this.session.onUniStream?.(v) ? " (KV stream)" : ""}`);
     this.sizes.set(f, v.length);
     if (this.session.onUniStream?.(v)) this.fromUni.add(f);
-    // The suite negotiates 1.1 at most: every frame of the peer has a body this schema knows (PDD-VER-007, PDD-MSG-001).
+    // The suite negotiates 1.SUITE_MINOR at most: every frame of the peer has a body this schema knows (PDD-VER-007, PDD-MSG-001).
     if (this.plays === "device" && !f.body)
       throw new CheckFailure(
         "only message types of the negotiated version (PDD-VER-007, PDD-MSG-001)",

@@ -5,11 +5,13 @@ import { MORE_CLOUD_CASES } from "./cloud-more-cases.js";
 import { CLOUD_1_1_CASES } from "./cloud-1-1-cases.js";
 import { CLOUD_1_1_CONN_CASES } from "./cloud-1-1-conn-cases.js";
 import { CLOUD_1_1_KV_CASES } from "./cloud-1-1-kv-cases.js";
+import { CLOUD_1_2_CASES } from "./cloud-1-2-cases.js";
 import { CLOUD_TOK_CASES } from "./cloud-tok-cases.js";
 import { DEVICE_CASES } from "./device-cases.js";
 import { DEVICE_1_1_CASES } from "./device-1-1-cases.js";
 import { DEVICE_1_1_CONN_CASES } from "./device-1-1-conn-cases.js";
 import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
+import { DEVICE_1_2_CASES } from "./device-1-2-cases.js";
 import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
 import type { ModelOracle } from "./oracle.js";
@@ -74,6 +76,7 @@ export async function runConformance(o: RunOptions): Promise<CaseResult[]> {
     ...CLOUD_1_1_CASES,
     ...CLOUD_1_1_CONN_CASES,
     ...CLOUD_1_1_KV_CASES,
+    ...CLOUD_1_2_CASES,
     ...CLOUD_TOK_CASES,
   ];
   const total = codecs.reduce((n, codec) => n + selectCases(cloudCases, transport, codec, o.filter).length, 0);
@@ -239,6 +242,7 @@ const ALL_DEVICE_CASES = [
   ...DEVICE_1_1_CASES,
   ...DEVICE_1_1_CONN_CASES,
   ...DEVICE_1_1_KV_CASES,
+  ...DEVICE_1_2_CASES,
 ];
 
 export async function runDeviceConformance(o: DeviceRunOptions): Promise<CaseResult[]> {

@@ -12,7 +12,7 @@ const root = protobuf.loadSync(PROTO_FILE);
  * The minor of version 1 this suite speaks: its Hello offers 1.SUITE_MINOR and, as a cloud, it answers
  * with 1.min(offered, SUITE_MINOR) (PDD-VER-002). Its own constant, not proto/'s: the suite follows the spec.
  */
-export const SUITE_MINOR = 1;
+export const SUITE_MINOR = 2;
 
 export const DeviceFrameType = root.lookupType("pdd.v1.DeviceFrame");
 export const CloudFrameType = root.lookupType("pdd.v1.CloudFrame");

@@ -46,6 +46,11 @@ export interface InferenceEngine {
   readonly scoresPrompts?: boolean;
   /** False when a sequence's KV state cannot be exported (the cloud then offers no KV format and refuses KV); default true. */
   readonly exportsKv?: boolean;
+  /**
+   * The model whose surprisal prefill gives, when it is not the served one (spec §8.5: same tokenizer, PDD-REF-010),
+   * with `contextLength` the positions it runs with; undefined when the served model scores prompts.
+   */
+  readonly scoringModel?: ModelInfo;
   /** The backends it serves through, when it has any (for the cloud's metrics). */
   backends?(): BackendStatus[];
   /** Bytes of every token (spec PDD-MSG-004). */

@@ -124,6 +124,10 @@ export class LlamaServerEngine implements InferenceEngine {
     return this.slotSaveDir !== undefined;
   }
 
+  get scoringModel(): ModelInfo | undefined {
+    return this.scorer?.info;
+  }
+
   static async connect(o: LlamaServerEngineOptions): Promise<LlamaServerEngine> {
     if (o.backends.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "no llama-server backend given");
     const clients = o.backends.map((b) => new LlamaServerClient(backendUrl(b)));

@@ -34,6 +34,11 @@ export class PromptScorer {
     return new PromptScorer(engine, modelPath);
   }
 
+  /** Its identity as RefinedPrompt.scorer names it (PDD-REF-011): the positions it runs with, not its trained length. */
+  get info(): ModelInfo {
+    return { ...this.engine.info, contextLength: this.engine.contextSize };
+  }
+
   /** -ln p(token i | tokens before i) for every token but the first (NaN there), as a prefill with surprisal. */
   async surprisal(tokens: readonly number[]): Promise<Float64Array> {
     const slot = await this.engine.acquire();

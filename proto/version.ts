@@ -3,7 +3,7 @@ import type { Version } from "./gen/pdd/v1/pdd_pb.js";
 
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_MAJOR = 1;
-export const PROTOCOL_MINOR = 1;
+export const PROTOCOL_MINOR = 2;
 
 export interface VersionPair {
   major: number;

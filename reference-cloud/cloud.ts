@@ -110,8 +110,8 @@ export async function startCloud(
     engine?: InferenceEngine;
     log?: Logger;
     /**
-     * The highest 1.x minor to negotiate (default PROTOCOL_MINOR). @internal: tests that a 1.0 cloud
-     * keeps the 1.0 rules (PDD-VER-007) set 0.
+     * The highest 1.x minor to negotiate (default PROTOCOL_MINOR). @internal: tests that a 1.0 or 1.1
+     * cloud keeps that version's rules (PDD-VER-007) set 0 or 1.
      */
     protocolMinor?: number;
   } = {},

@@ -28,6 +28,7 @@ import {
 } from "../proto/index.js";
 import type { CloudStream } from "../transports/index.js";
 import type { CloudContext } from "./context.js";
+import { servedIdentity } from "./identity.js";
 import { PerSecond, truncateUtf8 } from "./peer-limits.js";
 import { withFields } from "./log.js";
 import { CloudRequest, type RequestHost } from "./request.js";
@@ -266,8 +267,7 @@ export class CloudConnection {
               idleTimeoutMs: l.idleTimeoutMs,
               maxRequestDurationMs: l.maxRequestDurationMs,
             },
-            // The positions one request gets, not the trained length (PDD-MSG-016).
-            cloudModel: { ...e.info, contextLength: e.contextSize },
+            cloudModel: servedIdentity(e),
             capabilities: {
               kvChunks: this.ctx.engine.exportsKv !== false,
               kvFormats: this.ctx.engine.exportsKv !== false ? [KvFormat.LLAMA_SEQ_STATE] : [],

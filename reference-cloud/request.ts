@@ -26,6 +26,7 @@ import {
 import type { InferenceSlot as Slot } from "../engine/index.js";
 import type { CloudContext } from "./context.js";
 import { DecodeLoop, usSince } from "./decode-loop.js";
+import { scorerIdentity } from "./identity.js";
 import { KvTransfer, kvChunkBytes } from "./kv-sender.js";
 import { surprisalDrop } from "./refine.js";
 import type { AdmissionTicket } from "./scheduler.js";
@@ -304,6 +305,7 @@ export class CloudRequest {
             originalTokens: prompt.length,
             keptTokens: ref.keptTokens,
             ratio: ref.ratio,
+            scorer: scorerIdentity(this.ctx.engine, this.host.minor),
           },
         },
       }),

@@ -70,7 +70,7 @@ export function prepare(ctx: GenerateContext, r: GenerationRequest): Prepared {
 }
 
 /** The parts of the report shown to clients as `pdd`: no token IDs, no text. */
-function pddExtension(rep: Report) {
+export function pddExtension(rep: Report) {
   const { cloudTokenIds: _c, deviceTokenIds: _d, text: _t, ...rest } = rep;
   return rest;
 }

@@ -17,7 +17,13 @@ export interface Report {
   kvImported: boolean;
   /** What the cloud said about KV: not asked, granted, or refused with a registry code; why a granted image was not used. */
   kv: { asked: boolean; granted: boolean; refusal?: string; reason?: string };
-  refinement: { used: boolean; originalTokens: number; keptTokens: number } | null;
+  refinement: {
+    used: boolean;
+    originalTokens: number;
+    keptTokens: number;
+    /** The model that chose the kept tokens (RefinedPrompt.scorer, since 1.2; PDD-REF-014); absent below 1.2. */
+    scorer?: ScorerReport;
+  } | null;
   /** Why a refinement the options asked for was not used (issue 16: it silently never happened). */
   refinementReason?: string;
   /** How the cloud's model relates to the device's: KV needs "same", token IDs "same-tokenizer" (null: no cloud). */
@@ -40,6 +46,38 @@ export interface Report {
   cloudDecodeTokPerS?: number;
   /** Tokens the cloud decoded for this request, sent or not (End.usage): its decode cost, against cloud-only's. */
   cloudDecodedTokens?: number;
+}
+
+/** RefinedPrompt.scorer as a report shows it: fingerprints in hex, and whether it is the cloud's served model. */
+export interface ScorerReport {
+  name: string;
+  modelFingerprint: string;
+  tokenizerFingerprint: string;
+  /** Its model fingerprint is HelloAck.cloud_model's: the served model scored the prompt (PDD-REF-011). */
+  servedModel: boolean;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/**
+ * The scorer a RefinedPrompt named, for the report only: it changes nothing in how the refined prompt is used, and an
+ * odd one (another tokenizer, no fingerprints) is shown as it came, never refused (PDD-REF-013).
+ */
+export function scorerReport(
+  scorer: { name: string; modelFingerprint: Uint8Array; tokenizerFingerprint: Uint8Array } | undefined,
+  cloudModelFingerprint: Uint8Array | undefined,
+): { scorer?: ScorerReport } {
+  if (!scorer) return {};
+  const model = hex(scorer.modelFingerprint);
+  const served = cloudModelFingerprint !== undefined && model === hex(cloudModelFingerprint);
+  return {
+    scorer: {
+      name: scorer.name,
+      modelFingerprint: model,
+      tokenizerFingerprint: hex(scorer.tokenizerFingerprint),
+      servedModel: served,
+    },
+  };
 }
 
 /** Why a refinement the options asked for did not happen, if it did not. */

@@ -34,7 +34,7 @@ import { Display } from "./display.js";
 import { KvReceiver } from "./kv-receiver.js";
 import { LocalPipeline } from "./local-pipeline.js";
 import { prefillRequest } from "./prefill-request.js";
-import { whyNotRefined, type Report } from "./report.js";
+import { scorerReport, whyNotRefined, type Report } from "./report.js";
 
 export type { Mode, Report } from "./report.js";
 
@@ -458,7 +458,10 @@ export class DeviceRun {
       devicePrefilledTokens: local.prefilledTokens,
       kvImported: local.kvImported,
       kv: this.kv.report(),
-      refinement: local.refinement,
+      refinement: local.refinement && {
+        ...local.refinement,
+        ...scorerReport(cloud.refined?.scorer, this.link?.ack?.cloudModel?.modelFingerprint),
+      },
       ...this.refinementReason(),
       cloudModel: !this.link?.ack
         ? null

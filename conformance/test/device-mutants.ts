@@ -33,7 +33,7 @@ import { DeviceRun } from "../../reference-device/run.js";
 import type { DeviceLauncher } from "../runner.js";
 
 /** Replaces `obj[key]` for as long as the returned undo is not called. */
-function patch<T extends object>(
+export function patch<T extends object>(
   obj: T,
   key: string,
   make: (orig: (...a: unknown[]) => unknown) => unknown,

@@ -171,6 +171,20 @@ export function cloudSamples(): CloudFrame[] {
       } as never,
     },
     {
+      // Since 1.2: the model that scored the prompt, here another than the served one with its tokenizer.
+      case: "refinedPrompt",
+      value: {
+        requestId: 2,
+        method: RefineMethod.SURPRISAL_DROP,
+        kept: [{ start: 0, end: 3 }],
+        text: "ref",
+        originalTokens: 6,
+        keptTokens: 3,
+        ratio: 0.5,
+        scorer: { ...model("scorer-1b", 9), tokenizerFingerprint: fp(2) },
+      } as never,
+    },
+    {
       case: "end",
       value: {
         requestId: 1,
