@@ -11,14 +11,17 @@
  * 4. the same with the cloud in another process, so the two peers do not share
  *    one event loop (they still share the machine's cores).
  *
- * Each row is the median of REPEATS runs. The machine: whatever `nproc` says
- * (2 cores when this was written), shared by every peer in the row.
- * BENCH_PRESET=small|bench BENCH_ENGINE_ONLY=1 runs the engine row on a larger
- * generated model; BENCH_DEVICE_THREADS sets the device's threads.
+ * Each row is the median of REPEATS runs, for each generated model of
+ * BENCH_PRESETS side by side (default tiny and bench: on tiny per-token
+ * arithmetic dominates a decode step, on bench (86M parameters) reading the
+ * weights does, which batching 4 sequences shares). The machine: whatever
+ * `nproc` says (2 cores when this was written), shared by every peer in the
+ * row. BENCH_ENGINE_ONLY=1 runs the engine row only; BENCH_DEVICE_THREADS
+ * sets the device's threads.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
-import { Engine, ensureDefaultModel } from "../engine/index.js";
+import { Engine, ensureDefaultModel, parameterCount, PRESETS, type PresetName } from "../engine/index.js";
 import { startCloud } from "../reference-cloud/index.js";
 import { PdDevice, serveOpenAi } from "../reference-device/index.js";
 
@@ -26,10 +29,11 @@ const TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 25);
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 7);
 const DEVICE_THREADS = Number(process.env.BENCH_DEVICE_THREADS ?? 1);
 const PROMPTS = ["The fox.", "A cat.", "One dog.", "Two birds."];
-const PRESET = (process.env.BENCH_PRESET ?? "tiny") as "tiny" | "small" | "bench";
-/** Only the engine row: for a preset too slow to run through both peers. */
+/** The generated models to measure side by side (BENCH_PRESETS=tiny,small,bench). */
+const PRESETS_RUN = (process.env.BENCH_PRESETS ?? "tiny,bench").split(",") as PresetName[];
+for (const p of PRESETS_RUN) if (!(p in PRESETS)) throw new Error(`BENCH_PRESETS: no preset ${p}`);
+/** Only the engine row. */
 const ENGINE_ONLY = process.env.BENCH_ENGINE_ONLY === "1";
-const model = ensureDefaultModel(PRESET);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -90,7 +94,7 @@ async function throughApi(device: PdDevice) {
 }
 
 /** A reference cloud in a child process; resolves with its WebSocket URL. */
-function cloudProcess(): Promise<{ url: string; child: ChildProcess }> {
+function cloudProcess(model: string): Promise<{ url: string; child: ChildProcess }> {
   const child = fork(new URL("./serve-scaling-cloud.ts", import.meta.url), [model], {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -101,36 +105,48 @@ function cloudProcess(): Promise<{ url: string; child: ChildProcess }> {
   });
 }
 
-const engine = await Engine.load({ modelPath: model, threads: DEVICE_THREADS, sequences: 4 });
-const rows: Record<string, unknown>[] = [];
-rows.push({ layer: "engine alone, 4 sequences in one context", ...(await engineOnly(engine)) });
-if (ENGINE_ONLY) {
-  console.log(
-    `${PRESET}: cores ${availableParallelism()}, device threads ${DEVICE_THREADS}, ${TOKENS} tokens, median of ${REPEATS}`,
-  );
-  console.table(rows);
-  await engine.close();
-  process.exit(0);
+/** The rows of one model: its layers, each `{ aloneMs, fourMs, ratio, … }`. */
+async function layersOf(model: string): Promise<Map<string, Record<string, unknown>>> {
+  const rows = new Map<string, Record<string, unknown>>();
+  const engine = await Engine.load({ modelPath: model, threads: DEVICE_THREADS, sequences: 4 });
+  try {
+    rows.set("engine alone, 4 sequences in one context", await engineOnly(engine));
+    if (ENGINE_ONLY) return rows;
+    rows.set("device alone via the API", await throughApi(await PdDevice.create({ engine })));
+    const cloud = await startCloud({ model, threads: 2, logLevel: "warn", listen: { ws: "127.0.0.1:0" } });
+    const pd = await PdDevice.create({ engine, cloud: cloud.urls.ws });
+    rows.set("P/D via the API, cloud in this process", await throughApi(pd));
+    await pd.close();
+    await cloud.close({ drainSeconds: 0 });
+    const remote = await cloudProcess(model);
+    const pd2 = await PdDevice.create({ engine, cloud: remote.url });
+    rows.set("P/D via the API, cloud in its own process", await throughApi(pd2));
+    await pd2.close();
+    const exited = new Promise((r) => remote.child.once("exit", r));
+    remote.child.kill("SIGTERM");
+    await exited;
+    return rows;
+  } finally {
+    await engine.close();
+  }
 }
-const local = await PdDevice.create({ engine });
-rows.push({ layer: "device alone via the API", ...(await throughApi(local)) });
 
-const cloud = await startCloud({ model, threads: 2, logLevel: "warn", listen: { ws: "127.0.0.1:0" } });
-const pd = await PdDevice.create({ engine, cloud: cloud.urls.ws });
-rows.push({ layer: "P/D via the API, cloud in this process", ...(await throughApi(pd)) });
-await pd.close();
-await cloud.close({ drainSeconds: 0 });
-
-const remote = await cloudProcess();
-const pd2 = await PdDevice.create({ engine, cloud: remote.url });
-rows.push({ layer: "P/D via the API, cloud in its own process", ...(await throughApi(pd2)) });
-await pd2.close();
-const exited = new Promise((r) => remote.child.once("exit", r));
-remote.child.kill("SIGTERM");
-await exited;
-
+// One table, the presets side by side: "ratio" is 4 at once ÷ one alone (the target: ≤ 1.5).
+const byPreset = new Map<string, Map<string, Record<string, unknown>>>();
+for (const preset of PRESETS_RUN) byPreset.set(preset, await layersOf(ensureDefaultModel(preset)));
+const table: Record<string, Record<string, unknown>> = {};
+for (const [preset, rows] of byPreset)
+  for (const [layer, r] of rows) {
+    table[layer] ??= {};
+    Object.assign(table[layer], {
+      [`${preset} alone ms`]: r.aloneMs,
+      [`${preset} 4 ms`]: r.fourMs,
+      [`${preset} ratio`]: r.ratio,
+      ...(r.mode !== undefined ? { [`${preset} mode`]: `${r.mode} (${r.cloudTokens} cloud)` } : {}),
+    });
+  }
 console.log(
-  `cores: ${availableParallelism()}, device threads: ${DEVICE_THREADS}, cloud threads: 2, ${TOKENS} tokens, median of ${REPEATS}`,
+  `presets ${PRESETS_RUN.join(", ")} (${PRESETS_RUN.map((p) => `${p} ${(parameterCount(PRESETS[p]) / 1e6).toFixed(1)}M parameters`).join(", ")}); ` +
+    `cores ${availableParallelism()}, device threads ${DEVICE_THREADS}, cloud threads 2, ${TOKENS} tokens, median of ${REPEATS}`,
 );
-console.table(rows);
-await engine.close();
+console.table(table);

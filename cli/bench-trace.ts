@@ -198,6 +198,7 @@ async function printLiveReplay(io: Io, values: TraceFlags, first: Trace, base: S
     arrivalScale: base.timeScale,
     device: base.device,
     batching: base.batching,
+    minRefineRatio: base.minRefineRatio,
     onProgress: bar,
   };
   const runs = [];

@@ -53,6 +53,16 @@ describe("the embedded default model", () => {
     expect(template(path)).toBe(CHATML_TEMPLATE);
   });
 
+  it("regenerates a cached tiny from before ChatML's control tokens: another vocabulary, another model", () => {
+    const path = join(cache, "pdd-tiny.gguf");
+    createModel(path, { ...PRESETS.tiny, chatTokens: false });
+    const old = fingerprints(path);
+    ensureDefaultModel("tiny");
+    const tokens = readGgufHeader(path).metadata.get("tokenizer.ggml.tokens") as string[];
+    expect(tokens.slice(-2)).toEqual(["<|im_start|>", "<|im_end|>"]);
+    expect(sameBytes(fingerprints(path).tokenizer, old.tokenizer)).toBe(false);
+  });
+
   it("keeps a cached preset without a template when its preset has none", () => {
     const path = join(cache, "pdd-tiny-eos.gguf");
     createModel(path, PRESETS["tiny-eos"]);

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, PddError } from "../proto/index.js";
-import { createModel, Engine, fingerprints, PRESETS, SKELETON_TEXT } from "./index.js";
+import { createModel, Engine, fingerprints, PRESETS, SKELETON_TEXT, type TokenLogprob } from "./index.js";
 import { greedy } from "./test/greedy.js";
 import { MUTATIONS } from "../hostile/kv/mutations.js";
 
@@ -178,6 +178,32 @@ describe("the P/D-Device invariants of the engine", () => {
     expect(rest.every((x) => Number.isFinite(x) && x >= 0)).toBe(true);
     // The skeleton makes "quick" after "The" far more predictable than the first word.
     expect(Math.min(...rest)).toBeLessThan(Math.max(...rest));
+  });
+
+  it("gives each decoded token's log-probability, and a prefill of the same tokens gives the same ones", async () => {
+    const prompt = engine.tokenize("The quick brown fox");
+    const s = await engine.acquire();
+    const decoded: number[] = [];
+    const lps: TokenLogprob[] = [];
+    try {
+      await s.prefill(prompt);
+      for await (const t of s.generate({}, 8, { top: 3, each: (lp) => lps.push(lp) })) decoded.push(t);
+      await s.reset();
+      const scored = await s.prefill([...prompt, ...decoded], { logprobs: 3 });
+      const again = scored.logprobs!.slice(prompt.length);
+      expect(lps).toHaveLength(8);
+      for (const [i, lp] of lps.entries()) {
+        // Greedy: each token is its position's most likely, and its log-probability the top one's.
+        expect(lp.top).toHaveLength(3);
+        expect(lp.top[0]!.id).toBe(decoded[i]);
+        expect(lp.logprob).toBe(lp.top[0]!.logprob);
+        expect(lp.logprob).toBeLessThanOrEqual(0);
+        expect(again[i]!.top.map((a) => a.id)).toEqual(lp.top.map((a) => a.id));
+        expect(again[i]!.logprob).toBeCloseTo(lp.logprob, 3);
+      }
+    } finally {
+      await s.release();
+    }
   });
 
   it("decodes several sequences at once with the same results as one at a time", async () => {

@@ -19,7 +19,7 @@ import { readSeqStateHeader } from "./llama-server-kv.js";
 import { checkSeqState, sameTokens } from "./seq-state-check.js";
 import { serializeSampling } from "./serial-sampling.js";
 import { describeModel } from "./model-info.js";
-import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
+import type { InferenceEngine, InferenceSlot, ModelInfo, Sampling, TokenLogprob } from "./inference.js";
 
 /**
  * The GGUF header (validated before llama.cpp sees the file) and the
@@ -50,6 +50,8 @@ export function llamaRuntime(): Promise<Llama> {
 export interface Vocabulary {
   /** No BOS, no special-token parsing. */
   tokenize(text: string): number[];
+  /** No BOS; text spelling a control token becomes it. */
+  tokenizeSpecial(text: string): number[];
   tokenizeContinuation(text: string): number[];
   isEndOfGeneration(id: number): boolean;
   readonly bos: number | undefined;
@@ -60,6 +62,7 @@ export async function loadVocabulary(modelPath: string): Promise<Vocabulary> {
   const model = await (await llamaRuntime()).loadModel({ modelPath, vocabOnly: true });
   return {
     tokenize: (text) => model.tokenize(text, false) as number[],
+    tokenizeSpecial: (text) => model.tokenize(text, true) as number[],
     tokenizeContinuation: (text) => model.tokenize(text, false, "trimLeadingSpace") as number[],
     isEndOfGeneration: (id) => model.isEogToken(id as Token),
     bos: model.tokens.bos ?? undefined,
@@ -82,8 +85,19 @@ export interface EngineOptions {
   batchSize?: number;
 }
 
+/** A token's TokenLogprob from node-llama-cpp's probabilities (after the sampling chain; greedy: the model's softmax). */
+function tokenLogprob(probabilities: ReadonlyMap<Token, number>, token: number, top: number): TokenLogprob {
+  const ln = (p: number) => Math.log(Math.max(p, Number.MIN_VALUE));
+  const best = [...probabilities].sort((a, b) => b[1] - a[1]).slice(0, top);
+  return {
+    logprob: ln(probabilities.get(token as Token) ?? 0),
+    top: best.map(([id, p]) => ({ id: id as number, logprob: ln(p) })),
+  };
+}
+
 export class Engine implements InferenceEngine {
   readonly info: ModelInfo;
+  readonly givesLogprobs = true;
   /** Bytes of every token (spec PDD-MSG-004). */
   readonly pieces: Uint8Array[];
   readonly addBos: boolean;
@@ -167,6 +181,14 @@ export class Engine implements InferenceEngine {
     return this.model.tokenize(text, false, "trimLeadingSpace") as number[];
   }
 
+  /** Tokenizes a templated chat: BOS when the model asks for it, control tokens parsed (llama-server's chat). */
+  tokenizeTemplated(text: string): number[] {
+    checkTokenizable(this.untokenizable, text);
+    const ids = this.model.tokenize(text, true) as number[];
+    const bos = this.model.tokens.bos;
+    return this.addBos && bos !== null ? [bos, ...ids] : ids;
+  }
+
   /** The bytes of `ids`, concatenated. */
   bytes(ids: readonly number[]): Uint8Array {
     return Buffer.concat(ids.map((t) => this.pieces[t] ?? new Uint8Array()));
@@ -247,8 +269,13 @@ export class Slot implements InferenceSlot {
    */
   async prefill(
     tokens: readonly number[],
-    opts: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | undefined } = {},
-  ): Promise<{ surprisal?: Float64Array; done: number }> {
+    opts: {
+      surprisal?: boolean;
+      logprobs?: number;
+      chunk?: number;
+      onChunk?: (done: number) => boolean | undefined;
+    } = {},
+  ): Promise<{ surprisal?: Float64Array; logprobs?: (TokenLogprob | undefined)[]; done: number }> {
     this.assertUsable();
     const offset = this.pending === undefined ? 0 : 1; // a pending token leads `tokens`
     const all = this.pending === undefined ? [...tokens] : [this.pending, ...tokens];
@@ -256,19 +283,23 @@ export class Slot implements InferenceSlot {
     const toEval = all.slice(0, -1);
     this.pending = all[all.length - 1];
     const surprisal = opts.surprisal ? new Float64Array(tokens.length).fill(Number.NaN) : undefined;
+    const logprobs = opts.logprobs !== undefined ? new Array<TokenLogprob | undefined>(tokens.length) : undefined;
     const chunk = opts.chunk ?? 512;
     let done = 0;
     for (let start = 0; start < toEval.length; start += chunk) {
       const part = toEval.slice(start, start + chunk);
-      if (surprisal) {
+      if (surprisal || logprobs) {
         const out = await this.seq.controlledEvaluate(
           part.map((t) => [t as Token, { generateNext: { probabilities: true } }]),
         );
         for (let i = 0; i < part.length; i++) {
           const nextIndex = start + i + 1 - offset; // index in `tokens` of the token this position predicts
+          const probabilities = out[i]?.next.probabilities;
           if (nextIndex < 0 || nextIndex >= tokens.length) continue;
-          const p = out[i]?.next.probabilities?.get(tokens[nextIndex]! as Token) ?? 0;
-          surprisal[nextIndex] = -Math.log(Math.max(p, 1e-30));
+          const p = probabilities?.get(tokens[nextIndex]! as Token) ?? 0;
+          if (surprisal) surprisal[nextIndex] = -Math.log(Math.max(p, 1e-30));
+          if (logprobs && probabilities)
+            logprobs[nextIndex] = tokenLogprob(probabilities, tokens[nextIndex]!, opts.logprobs ?? 0);
         }
       } else {
         await this.seq.evaluateWithoutGeneratingNewTokens(part as Token[]);
@@ -279,10 +310,10 @@ export class Slot implements InferenceSlot {
         // Stopped early: the first token not evaluated becomes the pending one;
         // `done` tokens of `tokens` are now held (evaluated or pending).
         this.pending = all[evaluated];
-        return { surprisal, done };
+        return { surprisal, logprobs, done };
       }
     }
-    return { surprisal, done: tokens.length };
+    return { surprisal, logprobs, done: tokens.length };
   }
 
   /**
@@ -291,12 +322,16 @@ export class Slot implements InferenceSlot {
    * yielded stays pending, so decoding can resume later. End-of-generation
    * tokens are yielded like any other: the caller decides what they end.
    */
-  async *generate(sampling: Sampling = {}, maxTokens = Number.POSITIVE_INFINITY): AsyncGenerator<number> {
+  async *generate(
+    sampling: Sampling = {},
+    maxTokens = Number.POSITIVE_INFINITY,
+    logprobs?: { top: number; each: (lp: TokenLogprob) => void },
+  ): AsyncGenerator<number> {
     this.assertUsable();
     if (this.pending === undefined) throw new PddError(ErrorCode.INTERNAL, "nothing to decode from: prefill first");
     if (this.generating) throw new PddError(ErrorCode.INTERNAL, "sequence is already decoding");
     this.generating = true;
-    const gen = this.seq.evaluate([this.pending as Token], {
+    const options = {
       temperature: sampling.temperature ?? 0,
       topK: sampling.topK || undefined,
       topP: sampling.topP || undefined,
@@ -304,15 +339,22 @@ export class Slot implements InferenceSlot {
       // Without it node-llama-cpp ends the iterator at EOS without yielding
       // it, and the caller cannot tell EOS from a spent budget (PDD-IDX-004).
       yieldEogToken: true,
-    });
+    };
+    const first = [this.pending as Token];
+    const gen = logprobs
+      ? this.seq.evaluateWithMetadata(first, { probabilities: true }, options)
+      : this.seq.evaluate(first, options);
     let n = 0;
     try {
       while (n < maxTokens) {
         const r = await gen.next();
         if (r.done) break;
-        this.pending = r.value as number;
+        const token = (typeof r.value === "number" ? r.value : r.value.token) as number;
+        if (logprobs && typeof r.value !== "number")
+          logprobs.each(tokenLogprob(r.value.probabilities, token, logprobs.top));
+        this.pending = token;
         n++;
-        yield r.value as number;
+        yield token;
       }
     } finally {
       this.generating = false;
@@ -406,7 +448,8 @@ export interface TemplateMessage {
  * node-llama-cpp's JinjaTemplateChatWrapper. The returned function renders a
  * chat with the generation prompt as text: BOS dropped (tokenize() adds it
  * when the model wants one), EOS/EOT spelled as `eosText`, other control
- * tokens as their text. Throws when node-llama-cpp cannot use the template.
+ * tokens as their text, which tokenizeTemplated() turns back into the control
+ * tokens. Throws when node-llama-cpp cannot use the template.
  */
 export async function compileChatTemplate(
   template: string,

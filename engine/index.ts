@@ -1,6 +1,13 @@
 /** Public surface of engine/: the llama.cpp layer, the simulated engine and the model tools. */
 export { compileChatTemplate, Engine, Slot, llamaRuntime, type EngineOptions, type TemplateMessage } from "./engine.js";
-export type { BackendStatus, InferenceEngine, InferenceSlot, ModelInfo, Sampling } from "./inference.js";
+export type {
+  BackendStatus,
+  InferenceEngine,
+  InferenceSlot,
+  ModelInfo,
+  Sampling,
+  TokenLogprob,
+} from "./inference.js";
 export { backendUrl, LlamaServerEngine, type LlamaServerEngineOptions } from "./llama-server-engine.js";
 export { toSequenceImage } from "./llama-server-kv.js";
 export { SimEngine, type SimEngineOptions } from "./sim-engine.js";

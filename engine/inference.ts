@@ -40,8 +40,16 @@ export interface BackendStatus {
   failures: number;
 }
 
+/** A token's natural-log probability, and the most likely tokens at its position (highest first). */
+export interface TokenLogprob {
+  logprob: number;
+  top: { id: number; logprob: number }[];
+}
+
 export interface InferenceEngine {
   readonly info: ModelInfo;
+  /** True when generate() and prefill() can give per-token log-probabilities (TokenLogprob); default false. */
+  readonly givesLogprobs?: boolean;
   /** False when prefill cannot give surprisal (the cloud then refuses refinement); default true. */
   readonly scoresPrompts?: boolean;
   /** False when a sequence's KV state cannot be exported (the cloud then offers no KV format and refuses KV); default true. */
@@ -67,6 +75,12 @@ export interface InferenceEngine {
   tokenize(text: string): number[];
   /** Tokenizes text that continues earlier text: no BOS, no added space prefix. */
   tokenizeContinuation(text: string): number[];
+  /**
+   * Tokenizes a chat prompt rendered by the model's template, as llama-server
+   * tokenizes its chats: BOS when the model asks for it, and text that spells
+   * a control token (`<|im_start|>`) becomes that token (parse_special).
+   */
+  tokenizeTemplated(text: string): number[];
   /** The bytes of `ids`, concatenated. */
   bytes(ids: readonly number[]): Uint8Array;
   isEndOfGeneration(id: number): boolean;
@@ -88,13 +102,28 @@ export interface InferenceSlot {
    * Evaluates `tokens` after what the sequence holds, in chunks; `onChunk`
    * returns false to stop early (`done` then says how many are held). With
    * `surprisal`, -ln p(token i | tokens before i) for every token but the first.
+   * With `logprobs` (engines that give them), each token's TokenLogprob with
+   * that many alternatives; undefined for a first token that has no predecessor.
    */
   prefill(
     tokens: readonly number[],
-    opts?: { surprisal?: boolean; chunk?: number; onChunk?: (done: number) => boolean | undefined },
-  ): Promise<{ surprisal?: Float64Array; done: number }>;
-  /** Decodes up to `maxTokens` from the pending token; stops when the consumer stops. */
-  generate(sampling?: Sampling, maxTokens?: number): AsyncGenerator<number>;
+    opts?: {
+      surprisal?: boolean;
+      logprobs?: number;
+      chunk?: number;
+      onChunk?: (done: number) => boolean | undefined;
+    },
+  ): Promise<{ surprisal?: Float64Array; logprobs?: (TokenLogprob | undefined)[]; done: number }>;
+  /**
+   * Decodes up to `maxTokens` from the pending token; stops when the consumer
+   * stops. With `logprobs` (engines that give them), `each` gets every
+   * token's TokenLogprob (with `top` alternatives) before it is yielded.
+   */
+  generate(
+    sampling?: Sampling,
+    maxTokens?: number,
+    logprobs?: { top: number; each: (lp: TokenLogprob) => void },
+  ): AsyncGenerator<number>;
   /** The KV state (the tokens evaluated so far) as an opaque image. */
   exportState(): Promise<Uint8Array>;
   /**

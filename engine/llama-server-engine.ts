@@ -187,6 +187,13 @@ export class LlamaServerEngine implements InferenceEngine {
     return this.vocab.tokenizeContinuation(text);
   }
 
+  tokenizeTemplated(text: string): number[] {
+    checkTokenizable(this.description.untokenizable, text);
+    const ids = this.vocab.tokenizeSpecial(text);
+    const bos = this.vocab.bos;
+    return this.description.addBos && bos !== undefined ? [bos, ...ids] : ids;
+  }
+
   bytes(ids: readonly number[]): Uint8Array {
     return Buffer.concat(ids.map((t) => this.pieces[t] ?? new Uint8Array()));
   }

@@ -34,6 +34,11 @@ export interface ModelShape {
   /** A Jinja chat template for `tokenizer.chat_template` (not in the fingerprints); tiny has CHATML_TEMPLATE. */
   chatTemplate?: string;
   /**
+   * The vocabulary ends with ChatML's `<|im_start|>` and `<|im_end|>` control
+   * tokens (CHAT_TOKENS), which a templated chat prompt is tokenized into (default false).
+   */
+  chatTokens?: boolean;
+  /**
    * The sentence's last token (".") is followed by end-of-generation (EOS,
    * id 2) instead of the sentence's first token: answers end (default false).
    */
@@ -65,6 +70,7 @@ const TINY = {
   contextLength: 4096,
   type: 1,
   seed: 1,
+  chatTokens: true,
 } as const satisfies ModelShape;
 
 export const PRESETS = {
@@ -81,7 +87,17 @@ export const PRESETS = {
    */
   "tiny-ctx128": { ...TINY, contextLength: 128 },
   /** Same vocabulary as tiny, larger: a cloud model that differs from the device's. */
-  small: { vocab: "a", embedding: 128, layers: 4, heads: 4, feedForward: 384, contextLength: 4096, type: 1, seed: 2 },
+  small: {
+    vocab: "a",
+    embedding: 128,
+    layers: 4,
+    heads: 4,
+    feedForward: 384,
+    contextLength: 4096,
+    type: 1,
+    seed: 2,
+    chatTokens: true,
+  },
   /** Another vocabulary and size: a device model whose tokenizer differs. */
   "tiny-b": {
     vocab: "b",
@@ -116,20 +132,21 @@ export const PRESETS = {
     contextLength: 4096,
     type: 1,
     seed: 4,
+    chatTokens: true,
   },
 } as const satisfies Record<string, ModelShape>;
 
 export type PresetName = keyof typeof PRESETS;
 
 export function parameterCount(shape: ModelShape): number {
-  const n = buildVocab(shape.vocab).length;
+  const n = buildVocab(shape.vocab, shape.chatTokens).length;
   const d = shape.embedding;
   return 2 * n * d + d + shape.layers * (2 * d + 4 * d * d + 3 * d * shape.feedForward);
 }
 
 /** Writes the model to `path` (atomically). `onProgress` gets the fraction done. */
 export function createModel(path: string, shape: ModelShape, onProgress?: (fraction: number) => void): void {
-  const vocab = withoutByteToken(buildVocab(shape.vocab), shape.missingByte);
+  const vocab = withoutByteToken(buildVocab(shape.vocab, shape.chatTokens), shape.missingByte);
   const headDim = shape.embedding / shape.heads;
   if (!Number.isInteger(headDim)) throw new RangeError("embedding must be a multiple of heads");
   const rand = prngNormal(shape.seed);

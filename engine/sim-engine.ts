@@ -101,6 +101,11 @@ export class SimEngine implements InferenceEngine {
     return [...Buffer.from(text, "utf8")];
   }
 
+  /** A byte vocabulary has no control token a template could spell: as tokenize(). */
+  tokenizeTemplated(text: string): number[] {
+    return this.tokenize(text);
+  }
+
   bytes(ids: readonly number[]): Uint8Array {
     return Buffer.concat(ids.map((t) => this.pieces[t] ?? new Uint8Array()));
   }

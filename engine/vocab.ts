@@ -43,7 +43,15 @@ function withPrefixes(pieces: string[]): string[] {
   return uniq(out);
 }
 
-export function buildVocab(name: VocabName): VocabEntry[] {
+/** ChatML's markers as control tokens (type 3), after every other token, so the other IDs do not move. */
+export const CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"] as const;
+
+/**
+ * A vocabulary's tokens; with `chatTokens`, CHAT_TOKENS last. Control tokens
+ * are never matched in text tokenized without special-token parsing
+ * (PDD-TOK-001), so the IDs of every text stay those of the vocabulary without them.
+ */
+export function buildVocab(name: VocabName, chatTokens = false): VocabEntry[] {
   const v: VocabEntry[] = [
     { piece: "<unk>", score: 0, type: 2 },
     { piece: "<s>", score: 0, type: 3 },
@@ -71,6 +79,7 @@ export function buildVocab(name: VocabName): VocabEntry[] {
     // run from the start of each word and agree with layoutTokens().
     v.push({ piece: p, score: (p.startsWith("▁") ? 1000 : 0) + [...p].length * 10 - v.length * 1e-4, type: 1 });
   }
+  if (chatTokens) for (const piece of CHAT_TOKENS) v.push({ piece, score: 0, type: 3 });
   return v;
 }
 

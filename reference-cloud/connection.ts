@@ -65,10 +65,12 @@ export class CloudConnection {
   private maxRequestId = 0;
   private goodbye = false;
   private closed = false;
+  /** A connection error under way (its Error is being sent): the loop serves no more frames. */
+  private failing: Promise<void> | undefined;
   /** The stream ended (the peer left, or we closed it): frames still queued in it are dropped, not served. */
   private streamEnded = false;
   private idleTimer: NodeJS.Timeout | undefined;
-  /** Pings and PrefillRequests in the current one-second window, each at most 1,000 (PDD-DOS-001). */
+  /** Pings and PrefillRequests received in the current one-second window, each at most 1,000 (PDD-DOS-001). */
   private readonly pings = new PerSecond(MAX_PINGS_PER_SECOND);
   private readonly asks = new PerSecond(MAX_REQUESTS_PER_SECOND);
 
@@ -92,12 +94,17 @@ export class CloudConnection {
   }
 
   /** A connection error (spec §2.6): Error with request_id 0, then close. */
-  private async fail(
+  private fail(code: ErrorCode, message: string, extra: Partial<{ supportedVersions: Supported }> = {}): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.failing ??= this.sendErrorAndClose(code, message, extra);
+    return this.failing;
+  }
+
+  private async sendErrorAndClose(
     code: ErrorCode,
     message: string,
-    extra: Partial<{ supportedVersions: Supported }> = {},
+    extra: Partial<{ supportedVersions: Supported }>,
   ): Promise<void> {
-    if (this.closed) return;
     message = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES); // PDD-SEC-007: never a peer's input echoed whole
     this.ctx.metrics.errors.inc({ code: ErrorCode[code] ?? String(code) });
     this.ctx.log.info("connection error", { code: ErrorCode[code], message, peer: this.stream.remoteAddress });
@@ -126,6 +133,7 @@ export class CloudConnection {
     ctx.connections.add(this);
     ctx.log.debug("connection opened", { peer: this.stream.remoteAddress });
     this.stream.onClose(() => (this.streamEnded = true));
+    this.stream.onArrival((frame) => this.countArrival(frame));
     const handshake = setTimeout(
       () =>
         void this.fail(ErrorCode.TIMEOUT, `no Hello within ${ctx.config.limits.handshakeTimeoutMs} ms (PDD-CONN-006)`),
@@ -138,7 +146,7 @@ export class CloudConnection {
         // connection cannot starve every other one (issue 13, item 8).
         if (++served % FRAMES_PER_TURN === 0) await new Promise((r) => setImmediate(r));
         // Nothing can be answered on a closed stream: serving its queued frames would only admit requests for nobody.
-        if (this.closed || this.streamEnded) break;
+        if (this.closed || this.streamEnded || this.failing) break;
         this.touch();
         if (!this.hello) {
           clearTimeout(handshake);
@@ -158,6 +166,7 @@ export class CloudConnection {
     } finally {
       clearTimeout(handshake);
       clearTimeout(this.idleTimer);
+      await this.failing; // its Error goes out before the requests are stopped, and its close code is the one sent
       this.closed = true;
       // Stop and free everything this connection started (PDD-CONN-017).
       for (const r of this.requests.values()) r.halt({ kind: "cancel" });
@@ -167,6 +176,28 @@ export class CloudConnection {
       ctx.log.debug("connection closed", { requests: this.maxRequestId });
       await this.stream.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * Counts Pings and PrefillRequests as they arrive, not as the loop gets to
+   * them: a cloud serving fewer than 1,000 frames a second would otherwise
+   * never see a flood, and would answer all of it (PDD-DOS-001). Each
+   * PrefillRequest costs its refusal at least: a flood of them would be
+   * 100,000 answers for a peer that may never read them (issue 13, item 1).
+   * Over either limit, the frames still queued are never served.
+   */
+  private countArrival(frame: DeviceFrame): void {
+    const kind = frame.body.case;
+    if (kind === "ping" && !this.pings.allow())
+      void this.fail(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `more than ${MAX_PINGS_PER_SECOND} Pings in one second (PDD-DOS-001)`,
+      );
+    else if (kind === "prefillRequest" && !this.asks.allow())
+      void this.fail(
+        ErrorCode.RESOURCE_EXHAUSTED,
+        `more than ${MAX_REQUESTS_PER_SECOND} PrefillRequests in one second (PDD-DOS-001)`,
+      );
   }
 
   /**
@@ -309,11 +340,6 @@ export class CloudConnection {
         return;
       }
       case "ping":
-        if (!this.pings.allow())
-          return this.fail(
-            ErrorCode.RESOURCE_EXHAUSTED,
-            `more than ${MAX_PINGS_PER_SECOND} Pings in one second (PDD-DOS-001)`,
-          );
         return this.send(
           create(CloudFrameSchema, {
             body: {
@@ -411,13 +437,6 @@ export class CloudConnection {
     const id = req.requestId;
     if (this.ctx.authorize && !this.ctx.authorize(this.credential))
       return this.fail(ErrorCode.UNAUTHENTICATED, "the credential was revoked (PDD-SEC-009)");
-    // Each request costs its refusal at least: a flood of them is a connection error, not 100,000 answers for a
-    // peer that may never read them (issue 13, item 1).
-    if (!this.asks.allow())
-      return this.fail(
-        ErrorCode.RESOURCE_EXHAUSTED,
-        `more than ${MAX_REQUESTS_PER_SECOND} PrefillRequests in one second (PDD-DOS-001)`,
-      );
     await this.untilAnswersLeave();
     if (this.streamEnded) return;
     if (id === 0 || id <= this.maxRequestId) return this.refuseDuplicateId(id);

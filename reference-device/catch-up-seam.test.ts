@@ -49,6 +49,7 @@ function fakeHost(): { host: PipelineHost; takeovers: number[]; waits: () => num
     display: new HeldDisplay(10_000, { cloudRemaining: () => 3, localEtaMs: () => undefined, localTpotMs: () => 0 }),
     cloudModelFingerprint: undefined,
     sameTokenizer: false,
+    samePromptTokens: false,
     // Nothing more will come from this cloud: a wait is fine only when its condition already holds.
     until: async (cond) => {
       if (++waits > MAX_WAITS) throw new Error(`catch-up spun: ${waits} waits on a condition already true`);

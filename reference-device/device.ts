@@ -8,8 +8,10 @@ import { ErrorCode, ModelIdentitySchema, PddError } from "../proto/index.js";
 import { ensureDefaultModel, loadEngine, sameBytes, type InferenceEngine, type Sampling } from "../engine/index.js";
 import type { ClientOptions } from "../transports/index.js";
 import { CloudLink } from "./cloud-link.js";
+import { withCloudLogprobs } from "./cloud-logprobs.js";
 import { connectFailure, type ConnectFailure } from "./connect-failure.js";
 import { plan, type Plan } from "./planner.js";
+import { promptTokens as tokensOf, type Prompt } from "./prompt.js";
 import { DeviceRun, type Emulation, type Report } from "./run.js";
 
 /** The display pace a person reads at, when neither the caller nor the options set one (`pdd plan` uses it too). */
@@ -78,6 +80,12 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   targetTpotMs?: number;
   cloudBudget?: number | "auto";
+  /**
+   * Report each shown token's log-probability with this many alternatives
+   * (Report.logprobs; engines with `givesLogprobs`). The cloud's tokens get
+   * theirs from the device's catch-up, or are scored after the answer (cloud-logprobs.ts).
+   */
+  logprobs?: number;
 }
 
 export class PdDevice {
@@ -140,11 +148,13 @@ export class PdDevice {
     answerTokens = 256,
     kvBytesPerToken = 0,
     refineMinRatio = 1,
+    /** The cloud's tokenizer is the device's: a refined prompt's spans let it keep what it prefilled. */
+    sameTokenizer = true,
   ): Plan {
     const { prefillMsPerToken: p, decodeMsPerToken: d } = this.rates;
     return plan({
       kv: { allowed: kvBytesPerToken > 0, bytesPerToken: kvBytesPerToken },
-      refine: { allowed: refineMinRatio < 1, minRatio: refineMinRatio },
+      refine: { allowed: refineMinRatio < 1, minRatio: refineMinRatio, keepsPrefilled: sameTokenizer },
       promptTokens: Math.max(1, promptTokens),
       answerTokens,
       rttMs: this.observed.rttMs ?? 20,
@@ -237,14 +247,16 @@ export class PdDevice {
     return link?.ping();
   }
 
-  async generate(prompt: string, opts: GenerateOptions = {}): Promise<Report> {
+  /** Answers `prompt`: a text, or a chat rendered by the model's template (prompt.ts). */
+  async generate(prompt: Prompt, opts: GenerateOptions = {}): Promise<Report> {
     const link = opts.localOnly ? undefined : await this.cloudLink();
     const unavailable = !opts.localOnly && this.options.cloud && !link ? this.unavailable() : undefined;
     if (unavailable && this.options.fallback === false)
       throw new PddError(ErrorCode.UNAVAILABLE, `cloud not usable, ${unavailable.message}`);
     const targetTpotMs = opts.targetTpotMs ?? this.options.targetTpotMs ?? DEFAULT_TARGET_TPOT_MS;
     const budgetOpt = opts.cloudBudget ?? this.options.cloudBudget ?? "auto";
-    const promptTokens = this.engine.tokenize(prompt).length;
+    const promptIds = tokensOf(this.engine, prompt);
+    const promptTokens = promptIds.length;
     // Past the context llama.cpp shifts it silently (issue 16): refuse a prompt that does not fit, and stop at the context.
     const room = this.engine.contextSize - promptTokens;
     if (room < 1)
@@ -267,7 +279,15 @@ export class PdDevice {
         : 1;
     const planned =
       budgetOpt === "auto" && !opts.cloudOnly
-        ? this.planFor(promptTokens, targetTpotMs, maxTokens, kvPossible ? this.engine.kvBytesPerToken : 0, refineFloor)
+        ? this.planFor(
+            promptTokens,
+            targetTpotMs,
+            maxTokens,
+            kvPossible ? this.engine.kvBytesPerToken : 0,
+            refineFloor,
+            ack?.cloudModel !== undefined &&
+              sameBytes(ack.cloudModel.tokenizerFingerprint, this.engine.info.tokenizerFingerprint),
+          )
         : undefined;
     const cloudBudget = opts.cloudOnly ? maxTokens : planned ? planned.chosen.budget : (budgetOpt as number);
     const useKv = this.options.useKv !== false && (planned ? !kvPossible || planned.chosen.kv : true);
@@ -289,9 +309,12 @@ export class PdDevice {
       cloudOnly: opts.cloudOnly,
       onText: opts.onText,
       signal: opts.signal,
+      logprobs: opts.logprobs,
     });
     const report = await run.run();
     this.learn(report, promptTokens);
+    if (opts.logprobs !== undefined)
+      report.logprobs = await withCloudLogprobs(this.engine, promptIds, report, opts.logprobs);
     return maxTokens < (opts.maxTokens ?? 64) ? { ...report, stoppedAtContext: true } : report;
   }
 

@@ -10,11 +10,12 @@
  * waits for more through the host; the display shows what it produces.
  * @internal
  */
-import type { InferenceEngine, InferenceSlot as Slot } from "../engine/index.js";
+import type { InferenceEngine, InferenceSlot as Slot, TokenLogprob } from "../engine/index.js";
 import type { CloudAnswer } from "./cloud-answer.js";
 import type { Display } from "./display.js";
 import type { KvReceiver } from "./kv-receiver.js";
 import type { Report, RunOptions } from "./run.js";
+import { promptTokens, type Prompt } from "./prompt.js";
 import { completeUtf8Prefix } from "./utf8.js";
 
 /** Extra milliseconds that emulate a slower device (RunOptions.emulate); none when 0; cut short when the run is stopped. */
@@ -38,6 +39,8 @@ export interface PipelineHost {
   /** The cloud's model fingerprint, which its KV image carries. */
   readonly cloudModelFingerprint: Uint8Array | undefined;
   readonly sameTokenizer: boolean;
+  /** False when the cloud tokenized a templated chat's text itself: its prompt tokens are not the device's. */
+  readonly samePromptTokens: boolean;
   /** Resolves once `cond()` holds, checked again at each cloud event; or after `timeoutMs` when given. */
   until(cond: () => boolean, timeoutMs?: number): Promise<void>;
   /** Tells the cloud how the prefill went (informative, PDD-MSG-007). */
@@ -67,9 +70,15 @@ export class LocalPipeline {
   /** Prompt tokens the device prefilled (fewer than the prompt when the cloud's answer came first, or KV covered it). */
   prefilledTokens = 0;
   readonly deviceIds: number[] = [];
+  /** With RunOptions.logprobs: each of deviceIds' log-probabilities. */
+  readonly deviceLogprobs: TokenLogprob[] = [];
+  /** With RunOptions.logprobs: the cloud tokens' the catch-up computed, by answer index (holes where it did not evaluate them). */
+  readonly cloudLogprobs: (TokenLogprob | undefined)[] = [];
   kvImported = false;
   refinement: Report["refinement"] = null;
   private prefillRate: number | undefined;
+  /** The prompt being prefilled, while it is. */
+  private prefilling: Prefilling | undefined;
   /** k, once the takeover is decided. */
   private takenOverAt: number | undefined;
   /** Bytes shown from the cloud that the device's context lacks (a partial UTF-8 character at the seam). */
@@ -77,7 +86,7 @@ export class LocalPipeline {
 
   constructor(
     private readonly engine: InferenceEngine,
-    private readonly prompt: string,
+    private readonly prompt: Prompt,
     private readonly opts: RunOptions,
     private readonly host: PipelineHost,
   ) {}
@@ -115,7 +124,7 @@ export class LocalPipeline {
   private async recompute(slot: Slot): Promise<void> {
     const { cloud, display } = this.host;
     this.kvImported = false;
-    await slot.prefill(this.engine.tokenize(this.prompt), { chunk: this.opts.prefillChunk });
+    await slot.prefill(promptTokens(this.engine, this.prompt), { chunk: this.opts.prefillChunk });
     const shown = this.takenOverAt ?? Math.min(cloud.received.length, display.shownCloud);
     const covered = await this.catchUp(slot, 0, shown);
     const k = this.takenOverAt ?? (await this.takeover(covered));
@@ -128,8 +137,9 @@ export class LocalPipeline {
 
   /** Prefills the prompt; returns the cloud tokens a KV image covered instead (0 without one). */
   private async prefill(slot: Slot): Promise<number> {
-    const original = this.engine.tokenize(this.prompt);
+    const original = promptTokens(this.engine, this.prompt);
     const p: Prefilling = { original, tokens: original, done: 0, switched: false, startedAt: performance.now() };
+    this.prefilling = p;
     let coveredByKv = 0;
     while (p.done < p.tokens.length && !this.complete) {
       this.opts.signal?.throwIfAborted();
@@ -148,6 +158,7 @@ export class LocalPipeline {
       if (!p.switched) await this.switchToRefined(slot, p);
       await this.prefillChunk(slot, p);
     }
+    this.prefilling = undefined;
     this.prefillMs = performance.now() - p.startedAt;
     this.prefilledTokens = coveredByKv > 0 || this.kvImported ? 0 : p.done;
     this.host.progress({
@@ -182,19 +193,63 @@ export class LocalPipeline {
     }
   }
 
-  /** Starts over on the refined prompt when it came in time and is shorter than what is left to prefill. */
+  /**
+   * Moves to the refined prompt when it came in time and leaves less to
+   * prefill. With the cloud's token IDs, the prefix prefilled so far stays
+   * and only the kept tokens after it are left (what the refined prompt
+   * arrives to is often a fifth of the prompt done, issue 18); with another
+   * tokenizer only the refined text is known, so it starts over on that.
+   */
   private async switchToRefined(slot: Slot, p: Prefilling): Promise<void> {
-    const r = this.host.cloud.refined;
-    if (!r || this.host.kv.granted) return;
-    const tokens = this.host.sameTokenizer
-      ? r.kept.flatMap((s) => p.original.slice(s.start, s.end))
-      : this.engine.tokenize(r.text);
-    if (tokens.length >= p.original.length - p.done) return;
+    const rest = this.refinedRest(p);
+    if (!rest) return;
     p.switched = true;
-    await slot.reset();
-    p.tokens = tokens;
-    p.done = 0;
-    this.refinement = { used: true, originalTokens: p.original.length, keptTokens: tokens.length };
+    if (this.spansApply()) p.tokens = [...p.original.slice(0, p.done), ...rest];
+    else {
+      await slot.reset();
+      p.tokens = rest;
+      p.done = 0;
+    }
+    this.refinement = { used: true, originalTokens: p.original.length, keptTokens: p.tokens.length };
+  }
+
+  /** What the refined prompt would leave to prefill from here, when it has come and leaves less; else undefined. */
+  private refinedRest(p: Prefilling): number[] | undefined {
+    const r = this.host.cloud.refined;
+    if (!r || p.switched || this.host.kv.granted) return undefined;
+    // A refined chat keeps whatever template markers survived as control tokens.
+    const rest = this.spansApply()
+      ? r.kept.flatMap((s) => p.original.slice(Math.max(s.start, p.done), Math.max(s.end, p.done)))
+      : typeof this.prompt === "string"
+        ? this.engine.tokenize(r.text)
+        : this.engine.tokenizeTemplated(r.text);
+    return rest.length < p.original.length - p.done ? rest : undefined;
+  }
+
+  /** The refined prompt's spans index this device's prompt tokens only when the cloud got the same tokens. */
+  private spansApply(): boolean {
+    return this.host.sameTokenizer && this.host.samePromptTokens;
+  }
+
+  /**
+   * The refined prompt came (the run calls this as it arrives, with the
+   * cloud's first token close behind): the display's estimate of the
+   * handover counts what it leaves, not the rest of the whole prompt, at
+   * once. Left until the next chunk's end, the estimate stretched the first
+   * cloud tokens to 70 ms at a 50 ms target (live replay, issue 18).
+   */
+  refinedArrived(): void {
+    if (this.prefilling) this.estimateReady(this.prefilling);
+  }
+
+  /** When the local model should emit its first own token: the prompt left, then the cloud's tokens (at most its budget). */
+  private estimateReady(p: Prefilling): void {
+    // Leaving the catch-up out let a long prompt's display run dry (1.2 s, found by the live replay).
+    const catchUp = Math.min(this.host.cloud.grantedBudget, this.opts.maxTokens);
+    const left = this.refinedRest(p)?.length ?? p.tokens.length - p.done;
+    const perToken = this.prefillMsPerToken();
+    this.readyAt =
+      perToken !== undefined ? performance.now() + (left + catchUp) * perToken + (this.tpotMs ?? 0) : undefined;
   }
 
   private async prefillChunk(slot: Slot, p: Prefilling): Promise<void> {
@@ -204,14 +259,7 @@ export class LocalPipeline {
     await this.emulated("prefill", step.length, t);
     p.done += res.done;
     this.prefillRate = p.done / Math.max(1e-3, (performance.now() - p.startedAt) / 1000);
-    // Ready means the prompt and then the cloud's tokens (at most its budget) covered:
-    // leaving the catch-up out let a long prompt's display run dry (1.2 s, found by the live replay).
-    const catchUp = Math.min(this.host.cloud.grantedBudget, this.opts.maxTokens);
-    const perToken = this.prefillMsPerToken();
-    this.readyAt =
-      perToken !== undefined
-        ? performance.now() + (p.tokens.length - p.done + catchUp) * perToken + (this.tpotMs ?? 0)
-        : undefined;
+    this.estimateReady(p);
   }
 
   /**
@@ -309,7 +357,15 @@ export class LocalPipeline {
     const t = performance.now();
     const emulated = (n: number) => this.emulated("prefill", n, t);
     if (this.host.sameTokenizer) {
-      await slot.prefill(received.slice(covered, upTo).map((t) => t.id));
+      // Asked for log-probabilities: the catch-up evaluates these tokens anyway, so it keeps theirs.
+      const top = this.opts.logprobs;
+      const res = await slot.prefill(
+        received.slice(covered, upTo).map((t) => t.id),
+        top !== undefined ? { logprobs: top } : {},
+      );
+      res.logprobs?.forEach((lp, i) => {
+        this.cloudLogprobs[covered + i] = lp;
+      });
       await emulated(upTo - covered);
       return upTo;
     }
@@ -357,8 +413,12 @@ export class LocalPipeline {
     const left = this.opts.maxTokens - k - this.deviceIds.length;
     if (left <= 0) return;
     let last = performance.now();
-    for await (const t of slot.generate(this.opts.sampling ?? {}, left)) {
+    let logprob: TokenLogprob | undefined;
+    const top = this.opts.logprobs;
+    const logprobs = top !== undefined ? { top, each: (lp: TokenLogprob) => (logprob = lp) } : undefined;
+    for await (const t of slot.generate(this.opts.sampling ?? {}, left, logprobs)) {
       if (this.engine.isEndOfGeneration(t) || this.opts.signal?.aborted) break;
+      if (logprob) this.deviceLogprobs.push(logprob);
       await this.emulated("decode", 1, last);
       const now = performance.now();
       this.tpotMs = this.tpotMs === undefined ? now - last : 0.8 * this.tpotMs + 0.2 * (now - last);

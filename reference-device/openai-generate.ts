@@ -10,10 +10,12 @@ import type { ServerResponse } from "node:http";
 import type { PdDevice } from "./device.js";
 import type { Admission } from "./openai-admission.js";
 import { ApiError, sendJson } from "./openai-errors.js";
+import { chatLogprobs, completionLogprobs } from "./openai-logprobs.js";
 import { observeReport, type ServeMetrics } from "./openai-metrics.js";
 import type { GenerationRequest } from "./openai-schema.js";
 import { StopMatcher } from "./openai-stop.js";
 import type { ChatTemplate } from "./openai-template.js";
+import { templatedPrompt, type Prompt } from "./prompt.js";
 import type { Report } from "./run.js";
 
 /** A prompt longer than this many bytes per context position is refused before tokenizing (tokenizing is synchronous). */
@@ -43,23 +45,32 @@ export interface GenerationLog {
 }
 
 interface Prepared {
-  prompt: string;
+  prompt: Prompt;
   promptTokens: number;
   maxTokens: number;
 }
 
-/** The prompt text and its token count, refused with the OpenAI error when it does not fit the context. */
+/**
+ * The prompt and its token count, refused with the OpenAI error when it does
+ * not fit the context. A chat rendered by the model's template is tokenized
+ * with its control tokens, as llama-server's; the fallback's "role: content"
+ * lines and a completion's prompt are texts (prompt.ts).
+ */
 export function prepare(ctx: GenerateContext, r: GenerationRequest): Prepared {
-  const prompt = r.kind === "chat" ? ctx.template.render(r.messages) : r.prompt;
+  const text = r.kind === "chat" ? ctx.template.render(r.messages) : r.prompt;
   const param = r.kind === "chat" ? "messages" : "prompt";
   const n = ctx.device.engine.contextSize;
-  const bytes = Buffer.byteLength(prompt);
+  const bytes = Buffer.byteLength(text);
   if (bytes > PROMPT_BYTES_PER_TOKEN * n)
     throw ApiError.contextExceeded(
       param,
       `This model's maximum context length is ${n} tokens. However, your ${param} are ${bytes} bytes, over ${PROMPT_BYTES_PER_TOKEN} bytes per token of the context; they were not tokenized.`,
     );
-  const promptTokens = ctx.device.engine.tokenize(prompt).length;
+  if (r.logprobs !== undefined && !ctx.device.engine.givesLogprobs)
+    throw ApiError.unsupported("logprobs", "log-probabilities (this engine gives none)");
+  const templated = r.kind === "chat" && ctx.template.source !== "fallback";
+  const prompt = templated ? templatedPrompt(ctx.device.engine, text) : text;
+  const promptTokens = typeof prompt === "string" ? ctx.device.engine.tokenize(prompt).length : prompt.tokens.length;
   if (promptTokens >= n)
     throw ApiError.contextExceeded(
       param,
@@ -69,10 +80,17 @@ export function prepare(ctx: GenerateContext, r: GenerationRequest): Prepared {
   return { prompt, promptTokens, maxTokens: Math.min(r.maxTokens ?? Number.POSITIVE_INFINITY, n - promptTokens) };
 }
 
-/** The parts of the report shown to clients as `pdd`: no token IDs, no text. */
+/** The parts of the report shown to clients as `pdd`: no token IDs, no text, no log-probabilities. */
 export function pddExtension(rep: Report) {
-  const { cloudTokenIds: _c, deviceTokenIds: _d, text: _t, ...rest } = rep;
+  const { cloudTokenIds: _c, deviceTokenIds: _d, text: _t, logprobs: _l, ...rest } = rep;
   return rest;
+}
+
+/** The choice's `logprobs`: null unless asked for. */
+function logprobsOf(ctx: GenerateContext, r: GenerationRequest, rep: Report, text: string) {
+  if (r.logprobs === undefined) return null;
+  const engine = ctx.device.engine;
+  return r.kind === "chat" ? chatLogprobs(engine, rep, text) : completionLogprobs(engine, rep, text);
 }
 
 /** Runs one admitted or refused request to its end; resolves with what its log line says. */
@@ -107,6 +125,7 @@ async function answer(
       maxTokens: p.maxTokens,
       sampling: r.sampling,
       targetTpotMs: r.stream ? ctx.streamTpotMs : 0,
+      logprobs: r.logprobs,
       signal: AbortSignal.any([clientGone, stopped.signal]),
       onText: (text) => {
         if (stops.push(text)) stopped.abort(new Error("stop string"));
@@ -126,8 +145,9 @@ async function answer(
   observeReport(ctx.metrics, rep, p.promptTokens);
   const usage = { prompt_tokens: p.promptTokens, completion_tokens: produced, total_tokens: p.promptTokens + produced };
   if (outcome === "done") {
-    if (out) out.finish(finish, usage, pddExtension(rep));
-    else sendJson(res, 200, completionBody(ctx, r, stops.text, finish, usage, pddExtension(rep)));
+    const logprobs = logprobsOf(ctx, r, rep, stops.text);
+    if (out) out.finish(finish, usage, pddExtension(rep), logprobs);
+    else sendJson(res, 200, completionBody(ctx, r, { text: stops.text, finish, logprobs }, usage, pddExtension(rep)));
   }
   const { cloudTokens, deviceTokens, mode, ttftMs, fallbackReason } = rep;
   return {
@@ -148,15 +168,15 @@ type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: n
 function completionBody(
   ctx: GenerateContext,
   r: GenerationRequest,
-  text: string,
-  finish: string,
+  answer: { text: string; finish: string; logprobs: unknown },
   usage: Usage,
   pdd: unknown,
 ) {
   const chat = r.kind === "chat";
+  const { text, finish, logprobs } = answer;
   const choice = chat
-    ? { index: 0, message: { role: "assistant", content: text, refusal: null }, finish_reason: finish, logprobs: null }
-    : { index: 0, text, finish_reason: finish, logprobs: null };
+    ? { index: 0, message: { role: "assistant", content: text, refusal: null }, finish_reason: finish, logprobs }
+    : { index: 0, text, finish_reason: finish, logprobs };
   return {
     id: `${chat ? "chatcmpl" : "cmpl"}-${randomUUID()}`,
     object: chat ? "chat.completion" : "text_completion",
@@ -193,11 +213,11 @@ class SseWriter {
     if (!this.res.writableEnded && !this.res.destroyed) this.res.write(`data: ${JSON.stringify(data)}\n\n`);
   }
 
-  private choice(text: string | undefined, finish: string | null) {
-    if (this.r.kind === "completion") return { index: 0, text: text ?? "", finish_reason: finish, logprobs: null };
+  private choice(text: string | undefined, finish: string | null, logprobs: unknown = null) {
+    if (this.r.kind === "completion") return { index: 0, text: text ?? "", finish_reason: finish, logprobs };
     const delta = text === undefined ? {} : this.first ? { role: "assistant", content: text } : { content: text };
     this.first = false;
-    return { index: 0, delta, finish_reason: finish, logprobs: null };
+    return { index: 0, delta, finish_reason: finish, logprobs };
   }
 
   private usageField() {
@@ -208,8 +228,9 @@ class SseWriter {
     this.event({ ...this.base, choices: [this.choice(text, null)], ...this.usageField() });
   }
 
-  finish(finish: string, usage: Usage, pdd: unknown): void {
-    this.event({ ...this.base, choices: [this.choice(undefined, finish)], ...this.usageField(), pdd });
+  /** The last chunk; it carries the whole answer's log-probabilities when they were asked for. */
+  finish(finish: string, usage: Usage, pdd: unknown, logprobs: unknown): void {
+    this.event({ ...this.base, choices: [this.choice(undefined, finish, logprobs)], ...this.usageField(), pdd });
     if (this.r.includeUsage) this.event({ ...this.base, choices: [], usage });
     this.res.end("data: [DONE]\n\n");
   }

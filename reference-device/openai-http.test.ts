@@ -188,7 +188,7 @@ describe("requests", () => {
     const cases: [Record<string, unknown>, string][] = [
       [{ n: 2 }, "n"],
       [{ echo: true }, "echo"],
-      [{ logprobs: 2 }, "logprobs"],
+      [{ logprobs: 6 }, "logprobs"],
       [{ best_of: 3 }, "best_of"],
       [{ presence_penalty: 1 }, "presence_penalty"],
       [{ logit_bias: { "5": 1 } }, "logit_bias"],

@@ -26,6 +26,8 @@ export interface GenerationRequest {
   stop: string[];
   stream: boolean;
   includeUsage: boolean;
+  /** Log-probabilities asked for, with this many alternatives per token (chat `top_logprobs`, completions `logprobs`). */
+  logprobs?: number;
 }
 
 const tokens = z
@@ -71,7 +73,7 @@ const ChatBody = z
     messages: z.array(message).min(1),
     max_completion_tokens: tokens.nullable().optional(),
     logprobs: z.boolean().nullable().optional(),
-    top_logprobs: z.number().int().nullable().optional(),
+    top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
     tools: z.array(z.unknown()).nullable().optional(),
     tool_choice: z.unknown().optional(),
     parallel_tool_calls: z.boolean().nullable().optional(),
@@ -85,7 +87,7 @@ const CompletionBody = z
   .object({
     ...common,
     prompt: z.union([z.string(), z.array(z.unknown())]),
-    logprobs: z.number().int().nullable().optional(),
+    logprobs: z.number().int().min(0).max(5).nullable().optional(),
     echo: z.boolean().nullable().optional(),
     best_of: z.number().int().nullable().optional(),
     suffix: z.string().nullable().optional(),
@@ -111,8 +113,6 @@ interface Refusable {
   best_of?: number | null;
   echo?: boolean | null;
   suffix?: string | null;
-  logprobs?: boolean | number | null;
-  top_logprobs?: number | null;
   frequency_penalty?: number | null;
   presence_penalty?: number | null;
   logit_bias?: Record<string, number> | null;
@@ -132,8 +132,6 @@ function refuseUnsupported(b: Refusable): void {
   refuse("best_of", b.best_of != null && b.best_of !== 1, "best_of > 1");
   refuse("echo", b.echo === true, "echoing the prompt");
   refuse("suffix", b.suffix != null && b.suffix !== "", "a suffix (insertion)");
-  refuse("logprobs", b.logprobs != null && b.logprobs !== false, "logprobs (the engine does not expose them)");
-  refuse("top_logprobs", b.top_logprobs != null && b.top_logprobs !== 0, "top_logprobs");
   refuse("frequency_penalty", !!b.frequency_penalty, "a frequency penalty (the protocol's sampling has none)");
   refuse("presence_penalty", !!b.presence_penalty, "a presence penalty (the protocol's sampling has none)");
   refuse("logit_bias", b.logit_bias != null && Object.keys(b.logit_bias).length > 0, "logit_bias");
@@ -181,6 +179,9 @@ export function parseChat(body: unknown): GenerationRequest {
   if (!parsed.success) throw parseError(parsed.error.issues);
   const b = parsed.data;
   refuseUnsupported(b);
+  // As OpenAI: top_logprobs needs logprobs.
+  if (b.top_logprobs && b.logprobs !== true)
+    throw ApiError.invalid("top_logprobs", "top_logprobs requires logprobs to be true");
   return {
     kind: "chat",
     model: b.model,
@@ -191,6 +192,7 @@ export function parseChat(body: unknown): GenerationRequest {
     stop: stopStrings(b.stop),
     stream: b.stream === true,
     includeUsage: b.stream_options?.include_usage === true,
+    ...(b.logprobs === true ? { logprobs: b.top_logprobs ?? 0 } : {}),
   };
 }
 
@@ -212,5 +214,6 @@ export function parseCompletion(body: unknown): GenerationRequest {
     stop: stopStrings(b.stop),
     stream: b.stream === true,
     includeUsage: b.stream_options?.include_usage === true,
+    ...(b.logprobs != null ? { logprobs: b.logprobs } : {}),
   };
 }

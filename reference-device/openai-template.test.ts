@@ -80,7 +80,7 @@ describe("chat templates", () => {
       });
       const body = (await res.json()) as { usage: { prompt_tokens: number } };
       const rendered = (await loadChatTemplate(templated)).render(chat);
-      expect(body.usage.prompt_tokens).toBe(templated.tokenize(rendered).length);
+      expect(body.usage.prompt_tokens).toBe(templated.tokenizeTemplated(rendered).length);
       const described = (await (await fetch(`${api.url}/models/pdd-device`)).json()) as {
         pdd: { chat_template: string };
       };

@@ -1,6 +1,7 @@
 /**
- * The chat template: messages → the prompt text the device and the cloud
- * both tokenize (PDD-REQ-001: the protocol carries text, never a template).
+ * The chat template: messages → the prompt text, which the device tokenizes
+ * with its control tokens (prompt.ts; the protocol carries no template,
+ * PDD-REQ-001).
  *
  * - A model whose GGUF has `tokenizer.chat_template` (or a template file the
  *   user gives) is rendered with node-llama-cpp's Jinja support
@@ -11,10 +12,11 @@
  *   line per message, then "assistant:".
  *
  * The template's BOS is dropped (the tokenizer adds it when the model wants
- * one); other control tokens are spelled as their text. A text prompt never
- * becomes control tokens (PDD-TOK-001, `parse_special = false`), so an
- * instruct model sees its template's markers as ordinary characters: the
- * difference from llama-server that only a token-ID prompt (PDD-REQ-002) removes.
+ * one); other control tokens are spelled as their text, which
+ * `tokenizeTemplated` turns into the control tokens, as llama-server does.
+ * The cloud gets those IDs when it shares the tokenizer (PDD-REQ-002); a
+ * cloud with another tokenizer gets the text, whose markers its model sees
+ * as ordinary characters (PDD-TOK-001, `parse_special = false`).
  * @internal
  */
 import { readFileSync } from "node:fs";

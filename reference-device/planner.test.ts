@@ -52,6 +52,17 @@ describe("planner", () => {
     expect(plan({ ...base, refine: { allowed: true, minRatio: 0.9 } }).chosen.ratio).toBe(1);
   });
 
+  it("counts the prompt prefix prefilled before the refined prompt came, unless the device starts over", () => {
+    // The refined prompt comes as the cloud's prefill ends: 50 + 200 = 250 ms, 50 tokens into the device's 5 s prefill.
+    const ready = (keepsPrefilled?: boolean) =>
+      plan({ ...base, refine: { allowed: true, minRatio: 0.5, keepsPrefilled } }).candidates.find(
+        (c) => c.ratio === 0.5,
+      )!;
+    expect(ready().readyMs).toBeCloseTo(250 + 0.5 * (5000 - 250), 5);
+    expect(ready(false).readyMs).toBeCloseTo(250 + 0.5 * 5000, 5);
+    expect(ready().budget).toBeLessThan(ready(false).budget);
+  });
+
   it("reports the stall when the cloud's budget limit is below the takeover", () => {
     const p = plan({ ...base, budget: { max: 16 } });
     expect(p.chosen.budget).toBe(16);

@@ -10,9 +10,12 @@
  * - The display shows cloud token i at TTFT + i·I, I = max(target TPOT,
  *   cloud decode interval).
  * - The device's own context covers the prompt at `ready`: its own prefill
- *   (P / device prefill rate), or the refined prompt's (arriving with the
- *   first token), or the KV image's arrival (export + size / bandwidth +
- *   import), whichever is first.
+ *   (P / device prefill rate), or the refined prompt's, or the KV image's
+ *   arrival (export + size / bandwidth + import), whichever is first. The
+ *   refined prompt arrives with the first token; the device keeps the part
+ *   of the prompt it prefilled by then and prefills only the kept tokens of
+ *   the rest (a device that starts over on the refined prompt: `refine.
+ *   keepsPrefilled` false).
  * - It then catches up over the cloud tokens shown meanwhile at its prefill
  *   rate: takeover k solves k = 1 + (ready + k/dp − TTFT) / I.
  * - The cloud budget covers k with a margin; a budget below k leaves a gap
@@ -35,8 +38,14 @@ export interface PlanInput {
   budget?: { min?: number; max?: number };
   /** KV transfer possible (same model, cloud offers it); bytes per token of the image. */
   kv?: { allowed: boolean; bytesPerToken: number; exportMBps?: number; importMBps?: number };
-  /** Refinement possible; ratios below `minRatio` are not considered (answer quality). */
-  refine?: { allowed: boolean; minRatio?: number };
+  /**
+   * Refinement possible; ratios below `minRatio` are not considered (answer
+   * quality). `keepsPrefilled` (default true, the reference device): on the
+   * refined prompt's arrival the device keeps the prompt prefix it prefilled
+   * and prefills only the kept tokens after it; false: it starts over on the
+   * whole refined prompt.
+   */
+  refine?: { allowed: boolean; minRatio?: number; keepsPrefilled?: boolean };
 }
 
 export interface Candidate {
@@ -153,13 +162,29 @@ function enumerate(i: PlanInput, t: Timings): Candidate[] {
 /** When the device's context covers the prompt: a refined prompt arrives with the first token, a KV image after it. */
 function readyAt(i: PlanInput, t: Timings, kv: PlanInput["kv"], ratio: number): { ready: number; kvExtraCost: number } {
   let ready = t.devPrefillMs;
-  if (ratio < 1) ready = Math.min(ready, t.ttft - t.cloudStep + (1000 * ratio * t.P) / i.device.prefillTokPerS);
+  if (ratio < 1) ready = Math.min(ready, refinedReadyAt(t.ttft - t.cloudStep, t.devPrefillMs, ratio, i.refine));
   if (!kv) return { ready, kvExtraCost: 0 };
   const bytes = t.P * kv.bytesPerToken;
   const exportMs = bytes / ((kv.exportMBps ?? 1000) * 1000);
   const transferMs = (bytes * 8) / (i.bandwidthMbps * 1000) + i.rttMs / 2;
   const importMs = bytes / ((kv.importMBps ?? 1000) * 1000);
   return { ready: Math.min(ready, t.ttft + exportMs + transferMs + importMs), kvExtraCost: exportMs };
+}
+
+/**
+ * When the device has prefilled a prompt refined to `ratio` that arrives at
+ * `arrival`: what was left of its own prefill, shortened to the ratio (the
+ * kept share of the rest taken as the ratio), or the whole refined prompt
+ * from the start.
+ */
+export function refinedReadyAt(
+  arrival: number,
+  devPrefillMs: number,
+  ratio: number,
+  refine: PlanInput["refine"],
+): number {
+  const left = refine?.keepsPrefilled === false ? devPrefillMs : Math.max(0, devPrefillMs - arrival);
+  return arrival + ratio * left;
 }
 
 /** The cheapest for the cloud among those that keep the target without a stall; if none does, the lowest max TPOT. */

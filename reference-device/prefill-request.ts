@@ -3,12 +3,24 @@ import { create } from "@bufbuild/protobuf";
 import { KvFormat, PrefillRequestSchema, RefineMethod, type PrefillRequest } from "../proto/index.js";
 import type { RunOptions } from "./run.js";
 
-/** The request as the planner shaped it: KV when the models match and it pays, else refinement if asked. */
-export function prefillRequest(requestId: number, prompt: string, o: RunOptions, wantKv: boolean): PrefillRequest {
+/**
+ * The request as the planner shaped it: KV when the models match and it pays,
+ * else refinement if asked. `tokens`: the prompt's token IDs, sent in place of
+ * its text (PDD-REQ-002: only to a cloud that takes them with this tokenizer).
+ */
+export function prefillRequest(
+  requestId: number,
+  prompt: { text: string; tokens?: readonly number[] },
+  o: RunOptions,
+  wantKv: boolean,
+): PrefillRequest {
   const refineRatio = wantKv ? undefined : o.refineRatio;
   return create(PrefillRequestSchema, {
     requestId,
-    prompt: { case: "text", value: prompt },
+    prompt:
+      prompt.tokens !== undefined
+        ? { case: "tokens", value: { ids: [...prompt.tokens] } }
+        : { case: "text", value: prompt.text },
     sampling: {
       temperature: o.sampling?.temperature ?? 0,
       topK: o.sampling?.topK ?? 0,

@@ -1,4 +1,5 @@
 /** What a device run reports (pdd device --json prints it), and the reasons it gives. */
+import type { TokenLogprob } from "../engine/index.js";
 
 export type Mode = "pd" | "local" | "fallback";
 
@@ -31,6 +32,12 @@ export interface Report {
   /** Token IDs shown: the cloud's [0, k) then the device's. */
   cloudTokenIds: number[];
   deviceTokenIds: number[];
+  /**
+   * With GenerateOptions.logprobs: each shown token's, in the order of the IDs
+   * (the device's own from its sampling; the cloud's computed on the device,
+   * null when its tokenizer is not the device's).
+   */
+  logprobs?: (TokenLogprob | null)[];
   /** Why the cloud was not (fully) used, for fallback runs: `cause: detail`. */
   fallbackReason?: string;
   /** The cause alone, one word (README, "Exit status and failure causes"). */

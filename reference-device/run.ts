@@ -34,6 +34,7 @@ import { Display } from "./display.js";
 import { KvReceiver } from "./kv-receiver.js";
 import { LocalPipeline } from "./local-pipeline.js";
 import { prefillRequest } from "./prefill-request.js";
+import { promptText, promptTokens, type Prompt } from "./prompt.js";
 import { scorerReport, whyNotRefined, type Report } from "./report.js";
 
 export type { Mode, Report } from "./report.js";
@@ -64,6 +65,8 @@ export interface RunOptions {
   /** The device's calibrated ms per prefilled token: the display's estimate of when the device is ready. */
   prefillMsPerToken?: number;
   prefillChunk: number;
+  /** Log-probabilities of the device's own tokens, with this many alternatives each (engines that give them). */
+  logprobs?: number;
   /** How long a granted KV image may go without a chunk before the device recomputes (PDD-KV-020). Default 10,000. */
   kvDeadlineMs?: number;
   emulate?: Emulation;
@@ -109,7 +112,7 @@ export class DeviceRun {
 
   constructor(
     private readonly engine: Engine,
-    prompt: string,
+    prompt: Prompt,
     private readonly link: CloudLink | undefined,
     private readonly opts: RunOptions,
   ) {
@@ -120,9 +123,15 @@ export class DeviceRun {
     const requestId = link?.live
       ? link.register({ onFrame: (f) => this.onCloudFrame(f), onLost: (e) => this.onCloudLost(e) })
       : 0;
-    this.request = prefillRequest(requestId, prompt, opts, opts.useKv && sameModel);
+    const tokens = promptTokens(engine, prompt);
+    // A templated chat's IDs go to a cloud that takes them (PDD-REQ-002); to any other, its text (prompt.ts).
+    const sendIds = typeof prompt !== "string" && this.sameTokenizer && link?.ack?.capabilities?.tokenIds === true;
+    // A templated chat sent as text is tokenized otherwise at the cloud: no KV image or refinement span fits it.
+    const samePromptTokens = typeof prompt === "string" || sendIds;
+    const wire = { text: promptText(prompt), ...(sendIds ? { tokens } : {}) };
+    this.request = prefillRequest(requestId, wire, opts, opts.useKv && sameModel && samePromptTokens);
     // The largest image this model makes for every position the request may hold, plus the header (PDD-KV-016).
-    const positions = engine.tokenize(prompt).length + opts.maxTokens;
+    const positions = tokens.length + opts.maxTokens;
     this.kv = new KvReceiver((engine.kvBytesPerToken + 16) * positions + (64 << 10));
     if (link?.live) this.state = new DeviceRequestState(this.request);
     else if (link) this.cloud.fail(`connection lost before the request: ${link.lostWith?.message}`, "lost");
@@ -134,6 +143,7 @@ export class DeviceRun {
       display: this.display,
       cloudModelFingerprint: cm?.modelFingerprint,
       sameTokenizer: this.sameTokenizer,
+      samePromptTokens,
       until: (cond, timeoutMs) => this.until(cond, timeoutMs),
       progress: (p) => this.sendProgress(p),
       takeover: (k) => this.takeover(k),
@@ -283,6 +293,7 @@ export class DeviceRun {
       }
       case "refined":
         this.cloud.refined = ev.refined;
+        this.local.refinedArrived();
         return;
       case "error":
         this.cloud.fail(ev.error.message, "cloud-error");
@@ -440,6 +451,20 @@ export class DeviceRun {
     return why ? { refinementReason: why } : {};
   }
 
+  /**
+   * The shown tokens' log-probabilities, when asked for: the device's own, and
+   * the cloud's its catch-up computed (null where it did not, or where it
+   * prefilled a refined prompt: not the prompt the answer is for).
+   */
+  private logprobs(cloudShown: number): Pick<Report, "logprobs"> {
+    if (this.opts.logprobs === undefined) return {};
+    const { local } = this;
+    const cloud = local.refinement?.used ? [] : local.cloudLogprobs;
+    return {
+      logprobs: [...Array.from({ length: cloudShown }, (_, i) => cloud[i] ?? null), ...local.deviceLogprobs],
+    };
+  }
+
   private report(): Report {
     const { cloud, local } = this;
     const k = this.takeoverAt ?? cloud.received.length;
@@ -472,6 +497,7 @@ export class DeviceRun {
             : "different",
       cloudTokenIds: cloud.received.slice(0, cloudShown).map((t) => t.id),
       deviceTokenIds: local.deviceIds,
+      ...this.logprobs(cloudShown),
       ...(cloud.failed ? { fallbackReason: cloud.failed, fallbackCause: cloud.failedCause } : {}),
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),

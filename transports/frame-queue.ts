@@ -2,8 +2,18 @@
  * A single-consumer async queue of received frames with a high-water mark:
  * `pause` is called when the consumer falls behind and `resume` when it
  * catches up, so a slow reader slows the sender instead of growing memory.
+ * The mark counts frames as well as wire bytes: a decoded frame costs far
+ * more than its bytes (a 6-byte Ping is an object of a few hundred), so 1 MiB
+ * of Pings would otherwise be some 170,000 objects held (issue 13, item 8).
  * @internal
  */
+/**
+ * Frames queued before reading pauses. Above the 1,000 a second a flood is
+ * counted at (PDD-DOS-001), so that a cloud slower than that still sees a
+ * flood's first second arrive whole.
+ */
+export const MAX_QUEUED_FRAMES = 4096;
+
 export class FrameQueue<T> implements AsyncIterable<T> {
   private items: T[] = [];
   private sizes: number[] = [];
@@ -18,10 +28,15 @@ export class FrameQueue<T> implements AsyncIterable<T> {
     private readonly highWaterMark: number,
     private readonly pause: () => void = () => {},
     private readonly resume: () => void = () => {},
+    private readonly maxFrames = MAX_QUEUED_FRAMES,
   ) {}
 
   get bufferedBytes(): number {
     return this.bytes;
+  }
+
+  get bufferedFrames(): number {
+    return this.items.length;
   }
 
   /** Queues an item that took `size` bytes on the wire. */
@@ -36,7 +51,7 @@ export class FrameQueue<T> implements AsyncIterable<T> {
     this.items.push(item);
     this.sizes.push(size);
     this.bytes += size;
-    if (!this.paused && this.bytes >= this.highWaterMark) {
+    if (!this.paused && (this.bytes >= this.highWaterMark || this.items.length >= this.maxFrames)) {
       this.paused = true;
       this.pause();
     }
@@ -65,7 +80,7 @@ export class FrameQueue<T> implements AsyncIterable<T> {
     const item = this.items.shift();
     if (item !== undefined) {
       this.bytes -= this.sizes.shift() ?? 0;
-      if (this.paused && this.bytes < this.highWaterMark / 2) {
+      if (this.paused && this.bytes < this.highWaterMark / 2 && this.items.length < this.maxFrames / 2) {
         this.paused = false;
         this.resume();
       }

@@ -66,6 +66,13 @@ export interface MessageStream<In, Out> {
    * sending (a gRPC device's half-close, PDD-CONN-026): `closed` then has not resolved.
    */
   [Symbol.asyncIterator](): AsyncIterator<In>;
+  /**
+   * Calls `listener` with each frame as it is received, before it is queued
+   * for the iterator: a peer counts what arrives, however far behind its
+   * reading is (a Ping flood, PDD-DOS-001). The frame is delivered to the
+   * iterator too; frames received before the call are not replayed.
+   */
+  onArrival(listener: (frame: In) => void): void;
   /** Graceful close carrying a PDD error code (UNSPECIFIED = normal) and reason. */
   close(code?: ErrorCode, reason?: string): Promise<void>;
   /** Immediate teardown without a close handshake. */

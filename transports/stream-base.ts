@@ -61,6 +61,7 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
   private resolveClosed!: (info: CloseInfo) => void;
   private closeInfo: CloseInfo | undefined;
   private listeners: ((info: CloseInfo) => void)[] = [];
+  private arrivalListeners: ((frame: In) => void)[] = [];
 
   constructor(init: StreamBaseInit) {
     this.transport = init.transport;
@@ -216,9 +217,14 @@ export abstract class StreamBase<In, Out> implements MessageStream<In, Out> {
 
   /** Bindings that decode themselves (gRPC) call this with the message's wire size. */
   protected receiveMessage(message: In, size: number): void {
+    for (const l of this.arrivalListeners) l(message);
     // Frames with no known body are delivered too: the peer ignores them after
     // the Hello (PDD-VER-006), but as a first frame one is PROTOCOL_VIOLATION (PDD-CONN-002).
     this.queue.push(message, size);
+  }
+
+  onArrival(listener: (frame: In) => void): void {
+    this.arrivalListeners.push(listener);
   }
 
   /** Bindings call this when receiving fails (oversize frame, decode error). */

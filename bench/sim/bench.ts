@@ -75,25 +75,32 @@ export function runTraceBench(
       const results = simulate(trace, mode, c, (n) => onProgress?.(done + n / trace.length, total));
       const row = summarize(rttMs, name, results, c);
       if (mode.kind === "cloud-only") cloudOnly = results;
-      if (mode.kind === "pd" && cloudOnly) {
-        const only = cloudOnly;
-        const gains = results.map((r, i) => only[i]!.cloudMs / Math.max(1e-9, r.cloudMs)).sort((a, b) => a - b);
-        const ceiling = trace
-          .map((r, i) => only[i]!.cloudMs / ((1000 * r.promptTokens) / c.cloud.prefillTokPerS))
-          .sort((a, b) => a - b);
-        row.perRequestGain = {
-          p50: round(q(gains, 0.5)),
-          p90: round(q(gains, 0.9)),
-          max: round(gains[gains.length - 1] ?? 0),
-          atLeast15: gains.filter((g) => g >= 15).length / gains.length,
-          ceilingP50: round(q(ceiling, 0.5)),
-        };
-      }
+      if (mode.kind === "pd" && cloudOnly) row.perRequestGain = perRequestGain(trace, cloudOnly, results, c);
       rows.push(row);
       onProgress?.(++done, total);
     }
   }
   return rows;
+}
+
+/** P/D's cloud time per request against cloud-only's for the same requests, and its ceiling (a cloud that only prefilled). */
+export function perRequestGain(
+  trace: TraceRequest[],
+  cloudOnly: RequestResult[],
+  pd: RequestResult[],
+  c: Pick<SimConfig, "cloud">,
+): NonNullable<Row["perRequestGain"]> {
+  const gains = pd.map((r, i) => cloudOnly[i]!.cloudMs / Math.max(1e-9, r.cloudMs)).sort((a, b) => a - b);
+  const ceiling = trace
+    .map((r, i) => cloudOnly[i]!.cloudMs / ((1000 * r.promptTokens) / c.cloud.prefillTokPerS))
+    .sort((a, b) => a - b);
+  return {
+    p50: round(q(gains, 0.5)),
+    p90: round(q(gains, 0.9)),
+    max: round(gains[gains.length - 1] ?? 0),
+    atLeast15: gains.filter((g) => g >= 15).length / gains.length,
+    ceilingP50: round(q(ceiling, 0.5)),
+  };
 }
 
 export function markdown(rows: Row[]): string {

@@ -35,6 +35,8 @@ export interface LiveConfig {
   cloud: Profile;
   /** How the cloud's decode slows with its batch (batching.ts), in the live cloud engine and the model alike. Default: none. */
   batching?: BatchingModel;
+  /** The devices' refinement floor (refineMinRatio), in the live devices and the model alike. Default 1: none. */
+  minRefineRatio?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -85,7 +87,7 @@ export function modelConfig(c: Omit<LiveConfig, "onProgress">): SimConfig {
     capacity: c.capacity,
     targetTpotMs: c.targetTpotMs,
     timeScale: c.arrivalScale,
-    minRefineRatio: 1,
+    minRefineRatio: c.minRefineRatio ?? 1,
     jitter: 0,
     seed: 1,
     cloudPace: 0,
@@ -212,6 +214,7 @@ class DevicePool {
       client: { ca: this.ca },
       useKv: false, // the profiles' models differ: KV images are not exchangeable (PDD-KV-002)
       targetTpotMs: this.c.targetTpotMs,
+      refineMinRatio: this.c.minRefineRatio,
     });
     if (this.mode !== "device-only") await d.rtt(); // connected and measured, as a phone that has used the service
     this.all.push(d);

@@ -3,7 +3,8 @@
  * several trace shapes, not only the one it was built beside. For each
  * synthetic shape (shapes.ts), and the Azure conversation trace when its path
  * is given, on both phone profiles at 50 ms RTT with batched cloud decoding
- * (batching.ts): max TPOT and stalls of every request, beside cloud-only.
+ * (batching.ts): max TPOT and stalls of every request, beside cloud-only;
+ * without refinement and, at the 4096 cap, with refinement down to 0.5.
  *
  * The cloud's budget cap (max_cloud_token_budget) is printed with each row:
  * a request whose device needs longer to catch up than the cap's tokens last
@@ -29,7 +30,11 @@ const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(
 const rows: string[][] = [];
 for (const [name, trace] of traces)
   for (const device of [PHONE, PHONE_NPU])
-    for (const cap of [256, 4096]) {
+    for (const [cap, minRefineRatio] of [
+      [256, 1],
+      [4096, 1],
+      [4096, 0.5],
+    ] as const) {
       const c: SimConfig = {
         rttMs: 50,
         bandwidthMbps: 100,
@@ -38,7 +43,7 @@ for (const [name, trace] of traces)
         capacity: CAPACITY,
         targetTpotMs: TARGET,
         timeScale: 1,
-        minRefineRatio: 1,
+        minRefineRatio: minRefineRatio,
         jitter: 0.1,
         seed: 1,
         batching: VLLM_H100_8B,
@@ -50,6 +55,7 @@ for (const [name, trace] of traces)
         name,
         device.model,
         String(cap),
+        minRefineRatio < 1 ? `≥ ${minRefineRatio}` : "none",
         `${q(
           trace.map((r) => r.promptTokens),
           0.5,
@@ -65,13 +71,22 @@ for (const [name, trace] of traces)
       ]);
     }
 
-const header = ["trace", "device", "budget cap", "prompt / answer p50", "P/D TPOT max ms", "P/D stalled req"];
+const header = [
+  "trace",
+  "device",
+  "budget cap",
+  "refinement",
+  "prompt / answer p50",
+  "P/D TPOT max ms",
+  "P/D stalled req",
+];
 header.push("P/D req over target", "cloud-only TPOT max ms", "cloud-only req over target");
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (cells: string[]) => `| ${cells.map((x, i) => x.padEnd(widths[i]!)).join(" | ")} |`;
 console.log(
   `P/D planner with the speed controller, ${REQUESTS} requests a trace, RTT 50 ms ±10%, target TPOT ${TARGET} ms (a stall: a gap over ${2 * TARGET} ms), ` +
-    `cloud ${CLOUD_GPU.name} with ${CAPACITY} sequences and batched decoding (${VLLM_H100_8B.name}), no refinement\n`,
+    `cloud ${CLOUD_GPU.name} with ${CAPACITY} sequences and batched decoding (${VLLM_H100_8B.name}); refinement: the ` +
+    `device keeps the prompt prefix it prefilled when the refined prompt comes\n`,
 );
 console.log(line(header));
 console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);

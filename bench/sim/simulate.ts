@@ -7,7 +7,7 @@
  * model of them. Engines are timing profiles, not llama.cpp.
  */
 import { prng } from "../../shared/index.js";
-import { plan, SpeedController, type PlanInput } from "../../reference-device/index.js";
+import { plan, refinedReadyAt, SpeedController, type PlanInput } from "../../reference-device/index.js";
 import { NO_BATCHING, slowdown, type BatchingModel } from "./batching.js";
 import type { Profile } from "./profiles.js";
 import type { TraceRequest } from "./trace.js";
@@ -32,6 +32,12 @@ export interface SimConfig {
   timeScale: number;
   /** Refinement ratios the planner may use (its quality floor); 1 = none. */
   minRefineRatio: number;
+  /**
+   * The device keeps the prompt prefix it prefilled when the refined prompt
+   * comes (the reference device, default true); false: it starts over on
+   * the refined prompt (the reference device before issue 18).
+   */
+  refineKeepsPrefilled?: boolean;
   /** ±fraction of RTT jitter per request, from `seed`. */
   jitter: number;
   seed: number;
@@ -119,7 +125,9 @@ function throughCloud(
     const res = display(A, received, s, c.targetTpotMs, true, 0, 0, undefined);
     return { ...res, cloudMs: sentAt(N - 1) - start, cloudTokens: N, takeover: undefined };
   }
-  const { k, takeoverAt } = catchUp(r, A, received, ratio, c);
+  // The reference cloud sends the refined prompt as its prefill ends, before the first token's decode step.
+  const refinedAt = start + prefillMs + rtt / 2;
+  const { k, takeoverAt } = catchUp(r, A, received, { ratio, at: refinedAt }, c);
   // The cloud stops at the takeover (or its budget), then frees the sequence.
   const cloudTokens = Math.min(B, Math.max(k, received.filter((x) => x - rtt / 2 <= takeoverAt + rtt / 2).length));
   const cloudMs = sentAt(Math.max(0, cloudTokens - 1)) - start;
@@ -152,15 +160,15 @@ function pdBudget(
     device: { prefillTokPerS: c.device.prefillTokPerS, decodeTokPerS: c.device.decodeTokPerS },
     targetTpotMs: c.targetTpotMs,
     budget: { min: 1, max: c.maxCloudBudget ?? 256 },
-    refine: { allowed: c.minRefineRatio < 1, minRatio: c.minRefineRatio },
+    refine: { allowed: c.minRefineRatio < 1, minRatio: c.minRefineRatio, keepsPrefilled: c.refineKeepsPrefilled },
   };
   const p = plan(input);
   return { B: Math.min(N, p.chosen.budget), ratio: p.chosen.ratio };
 }
 
 /**
- * The device (reference-device/local-pipeline.ts): its own prefill (or the
- * refined prompt's, which comes with the first token), then catch-up over the
+ * The device (reference-device/local-pipeline.ts): its own prefill (or, from
+ * the refined prompt's arrival, the kept tokens of what is left of it), then catch-up over the
  * cloud tokens received up to a lead ahead of the display, then takeover at
  * token k. Short of the lead it waits for the cloud's next token when the
  * device's own first token would miss the display's next slot and the
@@ -171,7 +179,7 @@ function catchUp(
   r: TraceRequest,
   A: number,
   received: number[],
-  ratio: number,
+  refined: { ratio: number; at: number },
   c: SimConfig,
 ): { k: number; takeoverAt: number } {
   const devPer = 1000 / c.device.prefillTokPerS;
@@ -183,7 +191,8 @@ function catchUp(
   const shownAt: number[] = [];
   for (const [i, x] of received.entries()) shownAt.push(i === 0 ? x : Math.max(x, shownAt[i - 1]! + T));
   let ready = A + P * devPer;
-  if (ratio < 1) ready = Math.min(ready, received[0]! + ratio * P * devPer);
+  const refine = { allowed: true, keepsPrefilled: c.refineKeepsPrefilled };
+  if (refined.ratio < 1) ready = Math.min(ready, A + refinedReadyAt(refined.at - A, P * devPer, refined.ratio, refine));
   let t = ready;
   let covered = 0;
   let got = 0;

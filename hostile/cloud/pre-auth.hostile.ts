@@ -20,6 +20,7 @@ import { grpcCall, grpcConnection } from "../harness/raw-grpc.js";
 import { wtSession } from "../harness/raw-peers.js";
 import { drain, rawSession } from "../harness/raw-session.js";
 import { binaryHeader, rawWebSocket } from "../harness/raw-ws.js";
+import { cpuShare, stallBoundMs } from "../harness/stall.js";
 import { pollUntil } from "../harness/wait.js";
 import { MAX_ERROR_MESSAGE_BYTES } from "../limits.js";
 
@@ -43,13 +44,15 @@ async function whileStreaming(
   return { answer, attackDone: started ?? Promise.resolve() };
 }
 
-/** The stall a normal device may see under attack: five times its idle gap, at least 250 ms. */
-const stallBound = (base: Baseline): number => Math.max(250, 5 * base.maxGapMs);
-
-async function pacedBaseline(cloud: CloudProcess, b: Binding): Promise<number> {
+/** The same device's worst gap without the attack, and the CPU share a busy process gets now (harness/stall.ts). */
+async function pacedBaseline(cloud: CloudProcess, b: Binding): Promise<{ idleGap: number; share: number }> {
   const a = await fullAnswer(cloud, b, { budget: 64, tpotUs: 20_000, token: KEY });
-  return a.maxGapMs;
+  return { idleGap: a.maxGapMs, share: cpuShare() };
 }
+
+/** The stall a normal device may see under attack: 250 ms of CPU time, or five times its gaps without the attack. */
+const stallBound = (base: Baseline, idle: { idleGap: number; share: number }): number =>
+  stallBoundMs(Math.min(idle.share, cpuShare()), base.maxGapMs, idle.idleGap);
 
 describe("item 5: expensive input before authentication", () => {
   eachBinding(
@@ -58,7 +61,7 @@ describe("item 5: expensive input before authentication", () => {
     "six 3.9 MB Hellos without a credential neither stall another device nor grow memory",
     async (b) => {
       const { cloud, base } = await fixture.get();
-      const idleGap = await pacedBaseline(cloud, b);
+      const idle = await pacedBaseline(cloud, b);
       const rss = sampleRss(cloud.pid);
       const rss0 = cloud.rss();
       const { frame: big, entries } = bigHello(b.codec, 1, 3_900_000);
@@ -72,20 +75,22 @@ describe("item 5: expensive input before authentication", () => {
       });
       await attackDone;
       const peak = rss.stop();
+      const bound = stallBound(base, idle);
       const after = await fixture.check(b);
       record({
         case: `5a big pre-auth Hello ${b.name}`,
         frameBytes: big.length,
         versions: entries,
         maxGapMs: answer.maxGapMs,
-        idleGapMs: idleGap,
+        idleGapMs: idle.idleGap,
+        boundMs: bound,
         rssMiB: { before: mib(rss0), peak: mib(peak), after: after.rssAfterMiB },
         heapMiB: [after.heapBeforeMiB, after.heapAfterMiB],
         closes,
         healthy: after.healthy,
       });
       expect(answer).toMatchObject({ ok: true, correct: true });
-      expect(answer.maxGapMs).toBeLessThan(Math.max(stallBound(base), 5 * idleGap));
+      expect(answer.maxGapMs).toBeLessThan(bound);
       expect(peak - rss0).toBeLessThan(64 << 20);
       expect(after.healthy).toBe(true);
     },
@@ -163,7 +168,7 @@ describe("item 5: expensive input before authentication", () => {
 
   eachBinding(TRANSPORTS, undefined, "a 3.9 MB prompt is refused before it is tokenized", async (b) => {
     const { cloud, base } = await fixture.get();
-    const idleGap = await pacedBaseline(cloud, b);
+    const idle = await pacedBaseline(cloud, b);
     let refusal = "";
     let refusedMs = 0;
     const { answer, attackDone } = await whileStreaming(cloud, b, async () => {
@@ -178,10 +183,18 @@ describe("item 5: expensive input before authentication", () => {
       s.close();
     });
     await attackDone;
+    const bound = stallBound(base, idle);
     const after = await fixture.check(b);
-    record({ case: `5d big prompt ${b.name}`, refusal, refusedMs, maxGapMs: answer.maxGapMs, idleGapMs: idleGap });
+    record({
+      case: `5d big prompt ${b.name}`,
+      refusal,
+      refusedMs,
+      maxGapMs: answer.maxGapMs,
+      idleGapMs: idle.idleGap,
+      boundMs: bound,
+    });
     expect(refusal).toBe("ERROR_CODE_PROMPT_TOO_LONG");
-    expect(answer.maxGapMs).toBeLessThan(Math.max(stallBound(base), 5 * idleGap));
+    expect(answer.maxGapMs).toBeLessThan(bound);
     expect(after.healthy).toBe(true);
   });
 });

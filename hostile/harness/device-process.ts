@@ -105,9 +105,10 @@ export interface Serve {
   stop(): Promise<void>;
 }
 
-/** `pdd device serve` on a free port. */
-export async function startServe(cloud: string, extra: string[] = [], model?: string): Promise<Serve> {
-  const args = [PDD_BIN, "device", "serve", "--cloud", cloud, "--model", model ?? ensureDefaultModel("tiny")];
+/** `pdd device serve` on a free port; with no cloud URL, it has none (local generation only). */
+export async function startServe(cloud: string | undefined, extra: string[] = [], model?: string): Promise<Serve> {
+  const args = [PDD_BIN, "device", "serve", ...(cloud ? ["--cloud", cloud] : [])];
+  args.push("--model", model ?? ensureDefaultModel("tiny"));
   args.push("--threads", "1", "--port", "0", ...extra);
   const child = ownChild(spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }));
   let err = "";

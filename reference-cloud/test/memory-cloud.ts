@@ -6,7 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import { INSTANT, SimEngine } from "../../engine/index.js";
 import { Codec, DeviceFrameSchema, ModelIdentitySchema, PROTOCOL_MINOR, type CloudFrame } from "../../proto/index.js";
-import { createLinkedPair, type DeviceStream } from "../../transports/index.js";
+import { createLinkedPair, type CloudStream, type DeviceStream } from "../../transports/index.js";
 import { parseCloudConfig, type CloudConfigInput } from "../config.js";
 import { CloudConnection } from "../connection.js";
 import type { CloudContext } from "../context.js";
@@ -37,6 +37,8 @@ export interface MemoryCloudOptions {
   keys?: Record<string, number | undefined>;
   /** The first connection's credential. */
   token?: string;
+  /** Wraps the cloud's end of the first connection: a test's hook between the transport and the connection loop. */
+  wrap?: (cloud: CloudStream) => CloudStream;
 }
 
 /** A cloud and one in-memory connection to it whose device end has had its HelloAck (it declared the cloud's model). */
@@ -64,12 +66,16 @@ export async function memoryCloud(config: CloudConfigInput = {}, o: MemoryCloudO
     requests: new Set(),
   };
   const connect = (token?: string) => open(ctx, token);
-  return { ...(await connect(o.token)), ctx, engine, connect, decoded: countDecoded(ctx) };
+  return { ...(await open(ctx, o.token, o.wrap)), ctx, engine, connect, decoded: countDecoded(ctx) };
 }
 
-async function open(ctx: CloudContext, token: string | undefined): Promise<MemoryConnection> {
+async function open(
+  ctx: CloudContext,
+  token: string | undefined,
+  wrap: (cloud: CloudStream) => CloudStream = (c) => c,
+): Promise<MemoryConnection> {
   const { device, cloud } = createLinkedPair({ authToken: token });
-  const served = new CloudConnection(cloud, ctx).serve();
+  const served = new CloudConnection(wrap(cloud), ctx).serve();
   const seen: CloudFrame[] = [];
   const waiters = new Set<{ match: (f: CloudFrame) => boolean; resolve: (f: CloudFrame) => void }>();
   void (async () => {

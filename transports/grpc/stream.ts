@@ -114,6 +114,9 @@ export class GrpcStream<In extends Out, O extends Out> extends StreamBase<In, O>
       const it = incoming[Symbol.asyncIterator]();
       for (;;) {
         await this.readable();
+        // Closed on our side (a flood's RESOURCE_EXHAUSTED): whatever still comes is dropped, so it is not decoded
+        // either; flow control then stops the sender (issue 13, item 8).
+        if (this.isClosed) break;
         const r = await it.next();
         if (r.done) break;
         this.receiveMessage(r.value, sizeOf(r.value));
