@@ -52,6 +52,8 @@ export interface InferenceEngine {
   readonly givesLogprobs?: boolean;
   /** False when prefill cannot give surprisal (the cloud then refuses refinement); default true. */
   readonly scoresPrompts?: boolean;
+  /** False when a sequence's KV state cannot be exported (the cloud then offers no KV format and refuses KV); default true. */
+  readonly exportsKv?: boolean;
   /**
    * The model whose surprisal prefill gives, when it is not the served one (spec §8.5: same tokenizer, PDD-REF-010),
    * with `contextLength` the positions it runs with; undefined when the served model scores prompts.

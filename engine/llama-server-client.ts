@@ -168,9 +168,16 @@ export class LlamaServerClient {
   }
 
   /**
-   * POST /completion with `stream: true`: server-sent events, one token each.
-   * Aborting `signal` closes the connection, which makes llama-server cancel
-   * the task and free its slot.
+   * POST /completion with `stream: true`: server-sent events, one token each,
+   * the last one with `stop: true`. Aborting `signal` closes the connection,
+   * which makes llama-server cancel the task and free its slot.
+   *
+   * A stream that ends without that last event is a backend that died:
+   * UNAVAILABLE. Node's fetch does not say so itself: llama-server answers
+   * `Connection: close` (NO_REUSE), and undici then takes the connection's
+   * close as the end of the body even without the chunked coding's last
+   * chunk, so a killed backend's stream looked like a finished answer (an
+   * empty one when it died before the first token, issue 19).
    */
   async *stream(p: CompletionParams, signal: AbortSignal): AsyncGenerator<CompletionChunk> {
     const res = await this.post("/completion", completionBody(p, true), signal);
@@ -185,9 +192,15 @@ export class LlamaServerClient {
         buffered = buffered.slice(end + 2);
         end = buffered.indexOf("\n\n");
         const chunk = this.parseEvent(event);
-        if (chunk) yield chunk;
+        if (!chunk) continue;
+        yield chunk;
+        if (chunk.stop) return;
       }
     }
+    if (!signal.aborted)
+      throw new PddError(ErrorCode.UNAVAILABLE, `llama-server ${this.url} closed the stream before its last event`, {
+        retryable: true,
+      });
   }
 
   /** POST /slots/{id}?action=save: the slot's KV state into `--slot-save-path`/`filename`. */

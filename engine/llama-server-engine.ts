@@ -119,6 +119,11 @@ export class LlamaServerEngine implements InferenceEngine {
     return this.scorer !== undefined;
   }
 
+  /** KV images come from slot saves, which this machine reads only through a shared --slot-save-path. */
+  get exportsKv(): boolean {
+    return this.slotSaveDir !== undefined;
+  }
+
   get scoringModel(): ModelInfo | undefined {
     return this.scorer?.info;
   }

@@ -11,8 +11,7 @@ import { ErrorCode, PddError } from "../proto/index.js";
 import type { LlamaModel } from "node-llama-cpp";
 import { Engine, llamaRuntime } from "./engine.js";
 import { createModel, LlamaServerEngine, PRESETS } from "./index.js";
-import { describeModel } from "./model-info.js";
-import { FakeLlamaServer } from "./test/fake-llama-server.js";
+import { FakeLlamaServer, fakeModel } from "./test/fake-llama-server.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-scorer-"));
 const paths = { tiny: join(dir, "tiny.gguf"), small: join(dir, "small.gguf"), tinyB: join(dir, "tiny-b.gguf") };
@@ -25,16 +24,8 @@ beforeAll(async () => {
   createModel(paths.tinyB, PRESETS["tiny-b"]);
   // The backend serves `small`; the cloud scores with `tiny`, a smaller model with the same vocabulary.
   vocab = await (await llamaRuntime()).loadModel({ modelPath: paths.small, vocabOnly: true });
-  const d = describeModel(paths.small);
   fake = await FakeLlamaServer.start({
-    model: {
-      modelPath: paths.small,
-      nVocab: d.info.vocabSize,
-      nParams: d.parameters,
-      nEmbd: d.embedding,
-      nCtxTrain: d.info.contextLength,
-      tokenize: (text) => vocab.tokenize(text, false) as number[],
-    },
+    model: fakeModel(paths.small, (text) => vocab.tokenize(text, false) as number[]),
   });
 });
 afterAll(async () => {

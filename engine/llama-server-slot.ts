@@ -10,6 +10,8 @@
  * streamed, only counted in `tokens_predicted`. A jump in that count makes
  * this slot fetch the missing tokens with a non-streamed request (greedy
  * decoding gives the same tokens again) and resume streaming after them.
+ * Sampled decoding (temperature > 0) does not give them again: a sampled
+ * answer that needs them ends with INTERNAL, and the device finishes it.
  * @internal
  */
 import { randomUUID } from "node:crypto";
@@ -33,6 +35,8 @@ export class LlamaServerSlot implements InferenceSlot {
   private interrupted = false;
   private generating = false;
   private released = false;
+  /** The decoding under way samples (temperature > 0): tokens decoded again would be other tokens. */
+  private sampled = false;
 
   constructor(
     private readonly pool: BackendPool,
@@ -74,6 +78,7 @@ export class LlamaServerSlot implements InferenceSlot {
     if (this.held.length === 0) throw new PddError(ErrorCode.INTERNAL, "nothing to decode from: prefill first");
     if (this.generating) throw new PddError(ErrorCode.INTERNAL, "sequence is already decoding");
     this.generating = true;
+    this.sampled = (sampling.temperature ?? 0) > 0;
     let n = 0;
     try {
       while (n < maxTokens) {
@@ -104,14 +109,13 @@ export class LlamaServerSlot implements InferenceSlot {
     const { prompt, again } = wholeTextPrefix(this.held, this.pieces, this.answerFrom);
     const params = { ...this.params(sampling, left + again.length), prompt };
     let received = again.length;
+    let gap: { count: number; streamed: number[]; stop: boolean } | undefined;
     try {
       for await (const c of this.backend.client.stream(params, ctl.signal)) {
         const missing = c.tokensPredicted - received - c.tokens.length;
         if (missing > 0) {
-          ctl.abort();
-          yield* this.recover(sampling, missing + c.tokens.length, c.tokens);
-          if (c.stop) ended();
-          return;
+          gap = { count: missing + c.tokens.length, streamed: c.tokens, stop: c.stop };
+          break;
         }
         for (const t of c.tokens) {
           received++;
@@ -121,9 +125,14 @@ export class LlamaServerSlot implements InferenceSlot {
         if (c.stop) return ended();
       }
     } catch (e) {
-      if (ctl.signal.aborted) return; // stopped by us: the consumer, exportState or a recovery
+      if (ctl.signal.aborted) return; // stopped by us: the consumer or exportState
       throw this.failed(e);
     }
+    if (!gap) return;
+    // Outside the try: a recovery that fails must fail the request, not pass for a stream we stopped.
+    ctl.abort();
+    yield* this.recover(sampling, gap.count, gap.streamed);
+    if (gap.stop) ended();
   }
 
   /**
@@ -134,6 +143,7 @@ export class LlamaServerSlot implements InferenceSlot {
    * more tokens (a character's most bytes) are asked for. Greedy decoding gives the same tokens again (checked).
    */
   private async *recover(sampling: Sampling, count: number, then: number[]): AsyncGenerator<number> {
+    this.mustDecodeAgain(`streamed no token for ${count - then.length} (their text ends inside a UTF-8 character)`);
     const { prompt, again: cut } = wholeTextPrefix(this.held, this.pieces, this.answerFrom);
     const back = cut.length;
     let tokens: number[] | undefined;
@@ -152,12 +162,27 @@ export class LlamaServerSlot implements InferenceSlot {
     if (differs || again.join() !== cut.join())
       throw new PddError(
         ErrorCode.INTERNAL,
-        `llama-server ${this.backend.client.url} decoded differently when asked again (sampling is not greedy?)`,
+        `llama-server ${this.backend.client.url} decoded differently when asked again, greedy as it was`,
       );
     for (const t of tokens) {
       this.held.push(t);
       yield t;
     }
+  }
+
+  /**
+   * Decoding tokens again gives the same ones only when decoding is greedy: a sampled answer would go on from other
+   * tokens than those already sent, so it stops here (INTERNAL, an engine failure: the device finishes the answer).
+   * The way out, not taken: replay the request non-streamed with the same explicit seed (llama-server seeds its
+   * sampler per request), which repeats the tokens as long as the logits are bit-identical.
+   */
+  private mustDecodeAgain(why: string): void {
+    if (!this.sampled) return;
+    throw new PddError(
+      ErrorCode.INTERNAL,
+      `llama-server ${this.backend.client.url} ${why}, and sampled decoding (temperature > 0) cannot have the ` +
+        "same tokens again: the cloud's part of the answer ends here",
+    );
   }
 
   private params(sampling: Sampling, left: number): CompletionParams {
@@ -205,11 +230,15 @@ export class LlamaServerSlot implements InferenceSlot {
     // Streamed, from whole text (llama-server-utf8.ts): the slot's KV ends up holding `prompt`, then `again`
     // decoded anew, and the one token sampled after them is not evaluated.
     const { prompt, again } = wholeTextPrefix(evaluated, this.pieces, this.answerFrom);
-    const drained = new AbortController();
     const request = { prompt, nPredict: again.length + 1, idSlot: this.idSlot };
-    for await (const chunk of this.backend.client.stream(request, drained.signal)) if (chunk.stop) break;
     const filename = `pdd-kv-${randomUUID()}.bin`;
-    await this.backend.client.saveSlot(this.idSlot, filename);
+    try {
+      for await (const chunk of this.backend.client.stream(request, new AbortController().signal))
+        if (chunk.stop) break;
+      await this.backend.client.saveSlot(this.idSlot, filename);
+    } catch (e) {
+      throw this.failed(e);
+    }
     const file = join(this.slotSaveDir, filename);
     let image: Uint8Array;
     try {
@@ -220,7 +249,7 @@ export class LlamaServerSlot implements InferenceSlot {
     if (readSeqStateHeader(image).tokens.join() !== evaluated.join())
       throw new PddError(
         ErrorCode.INTERNAL,
-        `llama-server ${this.backend.client.url} saved other tokens than the sequence's (sampling is not greedy?)`,
+        `llama-server ${this.backend.client.url} saved other tokens than the sequence's, greedy as it was`,
       );
     return image;
   }

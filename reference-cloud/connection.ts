@@ -11,6 +11,7 @@ import {
   Codec,
   DEFAULT_MAX_FRAME_BYTES,
   ErrorCode,
+  KvFormat,
   MAX_ERROR_MESSAGE_BYTES,
   MAX_PINGS_PER_SECOND,
   MAX_REQUESTS_PER_SECOND,
@@ -299,8 +300,8 @@ export class CloudConnection {
             },
             cloudModel: servedIdentity(e),
             capabilities: {
-              kvChunks: true,
-              kvFormats: [1],
+              kvChunks: this.ctx.engine.exportsKv !== false,
+              kvFormats: this.ctx.engine.exportsKv !== false ? [KvFormat.LLAMA_SEQ_STATE] : [],
               refinement: this.ctx.engine.scoresPrompts !== false,
               tokenIds: true,
             },

@@ -88,7 +88,24 @@ export class DecodeLoop {
     } finally {
       await gen.return(undefined);
     }
+    if (!eos && !halted.aborted) this.assertBudgetSpent();
     return { eos, decoded: this.decoded, prefillUs: this.prefillUs, decodeUs: usSince(startedAt) };
+  }
+
+  /**
+   * An engine that stops yielding before the budget, without EOS or a halt,
+   * failed: the request ends with an Error, never with the budget's own End
+   * (MAX_TOKENS would tell the device that the answer is complete, PDD-IDX-004,
+   * PDD-IDX-008). A llama-server backend killed before its first token did so
+   * (issue 19): the device showed an empty answer as complete.
+   */
+  private assertBudgetSpent(): void {
+    const sent = this.s.sent();
+    if (sent < this.s.budget)
+      throw new PddError(
+        ErrorCode.INTERNAL,
+        `the engine stopped after ${sent} of the ${this.s.budget} granted tokens, without end of generation`,
+      );
   }
 
   /**

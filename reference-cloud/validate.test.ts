@@ -16,6 +16,7 @@ import {
   RefineMethod,
 } from "../proto/index.js";
 import { parseCloudConfig } from "./config.js";
+import { memoryCloud } from "./test/memory-cloud.js";
 import { validateRequest, type ValidateContext } from "./validate.js";
 
 const engine = new SimEngine({ profile: INSTANT, contextSize: 64 });
@@ -153,5 +154,28 @@ describe("validating a request at the cloud", () => {
     expect(refine(0.5)?.granted).toBe(true);
     expect(refine(1.5)).toMatchObject({ granted: false, refusal: ErrorCode.INVALID_ARGUMENT });
     expect(validateRequest(request(), context())).toMatchObject({ kv: undefined, refine: undefined });
+  });
+
+  it("offers no KV format in HelloAck when the engine cannot export KV, and one when it can (PDD-KV-001 item 1)", async () => {
+    const cloud = await memoryCloud();
+    const capabilities = async () => {
+      const c = await cloud.connect();
+      const ack = await c.frame((f) => f.body.case === "helloAck");
+      c.device.abort();
+      return ack.body.case === "helloAck" ? ack.body.value.capabilities : undefined;
+    };
+    expect(await capabilities()).toMatchObject({ kvChunks: true, kvFormats: [KvFormat.LLAMA_SEQ_STATE] });
+    Object.assign(cloud.engine, { exportsKv: false });
+    expect(await capabilities()).toMatchObject({ kvChunks: false, kvFormats: [] });
+    cloud.device.abort();
+  });
+
+  it("refuses KV with UNSUPPORTED_FEATURE when the engine cannot export it (PDD-KV-001 item 1)", () => {
+    const cannot = Object.assign(new SimEngine({ profile: INSTANT, contextSize: 64 }), { exportsKv: false });
+    const kv = request({ kv: { format: KvFormat.LLAMA_SEQ_STATE } });
+    expect(validateRequest(kv, context({ engine: cannot })).kv).toMatchObject({
+      granted: false,
+      refusal: ErrorCode.UNSUPPORTED_FEATURE,
+    });
   });
 });

@@ -38,7 +38,7 @@ export interface RequestPlan {
 }
 
 export interface ValidateContext {
-  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize" | "pieces" | "scoresPrompts">;
+  engine: Pick<InferenceEngine, "info" | "contextSize" | "tokenize" | "pieces" | "scoresPrompts" | "exportsKv">;
   limits: CloudConfig["limits"];
   /** The model the device declared in its Hello. */
   deviceModel: ModelIdentity | undefined;
@@ -76,7 +76,7 @@ export function validateRequest(req: PrefillRequest, c: ValidateContext): Reques
     prompt,
     budget,
     budgetEnd: budgetEnd(req, prompt.length, budget, c),
-    kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint) : undefined,
+    kv: req.kv ? kvGrant(req.kv, c.deviceModel, engine.info.modelFingerprint, engine.exportsKv !== false) : undefined,
     refine: req.refine
       ? refineGrant(refineWithDefaults(req.refine, c.minor), engine.scoresPrompts !== false)
       : undefined,
@@ -158,12 +158,25 @@ function promptTokens(req: PrefillRequest, c: ValidateContext): number[] {
 
 const GRANTED: Grant = { granted: true, refusal: ErrorCode.UNSPECIFIED, detail: "" };
 
-export function kvGrant(kv: KvRequest, deviceModel: ModelIdentity | undefined, modelFingerprint: Uint8Array): Grant {
+export function kvGrant(
+  kv: KvRequest,
+  deviceModel: ModelIdentity | undefined,
+  modelFingerprint: Uint8Array,
+  exportsKv = true,
+): Grant {
   if (kv.format !== KvFormat.LLAMA_SEQ_STATE)
     return {
       granted: false,
       refusal: ErrorCode.UNSUPPORTED_FEATURE,
       detail: "only KV_FORMAT_LLAMA_SEQ_STATE is implemented",
+    };
+  // Not in HelloAck.capabilities.kv_formats either (PDD-KV-001 item 1): e.g. llama-server without a shared
+  // --slot-save-path, whose export failed the request mid-answer when KV was granted anyway.
+  if (!exportsKv)
+    return {
+      granted: false,
+      refusal: ErrorCode.UNSUPPORTED_FEATURE,
+      detail: "this cloud's engine cannot export KV state",
     };
   if (!deviceModel || !sameBytes(deviceModel.modelFingerprint, modelFingerprint)) {
     return { granted: false, refusal: ErrorCode.MODEL_MISMATCH, detail: "model fingerprints differ (PDD-KV-001)" };

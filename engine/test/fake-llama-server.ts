@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import { toServerImage } from "../llama-server-kv.js";
+import { describeModel } from "../model-info.js";
 
 export interface FakeModel {
   modelPath: string;
@@ -19,6 +20,13 @@ export interface FakeModel {
   nEmbd: number;
   nCtxTrain: number;
   tokenize: (text: string) => number[];
+}
+
+/** What a fake serving the GGUF at `modelPath` says about it, with `tokenize` (no BOS) as its /tokenize. */
+export function fakeModel(modelPath: string, tokenize: (text: string) => number[]): FakeModel {
+  const d = describeModel(modelPath);
+  const { vocabSize: nVocab, contextLength: nCtxTrain } = d.info;
+  return { modelPath, nVocab, nParams: d.parameters, nEmbd: d.embedding, nCtxTrain, tokenize };
 }
 
 export interface FakeOptions {
@@ -182,7 +190,8 @@ export class FakeLlamaServer {
       closed = true;
       for (const w of this.gateWaiters.splice(0)) w();
     });
-    if (log.stream) res.writeHead(200, { "content-type": "text/event-stream" });
+    // As llama-server: the headers go out before the first token, so a death before it cuts a body already begun.
+    if (log.stream) res.writeHead(200, { "content-type": "text/event-stream" }).flushHeaders();
     const out: number[] = [];
     while (out.length < limit && !closed) {
       if (this.o.gated) await this.gate(() => closed);

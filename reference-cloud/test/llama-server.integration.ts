@@ -225,6 +225,10 @@ suite("the cloud on llama-server", () => {
     );
     const r = await answer;
     await d.close();
+    const { mode, cloudTokens, deviceTokens, fallbackReason } = r;
+    process.stderr.write(
+      `llama-server: killed-backend answer ${JSON.stringify({ mode, cloudTokens, deviceTokens, fallbackReason })}\n`,
+    );
     const report = JSON.stringify({ ...r, cloudTokenIds: undefined, deviceTokenIds: undefined });
     expect(r.text, report).toBe((await baseline(device, promptOf(device, 150))).text);
     const again = await pd(device, "ws", false);
