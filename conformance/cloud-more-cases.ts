@@ -258,9 +258,11 @@ const REQUEST_CLOUD_CASES: Case[] = [
       const ack = (await p.hello())!;
       const max = field<number>(ack, "helloAck.limits.maxRequestDurationMs") || 600_000;
       if (max > 15_000) throw new NotOffered(`max_request_duration_ms is ${max}; the case waits at most 15 s`);
-      // A request paced to outlive the limit: its whole budget at 1 s per token.
+      // A request paced to outlive the limit: 1 s per token, and a budget that outlives it even from a
+      // cloud that sends ahead of the display at 4× its pace (the reference cloud sends at 2×: with
+      // max/1000 + 8 tokens it finished inside an 8 s limit).
       const request = prefill(1, {
-        cloudTokenBudget: Math.min(256, Math.ceil(max / 1000) + 8),
+        cloudTokenBudget: Math.min(256, Math.ceil(max / 1000) * 4 + 8),
         targetTpotUs: 1_000_000,
       });
       await expectRequestFails(p, request, "ERROR_CODE_TIMEOUT", "PDD-ORD-006");
