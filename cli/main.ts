@@ -97,6 +97,17 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       io.error(`pdd ${match.name}: ${e.message}`);
       return 1;
     }
+    if (isSystemError(e)) {
+      // The operating system refused something the user asked for (a busy port, a file that is a
+      // directory): one line naming it, like a typed failure. A bug (a TypeError) still shows its trace.
+      io.error(`pdd ${match.name}: ${e.message}`);
+      return 1;
+    }
     throw e;
   }
+}
+
+/** An error Node raises for a failed system call: it carries the call and an errno code such as EADDRINUSE. */
+function isSystemError(e: unknown): e is NodeJS.ErrnoException {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === "string" && "syscall" in e;
 }

@@ -89,6 +89,10 @@ export function readGgufHeader(path: string): GgufHeader {
     const alignment = Number(metadata.get("general.alignment") ?? 32);
     const dataOffset = Math.ceil(r.pos / alignment) * alignment;
     return { version, metadata, tensors, dataOffset, alignment, rawStrings };
+  } catch (e) {
+    // A directory opens on Linux and fails on the first read (EISDIR): one line naming the file, not a trace.
+    if (e instanceof PddError) throw e;
+    throw badModel(path, (e as Error).message);
   } finally {
     closeSync(fd);
   }
