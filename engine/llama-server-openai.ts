@@ -9,7 +9,9 @@
  * - llama-server: `logprobs.content[].id` (checked against the v0.4.0 build),
  *   and, with `timings_per_token`, `timings.predicted_n` per chunk, which
  *   tells where it held back a token ending inside a UTF-8 character.
- * Each server ignores the other's fields (vLLM warns and ignores unknown ones).
+ * llama-server ignores vLLM's fields (checked); vLLM is expected to ignore
+ * llama-server's (its request models log and drop unknown fields, as read,
+ * not run).
  * Only generation moves: tokenize, props, health, slots and slot save stay on
  * llama-server's native endpoints, so this mode still needs a llama-server
  * (or a server answering those endpoints as it does).
