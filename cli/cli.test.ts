@@ -226,6 +226,11 @@ describe("pdd CLI", () => {
     ],
     [["cloud", "--sequences", "0"], /--sequences must be between 1 and 256/],
     [["cloud", "--refine-model", "x.gguf"], /--refine-model needs --engine llama-server/],
+    [["cloud", "--backend-api", "openai"], /--backend-api needs --engine llama-server/],
+    [
+      ["cloud", "--engine", "llama-server", "--backend", "http://127.0.0.1:1", "--backend-api", "vllm"],
+      /--backend-api must be native or openai, not "vllm"/,
+    ],
     [["cloud", "--tls-cert", "x.pem"], /--tls-cert and --tls-key go together/],
     [["cloud", "--config", "/nonexistent.json"], /cannot read config file/],
     [

@@ -12,6 +12,7 @@ export const CLOUD_FLAGS = {
   config: { type: "string" },
   engine: { type: "string" },
   backend: { type: "string", multiple: true },
+  "backend-api": { type: "string" },
   "slot-save-dir": { type: "string" },
   "refine-model": { type: "string" },
   ws: { type: "string" },
@@ -35,10 +36,11 @@ export const CLOUD_FLAGS = {
 
 type CloudFlags = ReturnType<typeof parseFlags<typeof CLOUD_FLAGS>>["values"];
 
-/** --engine, --backend, --slot-save-dir, --refine-model: which engine, and llama-server's (checked here: exit 2). */
+/** --engine, --backend, --backend-api, --slot-save-dir, --refine-model: which engine, and llama-server's (checked here: exit 2). */
 function engineFlags(values: {
   engine?: string;
   backend?: string[];
+  "backend-api"?: string;
   "slot-save-dir"?: string;
   "refine-model"?: string;
 }): CloudConfigInput {
@@ -49,6 +51,10 @@ function engineFlags(values: {
   if (backends.length > 0 && engine !== "llama-server") throw new UsageError("--backend needs --engine llama-server");
   if (engine === "llama-server" && backends.length === 0)
     throw new UsageError("--engine llama-server needs at least one --backend URL");
+  const api = values["backend-api"];
+  if (api !== undefined && engine !== "llama-server") throw new UsageError("--backend-api needs --engine llama-server");
+  if (api !== undefined && api !== "native" && api !== "openai")
+    throw new UsageError(`--backend-api must be native or openai, not "${api}"`);
   if (values["slot-save-dir"] && engine !== "llama-server")
     throw new UsageError("--slot-save-dir needs --engine llama-server");
   if (values["refine-model"] && engine !== "llama-server")
@@ -63,6 +69,7 @@ function engineFlags(values: {
   return {
     ...(engine ? { engine } : {}),
     ...(backends.length > 0 ? { backends } : {}),
+    ...(api ? { backendApi: api } : {}),
     ...(values["slot-save-dir"] ? { slotSaveDir: values["slot-save-dir"] } : {}),
     ...(values["refine-model"] ? { refineModel: values["refine-model"] } : {}),
   };

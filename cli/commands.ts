@@ -30,7 +30,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: "cloud",
     summary: "run the reference cloud peer (WebSocket, gRPC and WebTransport at once)",
     usage:
-      "pdd cloud [--model PATH] [--engine llama-cpp|llama-server --backend URL ... [--slot-save-dir DIR] [--refine-model PATH]] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
+      "pdd cloud [--model PATH] [--engine llama-cpp|llama-server --backend URL ... [--backend-api native|openai] [--slot-save-dir DIR] [--refine-model PATH]] [--config FILE] [--ws HOST:PORT] [--grpc HOST:PORT] [--webtransport HOST:PORT] [--no-ws] [--no-grpc] [--no-webtransport]\n" +
       ("          [--tls-cert PEM --tls-key PEM] [--sequences N] [--threads N] [--queue N] [--max-budget " +
         "N] [--pace X] [--keys FILE] [--metrics-port N] [--log-level LEVEL]\n") +
       "          [--cert-out FILE]   where the generated WebTransport certificate goes (default: $TMPDIR/pdd-cloud-cert-PORT.pem)",

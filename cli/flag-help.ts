@@ -39,6 +39,10 @@ export const FLAG_HELP: Readonly<Record<string, FlagHelp>> = {
     ["--config FILE", "a JSON config file (docs/deployment.md lists its keys); flags override it"],
     ["--engine llama-cpp|llama-server", "infer in this process, or on llama-server backends (default: llama-cpp)"],
     ["--backend URL", "a llama-server base URL (repeat for several; --engine llama-server)"],
+    [
+      "--backend-api native|openai",
+      "generation over llama-server's /completion, or OpenAI's /v1/completions with token IDs (vLLM's API; default: native)",
+    ],
     ["--slot-save-dir DIR", "this machine's path of the backends' --slot-save-path, for KV transfer"],
     [
       "--refine-model FILE",

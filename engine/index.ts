@@ -10,6 +10,7 @@ export type {
 } from "./inference.js";
 export { backendUrl, LlamaServerEngine, type LlamaServerEngineOptions } from "./llama-server-engine.js";
 export { toSequenceImage } from "./llama-server-kv.js";
+export { BACKEND_APIS, type BackendApi } from "./llama-server-openai.js";
 export { SimEngine, type SimEngineOptions } from "./sim-engine.js";
 export { CLOUD_GPU, INSTANT, PHONE, PHONE_NPU, PROFILES, type Profile } from "./profiles.js";
 export { loadEngine, SIM_PREFIX } from "./load.js";

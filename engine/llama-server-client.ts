@@ -6,6 +6,7 @@
  * @internal
  */
 import { ErrorCode, PddError } from "../proto/index.js";
+import { type BackendApi, openaiChunk, openaiCompletionBody, openaiTokens } from "./llama-server-openai.js";
 
 /** GET /props, the fields the cloud reads. */
 export interface ServerProps {
@@ -88,8 +89,18 @@ export class LlamaServerClient {
   constructor(
     /** The base URL, without a trailing slash. */
     readonly url: string,
+    /** Where generation goes: `/completion`, or `/v1/completions` (llama-server-openai.ts); the rest stays native. */
+    readonly api: BackendApi = "native",
     private readonly timeoutMs = 10_000,
   ) {}
+
+  private get completionPath(): string {
+    return this.api === "openai" ? "/v1/completions" : "/completion";
+  }
+
+  private completionBody(p: CompletionParams, stream: boolean): Record<string, unknown> {
+    return this.api === "openai" ? openaiCompletionBody(p, stream) : completionBody(p, stream);
+  }
 
   /**
    * GET /health: "ok" when it answers 200; "down" when it answers anything
@@ -159,10 +170,11 @@ export class LlamaServerClient {
 
   /** POST /completion without streaming: every generated token at once. */
   async complete(p: CompletionParams, signal?: AbortSignal): Promise<{ tokens: number[]; idSlot: number }> {
-    const r = (await this.postJson("/completion", completionBody(p, false), signal)) as {
+    const r = (await this.postJson(this.completionPath, this.completionBody(p, false), signal)) as {
       tokens?: number[];
       id_slot?: number;
     };
+    if (this.api === "openai") return { tokens: openaiTokens(r, this.url), idSlot: p.idSlot ?? -1 };
     if (!Array.isArray(r.tokens)) throw this.notLlamaServer("POST /completion returned no tokens (return_tokens)");
     return { tokens: r.tokens, idSlot: Number(r.id_slot ?? -1) };
   }
@@ -180,10 +192,11 @@ export class LlamaServerClient {
    * empty one when it died before the first token, issue 19).
    */
   async *stream(p: CompletionParams, signal: AbortSignal): AsyncGenerator<CompletionChunk> {
-    const res = await this.post("/completion", completionBody(p, true), signal);
-    if (!res.body) throw this.notLlamaServer("POST /completion streamed no body");
+    const res = await this.post(this.completionPath, this.completionBody(p, true), signal);
+    if (!res.body) throw this.notLlamaServer(`POST ${this.completionPath} streamed no body`);
     const decoder = new TextDecoder();
     let buffered = "";
+    let received = 0;
     for await (const part of res.body) {
       buffered += decoder.decode(part as Uint8Array, { stream: true });
       let end = buffered.indexOf("\n\n");
@@ -191,8 +204,9 @@ export class LlamaServerClient {
         const event = buffered.slice(0, end);
         buffered = buffered.slice(end + 2);
         end = buffered.indexOf("\n\n");
-        const chunk = this.parseEvent(event);
+        const chunk = this.parseEvent(event, received);
         if (!chunk) continue;
+        received += chunk.tokens.length;
         yield chunk;
         if (chunk.stop) return;
       }
@@ -208,11 +222,12 @@ export class LlamaServerClient {
     await this.postJson(`/slots/${idSlot}?action=save`, { filename });
   }
 
-  private parseEvent(event: string): CompletionChunk | undefined {
+  private parseEvent(event: string, received: number): CompletionChunk | undefined {
     const line = event.split("\n").find((l) => l.startsWith("data: ") || l.startsWith("error: "));
-    if (!line) return undefined;
+    if (!line || line === "data: [DONE]") return undefined;
     const json = JSON.parse(line.slice(line.indexOf(" ") + 1)) as Record<string, unknown>;
     if (line.startsWith("error: ") || json.error) throw this.answered(json);
+    if (this.api === "openai") return openaiChunk(json, received, this.url);
     return {
       tokens: Array.isArray(json.tokens) ? (json.tokens as number[]) : [],
       tokensPredicted: Number(json.tokens_predicted ?? 0),

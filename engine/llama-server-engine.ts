@@ -17,6 +17,7 @@ import { checkTokenizable } from "./byte-fallback.js";
 import { loadVocabulary, type Vocabulary } from "./engine.js";
 import type { InferenceEngine, InferenceSlot, ModelInfo } from "./inference.js";
 import { LlamaServerClient } from "./llama-server-client.js";
+import type { BackendApi } from "./llama-server-openai.js";
 import { PromptScorer } from "./llama-server-scorer.js";
 import { LlamaServerSlot } from "./llama-server-slot.js";
 import { Backend, BackendPool, type BackendStatus } from "./llama-server-pool.js";
@@ -45,6 +46,12 @@ export interface LlamaServerEngineOptions {
    * served model's tokenizer. Without it, the engine offers no refinement.
    */
   refineModel?: string;
+  /**
+   * Where generation goes: llama-server's `/completion` ("native", the default) or the OpenAI-compatible
+   * `/v1/completions` with token IDs ("openai", vLLM's API: llama-server-openai.ts). Either way the backend must
+   * answer llama-server's /health, /props, /v1/models, /tokenize and /slots.
+   */
+  backendApi?: BackendApi;
 }
 
 /** Parses and normalises a backend URL; a bad one is INVALID_ARGUMENT. */
@@ -130,7 +137,7 @@ export class LlamaServerEngine implements InferenceEngine {
 
   static async connect(o: LlamaServerEngineOptions): Promise<LlamaServerEngine> {
     if (o.backends.length === 0) throw new PddError(ErrorCode.INVALID_ARGUMENT, "no llama-server backend given");
-    const clients = o.backends.map((b) => new LlamaServerClient(backendUrl(b)));
+    const clients = o.backends.map((b) => new LlamaServerClient(backendUrl(b), o.backendApi));
     await Promise.all(clients.map((c) => waitReady(c, o.startupTimeoutMs ?? 60_000)));
     const props = await Promise.all(clients.map((c) => c.props()));
     const path = modelFileOf(o, props[0]!.modelPath);

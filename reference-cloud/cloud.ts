@@ -83,6 +83,7 @@ async function createEngine(config: CloudConfig, log: Logger): Promise<Inference
       backends: config.backends,
       modelPath: config.model,
       slotSaveDir: config.slotSaveDir,
+      backendApi: config.backendApi,
       refineModel: config.refineModel,
       onBackendChange: (b, why) =>
         (b.healthy ? log.info : log.warn)(b.healthy ? "backend back in rotation" : "backend out of rotation", {
@@ -91,8 +92,11 @@ async function createEngine(config: CloudConfig, log: Logger): Promise<Inference
         }),
     });
   }
-  if (config.backends?.length)
-    throw new PddError(ErrorCode.INVALID_ARGUMENT, "backends are for engine llama-server (--engine llama-server)");
+  if (config.backends?.length || config.backendApi)
+    throw new PddError(
+      ErrorCode.INVALID_ARGUMENT,
+      "backends and backendApi are for engine llama-server (--engine llama-server)",
+    );
   if (config.refineModel)
     throw new PddError(
       ErrorCode.INVALID_ARGUMENT,

@@ -15,6 +15,8 @@ export const CloudConfigSchema = z
     engine: z.enum(["llama-cpp", "llama-server"]).default("llama-cpp"),
     /** llama-server base URLs (engine "llama-server"). */
     backends: z.array(z.string().min(1)).optional(),
+    /** engine "llama-server": generation over llama-server's /completion, or OpenAI's /v1/completions (vLLM's API). */
+    backendApi: z.enum(["native", "openai"]).optional(),
     /** This machine's path of the backends' --slot-save-path (a shared filesystem): KV images by slot save. */
     slotSaveDir: z.string().min(1).optional(),
     /** engine "llama-server": a small GGUF with the served model's tokenizer that scores prompts for refinement. */

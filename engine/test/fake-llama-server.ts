@@ -3,7 +3,10 @@
  * the endpoints the llama-server engine uses, with their field names, and
  * decodes a fixed function of the tokens so far. It can hold back chunks as
  * llama-server does for tokens that end inside a UTF-8 character, answer 503
- * while "loading", and die. @internal test support
+ * while "loading", and die. Its `/v1/completions` speaks vLLM's OpenAI-compatible
+ * form as vLLM's documentation gives it (token IDs as logprobs.tokens
+ * "token_id:N" with `return_tokens_as_token_ids`), for `--backend-api openai`;
+ * vLLM itself was not run here. @internal test support
  */
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
@@ -44,6 +47,8 @@ export interface FakeOptions {
   slotSavePath?: string;
   /** Answer /health with 503 "Loading model" this many times first. */
   loadingFor?: number;
+  /** `/v1/completions` answers without token IDs, as a vLLM that ignores return_tokens_as_token_ids would. */
+  omitTokenIds?: boolean;
   /** Stream tokens only as they are released (`release(n)`), so a test holds a request mid-answer. */
   gated?: boolean;
 }
@@ -60,6 +65,8 @@ const defaultNext = (tokens: readonly number[]) => 300 + ((tokens.at(-1)! * 31 +
 
 export class FakeLlamaServer {
   readonly completions: CompletionLog[] = [];
+  /** The bodies of /v1/completions requests, as sent. */
+  readonly openaiRequests: Record<string, unknown>[] = [];
   /** Per slot: decoding now, and the tokens its KV holds. */
   readonly slots: { processing: boolean; tokens: number[]; owner?: object }[];
   private readonly sockets = new Set<Socket>();
@@ -168,13 +175,55 @@ export class FakeLlamaServer {
         this.slots.map((s, id) => ({ id, is_processing: s.processing })),
       );
     if (url.pathname === "/tokenize") return json(200, { tokens: model.tokenize(String(body?.content ?? "")) });
-    if (url.pathname === "/completion") return this.completion(body!, res);
+    if (url.pathname === "/completion") return this.completion(body!, res, "native");
+    if (url.pathname === "/v1/completions") return this.openaiCompletion(body!, res);
     const save = /^\/slots\/(\d+)$/.exec(url.pathname);
     if (save && url.searchParams.get("action") === "save") return this.save(Number(save[1]), body!, res);
     return json(404, { error: { code: 404, message: "File Not Found", type: "not_found_error" } });
   }
 
-  private async completion(body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+  /** As vLLM: max_tokens (null: no limit), no slot choice, every token streamed (no hold-back). */
+  private openaiCompletion(body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+    this.openaiRequests.push(body);
+    const native = { prompt: body.prompt, n_predict: body.max_tokens ?? -1, stream: body.stream === true, id_slot: -1 };
+    return this.completion(native, res, "vllm");
+  }
+
+  /** One vLLM choice carrying `tokens`: logprobs.tokens "token_id:N", or no logprobs when told to omit them. */
+  private vllmChoice(tokens: number[], finish: string | null): Record<string, unknown> {
+    const ids = tokens.map((t) => `token_id:${t}`);
+    const logprobs = this.o.omitTokenIds
+      ? null
+      : {
+          tokens: ids,
+          token_logprobs: ids.map(() => 0),
+          top_logprobs: ids.map((id) => ({ [id]: 0 })),
+          text_offset: [],
+        };
+    return { index: 0, text: tokens.length ? "x" : "", logprobs, finish_reason: finish, stop_reason: null };
+  }
+
+  private chunk(format: "native" | "vllm", t: number, out: number[], id: number, last: boolean): string {
+    if (format === "native")
+      return JSON.stringify({ tokens: [t], tokens_predicted: out.length, id_slot: id, stop: false });
+    return JSON.stringify({
+      id: "cmpl-fake",
+      object: "text_completion",
+      choices: [this.vllmChoice([t], last ? "length" : null)],
+    });
+  }
+
+  private finalVllm(stream: boolean, out: number[]): string {
+    const usage = { prompt_tokens: 0, completion_tokens: out.length, total_tokens: out.length };
+    if (stream) return `data: ${JSON.stringify({ id: "cmpl-fake", choices: [], usage })}\n\ndata: [DONE]\n\n`;
+    return JSON.stringify({ id: "cmpl-fake", choices: [this.vllmChoice(out, "length")], usage });
+  }
+
+  private async completion(
+    body: Record<string, unknown>,
+    res: ServerResponse,
+    format: "native" | "vllm",
+  ): Promise<void> {
     const log = body as unknown as CompletionLog;
     this.completions.push(log);
     const requested = Number(log.id_slot ?? -1);
@@ -200,15 +249,16 @@ export class FakeLlamaServer {
       tokens.push(t);
       out.push(t);
       if (slot.owner === owner) slot.tokens = tokens.slice(0, -1);
-      if (log.stream && !this.o.holdBack?.has(tokens.length - 1))
-        res.write(
-          `data: ${JSON.stringify({ tokens: [t], tokens_predicted: out.length, id_slot: id, stop: false })}\n\n`,
-        );
+      if (log.stream && (format === "vllm" || !this.o.holdBack?.has(tokens.length - 1)))
+        res.write(`data: ${this.chunk(format, t, out, id, out.length === limit)}\n\n`);
       await new Promise((r) => setImmediate(r));
     }
     const final = { tokens: log.stream ? [] : out, tokens_predicted: out.length, id_slot: id, stop: true };
     // Like llama-server, which parses the final text: a non-streamed answer that ends inside a character fails.
-    if (!closed && !log.stream && this.o.holdBack?.has(tokens.length - 1))
+    if (!closed && format === "vllm") {
+      if (log.stream) res.end(this.finalVllm(true, out));
+      else res.writeHead(200, { "content-type": "application/json" }).end(this.finalVllm(false, out));
+    } else if (!closed && !log.stream && this.o.holdBack?.has(tokens.length - 1))
       json500(res, "The model produced output that does not match the expected Content-only format");
     else if (!closed) {
       if (log.stream) res.end(`data: ${JSON.stringify({ ...final, stop_type: "limit" })}\n\n`);
