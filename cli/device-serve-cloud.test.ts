@@ -68,9 +68,9 @@ describe("pdd device serve: the cloud at startup", () => {
     expect(r.status).toBe(0);
     expect(r.ready).toMatchObject({ cloudError: { cause, message: expect.stringContaining(`${cause}: `) } });
     const lines = r.stderr.trim().split("\n");
-    const warning = lines.filter((l) => l.startsWith("pdd device serve: cannot reach the cloud"));
+    const warning = lines.filter((l) => l.startsWith("pdd device serve: cannot use the cloud"));
     expect(warning).toEqual([expect.stringContaining(`${cause}: `)]);
-    expect(warning[0]).toContain("answered on the device alone until it is reachable");
+    expect(warning[0]).toContain("answered on the device alone until it is usable");
     const logged = lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(logged).toEqual([expect.objectContaining({ level: "warn", msg: "cloud unreachable", cause })]);
   });
@@ -86,6 +86,6 @@ describe("pdd device serve: the cloud at startup", () => {
     const r = await serve("--cloud", `ws://127.0.0.1:${closedPort}/pdd`, "--no-fallback");
     expect(r.status).toBe(1);
     expect(r.ready).toBeUndefined();
-    expect(r.stderr).toMatch(/pdd device serve: .*cannot reach the cloud, refused: .*not starting \(--no-fallback\)/);
+    expect(r.stderr).toMatch(/pdd device serve: .*cannot use the cloud, refused: .*not starting \(--no-fallback\)/);
   });
 });

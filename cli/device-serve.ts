@@ -103,12 +103,9 @@ async function cloudAtStartup(device: PdDevice, noFallback: boolean, io: Io): Pr
     }),
   );
   if (noFallback)
-    throw new PddError(
-      ErrorCode.UNAVAILABLE,
-      `cannot reach the cloud, ${failure.message}; not starting (--no-fallback)`,
-    );
+    throw new PddError(ErrorCode.UNAVAILABLE, `cannot use the cloud, ${failure.message}; not starting (--no-fallback)`);
   io.error(
-    `pdd device serve: cannot reach the cloud, ${failure.message}; requests are answered on the device alone until it is reachable`,
+    `pdd device serve: cannot use the cloud, ${failure.message}; requests are answered on the device alone until it is usable`,
   );
   return failure;
 }

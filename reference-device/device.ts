@@ -333,10 +333,11 @@ export class PdDevice {
     if (this.ownsEngine) await this.engine.close();
   }
 
-  /** Why there is no link: the last attempt's failure, or the backoff after it. */
+  /**
+   * Why there is no link: the last attempt's failure. The backoff before the next attempt is not in the
+   * message: a one-shot `pdd device` exits without one, and "next attempt in 484 ms" misled a user there.
+   */
   private unavailable(): ConnectFailure {
-    const f = this.failure ?? { cause: "refused-by-cloud" as const, message: "refused-by-cloud: not connected" };
-    const wait = Math.max(0, Math.round(this.retryAt - performance.now()));
-    return wait > 0 ? { ...f, message: `${f.message}; next attempt in ${wait} ms` } : f;
+    return this.failure ?? { cause: "refused-by-cloud" as const, message: "refused-by-cloud: not connected" };
   }
 }

@@ -5,6 +5,7 @@
  * (BadRequestError, AuthenticationError, NotFoundError, …). @internal
  */
 import type { ServerResponse } from "node:http";
+import { ErrorCode, PddError } from "../proto/index.js";
 
 export type ApiErrorType =
   | "invalid_request_error"
@@ -60,11 +61,16 @@ export class ApiError extends Error {
     return new ApiError(400, message, "invalid_request_error", param, "context_length_exceeded");
   }
 
-  /** Anything thrown that is not an ApiError: a 500 whose message names the cause. */
+  /**
+   * Anything thrown that is not an ApiError: a 500 whose message names the cause, or a 503 when the
+   * cause is a cloud that cannot serve (`--no-fallback`), which a client may retry.
+   */
   static from(e: unknown): ApiError {
     if (e instanceof ApiError) return e;
-    const message = e instanceof Error ? e.message : String(e);
-    return new ApiError(500, message.slice(0, 1024), "server_error", null, "internal_error");
+    const message = (e instanceof Error ? e.message : String(e)).slice(0, 1024);
+    if (e instanceof PddError && e.code === ErrorCode.UNAVAILABLE)
+      return new ApiError(503, message, "server_error", null, "service_unavailable");
+    return new ApiError(500, message, "server_error", null, "internal_error");
   }
 }
 
