@@ -54,7 +54,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       "pdd device serve [--cloud URL] [--model PATH] [--host HOST] [--port N] [--token T] [--ca PEM] [--cert-sha256 HEX] [--codec proto|msgpack] [--no-kv] [--threads N]\n" +
       "                 [--parallel N] [--queue N] [--tpot-ms N] [--alias NAME] [--api-key KEY] [--allowed-hosts H,H] [--cors-origin O,O]\n" +
       "                 [--max-body-bytes N] [--chat-template-file FILE] [--emulate-ms-per-token N | --device-profile phone|phone-npu] [--no-fallback]\n" +
-      "  --api-key KEY or $PDD_SERVE_API_KEY (kept out of ps); --tpot-ms paces streamed answers only (default 40).",
+      "  --api-key KEY or $PDD_SERVE_API_KEY (kept out of ps); --tpot-ms paces streamed answers only (default 40).\n" +
+      "exit status: 0 after SIGINT/SIGTERM, 1 a typed failure (a bad model file, a busy port, --no-fallback with a cloud it\n" +
+      "cannot use; one line naming it), 2 a usage error",
     load: async () => (await import("./device-serve.js")).runDeviceServe,
   },
   {
@@ -68,7 +70,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       "  --model GGUF: the peer's model file, to check the fingerprints it announces (Appendix B).\n" +
       "  --exec COMMAND runs the device once per case; {url}, {codec}, {ca} and {cert_sha256} are replaced,\n" +
       "  and the command must print the answer it displays on stdout.\n" +
-      "exit status: 0 no case failed, 1 a case failed, 2 a usage error, 3 the target could not be reached\n" +
+      "exit status: 0 no case failed, 1 a case failed or a typed failure (one line), 2 a usage error, 3 the target could not be reached\n" +
       "             (no case ran; the cause is on stderr and in --json/--junit)",
     load: async () => (await import("./conformance.js")).runConformanceCommand,
   },
