@@ -5,7 +5,7 @@
  * no pacing, so nothing here waits on a timer.
  */
 import { describe, expect, it } from "vitest";
-import { Display } from "./display.js";
+import { countStalls, Display } from "./display.js";
 
 const unpaced = { cloudRemaining: () => 0, localEtaMs: () => undefined, localTpotMs: () => undefined };
 const bytes = (...b: number[]) => Uint8Array.from(b);
@@ -52,5 +52,12 @@ describe("the device's display", () => {
     d.flush();
     expect(texts.join("")).toBe("a");
     expect(d.timing(0).text).toBe("a");
+  });
+});
+
+describe("countStalls", () => {
+  it("counts every gap between shown tokens over twice the target, whatever made it", () => {
+    expect(countStalls([40, 41, 80, 81, 160.5], 40)).toBe(2);
+    expect(countStalls([500], 0)).toBe(0);
   });
 });
