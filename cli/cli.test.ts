@@ -9,24 +9,12 @@ import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import type { Io } from "./kit.js";
-import { main } from "./main.js";
+import { runPdd } from "./test/run-pdd.js";
 import { DEFAULT_TARGET_TPOT_MS } from "../reference-device/index.js";
 import { PHONE } from "../engine/index.js";
 
 /** Runs `pdd args…` in this process; what it would print, and its exit status. */
-async function pdd(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const io: Io = {
-    log: (line) => (stdout += `${line}\n`),
-    error: (line) => (stderr += `${line}\n`),
-    write: (text) => (stdout += text),
-    progress: () => undefined,
-  };
-  const status = await main(args, io);
-  return { status, stdout, stderr };
-}
+const pdd = runPdd;
 
 /**
  * Spawns bin/pdd.js in a Node whose resolve hook refuses every module whose

@@ -18,8 +18,7 @@ import { ensureDefaultModel } from "../engine/index.js";
 import { startCloud, type CloudConfigInput, type CloudPeer } from "../reference-cloud/index.js";
 import { certificateSha256, createSelfSignedCertificate } from "../transports/index.js";
 import { caSignedLeaf, longSelfSigned } from "../transports/test/ca.js";
-import type { Io } from "./kit.js";
-import { main } from "./main.js";
+import { runPdd } from "./test/run-pdd.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-device-cli-"));
 const file = (name: string, text: string | Uint8Array) => {
@@ -53,18 +52,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function pdd(...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const io: Io = {
-    log: (line) => (stdout += `${line}\n`),
-    error: (line) => (stderr += `${line}\n`),
-    write: (text) => (stdout += text),
-    progress: () => undefined,
-  };
-  const status = await main(args, io);
-  return { status, stdout, stderr };
-}
+const pdd = runPdd;
 
 const ask = ["--prompt", "The quick brown fox.", "--max-tokens", "4"];
 /** `pdd device --json` against `url`; the report and the exit status. */

@@ -9,8 +9,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Io } from "./kit.js";
-import { main } from "./main.js";
+import { runPdd } from "./test/run-pdd.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-syserr-"));
 let busy: Server;
@@ -25,17 +24,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function pdd(...args: string[]): Promise<{ status: number; stderr: string }> {
-  let stderr = "";
-  const io: Io = {
-    log: () => undefined,
-    error: (line) => (stderr += `${line}\n`),
-    write: () => undefined,
-    progress: () => undefined,
-  };
-  const status = await main(args, io);
-  return { status, stderr };
-}
+const pdd = runPdd;
 
 describe("a refusal by the operating system is one line and exit 1", () => {
   it("device serve --port on a busy port", async () => {
