@@ -159,7 +159,7 @@ export class CloudProcess {
 
   /** Every sample of the cloud's Prometheus text, by series (`name{labels}`). */
   async metrics(): Promise<Map<string, number>> {
-    const text = await (await fetch(this.urls.metrics)).text();
+    const text = await this.fetchMetrics();
     const out = new Map<string, number>();
     for (const line of text.split("\n")) {
       if (line.startsWith("#") || line.trim() === "") continue;
@@ -167,6 +167,24 @@ export class CloudProcess {
       out.set(line.slice(0, i), Number(line.slice(i + 1)));
     }
     return out;
+  }
+
+  /**
+   * The metrics text; when the cloud cannot be reached, the failure says whether its process exited (its
+   * code or signal, and its last log lines): a CI run once saw ECONNREFUSED here with nothing else to go on.
+   */
+  private async fetchMetrics(): Promise<string> {
+    try {
+      return await (await fetch(this.urls.metrics)).text();
+    } catch (e) {
+      const gone = this.child.exitCode !== null || this.child.signalCode !== null;
+      const state = gone ? `exited (${this.child.exitCode ?? this.child.signalCode})` : "still running";
+      throw new Error(
+        `the cloud's metrics are unreachable (${(e as Error).cause ?? (e as Error).message}); pid ${this.pid} ${state}; ` +
+          `its last log lines: ${this.lines.slice(-5).join(" | ")}`,
+        { cause: e },
+      );
+    }
   }
 
   async held(): Promise<Held> {
