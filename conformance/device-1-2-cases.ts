@@ -10,6 +10,7 @@ import {
   expectOwnContinuation,
   expectThat,
   oneTokenRun,
+  spansDisagreeWithText,
 } from "./device-cases.js";
 import { field, NotOffered } from "./probe.js";
 
@@ -36,13 +37,7 @@ export const DEVICE_1_2_CASES: Case[] = [
           const text = field<string>(s.request, "prefillRequest.text");
           p.send({
             refinedPrompt: {
-              requestId: s.id,
-              method: "REFINE_METHOD_SURPRISAL_DROP",
-              kept: [{ start: 0, end: 1 }],
-              text,
-              originalTokens: 400,
-              keptTokens: 1,
-              ratio: 0.0025,
+              ...spansDisagreeWithText(s.id, text),
               scorer: {
                 name: "a scorer of another tokenizer",
                 modelFingerprint: Buffer.alloc(32, 9),

@@ -78,6 +78,22 @@ const acked = new WeakMap<Probe, { minor: number; cloudModel: Frame }>();
 export const ackedMinor = (p: Probe): number => acked.get(p)?.minor ?? 0;
 
 /** RefinedPrompt.scorer as the suite's cloud sends it: its served model, from 1.2 on (PDD-REF-011, PDD-REF-012). */
+/**
+ * A RefinedPrompt whose spans keep one token while its text keeps the whole prompt: a device that takes
+ * the spans where it must take `text` (PDD-REF-007) answers from one token. Without `scorer`.
+ */
+export function spansDisagreeWithText(requestId: number, text: string): Frame {
+  return {
+    requestId,
+    method: "REFINE_METHOD_SURPRISAL_DROP",
+    kept: [{ start: 0, end: 1 }],
+    text,
+    originalTokens: 400,
+    keptTokens: 1,
+    ratio: 0.0025,
+  };
+}
+
 export function suiteScorer(p: Probe): { scorer?: Frame } {
   const a = acked.get(p);
   return a && a.minor >= 2 ? { scorer: a.cloudModel } : {};
@@ -701,18 +717,7 @@ export const DEVICE_CASES: Case[] = [
             throw new NotOffered("the device does not ask for refinement");
           // The spans keep one token; the text keeps the whole prompt. Only `text` is right here.
           const text = field<string>(s.request, "prefillRequest.text");
-          p.send({
-            refinedPrompt: {
-              requestId: s.id,
-              method: "REFINE_METHOD_SURPRISAL_DROP",
-              kept: [{ start: 0, end: 1 }],
-              text,
-              originalTokens: 400,
-              keptTokens: 1,
-              ratio: 0.0025,
-              ...suiteScorer(p),
-            },
-          });
+          p.send({ refinedPrompt: { ...spansDisagreeWithText(s.id, text), ...suiteScorer(p) } });
         },
       });
       const out = await expectAnswer(env, s, 1, "PDD-REF-007");
