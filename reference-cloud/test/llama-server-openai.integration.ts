@@ -12,10 +12,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { llamaServerSuite } from "./llama-server-suite.js";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import {
   createModel,
-  findLlamaServer,
   LlamaServerEngine,
   PRESETS,
   startLlamaServer,
@@ -24,13 +24,7 @@ import {
 import { greedy } from "../../engine/test/greedy.js";
 import { PddError } from "../../proto/index.js";
 
-const found = findLlamaServer();
-if (!found) {
-  const why = "no llama-server: run `npm run build:llama-server` (about 9 minutes on 2 cores)";
-  if (process.env.PDD_REQUIRE_LLAMA_SERVER === "1") throw new Error(`PDD_REQUIRE_LLAMA_SERVER=1 but ${why}`);
-  process.stderr.write(`\n*** skipped: ${why} ***\n\n`);
-}
-const suite = found ? describe : describe.skip;
+const { found, suite } = llamaServerSuite();
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-llama-server-openai-it-"));
 const tiny = join(dir, "tiny.gguf");

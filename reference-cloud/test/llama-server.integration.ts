@@ -13,13 +13,13 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { llamaServerSuite } from "./llama-server-suite.js";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { runConformance } from "../../conformance/runner.js";
 import { problems } from "../../conformance/test/reference-cloud.js";
 import {
   createModel,
   Engine,
-  findLlamaServer,
   PRESETS,
   startLlamaServer,
   toSequenceImage,
@@ -31,13 +31,7 @@ import { promptOf } from "../../reference-device/test/prompt.js";
 import { startCloud, type CloudPeer } from "../index.js";
 import { until } from "../../proto/test/until.js";
 
-const found = findLlamaServer();
-if (!found) {
-  const why = "no llama-server: run `npm run build:llama-server` (about 9 minutes on 2 cores)";
-  if (process.env.PDD_REQUIRE_LLAMA_SERVER === "1") throw new Error(`PDD_REQUIRE_LLAMA_SERVER=1 but ${why}`);
-  process.stderr.write(`\n*** skipped: ${why} ***\n\n`);
-}
-const suite = found ? describe : describe.skip;
+const { found, suite } = llamaServerSuite();
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-llama-server-it-"));
 const tiny = join(dir, "tiny.gguf");
