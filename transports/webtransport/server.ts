@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { HttpServerInit } from "@fails-components/webtransport";
-import type { Http2Session } from "node:http2";
+import type { Http2Server, Http2Session } from "node:http2";
 import {
   CloudFrameSchema,
   DEFAULT_MAX_FRAME_BYTES,
@@ -16,6 +16,7 @@ import {
   type DeviceFrame,
 } from "../../proto/index.js";
 import { admit, transportToken } from "../auth.js";
+import { guardPingAfterDestroy } from "../http2-keepalive.js";
 import { DEFAULTS, type PddServer, type ServerOptions } from "../message-stream.js";
 import { trackConnections } from "../server-util.js";
 import { codecFromQuery } from "../url.js";
@@ -59,6 +60,9 @@ export async function createWebTransportServer(
   server.setRequestCallback(ticketRequests(options, path, tickets));
   server.startServer();
   await server.ready;
+  // Every HTTP/2 connection, served or refused, gets the ping guard: the library pings each one every
+  // second, and a connection destroyed by a reset or by our keep-alive must not take the process down.
+  for (const h2 of libraryHttp2Servers(server)) h2.on("session", guardPingAfterDestroy);
 
   const sessions = server.sessionStream(path, { noAutoPaths: true }).getReader();
   const acceptAll = async () => {
@@ -96,6 +100,18 @@ export async function createWebTransportServer(
       await Promise.race([server.closed, new Promise((r) => setTimeout(r, 2_000))]);
     },
   };
+}
+
+/** The node:http2 servers inside the library's server (one, or one per protocol with "both"). */
+function libraryHttp2Servers(server: object): Http2Server[] {
+  const inner = (server as { transportInt?: { transportsInts?: Set<unknown>; serverInt?: Http2Server } }).transportInt;
+  const all = inner?.transportsInts ? [...inner.transportsInts] : [inner];
+  const found = all
+    .map((t) => (t as { serverInt?: Http2Server } | undefined)?.serverInt)
+    .filter((h): h is Http2Server => typeof h?.on === "function");
+  // The library is pinned (package.json); a version that moves its server must not lose the guard unnoticed.
+  if (found.length === 0) throw new Error("@fails-components/webtransport: its HTTP/2 server was not found");
+  return found;
 }
 
 function serverInit(options: WebTransportServerOptions, host: string, useHttp3: boolean): HttpServerInit {
