@@ -8,7 +8,13 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
-import { DeviceFrameSchema, ErrorCode, MAX_PINGS_PER_SECOND, type CloudFrame } from "../proto/index.js";
+import {
+  DeviceFrameSchema,
+  ErrorCode,
+  MAX_PINGS_PER_SECOND,
+  MAX_REQUESTS_PER_SECOND,
+  type CloudFrame,
+} from "../proto/index.js";
 import type { CloudStream } from "../transports/index.js";
 import { memoryCloud, type MemoryCloud } from "./test/memory-cloud.js";
 
@@ -42,6 +48,10 @@ function stalledCloud(served: Promise<void>): (stream: CloudStream) => CloudStre
 
 const ping = (nonce: number) => create(DeviceFrameSchema, { body: { case: "ping", value: { nonce: BigInt(nonce) } } });
 const pongs = (frames: CloudFrame[]) => frames.filter((f) => f.body.case === "pong").length;
+const ask = (requestId: number) =>
+  create(DeviceFrameSchema, {
+    body: { case: "prefillRequest", value: { requestId, prompt: { case: "text", value: "The fox." } } },
+  });
 
 describe("a Ping flood is counted on arrival (PDD-DOS-001)", () => {
   it("a cloud that serves no frame while the flood arrives still ends the flooding connection with RESOURCE_EXHAUSTED, unanswered", async () => {
@@ -75,5 +85,26 @@ describe("a Ping flood is counted on arrival (PDD-DOS-001)", () => {
     await last;
     // Counted on arrival, an error for the 1,000th would have been sent before the Pongs still queued.
     expect(seen.filter((f) => f.body.case === "error")).toEqual([]);
+  });
+
+  it("a PrefillRequest flood is counted the same way: the connection ends with RESOURCE_EXHAUSTED and none of the queued requests is served", async () => {
+    // Mutation check: without the PrefillRequest branch of countArrival, the stalled cloud never errors here
+    // (the wait for the error outlasts the test timeout).
+    let serve!: () => void;
+    const served = new Promise<void>((r) => (serve = r));
+    const c = await memoryCloud({}, { wrap: stalledCloud(served) });
+    cloud = c;
+    const seen: CloudFrame[] = [];
+    void c.frame((f) => seen.push(f) < 0);
+    const error = c.frame((f) => f.body.case === "error" && f.body.value.requestId === 0);
+    for (let n = 1; n <= 3 * MAX_REQUESTS_PER_SECOND; n++) void c.device.send(ask(n));
+    const f = await error;
+    serve();
+    await c.served;
+    expect(f.body.value).toMatchObject({ requestId: 0, code: ErrorCode.RESOURCE_EXHAUSTED });
+    expect(f.body.value).toHaveProperty("message", expect.stringContaining("PrefillRequests in one second"));
+    // Nothing is answered for a request: no Accepted, no Busy, no per-request error, no End.
+    expect(seen.filter((x) => x.body.case !== "helloAck" && x !== f)).toEqual([]);
+    expect(await c.device.closed).toMatchObject({ code: ErrorCode.RESOURCE_EXHAUSTED });
   });
 });
