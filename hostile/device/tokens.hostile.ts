@@ -8,6 +8,8 @@
  * escapes `run()`: `pdd device` exits 1.
  */
 import { afterAll, describe, expect } from "vitest";
+import { Engine, ensureDefaultModel } from "../../engine/index.js";
+import { greedy } from "../../engine/test/greedy.js";
 import { eachBinding } from "../harness/cases.js";
 import { CloudProcess } from "../harness/cloud-process.js";
 import { record } from "../harness/evidence.js";
@@ -45,7 +47,17 @@ afterAll(async () => {
 describe("control: pdd device against the reference cloud answers and exits on every binding", () => {
   let cloud: CloudProcess | undefined;
   let tls: { cert: string; key: string } | undefined;
-  afterAll(() => cloud?.stop());
+  /** The cloud's model (CloudProcess runs the tiny preset), to know the tokens it sends. */
+  let tiny: Promise<Engine> | undefined;
+  const cloudEngine = () => (tiny ??= Engine.load({ modelPath: ensureDefaultModel("tiny"), threads: 1 }));
+  afterAll(async () => {
+    await cloud?.stop();
+    await (await tiny)?.close();
+  });
+  // The device runs the small model on the long prompt, the cloud the tiny one (same vocabulary): the
+  // cloud's first token comes while the device still prefills, so its tokens are shown. With the short
+  // prompt the device had finished alone before any came (cloudTokens 0 in every run), and a device that
+  // ignored the cloud's tokens passed.
   eachBinding(BINDINGS, undefined, "exit 0, the cloud's tokens used", async (b) => {
     const c = await deviceCase();
     tls ??= await createSelfSignedCertificate();
@@ -53,7 +65,7 @@ describe("control: pdd device against the reference cloud answers and exits on e
     const run = await runDevice(
       {
         cloud: cloud.urls[b.key],
-        prompt: "The quick brown fox.",
+        prompt: c.prompt,
         maxTokens: 12,
         budget: 4,
         codec: b.codec,
@@ -72,6 +84,17 @@ describe("control: pdd device against the reference cloud answers and exits on e
       error: run.code === 0 ? undefined : firstError(run.stderr),
     });
     expect(run.report?.mode).toBe("pd");
+    expect(run.report?.cloudModel).toBe("same-tokenizer");
+    expect(run.report?.cloudTokens).toBeGreaterThanOrEqual(1);
+    // The answer is the cloud's tokens (the tiny model's greedy ones), then the device's greedy continuation
+    // after them: shown, not only counted. Mutation check: a device that drops the cloud's tokens from its
+    // display (but still catches up on them) fails here.
+    const k = run.report?.cloudTokens ?? 0;
+    const cloudIds = await greedy(await cloudEngine(), c.promptTokens, k);
+    const deviceIds = await greedy(c.engine, [...c.promptTokens, ...cloudIds], 12 - k);
+    // A character cut at the answer's end is not shown (a streaming decode holds it back).
+    const shown = new TextDecoder().decode(c.engine.bytes([...cloudIds, ...deviceIds]), { stream: true });
+    expect(run.report?.text).toBe(shown);
     expect(run.code).toBe(0);
   });
 });

@@ -32,7 +32,14 @@ export interface DeviceRun {
   stdout: string;
   stderr: string;
   /** The --json report, when the device printed one. */
-  report?: { text: string; mode: string; kvImported: boolean; fallbackReason?: string; cloudTokens: number };
+  report?: {
+    text: string;
+    mode: string;
+    kvImported: boolean;
+    fallbackReason?: string;
+    cloudTokens: number;
+    cloudModel?: string | null;
+  };
 }
 
 export interface DeviceArgs {
