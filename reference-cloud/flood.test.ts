@@ -15,36 +15,10 @@ import {
   MAX_REQUESTS_PER_SECOND,
   type CloudFrame,
 } from "../proto/index.js";
-import type { CloudStream } from "../transports/index.js";
-import { memoryCloud, type MemoryCloud } from "./test/memory-cloud.js";
+import { memoryCloud, stalledCloud, type MemoryCloud } from "./test/memory-cloud.js";
 
 let cloud: MemoryCloud | undefined;
 afterEach(() => cloud?.device.abort());
-
-/**
- * The cloud's end of a connection whose loop gets each frame after the first
- * (the Hello) only once `served` resolves or the connection has closed: the
- * transport receives as fast as ever, the cloud serves nothing meanwhile.
- */
-function stalledCloud(served: Promise<void>): (stream: CloudStream) => CloudStream {
-  return (stream) => {
-    async function* frames() {
-      let first = true;
-      for await (const f of stream) {
-        if (!first) await Promise.race([served, stream.closed]);
-        first = false;
-        yield f;
-      }
-    }
-    return new Proxy(stream, {
-      get(target, key) {
-        if (key === Symbol.asyncIterator) return () => frames();
-        const value: unknown = Reflect.get(target, key, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
-  };
-}
 
 const ping = (nonce: number) => create(DeviceFrameSchema, { body: { case: "ping", value: { nonce: BigInt(nonce) } } });
 const pongs = (frames: CloudFrame[]) => frames.filter((f) => f.body.case === "pong").length;

@@ -22,7 +22,7 @@ import {
   type PrefillRequestSchema,
   type CloudFrame,
 } from "../proto/index.js";
-import { memoryCloud, type MemoryCloud, type MemoryConnection } from "./test/memory-cloud.js";
+import { memoryCloud, stalledCloud, type MemoryCloud, type MemoryConnection } from "./test/memory-cloud.js";
 
 const SLOWEST_TPOT_US = MAX_TARGET_TPOT_US;
 const SLOWEST_PACE = 0.001;
@@ -217,6 +217,32 @@ describe("a connection whose device is gone", () => {
     cloud.device.abort(); // the requests are in the cloud's queue when the close arrives
     await cloud.served;
     expect((await cloud.ctx.metrics.requests.get()).values).toEqual([]);
+    expect(cloud.engine.usage.acquired).toBe(0);
+    await expectAllFree(cloud);
+  });
+
+  it("a request the loop took before the close and reached after it is not served: nothing admitted", async () => {
+    // The loop holds PrefillRequest 1 (stalledCloud) while the device goes away, and gets it only after the
+    // close. Two checks stand in the way: the loop's (closed or stream ended) and onRequest's (stream ended,
+    // after its wait for answers to leave). Mutation check: with both removed, admit() is called once and
+    // this test fails; with the loop's alone removed, the Pong test below fails.
+    let release!: () => void;
+    let held!: () => void;
+    const stalled = new Promise<void>((r) => (release = r));
+    const holding = new Promise<void>((r) => (held = r));
+    cloud = await memoryCloud({ decodePace: 0 }, { wrap: stalledCloud(stalled, held) });
+    let admitted = 0;
+    const admit = cloud.ctx.admission.admit.bind(cloud.ctx.admission);
+    cloud.ctx.admission.admit = (priority: number) => {
+      admitted++;
+      return admit(priority);
+    };
+    await ask(cloud, 1, { targetTpotUs: 0 });
+    await holding;
+    cloud.device.abort();
+    release();
+    await cloud.served;
+    expect(admitted).toBe(0);
     expect(cloud.engine.usage.acquired).toBe(0);
     await expectAllFree(cloud);
   });

@@ -135,3 +135,32 @@ function countDecoded(ctx: CloudContext): (n: number) => Promise<void> {
   });
   return (n) => (decoded >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.add({ n, resolve })));
 }
+
+/**
+ * The cloud's end of a connection whose loop gets each frame after the first
+ * (the Hello) only once `served` resolves or the connection has closed: the
+ * transport receives as fast as ever, the cloud serves nothing meanwhile.
+ * `onHold` is called as each such frame is taken from the transport and held.
+ */
+export function stalledCloud(served: Promise<void>, onHold?: () => void): (stream: CloudStream) => CloudStream {
+  return (stream) => {
+    async function* frames() {
+      let first = true;
+      for await (const f of stream) {
+        if (!first) {
+          onHold?.();
+          await Promise.race([served, stream.closed]);
+        }
+        first = false;
+        yield f;
+      }
+    }
+    return new Proxy(stream, {
+      get(target, key) {
+        if (key === Symbol.asyncIterator) return () => frames();
+        const value: unknown = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  };
+}
