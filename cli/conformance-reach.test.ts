@@ -62,6 +62,7 @@ async function conformance(...args: string[]) {
 describe("pdd conformance --role cloud: a target it cannot reach is said once, with its cause, exit 3", () => {
   it.each([
     ["a refused port", () => `ws://127.0.0.1:${closedPort}/pdd`, [], "refused"],
+    ["a refused port (gRPC)", () => `grpc://127.0.0.1:${closedPort}`, [], "refused"],
     [
       "a ws:// URL at the gRPC port",
       () => `ws://127.0.0.1:${port(keyed.urls.grpc!)}/pdd`,
@@ -88,6 +89,14 @@ describe("pdd conformance --role cloud: a target it cannot reach is said once, w
     expect(r.stdout).toBe(""); // no table of FAIL rows
     expect(r.report).toMatchObject({ target: target(), reached: false, cause, results: [] });
     expect(r.junit).toContain('errors="1"');
+  });
+
+  it("a refused gRPC port is said as no connection, in the words of the refusal, without grpc-js's empty note", async () => {
+    const r = await conformance("--role", "cloud", "--target", `grpc://127.0.0.1:${closedPort}`);
+    expect(r.stderr.trim()).toMatch(
+      /cannot reach the target: refused: .*no connection \(gRPC status UNAVAILABLE\): .*ECONNREFUSED/,
+    );
+    expect(r.stderr).not.toMatch(/Resolution note|closed the connection before any frame/);
   });
 
   it("a target it reaches runs its cases as before", async () => {

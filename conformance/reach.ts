@@ -64,7 +64,15 @@ export async function reachCloud(
     if (first !== "undecodable" && isClose(first)) {
       const { code, reason } = first.closed;
       const status = transport === "grpc" ? ` (gRPC status ${GRPC_STATUS[code] ?? code})` : "";
-      throw new TargetUnreachable(`closed the connection before any frame: ${code}${status} ${reason}`);
+      // grpc-js reports a refused or unresolvable address as a call that ended UNAVAILABLE, "No connection
+      // established. Last error: ... Resolution note: " (empty note): no connection was ever made.
+      const never = transport === "grpc" && /^No connection established\b/.test(reason);
+      const said = reason
+        .replace(/\s*Resolution note:\s*$/, "")
+        .replace(/^No connection established\.\s*(?:Last error: (?:Error: )?)?/, "");
+      throw new TargetUnreachable(
+        never ? `no connection${status}: ${said}` : `closed the connection before any frame: ${code}${status} ${said}`,
+      );
     }
     // A Hello refused for its missing credential: every case would be refused the same way.
     if (first !== "undecodable" && field(first, "error.code") === "ERROR_CODE_UNAUTHENTICATED")
