@@ -2,9 +2,9 @@
  * What a cloud sends is untrusted (issue 13 item 4, SECURITY.md "Tokens from
  * the cloud" and "KV images"): a token ID outside the device's vocabulary is
  * refused as a protocol violation before the engine sees it (PDD-MSG-013),
- * and a local-model failure on what the cloud sent makes the device cancel
- * the cloud, recompute and report why (`fallbackCause: "local-eval"`). In
- * every case the answer is the greedy one.
+ * and a local-model failure on what the cloud sent (its tokens, after its KV
+ * image or not) makes the device cancel the cloud, recompute and report why
+ * (`fallbackCause: "local-eval"`). In every case the answer is the greedy one.
  *
  * No child process and no socket: the cloud is a script on an in-memory pair
  * (test/scripted-cloud.ts), the engine a simulated one that records every
@@ -13,10 +13,12 @@
  * answers after its script), so the cloud's tokens always arrive while the
  * device is still prefilling.
  */
+import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { INSTANT, SimEngine, type InferenceSlot } from "../engine/index.js";
 import { greedy } from "../engine/test/greedy.js";
-import { ErrorCode, type DeviceFrame } from "../proto/index.js";
+import { ErrorCode, KvFormat, type DeviceFrame } from "../proto/index.js";
 import { DeviceRun, type RunOptions } from "./run.js";
 import { scriptedCloud, type Script, type ScriptedCloud } from "./test/scripted-cloud.js";
 
@@ -33,6 +35,8 @@ class WatchedEngine extends SimEngine {
   readonly evaluated: number[] = [];
   private prefills = 0;
   private decoded = 0;
+  /** KV images loaded. */
+  imported = 0;
 
   constructor(
     private readonly ready: () => Promise<unknown>,
@@ -49,6 +53,11 @@ class WatchedEngine extends SimEngine {
       if (this.prefills === this.fail.prefillCall) throw new Error("Eval has failed");
       this.evaluated.push(...tokens);
       return prefill(tokens, opts);
+    };
+    const importState = slot.importState.bind(slot);
+    slot.importState = async (...args) => {
+      await importState(...args);
+      this.imported++;
     };
     const generate = slot.generate.bind(slot);
     const decodedOne = () => {
@@ -78,22 +87,49 @@ const sending =
   };
 const honest = sending((answer, engine) => answer.slice(0, BUDGET).map((id) => tok(engine, id)));
 
+/** The honest tokens, then the prompt's KV image (the engine's own export of it) in one chunk. */
+const honestWithKv =
+  (answer: number[], engine: SimEngine): Script =>
+  async (req, send) => {
+    const { requestId } = req;
+    const image = engine.image(engine.tokenize(PROMPT));
+    const kv = { kv: { granted: true }, kvFormat: KvFormat.LLAMA_SEQ_STATE, kvTotalBytes: BigInt(image.length) };
+    const promptTokens = PROMPT.length + 1;
+    await send({ case: "accepted", value: { requestId, cloudTokenBudget: BUDGET, promptTokens, ...kv } });
+    const [first, ...rest] = answer.slice(0, BUDGET).map((id) => tok(engine, id));
+    await send({ case: "firstToken", value: { requestId, token: first } });
+    await send({ case: "tokenBatch", value: { requestId, startIndex: 1, tokens: rest } });
+    const chunk = {
+      requestId,
+      format: KvFormat.LLAMA_SEQ_STATE,
+      tokenCount: promptTokens,
+      offset: 0n,
+      totalBytes: BigInt(image.length),
+      data: image,
+      crc32: crc32(image),
+      imageSha256: new Uint8Array(createHash("sha256").update(image).digest()),
+    };
+    await send({ case: "kvChunk", value: chunk });
+  };
+
 /** The device's answer to PROMPT with the cloud playing `script`, and its engine failing where `fail` says. */
 async function answer(
   script: (answer: number[], engine: SimEngine) => Script,
   fail: { prefillCall?: number; decodedToken?: number } = {},
+  kv = false,
 ) {
   let cloud: ScriptedCloud | undefined;
   // The first prefill starts once the device has everything the cloud sent: its tokens come mid-prefill.
   const engine = new WatchedEngine(() => cloud!.link.ping(), fail);
   const expected = await greedy(new SimEngine({ profile: INSTANT }), engine.tokenize(PROMPT), MAX_TOKENS);
-  cloud = await scriptedCloud(engine, script(expected, engine));
+  cloud = await scriptedCloud(engine, script(expected, engine), { kv });
+  // With KV, a prefill chunk of 2: the prompt's first chunk, then the image once it has come.
   const opts: RunOptions = {
     maxTokens: MAX_TOKENS,
     targetTpotMs: 0,
     cloudBudget: BUDGET,
-    useKv: false,
-    prefillChunk: 64,
+    useKv: kv,
+    prefillChunk: kv ? 2 : 64,
   };
   const report = await new DeviceRun(engine, PROMPT, cloud.link, opts).run();
   await cloud.link.close();
@@ -139,6 +175,17 @@ describe("a cloud the device cannot trust", () => {
     expect(report.mode).toBe("fallback");
     expect(report.fallbackCause).toBe("local-eval");
     expect(report.fallbackReason).toMatch(/Eval has failed/);
+    expect([...report.cloudTokenIds, ...report.deviceTokenIds]).toEqual(expected);
+    expect(report.text).toBe(greedyText(engine, expected));
+  });
+
+  it("the local model failing after it loaded the cloud's KV image: the device cancels the cloud, recomputes, and reports local-eval", async () => {
+    // Prefill call 1 is the prompt's first chunk; the image replaces the rest; call 2, the catch-up, fails.
+    const { report, expected, engine, sent } = await answer(honestWithKv, { prefillCall: 2 }, true);
+    expect(engine.imported).toBe(1);
+    expect(sent).toEqual(["cancel CANCELLED"]);
+    expect(report.kvImported).toBe(false); // recomputed: the answer does not rest on the image
+    expect(report.fallbackCause).toBe("local-eval");
     expect([...report.cloudTokenIds, ...report.deviceTokenIds]).toEqual(expected);
     expect(report.text).toBe(greedyText(engine, expected));
   });

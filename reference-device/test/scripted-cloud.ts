@@ -16,6 +16,7 @@ import {
   CloudFrameSchema,
   Codec,
   EndReason,
+  KvFormat,
   ModelIdentitySchema,
   type DeviceFrame,
   type ModelIdentity,
@@ -36,7 +37,12 @@ export interface ScriptedCloud {
 
 export const identityOf = (engine: InferenceEngine): ModelIdentity => create(ModelIdentitySchema, { ...engine.info });
 
-export async function scriptedCloud(engine: InferenceEngine, script: Script): Promise<ScriptedCloud> {
+/** `kv`: the cloud offers KV images (HelloAck capabilities). */
+export async function scriptedCloud(
+  engine: InferenceEngine,
+  script: Script,
+  o: { kv?: boolean } = {},
+): Promise<ScriptedCloud> {
   const { device, cloud } = createLinkedPair();
   const seen: DeviceFrame[] = [];
   let sentTokens = 0;
@@ -52,7 +58,7 @@ export async function scriptedCloud(engine: InferenceEngine, script: Script): Pr
     for await (const f of cloud) {
       seen.push(f);
       const b = f.body;
-      if (b.case === "hello") await send({ case: "helloAck", value: helloAck(engine) });
+      if (b.case === "hello") await send({ case: "helloAck", value: helloAck(engine, o.kv === true) });
       else if (b.case === "prefillRequest") await script(b.value, send);
       else if (b.case === "ping")
         await send({ case: "pong", value: { nonce: b.value.nonce, pingSentAtUs: b.value.sentAtUs } });
@@ -65,12 +71,12 @@ export async function scriptedCloud(engine: InferenceEngine, script: Script): Pr
   return { link, seen };
 }
 
-function helloAck(engine: InferenceEngine) {
+function helloAck(engine: InferenceEngine, kv: boolean) {
   return {
     version: { major: 1, minor: 0 },
     codec: Codec.PROTO,
     limits: { maxFrameBytes: 4 << 20, maxPromptTokens: 4096, maxConcurrentRequests: 4, maxCloudTokenBudget: 64 },
     cloudModel: identityOf(engine),
-    capabilities: { kvChunks: false, refinement: false, tokenIds: true },
+    capabilities: { kvChunks: kv, kvFormats: kv ? [KvFormat.LLAMA_SEQ_STATE] : [], refinement: false, tokenIds: true },
   };
 }
