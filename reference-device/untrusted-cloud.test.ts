@@ -75,7 +75,7 @@ class WatchedEngine extends SimEngine {
 
 const tok = (engine: SimEngine, id: number, piece = engine.pieces[id]!) => ({ id, piece });
 
-/** A cloud that sends `tokens` (the answer's first, or what `tokens` makes of them) as FirstToken and one TokenBatch. */
+/** A cloud that sends what `tokens` makes of the greedy answer: the first as FirstToken, the rest in one TokenBatch. */
 const sending =
   (tokens: (answer: number[], engine: SimEngine) => { id: number; piece: Uint8Array }[]) =>
   (answer: number[], engine: SimEngine): Script =>
@@ -87,7 +87,7 @@ const sending =
   };
 const honest = sending((answer, engine) => answer.slice(0, BUDGET).map((id) => tok(engine, id)));
 
-/** The honest tokens, then the prompt's KV image (the engine's own export of it) in one chunk. */
+/** The honest tokens, then the prompt's KV image (as the engine exports it) in one chunk. */
 const honestWithKv =
   (answer: number[], engine: SimEngine): Script =>
   async (req, send) => {
