@@ -194,6 +194,9 @@ describe("a cloud the device cannot trust", () => {
     const { report, expected, engine, sent } = await answer(honest, { decodedToken: 3 });
     expect(sent).toEqual(["takeover"]);
     expect(report.cloudTokens).toBeGreaterThan(0);
+    // Not a fallback (the cloud's part was done), but said: mutation check, without `recovered` this fails.
+    expect(report.mode).toBe("pd");
+    expect(report.recovered).toMatch(/could not use the cloud's data/);
     expect([...report.cloudTokenIds, ...report.deviceTokenIds]).toEqual(expected);
     expect(report.text).toBe(greedyText(engine, expected));
   });
