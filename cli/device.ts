@@ -62,6 +62,9 @@ export const runDevice: Run = async (argv, io) => {
       // Never silent: a run that did not (fully) use the cloud says why (issue 16).
       if (report.fallbackReason) io.error(`pdd device: answered on the device alone, ${report.fallbackReason}`);
     }
+    // A local failure after the cloud's part was done is not a fallback, but it is not silent either.
+    if (report.recovered && !report.fallbackReason)
+      io.error(`pdd device: the device's model failed and the answer was recomputed: ${report.recovered}`);
     if (report.fallbackReason && values["no-fallback"]) {
       if (values.json) io.error(`pdd device: the cloud failed mid-answer, ${report.fallbackReason}`);
       return 1;

@@ -2,8 +2,8 @@
  * Hostile KV images: a real image of the device's model with one targeted
  * change each (issue 13 item 4). Header changes patch the real bytes in
  * place, so everything else stays exactly as llama.cpp wrote it; the
- * "more cells than the context" image is rebuilt whole, so it is consistent
- * and only the count is wrong.
+ * "more cells than the context" and "a cell in two sequences" images are
+ * rebuilt whole, so they are consistent and only that one thing is wrong.
  */
 import { parseSeqState, writeSeqState, type SeqLayer, type SeqState } from "./kv-seq-state.js";
 
@@ -39,6 +39,24 @@ export const MUTATIONS: Mutation[] = [
     build(real) {
       const { o } = onlyStream(real);
       return u32At(real, o.lastPos, 2 ** 31 - 1);
+    },
+  },
+  {
+    name: "positions not increasing (the last cell at position 0)",
+    build(real) {
+      const { state, i, o } = onlyStream(real);
+      if (state.streams[i]!.cells.length < 2) throw new Error("the real image has one cell");
+      return u32At(real, o.lastPos, 0);
+    },
+  },
+  {
+    name: "a cell in two sequences (the rest consistent)",
+    build(real) {
+      const { state, i } = onlyStream(real);
+      const streams = state.streams.map((s, j) =>
+        j !== i ? s : { ...s, cells: s.cells.map((c, n) => (n === 0 ? { ...c, seqIds: [...c.seqIds, 1] } : c)) },
+      );
+      return writeSeqState({ ...state, streams });
     },
   },
   {

@@ -42,6 +42,12 @@ export interface Report {
   fallbackReason?: string;
   /** The cause alone, one word (README, "Exit status and failure causes"). */
   fallbackCause?: string;
+  /**
+   * The device's model failed during the answer and the device recomputed it
+   * from what was on screen: why. Set whether or not the cloud was still in use
+   * (after the cloud's part is done, nothing else would say so).
+   */
+  recovered?: string;
   endReason?: string;
   /** Set when the answer was cut at the model's context (max tokens lowered to fit). */
   stoppedAtContext?: boolean;

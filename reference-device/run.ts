@@ -107,6 +107,8 @@ export class DeviceRun {
   private requested = false;
   /** Whether a Takeover (or Cancel) went to the cloud: nothing else needs to release it. */
   private takeoverOnWire = false;
+  /** The device's model failed and the answer was recomputed: why (Report.recovered). */
+  private recovered: string | undefined;
   /** The local pipeline waiting for a cloud event, if it is. */
   private wakeLocal: (() => void) | undefined;
 
@@ -149,6 +151,7 @@ export class DeviceRun {
       takeover: (k) => this.takeover(k),
       abandonCloud: async (why) => {
         if (!this.state) return false;
+        this.recovered = why;
         await this.abandonCloud(ErrorCode.CANCELLED, why, "local-eval");
         return true;
       },
@@ -499,6 +502,7 @@ export class DeviceRun {
       deviceTokenIds: local.deviceIds,
       ...this.logprobs(cloudShown),
       ...(cloud.failed ? { fallbackReason: cloud.failed, fallbackCause: cloud.failedCause } : {}),
+      ...(this.recovered ? { recovered: this.recovered } : {}),
       ...(local.tpotMs !== undefined ? { localDecodeMs: local.tpotMs } : {}),
       ...(cloud.promptTokens ? { cloudPromptTokens: cloud.promptTokens } : {}),
       ...(cloud.decodeTokPerS ? { cloudDecodeTokPerS: cloud.decodeTokPerS } : {}),

@@ -133,9 +133,14 @@ describe("item 4: a token ID outside the vocabulary never crashes the device", (
       code: run.code,
       ms: Math.round(run.ms),
       mode: run.report?.mode,
+      cause: run.report?.fallbackCause,
       cloudSaw,
       error: run.code === 0 ? undefined : firstError(run.stderr),
     });
+    // PDD-MSG-013: refused as a violation of the request before llama.cpp sees it. Without the check the eval
+    // fails, the general fallback recomputes and says Cancel CANCELLED: the same text, so the text alone cannot tell.
+    expect(cloudSaw).toBe("cancel ERROR_CODE_PROTOCOL_VIOLATION");
+    expect(run.report?.fallbackCause).toBe("violation");
     expect(run.report?.text).toBe(c.text);
     expect(run.code).toBe(0);
   });

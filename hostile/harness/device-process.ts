@@ -37,6 +37,7 @@ export interface DeviceRun {
     mode: string;
     kvImported: boolean;
     fallbackReason?: string;
+    fallbackCause?: string;
     cloudTokens: number;
     cloudModel?: string | null;
   };

@@ -41,4 +41,16 @@ describe("llama.cpp sequence-state images", { tags: ["quick"] }, () => {
     ).state;
     expect(Math.max(...big.streams.map((s) => s.cells.length))).toBe(c.engine.contextSize + 1);
   });
+
+  it("the position and sequence mutations change only the cell they name", async () => {
+    const c = await deviceCase();
+    const cellsOf = (img: Uint8Array) => parseSeqState(img).state.streams.find((s) => s.cells.length > 0)!.cells;
+    const real = cellsOf(c.image);
+    const built = (prefix: string) => MUTATIONS.find((m) => m.name.startsWith(prefix))!.build(c.image, 0);
+    const unordered = cellsOf(built("positions not increasing"));
+    expect(unordered.map((x) => x.pos)).toEqual([...real.slice(0, -1).map((x) => x.pos), 0]);
+    const shared = cellsOf(built("a cell in two sequences"));
+    expect(shared[0]!.seqIds).toEqual([...real[0]!.seqIds, 1]);
+    expect(shared.slice(1)).toEqual(real.slice(1));
+  });
 });
