@@ -3,16 +3,18 @@
  * object level (field values, request IDs, enums, order, duplication) and at
  * the byte level (flips, truncation, garbage), sent over a real binding. After
  * every case the cloud must still answer a Ping on that connection or close it
- * with a typed error — never hang — and a fresh connection must still be
- * served at the end.
+ * with a typed error — never hang. After every `checkEvery` cases, and at the
+ * end, the fuzz connection is closed and a normal device must get the answer
+ * the cloud gave before any fuzzing, in its normal time, with nothing held
+ * (fuzz-liveness.ts): a cloud that still Pongs but has stopped serving fails.
  */
 import { prng } from "../shared/index.js";
+import { baseline, checkLive, FuzzFailure, type LivenessOptions } from "./fuzz-liveness.js";
 import { mutator } from "./mutator.js";
 import { openGrpc, openWebSocket, openWebTransport, type RawSession } from "./raw-client.js";
-import { createSelfSignedCertificate } from "../transports/index.js"; // a test certificate only
-import { listen, type AcceptedSession } from "./raw-server.js";
-import type { DeviceLauncher } from "./runner.js";
-import { decodeCloud, decodeDevice, encodeCloud, encodeDevice, type Codec, type Frame } from "./wire.js";
+import { decodeCloud, encodeDevice, type Codec, type Frame } from "./wire.js";
+
+export { FuzzFailure, type FuzzCause } from "./fuzz-liveness.js";
 
 export interface FuzzOptions {
   target: string;
@@ -22,8 +24,17 @@ export interface FuzzOptions {
   token?: string;
   ca?: string;
   certHash?: Uint8Array;
-  /** ms to wait for the Pong that proves the cloud is alive after a case. */
+  /** ms to wait for the Pong after a case, and for the baseline answer. */
   waitMs?: number;
+  /**
+   * The full-answer liveness check after every this many cases (and always at the end); default
+   * 250: on the tiny model an answer costs ~1/10 of 250 cases, so the run stays about as fast.
+   */
+  checkEvery?: number;
+  /** The cloud's Prometheus endpoint: each check also wants 0 sequences active and 0 queued. */
+  metrics?: string;
+  /** A check's deadline is max(this, 10 × the baseline answer's time); default 5000 ms. */
+  floorMs?: number;
   onProgress?: (done: number) => void;
 }
 
@@ -34,17 +45,10 @@ export interface FuzzReport {
   closes: Record<string, number>;
   /** Request errors received, by code. */
   errors: Record<string, number>;
+  /** Full-answer liveness checks passed, and how long the baseline answer took. */
+  checks: number;
+  baselineMs: number;
   ms: number;
-}
-
-/** A case the cloud did not survive: what was sent, for the corpus. */
-export class FuzzFailure extends Error {
-  constructor(
-    message: string,
-    readonly input: { hex: string[]; note: string },
-  ) {
-    super(message);
-  }
 }
 
 const INTS = [0, 1, 2, 7, 255, 256, 65_535, 65_536, 2 ** 31 - 1, 2 ** 32 - 1];
@@ -72,7 +76,7 @@ function templates(id: number): Frame[][] {
 }
 
 /** Replaces one scalar somewhere in `v` with an edge value. */
-function mutateObject(v: unknown, r: () => number): unknown {
+export function mutateObject(v: unknown, r: () => number): unknown {
   if (Array.isArray(v))
     return v.length === 0 ? v : v.map((x, i) => (i === Math.floor(r() * v.length) ? mutateObject(x, r) : x));
   if (v && typeof v === "object") {
@@ -111,87 +115,101 @@ export async function fuzzCloud(o: FuzzOptions): Promise<FuzzReport> {
   const r = prng(o.seed);
   const mutateBytes = mutator(r);
   const waitMs = o.waitMs ?? 5000;
-  const report: FuzzReport = { cases: 0, connections: 0, closes: {}, errors: {}, ms: 0 };
+  const every = o.checkEvery ?? 250;
+  const live: LivenessOptions = { codec: o.codec, open: () => open(o), metrics: o.metrics, floorMs: o.floorMs };
   const t0 = performance.now();
+  const base = await baseline(live, waitMs);
+  const report: FuzzReport = { cases: 0, connections: 0, closes: {}, errors: {}, checks: 0, baselineMs: 0, ms: 0 };
+  report.baselineMs = Math.round(base.ms);
   let s: RawSession | undefined;
-  let nextId = 1;
-  let nonce = 1n;
-  const fresh = async () => {
-    s?.close();
-    s = await open(o);
-    report.connections++;
-    nextId = 1;
-    s.send(encodeDevice(hello(o.codec), o.codec));
-  };
+  const state = { nextId: 1, nonce: 1n };
   for (let c = 0; c < o.cases; c++) {
-    if (!s) await fresh();
-    const ts = templates(nextId);
-    let frames: Frame[] = ts[Math.floor(r() * ts.length)]!.map((f) => structuredClone(f));
-    nextId += 1 + Math.floor(r() * 2);
-    // Object-level mutations (most), then sequence and byte-level ones.
-    const kind = r();
-    if (kind < 0.5) frames = frames.map((f) => (r() < 0.6 ? (mutateObject(f, r) as Frame) : f));
-    if (r() < 0.1) frames = [...frames, ...frames]; // duplicate
-    if (r() < 0.1) frames.reverse(); // out of order
-    if (r() < 0.03) frames.unshift(hello(o.codec)); // a second Hello
-    let bytes: Uint8Array[];
-    try {
-      bytes = frames.map((f) => encodeDevice(f, o.codec, true));
-    } catch {
-      bytes = frames.map(() => Uint8Array.of());
+    if (!s) {
+      s = await open(o);
+      report.connections++;
+      state.nextId = 1;
+      s.send(encodeDevice(hello(o.codec), o.codec));
     }
-    if (kind >= 0.5 && kind < 0.8) bytes = bytes.map((b) => (r() < 0.7 ? mutateBytes(b, bytes) : b));
+    const bytes = oneCase(o.codec, r, mutateBytes, state);
     const input = {
       hex: bytes.map((b) => Buffer.from(b).toString("hex")),
       note: `case ${c}, seed ${o.seed}, ${o.codec}`,
     };
-    for (const b of bytes) s!.send(b);
-    // Liveness: a Ping must be answered, or the connection closed with a code.
-    const n = nonce++;
-    s!.send(encodeDevice({ ping: { nonce: String(n) } }, o.codec));
-    for (;;) {
-      const v = await s!.next(waitMs);
-      if (v === undefined) throw new FuzzFailure(`no Pong and no close within ${waitMs} ms after case ${c}`, input);
-      if (!(v instanceof Uint8Array)) {
-        report.closes[String(v.code)] = (report.closes[String(v.code)] ?? 0) + 1;
-        s = undefined;
-        break;
-      }
-      let f: Frame;
-      try {
-        f = decodeCloud(v, o.codec);
-      } catch (e) {
-        throw new FuzzFailure(`the cloud sent an undecodable frame after case ${c}: ${(e as Error).message}`, input);
-      }
-      if (f.body === "error") {
-        const code = String((f.error as { code?: string }).code);
-        report.errors[code] = (report.errors[code] ?? 0) + 1;
-      }
-      if (f.body === "pong" && String((f.pong as { nonce?: string }).nonce) === String(n)) break;
-    }
+    for (const b of bytes) s.send(b);
+    if (!(await pongOrClose(s, o.codec, state.nonce++, waitMs, report, input))) s = undefined;
     report.cases++;
     if (c % 500 === 0) o.onProgress?.(c);
-  }
-  s?.close();
-  // The cloud still serves a fresh connection.
-  const check = await open(o);
-  try {
-    check.send(encodeDevice(hello(o.codec), o.codec));
-    check.send(encodeDevice({ ping: { nonce: "99" } }, o.codec));
-    for (;;) {
-      const v = await check.next(waitMs);
-      if (!(v instanceof Uint8Array))
-        throw new FuzzFailure("the cloud no longer serves a fresh connection after the run", {
-          hex: [],
-          note: "final liveness check",
-        });
-      if (decodeCloud(v, o.codec).body === "pong") break;
+    if ((c + 1) % every === 0 || c === o.cases - 1) {
+      // The attacks' connection goes, so whatever it held must be freed; then a normal device is served.
+      s?.close();
+      s = undefined;
+      await checkLive(live, base, `liveness check after case ${c}, seed ${o.seed}, ${o.codec}`);
+      report.checks++;
     }
-  } finally {
-    check.close();
   }
   report.ms = Math.round(performance.now() - t0);
   return report;
+}
+
+/** One case's bytes: a template's frames, mutated at the object, sequence or byte level. */
+function oneCase(
+  codec: Codec,
+  r: () => number,
+  mutateBytes: ReturnType<typeof mutator>,
+  state: { nextId: number },
+): Uint8Array[] {
+  const ts = templates(state.nextId);
+  let frames: Frame[] = ts[Math.floor(r() * ts.length)]!.map((f) => structuredClone(f));
+  state.nextId += 1 + Math.floor(r() * 2);
+  // Object-level mutations (most), then sequence and byte-level ones.
+  const kind = r();
+  if (kind < 0.5) frames = frames.map((f) => (r() < 0.6 ? (mutateObject(f, r) as Frame) : f));
+  if (r() < 0.1) frames = [...frames, ...frames]; // duplicate
+  if (r() < 0.1) frames.reverse(); // out of order
+  if (r() < 0.03) frames.unshift(hello(codec)); // a second Hello
+  let bytes: Uint8Array[];
+  try {
+    bytes = frames.map((f) => encodeDevice(f, codec, true));
+  } catch {
+    bytes = frames.map(() => Uint8Array.of());
+  }
+  if (kind >= 0.5 && kind < 0.8) bytes = bytes.map((b) => (r() < 0.7 ? mutateBytes(b, bytes) : b));
+  return bytes;
+}
+
+/** Sends a Ping; true once its Pong arrives, false when the cloud closed the connection (with a code). */
+async function pongOrClose(
+  s: RawSession,
+  codec: Codec,
+  n: bigint,
+  waitMs: number,
+  report: FuzzReport,
+  input: { hex: string[]; note: string },
+): Promise<boolean> {
+  s.send(encodeDevice({ ping: { nonce: String(n) } }, codec));
+  for (;;) {
+    const v = await s.next(waitMs);
+    if (v === undefined) throw new FuzzFailure(`no Pong and no close within ${waitMs} ms after ${input.note}`, input);
+    if (!(v instanceof Uint8Array)) {
+      report.closes[String(v.code)] = (report.closes[String(v.code)] ?? 0) + 1;
+      return false;
+    }
+    let f: Frame;
+    try {
+      f = decodeCloud(v, codec);
+    } catch (e) {
+      throw new FuzzFailure(
+        `the cloud sent an undecodable frame after ${input.note}: ${(e as Error).message}`,
+        input,
+        "undecodable",
+      );
+    }
+    if (f.body === "error") {
+      const code = String((f.error as { code?: string }).code);
+      report.errors[code] = (report.errors[code] ?? 0) + 1;
+    }
+    if (f.body === "pong" && String((f.pong as { nonce?: string }).nonce) === String(n)) return true;
+  }
 }
 
 /** Replays one saved input (a corpus entry) on a fresh connection; throws FuzzFailure when the cloud does not survive it. */
@@ -214,151 +232,4 @@ export async function replayInput(
   } finally {
     s.close();
   }
-}
-
-/**
- * Structured fuzzing of a live device: the suite plays the cloud, answers the
- * device's Hello and request with a valid stream in which frames are mutated
- * (object and byte level), then ends the request. Each mutated frame is a
- * case. Every device run must still end — exit 0, with an answer — within
- * the wait: no crash, no hang.
- */
-export async function fuzzDevice(o: {
-  listen: string;
-  launcher: DeviceLauncher;
-  cases: number;
-  seed: number;
-  codec?: Codec;
-  framesPerRun?: number;
-  waitMs?: number;
-  onProgress?: (done: number) => void;
-}): Promise<{ cases: number; runs: number; ms: number }> {
-  const r = prng(o.seed);
-  const mutateBytes = mutator(r);
-  const waitMs = o.waitMs ?? 10_000;
-  const perRun = o.framesPerRun ?? 50;
-  const tls = o.listen.startsWith("https:") ? await createSelfSignedCertificate() : undefined;
-  const server = await listen({ url: o.listen, tls });
-  const t0 = performance.now();
-  let cases = 0;
-  let runs = 0;
-  try {
-    while (cases < o.cases) {
-      const run = o.launcher.start({ url: server.url, codec: o.codec ?? "proto", caPem: tls?.cert });
-      runs++;
-      const s = await server.accept(waitMs);
-      if (!s) throw new FuzzFailure(`run ${runs}: the device did not connect`, { hex: [], note: `seed ${o.seed}` });
-      const send = (f: Frame) => s.send(encodeCloud(f, s.codec, true));
-      const sent: string[] = [];
-      try {
-        const id = await answerHelloAndRequest(s, waitMs);
-        const valid = validCloudFrames(id);
-        for (let k = 0; k < perRun && cases < o.cases; k++, cases++) {
-          const f = structuredClone(valid[Math.floor(r() * valid.length)]!);
-          const m = r();
-          let bytes: Uint8Array;
-          try {
-            bytes = encodeCloud(m < 0.6 ? (mutateObject(f, r) as Frame) : f, s.codec, true);
-          } catch {
-            bytes = Uint8Array.of();
-          }
-          if (m >= 0.6) bytes = mutateBytes(bytes, [bytes]);
-          sent.push(Buffer.from(bytes).toString("hex"));
-          s.send(bytes);
-        }
-        send({ end: { requestId: id, reason: "END_REASON_BUDGET_EXHAUSTED", tokenCount: 8 } });
-      } catch {
-        // the device closed the connection on a bad frame: its right
-      }
-      const out = await Promise.race([
-        run.outcome,
-        new Promise<undefined>((res) => setTimeout(() => res(undefined), waitMs)),
-      ]);
-      run.stop();
-      s.close();
-      if (!out)
-        throw new FuzzFailure(`run ${runs}: the device did not finish within ${waitMs} ms`, {
-          hex: sent,
-          note: `device run ${runs}, seed ${o.seed}`,
-        });
-      if (out.exitCode !== 0)
-        throw new FuzzFailure(`run ${runs}: the device failed (exit ${out.exitCode}): ${out.stderr.slice(-300)}`, {
-          hex: sent,
-          note: `device run ${runs}, seed ${o.seed}`,
-        });
-      o.onProgress?.(cases);
-    }
-  } finally {
-    await server.close();
-  }
-  return { cases, runs, ms: Math.round(performance.now() - t0) };
-}
-
-/** Answers the device's Hello with a HelloAck offering everything; returns the id of its PrefillRequest. */
-async function answerHelloAndRequest(s: AcceptedSession, waitMs: number): Promise<number> {
-  const helloBytes = await s.next(waitMs);
-  if (!(helloBytes instanceof Uint8Array)) throw new Error("no Hello");
-  s.send(
-    encodeCloud(
-      {
-        helloAck: {
-          version: { major: 1, minor: 0 },
-          codec: s.codec === "proto" ? "CODEC_PROTO" : "CODEC_MSGPACK",
-          cloudModel: { modelFingerprint: Buffer.alloc(32, 1), tokenizerFingerprint: Buffer.alloc(32, 2) },
-          capabilities: { kvChunks: true, refinement: true },
-        },
-      },
-      s.codec,
-      true,
-    ),
-  );
-  for (;;) {
-    const v = await s.next(waitMs);
-    if (!(v instanceof Uint8Array)) throw new Error("no PrefillRequest");
-    const f = decodeDevice(v, s.codec);
-    if (f.body === "prefillRequest") return (f.prefillRequest as { requestId: number }).requestId;
-  }
-}
-
-/** One valid frame of each kind a cloud sends for request `id`: the seeds the device fuzzer mutates. */
-function validCloudFrames(id: number): Frame[] {
-  const piece = (i: number) => Buffer.from(` t${i}`);
-  return [
-    {
-      accepted: {
-        requestId: id,
-        promptTokens: 5,
-        cloudTokenBudget: 8,
-        kvFormat: "KV_FORMAT_LLAMA_SEQ_STATE",
-        kvTotalBytes: "16",
-      },
-    },
-    { firstToken: { requestId: id, token: { id: 1, piece: piece(0) } } },
-    ...Array.from({ length: 6 }, (_, i) => ({
-      tokenBatch: { requestId: id, startIndex: i + 1, tokens: [{ id: i + 2, piece: piece(i + 1) }] },
-    })),
-    {
-      kvChunk: {
-        requestId: id,
-        format: "KV_FORMAT_LLAMA_SEQ_STATE",
-        offset: "0",
-        totalBytes: "16",
-        data: Buffer.alloc(16, 3),
-        crc32: 0,
-      },
-    },
-    {
-      refinedPrompt: {
-        requestId: id,
-        kept: [{ start: 0, end: 2 }],
-        text: "The fox",
-        originalTokens: 5,
-        keptTokens: 2,
-        ratio: 0.4,
-      },
-    },
-    { pong: { nonce: "1" } },
-    { error: { requestId: id, code: "ERROR_CODE_INTERNAL", message: "x" } },
-    { goodbye: {} },
-  ];
 }

@@ -14,7 +14,7 @@
  *   K Layer / V Layer (V Trans 0) { Type i32 | Row Size u64 | Row Size × Cell Count bytes }
  *   V Layer (V Trans 1) { Type i32 | Element Size u32 | Embd u32 | Element Size × Cell Count × Embd bytes }
  *
- * (hostile/kv/seq-state.ts is the suite's own reader and writer of the same
+ * (conformance/kv-seq-state.ts is the suite's own reader and writer of the same
  * layout, kept apart so the tests do not share the device's code.)
  */
 import { ErrorCode, PddError } from "../proto/index.js";

@@ -14,7 +14,9 @@ import { Engine, ensureDefaultModel } from "../../engine/index.js";
 import { until } from "../../proto/test/until.js";
 import { startCloud, type CloudPeer } from "../../reference-cloud/index.js";
 import { certificateSha256 } from "../../transports/index.js";
-import { fuzzCloud, fuzzDevice, replayInput } from "../fuzz.js";
+import { fuzzCloud, replayInput } from "../fuzz.js";
+import { fuzzDevice } from "../fuzz-device.js";
+import { oracleOn } from "../../cli/conformance-oracle.js";
 import type { Codec } from "../wire.js";
 import { FUZZ_TIMEOUT_MS } from "./fuzz-share.js";
 import { inProcessDevice } from "./in-process-device.js";
@@ -25,8 +27,9 @@ export type FuzzRow<B> = readonly [B, Codec, number];
 
 /**
  * FUZZ_CASES mutated cases per row against one cloud serving every binding, each followed by a
- * liveness Ping; no crash, hang or unhandled rejection, the cloud serves fresh connections
- * afterwards, and its heap is back near where it started. `corpus`: also replay every corpus
+ * liveness Ping, and every 250 by a full answer equal to the one before fuzzing with nothing held
+ * by the metrics (fuzz-liveness.ts); no crash, hang or unhandled rejection, and the heap is back
+ * near where it started. `corpus`: also replay every corpus
  * input (inputs that once broke something) over every binding.
  */
 export function describeCloudFuzz(rows: FuzzRow<Binding>[], o: { corpus: boolean }): void {
@@ -39,6 +42,7 @@ export function describeCloudFuzz(rows: FuzzRow<Binding>[], o: { corpus: boolean
       threads: 1,
       logLevel: "silent",
       listen: { ws: "127.0.0.1:0", grpc: "127.0.0.1:0", webtransport: "127.0.0.1:0" },
+      metricsPort: 0,
     });
   });
   afterAll(async () => {
@@ -70,8 +74,11 @@ export function describeCloudFuzz(rows: FuzzRow<Binding>[], o: { corpus: boolean
           seed: 20261129,
           ca: cloud.certificate.cert,
           certHash: certificateSha256(cloud.certificate.cert),
+          metrics: cloud.urls.metrics,
         });
         expect(r.cases).toBe(cases);
+        // A full answer, equal to the one before fuzzing, after every 250 cases and at the end.
+        expect(r.checks).toBe(Math.ceil(cases / 250));
         // Every close carried a typed code, and connections were both refused and kept.
         expect(Object.keys(r.closes).every((c) => Number(c) > 0)).toBe(true);
         expect(r.connections).toBeGreaterThan(1);
@@ -104,7 +111,11 @@ export function describeCloudFuzz(rows: FuzzRow<Binding>[], o: { corpus: boolean
   });
 }
 
-/** The suite plays the cloud and mutates its frames, 100 per device run; every run must still end with an answer. */
+/**
+ * The suite plays a cloud with the device's own model (fuzz-device.ts) and mutates its frames, 100 per
+ * device run: every run ends with an answer, the last (clean) one the greedy answer, and the IDs and KV
+ * images reach the device's engine path (it asks for KV, and refuses IDs outside its vocabulary).
+ */
 export function describeDeviceFuzz(rows: FuzzRow<string>[]): void {
   let engine: Engine;
   beforeAll(async () => {
@@ -121,13 +132,21 @@ export function describeDeviceFuzz(rows: FuzzRow<string>[]): void {
         const r = await fuzzDevice({
           listen,
           codec,
-          launcher: inProcessDevice(engine),
+          // A fixed budget: the planner would recompute so short a prompt rather than ask for its image.
+          launcher: inProcessDevice(engine, { maxTokens: 12, cloudBudget: 8 }),
           cases,
           seed: 20261129,
           framesPerRun: 100,
+          oracle: oracleOn(engine),
         });
         expect(r.cases).toBe(cases);
-        expect(r.runs).toBe(cases / 100);
+        expect(r.runs).toBe(cases / 100 + 1); // and a clean run, whose answer is the greedy one
+        // The device took the fuzzer for a cloud with its own model: it used the IDs and asked for the images.
+        expect(r.sameModel).toBe(r.runs);
+        expect(r.kvAsked).toBe(r.runs);
+        expect(r.realImages).toBe(r.runs);
+        expect(r.badIds).toBeGreaterThan(0);
+        expect(r.idRefusals).toBeGreaterThan(0);
       },
       FUZZ_TIMEOUT_MS,
     );
