@@ -111,6 +111,11 @@ export const DEVICE_MUTANTS: DeviceMutant[] = [
       ),
   },
   {
+    name: "evaluates cloud token IDs without checking them against its vocabulary",
+    mustFail: ["device.token.vocab"],
+    apply: () => patch(DeviceRun.prototype, "checkTokenIds", () => () => undefined),
+  },
+  {
     name: "ignores End{ERROR} (the request stays open)",
     mustFail: ["device.end.error"],
     apply: () =>
