@@ -56,9 +56,18 @@ describe("item 9: a key removed by SIGHUP stops being served on the connections 
     );
     const ms = performance.now() - t0;
     s.abort();
+    // Nothing held, memory back, and a device whose key stayed gets its full answer on the reloaded cloud.
+    const after = await fixture.check(b);
     fixture.discard(); // its keys file changed
-    record({ case: `9 SIGHUP revocation ${b.name}`, reloaded: reloaded !== undefined, outcomes, ms });
+    record({
+      case: `9 SIGHUP revocation ${b.name}`,
+      reloaded: reloaded !== undefined,
+      outcomes,
+      ms,
+      healthy: after.healthy,
+    });
     expect(reloaded).toBeDefined();
     expect(outcomes.filter((o) => o === "served")).toEqual([]);
+    expect(after.healthy).toBe(true);
   });
 });

@@ -18,25 +18,31 @@ import { pollUntil, within } from "../harness/wait.js";
 
 const HANDSHAKE_MS = 2_000;
 const fixture = new CloudFixture({ config: { limits: { handshakeTimeoutMs: HANDSHAKE_MS } } });
-afterAll(() => fixture.stop());
+// 6a's cloud requires a key, and its calls carry a wrong one: a refusal by the encoding (UNIMPLEMENTED), not by
+// the credential (UNAUTHENTICATED), shows the call is judged before authentication (PDD-GRPC-007).
+const KEY = "hostile-key";
+const keyed = new CloudFixture({ keys: `${KEY}\n`, config: { limits: { handshakeTimeoutMs: HANDSHAKE_MS } } }, KEY);
+afterAll(() => Promise.all([fixture.stop(), keyed.stop()]));
 const grpc = TRANSPORTS.find((b) => b.key === "grpc")!;
 const wt = TRANSPORTS.find((b) => b.key === "webtransport")!;
 
 describe("item 6: connections are answered or reaped, with or without a credential", () => {
   it.each(["gzip", "br", "x-unknown"])(
-    "gRPC calls with grpc-encoding %s are answered at once, and 200 of them cost no memory",
+    "gRPC calls with grpc-encoding %s and a wrong key are refused UNIMPLEMENTED at once, and none stays open",
     async (encoding) => {
-      const { cloud } = await fixture.get();
+      const { cloud } = await keyed.get();
       const rss0 = cloud.rss();
       const sessions = Array.from({ length: 4 }, () => grpcConnection(cloud.urls.grpc));
-      const calls = Array.from({ length: 200 }, (_, i) => grpcCall(sessions[i % 4]!, { encoding }));
+      const calls = Array.from({ length: 200 }, (_, i) => grpcCall(sessions[i % 4]!, { encoding, token: "wrong-key" }));
       for (const c of calls) c.send(hello("proto"), true);
       const statuses = await Promise.all(calls.map((c) => within(c.status, HANDSHAKE_MS + 3_000)));
       const answered = statuses.filter((s) => s !== undefined && s !== "closed");
       const rssAttack = cloud.rss();
+      // Answered, so reaped: none of them is a connection the cloud still holds (before the fix none was
+      // answered, and none was counted either).
       const connections = (await cloud.held()).connections;
       for (const s of sessions) s.destroy();
-      const after = await fixture.check(grpc);
+      const after = await keyed.check(grpc);
       record({
         case: `6a grpc-encoding ${encoding}`,
         calls: calls.length,
@@ -47,6 +53,8 @@ describe("item 6: connections are answered or reaped, with or without a credenti
         healthy: after.healthy,
       });
       expect(answered.length).toBe(calls.length);
+      expect(statuses.filter((s) => s !== "12")).toEqual([]); // UNIMPLEMENTED, each of them
+      expect(connections).toBe(0);
       expect(after.healthy).toBe(true);
     },
   );

@@ -43,7 +43,7 @@ export interface CloudOptions {
 export interface Held {
   /** pdd_sequences_active: the admission count. */
   sequences: number;
-  /** pdd_engine_sequences_busy: engine occupancy, apart from admission (absent before the fix: -1). */
+  /** pdd_engine_sequences_busy: engine occupancy, apart from admission. */
   engineBusy: number;
   /** pdd_queue_depth: requests waiting for admission. */
   queued: number;
@@ -187,21 +187,27 @@ export class CloudProcess {
     }
   }
 
+  /** Throws when the cloud does not export one of the series: a missing count is not a count of 0. */
   async held(): Promise<Held> {
     const m = await this.metrics();
+    const need = (name: string): number => {
+      const v = m.get(name);
+      if (v === undefined) throw new Error(`the cloud (pid ${this.pid}) exports no ${name}`);
+      return v;
+    };
     return {
-      sequences: m.get("pdd_sequences_active") ?? 0,
-      queued: m.get("pdd_queue_depth") ?? 0,
-      engineBusy: m.get("pdd_engine_sequences_busy") ?? -1,
-      connections: m.get("pdd_connections") ?? 0,
+      sequences: need("pdd_sequences_active"),
+      queued: need("pdd_queue_depth"),
+      engineBusy: need("pdd_engine_sequences_busy"),
+      connections: need("pdd_connections"),
     };
   }
 
-  /** Waits until nothing is held (no admission slot, no queued request); returns what was held at the end. */
+  /** Waits until nothing is held (no admission slot, no queued request, no engine sequence); returns what was held at the end. */
   waitIdle(deadlineMs: number): Promise<{ value: Held; ok: boolean; ms: number }> {
     return pollUntil(
       () => this.held(),
-      (h) => h.sequences === 0 && h.queued === 0 && h.engineBusy <= 0,
+      (h) => h.sequences === 0 && h.queued === 0 && h.engineBusy === 0,
       deadlineMs,
       100,
     );
