@@ -6,7 +6,8 @@
  * vocab_size: the device must not use that frame at all, not even its first
  * token (PDD-SM-001), keep the earlier frames' tokens, send Cancel
  * PROTOCOL_VIOLATION and finish locally. A device that passes the ID to its
- * engine fails, or takes over past the valid tokens, or dies.
+ * engine dies; one that takes over past the bad frame and finishes is not
+ * judged (it may use the pieces, not the IDs, as PDD-MSG-009 allows).
  */
 import type { Case, DeviceCaseEnv } from "./case.js";
 import {
@@ -61,14 +62,24 @@ async function awaitCancel(p: Probe, s: Served): Promise<{ code?: string; instea
   }
 }
 
-/** Adds the device's exit to what it did instead of cancelling: a device that died says so. */
-async function withExit(env: DeviceCaseEnv, p: Probe, s: Served, valid: number, instead: string): Promise<string> {
+/**
+ * Ends the request and waits for the device's run: what it did instead of cancelling, with its exit when it
+ * died; `lived` when its run ended with exit 0 (undefined when the run is not observable, --listen).
+ */
+async function withExit(
+  env: DeviceCaseEnv,
+  p: Probe,
+  s: Served,
+  valid: number,
+  instead: string,
+): Promise<{ said: string; lived: boolean | undefined }> {
   end(p, s, "END_REASON_ERROR", valid);
   await drain(p, s);
   const out = await env.outcome().catch(() => undefined);
-  return out && out.exitCode !== 0
-    ? `${instead}; the device exited ${out.exitCode}: ${out.stderr.slice(-200)}`
-    : instead;
+  if (out === undefined) return { said: instead, lived: undefined };
+  return out.exitCode !== 0
+    ? { said: `${instead}; the device exited ${out.exitCode}: ${out.stderr.slice(-200)}`, lived: false }
+    : { said: instead, lived: true };
 }
 
 async function vocabCase(p: Probe, env: DeviceCaseEnv): Promise<void> {
@@ -87,9 +98,17 @@ async function vocabCase(p: Probe, env: DeviceCaseEnv): Promise<void> {
   if (instead !== undefined) {
     if (s.takeover !== undefined && s.takeover <= valid)
       throw new NotOffered(`the device took over at ${s.takeover}, before it used the bad frame`);
+    const { said, lived } = await withExit(env, p, s, valid, instead);
+    // PDD-MSG-009 allows a device with the cloud's tokenizer to use the pieces, not the IDs: such a device
+    // rightly takes over past the bad frame. The wire cannot tell it from one whose engine took the ID
+    // without failing, so a device that took over and finished is not judged; one that died is.
+    if (s.takeover !== undefined && lived !== false)
+      throw new NotOffered(
+        `the device took over at ${s.takeover}, past the bad frame, and ${lived ? "exited 0" : "its run is not observable"}: it may use the pieces rather than the IDs (PDD-MSG-009 allows it), which the wire cannot tell from an engine that took ID ${vocab}`,
+      );
     throw new CheckFailure(
       `Cancel PROTOCOL_VIOLATION for request ${s.id}: token ${valid + 1}'s ID ${vocab} is outside its vocabulary (PDD-MSG-013)`,
-      await withExit(env, p, s, valid, instead),
+      said,
     );
   }
   expectThat(code === "ERROR_CODE_PROTOCOL_VIOLATION", "Cancel with PROTOCOL_VIOLATION (PDD-MSG-013)", String(code));
