@@ -15,6 +15,7 @@ import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_1_2_CASES } from "./device-1-2-cases.js";
 import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
+import { DEVICE_TOKEN_CASES } from "./device-token-cases.js";
 
 export const ALL_CASES: Case[] = [
   ...CLOUD_CASES,
@@ -26,6 +27,7 @@ export const ALL_CASES: Case[] = [
   ...CLOUD_TOK_CASES,
   ...DEVICE_CASES,
   ...DEVICE_END_CASES,
+  ...DEVICE_TOKEN_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
   ...DEVICE_1_1_CONN_CASES,

@@ -149,13 +149,14 @@ export async function greet(
   if (o.model === "device" && !own)
     throw new NotOffered("the device does not announce its model, so it cannot take KV");
   const minor = Math.min(o.minor ?? SUITE_MINOR, ...versions.filter((v) => v.major === 1).map((v) => v.minor));
+  const sameTokenizer = o.tokenizer === "device" && dm?.tokenizerFingerprint !== undefined;
   const cloudModel = {
     name: "pdd-conformance",
     modelFingerprint: own ? dm!.modelFingerprint : FOREIGN.model,
     // Not the device's unless a case asks: the device must then use the pieces (PDD-MSG-009).
-    tokenizerFingerprint:
-      o.tokenizer === "device" && dm?.tokenizerFingerprint ? dm.tokenizerFingerprint : FOREIGN.tokenizer,
-    vocabSize: 65_536,
+    tokenizerFingerprint: sameTokenizer ? dm!.tokenizerFingerprint : FOREIGN.tokenizer,
+    // The device's tokenizer is its vocabulary: the same vocab_size (PDD-MSG-013 bounds the cloud's IDs by it).
+    vocabSize: sameTokenizer && Number(dm!.vocabSize) > 0 ? Number(dm!.vocabSize) : 65_536,
     contextLength: 8192,
     architecture: "llama",
   };

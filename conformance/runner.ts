@@ -14,6 +14,7 @@ import { DEVICE_1_1_KV_CASES } from "./device-1-1-kv-cases.js";
 import { DEVICE_1_2_CASES } from "./device-1-2-cases.js";
 import { DEVICE_END_CASES } from "./device-end-cases.js";
 import { DEVICE_KV_CASES } from "./device-kv-cases.js";
+import { DEVICE_TOKEN_CASES } from "./device-token-cases.js";
 import type { ModelOracle } from "./oracle.js";
 import { type AcceptedSession, listen } from "./raw-server.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
@@ -270,6 +271,7 @@ function runOutcome(launched: Promise<DeviceOutcome> | undefined, ms: number): P
 const ALL_DEVICE_CASES = [
   ...DEVICE_CASES,
   ...DEVICE_END_CASES,
+  ...DEVICE_TOKEN_CASES,
   ...DEVICE_KV_CASES,
   ...DEVICE_1_1_CASES,
   ...DEVICE_1_1_CONN_CASES,

@@ -111,6 +111,32 @@ export const DEVICE_MUTANTS: DeviceMutant[] = [
       ),
   },
   {
+    name: "evaluates cloud token IDs without checking them against its vocabulary",
+    mustFail: ["device.token.vocab"],
+    apply: () => patch(DeviceRun.prototype, "checkTokenIds", () => () => undefined),
+  },
+  {
+    // PDD-SM-001 as PDD-MSG-013 reads since 1.2's clarification: not even the frame's tokens before the ID.
+    name: "shows a TokenBatch's tokens before an ID outside its vocabulary",
+    mustFail: ["device.token.vocab"],
+    apply: () =>
+      patch(
+        DeviceRun.prototype,
+        "check",
+        (orig) =>
+          function (this: DeviceRun, frame: CloudFrame) {
+            const ev = orig.call(this, frame);
+            const vocab = (Reflect.get(this, "engine") as Engine).info.vocabSize;
+            const tokens = frame.body.case === "tokenBatch" ? frame.body.value.tokens : [];
+            const bad = tokens.findIndex((t) => t.id >= vocab);
+            const display = Reflect.get(this, "display") as Display;
+            if (ev === undefined && bad > 0)
+              for (const t of tokens.slice(0, bad)) display.push({ piece: t.piece, source: "cloud" });
+            return ev;
+          },
+      ),
+  },
+  {
     name: "ignores End{ERROR} (the request stays open)",
     mustFail: ["device.end.error"],
     apply: () =>
