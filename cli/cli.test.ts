@@ -202,6 +202,7 @@ describe("pdd CLI", () => {
       /--refine-min must be a number above 0 up to 1/,
     ],
     [["device", "serve", "--cloud", "http://x"], /--cloud: .*unsupported scheme "http:"/],
+    [["fuzz", "--target", "http://127.0.0.1:1/x"], /--target: .*unsupported scheme "http:"/],
     [["device", "serve", "--cloud", "grpc://x:1", "--codec", "msgpack"], /the gRPC binding carries only proto/],
     [["device", "serve", "--emulate-ms-per-token", "5", "--device-profile", "phone"], /not both/],
     [["encode", "--json", "{}"], /--from device\|cloud is required/],

@@ -25,17 +25,17 @@ interface CloudFlagValues {
   codec?: string;
 }
 
-/** The cloud URL, checked; undefined without one. */
-export function cloudUrl(url: string | undefined): string | undefined {
+/** The cloud URL, checked; undefined without one. `flag` names it in the usage error. */
+export function cloudUrl(url: string | undefined, flag = "--cloud"): string | undefined {
   if (url === undefined) return undefined;
   let ep: ReturnType<typeof parseEndpoint>;
   try {
     ep = parseEndpoint(url);
   } catch (e) {
-    throw new UsageError(`--cloud: ${(e as Error).message}`);
+    throw new UsageError(`${flag}: ${(e as Error).message}`);
   }
-  if (!ep.url.hostname) throw new UsageError(`--cloud: "${url}" has no host`);
-  if (!URL_SCHEMES.includes(ep.url.protocol.slice(0, -1))) throw new UsageError(`--cloud: unsupported scheme`);
+  if (!ep.url.hostname) throw new UsageError(`${flag}: "${url}" has no host`);
+  if (!URL_SCHEMES.includes(ep.url.protocol.slice(0, -1))) throw new UsageError(`${flag}: unsupported scheme`);
   return url;
 }
 

@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { intFlag, PACKAGE_ROOT, parseFlags, readFileFlag, UsageError, type Io, type Run } from "./kit.js";
 import { FuzzFailure, fuzzCloud, type Codec, type FuzzReport } from "../conformance/index.js";
+import { cloudUrl } from "./device-flags.js";
 
 export const CORPUS_FILE = join(PACKAGE_ROOT, "conformance", "fuzz-corpus", "cloud.json");
 
@@ -82,6 +83,7 @@ export const runFuzz: Run = async (argv, io) => {
   if (values.codec && values.codec !== "proto" && values.codec !== "msgpack")
     throw new UsageError("--codec must be proto or msgpack");
   if (values.metrics && !/^https?:\/\//.test(values.metrics)) throw new UsageError("--metrics must be an http(s) URL");
+  cloudUrl(values.target, "--target"); // a wrong URL is a usage error (exit 2), not a cloud that gave no answer
   if (values.metrics && !values.target)
     throw new UsageError("--metrics goes with --target (the in-process cloud's are used)");
   const t = await targetsOf(values, readFileFlag("ca", values.ca));
