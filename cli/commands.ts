@@ -85,7 +85,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       " Liveness: after every case a Ping is answered or the connection closed with a code; after every\n " +
       " --check-every cases (default 250) and at the end, a normal device gets the greedy answer the cloud gave\n " +
       " before fuzzing, every token to End, within max(5 s, 10 x its time), and --metrics (a Prometheus URL;\n " +
-      " the in-process cloud's by default) shows 0 pdd_sequences_active and 0 pdd_queue_depth.\n " +
+      " the in-process cloud's by default) shows 0 pdd_sequences_active, pdd_engine_sequences_busy and\n " +
+      " pdd_queue_depth.\n " +
       " A failure names its cause (no-pong, undecodable, no-answer, wrong-answer, slow-answer, held, baseline)\n " +
       " on stderr and in --json; a case the cloud does not survive is appended to conformance/fuzz-corpus/cloud.json.\n" +
       "exit status: 0 every case and check passed, 1 a case or check failed, 2 a usage error,\n" +

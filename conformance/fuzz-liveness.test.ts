@@ -100,13 +100,17 @@ describe("pdd fuzz: liveness is a full, correct answer, not a Pong", () => {
   }, 30_000);
 
   it("fails a cloud whose metrics still hold a sequence, or lack the gauge, and names a cloud that never answered", async () => {
-    const held = await fakeMetrics("pdd_sequences_active 1\npdd_queue_depth 0\n");
+    const held = await fakeMetrics("pdd_sequences_active 1\npdd_engine_sequences_busy 0\npdd_queue_depth 0\n");
+    // Admission free, the engine's sequence not (mutation check: without the engine gauge this passes).
+    const busy = await fakeMetrics("pdd_sequences_active 0\npdd_engine_sequences_busy 1\npdd_queue_depth 0\n");
     const lacking = await fakeMetrics("pdd_queue_depth 0\n");
     try {
       expect(await causeOf(cloud.urls.ws!, { metrics: held.url, floorMs: 500 })).toBe("held");
+      expect(await causeOf(cloud.urls.ws!, { metrics: busy.url, floorMs: 500 })).toBe("held");
       expect(await causeOf(cloud.urls.ws!, { metrics: lacking.url })).toBe("held");
     } finally {
       held.server.close();
+      busy.server.close();
       lacking.server.close();
     }
     const never = await startMutant(cloud.urls.ws!, {

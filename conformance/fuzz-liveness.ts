@@ -133,7 +133,7 @@ function gauge(text: string, name: string): number {
   return Number(m[1]);
 }
 
-/** The cloud frees what the attacks held within `deadlineMs`: 0 sequences active and 0 queued. */
+/** The cloud frees what the attacks held within `deadlineMs`: 0 sequences active (admitted), 0 busy in the engine, 0 queued. */
 async function nothingHeld(url: string, deadlineMs: number, note: string): Promise<void> {
   const t0 = performance.now();
   let seen = "";
@@ -141,9 +141,10 @@ async function nothingHeld(url: string, deadlineMs: number, note: string): Promi
     try {
       const text = await (await fetch(url)).text();
       const active = gauge(text, "pdd_sequences_active");
+      const busy = gauge(text, "pdd_engine_sequences_busy");
       const queued = gauge(text, "pdd_queue_depth");
-      if (active === 0 && queued === 0) return;
-      seen = `${active} sequences active, ${queued} queued`;
+      if (active === 0 && busy === 0 && queued === 0) return;
+      seen = `${active} sequences active, ${busy} busy in the engine, ${queued} queued`;
     } catch (e) {
       throw fail("held", `the metrics at ${url} cannot be read: ${(e as Error).message}`, note);
     }

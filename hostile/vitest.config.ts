@@ -4,8 +4,9 @@ import { defineConfig } from "vitest/config";
  * The hostile-peer suite (`npm run test:hostile`): files named *.hostile.ts,
  * one at a time (each starts its own peers as child processes and measures
  * their memory, so they must not share the CPU with each other). Tests
- * tagged `quick` are the subset proposed for `npm test`
- * (`npm run test:hostile -- --tags-filter=quick`).
+ * tagged `quick` are the representative subset: `npm test` runs those of
+ * hostile/cloud, hostile/kv and device/serve (`npm run test:hostile:quick`);
+ * `.ci/run` runs every device case once, over ws/proto.
  */
 export default defineConfig({
   test: {

@@ -1,10 +1,12 @@
 /**
- * Issue 13, item 11: the smaller problems. A gRPC `:path` with a query skips
- * the transport's credential check (transports/grpc/server.ts compares
- * `req.url` to the path exactly); `application/grpc+json` is served (Connect's
- * JSON codec is left on); an invalid UTF-8 prompt is refused over proto but
- * served over msgpack (msgpackr decodes it with replacement characters); a
- * normal WebTransport close is counted as MALFORMED_FRAME.
+ * Issue 13, item 11: the smaller problems, as the review found them (each
+ * fixed since; README.md "After"). A gRPC `:path` with a query skipped the
+ * transport's credential check (transports/grpc/server.ts compared `req.url`
+ * to the path exactly); `application/grpc+json` was served (Connect's JSON
+ * codec was left on); an invalid UTF-8 prompt was refused over proto but
+ * served over msgpack (msgpackr decoded it with replacement characters); a
+ * normal WebTransport close was said to count as MALFORMED_FRAME (not
+ * reproduced).
  */
 import { create } from "@bufbuild/protobuf";
 import { Packr } from "msgpackr";

@@ -2,10 +2,10 @@
  * Issue 13, item 4 (tokens and escape), and the silent cloud: a cloud that
  * sends a token ID outside the vocabulary, and a cloud that falls silent
  * (a proxy that stops forwarding, no FIN) while the device waits for its KV
- * image. The device must answer greedily and exit 0. Today the token is
- * prefilled as is (proto/state/device-request.ts does not check IDs;
- * reference-device/run.ts catch-up), llama.cpp's eval fails, and the error
- * escapes `run()`: `pdd device` exits 1.
+ * image. The device must answer greedily and exit 0. Before the fix the
+ * token was prefilled as is (nothing checked IDs), llama.cpp's eval failed,
+ * and the error escaped `run()`: `pdd device` exited 1. Now the device
+ * refuses it (Cancel PROTOCOL_VIOLATION, PDD-MSG-013) and recomputes.
  */
 import { afterAll, describe, expect } from "vitest";
 import { Engine, ensureDefaultModel } from "../../engine/index.js";
