@@ -60,19 +60,26 @@ describe("item 5: expensive input before authentication", () => {
     undefined,
     "six 3.9 MB Hellos without a credential neither stall another device nor grow memory",
     async (b) => {
-      const { cloud, base } = await fixture.get();
-      const idle = await pacedBaseline(cloud, b);
-      const rss = sampleRss(cloud.pid);
-      const rss0 = cloud.rss();
+      const { cloud } = await fixture.get();
       const { frame: big, entries } = bigHello(b.codec, 1, 3_900_000);
-      const closes: string[] = [];
-      const { answer, attackDone } = await whileStreaming(cloud, b, async () => {
+      const sixHellos = async (closes: string[] = []) => {
         const sessions = await Promise.all(Array.from({ length: 6 }, () => rawSession(cloud, b)));
         for (const s of sessions) s.send(big);
         const ends = await Promise.all(sessions.map((s) => drain(s, 10_000)));
         for (const e of ends) closes.push(e.close ? `${e.close.code}` : "open");
         for (const s of sessions) s.close();
-      });
+      };
+      // One unmeasured round first: glibc may keep the first round's freed read buffers (a fresh-clone CI run
+      // once saw RSS stay at its +22 MiB peak over ws, the collected heap back) and reuses them for the next.
+      // The baseline is taken after it, so a leak (which grows with every round) still shows and retention does
+      // not; the peak is sampled from before the first round, so a cloud that buffers the frames still fails.
+      const rss = sampleRss(cloud.pid);
+      const rss0 = cloud.rss();
+      await sixHellos();
+      const base = await fixture.rebase();
+      const idle = await pacedBaseline(cloud, b);
+      const closes: string[] = [];
+      const { answer, attackDone } = await whileStreaming(cloud, b, () => sixHellos(closes));
       await attackDone;
       const peak = rss.stop();
       const bound = stallBound(base, idle);
