@@ -5,15 +5,14 @@
  * exit status 3. A reachable target still runs its cases.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { closedPort as aClosedPort } from "./test/closed-port.js";
+import { runPdd } from "./test/run-pdd.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { INSTANT, SimEngine } from "../engine/index.js";
 import { startCloud, type CloudPeer } from "../reference-cloud/index.js";
 import { createSelfSignedCertificate } from "../transports/index.js";
-import type { Io } from "./kit.js";
-import { main } from "./main.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pdd-conformance-reach-"));
 const KEY = "alpha-key-123";
@@ -28,10 +27,7 @@ beforeAll(async () => {
   keyed = await startCloud({ listen, keysFile: join(dir, "keys"), logLevel: "silent" }, engine());
   const { cert, key } = await createSelfSignedCertificate();
   tls = await startCloud({ listen, tls: { cert, key }, logLevel: "silent" }, engine());
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  closedPort = (probe.address() as { port: number }).port;
-  await new Promise((r) => probe.close(r));
+  closedPort = await aClosedPort();
 });
 afterAll(async () => {
   await keyed?.close({ drainSeconds: 0 });
@@ -43,20 +39,12 @@ const port = (url: string) => new URL(url).port;
 
 /** `pdd conformance --role cloud --target URL ...` with JSON and JUnit reports: its exit status, stderr and reports. */
 async function conformance(...args: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const io: Io = {
-    log: (line) => (stdout += `${line}\n`),
-    error: (line) => (stderr += `${line}\n`),
-    write: (text) => (stdout += text),
-    progress: () => undefined,
-  };
   const json = join(dir, "report.json");
   const junit = join(dir, "report.xml");
   rmSync(json, { force: true });
-  const status = await main(["conformance", ...args, "--json", json, "--junit", junit], io);
+  const run = await runPdd("conformance", ...args, "--json", json, "--junit", junit);
   const report = JSON.parse(readFileSync(json, "utf8")) as Record<string, unknown> | unknown[];
-  return { status, stdout, stderr, report, junit: readFileSync(junit, "utf8") };
+  return { ...run, report, junit: readFileSync(junit, "utf8") };
 }
 
 describe("pdd conformance --role cloud: a target it cannot reach is said once, with its cause, exit 3", () => {

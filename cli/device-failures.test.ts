@@ -10,7 +10,7 @@
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { closedPort as aClosedPort } from "./test/closed-port.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -41,10 +41,7 @@ beforeAll(async () => {
   const { cert, key } = await createSelfSignedCertificate();
   secure = await start({ keysFile: file("keys", "alpha\n"), tls: { cert, key } });
   secureCa = file("secure.pem", secure.certificate.cert);
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  closedPort = (probe.address() as { port: number }).port;
-  await new Promise((r) => probe.close(r));
+  closedPort = await aClosedPort();
 });
 afterAll(async () => {
   await plain?.close({ drainSeconds: 0 });

@@ -8,7 +8,7 @@
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { closedPort as aClosedPort } from "./test/closed-port.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -29,10 +29,7 @@ beforeAll(async () => {
     { listen, keysFile: join(dir, "keys"), logLevel: "silent" },
     { engine: new SimEngine({ profile: INSTANT }) },
   );
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  closedPort = (probe.address() as { port: number }).port;
-  await new Promise((r) => probe.close(r));
+  closedPort = await aClosedPort();
 });
 afterAll(async () => {
   await open?.close({ drainSeconds: 0 });
